@@ -1,0 +1,254 @@
+import CCurl
+import Foundation
+
+/// `HTTPTransport` over libcurl's easy interface. Handles are pooled so that connections
+/// are kept alive across requests (listing thousands of pages must not reconnect each time).
+public final class CurlTransport: HTTPTransport, @unchecked Sendable {
+    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)) ; () }()
+    private let lock = NSLock()
+    private var idle: [UnsafeMutableRawPointer] = []
+    let tls: TLSOptions
+    let timeouts: TimeoutOptions
+    public var userAgent = "drctl/0.1"
+
+    public init(tls: TLSOptions = TLSOptions(), timeouts: TimeoutOptions = TimeoutOptions()) {
+        _ = Self.globalInit
+        self.tls = tls
+        self.timeouts = timeouts
+    }
+
+    deinit { for h in idle { curl_easy_cleanup(h) } }
+
+    private func acquire() -> UnsafeMutableRawPointer {
+        lock.lock(); defer { lock.unlock() }
+        if let h = idle.popLast() { return h }
+        guard let h = curl_easy_init() else { fatalError("curl_easy_init failed") }
+        return h
+    }
+
+    private func release(_ h: UnsafeMutableRawPointer, reusable: Bool) {
+        if !reusable { curl_easy_cleanup(h); return }
+        curl_easy_reset(h)
+        lock.lock(); idle.append(h); lock.unlock()
+    }
+
+    public func perform(_ request: HTTPRequest, handler: HTTPResponseHandler) throws -> HTTPResponse {
+        let h = acquire()
+        var ok = false
+        defer { release(h, reusable: ok) }
+        let ctx = try CurlCall(request: request, handler: handler)
+        defer { ctx.close() }
+        let box = Unmanaged.passUnretained(ctx).toOpaque()
+
+        var headerList: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headerList) }
+        var names = Set<String>()
+        for (name, value) in request.headers {
+            names.insert(name.lowercased())
+            // "Name;" is curl's way of sending a header with an empty value.
+            headerList = curl_slist_append(headerList, value.isEmpty ? "\(name);" : "\(name): \(value)")
+        }
+        // No 100-continue round trip; no implicit form content type on POST.
+        headerList = curl_slist_append(headerList, "Expect:")
+        if !names.contains("content-type") { headerList = curl_slist_append(headerList, "Content-Type:") }
+        headerList = curl_slist_append(headerList, "Accept:")
+
+        var errbuf = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        try errbuf.withUnsafeMutableBufferPointer { eb in
+            drctl_setopt_str(h, CURLOPT_URL, request.url)
+            drctl_setopt_long(h, CURLOPT_PATH_AS_IS, 1)      // object keys may contain "/./" and "//"
+            drctl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+            drctl_setopt_long(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
+            drctl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connect * 1000))
+            drctl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1)
+            drctl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, timeouts.stall)
+            drctl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
+            drctl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
+            drctl_setopt_long(h, CURLOPT_UPLOAD_BUFFERSIZE, 512 * 1024)
+            drctl_setopt_str(h, CURLOPT_USERAGENT, userAgent)
+            drctl_setopt_ptr(h, CURLOPT_ERRORBUFFER, eb.baseAddress)
+            if let ca = tls.caBundle { drctl_setopt_str(h, CURLOPT_CAINFO, ca) }
+            if tls.insecure {
+                drctl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0)
+                drctl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0)
+            }
+            drctl_setopt_slist(h, CURLOPT_HTTPHEADER, headerList)
+            drctl_setopt_data_cb(h, CURLOPT_HEADERFUNCTION, curlHeaderCallback)
+            drctl_setopt_ptr(h, CURLOPT_HEADERDATA, box)
+            drctl_setopt_data_cb(h, CURLOPT_WRITEFUNCTION, curlWriteCallback)
+            drctl_setopt_ptr(h, CURLOPT_WRITEDATA, box)
+
+            let length = request.body.length
+            switch request.method {
+            case "HEAD":
+                drctl_setopt_long(h, CURLOPT_NOBODY, 1)
+            case "GET":
+                drctl_setopt_long(h, CURLOPT_HTTPGET, 1)
+            case "PUT":
+                drctl_setopt_long(h, CURLOPT_UPLOAD, 1)
+                drctl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(length))
+            case "POST":
+                drctl_setopt_long(h, CURLOPT_POST, 1)
+                drctl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(length))
+            default:
+                drctl_setopt_str(h, CURLOPT_CUSTOMREQUEST, request.method)
+                if length > 0 {
+                    drctl_setopt_long(h, CURLOPT_UPLOAD, 1)
+                    drctl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(length))
+                }
+            }
+            if request.method == "PUT" || request.method == "POST" || length > 0 {
+                drctl_setopt_data_cb(h, CURLOPT_READFUNCTION, curlReadCallback)
+                drctl_setopt_ptr(h, CURLOPT_READDATA, box)
+            }
+
+            let rc = curl_easy_perform(h)
+            if let err = ctx.callbackError { throw err }
+            if rc != CURLE_OK {
+                let detail = String(cString: eb.baseAddress!)
+                let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+                throw TransportError(code: Int(rc.rawValue), message: "\(request.method) \(Self.redactedURL(request.url)): \(text)",
+                                     retryable: Self.retryable(rc))
+            }
+        }
+        var status = 0
+        drctl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        ctx.status = status
+        try ctx.deliverHeadIfNeeded()
+        ok = true
+        return ctx.response
+    }
+
+    static func retryable(_ rc: CURLcode) -> Bool {
+        switch rc {
+        case CURLE_COULDNT_CONNECT, CURLE_OPERATION_TIMEDOUT, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
+             CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_SSL_CONNECT_ERROR, CURLE_HTTP2, CURLE_HTTP2_STREAM,
+             CURLE_COULDNT_RESOLVE_HOST:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A presigned URL carries its signature in the query: never show the query in errors.
+    static func redactedURL(_ url: String) -> String {
+        guard let q = url.firstIndex(of: "?") else { return url }
+        return String(url[..<q]) + (url.contains("X-Amz-Signature") ? "?<presigned>" : String(url[q...]))
+    }
+}
+
+/// Per-request state shared with the C callbacks.
+final class CurlCall {
+    let request: HTTPRequest
+    let handler: HTTPResponseHandler
+    var status = 0
+    var headerLines: [String: String] = [:]
+    var headDelivered = false
+    var errorBody: [UInt8] = []
+    var callbackError: Error?
+    // request body
+    var bytesSent = 0
+    var fd: Int32 = -1
+    var fileOffset: Int64 = 0
+    var remaining: Int64 = 0
+
+    init(request: HTTPRequest, handler: HTTPResponseHandler) throws {
+        self.request = request
+        self.handler = handler
+        if case .file(let path, let offset, let length) = request.body {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw TransportError(code: -1, message: "cannot open \(path): \(String(cString: strerror(errno)))", retryable: false)
+            }
+            fileOffset = offset
+            remaining = length
+        }
+    }
+
+    func close() { if fd >= 0 { Glibc.close(fd); fd = -1 } }
+
+    var response: HTTPResponse { HTTPResponse(status: status, headers: headerLines, errorBody: errorBody) }
+
+    func deliverHeadIfNeeded() throws {
+        guard !headDelivered else { return }
+        headDelivered = true
+        try handler.head(response)
+    }
+
+    func onHeaderLine(_ line: String) {
+        if line.hasPrefix("HTTP/") {
+            // A new response (after 100 Continue or a redirect): start over.
+            headerLines = [:]
+            let parts = line.split(separator: " ")
+            status = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
+        } else if let colon = line.firstIndex(of: ":") {
+            let name = line[..<colon].lowercased()
+            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+            headerLines[name] = value
+        }
+    }
+
+    func onBody(_ chunk: UnsafeRawBufferPointer) -> Bool {
+        do {
+            if (200..<300).contains(status) {
+                try deliverHeadIfNeeded()
+                try handler.body(chunk)
+            } else if errorBody.count < 256 * 1024 {
+                errorBody.append(contentsOf: chunk.prefix(256 * 1024 - errorBody.count))
+            }
+            return true
+        } catch {
+            callbackError = error
+            return false
+        }
+    }
+
+    func fill(_ buffer: UnsafeMutableRawBufferPointer) -> Int {
+        switch request.body {
+        case .empty:
+            return 0
+        case .bytes(let bytes):
+            let n = min(buffer.count, bytes.count - bytesSent)
+            guard n > 0 else { return 0 }
+            bytes.withUnsafeBytes { src in
+                buffer.baseAddress!.copyMemory(from: src.baseAddress! + bytesSent, byteCount: n)
+            }
+            handler.sent(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            bytesSent += n
+            return n
+        case .file(let path, _, _):
+            let want = Int(min(Int64(buffer.count), remaining))
+            guard want > 0 else { return 0 }
+            let n = pread(fd, buffer.baseAddress, want, off_t(fileOffset))
+            if n <= 0 {
+                callbackError = TransportError(code: -1, message: n == 0 ? "\(path) shrank while it was being sent"
+                                               : "read \(path): \(String(cString: strerror(errno)))", retryable: false)
+                return Int(CURL_READFUNC_ABORT)
+            }
+            handler.sent(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            fileOffset += Int64(n)
+            remaining -= Int64(n)
+            bytesSent += n
+            return n
+        }
+    }
+}
+
+private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ n: Int, _ ud: UnsafeMutableRawPointer?) -> Int {
+    let call = Unmanaged<CurlCall>.fromOpaque(ud!).takeUnretainedValue()
+    let count = size * n
+    let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: count), as: UTF8.self)
+    call.onHeaderLine(line.trimmingCharacters(in: .newlines))
+    return count
+}
+
+private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ n: Int, _ ud: UnsafeMutableRawPointer?) -> Int {
+    let call = Unmanaged<CurlCall>.fromOpaque(ud!).takeUnretainedValue()
+    let count = size * n
+    return call.onBody(UnsafeRawBufferPointer(start: ptr, count: count)) ? count : 0
+}
+
+private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ n: Int, _ ud: UnsafeMutableRawPointer?) -> Int {
+    let call = Unmanaged<CurlCall>.fromOpaque(ud!).takeUnretainedValue()
+    return call.fill(UnsafeMutableRawBufferPointer(start: ptr, count: size * n))
+}

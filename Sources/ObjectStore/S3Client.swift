@@ -1,0 +1,544 @@
+import Foundation
+import Logging
+
+public struct S3Configuration: Sendable {
+    public var endpoint: S3Endpoint
+    public var region: String
+    public var credentials: Credentials
+    public var tls = TLSOptions()
+    public var timeouts = TimeoutOptions()
+    public var retry = RetryPolicy()
+    /// Files larger than this are uploaded in parts.
+    public var multipartThreshold: Int64 = 64 << 20
+    public var partSize: Int64 = 16 << 20
+    /// Parts in flight at once.
+    public var concurrency = 4
+
+    public init(endpoint: S3Endpoint, region: String, credentials: Credentials) {
+        self.endpoint = endpoint
+        self.region = region
+        self.credentials = credentials
+    }
+}
+
+/// One object as a listing or HEAD reports it.
+public struct ObjectInfo: Sendable, Codable, Equatable {
+    public var key: String
+    public var size: Int64
+    /// Without quotes. Empty when the store sent none.
+    public var etag: String
+    public var lastModified: Date?
+    public var storageClass: String?
+    public var contentType: String?
+
+    public init(key: String, size: Int64, etag: String, lastModified: Date? = nil, storageClass: String? = nil, contentType: String? = nil) {
+        self.key = key
+        self.size = size
+        self.etag = etag
+        self.lastModified = lastModified
+        self.storageClass = storageClass
+        self.contentType = contentType
+    }
+
+    /// A single-part upload's ETag is the MD5 of its bytes; a multipart one ends in `-N`.
+    public var etagIsMD5: Bool { etag.count == 32 && etag.allSatisfy(\.isHexDigit) }
+}
+
+public struct ListPage: Sendable {
+    public var objects: [ObjectInfo]
+    public var commonPrefixes: [String]
+    public var isTruncated: Bool
+    public var nextContinuationToken: String?
+}
+
+public struct DeleteFailure: Sendable, Error, CustomStringConvertible {
+    public var key: String
+    public var code: String
+    public var message: String
+    public var description: String { "\(key): \(code) \(message)" }
+}
+
+/// Progress of a transfer: bytes done and the total when known.
+public typealias TransferProgress = @Sendable (_ done: Int64, _ total: Int64?) -> Void
+
+/// drctl's S3 client: SigV4 signing (written here) over libcurl, path-style for RGW.
+/// Bodies are streamed; nothing holds a whole object in memory.
+public final class S3Client: Sendable {
+    public let config: S3Configuration
+    let transport: any HTTPTransport
+    let signer: SigV4Signer
+    let logger: Logger
+    let clock: @Sendable () -> Date
+
+    public init(config: S3Configuration, transport: (any HTTPTransport)? = nil, logger: Logger = Logger(label: "drctl.s3"),
+                clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.config = config
+        self.transport = transport ?? CurlTransport(tls: config.tls, timeouts: config.timeouts)
+        self.signer = SigV4Signer(credentials: config.credentials, region: config.region, service: "s3")
+        self.logger = logger
+        self.clock = clock
+    }
+
+    // MARK: request plumbing
+
+    struct Call {
+        var method: String
+        var bucket: String?
+        var key: String?
+        var query: [(name: String, value: String)] = []
+        var headers: [(name: String, value: String)] = []
+        var body: HTTPBody = .empty
+        var payloadHash = SigV4Signer.emptyPayloadHash
+
+        var operation: String {
+            let target = bucket.map { b in key.map { "s3://\(b)/\($0)" } ?? "s3://\(b)" } ?? "s3://"
+            return "\(method) \(target)"
+        }
+    }
+
+    func url(for call: Call, query: [(name: String, value: String)]) -> String {
+        let ep = config.endpoint
+        let q = SigV4Signer.canonicalQuery(query)
+        return "\(ep.scheme)://\(ep.hostHeader(bucket: call.bucket))\(ep.encodedPath(bucket: call.bucket, key: call.key))" + (q.isEmpty ? "" : "?\(q)")
+    }
+
+    /// One signed attempt. Non-2xx responses become `S3Error`.
+    func send(_ call: Call, handler: HTTPResponseHandler) throws -> HTTPResponse {
+        let ep = config.endpoint
+        var headers: [(name: String, value: String)] = [("Host", ep.hostHeader(bucket: call.bucket))] + call.headers
+        let request = SigV4Request(method: call.method, encodedPath: ep.encodedPath(bucket: call.bucket, key: call.key),
+                                   query: call.query, headers: headers)
+        headers += signer.signHeaders(request, payloadHash: call.payloadHash, date: clock()).parameters
+        let started = Date()
+        let response = try transport.perform(HTTPRequest(method: call.method, url: url(for: call, query: call.query),
+                                                         headers: headers, body: call.body), handler: handler)
+        logger.debug("\(call.operation) -> \(response.status) in \(Int(Date().timeIntervalSince(started) * 1000)) ms")
+        guard (200..<300).contains(response.status) else {
+            throw S3Error.decode(status: response.status, body: response.errorBody, headers: response.headers, operation: call.operation)
+        }
+        return response
+    }
+
+    /// A call with a small in-memory response, retried as the policy allows.
+    func sendCollecting(_ call: Call) throws -> (HTTPResponse, [UInt8]) {
+        try config.retry.run(call.operation, logger: logger) { _ in
+            let h = CollectingHandler()
+            let r = try send(call, handler: h)
+            return (r, h.data)
+        }
+    }
+
+    // MARK: buckets
+
+    public func createBucket(_ bucket: String) throws {
+        var call = Call(method: "PUT", bucket: bucket, key: nil)
+        // us-east-1 is the default and AWS rejects it as an explicit constraint.
+        if config.region != "us-east-1" && config.endpoint.host.hasSuffix("amazonaws.com") {
+            let body = Array("<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><LocationConstraint>\(xmlEscape(config.region))</LocationConstraint></CreateBucketConfiguration>".utf8)
+            call.body = .bytes(body)
+            call.payloadHash = Hash.sha256(body).hex
+        }
+        _ = try sendCollecting(call)
+    }
+
+    /// True if the bucket exists and is reachable with these credentials; false if it does not exist.
+    public func bucketExists(_ bucket: String) throws -> Bool {
+        do {
+            _ = try sendCollecting(Call(method: "HEAD", bucket: bucket, key: nil))
+            return true
+        } catch let e as S3Error where e.status == 404 {
+            return false
+        }
+    }
+
+    // MARK: listing
+
+    /// One ListObjectsV2 page. Keys are requested URL-encoded (`encoding-type=url`) so that keys
+    /// with characters XML 1.0 cannot carry survive, and decoded here.
+    public func listObjectsPage(bucket: String, prefix: String = "", delimiter: String? = nil, startAfter: String? = nil,
+                                continuationToken: String? = nil, maxKeys: Int = 1000) throws -> ListPage {
+        var query: [(name: String, value: String)] = [("list-type", "2"), ("encoding-type", "url"), ("max-keys", String(maxKeys))]
+        if !prefix.isEmpty { query.append(("prefix", prefix)) }
+        if let delimiter { query.append(("delimiter", delimiter)) }
+        if let startAfter, !startAfter.isEmpty { query.append(("start-after", startAfter)) }
+        if let continuationToken { query.append(("continuation-token", continuationToken)) }
+        let (_, body) = try sendCollecting(Call(method: "GET", bucket: bucket, key: nil, query: query))
+        return try Self.parseListPage(body)
+    }
+
+    static func parseListPage(_ body: [UInt8]) throws -> ListPage {
+        let root = try XMLElement.parse(body)
+        guard root.name == "ListBucketResult" else { throw S3ResponseError.malformed("expected ListBucketResult, got \(root.name)") }
+        let encoded = root.string("EncodingType") == "url"
+        func decode(_ s: String) -> String { encoded ? URIEncoding.decode(s, plusAsSpace: true) : s }
+        var objects: [ObjectInfo] = []
+        objects.reserveCapacity(root.children.count)
+        for c in root.all("Contents") {
+            guard let key = c.string("Key"), let size = c.string("Size").flatMap({ Int64($0) }) else {
+                throw S3ResponseError.malformed("listing entry without Key or Size")
+            }
+            objects.append(ObjectInfo(key: decode(key), size: size, etag: stripQuotes(c.string("ETag") ?? ""),
+                                      lastModified: c.string("LastModified").flatMap(parseISO8601),
+                                      storageClass: c.string("StorageClass")))
+        }
+        let prefixes = root.all("CommonPrefixes").compactMap { $0.string("Prefix").map(decode) }
+        let truncated = root.string("IsTruncated") == "true"
+        let token = root.string("NextContinuationToken")
+        if truncated && (token ?? "").isEmpty { throw S3ResponseError.malformed("truncated listing without NextContinuationToken") }
+        return ListPage(objects: objects, commonPrefixes: prefixes, isTruncated: truncated, nextContinuationToken: token)
+    }
+
+    /// Every page under `prefix`, in key order, handed to `page` as it arrives.
+    public func listObjects(bucket: String, prefix: String = "", delimiter: String? = nil, startAfter: String? = nil,
+                            page: (ListPage) throws -> Void) throws {
+        var token: String?
+        repeat {
+            let p = try listObjectsPage(bucket: bucket, prefix: prefix, delimiter: delimiter,
+                                        startAfter: token == nil ? startAfter : nil, continuationToken: token)
+            try page(p)
+            token = p.isTruncated ? p.nextContinuationToken : nil
+        } while token != nil
+    }
+
+    // MARK: objects
+
+    public func headObject(_ url: S3URL) throws -> ObjectInfo {
+        let (r, _) = try sendCollecting(Call(method: "HEAD", bucket: url.bucket, key: url.key))
+        guard let size = r.header("content-length").flatMap({ Int64($0) }) else {
+            throw S3ResponseError.malformed("HEAD \(url) without Content-Length")
+        }
+        return ObjectInfo(key: url.key, size: size, etag: stripQuotes(r.header("etag") ?? ""),
+                          lastModified: r.header("last-modified").flatMap(parseHTTPDate), contentType: r.header("content-type"))
+    }
+
+    /// Streams an object (or a byte range of it) to `consumer`. A connection that breaks
+    /// mid-body is resumed from the next byte with `If-Match` on the ETag, so two versions of an
+    /// object are never spliced; lengths are always checked, and the MD5 too where the ETag is one.
+    @discardableResult
+    public func getObject(_ url: S3URL, range: ClosedRange<Int64>? = nil, progress: TransferProgress? = nil,
+                          consumer: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+        let state = try withoutActuallyEscaping(consumer) { consumer in
+            let state = GetState(url: url, range: range, consumer: consumer, progress: progress)
+            try config.retry.run("GET \(url)", logger: logger) { _ in
+                var call = Call(method: "GET", bucket: url.bucket, key: url.key)
+                if let r = state.nextRange { call.headers.append(("Range", r)) }
+                if state.received > 0, !state.etag.isEmpty { call.headers.append(("If-Match", "\"\(state.etag)\"")) }
+                do {
+                    _ = try send(call, handler: state)
+                } catch let e as S3Error where e.status == 412 {
+                    throw ObjectChangedError(operation: "GET \(url)")
+                }
+                try state.finish()
+            }
+            return state
+        }
+        return state.info
+    }
+
+    /// Downloads to `path` through a temporary file beside it, renamed into place only when
+    /// complete and verified. Refuses to replace an existing file unless `overwrite`.
+    @discardableResult
+    public func download(_ url: S3URL, to path: String, overwrite: Bool = false, progress: TransferProgress? = nil) throws -> ObjectInfo {
+        if !overwrite && FileManager.default.fileExists(atPath: path) {
+            throw ConfigError("\(path) exists; refusing to overwrite it (use --force)")
+        }
+        let tmp = path + ".drctl-partial-\(getpid())"
+        defer { unlink(tmp) }
+        var restarts = 0
+        while true {
+            let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw ConfigError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+            do {
+                defer { close(fd) }
+                let info = try getObject(url, progress: progress) { chunk in try writeAll(fd, chunk, path: tmp) }
+                guard fsync(fd) == 0 else { throw ConfigError("fsync \(tmp): \(String(cString: strerror(errno)))") }
+                guard rename(tmp, path) == 0 else { throw ConfigError("rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
+                return info
+            } catch where (error is ObjectChangedError || error is IntegrityError) && restarts < 2 {
+                restarts += 1
+                logger.warning("\(error); downloading \(url) again from the start")
+            }
+        }
+    }
+
+    /// PUT of a small in-memory body, with `Content-MD5` so the store verifies it too.
+    @discardableResult
+    public func putObject(_ url: S3URL, bytes: [UInt8], contentType: String? = nil) throws -> ObjectInfo {
+        let md5 = Hash.md5(bytes)
+        var call = Call(method: "PUT", bucket: url.bucket, key: url.key, body: .bytes(bytes), payloadHash: Hash.sha256(bytes).hex)
+        call.headers.append(("Content-MD5", md5.base64))
+        if let contentType { call.headers.append(("Content-Type", contentType)) }
+        let (r, _) = try sendCollecting(call)
+        let etag = stripQuotes(r.header("etag") ?? "")
+        try checkETag(etag, md5: md5.hex, operation: call.operation)
+        return ObjectInfo(key: url.key, size: Int64(bytes.count), etag: etag, contentType: contentType)
+    }
+
+    /// Uploads a file, in parallel parts when it is larger than the multipart threshold.
+    /// The body is streamed from disk (`UNSIGNED-PAYLOAD`, so it is read once) and its MD5 is
+    /// computed on the way out and checked against the ETag the store returns.
+    @discardableResult
+    public func upload(file path: String, to url: S3URL, contentType: String? = nil, progress: TransferProgress? = nil) throws -> ObjectInfo {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw ConfigError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ConfigError("\(path) is not a regular file") }
+        let size = Int64(st.st_size)
+        if size > config.multipartThreshold {
+            return try MultipartUpload(client: self, file: path, size: size, url: url, contentType: contentType, progress: progress).run()
+        }
+        let meter = ProgressMeter(total: size, progress: progress)
+        return try config.retry.run("PUT \(url)", logger: logger) { _ in
+            var call = Call(method: "PUT", bucket: url.bucket, key: url.key, body: .file(path: path, offset: 0, length: size),
+                            payloadHash: SigV4Signer.unsignedPayload)
+            if let contentType { call.headers.append(("Content-Type", contentType)) }
+            let h = UploadHashingHandler(meter: meter)
+            let r = try send(call, handler: h)
+            let etag = stripQuotes(r.header("etag") ?? "")
+            try checkETag(etag, md5: h.finish(), operation: call.operation)
+            return ObjectInfo(key: url.key, size: size, etag: etag, contentType: contentType)
+        }
+    }
+
+    func checkETag(_ etag: String, md5: String, operation: String) throws {
+        // An encrypted object's ETag is not its MD5; only a 32-hex ETag is compared.
+        if etag.count == 32, etag.allSatisfy(\.isHexDigit), etag.lowercased() != md5 {
+            throw IntegrityError(operation: operation, detail: "ETag \(etag) does not match the MD5 of the bytes sent (\(md5))")
+        }
+    }
+
+    public func deleteObject(_ url: S3URL) throws {
+        _ = try sendCollecting(Call(method: "DELETE", bucket: url.bucket, key: url.key))
+    }
+
+    /// Deletes keys in batches of 1,000 (S3's DeleteObjects limit). Returns the keys the store
+    /// refused, with its reasons; a key that did not exist counts as deleted, as in S3.
+    public func deleteObjects(bucket: String, keys: [String]) throws -> [DeleteFailure] {
+        var failures: [DeleteFailure] = []
+        var start = 0
+        while start < keys.count {
+            let batch = keys[start..<min(start + 1000, keys.count)]
+            start += batch.count
+            var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
+            for k in batch { xml += "<Object><Key>\(xmlEscape(k))</Key></Object>" }
+            xml += "</Delete>"
+            let body = Array(xml.utf8)
+            let call = Call(method: "POST", bucket: bucket, key: nil, query: [("delete", "")],
+                            headers: [("Content-MD5", Hash.md5(body).base64), ("Content-Type", "application/xml")],
+                            body: .bytes(body), payloadHash: Hash.sha256(body).hex)
+            let (_, response) = try sendCollecting(call)
+            let root = try XMLElement.parse(response)
+            if root.name == "Error" {
+                throw S3Error(status: 200, code: root.string("Code") ?? "Error", message: root.string("Message") ?? "", operation: call.operation)
+            }
+            for e in root.all("Error") {
+                failures.append(DeleteFailure(key: e.string("Key") ?? "?", code: e.string("Code") ?? "?", message: e.string("Message") ?? ""))
+            }
+        }
+        return failures
+    }
+
+    /// A presigned URL for `method` on `url`, valid for `expires` seconds (at most 7 days).
+    public func presign(_ url: S3URL, method: String = "GET", expires: Int) throws -> String {
+        guard (1...604_800).contains(expires) else { throw ConfigError("presigned URL expiry must be between 1 second and 7 days") }
+        let call = Call(method: method, bucket: url.bucket, key: url.key)
+        let ep = config.endpoint
+        let request = SigV4Request(method: method, encodedPath: ep.encodedPath(bucket: url.bucket, key: url.key),
+                                   headers: [("host", ep.hostHeader(bucket: url.bucket))])
+        let signed = signer.presign(request, expires: expires, date: clock())
+        return self.url(for: call, query: signed.parameters)
+    }
+}
+
+// MARK: - transfer state
+
+/// Progress shared by concurrent part uploads.
+final class ProgressMeter: @unchecked Sendable {
+    let total: Int64?
+    let progress: TransferProgress?
+    private let lock = NSLock()
+    private var done: Int64 = 0
+    init(total: Int64?, progress: TransferProgress?) {
+        self.total = total
+        self.progress = progress
+    }
+    func add(_ n: Int) {
+        guard let progress else { return }
+        let now = lock.withLock { done += Int64(n); return done }
+        progress(now, total)
+    }
+}
+
+final class UploadHashingHandler: HTTPResponseHandler {
+    var md5: Digest? = Digest(.md5)
+    let meter: ProgressMeter?
+    init(meter: ProgressMeter?) { self.meter = meter }
+    func body(_ chunk: UnsafeRawBufferPointer) throws {}
+    func sent(_ chunk: UnsafeRawBufferPointer) {
+        md5?.update(chunk)
+        meter?.add(chunk.count)
+    }
+    func finish() -> String { md5.take()?.finish().hex ?? "" }
+}
+
+/// The state of one GET across resumed attempts.
+final class GetState: HTTPResponseHandler {
+    let url: S3URL
+    let range: ClosedRange<Int64>?
+    let consumer: (UnsafeRawBufferPointer) throws -> Void
+    let progress: TransferProgress?
+    /// Bytes delivered to the consumer so far.
+    var received: Int64 = 0
+    /// Bytes this whole GET will deliver, known from the first response.
+    var expected: Int64?
+    var etag = ""
+    var objectSize: Int64?
+    var lastModified: Date?
+    var contentType: String?
+    var md5: Digest?
+    var attemptStart: Int64 = 0
+
+    init(url: S3URL, range: ClosedRange<Int64>?, consumer: @escaping (UnsafeRawBufferPointer) throws -> Void, progress: TransferProgress?) {
+        self.url = url
+        self.range = range
+        self.consumer = consumer
+        self.progress = progress
+    }
+
+    /// The Range header for the next attempt: the caller's range, moved past what already arrived.
+    var nextRange: String? {
+        let first = (range?.lowerBound ?? 0) + received
+        if let range { return "bytes=\(first)-\(range.upperBound)" }
+        return received > 0 ? "bytes=\(first)-" : nil
+    }
+
+    var operation: String { "GET \(url)" }
+
+    func head(_ r: HTTPResponse) throws {
+        attemptStart = received
+        guard let length = r.header("content-length").flatMap({ Int64($0) }) else {
+            throw IntegrityError(operation: operation, detail: "response without Content-Length")
+        }
+        let tag = stripQuotes(r.header("etag") ?? "")
+        if received > 0 {
+            // A resumed request must continue exactly where the last one stopped, on the same object.
+            let want = (range?.lowerBound ?? 0) + received
+            guard r.status == 206, let cr = r.header("content-range"), parseContentRangeStart(cr) == want else {
+                throw IntegrityError(operation: operation, detail: "resumed download did not continue at byte \(want)")
+            }
+            if !etag.isEmpty && !tag.isEmpty && tag != etag { throw ObjectChangedError(operation: operation) }
+            guard received + length == expected else {
+                throw IntegrityError(operation: operation, detail: "resumed length \(length) does not add up to \(expected ?? -1)")
+            }
+            return
+        }
+        etag = tag
+        expected = length
+        lastModified = r.header("last-modified").flatMap(parseHTTPDate)
+        contentType = r.header("content-type")
+        if range != nil {
+            guard r.status == 206 else { throw IntegrityError(operation: operation, detail: "range request answered with \(r.status)") }
+            objectSize = r.header("content-range").flatMap(parseContentRangeTotal)
+        } else {
+            objectSize = length
+            let encrypted = r.header("x-amz-server-side-encryption").map { $0 != "AES256" } ?? false
+            if tag.count == 32, tag.allSatisfy(\.isHexDigit), !encrypted { md5 = Digest(.md5) }
+        }
+    }
+
+    func body(_ chunk: UnsafeRawBufferPointer) throws {
+        if let expected, received + Int64(chunk.count) > expected {
+            throw IntegrityError(operation: operation, detail: "more bytes than the announced \(expected)")
+        }
+        try consumer(chunk)
+        md5?.update(chunk)
+        received += Int64(chunk.count)
+        progress?(received, expected)
+    }
+
+    /// After a transfer that ended without a transport error: a short body is a broken
+    /// connection (resumable); a complete one must match its MD5 where known.
+    func finish() throws {
+        guard let expected else { throw IntegrityError(operation: operation, detail: "no response head") }
+        if received < expected {
+            throw TransportError(code: -2, message: "\(operation): body ended after \(received) of \(expected) bytes", retryable: true)
+        }
+        if let digest = md5.take() {
+            let sum = digest.finish().hex
+            if sum != etag.lowercased() {
+                throw IntegrityError(operation: operation, detail: "MD5 \(sum) does not match ETag \(etag)")
+            }
+        }
+    }
+
+    var info: ObjectInfo {
+        ObjectInfo(key: url.key, size: objectSize ?? received, etag: etag, lastModified: lastModified, contentType: contentType)
+    }
+}
+
+// MARK: - helpers
+
+func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
+    var off = 0
+    while off < chunk.count {
+        let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ConfigError("write \(path): \(String(cString: strerror(errno)))")
+        }
+        off += n
+    }
+}
+
+func stripQuotes(_ s: String) -> String {
+    var t = Substring(s)
+    if t.hasPrefix("\"") { t = t.dropFirst() }
+    if t.hasSuffix("\"") { t = t.dropLast() }
+    return String(t)
+}
+
+func parseContentRangeStart(_ s: String) -> Int64? {
+    // "bytes 100-199/1000"
+    guard let sp = s.firstIndex(of: " "), let dash = s.firstIndex(of: "-") else { return nil }
+    return Int64(s[s.index(after: sp)..<dash])
+}
+
+func parseContentRangeTotal(_ s: String) -> Int64? {
+    guard let slash = s.lastIndex(of: "/") else { return nil }
+    return Int64(s[s.index(after: slash)...])
+}
+
+/// `2026-11-27T05:31:57.304Z`, as S3 listings write LastModified. Parsed by hand: a listing
+/// of many thousands of keys should not pay for a formatter per entry.
+func parseISO8601(_ s: String) -> Date? {
+    let b = Array(s.utf8)
+    guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[10] == UInt8(ascii: "T") else { return nil }
+    func num(_ from: Int, _ len: Int) -> Int? {
+        var v = 0
+        for i in from..<from + len {
+            guard b[i] >= 48 && b[i] <= 57 else { return nil }
+            v = v * 10 + Int(b[i] - 48)
+        }
+        return v
+    }
+    guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let sec = num(17, 2)
+    else { return nil }
+    var frac = 0.0, i = 19
+    if i < b.count, b[i] == UInt8(ascii: ".") {
+        var scale = 0.1
+        i += 1
+        while i < b.count, b[i] >= 48 && b[i] <= 57 { frac += Double(b[i] - 48) * scale; scale /= 10; i += 1 }
+    }
+    guard i < b.count, b[i] == UInt8(ascii: "Z") else { return nil }
+    var t = tm()
+    t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
+    t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(sec)
+    return Date(timeIntervalSince1970: Double(timegm(&t)) + frac)
+}
+
+func parseHTTPDate(_ s: String) -> Date? {
+    let f = DateFormatter()
+    f.locale = Locale(identifier: "en_US_POSIX")
+    f.timeZone = TimeZone(identifier: "GMT")
+    f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+    return f.date(from: s)
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ObjectStore
+
+@main
+struct Drctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drctl",
+        abstract: "Backup and disaster-recovery orchestrator: prove that backups restore.",
+        discussion: """
+            drctl works against the object store that holds your Velero and CloudNativePG \
+            (barman-cloud) backups. Exit status: 0 success; 1 the operation failed; \
+            2 the object or bucket does not exist; 3 bad configuration or credentials; 64 usage error.
+            """,
+        version: DrctlVersion.string,
+        subcommands: [S3Command.self]
+    )
+}
+
+enum DrctlVersion {
+    static let string = "0.1.0"
+}
+
+/// Exit codes shared by every command.
+enum Exit {
+    static let failure = ExitCode(1)
+    static let notFound = ExitCode(2)
+    static let config = ExitCode(3)
+}
+
+/// Output format for commands that list things.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+struct GlobalOptions: ParsableArguments {
+    @Flag(name: [.short, .customLong("verbose")], help: "Log each request and retry to standard error.")
+    var verbose = false
+
+    func bootstrapLogging() {
+        let level: Logger.Level = verbose ? .debug : .warning
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+    }
+}
+
+/// Runs a command body, turning errors into a one-line (redacted) message and an exit code.
+func runReportingErrors(redactor: Redactor = Redactor(secrets: []), _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as CleanExit {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        FileHandle.standardError.write(Data("drctl: error: \(redactor.redact(String(describing: error)))\n".utf8))
+        switch error {
+        case let e as S3Error where e.isNotFound: throw Exit.notFound
+        case is ConfigError, is CredentialResolver.NotFound: throw Exit.config
+        default: throw Exit.failure
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import ObjectStore
+
+/// Connection options shared by every command that talks to an object store.
+struct S3Options: ParsableArguments {
+    @Option(help: ArgumentHelp("Object store endpoint, e.g. http://rook-ceph-rgw.rook-ceph.svc:80 (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's endpoint_url, else AWS S3).", valueName: "url"))
+    var endpoint: String?
+
+    @Option(help: "Region to sign for (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1). RGW ignores it; AWS does not.")
+    var region: String?
+
+    @Option(help: "Profile in ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, else the environment's keys, else 'default').")
+    var profile: String?
+
+    @Option(help: ArgumentHelp("Directory of credential files as mounted from a Kubernetes Secret: ACCESS_KEY_ID, SECRET_ACCESS_KEY (as CNPG's s3Credentials secrets are laid out).", valueName: "dir"))
+    var credentialsDir: String?
+
+    @Flag(help: "Path-style addressing (http://host/bucket/key); the default for every endpoint but AWS.")
+    var pathStyle = false
+
+    @Flag(help: "Virtual-hosted addressing (http://bucket.host/key); the default for AWS.")
+    var virtualHosted = false
+
+    @Option(help: ArgumentHelp("PEM file of CA certificates to trust for HTTPS.", valueName: "file"))
+    var caBundle: String?
+
+    @Flag(help: "Do not verify the server's TLS certificate (testing only).")
+    var insecure = false
+
+    func validate() throws {
+        if pathStyle && virtualHosted { throw ValidationError("--path-style and --virtual-hosted exclude each other") }
+        if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) {
+            throw ValidationError("--ca-bundle \(caBundle): not a readable file")
+        }
+    }
+
+    /// The configured client, and a redactor that knows its secrets.
+    func makeClient() throws -> (S3Client, Redactor) {
+        let resolver = CredentialResolver(profile: profile, credentialsDir: credentialsDir)
+        let credentials = try resolver.resolve()
+        let region = self.region ?? resolver.region()
+        let addressing: S3Endpoint.Addressing? = pathStyle ? .path : virtualHosted ? .virtualHosted : nil
+        var ep: S3Endpoint
+        if let url = endpoint ?? resolver.endpoint() {
+            ep = try S3Endpoint(url: url, addressing: addressing)
+        } else {
+            ep = S3Endpoint.aws(region: region)
+            if let addressing { ep.addressing = addressing }
+        }
+        var config = S3Configuration(endpoint: ep, region: region, credentials: credentials)
+        config.tls = TLSOptions(caBundle: caBundle, insecure: insecure)
+        return (S3Client(config: config), Redactor(secrets: credentials.secrets))
+    }
+}
+
+/// Parses `3600`, `90s`, `15m`, `12h`, `7d`.
+func parseSeconds(_ s: String) -> Int? {
+    let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    if let n = Int(s) { return n }
+    guard let unit = s.last, let mult = units[unit], let n = Int(s.dropLast()) else { return nil }
+    return n * mult
+}
