@@ -83,16 +83,16 @@ record() { # NAME PIDFILE
 
 monmaptool --create --addv a "[v2:127.0.0.1:$MON_PORT]" --fsid "$FSID" "$DIR/monmap" >/dev/null
 ceph-mon $CEPH --mkfs -i a --monmap "$DIR/monmap" >/dev/null 2>"$DIR/log/mkfs-mon.err"
-ceph-mon $CEPH -i a 2>>"$DIR/log/mon.stderr"
+ceph-mon $CEPH -i a </dev/null >>"$DIR/log/mon.stderr" 2>&1
 record mon "$DIR/run/mon.a.pid"
 
 OSD_ID=$(ceph $CEPH --connect-timeout 30 osd create)
 mkdir -p "$DIR/osd/ceph-$OSD_ID"
 ceph-osd $CEPH -i "$OSD_ID" --mkfs >/dev/null 2>"$DIR/log/mkfs-osd.err"
-ceph-osd $CEPH -i "$OSD_ID" 2>>"$DIR/log/osd.stderr"
+ceph-osd $CEPH -i "$OSD_ID" </dev/null >>"$DIR/log/osd.stderr" 2>&1
 record osd "$DIR/run/osd.$OSD_ID.pid"
 
-radosgw $CEPH -n client.rgw 2>>"$DIR/log/rgw.stderr"
+radosgw $CEPH -n client.rgw </dev/null >>"$DIR/log/rgw.stderr" 2>&1
 record rgw "$DIR/run/client.rgw.pid"
 
 for i in $(seq 1 600); do

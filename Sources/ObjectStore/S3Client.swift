@@ -216,21 +216,18 @@ public final class S3Client: Sendable {
     /// object are never spliced; lengths are always checked, and the MD5 too where the ETag is one.
     @discardableResult
     public func getObject(_ url: S3URL, range: ClosedRange<Int64>? = nil, progress: TransferProgress? = nil,
-                          consumer: (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
-        let state = try withoutActuallyEscaping(consumer) { consumer in
-            let state = GetState(url: url, range: range, consumer: consumer, progress: progress)
-            try config.retry.run("GET \(url)", logger: logger) { _ in
-                var call = Call(method: "GET", bucket: url.bucket, key: url.key)
-                if let r = state.nextRange { call.headers.append(("Range", r)) }
-                if state.received > 0, !state.etag.isEmpty { call.headers.append(("If-Match", "\"\(state.etag)\"")) }
-                do {
-                    _ = try send(call, handler: state)
-                } catch let e as S3Error where e.status == 412 {
-                    throw ObjectChangedError(operation: "GET \(url)")
-                }
-                try state.finish()
+                          consumer: @escaping (UnsafeRawBufferPointer) throws -> Void) throws -> ObjectInfo {
+        let state = GetState(url: url, range: range, consumer: consumer, progress: progress)
+        try config.retry.run("GET \(url)", logger: logger) { _ in
+            var call = Call(method: "GET", bucket: url.bucket, key: url.key)
+            if let r = state.nextRange { call.headers.append(("Range", r)) }
+            if state.received > 0, !state.etag.isEmpty { call.headers.append(("If-Match", "\"\(state.etag)\"")) }
+            do {
+                _ = try send(call, handler: state)
+            } catch let e as S3Error where e.status == 412 {
+                throw ObjectChangedError(operation: "GET \(url)")
             }
-            return state
+            try state.finish()
         }
         return state.info
     }
@@ -303,6 +300,18 @@ public final class S3Client: Sendable {
         // An encrypted object's ETag is not its MD5; only a 32-hex ETag is compared.
         if etag.count == 32, etag.allSatisfy(\.isHexDigit), etag.lowercased() != md5 {
             throw IntegrityError(operation: operation, detail: "ETag \(etag) does not match the MD5 of the bytes sent (\(md5))")
+        }
+    }
+
+    /// Multipart uploads begun and neither completed nor aborted (their parts use space).
+    public func listMultipartUploads(bucket: String, prefix: String = "") throws -> [(key: String, uploadID: String)] {
+        var query: [(name: String, value: String)] = [("uploads", "")]
+        if !prefix.isEmpty { query.append(("prefix", prefix)) }
+        let (_, body) = try sendCollecting(Call(method: "GET", bucket: bucket, key: nil, query: query))
+        let root = try XMLElement.parse(body)
+        return root.all("Upload").compactMap { u in
+            guard let k = u.string("Key"), let id = u.string("UploadId") else { return nil }
+            return (k, id)
         }
     }
 

@@ -1,0 +1,201 @@
+import Foundation
+import Logging
+import ObjectStore
+
+/// The package root, found from this file's location.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+struct FixtureError: Error, CustomStringConvertible { var description: String }
+
+nonisolated(unsafe) private var rgwDirToStop: String?
+
+/// A real Ceph RGW, started once per test run with `scripts/rgw-up.sh` on a free port (or the
+/// one named by `DRCTL_TEST_RGW_DIR`, already running), stopped when the run exits.
+final class RGW: Sendable {
+    let endpoint: String
+    let port: Int
+    let accessKey: String
+    let secretKey: String
+
+    private static let shared: Result<RGW, FixtureError> = Result { try RGW.start() }.mapError { FixtureError(description: "\($0)") }
+
+    static func get() throws -> RGW { try shared.get() }
+
+    private init(env: [String: String]) throws {
+        guard let ep = env["AWS_ENDPOINT_URL"], let ak = env["AWS_ACCESS_KEY_ID"], let sk = env["AWS_SECRET_ACCESS_KEY"],
+              let port = URLComponents(string: ep)?.port else {
+            throw FixtureError(description: "RGW env file is incomplete")
+        }
+        endpoint = ep
+        self.port = port
+        accessKey = ak
+        secretKey = sk
+    }
+
+    private static func start() throws -> RGW {
+        if let dir = ProcessInfo.processInfo.environment["DRCTL_TEST_RGW_DIR"] {
+            return try RGW(env: readEnvFile("\(dir)/env"))
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-rgw-\(getpid())").path
+        let port = try freePort()
+        let (status, output) = try run(packageRoot.appendingPathComponent("scripts/rgw-up.sh").path, [dir, String(port)])
+        rgwDirToStop = dir
+        atexit {
+            if let d = rgwDirToStop { _ = try? run(packageRoot.appendingPathComponent("scripts/rgw-down.sh").path, [d, "--purge"]) }
+        }
+        guard status == 0 else { throw FixtureError(description: "scripts/rgw-up.sh failed (\(status)): \(output)") }
+        return try RGW(env: readEnvFile("\(dir)/env"))
+    }
+
+    func client(endpoint override: String? = nil, secret: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.1),
+                configure: (inout S3Configuration) -> Void = { _ in }) throws -> S3Client {
+        let creds = Credentials(accessKeyID: accessKey, secretAccessKey: secret ?? secretKey)
+        var config = S3Configuration(endpoint: try S3Endpoint(url: override ?? endpoint), region: "us-east-1", credentials: creds)
+        config.retry = retry
+        configure(&config)
+        var logger = Logger(label: "test")
+        logger.logLevel = .error
+        return S3Client(config: config, logger: logger)
+    }
+
+    /// A new bucket with a unique name for one test.
+    func bucket(_ client: S3Client, _ name: String) throws -> String {
+        let b = "\(name)-\(UInt32.random(in: 0...UInt32.max))"
+        try client.createBucket(b)
+        return b
+    }
+}
+
+func readEnvFile(_ path: String) throws -> [String: String] {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    var env: [String: String] = [:]
+    for line in text.split(separator: "\n") where line.hasPrefix("export ") {
+        let kv = line.dropFirst(7).split(separator: "=", maxSplits: 1)
+        guard kv.count == 2 else { continue }
+        env[String(kv[0])] = String(kv[1]).trimmingCharacters(in: CharacterSet(charactersIn: "'"))
+    }
+    return env
+}
+
+func freePort() throws -> Int {
+    let (status, out) = try run("/usr/bin/env", ["python3", "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
+    guard status == 0, let p = Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw FixtureError(description: "no free port") }
+    return p
+}
+
+/// Runs a program to completion; returns its exit status and combined output. Uses
+/// posix_spawn and waitpid directly: Foundation's Process can miss the exit of a child whose
+/// own children daemonize (as Ceph's do).
+@discardableResult
+func run(_ program: String, _ args: [String], env: [String: String]? = nil) throws -> (Int32, String) {
+    let outPath = tempPath("out")
+    defer { unlink(outPath) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let argv = ([program] + args).map { strdup($0) } + [nil]
+    let environment = (env ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { argv.forEach { free($0) }; environment.forEach { free($0) } }
+    var pid = pid_t()
+    let rc = posix_spawn(&pid, program, &actions, nil, argv, environment)
+    guard rc == 0 else { throw FixtureError(description: "cannot run \(program): \(String(cString: strerror(rc)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let exited = status & 0x7f == 0
+    return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), output)
+}
+
+/// `scripts/faultproxy.py` in front of the RGW; stops when this object goes away.
+final class FaultProxy {
+    let process = Process()
+    let stdin = Pipe()
+    let port: Int
+    var endpoint: String { "http://127.0.0.1:\(port)" }
+    let control: CurlTransport
+
+    init(upstreamPort: Int) throws {
+        let portFile = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-proxy-\(UUID().uuidString)").path
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", packageRoot.appendingPathComponent("scripts/faultproxy.py").path,
+                             "--upstream", "127.0.0.1:\(upstreamPort)", "--port-file", portFile]
+        process.standardInput = stdin
+        try process.run()
+        var port: Int?
+        for _ in 0..<200 {
+            if let s = try? String(contentsOfFile: portFile, encoding: .utf8), let p = Int(s) { port = p; break }
+            usleep(25_000)
+        }
+        unlink(portFile)
+        guard let port else { throw FixtureError(description: "fault proxy did not start") }
+        self.port = port
+        control = CurlTransport()
+    }
+
+    deinit {
+        try? stdin.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+
+    /// Queues `count` faults of `mode` for the next requests (of `method`, if given).
+    func inject(_ mode: String, count: Int = 1, method: String? = nil, afterBytes: Int? = nil) throws {
+        var plan: [String: Any] = ["mode": mode, "count": count]
+        if let method { plan["match"] = method }
+        if let afterBytes { plan["after_bytes"] = afterBytes }
+        let body = try JSONSerialization.data(withJSONObject: plan)
+        _ = try control.perform(HTTPRequest(method: "POST", url: "\(endpoint)/__fault", headers: [], body: .bytes(Array(body))),
+                                handler: CollectingHandler())
+    }
+
+    /// Requests the proxy has seen: (method, path, Range header).
+    func requests() throws -> [(method: String, path: String, range: String?)] {
+        let h = CollectingHandler()
+        _ = try control.perform(HTTPRequest(method: "GET", url: "\(endpoint)/__fault", headers: []), handler: h)
+        let obj = try JSONSerialization.jsonObject(with: Data(h.data)) as! [String: Any]
+        return (obj["requests"] as! [[Any]]).map { ($0[0] as! String, $0[1] as! String, $0[2] as? String) }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+func pseudoRandomFile(_ path: String, size: Int, seed: UInt64) throws {
+    _ = FileManager.default.createFile(atPath: path, contents: nil)
+    let fh = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    defer { try? fh.close() }
+    var state = seed | 1
+    var remaining = size
+    var buf = [UInt8](repeating: 0, count: 1 << 20)
+    while remaining > 0 {
+        let n = min(remaining, buf.count)
+        buf.withUnsafeMutableBytes { raw in
+            let words = raw.bindMemory(to: UInt64.self)
+            for i in 0..<(n + 7) / 8 where i < words.count {
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                words[i] = state
+            }
+        }
+        fh.write(Data(buf[0..<n]))
+        remaining -= n
+    }
+}
+
+func sha256(file path: String) throws -> String {
+    let fh = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    defer { try? fh.close() }
+    var d = Digest(.sha256)
+    while let chunk = try fh.read(upToCount: 1 << 20), !chunk.isEmpty { d.update(chunk) }
+    return d.finish().hex
+}
+
+func tempPath(_ name: String) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("drctl-\(UUID().uuidString.prefix(8))-\(name)").path
+}
+
+/// The drctl executable built beside the test bundle.
+var drctlBinary: String {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let candidates = [dir.appendingPathComponent("drctl").path, packageRoot.appendingPathComponent(".build/debug/drctl").path]
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
+}
