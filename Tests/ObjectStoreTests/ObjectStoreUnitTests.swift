@@ -1,0 +1,177 @@
+import Foundation
+import Testing
+@testable import ObjectStore
+
+struct URIEncodingTests {
+    @Test func encodesEverythingButUnreserved() {
+        #expect(URIEncoding.encode("a b+c=&%~!'()*") == "a%20b%2Bc%3D%26%25~%21%27%28%29%2A")
+        #expect(URIEncoding.encode("dir//x/./y/", keepSlash: true) == "dir//x/./y/")
+        #expect(URIEncoding.encode("a/b") == "a%2Fb")
+        #expect(URIEncoding.encode("ሴ") == "%E1%88%B4")
+    }
+
+    @Test func decodeIsTheInverse() {
+        for s in ["a b+c=&%~!'()*", "ሴ/日本語", "%41 literal", ""] {
+            #expect(URIEncoding.decode(URIEncoding.encode(s)) == s)
+        }
+        #expect(URIEncoding.decode("a+b", plusAsSpace: true) == "a b")
+        #expect(URIEncoding.decode("a%2Bb", plusAsSpace: true) == "a+b")
+        #expect(URIEncoding.decode("bad%zzescape%") == "bad%zzescape%")
+    }
+}
+
+struct ListParsingTests {
+    @Test func decodesURLEncodedKeysAndPrefixes() throws {
+        let xml = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EncodingType>url</EncodingType>
+            <Name>b</Name><Prefix>p%2F</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
+            <NextContinuationToken>tok/en=</NextContinuationToken>
+            <Contents><Key>a%20b%2Bc+d</Key><LastModified>2026-11-27T05:31:57.304Z</LastModified><ETag>&quot;764efa883dda1e11db47671c4a3bbd9e&quot;</ETag><Size>3</Size><StorageClass>STANDARD</StorageClass></Contents>
+            <CommonPrefixes><Prefix>p%2Fsub%20dir%2F</Prefix></CommonPrefixes>
+            </ListBucketResult>
+            """
+        let page = try S3Client.parseListPage(Array(xml.utf8))
+        #expect(page.objects.map(\.key) == ["a b+c d"])
+        #expect(page.objects[0].etag == "764efa883dda1e11db47671c4a3bbd9e")
+        #expect(page.objects[0].size == 3)
+        #expect(page.objects[0].lastModified == Date(timeIntervalSince1970: 1_795_757_517.304))
+        #expect(page.commonPrefixes == ["p/sub dir/"])
+        #expect(page.isTruncated && page.nextContinuationToken == "tok/en=")
+    }
+
+    @Test func rejectsMalformedListings() {
+        #expect(throws: S3ResponseError.self) { try S3Client.parseListPage(Array("<ListBucketResult><Contents><Key>k</Key></Contents>".utf8)) }
+        #expect(throws: S3ResponseError.self) { try S3Client.parseListPage(Array("<Error/>".utf8)) }
+        #expect(throws: S3ResponseError.self) {
+            try S3Client.parseListPage(Array("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>".utf8))
+        }
+    }
+
+    @Test func iso8601Timestamps() {
+        #expect(parseISO8601("2026-11-27T05:31:57Z") == Date(timeIntervalSince1970: 1_795_757_517))
+        #expect(parseISO8601("2026-11-27T05:31:57.5Z") == Date(timeIntervalSince1970: 1_795_757_517.5))
+        #expect(parseISO8601("garbage") == nil)
+        #expect(parseISO8601("2026-11-27T05:31:57+01:00") == nil)
+    }
+}
+
+struct S3ErrorTests {
+    @Test func decodesErrorDocumentsWithoutKeepingSignatureMaterial() {
+        let body = """
+            <?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message>
+            <StringToSign>AWS4-HMAC-SHA256 secret-ish</StringToSign><SignatureProvided>deadbeef</SignatureProvided><RequestId>tx1</RequestId></Error>
+            """
+        let e = S3Error.decode(status: 403, body: Array(body.utf8), headers: [:], operation: "GET s3://b/k")
+        #expect(e.code == "SignatureDoesNotMatch" && e.requestID == "tx1")
+        #expect(e.hint != nil)
+        #expect(!e.description.contains("deadbeef") && !e.description.contains("StringToSign"))
+        #expect(!e.retryable)
+    }
+
+    @Test func bodilessResponsesGetCodesFromStatus() {
+        #expect(S3Error.decode(status: 404, body: [], headers: [:], operation: "HEAD").isNotFound)
+        #expect(S3Error.decode(status: 503, body: [], headers: [:], operation: "GET").retryable)
+        #expect(!S3Error.decode(status: 400, body: [], headers: [:], operation: "GET").retryable)
+        #expect(S3Error(status: 403, code: "RequestTimeTooSkewed", message: "", operation: "GET").hint?.contains("clock") == true)
+        #expect(S3Error(status: 403, code: "InvalidAccessKeyId", message: "", operation: "GET").hint != nil)
+    }
+
+    @Test func retryPolicyBounds() {
+        let p = RetryPolicy(maxAttempts: 5, baseDelay: 0.1, maxDelay: 1)
+        for attempt in 1...10 {
+            let d = p.delay(after: attempt)
+            #expect(d >= 0 && d <= min(1, 0.1 * pow(2, Double(attempt - 1))))
+        }
+        #expect(RetryPolicy.isRetryable(TransportError(code: 7, message: "", retryable: true)))
+        #expect(!RetryPolicy.isRetryable(IntegrityError(operation: "", detail: "")))
+    }
+}
+
+struct CredentialTests {
+    func tempDir() -> String {
+        let d = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-cred-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    @Test func precedence() throws {
+        let home = tempDir()
+        try FileManager.default.createDirectory(atPath: "\(home)/.aws", withIntermediateDirectories: true)
+        try "[default]\naws_access_key_id = DEF\naws_secret_access_key = defsecret\n\n[rgw]\naws_access_key_id=RGW\naws_secret_access_key = rgwsecret\n"
+            .write(toFile: "\(home)/.aws/credentials", atomically: true, encoding: .utf8)
+        try "[profile rgw]\nregion = eu-central-1\nendpoint_url = http://rgw.local:8080\n"
+            .write(toFile: "\(home)/.aws/config", atomically: true, encoding: .utf8)
+        let env = ["AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "envsecret"]
+
+        #expect(try CredentialResolver(environment: env, home: home).resolve().accessKeyID == "ENV")
+        #expect(try CredentialResolver(environment: [:], home: home).resolve().accessKeyID == "DEF")
+        // An explicit --profile wins over the environment's keys, as with the AWS CLI.
+        let rgw = CredentialResolver(profile: "rgw", environment: env, home: home)
+        #expect(try rgw.resolve().accessKeyID == "RGW")
+        #expect(rgw.region() == "eu-central-1")
+        #expect(rgw.endpoint() == "http://rgw.local:8080")
+        #expect(try CredentialResolver(environment: ["AWS_PROFILE": "rgw"], home: home).resolve().accessKeyID == "RGW")
+
+        let secretDir = tempDir()
+        try "SECRETDIRKEY\n".write(toFile: "\(secretDir)/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try "dirsecret\n".write(toFile: "\(secretDir)/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        let fromDir = try CredentialResolver(profile: "rgw", credentialsDir: secretDir, environment: env, home: home).resolve()
+        #expect(fromDir.accessKeyID == "SECRETDIRKEY" && fromDir.secretAccessKey == "dirsecret")
+    }
+
+    @Test func clearErrorsWithoutSecrets() {
+        let home = tempDir()
+        #expect { try CredentialResolver(environment: [:], home: home).resolve() } throws: { "\($0)".contains("AWS_ACCESS_KEY_ID") }
+        #expect { try CredentialResolver(profile: "nope", environment: [:], home: home).resolve() } throws: { "\($0)".contains("'nope'") }
+        let empty = tempDir()
+        #expect { try CredentialResolver(credentialsDir: empty, environment: [:], home: home).resolve() } throws: { "\($0)".contains("ACCESS_KEY_ID") }
+    }
+
+    @Test func redactorRemovesSecretsAndSignatures() {
+        let r = Redactor(secrets: ["s3cr3t/key+x"])
+        let text = "bad s3cr3t/key+x and s3cr3t%2Fkey%2Bx and ?X-Amz-Signature=abcdef&x=1 Signature=123abc, ok"
+        let out = r.redact(text)
+        #expect(!out.contains("s3cr3t") && !out.contains("abcdef") && !out.contains("123abc"))
+        #expect(out.contains("x=1") && out.contains("ok"))
+    }
+}
+
+struct AddressingTests {
+    @Test func pathStyleAndVirtualHosted() throws {
+        let rgw = try S3Endpoint(url: "http://127.0.0.1:7480")
+        #expect(rgw.addressing == .path)
+        #expect(rgw.hostHeader(bucket: "b") == "127.0.0.1:7480")
+        #expect(rgw.encodedPath(bucket: "b", key: "a b//c/") == "/b/a%20b//c/")
+        let aws = S3Endpoint.aws(region: "eu-west-1")
+        #expect(aws.hostHeader(bucket: "b") == "b.s3.eu-west-1.amazonaws.com")
+        #expect(aws.encodedPath(bucket: "b", key: "k") == "/k")
+        let https = try S3Endpoint(url: "https://rgw.example:443", addressing: .path)
+        #expect(https.hostHeader(bucket: "b") == "rgw.example")
+        #expect(throws: ConfigError.self) { try S3Endpoint(url: "rgw.example") }
+        #expect(throws: ConfigError.self) { try S3Endpoint(url: "http://rgw/bucket") }
+        #expect(throws: ConfigError.self) { try S3Endpoint(url: "http://key:secret@rgw") }
+    }
+
+    @Test func s3URLs() throws {
+        #expect(try S3URL(parsing: "s3://bucket/a b//c/") == S3URL(bucket: "bucket", key: "a b//c/"))
+        #expect(try S3URL(parsing: "s3://bucket") == S3URL(bucket: "bucket", key: ""))
+        #expect(throws: ConfigError.self) { try S3URL(parsing: "http://bucket/k") }
+        #expect(throws: ConfigError.self) { try S3URL(parsing: "s3://B/k") }
+        #expect(throws: ConfigError.self) { try S3URL(parsing: "s3://ab") }
+    }
+
+    @Test func multipartETagMatchesS3sDefinition() {
+        // MD5 of the concatenated binary part MD5s, suffixed with the part count.
+        let parts = [Hash.md5(Array("part one".utf8)).hex, Hash.md5(Array("part two".utf8)).hex]
+        let joined = Hash.md5(Array("part one".utf8)) + Hash.md5(Array("part two".utf8))
+        #expect(MultipartUpload.multipartETag(partMD5s: parts) == Hash.md5(joined).hex + "-2")
+    }
+
+    @Test func digestsMatchKnownValues() {
+        #expect(Hash.md5(Array("".utf8)).hex == "d41d8cd98f00b204e9800998ecf8427e")
+        #expect(Hash.sha256(Array("abc".utf8)).hex == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(Array("hello".utf8).base64 == "aGVsbG8=")
+        #expect(Array("hi".utf8).base64 == "aGk=")
+    }
+}
