@@ -71,6 +71,9 @@ ms mon client mode = crc
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $DIR/rgw
 rgw dns name = localhost
+# Free deleted objects' data quickly: the OSD keeps everything in memory.
+rgw gc obj min wait = 10
+rgw gc processor period = 10
 keyring = $DIR/keyring
 CONF
 CEPH="-c $CONF"

@@ -247,7 +247,17 @@ public final class S3Client: Sendable {
             guard fd >= 0 else { throw ConfigError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
             do {
                 defer { close(fd) }
-                let info = try getObject(url, progress: progress) { chunk in try writeAll(fd, chunk, path: tmp) }
+                var written: Int64 = 0, flushed: Int64 = 0
+                let info = try getObject(url, progress: progress) { chunk in
+                    try writeAll(fd, chunk, path: tmp)
+                    written += Int64(chunk.count)
+                    // Start writeback as we go (and drop the pages once clean), so the final
+                    // fsync waits for the tail only and a large restore does not fill the page cache.
+                    if written - flushed >= writebackWindow {
+                        posix_fadvise(fd, off_t(flushed), off_t(written - flushed), POSIX_FADV_DONTNEED)
+                        flushed = written
+                    }
+                }
                 guard fsync(fd) == 0 else { throw ConfigError("fsync \(tmp): \(String(cString: strerror(errno)))") }
                 guard rename(tmp, path) == 0 else { throw ConfigError("rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
                 return info
@@ -485,6 +495,8 @@ final class GetState: HTTPResponseHandler {
 }
 
 // MARK: - helpers
+
+let writebackWindow: Int64 = 16 << 20
 
 func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
     var off = 0

@@ -48,8 +48,17 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// Every secret this process has loaded, so that any message can be scrubbed of them.
+final class KnownSecrets: @unchecked Sendable {
+    static let shared = KnownSecrets()
+    private let lock = NSLock()
+    private var secrets: [String] = []
+    func add(_ more: [String]) { lock.withLock { secrets += more } }
+    var redactor: Redactor { lock.withLock { Redactor(secrets: secrets) } }
+}
+
 /// Runs a command body, turning errors into a one-line (redacted) message and an exit code.
-func runReportingErrors(redactor: Redactor = Redactor(secrets: []), _ body: () throws -> Void) throws {
+func runReportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as ExitCode {
@@ -59,7 +68,8 @@ func runReportingErrors(redactor: Redactor = Redactor(secrets: []), _ body: () t
     } catch let e as ValidationError {
         throw e
     } catch {
-        FileHandle.standardError.write(Data("drctl: error: \(redactor.redact(String(describing: error)))\n".utf8))
+        let message = KnownSecrets.shared.redactor.redact(String(describing: error))
+        FileHandle.standardError.write(Data("drctl: error: \(message)\n".utf8))
         switch error {
         case let e as S3Error where e.isNotFound: throw Exit.notFound
         case is ConfigError, is CredentialResolver.NotFound: throw Exit.config

@@ -26,9 +26,9 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            let target = try S3URL(parsing: url)
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                let target = try S3URL(parsing: url)
+                let client = try s3.makeClient()
                 let out = BufferedStdout()
                 var first = true
                 if output == .json { out.write("[") }
@@ -73,9 +73,9 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            let target = try objectURL(url)
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                let target = try objectURL(url)
+                let client = try s3.makeClient()
                 let info = try client.headObject(target)
                 switch output {
                 case .json:
@@ -111,9 +111,9 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            let target = try objectURL(url)
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                let target = try objectURL(url)
+                let client = try s3.makeClient()
                 let dest = destination ?? String(target.key.split(separator: "/").last ?? "")
                 guard !dest.isEmpty else { throw ValidationError("cannot name a file after \(target); give a destination") }
                 if dest == "-" {
@@ -155,10 +155,10 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            var target = try S3URL(parsing: url)
-            if target.key.isEmpty || target.key.hasSuffix("/") { target.key += (file as NSString).lastPathComponent }
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                var target = try S3URL(parsing: url)
+                if target.key.isEmpty || target.key.hasSuffix("/") { target.key += (file as NSString).lastPathComponent }
+                let client = try s3.makeClient()
                 let progress = ProgressPrinter(label: "put \(target.key)", enabled: !quiet)
                 let info = try client.upload(file: file, to: target, contentType: contentType, progress: progress.callback)
                 progress.finish()
@@ -186,12 +186,12 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            let targets = try urls.map { try S3URL(parsing: $0) }
-            if !recursive, let bad = targets.first(where: { $0.key.isEmpty }) {
-                throw ValidationError("\(bad) names a bucket, not an object; use --recursive to delete what is under it")
-            }
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                let targets = try urls.map { try S3URL(parsing: $0) }
+                if !recursive, let bad = targets.first(where: { $0.key.isEmpty }) {
+                    throw ValidationError("\(bad) names a bucket, not an object; use --recursive to delete what is under it")
+                }
+                let client = try s3.makeClient()
                 var failures: [DeleteFailure] = []
                 for t in targets {
                     var keys: [String] = []
@@ -234,9 +234,9 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            let target = try objectURL(url)
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                let target = try objectURL(url)
+                let client = try s3.makeClient()
                 print(try client.presign(target, method: method.uppercased(), expires: parseSeconds(expires)!))
             }
         }
@@ -251,10 +251,10 @@ extension S3Command {
 
         func run() throws {
             global.bootstrapLogging()
-            let target = try S3URL(parsing: url)
-            guard target.key.isEmpty else { throw ValidationError("\(url): give only the bucket, s3://bucket") }
-            let (client, redactor) = try s3.makeClient()
-            try runReportingErrors(redactor: redactor) {
+            try runReportingErrors {
+                let target = try S3URL(parsing: url)
+                guard target.key.isEmpty else { throw ValidationError("\(url): give only the bucket, s3://bucket") }
+                let client = try s3.makeClient()
                 try client.createBucket(target.bucket)
                 print("created \(target)")
             }

@@ -35,10 +35,11 @@ struct S3Options: ParsableArguments {
         }
     }
 
-    /// The configured client, and a redactor that knows its secrets.
-    func makeClient() throws -> (S3Client, Redactor) {
+    /// The configured client. Its secrets are registered for redaction of every message.
+    func makeClient() throws -> S3Client {
         let resolver = CredentialResolver(profile: profile, credentialsDir: credentialsDir)
         let credentials = try resolver.resolve()
+        KnownSecrets.shared.add(credentials.secrets)
         let region = self.region ?? resolver.region()
         let addressing: S3Endpoint.Addressing? = pathStyle ? .path : virtualHosted ? .virtualHosted : nil
         var ep: S3Endpoint
@@ -50,7 +51,7 @@ struct S3Options: ParsableArguments {
         }
         var config = S3Configuration(endpoint: ep, region: region, credentials: credentials)
         config.tls = TLSOptions(caBundle: caBundle, insecure: insecure)
-        return (S3Client(config: config), Redactor(secrets: credentials.secrets))
+        return S3Client(config: config)
     }
 }
 
