@@ -22,6 +22,7 @@ extension S3Command {
         @OptionGroup var s3: S3Options
         @Argument(help: ArgumentHelp("The bucket and optional key prefix.", valueName: "s3://bucket[/prefix]")) var url: String
         @Flag(name: [.short, .long], help: "List every key under the prefix instead of one level.") var recursive = false
+        @Option(help: "With --recursive: sub-prefixes listed at once (1 lists serially).") var parallel = 4
         @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
         func run() throws {
@@ -35,7 +36,14 @@ extension S3Command {
                 let encoder = JSONEncoder()
                 encoder.dateEncodingStrategy = .iso8601
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                try client.listObjects(bucket: target.bucket, prefix: target.key, delimiter: recursive ? nil : "/") { page in
+                let pages: ((ListPage) throws -> Void) throws -> Void = { body in
+                    if recursive {
+                        try client.listObjectsParallel(bucket: target.bucket, prefix: target.key, parallelism: parallel, page: body)
+                    } else {
+                        try client.listObjects(bucket: target.bucket, prefix: target.key, delimiter: "/", page: body)
+                    }
+                }
+                try pages { page in
                     for p in page.commonPrefixes {
                         switch output {
                         case .table: out.write(String(repeating: " ", count: 27) + "PRE \(p)\n")

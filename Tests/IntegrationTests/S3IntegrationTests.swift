@@ -81,6 +81,19 @@ import Testing
         #expect(rest.first == "p/b/01001")
         #expect(rest.count == 299 + 1)
 
+        // Parallel listing of disjoint prefixes returns exactly the serial listing, in order,
+        // including objects that sort between prefixes ("p/a.txt" < "p/a/" < "p/a0").
+        for k in ["p/a.txt", "p/a0", "p/b", "p/c//d", "p/c/", "p/zz"] { try s3.putObject(S3URL(bucket: bucket, key: k), bytes: []) }
+        keys += ["p/a.txt", "p/a0", "p/b", "p/c//d", "p/c/", "p/zz"]
+        var serial: [String] = [], parallel: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "p/") { serial += $0.objects.map(\.key) }
+        try s3.listObjectsParallel(bucket: bucket, prefix: "p/", parallelism: 3) { parallel += $0.objects.map(\.key) }
+        #expect(serial.count == 2607)
+        #expect(parallel == serial)
+        var whole: [String] = []
+        try s3.listObjectsParallel(bucket: bucket) { whole += $0.objects.map(\.key) }
+        #expect(whole == keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+
         // Small pages: continuation tokens chain correctly.
         var token: String?
         var small: [String] = []
