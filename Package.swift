@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Thin system-library targets: the C libraries enter here and nowhere else.
@@ -23,13 +24,18 @@ let package = Package(
             "CCurl", "CLibCrypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
+        .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Policies -> Kubernetes manifests. Pure and deterministic.
+        .target(name: "Render", dependencies: ["Policy", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore",
+            "ObjectStore", "Policy", "Render",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render"], resources: [.copy("Fixtures")]),
     ]
 )

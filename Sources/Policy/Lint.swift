@@ -1,0 +1,118 @@
+/// The checks that need the whole policy set: references, name clashes, archive collisions,
+/// prefixes, and whether schedules and retention can meet the objectives. Loading has already
+/// reported syntax, types, unknown fields and invalid cron.
+public enum Linter {
+    public static func lint(_ set: PolicySet, into d: Diagnostics) {
+        duplicateNames(set, d)
+        for store in set.objectStores { prefixes(store, d) }
+        for policy in set.backupPolicies {
+            if set.objectStore(named: policy.objectStore.value) == nil {
+                let known = set.objectStores.map(\.name.value)
+                var msg = "spec.objectStore: no ObjectStore named '\(policy.objectStore.value)'"
+                if let s = closest(policy.objectStore.value, among: known) { msg += " (did you mean '\(s)'?)" }
+                else if !known.isEmpty { msg += " (defined: \(known.sorted().joined(separator: ", ")))" }
+                d.error(policy.objectStore.location, msg)
+            }
+            objectives(policy, d)
+        }
+        sharedArchives(set, d)
+    }
+
+    static func duplicateNames(_ set: PolicySet, _ d: Diagnostics) {
+        for (kind, names) in [("ObjectStore", set.objectStores.map(\.name)), ("BackupPolicy", set.backupPolicies.map(\.name))] {
+            var first: [String: SourceLocation] = [:]
+            for n in names {
+                if let earlier = first[n.value] {
+                    d.error(n.location, "duplicate \(kind) name '\(n.value)' (first defined at \(earlier))")
+                } else {
+                    first[n.value] = n.location
+                }
+            }
+        }
+        var clusters: [String: SourceLocation] = [:]
+        for p in set.backupPolicies {
+            for c in p.cnpg {
+                let key = "\(c.namespace)/\(c.cluster.value)"
+                if let earlier = clusters[key] {
+                    d.error(c.cluster.location, "CNPG cluster \(key) is already covered at \(earlier)")
+                } else {
+                    clusters[key] = c.cluster.location
+                }
+            }
+        }
+    }
+
+    /// Velero marks a storage location unavailable when its prefix holds anything but its own
+    /// folders (backups, restores, kopia, restic, metadata, plugins).
+    static func prefixes(_ store: ObjectStorePolicy, _ d: Diagnostics) {
+        let velero = store.prefixes.velero.value
+        for (what, p) in [("barman", store.prefixes.barman), ("drctl", store.prefixes.drctl)] {
+            if velero.isEmpty || p.value == velero || p.value.hasPrefix(velero + "/") {
+                d.error(p.location, "spec.prefixes.\(what) '\(p.value)' lies inside Velero's prefix '\(velero.isEmpty ? "(bucket root)" : velero)': Velero marks a storage location unavailable when its prefix holds anything but its own folders; use a sibling prefix")
+            }
+        }
+        if store.prefixes.barman.value == store.prefixes.drctl.value {
+            d.error(store.prefixes.drctl.location, "spec.prefixes.drctl must differ from spec.prefixes.barman")
+        }
+    }
+
+    static func objectives(_ p: BackupPolicy, _ d: Diagnostics) {
+        let rpo = p.rpo.value
+        if let v = p.velero {
+            if v.declaredSchedules == 0 { d.error(v.location, "spec.velero.schedules: at least one schedule is needed") }
+            var tiers: [String: SourceLocation] = [:]
+            for s in v.schedules {
+                if let earlier = tiers[s.tier.value] { d.error(s.tier.location, "duplicate tier '\(s.tier.value)' (first at \(earlier))") }
+                tiers[s.tier.value] = s.tier.location
+                guard let gap = s.cron.value.longestGap else {
+                    d.error(s.cron.location, "schedule '\(s.cron.value.expression)' never runs")
+                    continue
+                }
+                if s.retention.value.seconds < gap {
+                    d.error(s.retention.location, "retention \(s.retention.value) is shorter than the time between '\(s.tier.value)' backups (\(Duration.humanize(gap))): each backup expires before the next exists")
+                }
+            }
+            // Without WAL-based recovery, the newest Velero backup is the recovery point.
+            if p.cnpg.isEmpty, let best = v.schedules.compactMap({ s in s.cron.value.longestGap.map { (s, $0) } }).min(by: { $0.1 < $1.1 }),
+               best.1 > rpo.seconds {
+                d.error(p.rpo.location, "objectives.rpo \(rpo) cannot be met: the most frequent Velero schedule ('\(best.0.tier.value)': \(best.0.cron.value.expression)) leaves up to \(Duration.humanize(best.1)) between backups")
+            }
+        }
+        if !p.declaresBackups {
+            d.error(p.location, "policy '\(p.name.value)' backs up nothing: give spec.velero and/or spec.cnpg")
+        }
+        for c in p.cnpg {
+            guard let gap = c.schedule.value.longestGap else { continue }
+            if c.walEnabled {
+                if let t = c.archiveTimeout, t.value.seconds > rpo.seconds {
+                    d.error(t.location, "wal.archiveTimeout \(t.value) is longer than objectives.rpo \(rpo): a quiet database may not ship a WAL segment within the RPO")
+                }
+            } else if gap > rpo.seconds {
+                d.error(c.schedule.location, "objectives.rpo \(rpo) cannot be met: WAL archiving is off and base backups are up to \(Duration.humanize(gap)) apart")
+            }
+            if c.retention.value.seconds < gap {
+                d.error(c.retention.location, "retention \(c.retention.value) is shorter than the time between base backups (\(Duration.humanize(gap))): the recovery window could hold no base backup")
+            }
+            if c.retention.value.seconds < rpo.seconds {
+                d.error(c.retention.location, "retention \(c.retention.value) is shorter than objectives.rpo \(rpo)")
+            }
+        }
+    }
+
+    /// Two clusters archiving to one destinationPath + serverName corrupt each other's WAL
+    /// history; CNPG refuses with "Expected empty archive" at best.
+    static func sharedArchives(_ set: PolicySet, _ d: Diagnostics) {
+        var seen: [String: (BackupPolicy, BackupPolicy.CNPGCluster)] = [:]
+        for p in set.backupPolicies {
+            guard let store = set.objectStore(named: p.objectStore.value) else { continue }
+            for c in p.cnpg {
+                let key = "\(store.barmanDestination)/\(c.serverName.value)"
+                if let (op, oc) = seen[key] {
+                    d.error(c.serverName.location, "cluster '\(c.cluster.value)' archives to \(key), as cluster '\(oc.cluster.value)' of policy '\(op.name.value)' does (\(oc.serverName.location)): two clusters in one barman archive overwrite each other's WAL (CNPG: \"Expected empty archive\"); give each its own serverName")
+                } else {
+                    seen[key] = (p, c)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+import Foundation
+import Yams
+
+/// Reads policy files into a `PolicySet`, reporting every problem with its file:line:col.
+public enum PolicyLoader {
+    public static let apiVersion = "drctl.dev/v1alpha1"
+
+    /// Loads every `.yaml`/`.yml` file under the given paths (directories recursively, in name order).
+    public static func load(paths: [String], diagnostics: Diagnostics) -> PolicySet {
+        var set = PolicySet()
+        for file in expand(paths, diagnostics: diagnostics) {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                diagnostics.error(SourceLocation(file: file, line: 1, column: 1), "cannot read file")
+                continue
+            }
+            load(text: text, file: file, into: &set, diagnostics: diagnostics)
+        }
+        return set
+    }
+
+    static func expand(_ paths: [String], diagnostics: Diagnostics) -> [String] {
+        var files: [String] = []
+        let fm = FileManager.default
+        for p in paths {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: p, isDirectory: &isDir) else {
+                diagnostics.error(SourceLocation(file: p, line: 1, column: 1), "no such file or directory")
+                continue
+            }
+            if isDir.boolValue {
+                let found = (fm.enumerator(atPath: p)?.compactMap { $0 as? String } ?? [])
+                    .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+                files += found.map { (p as NSString).appendingPathComponent($0) }
+            } else {
+                files.append(p)
+            }
+        }
+        return files
+    }
+
+    public static func load(text: String, file: String, into set: inout PolicySet, diagnostics: Diagnostics) {
+        // Parser.nextRoot throws on a bad document; compose_all's lazy sequence would end quietly.
+        var docs: [Node] = []
+        do {
+            let parser = try Parser(yaml: text)
+            while let node = try parser.nextRoot() { docs.append(node) }
+        } catch let e as YamlError {
+            diagnostics.error(location(of: e, file: file), "invalid YAML: \(describe(e))")
+            return
+        } catch {
+            diagnostics.error(SourceLocation(file: file, line: 1, column: 1), "invalid YAML: \(error)")
+            return
+        }
+        for doc in docs {
+            let root = YNode(node: doc, file: file, diags: diagnostics)
+            guard let f = root.fields("document") else { continue }
+            let apiVersion = f.string("apiVersion", required: true)
+            if let a = apiVersion, a.value != apiVersion_ {
+                diagnostics.error(a.location, "apiVersion '\(a.value)' is not \(apiVersion_)")
+            }
+            let kind = f.oneOf("kind", ["ObjectStore", "BackupPolicy"], required: true)
+            var name: Located<String>?
+            if let meta = f.required("metadata")?.fields("metadata") {
+                name = meta.string("name", required: true)
+                if let n = name, !isDNSLabel(n.value) {
+                    diagnostics.error(n.location, "metadata.name '\(n.value)' must be a DNS label (lower-case letters, digits and '-', at most 63)")
+                }
+                _ = meta.node("labels"); _ = meta.node("annotations")
+                meta.finish(known: ["name", "labels", "annotations"])
+            }
+            let spec = f.required("spec")?.fields("spec")
+            f.finish(known: ["apiVersion", "kind", "metadata", "spec"])
+            guard let kind, let name, let spec else { continue }
+            switch kind.value {
+            case "ObjectStore":
+                if let s = objectStore(name, spec) { set.objectStores.append(s) }
+            default:
+                if let p = backupPolicy(name, spec, at: root.location) { set.backupPolicies.append(p) }
+            }
+        }
+    }
+
+    private static let apiVersion_ = apiVersion
+
+    static func isDNSLabel(_ s: String) -> Bool {
+        s.count <= 63 && !s.isEmpty && s.first!.isLetter && s.last != "-"
+            && s.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" }
+    }
+
+    static func location(of e: YamlError, file: String) -> SourceLocation {
+        switch e {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            return SourceLocation(file: file, line: mark.line, column: mark.column)
+        default:
+            return SourceLocation(file: file, line: 1, column: 1)
+        }
+    }
+
+    static func describe(_ e: YamlError) -> String {
+        switch e {
+        case .scanner(_, let problem, _, _), .parser(_, let problem, _, _), .composer(_, let problem, _, _):
+            return problem
+        default:
+            return "\(e)"
+        }
+    }
+
+    // MARK: ObjectStore
+
+    static func objectStore(_ name: Located<String>, _ spec: Fields) -> ObjectStorePolicy? {
+        let endpoint = spec.string("endpoint", required: true)
+        if let e = endpoint, !(e.value.hasPrefix("http://") || e.value.hasPrefix("https://")) {
+            spec.owner.diags.error(e.location, "spec.endpoint '\(e.value)' must be an http:// or https:// URL")
+        }
+        let bucket = spec.string("bucket", required: true)
+        let region = spec.string("region")?.value ?? "us-east-1"
+        let pathStyle = spec.bool("pathStyle") ?? true
+        var ca: SecretKeyRef?
+        if let c = spec.node("caBundle")?.fields("spec.caBundle") {
+            if let n = c.string("secretName", required: true), let k = c.string("key", required: true) { ca = SecretKeyRef(name: n.value, key: k.value) }
+            c.finish(known: ["secretName", "key"])
+        }
+        var creds: ObjectStorePolicy.Credentials?
+        if let c = spec.required("credentials")?.fields("spec.credentials") {
+            let secret = c.string("secretName", required: true)
+            creds = secret.map {
+                ObjectStorePolicy.Credentials(secretName: $0.value,
+                                              accessKeyIdKey: c.string("accessKeyIdKey")?.value ?? "ACCESS_KEY_ID",
+                                              secretAccessKeyKey: c.string("secretAccessKeyKey")?.value ?? "SECRET_ACCESS_KEY",
+                                              veleroKey: c.string("veleroKey")?.value ?? "cloud")
+            }
+            c.finish(known: ["secretName", "accessKeyIdKey", "secretAccessKeyKey", "veleroKey"])
+        }
+        var lock: ObjectStorePolicy.ObjectLock?
+        if let l = spec.node("objectLock")?.fields("spec.objectLock") {
+            let mode = l.oneOf("mode", ["GOVERNANCE", "COMPLIANCE"], required: true)
+            let retention = l.duration("retention", required: true)
+            if let mode, let retention { lock = .init(mode: mode.value, retention: retention.value) }
+            l.finish(known: ["mode", "retention"])
+        }
+        let here = spec.location
+        var prefixes = ObjectStorePolicy.Prefixes(velero: Located("velero", here), barman: Located("cnpg", here), drctl: Located("drctl", here))
+        if let p = spec.node("prefixes")?.fields("spec.prefixes") {
+            for (key, path) in [("velero", \ObjectStorePolicy.Prefixes.velero), ("barman", \.barman), ("drctl", \.drctl)] {
+                if let v = p.string(key) {
+                    let trimmed = v.value.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+                    prefixes[keyPath: path] = Located(trimmed, v.location)
+                }
+            }
+            p.finish(known: ["velero", "barman", "drctl"])
+        }
+        spec.finish(known: ["endpoint", "bucket", "region", "pathStyle", "caBundle", "credentials", "objectLock", "prefixes"])
+        guard let endpoint, let bucket, let creds else { return nil }
+        return ObjectStorePolicy(name: name, endpoint: endpoint, bucket: bucket, region: region, pathStyle: pathStyle, ca: ca,
+                                 credentials: creds, objectLock: lock, prefixes: prefixes)
+    }
+
+    // MARK: BackupPolicy
+
+    static func cron(_ f: Fields, _ key: String, _ dialect: Cron.Dialect, what: String) -> Located<Cron>? {
+        guard let s = f.string(key, required: true) else { return nil }
+        do {
+            return Located(try Cron(s.value, dialect: dialect), s.location)
+        } catch {
+            f.owner.diags.error(s.location, "\(what): invalid cron '\(s.value)': \(error)")
+            return nil
+        }
+    }
+
+    static func backupPolicy(_ name: Located<String>, _ spec: Fields, at location: SourceLocation) -> BackupPolicy? {
+        let diags = spec.owner.diags
+        let store = spec.string("objectStore", required: true)
+        let namespaces = spec.strings("namespaces") ?? []
+        if namespaces.isEmpty { diags.error(spec.location, "spec.namespaces: list the namespaces this policy covers (\"*\" for all)") }
+        let clusterResources = spec.bool("includeClusterResources") ?? false
+        var rpo: Located<Duration>?, rto: Located<Duration>?
+        if let o = spec.required("objectives")?.fields("spec.objectives") {
+            rpo = o.duration("rpo", required: true)
+            rto = o.duration("rto", required: true)
+            o.finish(known: ["rpo", "rto"])
+        }
+        let velero = spec.node("velero").flatMap { veleroSpec($0) }
+        var clusters: [BackupPolicy.CNPGCluster] = []
+        if let list = spec.node("cnpg")?.items("spec.cnpg") {
+            for item in list {
+                if let c = cnpgCluster(item, defaultNamespace: namespaces.first?.value ?? "default") { clusters.append(c) }
+            }
+        }
+        let drill = spec.node("drill").flatMap { drillSpec($0) }
+        let declares = spec.has("velero") || spec.has("cnpg")
+        spec.finish(known: ["objectStore", "namespaces", "includeClusterResources", "objectives", "velero", "cnpg", "drill"])
+        guard let store, let rpo, let rto else { return nil }
+        return BackupPolicy(name: name, location: location, objectStore: store, namespaces: namespaces, includeClusterResources: clusterResources,
+                            rpo: rpo, rto: rto, velero: velero, cnpg: clusters, drill: drill, declaresBackups: declares)
+    }
+
+    static func veleroSpec(_ node: YNode) -> BackupPolicy.Velero? {
+        guard let v = node.fields("spec.velero") else { return nil }
+        let volumes = v.oneOf("volumes", ["snapshot", "fileSystem", "none"]).flatMap { BackupPolicy.Velero.Volumes(rawValue: $0.value) } ?? .snapshot
+        var schedules: [BackupPolicy.Schedule] = []
+        let scheduleItems = v.required("schedules")?.items("spec.velero.schedules") ?? []
+        for item in scheduleItems {
+            guard let s = item.fields("spec.velero.schedules[]") else { continue }
+            let tier = s.string("tier", required: true)
+            let cron = cron(s, "schedule", .standard, what: "spec.velero.schedules[].schedule")
+            let retention = s.duration("retention", required: true)
+            s.finish(known: ["tier", "schedule", "retention"])
+            if let tier, let cron, let retention { schedules.append(.init(tier: tier, cron: cron, retention: retention)) }
+        }
+        var hooks: [BackupPolicy.Hook] = []
+        for item in v.node("hooks")?.items("spec.velero.hooks") ?? [] {
+            guard let h = item.fields("spec.velero.hooks[]") else { continue }
+            let name = h.string("name", required: true)
+            let when = h.oneOf("when", ["pre", "post"])?.value ?? "pre"
+            let container = h.string("container", required: true)
+            let command = h.strings("command") ?? []
+            if command.isEmpty { item.error("spec.velero.hooks[].command: give the command to run, as a list") }
+            let onError = h.oneOf("onError", ["Continue", "Fail"])?.value ?? "Fail"
+            let timeout = h.duration("timeout")?.value ?? Duration(parsing: "30s")!
+            var selector: [String: String] = [:]
+            if let l = h.node("labelSelector")?.fields("spec.velero.hooks[].labelSelector") {
+                if case .mapping(let m) = l.owner.node {
+                    for (k, val) in m { if let ks = k.string, let vs = val.string { selector[ks] = vs; _ = l.node(ks) } }
+                }
+            }
+            h.finish(known: ["name", "when", "container", "command", "onError", "timeout", "labelSelector"])
+            if let name, let container, !command.isEmpty {
+                hooks.append(.init(name: name.value, when: when, container: container.value, command: command.map(\.value),
+                                   onError: onError, timeout: timeout, labelSelector: selector))
+            }
+        }
+        let excluded = v.strings("excludedResources")?.map(\.value) ?? []
+        v.finish(known: ["volumes", "schedules", "hooks", "excludedResources"])
+        return .init(location: node.location, volumes: volumes, schedules: schedules, declaredSchedules: scheduleItems.count,
+                     hooks: hooks, excludedResources: excluded)
+    }
+
+    static func cnpgCluster(_ node: YNode, defaultNamespace: String) -> BackupPolicy.CNPGCluster? {
+        guard let c = node.fields("spec.cnpg[]") else { return nil }
+        let cluster = c.string("cluster", required: true)
+        let namespace = c.string("namespace")?.value ?? defaultNamespace
+        let serverName = c.string("serverName")
+        let method = c.oneOf("method", ["barmanObjectStore", "plugin"]).flatMap { BackupPolicy.CNPGCluster.Method(rawValue: $0.value) } ?? .plugin
+        var schedule: Located<Cron>?, target = "prefer-standby"
+        if let b = c.required("baseBackup")?.fields("spec.cnpg[].baseBackup") {
+            schedule = cnpgCron(b)
+            target = b.oneOf("target", ["prefer-standby", "primary"])?.value ?? target
+            b.finish(known: ["schedule", "target"])
+        }
+        var walEnabled = true, walCompression: String? = "gzip", walParallel = 2
+        var archiveTimeout: Located<Duration>?
+        if let w = c.node("wal")?.fields("spec.cnpg[].wal") {
+            walEnabled = w.bool("enabled") ?? true
+            if let comp = w.oneOf("compression", ["none", "gzip", "bzip2", "snappy", "lz4", "xz", "zstd"]) { walCompression = comp.value == "none" ? nil : comp.value }
+            walParallel = w.int("maxParallel", range: 1...64) ?? walParallel
+            archiveTimeout = w.duration("archiveTimeout")
+            w.finish(known: ["enabled", "compression", "maxParallel", "archiveTimeout"])
+        }
+        var dataCompression: String? = "gzip", dataJobs = 2
+        if let d = c.node("data")?.fields("spec.cnpg[].data") {
+            if let comp = d.oneOf("compression", ["none", "gzip", "bzip2", "snappy"]) { dataCompression = comp.value == "none" ? nil : comp.value }
+            dataJobs = d.int("jobs", range: 1...64) ?? dataJobs
+            d.finish(known: ["compression", "jobs"])
+        }
+        let retention = c.duration("retention", required: true)
+        if let r = retention, !["d", "w", "mo"].contains(r.value.unit) {
+            node.diags.error(r.location, "spec.cnpg[].retention: CNPG's recovery window is counted in days, weeks or months (e.g. 7d, 4w, 3mo), not '\(r.value)'")
+        }
+        c.finish(known: ["cluster", "namespace", "serverName", "method", "baseBackup", "wal", "data", "retention"])
+        guard let cluster, let schedule, let retention else { return nil }
+        return .init(cluster: cluster, namespace: namespace, serverName: serverName ?? cluster, method: method, schedule: schedule,
+                     target: target, walEnabled: walEnabled, walCompression: walCompression, walMaxParallel: walParallel,
+                     archiveTimeout: archiveTimeout, dataCompression: dataCompression, dataJobs: dataJobs, retention: retention)
+    }
+
+    /// CNPG's ScheduledBackup takes six fields, seconds first, and reads a five-field
+    /// expression with the seconds shifted in: `0 2 * * *` runs at minute 2 of every hour.
+    static func cnpgCron(_ b: Fields) -> Located<Cron>? {
+        guard let s = b.string("schedule", required: true) else { return nil }
+        let fields = s.value.split(separator: " ").filter { !$0.hasPrefix("CRON_TZ=") && !$0.hasPrefix("TZ=") }
+        if fields.count == 5 && !s.value.hasPrefix("@") {
+            let meant = "0 " + fields.joined(separator: " ")
+            var what = "a different schedule"
+            if let c = try? Cron(s.value, dialect: .cnpg), let gap = c.longestGap { what = "every \(Duration.humanize(gap))" }
+            b.owner.diags.error(s.location, "spec.cnpg[].baseBackup.schedule: '\(s.value)' has five fields, but CNPG schedules have six (seconds first) and CNPG reads this one as \(what); write '\(meant)'")
+            return nil
+        }
+        do {
+            return Located(try Cron(s.value, dialect: .cnpg), s.location)
+        } catch {
+            b.owner.diags.error(s.location, "spec.cnpg[].baseBackup.schedule: invalid cron '\(s.value)': \(error)")
+            return nil
+        }
+    }
+
+    static func drillSpec(_ node: YNode) -> BackupPolicy.Drill? {
+        guard let d = node.fields("spec.drill") else { return nil }
+        let schedule = cron(d, "schedule", .standard, what: "spec.drill.schedule")
+        var checks: [BackupPolicy.Check] = []
+        for item in d.node("checks")?.items("spec.drill.checks") ?? [] {
+            guard let c = item.fields("spec.drill.checks[]") else { continue }
+            if let s = c.node("sql")?.fields("spec.drill.checks[].sql") {
+                let cl = s.string("cluster", required: true), db = s.string("database", required: true)
+                let q = s.string("query", required: true), e = s.string("expect", required: true)
+                if let e, e.value.range(of: #"^((=|==|!=|>=|<=|>|<)\s*-?[0-9]+(\.[0-9]+)?|nonempty|empty)$"#, options: .regularExpression) == nil {
+                    node.diags.error(e.location, "spec.drill.checks[].sql.expect: '\(e.value)' is not an expectation (e.g. '>= 1', '= 42', 'nonempty')")
+                }
+                s.finish(known: ["cluster", "database", "query", "expect"])
+                if let cl, let db, let q, let e { checks.append(.sql(cluster: cl.value, database: db.value, query: q.value, expect: e.value)) }
+            } else if let f = c.node("freshness")?.fields("spec.drill.checks[].freshness") {
+                let cl = f.string("cluster", required: true), db = f.string("database", required: true)
+                let t = f.string("table", required: true), col = f.string("column", required: true)
+                f.finish(known: ["cluster", "database", "table", "column"])
+                if let cl, let db, let t, let col { checks.append(.freshness(cluster: cl.value, database: db.value, table: t.value, column: col.value)) }
+            } else if c.has("podsReady") {
+                _ = c.node("podsReady")
+                checks.append(.podsReady)
+            } else if let r = c.node("resourceCount")?.fields("spec.drill.checks[].resourceCount") {
+                let k = r.string("kind", required: true), m = r.int("min", range: 0...1_000_000) ?? 1
+                r.finish(known: ["kind", "min"])
+                if let k { checks.append(.resourceCount(kind: k.value, min: m)) }
+            } else if !c.has("sql") && !c.has("freshness") && !c.has("resourceCount") {
+                item.error("spec.drill.checks[]: a check is one of sql, freshness, podsReady, resourceCount")
+            }
+            c.finish(known: ["sql", "freshness", "podsReady", "resourceCount"])
+        }
+        d.finish(known: ["schedule", "checks"])
+        guard let schedule else { return nil }
+        return .init(schedule: schedule, checks: checks)
+    }
+}

@@ -1,0 +1,123 @@
+/// Everything read from a set of policy files.
+public struct PolicySet: Sendable {
+    public var objectStores: [ObjectStorePolicy] = []
+    public var backupPolicies: [BackupPolicy] = []
+    public init() {}
+
+    public func objectStore(named name: String) -> ObjectStorePolicy? { objectStores.first { $0.name.value == name } }
+}
+
+public struct SecretKeyRef: Sendable, Equatable {
+    public var name: String
+    public var key: String
+}
+
+/// `kind: ObjectStore` — where backups live and how to reach it.
+public struct ObjectStorePolicy: Sendable {
+    public var name: Located<String>
+    public var endpoint: Located<String>
+    public var bucket: Located<String>
+    public var region: String
+    public var pathStyle: Bool
+    public var ca: SecretKeyRef?
+    public var credentials: Credentials
+    public var objectLock: ObjectLock?
+    public var prefixes: Prefixes
+
+    public struct Credentials: Sendable {
+        /// A Secret present in every namespace that needs it (velero, each database's, drctl's).
+        public var secretName: String
+        public var accessKeyIdKey: String
+        public var secretAccessKeyKey: String
+        /// Key holding an AWS credentials *file*, which Velero's AWS plugin reads.
+        public var veleroKey: String
+    }
+
+    public struct ObjectLock: Sendable {
+        public var mode: String
+        public var retention: Duration
+    }
+
+    public struct Prefixes: Sendable {
+        public var velero: Located<String>
+        public var barman: Located<String>
+        public var drctl: Located<String>
+    }
+
+    /// barman-cloud's destinationPath for this store.
+    public var barmanDestination: String { "s3://\(bucket.value)/\(prefixes.barman.value)" }
+}
+
+/// `kind: BackupPolicy` — one workload: what to back up, how often, how long, and what
+/// recovery it must be able to prove.
+public struct BackupPolicy: Sendable {
+    public var name: Located<String>
+    public var location: SourceLocation
+    public var objectStore: Located<String>
+    public var namespaces: [Located<String>]
+    public var includeClusterResources: Bool
+    public var rpo: Located<Duration>
+    public var rto: Located<Duration>
+    public var velero: Velero?
+    public var cnpg: [CNPGCluster]
+    public var drill: Drill?
+    /// Whether the file has a velero or cnpg section at all (even one that failed to load).
+    public var declaresBackups: Bool
+
+    public struct Velero: Sendable {
+        public enum Volumes: String, Sendable { case snapshot, fileSystem, none }
+        public var location: SourceLocation
+        public var volumes: Volumes
+        public var schedules: [Schedule]
+        /// Entries written under `schedules`, loaded or not.
+        public var declaredSchedules: Int
+        public var hooks: [Hook]
+        public var excludedResources: [String]
+    }
+
+    /// One tier of a grandfather-father-son set.
+    public struct Schedule: Sendable {
+        public var tier: Located<String>
+        public var cron: Located<Cron>
+        public var retention: Located<Duration>
+    }
+
+    public struct Hook: Sendable {
+        public var name: String
+        public var when: String          // pre | post
+        public var container: String
+        public var command: [String]
+        public var onError: String       // Continue | Fail
+        public var timeout: Duration
+        public var labelSelector: [String: String]
+    }
+
+    public struct CNPGCluster: Sendable {
+        public enum Method: String, Sendable { case barmanObjectStore, plugin }
+        public var cluster: Located<String>
+        public var namespace: String
+        public var serverName: Located<String>
+        public var method: Method
+        public var schedule: Located<Cron>
+        public var target: String
+        public var walEnabled: Bool
+        public var walCompression: String?
+        public var walMaxParallel: Int
+        public var archiveTimeout: Located<Duration>?
+        public var dataCompression: String?
+        public var dataJobs: Int
+        public var retention: Located<Duration>
+    }
+
+    public struct Drill: Sendable {
+        public var schedule: Located<Cron>
+        public var checks: [Check]
+    }
+
+    public enum Check: Sendable {
+        case sql(cluster: String, database: String, query: String, expect: String)
+        case freshness(cluster: String, database: String, table: String, column: String)
+        case podsReady
+        case resourceCount(kind: String, min: Int)
+    }
+}

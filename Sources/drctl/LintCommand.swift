@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Policy
+
+struct LintCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lint",
+        abstract: "Check policy files and report every problem as file:line:col.",
+        discussion: """
+            Checks syntax, field names (with suggestions for misspellings), cron expressions for the \
+            tool that will run them (five fields for Velero, six for CNPG), whether schedules and \
+            retention can meet the RPO, references between policies, clusters sharing one barman \
+            archive, and prefixes inside Velero's. Exit status 1 when there is any error.
+            """)
+
+    @Argument(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var paths: [String] = ["policies"]
+    @Option(name: [.short, .long], help: "Output format: table (file:line:col lines) or json.") var output: OutputFormat = .table
+
+    func run() throws {
+        let diags = Diagnostics()
+        let set = PolicyLoader.load(paths: paths, diagnostics: diags)
+        Linter.lint(set, into: diags)
+        let sorted = diags.sorted
+        switch output {
+        case .table:
+            for d in sorted { print(d) }
+        case .json:
+            let items = sorted.map { d in
+                ["file": d.location.file, "line": d.location.line, "column": d.location.column,
+                 "severity": d.severity.rawValue, "message": d.message] as [String: Any]
+            }
+            let data = try JSONSerialization.data(withJSONObject: items, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+        let errors = sorted.filter { $0.severity == .error }.count
+        let summary = "\(errors) error\(errors == 1 ? "" : "s"), \(sorted.count - errors) warning\(sorted.count - errors == 1 ? "" : "s") in \(set.objectStores.count + set.backupPolicies.count) policies"
+        FileHandle.standardError.write(Data("\(summary)\n".utf8))
+        if errors > 0 { throw Exit.failure }
+    }
+}
