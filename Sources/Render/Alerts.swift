@@ -1,0 +1,115 @@
+import Policy
+
+/// drctl's PrometheusRule. Every alert reads a documented drctl metric (or Velero's/CNPG's
+/// own where they say it first), carries summary/description/severity, and links its runbook.
+/// Thresholds come from each policy's schedules, not from one fixed number.
+public enum Alerts {
+    public struct Alert: Sendable {
+        public var name: String
+        public var expr: String
+        public var forDuration: String
+        public var severity: String
+        public var summary: String
+        public var description: String
+    }
+
+    /// Every alert name drctl can render (each has `runbooks/<name>.md`).
+    public static let names = [
+        "DrctlBackupMissing", "DrctlBackupFailed", "DrctlVeleroBackupPartiallyFailed", "DrctlWALArchivingStale",
+        "DrctlWALArchivingFailing", "DrctlWALGap", "DrctlRPOBreached", "DrctlRestoreDrillFailed", "DrctlRestoreDrillNotRun",
+        "DrctlRTOExceeded", "DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable",
+    ]
+
+    /// How late a backup may be before it counts as missing: its interval plus a quarter
+    /// (at least 15 minutes, at most 6 hours) for run time and jitter.
+    public static func threshold(interval: Int) -> Int { interval + min(6 * 3600, max(900, interval / 4)) }
+
+    static func q(_ s: String) -> String { "\"\(s)\"" }
+
+    public static func alerts(_ set: PolicySet) -> [Alert] {
+        var out: [Alert] = []
+        for p in set.backupPolicies.sorted(by: { $0.name.value < $1.name.value }) {
+            let w = p.name.value
+            for s in p.velero?.schedules ?? [] {
+                guard let gap = s.cron.value.longestGap else { continue }
+                let sel = "{workload=\(q(w)),kind=\"velero\",source=\(q(s.tier.value))}"
+                out.append(Alert(name: "DrctlBackupMissing",
+                                 expr: "(time() - drctl_backup_last_success_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_backup_last_success_timestamp_seconds\(sel))",
+                                 forDuration: "15m", severity: "critical",
+                                 summary: "No recent '\(s.tier.value)' Velero backup of \(w)",
+                                 description: "The newest completed '\(s.tier.value)' Velero backup of \(w) in the bucket is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(s.cron.value.expression)), or none exists."))
+            }
+            for c in p.cnpg {
+                guard let gap = c.schedule.value.longestGap else { continue }
+                let sel = "{workload=\(q(w)),kind=\"cnpg\",source=\(q(c.cluster.value))}"
+                out.append(Alert(name: "DrctlBackupMissing",
+                                 expr: "(time() - drctl_backup_last_success_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_backup_last_success_timestamp_seconds\(sel))",
+                                 forDuration: "15m", severity: "critical",
+                                 summary: "No recent base backup of CNPG cluster \(c.namespace)/\(c.cluster.value)",
+                                 description: "The newest DONE barman-cloud base backup of \(c.cluster.value) (serverName \(c.serverName.value)) is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(c.schedule.value.expression)), or none exists."))
+                let walSel = "{workload=\(q(w)),cluster=\(q(c.cluster.value))}"
+                out.append(Alert(name: "DrctlWALArchivingStale",
+                                 expr: "time() - drctl_wal_last_archived_timestamp_seconds\(walSel) > \(p.rpo.value.seconds)",
+                                 forDuration: "5m", severity: "critical",
+                                 summary: "WAL of \(c.namespace)/\(c.cluster.value) has not reached the bucket within the RPO",
+                                 description: "The newest WAL segment of \(c.cluster.value) in the bucket is older than the RPO of \(p.rpo.value); with archive_timeout \(Renderer.archiveTimeout(p, c)) a segment should arrive at least that often."))
+            }
+            if let d = p.drill, let gap = d.schedule.value.longestGap {
+                let sel = "{workload=\(q(w))}"
+                out.append(Alert(name: "DrctlRestoreDrillNotRun",
+                                 expr: "(time() - drctl_drill_last_run_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_drill_last_run_timestamp_seconds\(sel))",
+                                 forDuration: "30m", severity: "warning",
+                                 summary: "No restore drill of \(w) within its interval",
+                                 description: "The last restore drill of \(w) ran more than \(Duration.humanize(threshold(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven."))
+            }
+        }
+        out += [
+            Alert(name: "DrctlBackupFailed", expr: "drctl_backup_last_failure_timestamp_seconds > drctl_backup_last_success_timestamp_seconds",
+                  forDuration: "0m", severity: "critical", summary: "The newest backup of {{ $labels.workload }} ({{ $labels.kind }} {{ $labels.source }}) failed",
+                  description: "The newest {{ $labels.kind }} backup of {{ $labels.workload }} ({{ $labels.source }}) in the bucket is FAILED/Failed; nothing newer succeeded."),
+            Alert(name: "DrctlVeleroBackupPartiallyFailed", expr: "increase(velero_backup_partial_failure_total{schedule!=\"\"}[2h]) > 0",
+                  forDuration: "0m", severity: "warning", summary: "Velero backup of schedule {{ $labels.schedule }} partially failed",
+                  description: "A backup of Velero schedule {{ $labels.schedule }} finished PartiallyFailed in the last 2 hours: some items or volumes are missing from it."),
+            Alert(name: "DrctlWALArchivingFailing", expr: "cnpg_pg_stat_archiver_last_failed_time > cnpg_pg_stat_archiver_last_archived_time",
+                  forDuration: "5m", severity: "critical", summary: "WAL archiving of {{ $labels.namespace }}/{{ $labels.pod }} is failing",
+                  description: "PostgreSQL's last archive attempt failed after its last success: WAL piles up in pg_wal and point-in-time recovery stops at the last archived segment."),
+            Alert(name: "DrctlWALGap", expr: "drctl_wal_gaps > 0", forDuration: "0m", severity: "critical",
+                  summary: "Missing WAL segments in the archive of {{ $labels.workload }}/{{ $labels.cluster }}",
+                  description: "{{ $value }} gap(s) in the WAL chain after the newest base backup: recovery cannot pass the first missing segment."),
+            Alert(name: "DrctlRPOBreached", expr: "drctl_rpo_seconds > drctl_rpo_objective_seconds", forDuration: "5m", severity: "critical",
+                  summary: "{{ $labels.workload }} would lose more data than its RPO allows",
+                  description: "The newest recoverable point of {{ $labels.workload }} is {{ $value | humanizeDuration }} old, beyond its RPO objective."),
+            Alert(name: "DrctlRestoreDrillFailed", expr: "drctl_drill_last_success == 0", forDuration: "0m", severity: "critical",
+                  summary: "The last restore drill of {{ $labels.workload }} failed",
+                  description: "drctl could not restore {{ $labels.workload }} and verify it; see the drill's evidence for the failing phase or check."),
+            Alert(name: "DrctlRTOExceeded", expr: "drctl_drill_last_duration_seconds > drctl_rto_objective_seconds", forDuration: "0m", severity: "warning",
+                  summary: "Restoring {{ $labels.workload }} took longer than its RTO",
+                  description: "The last restore drill of {{ $labels.workload }} took {{ $value | humanizeDuration }}, beyond its RTO objective."),
+            Alert(name: "DrctlCatalogSyncFailing",
+                  expr: "(time() - drctl_catalog_last_sync_success_timestamp_seconds > 7200) or (increase(drctl_catalog_sync_errors_total[30m]) > 2)",
+                  forDuration: "10m", severity: "warning", summary: "drctl cannot keep its catalog of {{ $labels.store }} up to date",
+                  description: "Catalog sync of object store {{ $labels.store }} has not succeeded for 2 hours or keeps failing: backup and RPO alerts work from stale data."),
+            Alert(name: "DrctlObjectStoreUnreachable", expr: "drctl_object_store_up == 0", forDuration: "10m", severity: "critical",
+                  summary: "Object store {{ $labels.store }} is unreachable",
+                  description: "drctl's last requests to {{ $labels.store }} failed: backups may not be landing, and restores would fail."),
+        ]
+        return out
+    }
+
+    public static func prometheusRule(_ set: PolicySet, _ o: RenderOptions) -> [String: any Sendable] {
+        let rules: [[String: any Sendable]] = alerts(set).map { a in
+            var r: [String: any Sendable] = [
+                "alert": a.name, "expr": a.expr,
+                "labels": ["severity": a.severity],
+                "annotations": ["summary": a.summary, "description": a.description, "runbook_url": "\(o.runbookBaseURL)/\(a.name).md"],
+            ]
+            if a.forDuration != "0m" { r["for"] = a.forDuration }
+            return r
+        }
+        return [
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": metadata(name: "drctl", namespace: o.drctlNamespace),
+            "spec": ["groups": [["name": "drctl.backups", "rules": rules] as [String: any Sendable]]],
+        ]
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import Policy
+import Render
+
+struct RenderCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "render",
+        abstract: "Turn policies into manifests for Velero, CNPG, Prometheus and drctl (kustomize-ready).",
+        discussion: """
+            Output is deterministic: the same policies give byte-identical files. Refuses to render \
+            policies that drctl lint rejects. With --check, compares instead of writing and exits 1 \
+            if the output directory differs (drift).
+            """)
+
+    @Argument(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var paths: [String] = ["policies"]
+    @Option(help: ArgumentHelp("Directory to write into.", valueName: "dir")) var out: String
+    @Option(help: "Base URL of the runbooks that alerts link to (<url>/<AlertName>.md).")
+    var runbookBaseURL = RenderOptions().runbookBaseURL
+    @Flag(help: "Do not write; exit 1 if the output directory differs from what would be rendered.") var check = false
+
+    func run() throws {
+        let diags = Diagnostics()
+        let set = PolicyLoader.load(paths: paths, diagnostics: diags)
+        Linter.lint(set, into: diags)
+        if diags.hasErrors {
+            for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
+            FileHandle.standardError.write(Data("drctl: error: the policies have errors (see above); nothing rendered\n".utf8))
+            throw Exit.failure
+        }
+        var policyFiles: [(String, String)] = []
+        for p in paths {
+            var isDir: ObjCBool = false
+            FileManager.default.fileExists(atPath: p, isDirectory: &isDir)
+            let files = isDir.boolValue ? (FileManager.default.enumerator(atPath: p)?.compactMap { $0 as? String } ?? [])
+                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.map { (p as NSString).appendingPathComponent($0) } : [p]
+            for f in files { policyFiles.append(((f as NSString).lastPathComponent, try String(contentsOfFile: f, encoding: .utf8))) }
+        }
+        let rendered = Renderer.render(set, policyFiles: policyFiles.sorted { $0.0 < $1.0 }, options: RenderOptions(runbookBaseURL: runbookBaseURL))
+        var drift: [String] = []
+        for file in rendered {
+            let path = (out as NSString).appendingPathComponent(file.path)
+            let text = try file.yaml()
+            if check {
+                if (try? String(contentsOfFile: path, encoding: .utf8)) != text { drift.append(file.path) }
+                continue
+            }
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            if (try? String(contentsOfFile: path, encoding: .utf8)) != text {
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
+                print("wrote \(path)")
+            }
+        }
+        // Files drctl rendered before but would not now (a removed policy).
+        let expected = Set(rendered.map(\.path))
+        let existing = (FileManager.default.enumerator(atPath: out)?.compactMap { $0 as? String } ?? []).filter { $0.hasSuffix(".yaml") }
+        let stale = existing.filter { !expected.contains($0) }.sorted()
+        if check {
+            drift += stale
+            if !drift.isEmpty {
+                for d in drift.sorted() { print("differs: \((out as NSString).appendingPathComponent(d))") }
+                FileHandle.standardError.write(Data("drctl: error: \(out) is out of date; run drctl render --out \(out)\n".utf8))
+                throw Exit.failure
+            }
+            print("\(out) is up to date (\(rendered.count) files)")
+        } else {
+            for s in stale { print("stale (not rendered any more; remove it if no longer wanted): \((out as NSString).appendingPathComponent(s))") }
+        }
+    }
+}
