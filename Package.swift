@@ -34,8 +34,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Helpers shared by the test targets (running programs, the built drctl).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore"]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "TestSupport"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -8,8 +8,8 @@ PACKAGES=(
   pkg-config libcurl4-openssl-dev libssl-dev libsqlite3-dev zlib1g-dev
   # a real Ceph RGW for tests and the demo (single node, memstore)
   ceph-mon ceph-osd radosgw ceph-common
-  # test helpers
-  curl python3 ca-certificates
+  # test helpers: promtool checks the rendered alert rules; a venv holds the Python validators
+  curl python3 python3-venv ca-certificates prometheus
 )
 
 missing=()
@@ -22,6 +22,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python tools for the tests, in a venv on Debian's python3 (kept out of git).
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV="$ROOT/.venv-tools"
+if ! "$VENV/bin/python3" -c 'import jsonschema, yaml, kubernetes_validate' 2>/dev/null; then
+  echo "install-deps: creating $VENV"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "jsonschema>=4" "pyyaml>=6" "kubernetes-validate>=1.33"
 fi
 
 if ! command -v swift >/dev/null; then

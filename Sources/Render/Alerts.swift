@@ -11,6 +11,8 @@ public enum Alerts {
         public var severity: String
         public var summary: String
         public var description: String
+        /// Static labels beyond severity: what a per-workload rule is about (also for routing).
+        public var labels: [String: String] = [:]
     }
 
     /// Every alert name drctl can render (each has `runbooks/<name>.md`).
@@ -37,7 +39,8 @@ public enum Alerts {
                                  expr: "(time() - drctl_backup_last_success_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_backup_last_success_timestamp_seconds\(sel))",
                                  forDuration: "15m", severity: "critical",
                                  summary: "No recent '\(s.tier.value)' Velero backup of \(w)",
-                                 description: "The newest completed '\(s.tier.value)' Velero backup of \(w) in the bucket is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(s.cron.value.expression)), or none exists."))
+                                 description: "The newest completed '\(s.tier.value)' Velero backup of \(w) in the bucket is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(s.cron.value.expression)), or none exists.",
+                                 labels: ["workload": w, "kind": "velero", "source": s.tier.value]))
             }
             for c in p.cnpg {
                 guard let gap = c.schedule.value.longestGap else { continue }
@@ -46,13 +49,15 @@ public enum Alerts {
                                  expr: "(time() - drctl_backup_last_success_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_backup_last_success_timestamp_seconds\(sel))",
                                  forDuration: "15m", severity: "critical",
                                  summary: "No recent base backup of CNPG cluster \(c.namespace)/\(c.cluster.value)",
-                                 description: "The newest DONE barman-cloud base backup of \(c.cluster.value) (serverName \(c.serverName.value)) is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(c.schedule.value.expression)), or none exists."))
+                                 description: "The newest DONE barman-cloud base backup of \(c.cluster.value) (serverName \(c.serverName.value)) is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(c.schedule.value.expression)), or none exists.",
+                                 labels: ["workload": w, "kind": "cnpg", "source": c.cluster.value]))
                 let walSel = "{workload=\(q(w)),cluster=\(q(c.cluster.value))}"
                 out.append(Alert(name: "DrctlWALArchivingStale",
                                  expr: "time() - drctl_wal_last_archived_timestamp_seconds\(walSel) > \(p.rpo.value.seconds)",
                                  forDuration: "5m", severity: "critical",
                                  summary: "WAL of \(c.namespace)/\(c.cluster.value) has not reached the bucket within the RPO",
-                                 description: "The newest WAL segment of \(c.cluster.value) in the bucket is older than the RPO of \(p.rpo.value); with archive_timeout \(Renderer.archiveTimeout(p, c)) a segment should arrive at least that often."))
+                                 description: "The newest WAL segment of \(c.cluster.value) in the bucket is older than the RPO of \(p.rpo.value); with archive_timeout \(Renderer.archiveTimeout(p, c)) a segment should arrive at least that often.",
+                                 labels: ["workload": w, "cluster": c.cluster.value]))
             }
             if let d = p.drill, let gap = d.schedule.value.longestGap {
                 let sel = "{workload=\(q(w))}"
@@ -60,7 +65,8 @@ public enum Alerts {
                                  expr: "(time() - drctl_drill_last_run_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_drill_last_run_timestamp_seconds\(sel))",
                                  forDuration: "30m", severity: "warning",
                                  summary: "No restore drill of \(w) within its interval",
-                                 description: "The last restore drill of \(w) ran more than \(Duration.humanize(threshold(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven."))
+                                 description: "The last restore drill of \(w) ran more than \(Duration.humanize(threshold(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven.",
+                                 labels: ["workload": w]))
             }
         }
         out += [
@@ -75,16 +81,16 @@ public enum Alerts {
                   description: "PostgreSQL's last archive attempt failed after its last success: WAL piles up in pg_wal and point-in-time recovery stops at the last archived segment."),
             Alert(name: "DrctlWALGap", expr: "drctl_wal_gaps > 0", forDuration: "0m", severity: "critical",
                   summary: "Missing WAL segments in the archive of {{ $labels.workload }}/{{ $labels.cluster }}",
-                  description: "{{ $value }} gap(s) in the WAL chain after the newest base backup: recovery cannot pass the first missing segment."),
+                  description: "The WAL chain of {{ $labels.cluster }} after its newest base backup has missing segments: recovery cannot pass the first one."),
             Alert(name: "DrctlRPOBreached", expr: "drctl_rpo_seconds > drctl_rpo_objective_seconds", forDuration: "5m", severity: "critical",
                   summary: "{{ $labels.workload }} would lose more data than its RPO allows",
-                  description: "The newest recoverable point of {{ $labels.workload }} is {{ $value | humanizeDuration }} old, beyond its RPO objective."),
+                  description: "The newest recoverable point of {{ $labels.workload }} is older than its RPO objective."),
             Alert(name: "DrctlRestoreDrillFailed", expr: "drctl_drill_last_success == 0", forDuration: "0m", severity: "critical",
                   summary: "The last restore drill of {{ $labels.workload }} failed",
                   description: "drctl could not restore {{ $labels.workload }} and verify it; see the drill's evidence for the failing phase or check."),
             Alert(name: "DrctlRTOExceeded", expr: "drctl_drill_last_duration_seconds > drctl_rto_objective_seconds", forDuration: "0m", severity: "warning",
                   summary: "Restoring {{ $labels.workload }} took longer than its RTO",
-                  description: "The last restore drill of {{ $labels.workload }} took {{ $value | humanizeDuration }}, beyond its RTO objective."),
+                  description: "The last restore drill of {{ $labels.workload }} took longer than its RTO objective."),
             Alert(name: "DrctlCatalogSyncFailing",
                   expr: "(time() - drctl_catalog_last_sync_success_timestamp_seconds > 7200) or (increase(drctl_catalog_sync_errors_total[30m]) > 2)",
                   forDuration: "10m", severity: "warning", summary: "drctl cannot keep its catalog of {{ $labels.store }} up to date",
@@ -100,7 +106,7 @@ public enum Alerts {
         let rules: [[String: any Sendable]] = alerts(set).map { a in
             var r: [String: any Sendable] = [
                 "alert": a.name, "expr": a.expr,
-                "labels": ["severity": a.severity],
+                "labels": a.labels.merging(["severity": a.severity]) { $1 },
                 "annotations": ["summary": a.summary, "description": a.description, "runbook_url": "\(o.runbookBaseURL)/\(a.name).md"],
             ]
             if a.forDuration != "0m" { r["for"] = a.forDuration }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ObjectStore
+import TestSupport
 
 /// drctl's S3 client against a real Ceph RGW.
 @Suite struct S3IntegrationTests {
