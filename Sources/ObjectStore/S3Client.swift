@@ -237,14 +237,14 @@ public final class S3Client: Sendable {
     @discardableResult
     public func download(_ url: S3URL, to path: String, overwrite: Bool = false, progress: TransferProgress? = nil) throws -> ObjectInfo {
         if !overwrite && FileManager.default.fileExists(atPath: path) {
-            throw ConfigError("\(path) exists; refusing to overwrite it (use --force)")
+            throw LocalError("\(path) exists; refusing to overwrite it (use --force)")
         }
         let tmp = path + ".drctl-partial-\(getpid())"
         defer { unlink(tmp) }
         var restarts = 0
         while true {
             let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw ConfigError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw LocalError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
             do {
                 defer { close(fd) }
                 var written: Int64 = 0, flushed: Int64 = 0
@@ -258,8 +258,8 @@ public final class S3Client: Sendable {
                         flushed = written
                     }
                 }
-                guard fsync(fd) == 0 else { throw ConfigError("fsync \(tmp): \(String(cString: strerror(errno)))") }
-                guard rename(tmp, path) == 0 else { throw ConfigError("rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
+                guard fsync(fd) == 0 else { throw LocalError("fsync \(tmp): \(String(cString: strerror(errno)))") }
+                guard rename(tmp, path) == 0 else { throw LocalError("rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
                 return info
             } catch where (error is ObjectChangedError || error is IntegrityError) && restarts < 2 {
                 restarts += 1
@@ -287,8 +287,8 @@ public final class S3Client: Sendable {
     @discardableResult
     public func upload(file path: String, to url: S3URL, contentType: String? = nil, progress: TransferProgress? = nil) throws -> ObjectInfo {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw ConfigError("cannot read \(path): \(String(cString: strerror(errno)))") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ConfigError("\(path) is not a regular file") }
+        guard stat(path, &st) == 0 else { throw LocalError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw LocalError("\(path) is not a regular file") }
         let size = Int64(st.st_size)
         if size > config.multipartThreshold {
             return try MultipartUpload(client: self, file: path, size: size, url: url, contentType: contentType, progress: progress).run()
@@ -504,7 +504,7 @@ func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws
         let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
         if n < 0 {
             if errno == EINTR { continue }
-            throw ConfigError("write \(path): \(String(cString: strerror(errno)))")
+            throw LocalError("write \(path): \(String(cString: strerror(errno)))")
         }
         off += n
     }

@@ -129,7 +129,7 @@ extension S3Command {
                         var off = 0
                         while off < chunk.count {
                             let n = write(STDOUT_FILENO, chunk.baseAddress! + off, chunk.count - off)
-                            guard n > 0 else { throw ConfigError("write to standard output: \(String(cString: strerror(errno)))") }
+                            guard n > 0 else { throw LocalError("write to standard output: \(String(cString: strerror(errno)))") }
                             off += n
                         }
                     }

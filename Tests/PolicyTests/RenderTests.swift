@@ -127,6 +127,29 @@ import Yams
         if FileManager.default.fileExists(atPath: crds) { #expect(out.contains("'snapshotVolume' was unexpected")) }
     }
 
+    @Test func shippedPoliciesMatchTheJSONSchema() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: Self.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        let script = """
+            import json, sys, yaml, jsonschema
+            v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
+            bad = 0
+            for f in sys.argv[2:]:
+                for d in yaml.safe_load_all(open(f)):
+                    for e in v.iter_errors(d):
+                        bad += 1
+                        print(f, e.message)
+            print("invalid documents:", bad)
+            """
+        let schema = packageRoot.appendingPathComponent("policies/schema/policy.schema.json").path
+        let shipped = try FileManager.default.contentsOfDirectory(atPath: Self.policies).filter { $0.hasSuffix(".yaml") }
+            .map { "\(Self.policies)/\($0)" }
+        let (status, out) = try run(Self.toolsPython, ["-c", script, schema] + shipped)
+        #expect(status == 0 && out.contains("invalid documents: 0"), "\(out)")
+        let misspelt = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/lint/unknown-field/policy.yaml").path
+        let (_, badOut) = try run(Self.toolsPython, ["-c", script, schema, misspelt])
+        #expect(!badOut.contains("invalid documents: 0"), "\(badOut)")
+    }
+
     @Test func promtoolAcceptsAndUnitTestsTheRules() throws {
         try #require(FileManager.default.isExecutableFile(atPath: Self.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool"), "promtool missing: run scripts/install-deps.sh")
