@@ -24,6 +24,8 @@ let package = Package(
             "CCurl", "CLibCrypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
+        .target(name: "Layout"),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
@@ -37,6 +39,7 @@ let package = Package(
         // Helpers shared by the test targets (running programs, the built drctl).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
+        .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "TestSupport"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]

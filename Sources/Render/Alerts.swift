@@ -28,29 +28,32 @@ public enum Alerts {
 
     static func q(_ s: String) -> String { "\"\(s)\"" }
 
+    /// A backup source whose newest success is too old, or that has none at all.
+    static func backupMissing(workload: String, kind: String, source: String, gap: Int, schedule: String,
+                              summary: String, what: String) -> Alert {
+        let metric = "drctl_backup_last_success_timestamp_seconds{workload=\(q(workload)),kind=\(q(kind)),source=\(q(source))}"
+        let limit = threshold(interval: gap)
+        return Alert(name: "DrctlBackupMissing", expr: "(time() - \(metric) > \(limit)) or absent(\(metric))",
+                     forDuration: "15m", severity: "critical", summary: summary,
+                     description: "The newest \(what) is older than \(Duration.humanize(limit)) (schedule \(schedule)), or none exists.",
+                     labels: ["workload": workload, "kind": kind, "source": source])
+    }
+
     public static func alerts(_ set: PolicySet) -> [Alert] {
         var out: [Alert] = []
         for p in set.backupPolicies.sorted(by: { $0.name.value < $1.name.value }) {
             let w = p.name.value
             for s in p.velero?.schedules ?? [] {
                 guard let gap = s.cron.value.longestGap else { continue }
-                let sel = "{workload=\(q(w)),kind=\"velero\",source=\(q(s.tier.value))}"
-                out.append(Alert(name: "DrctlBackupMissing",
-                                 expr: "(time() - drctl_backup_last_success_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_backup_last_success_timestamp_seconds\(sel))",
-                                 forDuration: "15m", severity: "critical",
-                                 summary: "No recent '\(s.tier.value)' Velero backup of \(w)",
-                                 description: "The newest completed '\(s.tier.value)' Velero backup of \(w) in the bucket is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(s.cron.value.expression)), or none exists.",
-                                 labels: ["workload": w, "kind": "velero", "source": s.tier.value]))
+                out.append(backupMissing(workload: w, kind: "velero", source: s.tier.value, gap: gap, schedule: s.cron.value.expression,
+                                         summary: "No recent '\(s.tier.value)' Velero backup of \(w)",
+                                         what: "completed '\(s.tier.value)' Velero backup of \(w) in the bucket"))
             }
             for c in p.cnpg {
                 guard let gap = c.schedule.value.longestGap else { continue }
-                let sel = "{workload=\(q(w)),kind=\"cnpg\",source=\(q(c.cluster.value))}"
-                out.append(Alert(name: "DrctlBackupMissing",
-                                 expr: "(time() - drctl_backup_last_success_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_backup_last_success_timestamp_seconds\(sel))",
-                                 forDuration: "15m", severity: "critical",
-                                 summary: "No recent base backup of CNPG cluster \(c.namespace)/\(c.cluster.value)",
-                                 description: "The newest DONE barman-cloud base backup of \(c.cluster.value) (serverName \(c.serverName.value)) is older than \(Duration.humanize(threshold(interval: gap))) (schedule \(c.schedule.value.expression)), or none exists.",
-                                 labels: ["workload": w, "kind": "cnpg", "source": c.cluster.value]))
+                out.append(backupMissing(workload: w, kind: "cnpg", source: c.cluster.value, gap: gap, schedule: c.schedule.value.expression,
+                                         summary: "No recent base backup of CNPG cluster \(c.namespace)/\(c.cluster.value)",
+                                         what: "DONE barman-cloud base backup of \(c.cluster.value) (serverName \(c.serverName.value))"))
                 let walSel = "{workload=\(q(w)),cluster=\(q(c.cluster.value))}"
                 out.append(Alert(name: "DrctlWALArchivingStale",
                                  expr: "time() - drctl_wal_last_archived_timestamp_seconds\(walSel) > \(p.rpo.value.seconds)",
