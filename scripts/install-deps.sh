@@ -10,6 +10,8 @@ PACKAGES=(
   ceph-mon ceph-osd radosgw ceph-common
   # test helpers: promtool checks the rendered alert rules; a venv holds the Python validators
   curl python3 python3-venv ca-certificates prometheus
+  # PostgreSQL 15 for restore drills and for producing real barman-cloud archives in tests
+  postgresql-15 postgresql-client-15
 )
 
 missing=()
@@ -32,6 +34,9 @@ if ! "$VENV/bin/python3" -c 'import jsonschema, yaml, kubernetes_validate' 2>/de
   /usr/bin/python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "jsonschema>=4" "pyyaml>=6" "kubernetes-validate>=1.33"
 fi
+
+# barman-cloud 3.19.1 (the layout CNPG writes), for tests that make real archives.
+"$ROOT/scripts/barman-venv.sh" >/dev/null
 
 if ! command -v swift >/dev/null; then
   [ -x /opt/swift/usr/bin/swift ] && export PATH=/opt/swift/usr/bin:$PATH
