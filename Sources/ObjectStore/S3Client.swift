@@ -414,7 +414,6 @@ final class GetState: HTTPResponseHandler {
     var lastModified: Date?
     var contentType: String?
     var md5: Digest?
-    var attemptStart: Int64 = 0
 
     init(url: S3URL, range: ClosedRange<Int64>?, consumer: @escaping (UnsafeRawBufferPointer) throws -> Void, progress: TransferProgress?) {
         self.url = url
@@ -433,7 +432,6 @@ final class GetState: HTTPResponseHandler {
     var operation: String { "GET \(url)" }
 
     func head(_ r: HTTPResponse) throws {
-        attemptStart = received
         guard let length = r.header("content-length").flatMap({ Int64($0) }) else {
             throw IntegrityError(operation: operation, detail: "response without Content-Length")
         }
