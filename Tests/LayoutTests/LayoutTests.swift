@@ -151,3 +151,48 @@ struct BackupInfoTests {
         #expect(kinds["partialSegment"] == 1 && kinds["timelineHistory"] == 2 && (kinds["backupHistory"] ?? 0) >= 3)
     }
 }
+
+struct VeleroLayoutTests {
+    let layout = VeleroLayout(root: "velero")
+
+    @Test func recognisesVelerosFiles() {
+        let cases: [(String, VeleroObject?)] = [
+            ("velero/backups/cluster-daily-20261127020000/velero-backup.json", .backupMetadata(backup: "cluster-daily-20261127020000")),
+            ("velero/backups/b1/b1.tar.gz", .backupContents(backup: "b1")),
+            ("velero/backups/b1/b1-resource-list.json.gz", .backupSideFile(backup: "b1", suffix: "resource-list.json.gz")),
+            ("velero/backups/b1/b1-results.gz", .backupSideFile(backup: "b1", suffix: "results.gz")),
+            ("velero/backups/b1/b1-csi-volumesnapshots.json.gz", .backupSideFile(backup: "b1", suffix: "csi-volumesnapshots.json.gz")),
+            ("velero/restores/r1/restore-r1-logs.gz", .restoreFile(restore: "r1", file: "restore-r1-logs.gz")),
+            ("velero/kopia/n8n-prod/kopia.repository", .other(area: "kopia")),
+            ("velero/metadata/revision", .other(area: "metadata")),
+            ("velero/backups/b1/b2.tar.gz", nil),
+            ("velero/backups/b1/b1-unknown.gz", nil),
+            ("velero/cnpg/x", nil),
+            ("other/backups/b1/velero-backup.json", nil),
+        ]
+        for (key, expected) in cases { #expect(layout.parse(key) == expected, "\(key)") }
+        #expect(layout.metadataKey(backup: "b1") == "velero/backups/b1/velero-backup.json")
+        #expect(layout.contentsKey(backup: "b1") == "velero/backups/b1/b1.tar.gz")
+    }
+
+    @Test func backupObjects() throws {
+        let json = """
+            {"apiVersion":"velero.io/v1","kind":"Backup","metadata":{"name":"n8n-prod-daily-20261127023000","namespace":"velero",
+             "labels":{"velero.io/schedule-name":"n8n-prod-daily","drctl.dev/policy":"n8n-prod"}},
+             "spec":{"includedNamespaces":["n8n-prod"],"ttl":"168h0m0s","storageLocation":"ceph-rgw"},
+             "status":{"phase":"Completed","startTimestamp":"2026-11-27T02:30:00Z","completionTimestamp":"2026-11-27T02:31:12Z",
+              "expiration":"2026-12-04T02:30:00Z","formatVersion":"1.1.0","version":1,"progress":{"totalItems":42,"itemsBackedUp":42},
+              "someNewField":{"x":1}}}
+            """
+        let b = try VeleroBackup.decode(Data(json.utf8))
+        #expect(b.phase == "Completed" && b.isTerminal)
+        #expect(b.schedule == "n8n-prod-daily")
+        #expect(b.status?.completionTimestamp == Date(timeIntervalSince1970: 1_795_746_672))
+        #expect(b.covers(namespace: "n8n-prod") && !b.covers(namespace: "keycloak"))
+        let inProgress = try VeleroBackup.decode(Data(#"{"metadata":{"name":"x"},"status":{"phase":"WaitingForPluginOperations"}}"#.utf8))
+        #expect(!inProgress.isTerminal)
+        let all = try VeleroBackup.decode(Data(#"{"metadata":{"name":"x"},"spec":{"includedNamespaces":["*"],"excludedNamespaces":["kube-system"]}}"#.utf8))
+        #expect(all.covers(namespace: "keycloak") && !all.covers(namespace: "kube-system") && all.phase == "New")
+        #expect(throws: (any Error).self) { try VeleroBackup.decode(Data(#"{"status":{}}"#.utf8)) }
+    }
+}
