@@ -26,6 +26,8 @@ let package = Package(
         ]),
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout"),
+        // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
+        .target(name: "Catalog", dependencies: ["Layout"]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
@@ -40,6 +42,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]
