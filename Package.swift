@@ -19,6 +19,10 @@ let package = Package(
                        providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        // Decompression (gzip over zlib). Pure: bytes in, bytes out.
+        .target(name: "Codecs", dependencies: ["CZlib"]),
 
         .target(name: "ObjectStore", dependencies: [
             "CCurl", "CLibCrypto",
@@ -27,13 +31,13 @@ let package = Package(
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout"),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
-        .target(name: "Catalog", dependencies: ["Layout"]),
+        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "ObjectStore"]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
         .target(name: "Render", dependencies: ["Policy", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "Policy", "Render",
+            "ObjectStore", "Policy", "Render", "Catalog", "Layout",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -42,7 +46,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]

@@ -14,7 +14,7 @@ struct Drctl: ParsableCommand {
             2 the object or bucket does not exist; 3 bad configuration or credentials; 64 usage error.
             """,
         version: DrctlVersion.string,
-        subcommands: [LintCommand.self, RenderCommand.self, S3Command.self]
+        subcommands: [BackupsCommand.self, LintCommand.self, RenderCommand.self, S3Command.self]
     )
 }
 

@@ -50,15 +50,19 @@ import TestSupport
             _ = try psql("insert into t(pad) values ('after backup')")
             sleep(1)   // backup ids have one-second resolution
         }
-        _ = try psql("select pg_switch_wal()")
+        var lastSwitched = ""
+        for _ in 0..<2 {
+            _ = try psql("insert into t(pad) select repeat('y', 200) from generate_series(1, 1000)")
+            // The segment the switch closed: the newest one the archive must end up with.
+            lastSwitched = try psql("select pg_walfile_name(pg_switch_wal())")
+        }
         // archive_command runs asynchronously: wait until the switched segment is in the bucket.
         let layout = BarmanLayout(root: "cnpg")
         var keys: [ObjectInfo] = []
         for _ in 0..<60 {
             keys = []
             try s3.listObjects(bucket: bucket, prefix: "cnpg/") { keys += $0.objects }
-            if try psql("select last_archived_wal from pg_stat_archiver").split(separator: "\n").allSatisfy({ name in
-                keys.contains { $0.key.contains(String(name)) } }) { break }
+            if keys.contains(where: { $0.key.contains(lastSwitched) }) { break }
             usleep(250_000)
         }
 
@@ -103,5 +107,48 @@ import TestSupport
         // The suffix is the only record of compression: one plain, one gzip backup.
         #expect(Set(archives.values.map { $0?.rawValue ?? "none" }) == ["none", "gz"])
         #expect(infos.values.allSatisfy { $0["compression"] == PyValue.none })
+
+        // drctl backups reports exactly what the backup.info objects say.
+        var drctlEnv = ProcessInfo.processInfo.environment
+        drctlEnv["AWS_ENDPOINT_URL"] = rgw.endpoint
+        drctlEnv["AWS_ACCESS_KEY_ID"] = rgw.accessKey
+        drctlEnv["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        func report() throws -> [String: Any] {
+            let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db", "-o", "json"], env: drctlEnv)
+            try #require(st == 0, "\(out)")
+            let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+            return (json["barman"] as! [[String: Any]])[0]
+        }
+        let newest = segments.max()!
+        let server = try report()
+        #expect(server["newestSegment"] as? String == newest.name)
+        let reported = server["backups"] as! [[String: Any]]
+        #expect(Set(reported.map { $0["backupID"] as! String }) == Set(infos.keys))
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime]
+        for b in reported {
+            let info = infos[b["backupID"] as! String]!
+            #expect(b["status"] as? String == "DONE")
+            #expect(b["beginWAL"] as? String == info.beginWAL?.name && b["endWAL"] as? String == info.endWAL?.name)
+            #expect(b["beginLSN"] as? String == info.beginLSN?.description && b["endLSN"] as? String == info.endLSN?.description)
+            #expect((b["timeline"] as? Int).map(UInt32.init) == info.timeline)
+            #expect(b["endTime"] as? String == iso.string(from: Date(timeIntervalSince1970: floor(info.endTime!.timeIntervalSince1970))))
+            let tarSize = keys.filter { $0.key.hasPrefix("cnpg/app-db/base/\(b["backupID"] as! String)/data.tar") }.reduce(Int64(0)) { $0 + $1.size }
+            #expect((b["size"] as? Int).map(Int64.init) == tarSize)
+            #expect(b["walChainEnd"] as? String == newest.name, "the chain ends at the newest archived segment")
+            #expect((b["walGaps"] as? [String])?.isEmpty == true && b["restorable"] as? Bool == true)
+        }
+
+        // Delete one segment from the middle (after both backups' own WAL): the gap is named.
+        let lastEnd = infos.values.compactMap(\.endWAL).max()!
+        let middle = segments.sorted().first { $0 > lastEnd && $0 < newest }!
+        try s3.deleteObject(S3URL(bucket: bucket, key: layout.key(for: .walSegment(server: "app-db", segment: middle, compression: .gzip))))
+        for b in try report()["backups"] as! [[String: Any]] {
+            #expect(b["walGaps"] as? [String] == [middle.name])
+            #expect(b["walChainEnd"] as? String == WALSegment(timeline: middle.timeline, log: middle.log, segment: middle.segment - 1).name)
+            #expect(b["restorable"] as? Bool == true, "its own WAL is intact")
+        }
+        let (_, table) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db"], env: drctlEnv)
+        #expect(table.contains(middle.name) && table.contains("RESTORABLE"), "\(table)")
     }
 }

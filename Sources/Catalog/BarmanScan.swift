@@ -1,0 +1,163 @@
+import Foundation
+import Layout
+import ObjectStore
+import Codecs
+
+/// The catalog's view of the bucket: list and read, nothing else. S3Client is one; tests and
+/// air-gapped use can bring another.
+public protocol ObjectReader: Sendable {
+    func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws
+    func read(key: String) throws -> [UInt8]
+}
+
+/// An S3 bucket as an ObjectReader.
+public struct S3Reader: ObjectReader {
+    public let client: S3Client
+    public let bucket: String
+    public init(client: S3Client, bucket: String) {
+        self.client = client
+        self.bucket = bucket
+    }
+
+    public func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
+        if delimiter == nil {
+            try client.listObjectsParallel(bucket: bucket, prefix: prefix) { try page($0.objects, []) }
+        } else {
+            try client.listObjects(bucket: bucket, prefix: prefix, delimiter: delimiter) { try page($0.objects, $0.commonPrefixes) }
+        }
+    }
+
+    public func read(key: String) throws -> [UInt8] {
+        var out: [UInt8] = []
+        try client.getObject(S3URL(bucket: bucket, key: key)) { chunk in
+            guard out.count + chunk.count <= 16 << 20 else { throw LocalError("\(key) is larger than 16 MiB; not a metadata file") }
+            out += chunk
+        }
+        return out
+    }
+}
+
+/// One barman-cloud base backup as the bucket shows it.
+public struct BarmanBackup: Sendable, Codable, Equatable {
+    public var server: String
+    public var backupID: String
+    public var name: String?
+    /// STARTED, DONE or FAILED (or what a newer barman writes).
+    public var status: String
+    public var error: String?
+    public var beginTime: Date?
+    public var endTime: Date?
+    public var beginWAL: String?
+    public var endWAL: String?
+    public var beginLSN: String?
+    public var endLSN: String?
+    public var timeline: UInt32?
+    public var systemID: String?
+    public var pgVersion: Int?
+    /// Bytes of the backup's tar archives in the bucket.
+    public var size: Int64
+    /// From the archives' key suffix: barman records it nowhere else.
+    public var compression: String
+    public var archives: [String]
+    /// The end of the unbroken WAL run from beginWAL, and when that segment was written.
+    public var walChainEnd: String?
+    public var walChainEndTime: Date?
+    public var walGaps: [String]
+    /// DONE, its tars present, and its own WAL (beginWAL...endWAL) in the archive.
+    public var restorable: Bool
+}
+
+/// A barman-cloud server (CNPG serverName) in the bucket: its backups and WAL.
+public struct BarmanServerScan: Sendable, Codable {
+    public var server: String
+    public var backups: [BarmanBackup]
+    public var walSegments: Int
+    public var partialSegments: [String]
+    public var timelines: [UInt32]
+    public var newestSegment: String?
+    /// Keys under the server that barman does not write (ignored, as barman ignores them).
+    public var unrecognised: Int
+    /// Problems reading metadata (unparsable backup.info, history), by key.
+    public var problems: [String]
+}
+
+public enum BarmanScanner {
+    /// Reads one server's archive: every backup.info, the WAL listing, the history files.
+    public static func scan(_ reader: ObjectReader, layout: BarmanLayout, server: String) throws -> BarmanServerScan {
+        var archive = WALArchive()
+        var infoKeys: [String: String] = [:]
+        var tars: [String: [(name: String, compression: Compression?, size: Int64)]] = [:]
+        var historyKeys: [(UInt32, String, Compression?)] = []
+        var unrecognised = 0
+        try reader.list(prefix: layout.serverPrefix(server), delimiter: nil) { objects, _ in
+            for o in objects {
+                switch layout.parse(o.key) {
+                case .backupInfo(_, let id)?: infoKeys[id] = o.key
+                case .backupArchive(_, let id, let name, let c)?: tars[id, default: []].append((name, c, o.size))
+                case .walSegment(_, let seg, _)?: archive.segments[seg] = .init(key: o.key, size: o.size, lastModified: o.lastModified)
+                case .partialSegment(_, let seg, _)?: archive.partials[seg] = .init(key: o.key, size: o.size, lastModified: o.lastModified)
+                case .timelineHistory(_, let tli, let c)?: historyKeys.append((tli, o.key, c))
+                case .backupHistory?: break
+                case nil: unrecognised += 1
+                }
+            }
+        }
+        var problems: [String] = []
+        for (tli, key, c) in historyKeys {
+            do {
+                let text = try decompressText(reader.read(key: key), compression: c, key: key)
+                archive.histories[tli] = try TimelineHistory(timeline: tli, parsing: text)
+            } catch {
+                problems.append("\(key): \(error)")
+            }
+        }
+        var backups: [BarmanBackup] = []
+        for (id, key) in infoKeys.sorted(by: { $0.key < $1.key }) {
+            let info: BackupInfo
+            do {
+                info = try BackupInfo(parsing: String(decoding: try reader.read(key: key), as: UTF8.self))
+            } catch {
+                problems.append("\(key): \(error)")
+                continue
+            }
+            let parts = tars[id] ?? []
+            let compressions = Set(parts.map { $0.compression?.rawValue ?? "none" })
+            var b = BarmanBackup(server: server, backupID: id, name: info.backupName, status: info.statusText, error: info.error,
+                                 beginTime: info.beginTime, endTime: info.endTime, beginWAL: info.beginWAL?.name, endWAL: info.endWAL?.name,
+                                 beginLSN: info.beginLSN?.description, endLSN: info.endLSN?.description, timeline: info.timeline,
+                                 systemID: info.systemID, pgVersion: info.version, size: parts.reduce(0) { $0 + $1.size },
+                                 compression: compressions.sorted().joined(separator: ","), archives: parts.map(\.name).sorted(),
+                                 walChainEnd: nil, walChainEndTime: nil, walGaps: [], restorable: false)
+            if let begin = info.beginWAL {
+                let chain = WALChain.analyze(begin: begin, end: info.endWAL, archive: archive, segmentSize: info.segmentSize)
+                b.walChainEnd = chain.end?.name
+                b.walChainEndTime = chain.endObjectTime
+                b.walGaps = chain.gaps.map { $0.lowerBound == $0.upperBound ? $0.lowerBound.name : "\($0.lowerBound.name)-\($0.upperBound.name)" }
+                b.restorable = info.status == .done && parts.contains { $0.name == "data" } && chain.consistent
+            }
+            backups.append(b)
+        }
+        let segs = archive.segments.keys.sorted()
+        return BarmanServerScan(server: server, backups: backups, walSegments: segs.count,
+                                partialSegments: archive.partials.keys.sorted().map(\.name),
+                                timelines: Array(Set(segs.map(\.timeline))).sorted(), newestSegment: segs.last?.name,
+                                unrecognised: unrecognised, problems: problems)
+    }
+
+    /// Server names under a barman destination: the first-level folders.
+    public static func servers(_ reader: ObjectReader, layout: BarmanLayout) throws -> [String] {
+        var out: [String] = []
+        try reader.list(prefix: layout.root.isEmpty ? "" : layout.root + "/", delimiter: "/") { _, prefixes in
+            out += prefixes.map { String($0.dropFirst(layout.root.isEmpty ? 0 : layout.root.count + 1).dropLast()) }
+        }
+        return out
+    }
+
+    static func decompressText(_ bytes: [UInt8], compression: Compression?, key: String) throws -> String {
+        guard let compression else { return String(decoding: bytes, as: UTF8.self) }
+        guard compression == .gzip else {
+            throw LocalError("\(key): \(compression.rawValue)-compressed history files are not supported yet (gzip and plain are)")
+        }
+        return String(decoding: try Gzip.decompress(bytes, limit: 1 << 20), as: UTF8.self)
+    }
+}

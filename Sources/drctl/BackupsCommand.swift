@@ -1,0 +1,104 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import Layout
+import ObjectStore
+
+struct BackupsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backups",
+        abstract: "List the backups in the bucket: barman-cloud base backups with their WAL chain, and Velero backups.",
+        discussion: """
+            Reads the bucket directly, as in a disaster when the cluster is gone: give a barman-cloud \
+            destination and server (--source s3://bucket/path --server NAME, CNPG's destinationPath and \
+            serverName; without --server every server under the path) and/or a Velero storage \
+            location (--velero s3://bucket/prefix). A barman backup is restorable when it is DONE, its \
+            data tar is present and its own WAL is archived; WAL CHAIN END is the last segment of the \
+            unbroken run from its begin_wal, and GAPS names missing segments after that.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var s3: S3Options
+    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+    @Option(help: "barman-cloud server name (CNPG serverName); default: every server under --source.") var server: String?
+    @Option(help: ArgumentHelp("Velero storage location: bucket and prefix.", valueName: "s3://bucket/prefix")) var velero: String?
+    @Flag(help: "Count Velero backups that ended PartiallyFailed as restore points.") var allowPartiallyFailed = false
+    @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+
+    func validate() throws {
+        if source == nil && velero == nil { throw ValidationError("give --source s3://bucket/path (barman-cloud) and/or --velero s3://bucket/prefix") }
+        if server != nil && source == nil { throw ValidationError("--server goes with --source") }
+    }
+
+    struct Report: Encodable {
+        var barman: [BarmanServerScan]
+        var velero: [VeleroBackupEntry]
+    }
+
+    func run() throws {
+        global.bootstrapLogging()
+        try runReportingErrors {
+            let client = try s3.makeClient()
+            var report = Report(barman: [], velero: [])
+            if let source {
+                let url = try S3URL(parsing: source)
+                let reader = S3Reader(client: client, bucket: url.bucket)
+                let layout = BarmanLayout(root: url.key)
+                let servers = try server.map { [$0] } ?? BarmanScanner.servers(reader, layout: layout)
+                if servers.isEmpty { FileHandle.standardError.write(Data("drctl: no barman-cloud servers under \(source)\n".utf8)) }
+                for s in servers { report.barman.append(try BarmanScanner.scan(reader, layout: layout, server: s)) }
+            }
+            if let velero {
+                let url = try S3URL(parsing: velero)
+                report.velero = try VeleroScanner.scan(S3Reader(client: client, bucket: url.bucket), layout: VeleroLayout(root: url.key),
+                                                       allowPartiallyFailed: allowPartiallyFailed)
+            }
+            switch output {
+            case .json:
+                let e = JSONEncoder()
+                e.dateEncodingStrategy = .iso8601
+                e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try e.encode(report), as: UTF8.self))
+            case .table:
+                printTables(report)
+            }
+        }
+    }
+
+    func printTables(_ r: Report) {
+        func t(_ d: Date?) -> String { d.map(formatTimestamp) ?? "-" }
+        for s in r.barman {
+            print("barman-cloud server \(s.server): \(s.backups.count) backups, \(s.walSegments) WAL segments on timeline(s) \(s.timelines.map(String.init).joined(separator: ",")), newest \(s.newestSegment ?? "-")")
+            var rows = [["BACKUP ID", "NAME", "STATUS", "END TIME (UTC)", "BEGIN WAL", "SIZE", "COMPR.", "WAL CHAIN END", "GAPS", "RESTORABLE"]]
+            for b in s.backups {
+                rows.append([b.backupID, b.name ?? "-", b.status + (b.error.map { " (\($0))" } ?? ""), t(b.endTime), b.beginWAL ?? "-",
+                             formatBytes(b.size), b.compression.isEmpty ? "-" : b.compression, b.walChainEnd ?? "-",
+                             b.walGaps.isEmpty ? "-" : b.walGaps.joined(separator: " "), b.restorable ? "yes" : "no"])
+            }
+            printTable(rows)
+            for p in s.problems { print("  problem: \(p)") }
+            print()
+        }
+        if !r.velero.isEmpty || velero != nil {
+            print("Velero backups: \(r.velero.count)")
+            var rows = [["NAME", "SCHEDULE", "PHASE", "COMPLETED (UTC)", "EXPIRES (UTC)", "NAMESPACES", "ERRORS", "RESTORE POINT"]]
+            for b in r.velero {
+                rows.append([b.name, b.schedule ?? "-", b.phase, t(b.completionTime), t(b.expiration),
+                             b.includedNamespaces.isEmpty ? "*" : b.includedNamespaces.joined(separator: ","), String(b.errors),
+                             b.restorePoint ? "yes" : "no" + (b.problem.map { " (\($0))" } ?? "")])
+            }
+            printTable(rows)
+        }
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    var widths = Array(repeating: 0, count: first.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    for r in rows {
+        print(r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            .joined(separator: "  "))
+    }
+}
