@@ -20,7 +20,8 @@ import TestSupport
         let env = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
         let archive = "\(env) \(Self.barmanBin)/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) app-db %p"
 
-        let dir = tempPath("pg")
+        // Named after this process, so scripts/test can stop it if this run dies.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-pg-\(getpid())-\(UUID().uuidString.prefix(6))").path
         let port = try freePort()
         let (up, upOut) = try run(packageRoot.appendingPathComponent("scripts/pg-up.sh").path, [dir, String(port), archive])
         defer { _ = try? run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [dir, "--purge"]) }
@@ -119,7 +120,7 @@ import TestSupport
             let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
             return (json["barman"] as! [[String: Any]])[0]
         }
-        let newest = segments.max()!
+        let newest = try #require(segments.max())
         let server = try report()
         #expect(server["newestSegment"] as? String == newest.name)
         let reported = server["backups"] as! [[String: Any]]
@@ -127,7 +128,7 @@ import TestSupport
         let iso = ISO8601DateFormatter()
         iso.formatOptions = [.withInternetDateTime]
         for b in reported {
-            let info = infos[b["backupID"] as! String]!
+            let info = try #require(infos[b["backupID"] as? String ?? ""])
             #expect(b["status"] as? String == "DONE")
             #expect(b["beginWAL"] as? String == info.beginWAL?.name && b["endWAL"] as? String == info.endWAL?.name)
             #expect(b["beginLSN"] as? String == info.beginLSN?.description && b["endLSN"] as? String == info.endLSN?.description)
@@ -140,8 +141,8 @@ import TestSupport
         }
 
         // Delete one segment from the middle (after both backups' own WAL): the gap is named.
-        let lastEnd = infos.values.compactMap(\.endWAL).max()!
-        let middle = segments.sorted().first { $0 > lastEnd && $0 < newest }!
+        let lastEnd = try #require(infos.values.compactMap(\.endWAL).max())
+        let middle = try #require(segments.sorted().first { $0 > lastEnd && $0 < newest }, "no segment between \(lastEnd) and \(newest)")
         try s3.deleteObject(S3URL(bucket: bucket, key: layout.key(for: .walSegment(server: "app-db", segment: middle, compression: .gzip))))
         for b in try report()["backups"] as! [[String: Any]] {
             #expect(b["walGaps"] as? [String] == [middle.name])

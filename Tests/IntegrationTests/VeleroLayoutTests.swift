@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import ObjectStore
+import TestSupport
+
+/// Velero-format backups (written as Velero's object_store_layout.go lays them out) in the
+/// real RGW, classified by `drctl backups --velero`.
+@Suite struct VeleroBucketTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    static func backupJSON(_ name: String, phase: String, namespaces: [String] = ["n8n-prod"], errors: Int = 0) -> [UInt8] {
+        let completion = ["Completed", "PartiallyFailed", "Failed"].contains(phase) ? #","completionTimestamp":"2026-11-27T02:31:12Z""# : ""
+        return Array("""
+            {"kind":"Backup","apiVersion":"velero.io/v1","metadata":{"name":"\(name)","namespace":"velero",
+             "labels":{"velero.io/schedule-name":"n8n-prod-daily","velero.io/storage-location":"ceph-rgw"}},
+             "spec":{"includedNamespaces":\(namespaces.map { "\"\($0)\"" }),"ttl":"168h0m0s","storageLocation":"ceph-rgw"},
+             "status":{"version":1,"formatVersion":"1.1.0","phase":"\(phase)","expiration":"2026-12-04T02:30:00Z",
+              "startTimestamp":"2026-11-27T02:30:00Z"\(completion),"errors":\(errors),"warnings":1,
+              "progress":{"totalItems":3,"itemsBackedUp":3}}}
+            """.utf8)
+    }
+
+    /// A contents tarball as Velero writes it: resources/<group-resource>/namespaces/<ns>/<name>.json and metadata/version.
+    static func tarball() throws -> [UInt8] {
+        let dir = tempPath("velero-tar")
+        let res = "\(dir)/resources/deployments.apps/namespaces/n8n-prod"
+        try FileManager.default.createDirectory(atPath: res, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: "\(dir)/metadata", withIntermediateDirectories: true)
+        try #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"n8n","namespace":"n8n-prod"}}"#.write(toFile: "\(res)/n8n.json", atomically: true, encoding: .utf8)
+        try "1".write(toFile: "\(dir)/metadata/version", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (st, out) = try run("/bin/tar", ["-czf", "\(dir).tar.gz", "-C", dir, "resources", "metadata"])
+        #expect(st == 0, "\(out)")
+        defer { unlink("\(dir).tar.gz") }
+        return try Array(Data(contentsOf: URL(fileURLWithPath: "\(dir).tar.gz")))
+    }
+
+    @Test func phasesAreClassified() throws {
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "velero")
+        let tar = try Self.tarball()
+        func put(_ name: String, phase: String, contents: Bool = true) throws {
+            if contents {
+                try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/\(name).tar.gz"), bytes: tar)
+                try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/\(name)-resource-list.json.gz"), bytes: [])
+            }
+            try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/velero-backup.json"), bytes: Self.backupJSON(name, phase: phase))
+        }
+        try put("daily-completed", phase: "Completed")
+        try put("daily-partial", phase: "PartiallyFailed")
+        try put("daily-failed", phase: "Failed", contents: false)
+        try put("daily-running", phase: "WaitingForPluginOperations")
+        try put("daily-lost-tarball", phase: "Completed", contents: false)
+
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ENDPOINT_URL"] = rgw.endpoint
+        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
+        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        func scan(_ extra: [String] = []) throws -> [String: [String: Any]] {
+            let (st, out) = try run(drctlBinary, ["backups", "--velero", "s3://\(bucket)/velero", "-o", "json"] + extra, env: env)
+            try #require(st == 0, "\(out)")
+            let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+            return Dictionary(uniqueKeysWithValues: (json["velero"] as! [[String: Any]]).map { ($0["name"] as! String, $0) })
+        }
+        var r = try scan()
+        #expect(r.count == 5)
+        #expect(r["daily-completed"]?["restorePoint"] as? Bool == true && r["daily-completed"]?["terminal"] as? Bool == true)
+        #expect(r["daily-partial"]?["restorePoint"] as? Bool == false && r["daily-partial"]?["terminal"] as? Bool == true)
+        #expect(r["daily-failed"]?["restorePoint"] as? Bool == false && r["daily-failed"]?["phase"] as? String == "Failed")
+        #expect(r["daily-running"]?["restorePoint"] as? Bool == false && r["daily-running"]?["terminal"] as? Bool == false)
+        #expect(r["daily-lost-tarball"]?["restorePoint"] as? Bool == false)
+        #expect((r["daily-lost-tarball"]?["problem"] as? String)?.contains("daily-lost-tarball.tar.gz is missing") == true)
+        #expect(r["daily-completed"]?["schedule"] as? String == "n8n-prod-daily")
+        #expect((r["daily-completed"]?["contentsSize"] as? Int) == tar.count)
+
+        // Policy allows PartiallyFailed: it counts.
+        #expect(try scan(["--allow-partially-failed"])["daily-partial"]?["restorePoint"] as? Bool == true)
+
+        // Velero rewrites velero-backup.json when the backup finishes: the next read sees it.
+        try put("daily-running", phase: "Completed")
+        r = try scan()
+        #expect(r["daily-running"]?["restorePoint"] as? Bool == true && r["daily-running"]?["terminal"] as? Bool == true)
+    }
+}
