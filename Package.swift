@@ -38,6 +38,7 @@ let package = Package(
         .target(name: "Render", dependencies: ["Policy", .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "drctl", dependencies: [
             "ObjectStore", "Policy", "Render", "Catalog", "Layout",
+            .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

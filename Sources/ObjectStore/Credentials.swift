@@ -77,6 +77,12 @@ public struct CredentialResolver: Sendable {
         return profileSetting("region") ?? "us-east-1"
     }
 
+    /// A region set by the environment or the profile, if any (not the us-east-1 fallback).
+    public func explicitRegion() -> String? {
+        if let r = environment["AWS_REGION"] ?? environment["AWS_DEFAULT_REGION"], !r.isEmpty { return r }
+        return profileSetting("region")
+    }
+
     /// Endpoint: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile's `endpoint_url`.
     public func endpoint() -> String? {
         if let e = environment["AWS_ENDPOINT_URL_S3"] ?? environment["AWS_ENDPOINT_URL"], !e.isEmpty { return e }

@@ -11,10 +11,11 @@ struct Drctl: ParsableCommand {
         discussion: """
             drctl works against the object store that holds your Velero and CloudNativePG \
             (barman-cloud) backups. Exit status: 0 success; 1 the operation failed; \
-            2 the object or bucket does not exist; 3 bad configuration or credentials; 64 usage error.
+            2 the object or bucket does not exist; 3 bad configuration or credentials; 4 (status) a workload \
+            is not PROTECTED; 64 usage error.
             """,
         version: DrctlVersion.string,
-        subcommands: [BackupsCommand.self, LintCommand.self, RenderCommand.self, S3Command.self]
+        subcommands: [StatusCommand.self, BackupsCommand.self, LintCommand.self, RenderCommand.self, S3Command.self]
     )
 }
 
@@ -27,6 +28,8 @@ enum Exit {
     static let failure = ExitCode(1)
     static let notFound = ExitCode(2)
     static let config = ExitCode(3)
+    /// drctl status: some workload is not PROTECTED.
+    static let notProtected = ExitCode(4)
 }
 
 /// Output format for commands that list things.

@@ -36,14 +36,17 @@ struct S3Options: ParsableArguments {
     }
 
     /// The configured client. Its secrets are registered for redaction of every message.
-    func makeClient() throws -> S3Client {
+    /// The defaults (from a policy's ObjectStore) apply where neither a flag nor the
+    /// environment says otherwise.
+    func makeClient(defaultEndpoint: String? = nil, defaultRegion: String? = nil,
+                    defaultAddressing: S3Endpoint.Addressing? = nil) throws -> S3Client {
         let resolver = CredentialResolver(profile: profile, credentialsDir: credentialsDir)
         let credentials = try resolver.resolve()
         KnownSecrets.shared.add(credentials.secrets)
-        let region = self.region ?? resolver.region()
-        let addressing: S3Endpoint.Addressing? = pathStyle ? .path : virtualHosted ? .virtualHosted : nil
+        let region = self.region ?? resolver.explicitRegion() ?? defaultRegion ?? resolver.region()
+        let addressing: S3Endpoint.Addressing? = pathStyle ? .path : virtualHosted ? .virtualHosted : defaultAddressing
         var ep: S3Endpoint
-        if let url = endpoint ?? resolver.endpoint() {
+        if let url = endpoint ?? resolver.endpoint() ?? defaultEndpoint {
             ep = try S3Endpoint(url: url, addressing: addressing)
         } else {
             ep = S3Endpoint.aws(region: region)

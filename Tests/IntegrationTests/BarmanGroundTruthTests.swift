@@ -140,6 +140,56 @@ import TestSupport
             #expect((b["walGaps"] as? [String])?.isEmpty == true && b["restorable"] as? Bool == true)
         }
 
+        // drctl status from policies that describe this archive.
+        let policyDir = tempPath("policies")
+        try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: policyDir) }
+        try """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: rgw}
+            spec:
+              endpoint: \(rgw.endpoint)
+              bucket: \(bucket)
+              credentials: {secretName: s3}
+              prefixes: {velero: velero, barman: cnpg, drctl: drctl}
+            ---
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: app}
+            spec:
+              objectStore: rgw
+              namespaces: [app]
+              objectives: {rpo: 1h, rto: 1h}
+              cnpg:
+                - cluster: app-db
+                  baseBackup: {schedule: "0 0 4 * * *"}
+                  retention: 7d
+            ---
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: never-backed-up}
+            spec:
+              objectStore: rgw
+              namespaces: [other]
+              objectives: {rpo: 24h, rto: 1h}
+              velero:
+                schedules: [{tier: daily, schedule: "0 2 * * *", retention: 7d}]
+            """.write(toFile: "\(policyDir)/p.yaml", atomically: true, encoding: .utf8)
+        var statusEnv = drctlEnv
+        statusEnv.removeValue(forKey: "AWS_ENDPOINT_URL")   // the endpoint comes from the policy
+        func status() throws -> (Int32, [String: [String: Any]]) {
+            let (st, out) = try run(drctlBinary, ["status", "--policies", policyDir, "-o", "json"], env: statusEnv)
+            let list = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], "\(out)")
+            return (st, Dictionary(uniqueKeysWithValues: list.map { ($0["workload"] as! String, $0) }))
+        }
+        var (st, ws) = try status()
+        #expect(st == 4, "not every workload is PROTECTED")
+        #expect(ws["app"]?["status"] as? String == "PROTECTED", "\(ws["app"] ?? [:])")
+        #expect((ws["app"]?["recoverablePointEvidence"] as? String)?.contains(newest.name) == true)
+        #expect((ws["app"]?["rpoSeconds"] as? Int).map { $0 < 3600 } == true)
+        #expect(ws["never-backed-up"]?["status"] as? String == "NOT CONFIGURED")
+
         // Delete one segment from the middle (after both backups' own WAL): the gap is named.
         let lastEnd = try #require(infos.values.compactMap(\.endWAL).max())
         let middle = try #require(segments.sorted().first { $0 > lastEnd && $0 < newest }, "no segment between \(lastEnd) and \(newest)")
@@ -151,5 +201,10 @@ import TestSupport
         }
         let (_, table) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db"], env: drctlEnv)
         #expect(table.contains(middle.name) && table.contains("RESTORABLE"), "\(table)")
+        (st, ws) = try status()
+        #expect(ws["app"]?["status"] as? String == "BROKEN")
+        #expect((ws["app"]?["reasons"] as? [String])?.contains { $0.contains("WAL segment \(middle.name) is missing") } == true, "\(ws["app"] ?? [:])")
+        let (_, statusTable) = try run(drctlBinary, ["status", "--policies", policyDir], env: statusEnv)
+        #expect(statusTable.contains("BROKEN") && statusTable.contains(middle.name), "\(statusTable)")
     }
 }

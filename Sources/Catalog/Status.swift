@@ -1,0 +1,155 @@
+import Foundation
+
+/// The seed guide's backup table, per workload, computed from what the bucket holds.
+public struct WorkloadStatus: Sendable, Codable, Equatable {
+    public enum State: String, Sendable, Codable, Comparable {
+        case protected = "PROTECTED", atRisk = "AT RISK", broken = "BROKEN", notConfigured = "NOT CONFIGURED"
+        var rank: Int { [.protected: 0, .atRisk: 1, .broken: 2, .notConfigured: 3][self]! }
+        public static func < (a: State, b: State) -> Bool { a.rank < b.rank }
+    }
+
+    public var workload: String
+    public var methods: [String]
+    public var schedules: [String]
+    public var retention: [String]
+    public var lastBackup: Date?
+    public var newestRecoverablePoint: Date?
+    /// How the recoverable point was derived (segment and object time, or the Velero backup).
+    public var recoverablePointEvidence: String?
+    public var rpoSeconds: Int?
+    public var rpoObjectiveSeconds: Int
+    public var status: State
+    public var reasons: [String]
+}
+
+/// What the evaluation needs to know of one policy, free of the policy types' source locations.
+public struct WorkloadSpec: Sendable {
+    public struct VeleroTier: Sendable {
+        public var tier: String
+        public var schedule: String
+        public var scheduleName: String
+        public var interval: Int
+        public var retention: String
+        public init(tier: String, schedule: String, scheduleName: String, interval: Int, retention: String) {
+            self.tier = tier; self.schedule = schedule; self.scheduleName = scheduleName; self.interval = interval; self.retention = retention
+        }
+    }
+    public struct Database: Sendable {
+        public var cluster: String
+        public var serverName: String
+        public var schedule: String
+        public var interval: Int
+        public var retention: String
+        public init(cluster: String, serverName: String, schedule: String, interval: Int, retention: String) {
+            self.cluster = cluster; self.serverName = serverName; self.schedule = schedule; self.interval = interval; self.retention = retention
+        }
+    }
+    public var name: String
+    public var rpo: Int
+    public var velero: [VeleroTier]
+    public var databases: [Database]
+    public var allowPartiallyFailed: Bool
+    public init(name: String, rpo: Int, velero: [VeleroTier], databases: [Database], allowPartiallyFailed: Bool = false) {
+        self.name = name; self.rpo = rpo; self.velero = velero; self.databases = databases; self.allowPartiallyFailed = allowPartiallyFailed
+    }
+}
+
+public enum StatusEvaluator {
+    /// A backup older than its schedule's interval plus a quarter (15 min to 6 h) is overdue;
+    /// the same grace the DrctlBackupMissing alert uses.
+    public static func overdue(interval: Int) -> Int { interval + min(6 * 3600, max(900, interval / 4)) }
+
+    /// A STARTED backup.info this old is a barman that died mid-backup.
+    public static let crashedAfter: TimeInterval = 6 * 3600
+
+    public static func evaluate(_ w: WorkloadSpec, velero: [VeleroBackupEntry], barman: [String: BarmanServerScan], now: Date) -> WorkloadStatus {
+        var state = WorkloadStatus.State.protected
+        var reasons: [String] = []
+        func worse(_ s: WorkloadStatus.State, _ why: String) {
+            state = max(state, s)
+            reasons.append(why)
+        }
+        func ago(_ d: Date) -> String { humanize(Int(now.timeIntervalSince(d))) }
+        var lastBackup: Date?
+        var anythingFound = false
+        var rpoPoint: (Date, String)?
+
+        // Velero: the backups of this policy's schedules.
+        var veleroPoint: (Date, String)?
+        for tier in w.velero {
+            let mine = velero.filter { $0.schedule == tier.scheduleName }
+            if !mine.isEmpty { anythingFound = true }
+            let points = mine.filter { $0.restorePoint || (w.allowPartiallyFailed && $0.phase == "PartiallyFailed" && $0.contentsSize != nil) }
+            guard let newest = points.compactMap({ b in b.completionTime.map { ($0, b.name) } }).max(by: { $0.0 < $1.0 }) else {
+                worse(.broken, mine.isEmpty ? "no Velero backup of schedule \(tier.scheduleName) in the bucket"
+                                            : "no completed Velero backup of schedule \(tier.scheduleName) (\(mine.count) failed or unfinished)")
+                continue
+            }
+            lastBackup = max(lastBackup ?? newest.0, newest.0)
+            if veleroPoint == nil || newest.0 > veleroPoint!.0 { veleroPoint = (newest.0, "Velero backup \(newest.1)") }
+            if now.timeIntervalSince(newest.0) > Double(overdue(interval: tier.interval)) {
+                worse(.atRisk, "newest completed '\(tier.tier)' Velero backup \(newest.1) is \(ago(newest.0)) old (schedule \(tier.schedule))")
+            }
+            if let latest = mine.filter({ $0.terminal }).max(by: { ($0.startTime ?? .distantPast) < ($1.startTime ?? .distantPast) }),
+               !latest.restorePoint, latest.name != newest.1 {
+                worse(.atRisk, "newest '\(tier.tier)' Velero backup \(latest.name) ended \(latest.phase)")
+            }
+        }
+
+        // Databases: the end of the unbroken WAL run from the newest restorable base backup.
+        var dbPoint: (Date, String)?
+        for db in w.databases {
+            guard let scan = barman[db.serverName], !(scan.backups.isEmpty && scan.walSegments == 0) else {
+                worse(.broken, "no barman-cloud archive for \(db.cluster) (serverName \(db.serverName)) in the bucket")
+                continue
+            }
+            anythingFound = true
+            let done = scan.backups.filter { $0.restorable }
+            guard let base = done.max(by: { ($0.endTime ?? .distantPast) < ($1.endTime ?? .distantPast) }) else {
+                worse(.broken, "\(db.cluster): no restorable base backup (\(scan.backups.count) in the bucket)")
+                continue
+            }
+            if let end = base.endTime { lastBackup = max(lastBackup ?? end, end) }
+            if let newestAttempt = scan.backups.max(by: { $0.backupID < $1.backupID }), newestAttempt.backupID != base.backupID {
+                switch newestAttempt.status {
+                case "FAILED": worse(.atRisk, "\(db.cluster): newest base backup \(newestAttempt.backupID) FAILED: \(newestAttempt.error ?? "no error recorded")")
+                case "STARTED" where now.timeIntervalSince(newestAttempt.beginTime ?? now) > crashedAfter:
+                    worse(.atRisk, "\(db.cluster): base backup \(newestAttempt.backupID) started \(ago(newestAttempt.beginTime!)) ago and never finished (barman killed?)")
+                default: break
+                }
+            }
+            if let end = base.endTime, now.timeIntervalSince(end) > Double(overdue(interval: db.interval)) {
+                worse(.atRisk, "\(db.cluster): newest restorable base backup \(base.backupID) is \(ago(end)) old (schedule \(db.schedule))")
+            }
+            if let gap = base.walGaps.first {
+                worse(.broken, "\(db.cluster): WAL segment \(gap) is missing from the archive: recovery from \(base.backupID) stops at \(base.walChainEnd ?? "its begin")")
+            }
+            if let t = base.walChainEndTime, let seg = base.walChainEnd {
+                let evidence = "\(db.cluster): WAL \(seg), written \(t.formatted(.iso8601)), from base backup \(base.backupID)"
+                if dbPoint == nil || t < dbPoint!.0 { dbPoint = (t, evidence) }
+            }
+        }
+
+        // The RPO is the data's: the databases' when there are any, else the newest Velero backup's.
+        rpoPoint = w.databases.isEmpty ? veleroPoint : dbPoint
+        var rpo: Int?
+        if let p = rpoPoint {
+            rpo = max(0, Int(now.timeIntervalSince(p.0)))
+            if rpo! > w.rpo { worse(.atRisk, "measured RPO \(humanize(rpo!)) exceeds the objective \(humanize(w.rpo))") }
+        }
+        if !anythingFound { state = .notConfigured }
+        return WorkloadStatus(workload: w.name,
+                              methods: (w.velero.isEmpty ? [] : ["Velero"]) + (w.databases.isEmpty ? [] : ["CNPG barman-cloud"]),
+                              schedules: w.velero.map { "\($0.tier) \($0.schedule)" } + w.databases.map { "\($0.cluster) \($0.schedule)" },
+                              retention: w.velero.map { "\($0.tier) \($0.retention)" } + w.databases.map { "\($0.cluster) \($0.retention)" },
+                              lastBackup: lastBackup, newestRecoverablePoint: rpoPoint?.0, recoverablePointEvidence: rpoPoint?.1,
+                              rpoSeconds: rpo, rpoObjectiveSeconds: w.rpo, status: state, reasons: reasons)
+    }
+
+    static func humanize(_ s: Int) -> String {
+        if s < 60 { return "\(s)s" }
+        if s < 3600 { return "\(s / 60)m" }
+        if s < 86400 { return "\(s / 3600)h\(s % 3600 / 60 > 0 ? "\(s % 3600 / 60)m" : "")" }
+        return "\(s / 86400)d\(s % 86400 / 3600 > 0 ? "\(s % 86400 / 3600)h" : "")"
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import Layout
+import ObjectStore
+import Policy
+import Render
+import Yams
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show, per workload, whether its backups can actually restore it, measured against its RPO.",
+        discussion: """
+            Reads the policies and then the bucket itself: Velero backups of each policy's schedules and \
+            each database's barman-cloud archive (base backups and the WAL chain after the newest \
+            restorable one). Status: PROTECTED; AT RISK (RPO exceeded, a backup overdue, the newest \
+            attempt failed or crashed); BROKEN (no restorable backup, or WAL missing after it); NOT \
+            CONFIGURED (nothing in the bucket at all). The object store's endpoint comes from the \
+            policies unless --endpoint overrides it (e.g. from outside the cluster). Exit status 4 when \
+            any workload is not PROTECTED.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var s3: S3Options
+    @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
+    @Argument(help: "Workloads (policy names) to show; default: all.") var workloads: [String] = []
+    @Option(name: [.short, .long], help: "Output format: table, json or yaml.") var output: StatusFormat = .table
+
+    enum StatusFormat: String, ExpressibleByArgument, CaseIterable { case table, json, yaml }
+
+    func run() throws {
+        global.bootstrapLogging()
+        var notProtected = false
+        try runReportingErrors {
+            let diags = Diagnostics()
+            let set = PolicyLoader.load(paths: policies, diagnostics: diags)
+            Linter.lint(set, into: diags)
+            if diags.hasErrors {
+                for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
+                throw ConfigError("the policies have errors (see above); run drctl lint")
+            }
+            let selected = workloads.isEmpty ? set.backupPolicies : try workloads.map { name in
+                guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
+                    throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
+                }
+                return p
+            }
+            var results: [WorkloadStatus] = []
+            let now = Date()
+            for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
+                guard let store = set.objectStore(named: storeName) else { continue }
+                let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
+                                               defaultAddressing: store.pathStyle ? .path : .virtualHosted)
+                let reader = S3Reader(client: client, bucket: store.bucket.value)
+                var velero: [VeleroBackupEntry] = []
+                if group.contains(where: { $0.velero != nil }) {
+                    velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value), allowPartiallyFailed: true)
+                }
+                let layout = BarmanLayout(root: store.prefixes.barman.value)
+                var barman: [String: BarmanServerScan] = [:]
+                for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scan(reader, layout: layout, server: c.serverName.value) } }
+                for p in group {
+                    results.append(StatusEvaluator.evaluate(spec(p), velero: velero, barman: barman, now: now))
+                }
+            }
+            results.sort { $0.workload < $1.workload }
+            notProtected = results.contains { $0.status != .protected }
+            try print(results)
+        }
+        if notProtected { throw Exit.notProtected }
+    }
+
+    func spec(_ p: BackupPolicy) -> WorkloadSpec {
+        WorkloadSpec(
+            name: p.name.value, rpo: p.rpo.value.seconds,
+            velero: (p.velero?.schedules ?? []).map {
+                .init(tier: $0.tier.value, schedule: $0.cron.value.expression,
+                      scheduleName: Renderer.veleroScheduleName(policy: p.name.value, tier: $0.tier.value),
+                      interval: $0.cron.value.longestGap ?? 86400, retention: $0.retention.value.description)
+            },
+            databases: p.cnpg.map {
+                .init(cluster: $0.cluster.value, serverName: $0.serverName.value, schedule: $0.schedule.value.expression,
+                      interval: $0.schedule.value.longestGap ?? 86400, retention: $0.retention.value.description)
+            })
+    }
+
+    func print(_ results: [WorkloadStatus]) throws {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        switch output {
+        case .json:
+            Swift.print(String(decoding: try e.encode(results), as: UTF8.self))
+        case .yaml:
+            let obj = try JSONSerialization.jsonObject(with: try e.encode(results))
+            Swift.print(try Yams.dump(object: obj, width: -1, allowUnicode: true, sortKeys: true), terminator: "")
+        case .table:
+            func t(_ d: Date?) -> String { d.map(formatTimestamp) ?? "never" }
+            var rows = [["WORKLOAD", "BACKUP METHOD", "SCHEDULE", "RETENTION", "LAST BACKUP (UTC)", "NEWEST RECOVERABLE POINT", "RPO (MEASURED / OBJECTIVE)", "STATUS"]]
+            for r in results {
+                rows.append([r.workload, r.methods.joined(separator: " + "), r.schedules.joined(separator: "; "), r.retention.joined(separator: "; "),
+                             t(r.lastBackup), t(r.newestRecoverablePoint),
+                             "\(r.rpoSeconds.map { Duration.humanize($0) } ?? "-") / \(Duration.humanize(r.rpoObjectiveSeconds))", r.status.rawValue])
+            }
+            printTable(rows)
+            for r in results where !r.reasons.isEmpty {
+                Swift.print("\n\(r.workload): \(r.status.rawValue)")
+                for reason in r.reasons { Swift.print("  - \(reason)") }
+            }
+        }
+    }
+}

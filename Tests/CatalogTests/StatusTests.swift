@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+@testable import Catalog
+
+struct StatusTests {
+    static let now = Date(timeIntervalSince1970: 1_795_757_517)   // 2026-11-27 05:31:57 UTC
+    static func ago(_ s: Double) -> Date { now.addingTimeInterval(-s) }
+
+    static func backup(_ id: String, status: String = "DONE", end: Double? = 3600, restorable: Bool = true, gaps: [String] = [],
+                       chainEndAgo: Double = 60, error: String? = nil, beginAgo: Double = 3700) -> BarmanBackup {
+        BarmanBackup(server: "db", backupID: id, name: nil, status: status, error: error, beginTime: ago(beginAgo), endTime: end.map(ago),
+                     beginWAL: "000000010000000000000004", endWAL: "000000010000000000000004", beginLSN: nil, endLSN: nil, timeline: 1,
+                     systemID: nil, pgVersion: 150018, size: 1, compression: "gz", archives: ["data"],
+                     walChainEnd: "000000010000000000000009", walChainEndTime: ago(chainEndAgo), walGaps: gaps, restorable: restorable)
+    }
+
+    static func scan(_ backups: [BarmanBackup]) -> [String: BarmanServerScan] {
+        ["db": BarmanServerScan(server: "db", backups: backups, walSegments: 6, partialSegments: [], timelines: [1],
+                                newestSegment: "000000010000000000000009", unrecognised: 0, problems: [])]
+    }
+
+    static let db = WorkloadSpec(name: "app", rpo: 300, velero: [],
+                                 databases: [.init(cluster: "db", serverName: "db", schedule: "0 0 4 * * *", interval: 86400, retention: "7d")])
+
+    @Test func protectedWhenTheChainIsFresh() {
+        let s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([Self.backup("20261127T043000")]), now: Self.now)
+        #expect(s.status == .protected && s.reasons.isEmpty)
+        #expect(s.rpoSeconds == 60 && s.newestRecoverablePoint == Self.ago(60))
+    }
+
+    @Test func rpoBreachedIsAtRisk() {
+        let s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([Self.backup("20261127T043000", chainEndAgo: 900)]), now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("measured RPO 15m exceeds the objective 5m") })
+    }
+
+    @Test func failedAndCrashedNewestAttempts() {
+        var s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([
+            Self.backup("20261126T040000"), Self.backup("20261127T040000", status: "FAILED", end: nil, restorable: false, error: "failure uploading data")]), now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("FAILED: failure uploading data") })
+        s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([
+            Self.backup("20261126T040000"), Self.backup("20261127T040000", status: "STARTED", end: nil, restorable: false, beginAgo: 7 * 3600)]), now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("never finished") })
+        // A STARTED backup that is still young is just in progress.
+        s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([
+            Self.backup("20261126T040000", end: 3 * 3600), Self.backup("20261127T050000", status: "STARTED", end: nil, restorable: false, beginAgo: 600)]), now: Self.now)
+        #expect(s.status == .protected, "\(s.reasons)")
+    }
+
+    @Test func overdueBaseBackupAndGaps() {
+        var s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([Self.backup("20261125T040000", end: 2 * 86400)]), now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("is 2d old") })
+        s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([Self.backup("20261127T040000", gaps: ["00000001000000000000000A"])]), now: Self.now)
+        #expect(s.status == .broken && s.reasons.contains { $0.contains("00000001000000000000000A is missing") })
+        s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([Self.backup("20261127T040000", status: "FAILED", restorable: false)]), now: Self.now)
+        #expect(s.status == .broken)
+        s = StatusEvaluator.evaluate(Self.db, velero: [], barman: [:], now: Self.now)
+        #expect(s.status == .notConfigured)
+    }
+
+    static let veleroOnly = WorkloadSpec(name: "abs", rpo: 86400, velero: [.init(tier: "daily", schedule: "0 2 * * *", scheduleName: "abs-daily",
+                                                                                   interval: 86400, retention: "7d")], databases: [])
+
+    static func vb(_ name: String, phase: String, completedAgo: Double?, schedule: String = "abs-daily") -> VeleroBackupEntry {
+        VeleroBackupEntry(name: name, schedule: schedule, phase: phase, terminal: ["Completed", "PartiallyFailed", "Failed"].contains(phase),
+                          startTime: completedAgo.map { ago($0 + 60) }, completionTime: completedAgo.map(ago), expiration: nil,
+                          includedNamespaces: ["abs"], errors: 0, warnings: 0, contentsSize: phase == "Failed" ? nil : 10,
+                          restorePoint: phase == "Completed", problem: nil)
+    }
+
+    @Test func veleroVerdicts() {
+        var s = StatusEvaluator.evaluate(Self.veleroOnly, velero: [Self.vb("abs-daily-1", phase: "Completed", completedAgo: 3 * 3600)], barman: [:], now: Self.now)
+        #expect(s.status == .protected && s.rpoSeconds == 3 * 3600)
+        s = StatusEvaluator.evaluate(Self.veleroOnly, velero: [Self.vb("abs-daily-1", phase: "Completed", completedAgo: 26 * 3600),
+                                                               Self.vb("abs-daily-2", phase: "Failed", completedAgo: 2 * 3600)], barman: [:], now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("abs-daily-2 ended Failed") })
+        s = StatusEvaluator.evaluate(Self.veleroOnly, velero: [Self.vb("abs-daily-1", phase: "Failed", completedAgo: 3600)], barman: [:], now: Self.now)
+        #expect(s.status == .broken)
+        s = StatusEvaluator.evaluate(Self.veleroOnly, velero: [Self.vb("other-daily-1", phase: "Completed", completedAgo: 3600, schedule: "other-daily")],
+                                     barman: [:], now: Self.now)
+        #expect(s.status == .notConfigured)
+    }
+}
