@@ -2,6 +2,8 @@
 # Start a throw-away single-node Ceph (1 mon, 1 memstore OSD, radosgw/beast) under DIR,
 # listening on 127.0.0.1:PORT only. No systemd, no mgr; every path lives in DIR.
 # Writes DIR/env (endpoint and S3 keys to source) and DIR/pids (what rgw-down.sh stops).
+# With DRCTL_RGW_TLS_PORT set, radosgw also serves HTTPS there, with a certificate for
+# localhost/127.0.0.1 from a throw-away CA (DIR/tls/ca.pem).
 #
 #   scripts/rgw-up.sh DIR PORT [MEMSTORE_BYTES]
 set -euo pipefail
@@ -26,6 +28,18 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 MON_PORT=$(free_port)
 FSID=$(python3 -c 'import uuid; print(uuid.uuid4())')
 CONF="$DIR/ceph.conf"
+FRONTEND="beast endpoint=127.0.0.1:$PORT"
+if [ -n "${DRCTL_RGW_TLS_PORT:-}" ]; then
+  mkdir -p "$DIR/tls"
+  (
+    cd "$DIR/tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=drctl test CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > san.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null
+  )
+  FRONTEND="$FRONTEND ssl_endpoint=127.0.0.1:$DRCTL_RGW_TLS_PORT ssl_certificate=$DIR/tls/server.pem ssl_private_key=$DIR/tls/server.key"
+fi
 mkdir -p "$DIR"/{run,log,crash,mon,osd,rgw}
 : > "$DIR/pids"
 
@@ -68,7 +82,7 @@ osd max object namespace len = 64
 # With auth none radosgw must still be told to use crc mode, or it loops on
 # "get_initial_auth_request returned -13".
 ms mon client mode = crc
-rgw frontends = beast endpoint=127.0.0.1:$PORT
+rgw frontends = $FRONTEND
 rgw data = $DIR/rgw
 rgw dns name = localhost
 # Free deleted objects' data quickly: the OSD keeps everything in memory.
@@ -113,4 +127,8 @@ export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY='$SECRET_KEY'
 export AWS_REGION=us-east-1
 ENV
+if [ -n "${DRCTL_RGW_TLS_PORT:-}" ]; then
+  echo "export DRCTL_RGW_TLS_ENDPOINT=https://localhost:$DRCTL_RGW_TLS_PORT" >> "$DIR/env"
+  echo "export DRCTL_RGW_CA=$DIR/tls/ca.pem" >> "$DIR/env"
+fi
 echo "rgw-up: radosgw on http://127.0.0.1:$PORT (source $DIR/env for its keys)"

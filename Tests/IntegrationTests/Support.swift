@@ -13,6 +13,9 @@ final class RGW: Sendable {
     let port: Int
     let accessKey: String
     let secretKey: String
+    /// HTTPS endpoint (https://localhost:PORT) and the CA that signed its certificate.
+    let tlsEndpoint: String?
+    let caBundle: String?
 
     private static let shared: Result<RGW, FixtureError> = Result { try RGW.start() }.mapError { FixtureError(description: "\($0)") }
 
@@ -27,6 +30,8 @@ final class RGW: Sendable {
         self.port = port
         accessKey = ak
         secretKey = sk
+        tlsEndpoint = env["DRCTL_RGW_TLS_ENDPOINT"]
+        caBundle = env["DRCTL_RGW_CA"]
     }
 
     private static func start() throws -> RGW {
@@ -35,7 +40,9 @@ final class RGW: Sendable {
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-rgw-\(getpid())").path
         let port = try freePort()
-        let (status, output) = try run(packageRoot.appendingPathComponent("scripts/rgw-up.sh").path, [dir, String(port)])
+        var env = ProcessInfo.processInfo.environment
+        env["DRCTL_RGW_TLS_PORT"] = String(try freePort())
+        let (status, output) = try run(packageRoot.appendingPathComponent("scripts/rgw-up.sh").path, [dir, String(port)], env: env)
         rgwDirToStop = dir
         atexit {
             if let d = rgwDirToStop { _ = try? run(packageRoot.appendingPathComponent("scripts/rgw-down.sh").path, [d, "--purge"]) }
@@ -45,9 +52,9 @@ final class RGW: Sendable {
     }
 
     func client(endpoint override: String? = nil, secret: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.1),
-                configure: (inout S3Configuration) -> Void = { _ in }) throws -> S3Client {
+                addressing: S3Endpoint.Addressing? = nil, configure: (inout S3Configuration) -> Void = { _ in }) throws -> S3Client {
         let creds = Credentials(accessKeyID: accessKey, secretAccessKey: secret ?? secretKey)
-        var config = S3Configuration(endpoint: try S3Endpoint(url: override ?? endpoint), region: "us-east-1", credentials: creds)
+        var config = S3Configuration(endpoint: try S3Endpoint(url: override ?? endpoint, addressing: addressing), region: "us-east-1", credentials: creds)
         config.retry = retry
         configure(&config)
         var logger = Logger(label: "test")
