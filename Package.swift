@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // Thin system-library targets: the C libraries enter here and nowhere else.
@@ -31,7 +32,7 @@ let package = Package(
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout"),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
-        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "ObjectStore"]),
+        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "ObjectStore", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.

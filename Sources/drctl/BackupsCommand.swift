@@ -23,6 +23,7 @@ struct BackupsCommand: ParsableCommand {
     @Option(help: "barman-cloud server name (CNPG serverName); default: every server under --source.") var server: String?
     @Option(help: ArgumentHelp("Velero storage location: bucket and prefix.", valueName: "s3://bucket/prefix")) var velero: String?
     @Flag(help: "Count Velero backups that ended PartiallyFailed as restore points.") var allowPartiallyFailed = false
+    @Option(help: ArgumentHelp("Read the catalog file instead of the bucket (after drctl catalog sync).", valueName: "file")) var catalog: String?
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
     func validate() throws {
@@ -39,10 +40,14 @@ struct BackupsCommand: ParsableCommand {
         global.bootstrapLogging()
         try runReportingErrors {
             let client = try s3.makeClient()
+            let store = try catalog.map { try CatalogStore(path: $0) }
+            func reader(_ bucket: String) -> ObjectReader {
+                store.map { $0.reader(store: storeID(client, bucket: bucket)) } ?? S3Reader(client: client, bucket: bucket)
+            }
             var report = Report(barman: [], velero: [])
             if let source {
                 let url = try S3URL(parsing: source)
-                let reader = S3Reader(client: client, bucket: url.bucket)
+                let reader = reader(url.bucket)
                 let layout = BarmanLayout(root: url.key)
                 let servers = try server.map { [$0] } ?? BarmanScanner.servers(reader, layout: layout)
                 if servers.isEmpty { FileHandle.standardError.write(Data("drctl: no barman-cloud servers under \(source)\n".utf8)) }
@@ -50,7 +55,7 @@ struct BackupsCommand: ParsableCommand {
             }
             if let velero {
                 let url = try S3URL(parsing: velero)
-                report.velero = try VeleroScanner.scan(S3Reader(client: client, bucket: url.bucket), layout: VeleroLayout(root: url.key),
+                report.velero = try VeleroScanner.scan(reader(url.bucket), layout: VeleroLayout(root: url.key),
                                                        allowPartiallyFailed: allowPartiallyFailed)
             }
             switch output {

@@ -25,6 +25,8 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var s3: S3Options
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
     @Argument(help: "Workloads (policy names) to show; default: all.") var workloads: [String] = []
+    @Option(help: ArgumentHelp("Read the catalog file instead of the bucket (after drctl catalog sync); measurements are added to its RPO history.", valueName: "file"))
+    var catalog: String?
     @Option(name: [.short, .long], help: "Output format: table, json or yaml.") var output: StatusFormat = .table
 
     enum StatusFormat: String, ExpressibleByArgument, CaseIterable { case table, json, yaml }
@@ -48,11 +50,13 @@ struct StatusCommand: ParsableCommand {
             }
             var results: [WorkloadStatus] = []
             let now = Date()
+            let catalogDB = try catalog.map { try CatalogStore(path: $0) }
             for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
                 guard let store = set.objectStore(named: storeName) else { continue }
                 let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
                                                defaultAddressing: store.pathStyle ? .path : .virtualHosted)
-                let reader = S3Reader(client: client, bucket: store.bucket.value)
+                let reader = catalogDB?.reader(store: storeID(client, bucket: store.bucket.value))
+                    ?? S3Reader(client: client, bucket: store.bucket.value)
                 var velero: [VeleroBackupEntry] = []
                 if group.contains(where: { $0.velero != nil }) {
                     velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value), allowPartiallyFailed: true)
@@ -65,6 +69,7 @@ struct StatusCommand: ParsableCommand {
                 }
             }
             results.sort { $0.workload < $1.workload }
+            for r in results { try catalogDB?.recordRPO(r, at: now) }
             notProtected = results.contains { $0.status != .protected }
             try print(results)
         }

@@ -140,6 +140,37 @@ import TestSupport
             #expect((b["walGaps"] as? [String])?.isEmpty == true && b["restorable"] as? Bool == true)
         }
 
+        // The catalog: an index that answers exactly as the bucket does.
+        let catalog = tempPath("catalog.sqlite")
+        defer { for suffix in ["", "-wal", "-shm", ".lock"] { unlink(catalog + suffix) } }
+        func syncJSON(_ verb: String = "sync") throws -> [[String: Any]] {
+            let (st, out) = try run(drctlBinary, ["catalog", verb, "--source", dest, "--catalog", catalog, "-o", "json"], env: drctlEnv)
+            try #require(st == 0, "\(out)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], "\(out)")
+        }
+        func backupsJSON(catalog useCatalog: Bool) throws -> String {
+            let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db", "-o", "json"] + (useCatalog ? ["--catalog", catalog] : []), env: drctlEnv)
+            #expect(st == 0, "\(out)")
+            return out
+        }
+        let first = try syncJSON()
+        #expect(first[0]["fetched"] as? Int == 2, "the two backup.info files")
+        let direct = try backupsJSON(catalog: false)
+        #expect(try backupsJSON(catalog: true) == direct)
+        #expect(try syncJSON()[0]["fetched"] as? Int == 0, "an unchanged bucket costs a listing, no GETs")
+        #expect(try syncJSON("rebuild")[0]["fetched"] as? Int == 2)
+        #expect(try backupsJSON(catalog: true) == direct, "rebuilt from the bucket alone")
+        // SIGKILL at random points, then one more sync: the same answer as an uninterrupted run.
+        for i in 0..<6 {
+            if i % 2 == 0 { for suffix in ["", "-wal", "-shm"] { unlink(catalog + suffix) } }
+            let pid = try spawn(drctlBinary, ["catalog", "sync", "--source", dest, "--catalog", catalog], env: drctlEnv)
+            usleep(useconds_t.random(in: 5_000...150_000))
+            kill(pid, SIGKILL)
+            reap(pid)
+        }
+        _ = try syncJSON()
+        #expect(try backupsJSON(catalog: true) == direct, "converged after interrupted syncs")
+
         // drctl status from policies that describe this archive.
         let policyDir = tempPath("policies")
         try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
@@ -201,6 +232,8 @@ import TestSupport
         }
         let (_, table) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db"], env: drctlEnv)
         #expect(table.contains(middle.name) && table.contains("RESTORABLE"), "\(table)")
+        _ = try syncJSON()
+        #expect(try backupsJSON(catalog: true) == (try backupsJSON(catalog: false)), "the sync saw the deletion")
         (st, ws) = try status()
         #expect(ws["app"]?["status"] as? String == "BROKEN")
         #expect((ws["app"]?["reasons"] as? [String])?.contains { $0.contains("WAL segment \(middle.name) is missing") } == true, "\(ws["app"] ?? [:])")

@@ -45,3 +45,28 @@ public var drctlBinary: String {
     let candidates = [dir.appendingPathComponent("drctl").path, packageRoot.appendingPathComponent(".build/debug/drctl").path]
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
 }
+
+/// Starts a program without waiting (output discarded); returns its pid.
+public func spawn(_ program: String, _ args: [String], env: [String: String]? = nil) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let argv = ([program] + args).map { strdup($0) } + [nil]
+    let environment = (env ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { argv.forEach { free($0) }; environment.forEach { free($0) } }
+    var pid = pid_t()
+    let rc = posix_spawn(&pid, program, &actions, nil, argv, environment)
+    guard rc == 0 else { throw FixtureError(description: "cannot run \(program): \(String(cString: strerror(rc)))") }
+    return pid
+}
+
+/// Waits for a spawned process; returns its raw wait status.
+@discardableResult
+public func reap(_ pid: pid_t) -> Int32 {
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return status
+}

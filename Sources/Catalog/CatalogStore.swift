@@ -1,0 +1,167 @@
+import Foundation
+import GRDB
+import Layout
+import ObjectStore
+
+/// drctl's SQLite index of the bucket. It holds the last listing of each synced prefix and the
+/// bodies of the small metadata objects the scanners read; never the only copy of anything:
+/// delete it and `drctl catalog rebuild` makes it again from the bucket.
+public final class CatalogStore: @unchecked Sendable {
+    public let path: String
+    let db: DatabasePool
+
+    public init(path: String) throws {
+        self.path = path
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var config = Configuration()
+        config.busyMode = .timeout(30)
+        db = try DatabasePool(path: path, configuration: config)   // WAL mode
+        try Self.migrator.migrate(db)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE objects (
+                  store TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL, last_modified REAL,
+                  PRIMARY KEY (store, key)) WITHOUT ROWID;
+                CREATE TABLE metadata (
+                  store TEXT NOT NULL, key TEXT NOT NULL, etag TEXT NOT NULL, body BLOB NOT NULL, fetched_at REAL NOT NULL,
+                  PRIMARY KEY (store, key)) WITHOUT ROWID;
+                CREATE TABLE sync_runs (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT, store TEXT NOT NULL, prefix TEXT NOT NULL, started_at REAL NOT NULL,
+                  finished_at REAL, objects INTEGER, fetched INTEGER, error TEXT);
+                CREATE TABLE rpo_history (
+                  workload TEXT NOT NULL, measured_at REAL NOT NULL, rpo_seconds INTEGER, objective_seconds INTEGER NOT NULL,
+                  status TEXT NOT NULL, evidence TEXT);
+                """)
+        }
+        return m
+    }
+
+    /// The metadata objects worth keeping a copy of: small, and all the scanners read.
+    public static func isMetadata(_ key: String) -> Bool {
+        let name = key.split(separator: "/").last.map(String.init) ?? key
+        return name == "backup.info" || name == "velero-backup.json" || name.hasSuffix(".history") || name.contains(".history.")
+    }
+
+    public struct SyncResult: Sendable, Codable {
+        public var store: String
+        public var prefix: String
+        public var objects: Int
+        public var fetched: Int
+        public var removed: Int
+        public var seconds: Double
+    }
+
+    /// Brings the catalog's copy of `prefix` in line with the bucket: one listing, then GETs
+    /// only for metadata objects that are new or whose ETag changed. Every step is its own
+    /// transaction, so an interrupted sync leaves a consistent catalog that the next run completes.
+    public func sync(store: String, prefix: String, client: S3Client, bucket: String,
+                     progress: ((String) -> Void)? = nil) throws -> SyncResult {
+        let started = Date()
+        let runID = try db.write { db -> Int64 in
+            try db.execute(sql: "INSERT INTO sync_runs (store, prefix, started_at) VALUES (?, ?, ?)", arguments: [store, prefix, started.timeIntervalSince1970])
+            return db.lastInsertedRowID
+        }
+        do {
+            var listed: [ObjectInfo] = []
+            try client.listObjectsParallel(bucket: bucket, prefix: prefix) { listed += $0.objects }
+            progress?("listed \(listed.count) objects under s3://\(bucket)/\(prefix)")
+            let upper = prefix + "\u{10FFFF}"
+            // Replace the listing in one transaction: readers see the old or the new one.
+            try db.write { db in
+                try db.execute(sql: "DELETE FROM objects WHERE store = ? AND key >= ? AND key < ?", arguments: [store, prefix, upper])
+                let insert = try db.makeStatement(sql: "INSERT INTO objects (store, key, size, etag, last_modified) VALUES (?, ?, ?, ?, ?)")
+                for o in listed {
+                    try insert.execute(arguments: [store, o.key, o.size, o.etag, o.lastModified?.timeIntervalSince1970])
+                }
+            }
+            let known = try db.read { db in
+                try Dictionary(Row.fetchAll(db, sql: "SELECT key, etag FROM metadata WHERE store = ? AND key >= ? AND key < ?",
+                                           arguments: [store, prefix, upper]).map { ($0["key"] as String, $0["etag"] as String) },
+                               uniquingKeysWith: { a, _ in a })
+            }
+            let wanted = listed.filter { Self.isMetadata($0.key) }
+            var fetched = 0
+            for o in wanted where known[o.key] != o.etag {
+                var body: [UInt8] = []
+                let info = try client.getObject(S3URL(bucket: bucket, key: o.key)) { chunk in
+                    guard body.count + chunk.count <= 16 << 20 else { throw LocalError("\(o.key) is larger than 16 MiB; not a metadata file") }
+                    body += chunk
+                }
+                try db.write { db in
+                    try db.execute(sql: "INSERT OR REPLACE INTO metadata (store, key, etag, body, fetched_at) VALUES (?, ?, ?, ?, ?)",
+                                   arguments: [store, o.key, info.etag.isEmpty ? o.etag : info.etag, Data(body), Date().timeIntervalSince1970])
+                }
+                fetched += 1
+            }
+            let present = Set(wanted.map(\.key))
+            let stale = known.keys.filter { !present.contains($0) }
+            try db.write { db in
+                for k in stale { try db.execute(sql: "DELETE FROM metadata WHERE store = ? AND key = ?", arguments: [store, k]) }
+                try db.execute(sql: "UPDATE sync_runs SET finished_at = ?, objects = ?, fetched = ? WHERE id = ?",
+                               arguments: [Date().timeIntervalSince1970, listed.count, fetched, runID])
+            }
+            return SyncResult(store: store, prefix: prefix, objects: listed.count, fetched: fetched, removed: stale.count,
+                              seconds: Date().timeIntervalSince(started))
+        } catch {
+            try? db.write { db in
+                try db.execute(sql: "UPDATE sync_runs SET finished_at = ?, error = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, "\(error)", runID])
+            }
+            throw error
+        }
+    }
+
+    /// The newest finished sync of a store, or nil if it was never synced.
+    public func lastSync(store: String) throws -> Date? {
+        try db.read { db in
+            try Double.fetchOne(db, sql: "SELECT MAX(finished_at) FROM sync_runs WHERE store = ? AND error IS NULL", arguments: [store])
+        }.map { Date(timeIntervalSince1970: $0) }
+    }
+
+    public func recordRPO(_ s: WorkloadStatus, at: Date) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO rpo_history (workload, measured_at, rpo_seconds, objective_seconds, status, evidence) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [s.workload, at.timeIntervalSince1970, s.rpoSeconds, s.rpoObjectiveSeconds, s.status.rawValue, s.recoverablePointEvidence])
+        }
+    }
+
+    /// A view of one store as an ObjectReader, so the scanners read the catalog like a bucket.
+    public func reader(store: String) -> ObjectReader { CatalogReader(catalog: self, store: store) }
+}
+
+struct CatalogReader: ObjectReader {
+    let catalog: CatalogStore
+    let store: String
+
+    func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
+        let rows = try catalog.db.read { db in
+            try Row.fetchAll(db, sql: "SELECT key, size, etag, last_modified FROM objects WHERE store = ? AND key >= ? AND key < ? ORDER BY key",
+                             arguments: [store, prefix, prefix + "\u{10FFFF}"])
+        }
+        var objects: [ObjectInfo] = []
+        var prefixes: [String] = []
+        for r in rows {
+            let key: String = r["key"]
+            if let delimiter, let cut = key.dropFirst(prefix.count).range(of: delimiter) {
+                let p = String(key[..<cut.upperBound])
+                if prefixes.last != p { prefixes.append(p) }
+                continue
+            }
+            let modified: Double? = r["last_modified"]
+            objects.append(ObjectInfo(key: key, size: r["size"], etag: r["etag"], lastModified: modified.map { Date(timeIntervalSince1970: $0) }))
+        }
+        try page(objects, prefixes)
+    }
+
+    func read(key: String) throws -> [UInt8] {
+        guard let body = try catalog.db.read({ db in
+            try Data.fetchOne(db, sql: "SELECT body FROM metadata WHERE store = ? AND key = ?", arguments: [store, key])
+        }) else {
+            throw LocalError("\(key) is not in the catalog: run drctl catalog sync")
+        }
+        return Array(body)
+    }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import ObjectStore
+import Policy
+
+/// Where the catalog lives unless --catalog says otherwise.
+func defaultCatalogPath() -> String {
+    let env = ProcessInfo.processInfo.environment
+    if let dir = env["DRCTL_DATA_DIR"], !dir.isEmpty { return "\(dir)/catalog.sqlite" }
+    let base = env["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(NSHomeDirectory())/.local/share"
+    return "\(base)/drctl/catalog.sqlite"
+}
+
+/// The catalog's name for an object store: endpoint and bucket.
+func storeID(_ client: S3Client, bucket: String) -> String { "\(client.config.endpoint)/\(bucket)" }
+
+struct CatalogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "catalog",
+        abstract: "Keep drctl's SQLite index of the bucket: every backup object and the metadata drctl reads.",
+        discussion: "The bucket is the source of truth; the catalog can always be rebuilt from it.",
+        subcommands: [Sync.self, Rebuild.self])
+
+    struct Target: ParsableArguments {
+        @Option(help: ArgumentHelp("Policy files or directories: sync every ObjectStore's Velero and barman prefixes.", valueName: "path"))
+        var policies: [String] = []
+        @Option(help: ArgumentHelp("barman-cloud destination to sync (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+        @Option(help: ArgumentHelp("Velero storage location to sync.", valueName: "s3://bucket/prefix")) var velero: String?
+        @Option(help: ArgumentHelp("The catalog file (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
+        var catalog: String?
+        @Flag(help: "If another sync holds the catalog, exit at once instead of waiting for it.") var noWait = false
+
+        func validate() throws {
+            if policies.isEmpty && source == nil && velero == nil {
+                throw ValidationError("give --policies DIR, or --source s3://bucket/path and/or --velero s3://bucket/prefix")
+            }
+        }
+
+        var path: String { catalog ?? defaultCatalogPath() }
+
+        /// (client, bucket, prefix) for everything to sync.
+        func prefixes(_ s3: S3Options) throws -> [(S3Client, String, String)] {
+            var out: [(S3Client, String, String)] = []
+            if !policies.isEmpty {
+                let diags = Diagnostics()
+                let set = PolicyLoader.load(paths: policies, diagnostics: diags)
+                Linter.lint(set, into: diags)
+                if diags.hasErrors {
+                    for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
+                    throw ConfigError("the policies have errors (see above); run drctl lint")
+                }
+                for store in set.objectStores {
+                    let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
+                                                   defaultAddressing: store.pathStyle ? .path : .virtualHosted)
+                    for p in [store.prefixes.velero.value, store.prefixes.barman.value] {
+                        out.append((client, store.bucket.value, p.isEmpty ? "" : p + "/"))
+                    }
+                }
+            }
+            for u in [source, velero].compactMap({ $0 }) {
+                let url = try S3URL(parsing: u)
+                out.append((try s3.makeClient(), url.bucket, url.key.isEmpty || url.key.hasSuffix("/") ? url.key : url.key + "/"))
+            }
+            return out
+        }
+    }
+
+    /// One sync at a time per catalog file: an exclusive lock beside it.
+    static func withLock(_ path: String, noWait: Bool, _ body: () throws -> Void) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LocalError("cannot open \(path).lock: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if noWait {
+                FileHandle.standardError.write(Data("drctl: another catalog sync is running on \(path); not waiting\n".utf8))
+                return
+            }
+            FileHandle.standardError.write(Data("drctl: waiting for another catalog sync on \(path)\n".utf8))
+            guard flock(fd, LOCK_EX) == 0 else { throw LocalError("cannot lock \(path).lock") }
+        }
+        try body()
+    }
+
+    static func runSync(_ target: Target, _ s3: S3Options, output: OutputFormat) throws {
+        let items = try target.prefixes(s3)
+        try withLock(target.path, noWait: target.noWait) {
+            let catalog = try CatalogStore(path: target.path)
+            var results: [CatalogStore.SyncResult] = []
+            for (client, bucket, prefix) in items {
+                let r = try catalog.sync(store: storeID(client, bucket: bucket), prefix: prefix, client: client, bucket: bucket) { line in
+                    if output == .table { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
+                }
+                results.append(r)
+            }
+            switch output {
+            case .json:
+                let e = JSONEncoder()
+                e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try e.encode(results), as: UTF8.self))
+            case .table:
+                for r in results {
+                    print("synced \(r.store)/\(r.prefix): \(r.objects) objects, \(r.fetched) metadata fetched, \(r.removed) removed, \(String(format: "%.2f", r.seconds))s")
+                }
+            }
+        }
+    }
+
+    struct Sync: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Index the bucket: list it, and fetch only the metadata objects that are new or changed.",
+            discussion: "Safe to interrupt and re-run; a second sync of the same catalog waits for the first (or exits with --no-wait).")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var s3: S3Options
+        @OptionGroup var target: Target
+        @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+
+        func run() throws {
+            global.bootstrapLogging()
+            try runReportingErrors { try CatalogCommand.runSync(target, s3, output: output) }
+        }
+    }
+
+    struct Rebuild: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete the catalog and index the bucket again from scratch.",
+            discussion: "The catalog holds nothing the bucket does not: rebuilding loses nothing but time.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var s3: S3Options
+        @OptionGroup var target: Target
+        @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+
+        func run() throws {
+            global.bootstrapLogging()
+            try runReportingErrors {
+                try CatalogCommand.withLock(target.path, noWait: false) {
+                    for suffix in ["", "-wal", "-shm"] { unlink(target.path + suffix) }
+                }
+                try CatalogCommand.runSync(target, s3, output: output)
+            }
+        }
+    }
+}
