@@ -80,3 +80,28 @@ struct StatusTests {
         #expect(s.status == .notConfigured)
     }
 }
+
+struct RetentionTests {
+    @Test func recoveryWindowReport() {
+        let now = StatusTests.now
+        func b(_ id: String, _ daysAgo: Double, _ status: String = "DONE") -> BarmanBackup {
+            var x = StatusTests.backup(id, status: status, end: daysAgo * 86400)
+            x.status = status
+            return x
+        }
+        let w = RecoveryWindow(cnpg: "7d")!
+        #expect(w.description == "RECOVERY WINDOW OF 7 DAYS" && RecoveryWindow(cnpg: "2m")!.seconds == 62 * 86400)
+        #expect(RecoveryWindow(cnpg: "7h") == nil && RecoveryWindow(cnpg: "0d") == nil)
+        // The backup that straddles the window's start is kept; older ones go; non-DONE ones are never touched.
+        let r = BarmanRetention.report([b("20261101T000000", 26), b("20261110T000000", 17, "FAILED"), b("20261112T000000", 15),
+                                        b("20261119T000000", 8), b("20261125T000000", 2)], window: w, minimumRedundancy: 0, now: now)
+        #expect(r == ["20261125T000000": "VALID", "20261119T000000": "VALID", "20261112T000000": "OBSOLETE",
+                      "20261110T000000": "NONE", "20261101T000000": "OBSOLETE"])
+        // Everything older than the window: the newest completed backup still stays.
+        let old = BarmanRetention.report([b("20261001T000000", 57), b("20261010T000000", 48)], window: w, minimumRedundancy: 0, now: now)
+        #expect(old == ["20261010T000000": "VALID", "20261001T000000": "OBSOLETE"])
+        let kept = BarmanRetention.report([b("20261001T000000", 57), b("20261010T000000", 48), b("20261020T000000", 38)],
+                                          window: w, minimumRedundancy: 2, now: now)
+        #expect(kept == ["20261020T000000": "VALID", "20261010T000000": "POTENTIALLY_OBSOLETE", "20261001T000000": "OBSOLETE"])
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Layout
+
+/// A barman recovery window: `RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS` (a month is 31 days, as in barman).
+public struct RecoveryWindow: Sendable, Equatable, CustomStringConvertible {
+    public enum Unit: String, Sendable { case days = "d", weeks = "w", months = "m" }
+    public var value: Int
+    public var unit: Unit
+
+    public init(value: Int, unit: Unit) {
+        self.value = value
+        self.unit = unit
+    }
+
+    /// CNPG's `retentionPolicy` form: `7d`, `4w`, `3m`.
+    public init?(cnpg: String) {
+        guard let u = cnpg.last.flatMap({ Unit(rawValue: String($0)) }), let v = Int(cnpg.dropLast()), v > 0 else { return nil }
+        self.init(value: v, unit: u)
+    }
+
+    public var seconds: TimeInterval {
+        switch unit {
+        case .days: return Double(value) * 86400
+        case .weeks: return Double(value) * 7 * 86400
+        case .months: return Double(value) * 31 * 86400
+        }
+    }
+
+    public var description: String { "RECOVERY WINDOW OF \(value) \(["d": "DAYS", "w": "WEEKS", "m": "MONTHS"][unit.rawValue]!)" }
+}
+
+/// What retention would delete from one barman-cloud server, and why.
+public struct PrunePlan: Sendable, Codable, Equatable {
+    public var server: String
+    public var policy: String
+    public var pointOfRecoverability: Date
+    /// Per backup id: VALID, POTENTIALLY_OBSOLETE (kept for minimum redundancy), OBSOLETE, or NONE (not DONE: never touched).
+    public var report: [String: String]
+    public var backupsToDelete: [String]
+    /// Every object key the plan deletes: the backups' files and the WAL they alone needed.
+    public var keysToDelete: [String]
+    public var bytes: Int64
+}
+
+public enum BarmanRetention {
+    struct Backup {
+        var id: String
+        var status: String
+        var endTime: Date?
+        var beginWAL: String?
+        var timeline: UInt32?
+        var done: Bool { status == "DONE" || status == "WAITING_FOR_WALS" }
+    }
+
+    /// barman's recovery-window report: newest first, every DONE backup is VALID until, and
+    /// including, the first one that ended before the point of recoverability; older DONE
+    /// backups are OBSOLETE unless minimum redundancy keeps them. The newest DONE backup is
+    /// therefore always kept.
+    public static func report(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date) -> [String: String] {
+        let point = now.addingTimeInterval(-window.seconds)
+        var report: [String: String] = [:]
+        var found = false
+        var valid = 0
+        for b in backups.sorted(by: { $0.backupID > $1.backupID }) {
+            guard b.status == "DONE" else { report[b.backupID] = "NONE"; continue }
+            if found {
+                if valid < minimumRedundancy {
+                    report[b.backupID] = "POTENTIALLY_OBSOLETE"
+                    valid += 1
+                } else {
+                    report[b.backupID] = "OBSOLETE"
+                }
+            } else {
+                report[b.backupID] = "VALID"
+                valid += 1
+                if let end = b.endTime, end < point { found = true }
+            }
+        }
+        return report
+    }
+
+    /// The full plan: OBSOLETE backups are deleted oldest first; each, when no older completed
+    /// backup remains, takes with it the WAL named before the next completed backup's
+    /// begin_wal, except history files and WAL of timelines that remaining backups are on
+    /// (other than that next backup's).
+    public static func plan(scan: BarmanServerScan, objects: [ObjectRef], layout: BarmanLayout, window: RecoveryWindow,
+                            minimumRedundancy: Int, now: Date) -> PrunePlan {
+        let report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        let toDelete = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
+        var available: [String: Backup] = [:]
+        for b in scan.backups {
+            available[b.backupID] = Backup(id: b.backupID, status: b.status, endTime: b.endTime, beginWAL: b.beginWAL, timeline: b.timeline)
+        }
+        // WAL objects by barman's WAL name (the key's file name without its compression suffix).
+        var wals: [(name: String, key: String)] = []
+        var baseObjects: [String: [String]] = [:]
+        for o in objects {
+            switch layout.parse(o.key) {
+            case .backupInfo(_, let id)?, .backupArchive(_, let id, _, _)?: baseObjects[id, default: []].append(o.key)
+            case .walSegment(_, let s, _)?: wals.append((s.name, o.key))
+            case .partialSegment(_, let s, _)?: wals.append((s.name + ".partial", o.key))
+            case .backupHistory(_, let s, let off, _)?: wals.append((s.name + "." + String(format: "%08X", off) + ".backup", o.key))
+            default: break
+            }
+        }
+        var keys: [String] = []
+        var deletedWAL = Set<String>()
+        for id in toDelete {
+            guard let b = available[id] else { continue }
+            keys += (baseObjects[id] ?? []).sorted()
+            let ids = available.keys.sorted()
+            let i = ids.firstIndex(of: id)!
+            let previous = ids[..<i].reversed().first { available[$0]!.done }
+            if previous == nil {
+                let next = ids[(i + 1)...].first { available[$0]!.done }.map { available[$0]! }
+                let until = next ?? b
+                // barman means to skip the deleted backup here, but compares a freshly loaded copy
+                // by identity, so its timeline stays protected too. Kept: it only keeps more WAL,
+                // and prune must decide exactly as barman-cloud-backup-delete does.
+                var protect = Set(available.values.compactMap(\.timeline))
+                if let t = until.timeline { protect.remove(t) }
+                if let begin = until.beginWAL {
+                    for w in wals where !deletedWAL.contains(w.key) {
+                        guard let tli = UInt32(w.name.prefix(8), radix: 16), !protect.contains(tli) else { continue }
+                        if w.name < begin {
+                            keys.append(w.key)
+                            deletedWAL.insert(w.key)
+                        }
+                    }
+                }
+            }
+            available.removeValue(forKey: id)
+        }
+        let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
+        return PrunePlan(server: scan.server, policy: window.description, pointOfRecoverability: now.addingTimeInterval(-window.seconds),
+                         report: report, backupsToDelete: toDelete, keysToDelete: keys, bytes: keys.reduce(0) { $0 + (sizes[$1] ?? 0) })
+    }
+}
+
+/// An object as listed: enough for planning deletions.
+public struct ObjectRef: Sendable, Equatable {
+    public var key: String
+    public var size: Int64
+    public init(key: String, size: Int64) {
+        self.key = key
+        self.size = size
+    }
+}

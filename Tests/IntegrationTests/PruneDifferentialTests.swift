@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+import Layout
+import ObjectStore
+import TestSupport
+
+/// drctl prune against barman-cloud-backup-delete --dry-run on the same bucket and policy.
+@Suite struct PruneDifferentialTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    struct Spec {
+        var daysAgo: Double
+        var status: String
+        var timeline: UInt32
+        var beginSegment: UInt32
+    }
+
+    static func stamp(_ d: Date, _ format: String) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = format
+        return f.string(from: d)
+    }
+
+    /// A backup.info as barman-cloud 3.19.1 writes it (keys sorted, Python literals).
+    static func info(_ s: Spec, begin: Date, end: Date, seg: WALSegment) -> String {
+        let done = s.status == "DONE"
+        let t = { (d: Date) in stamp(d, "yyyy-MM-dd HH:mm:ss.SSSSSS") + "+00:00" }
+        return """
+            backup_label=\(done ? "'START WAL LOCATION: 0/\(String(seg.segment, radix: 16, uppercase: true))000028 (file \(seg.name))\\nSTART TIMELINE: \(s.timeline)\\n'" : "None")
+            backup_name=\(done ? "nightly" : "None")
+            begin_offset=40
+            begin_time=\(t(begin))
+            begin_wal=\(seg.name)
+            begin_xlog=0/\(String(seg.segment, radix: 16, uppercase: true))000028
+            children_backup_ids=None
+            cluster_size=49630921
+            compression=None
+            copy_stats=None
+            data_checksums=on
+            deduplicated_size=None
+            encryption=None
+            end_offset=\(done ? "312" : "None")
+            end_time=\(done ? t(end) : "None")
+            end_wal=\(done ? seg.name : "None")
+            end_xlog=\(done ? "0/\(String(seg.segment, radix: 16, uppercase: true))000138" : "None")
+            error=\(s.status == "FAILED" ? "'failure uploading data (injected)'" : "None")
+            mode=None
+            parent_backup_id=None
+            pgdata=/var/lib/postgresql/data/pgdata
+            server_name=cloud
+            size=None
+            status=\(s.status)
+            summarize_wal=None
+            systemid=7712701172763930128
+            tablespaces=None
+            timeline=\(s.timeline)
+            version=150018
+            xlog_segment_size=16777216
+
+            """
+    }
+
+    /// Writes one history: WAL on timeline 1 (and 2 from segment 0x40, when a spec uses it), and the backups.
+    static func write(_ specs: [Spec], s3: S3Client, bucket: String, server: String, now: Date) throws {
+        let layout = BarmanLayout(root: "cnpg")
+        let usesTL2 = specs.contains { $0.timeline == 2 }
+        for n in UInt32(1)...UInt32(usesTL2 ? 0x50 : 0x40) {
+            let tli: UInt32 = usesTL2 && n >= 0x40 ? 2 : 1
+            let seg = WALSegment(timeline: tli, log: 0, segment: n)
+            try s3.putObject(S3URL(bucket: bucket, key: layout.key(for: .walSegment(server: server, segment: seg, compression: .gzip))), bytes: [1])
+        }
+        if usesTL2 {
+            try s3.putObject(S3URL(bucket: bucket, key: layout.key(for: .partialSegment(server: server, segment: WALSegment(timeline: 1, log: 0, segment: 0x40), compression: .gzip))), bytes: [1])
+            try s3.putObject(S3URL(bucket: bucket, key: "cnpg/\(server)/wals/00000002.history"), bytes: Array("1\t0/40000A0\tno recovery target specified\n".utf8))
+        }
+        for s in specs {
+            let begin = now.addingTimeInterval(-s.daysAgo * 86400)
+            let id = stamp(begin, "yyyyMMdd'T'HHmmss")
+            let seg = WALSegment(timeline: s.timeline, log: 0, segment: s.beginSegment)
+            try s3.putObject(S3URL(bucket: bucket, key: layout.backupInfoKey(server: server, backupID: id)),
+                             bytes: Array(info(s, begin: begin, end: begin.addingTimeInterval(30), seg: seg).utf8))
+            if s.status == "DONE" {
+                try s3.putObject(S3URL(bucket: bucket, key: layout.key(for: .backupArchive(server: server, backupID: id, name: "data", compression: .gzip))), bytes: [2])
+                try s3.putObject(S3URL(bucket: bucket, key: layout.key(for: .backupHistory(server: server, segment: seg, offset: 0x28, compression: .gzip))), bytes: [3])
+            }
+        }
+    }
+
+    static let histories: [(name: String, specs: [Spec], minimumRedundancy: Int)] = [
+        ("weekly backups, window 7d", [Spec(daysAgo: 35, status: "DONE", timeline: 1, beginSegment: 2), Spec(daysAgo: 28, status: "DONE", timeline: 1, beginSegment: 8),
+                                       Spec(daysAgo: 21, status: "DONE", timeline: 1, beginSegment: 0x10), Spec(daysAgo: 14, status: "DONE", timeline: 1, beginSegment: 0x18),
+                                       Spec(daysAgo: 7.5, status: "DONE", timeline: 1, beginSegment: 0x20), Spec(daysAgo: 3, status: "DONE", timeline: 1, beginSegment: 0x28)], 0),
+        ("failed and crashed backups in between", [Spec(daysAgo: 20, status: "DONE", timeline: 1, beginSegment: 4), Spec(daysAgo: 18, status: "FAILED", timeline: 1, beginSegment: 6),
+                                                   Spec(daysAgo: 15, status: "DONE", timeline: 1, beginSegment: 0x0A), Spec(daysAgo: 12, status: "STARTED", timeline: 1, beginSegment: 0x0E),
+                                                   Spec(daysAgo: 9, status: "DONE", timeline: 1, beginSegment: 0x14), Spec(daysAgo: 2, status: "FAILED", timeline: 1, beginSegment: 0x30)], 0),
+        ("minimum redundancy 3", [Spec(daysAgo: 40, status: "DONE", timeline: 1, beginSegment: 2), Spec(daysAgo: 30, status: "DONE", timeline: 1, beginSegment: 6),
+                                  Spec(daysAgo: 20, status: "DONE", timeline: 1, beginSegment: 0x0C), Spec(daysAgo: 10, status: "DONE", timeline: 1, beginSegment: 0x12)], 3),
+        ("everything older than the window", [Spec(daysAgo: 30, status: "DONE", timeline: 1, beginSegment: 3), Spec(daysAgo: 25, status: "DONE", timeline: 1, beginSegment: 9),
+                                              Spec(daysAgo: 20, status: "DONE", timeline: 1, beginSegment: 0x11)], 0),
+        ("a timeline switch", [Spec(daysAgo: 30, status: "DONE", timeline: 1, beginSegment: 4), Spec(daysAgo: 20, status: "DONE", timeline: 1, beginSegment: 0x20),
+                               Spec(daysAgo: 10, status: "DONE", timeline: 2, beginSegment: 0x42), Spec(daysAgo: 1, status: "DONE", timeline: 2, beginSegment: 0x48)], 0),
+    ]
+
+    @Test("prune matches barman-cloud-backup-delete --dry-run", arguments: 0..<5)
+    func matchesBarman(index: Int) throws {
+        let barman = "/opt/drctl-barman/bin/barman-cloud-backup-delete"
+        try #require(FileManager.default.isExecutableFile(atPath: barman), "run scripts/install-deps.sh (barman-cloud venv)")
+        let (name, specs, minimum) = Self.histories[index]
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "prune")
+        let now = Date()
+        try Self.write(specs, s3: s3, bucket: bucket, server: "db", now: now)
+        var listed: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "cnpg/db/") { listed += $0.objects.map(\.key) }
+
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
+        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        let (st, out) = try run(barman, ["--endpoint-url", rgw.endpoint, "--dry-run", "-r", "RECOVERY WINDOW OF 7 DAYS"]
+                                + (minimum > 0 ? ["-m", String(minimum)] : []) + ["s3://\(bucket)/cnpg", "db"], env: env)
+        try #require(st == 0, "barman: \(out)")
+        var barmanKeys = Set<String>()
+        for line in out.split(separator: "\n") where line.hasPrefix("Skipping deletion of") {
+            if let r = line.range(of: "under prefix ") {
+                let prefix = line[r.upperBound...].replacingOccurrences(of: " due to --dry-run option", with: "")
+                barmanKeys.formUnion(listed.filter { $0.hasPrefix(prefix) })
+            } else {
+                let regex = try NSRegularExpression(pattern: "'([^']*)'")
+                let text = String(line)
+                for m in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                    barmanKeys.insert(String(text[Range(m.range(at: 1), in: text)!]))
+                }
+            }
+        }
+
+        env["AWS_ENDPOINT_URL"] = rgw.endpoint
+        let (dst, dout) = try run(drctlBinary, ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d",
+                                                "--minimum-redundancy", String(minimum), "-o", "json"], env: env)
+        try #require(dst == 0, "\(dout)")
+        let plan = try #require(try JSONSerialization.jsonObject(with: Data(dout.utf8)) as? [String: Any])
+        let drctlKeys = Set(plan["keysToDelete"] as? [String] ?? [])
+        #expect(drctlKeys == barmanKeys, "\(name): only drctl \(drctlKeys.subtracting(barmanKeys).sorted()), only barman \(barmanKeys.subtracting(drctlKeys).sorted())")
+        if index != 1 { #expect(!barmanKeys.isEmpty || minimum > 0, "\(name): the history should delete something") }
+
+        // The newest restore point always survives.
+        let newestDone = specs.filter { $0.status == "DONE" }.min { $0.daysAgo < $1.daysAgo }!
+        let newestID = Self.stamp(now.addingTimeInterval(-newestDone.daysAgo * 86400), "yyyyMMdd'T'HHmmss")
+        #expect(!drctlKeys.contains { $0.contains(newestID) })
+    }
+
+    @Test func applyDeletesExactlyThePlanAndRecordsIt() throws {
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "prune-apply")
+        try Self.write(Self.histories[0].specs, s3: s3, bucket: bucket, server: "db", now: Date())
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ENDPOINT_URL"] = rgw.endpoint
+        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
+        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d", "-o", "json"]
+        let (_, planOut) = try run(drctlBinary, args, env: env)
+        let plan = try #require(try JSONSerialization.jsonObject(with: Data(planOut.utf8)) as? [String: Any])
+        let keys = Set(plan["keysToDelete"] as! [String])
+        var before = Set<String>()
+        try s3.listObjects(bucket: bucket, prefix: "cnpg/") { before.formUnion($0.objects.map(\.key)) }
+        let (st, out) = try run(drctlBinary, args + ["--apply"], env: env)
+        #expect(st == 0, "\(out)")
+        var after = Set<String>()
+        try s3.listObjects(bucket: bucket, prefix: "cnpg/") { after.formUnion($0.objects.map(\.key)) }
+        #expect(before.subtracting(after) == keys, "deleted exactly the plan")
+        var records: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "drctl/prune/db/") { records += $0.objects.map(\.key) }
+        #expect(records.count == 1)
+        // Nothing left to prune.
+        let (_, again) = try run(drctlBinary, args, env: env)
+        #expect((try JSONSerialization.jsonObject(with: Data(again.utf8)) as? [String: Any])?["keysToDelete"] as? [String] == [])
+    }
+}
