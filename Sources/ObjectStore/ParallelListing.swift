@@ -8,19 +8,34 @@ extension S3Client {
     /// order, and at most `2 × parallelism` prefixes are held in memory.
     public func listObjectsParallel(bucket: String, prefix: String = "", parallelism: Int = 4,
                                     page: (ListPage) throws -> Void) throws {
-        // The first level, in key order: objects directly under `prefix`, and sub-prefixes.
+        // The levels below `prefix`, in key order: objects and sub-prefixes. A level with too few
+        // sub-prefixes to share out (a single server folder, base/ and wals/) is opened
+        // further, up to a few levels, so the listing fans out where the keys actually are.
         enum Segment { case objects([ObjectInfo]), prefix(String) }
-        var segments: [Segment] = []
-        try listObjects(bucket: bucket, prefix: prefix, delimiter: "/") { p in
-            var objects = p.objects[...]
-            for cp in p.commonPrefixes {
-                let before = objects.prefix { Array($0.key.utf8).lexicographicallyPrecedes(Array(cp.utf8)) }
-                if !before.isEmpty { segments.append(.objects(Array(before))) }
-                objects = objects.dropFirst(before.count)
-                segments.append(.prefix(cp))
+        func level(_ p: String) throws -> [Segment] {
+            var segments: [Segment] = []
+            try listObjects(bucket: bucket, prefix: p, delimiter: "/") { page in
+                var objects = page.objects[...]
+                for cp in page.commonPrefixes {
+                    let before = objects.prefix { Array($0.key.utf8).lexicographicallyPrecedes(Array(cp.utf8)) }
+                    if !before.isEmpty { segments.append(.objects(Array(before))) }
+                    objects = objects.dropFirst(before.count)
+                    segments.append(.prefix(cp))
+                }
+                if !objects.isEmpty { segments.append(.objects(Array(objects))) }
             }
-            if !objects.isEmpty { segments.append(.objects(Array(objects))) }
+            return segments
         }
+        func expand(_ p: String, depth: Int) throws -> [Segment] {
+            let segments = try level(p)
+            let subprefixes = segments.filter { if case .prefix = $0 { return true } else { return false } }.count
+            guard subprefixes > 0, subprefixes < max(2, parallelism * 2), depth < 4 else { return segments }
+            return try segments.flatMap { s -> [Segment] in
+                if case .prefix(let sub) = s { return try expand(sub, depth: depth + 1) }
+                return [s]
+            }
+        }
+        let segments = try expand(prefix, depth: 0)
         let prefixes = segments.compactMap { if case .prefix(let p) = $0 { return p } else { return nil } }
         guard !prefixes.isEmpty else {
             for case .objects(let o) in segments { try page(ListPage(objects: o, commonPrefixes: [], isTruncated: false)) }

@@ -93,6 +93,10 @@ import TestSupport
         #expect(parallel == serial)
         var whole: [String] = []
         try s3.listObjectsParallel(bucket: bucket) { whole += $0.objects.map(\.key) }
+        // From the bucket root the fan-out opens p/ and q/ further; the order is still exact.
+        var deep: [String] = []
+        try s3.listObjectsParallel(bucket: bucket, prefix: "", parallelism: 8) { deep += $0.objects.map(\.key) }
+        #expect(deep == whole)
         #expect(whole == keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
 
         // Small pages: continuation tokens chain correctly.

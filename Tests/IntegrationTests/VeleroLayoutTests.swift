@@ -77,9 +77,34 @@ import TestSupport
         // Policy allows PartiallyFailed: it counts.
         #expect(try scan(["--allow-partially-failed"])["daily-partial"]?["restorePoint"] as? Bool == true)
 
-        // Velero rewrites velero-backup.json when the backup finishes: the next read sees it.
+        // Through the catalog: the first sync sees the backup still running.
+        let catalog = tempPath("velero-catalog.sqlite")
+        defer { for suffix in ["", "-wal", "-shm", ".lock"] { unlink(catalog + suffix) } }
+        let sync = ["catalog", "sync", "--velero", "s3://\(bucket)/velero", "--catalog", catalog]
+        #expect(try run(drctlBinary, sync, env: env).0 == 0)
+        #expect(try scan(["--catalog", catalog])["daily-running"]?["terminal"] as? Bool == false)
+
+        // Velero rewrites velero-backup.json when the backup finishes: the next read sees it,
+        // and so does the next sync (its ETag changed).
         try put("daily-running", phase: "Completed")
         r = try scan()
         #expect(r["daily-running"]?["restorePoint"] as? Bool == true && r["daily-running"]?["terminal"] as? Bool == true)
+        let (_, out) = try run(drctlBinary, sync + ["-o", "json"], env: env)
+        #expect((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])?.first?["fetched"] as? Int == 1, "\(out)")
+        #expect(try scan(["--catalog", catalog])["daily-running"]?["restorePoint"] as? Bool == true)
+
+        // One sync at a time: while another holds the catalog, --no-wait exits cleanly, and a
+        // waiting sync proceeds once it is released.
+        let fd = open(catalog + ".lock", O_RDWR | O_CREAT, 0o644)
+        #expect(flock(fd, LOCK_EX) == 0)
+        let (busy, busyOut) = try run(drctlBinary, sync + ["--no-wait"], env: env)
+        #expect(busy == 0 && busyOut.contains("another catalog sync is running"), "\(busyOut)")
+        let waiting = try spawn(drctlBinary, sync, env: env)
+        usleep(300_000)
+        var status: Int32 = 0
+        #expect(waitpid(waiting, &status, WNOHANG) == 0, "the second sync waits")
+        flock(fd, LOCK_UN)
+        close(fd)
+        #expect(reap(waiting) == 0, "and completes once the lock is released")
     }
 }
