@@ -37,6 +37,9 @@ public final class CatalogStore: @unchecked Sendable {
                   status TEXT NOT NULL, evidence TEXT);
                 """)
         }
+        m.registerMigration("v2") { db in
+            try db.execute(sql: "ALTER TABLE sync_runs ADD COLUMN full INTEGER NOT NULL DEFAULT 1")
+        }
         return m
     }
 
@@ -46,9 +49,24 @@ public final class CatalogStore: @unchecked Sendable {
         return name == "backup.info" || name == "velero-backup.json" || name.hasSuffix(".history") || name.contains(".history.")
     }
 
+    /// What a synced prefix holds, which decides how much of it must be listed again.
+    public enum PrefixKind: String, Sendable, Codable {
+        /// barman-cloud destination: base/ and the newest WAL directories change; older WAL
+        /// directories are append-only and are re-listed only by a full sync.
+        case barman
+        /// Anything else (Velero's prefix): listed in full every time.
+        case generic
+    }
+
+    /// How old the last full listing of a barman prefix may be before a sync lists everything again.
+    public static let fullListingInterval: TimeInterval = 24 * 3600
+
     public struct SyncResult: Sendable, Codable {
         public var store: String
         public var prefix: String
+        /// Whether every key was listed (false: sealed WAL directories were taken from the catalog).
+        public var full: Bool
+        public var listed: Int
         public var objects: Int
         public var fetched: Int
         public var removed: Int
@@ -58,18 +76,30 @@ public final class CatalogStore: @unchecked Sendable {
     /// Brings the catalog's copy of `prefix` in line with the bucket: one listing, then GETs
     /// only for metadata objects that are new or whose ETag changed. Every step is its own
     /// transaction, so an interrupted sync leaves a consistent catalog that the next run completes.
-    public func sync(store: String, prefix: String, client: S3Client, bucket: String,
-                     progress: ((String) -> Void)? = nil) throws -> SyncResult {
+    public func sync(store: String, prefix: String, kind: PrefixKind = .generic, forceFull: Bool = false,
+                     client: S3Client, bucket: String, progress: ((String) -> Void)? = nil) throws -> SyncResult {
         let started = Date()
+        let upper = prefix + "\u{10FFFF}"
+        let lastFull = try db.read { db in
+            try Double.fetchOne(db, sql: "SELECT MAX(finished_at) FROM sync_runs WHERE store = ? AND prefix = ? AND error IS NULL AND full = 1",
+                                arguments: [store, prefix])
+        }
+        let full = forceFull || kind == .generic || lastFull.map { started.timeIntervalSince1970 - $0 > Self.fullListingInterval } ?? true
         let runID = try db.write { db -> Int64 in
-            try db.execute(sql: "INSERT INTO sync_runs (store, prefix, started_at) VALUES (?, ?, ?)", arguments: [store, prefix, started.timeIntervalSince1970])
+            try db.execute(sql: "INSERT INTO sync_runs (store, prefix, started_at, full) VALUES (?, ?, ?, ?)",
+                           arguments: [store, prefix, started.timeIntervalSince1970, full])
             return db.lastInsertedRowID
         }
         do {
             var listed: [ObjectInfo] = []
-            try client.listObjectsParallel(bucket: bucket, prefix: prefix) { listed += $0.objects }
-            progress?("listed \(listed.count) objects under s3://\(bucket)/\(prefix)")
-            let upper = prefix + "\u{10FFFF}"
+            var listedCount = 0
+            if full {
+                try client.listObjectsParallel(bucket: bucket, prefix: prefix) { listed += $0.objects }
+                listedCount = listed.count
+            } else {
+                (listed, listedCount) = try incrementalListing(store: store, prefix: prefix, client: client, bucket: bucket)
+            }
+            progress?("listed \(listedCount) objects under s3://\(bucket)/\(prefix)\(full ? "" : " (WAL directories sealed since the last full listing taken from the catalog)")")
             // Replace the listing in one transaction: readers see the old or the new one.
             try db.write { db in
                 try db.execute(sql: "DELETE FROM objects WHERE store = ? AND key >= ? AND key < ?", arguments: [store, prefix, upper])
@@ -104,14 +134,78 @@ public final class CatalogStore: @unchecked Sendable {
                 try db.execute(sql: "UPDATE sync_runs SET finished_at = ?, objects = ?, fetched = ? WHERE id = ?",
                                arguments: [Date().timeIntervalSince1970, listed.count, fetched, runID])
             }
-            return SyncResult(store: store, prefix: prefix, objects: listed.count, fetched: fetched, removed: stale.count,
-                              seconds: Date().timeIntervalSince(started))
+            return SyncResult(store: store, prefix: prefix, full: full, listed: listedCount, objects: listed.count, fetched: fetched,
+                              removed: stale.count, seconds: Date().timeIntervalSince(started))
         } catch {
             try? db.write { db in
                 try db.execute(sql: "UPDATE sync_runs SET finished_at = ?, error = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, "\(error)", runID])
             }
             throw error
         }
+    }
+
+    /// The keys under a barman destination, listing only what can have changed: each server's
+    /// base/, the files directly under wals/ (timeline histories), WAL directories the catalog
+    /// does not know, and each timeline's newest WAL directory. Older WAL directories are taken
+    /// from the catalog: barman only ever adds to them (retention deletes, which a full listing
+    /// catches). Returns the keys and how many were actually listed.
+    func incrementalListing(store: String, prefix: String, client: S3Client, bucket: String) throws -> ([ObjectInfo], Int) {
+        func level(_ p: String) throws -> (objects: [ObjectInfo], prefixes: [String]) {
+            var o: [ObjectInfo] = [], d: [String] = []
+            try client.listObjects(bucket: bucket, prefix: p, delimiter: "/") { o += $0.objects; d += $0.commonPrefixes }
+            return (o, d)
+        }
+        func cataloged(_ p: String) throws -> [ObjectInfo] {
+            try db.read { db in
+                try Row.fetchAll(db, sql: "SELECT key, size, etag, last_modified FROM objects WHERE store = ? AND key >= ? AND key < ?",
+                                 arguments: [store, p, p + "\u{10FFFF}"]).map { r in
+                    let m: Double? = r["last_modified"]
+                    return ObjectInfo(key: r["key"], size: r["size"], etag: r["etag"], lastModified: m.map { Date(timeIntervalSince1970: $0) })
+                }
+            }
+        }
+        var out: [ObjectInfo] = []
+        var listed = 0
+        let top = try level(prefix)
+        out += top.objects
+        listed += top.objects.count
+        for server in top.prefixes {
+            let s = try level(server)
+            out += s.objects
+            listed += s.objects.count
+            for sub in s.prefixes {
+                guard sub == server + "wals/" else {
+                    var all: [ObjectInfo] = []
+                    try client.listObjectsParallel(bucket: bucket, prefix: sub) { all += $0.objects }
+                    out += all
+                    listed += all.count
+                    continue
+                }
+                let wals = try level(sub)
+                out += wals.objects
+                listed += wals.objects.count
+                // The newest directory of each timeline (the first 8 hex digits) is still filling.
+                var newest: [Substring: String] = [:]
+                for d in wals.prefixes {
+                    let name = d.dropFirst(sub.count).dropLast()
+                    let tli = name.prefix(8)
+                    if newest[tli].map({ $0 < d }) ?? true { newest[tli] = d }
+                }
+                let open = Set(newest.values)
+                for d in wals.prefixes {
+                    let known = try cataloged(d)
+                    if open.contains(d) || known.isEmpty {
+                        var all: [ObjectInfo] = []
+                        try client.listObjects(bucket: bucket, prefix: d) { all += $0.objects }
+                        out += all
+                        listed += all.count
+                    } else {
+                        out += known
+                    }
+                }
+            }
+        }
+        return (out, listed)
     }
 
     /// The newest finished sync of a store, or nil if it was never synced.

@@ -30,6 +30,8 @@ struct CatalogCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The catalog file (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
         var catalog: String?
         @Flag(help: "If another sync holds the catalog, exit at once instead of waiting for it.") var noWait = false
+        @Flag(help: "List every key, including WAL directories that barman only appends to (otherwise done when the last full listing is over a day old).")
+        var full = false
 
         func validate() throws {
             if policies.isEmpty && source == nil && velero == nil {
@@ -39,9 +41,9 @@ struct CatalogCommand: ParsableCommand {
 
         var path: String { catalog ?? defaultCatalogPath() }
 
-        /// (client, bucket, prefix) for everything to sync.
-        func prefixes(_ s3: S3Options) throws -> [(S3Client, String, String)] {
-            var out: [(S3Client, String, String)] = []
+        /// (client, bucket, prefix, kind) for everything to sync.
+        func prefixes(_ s3: S3Options) throws -> [(S3Client, String, String, CatalogStore.PrefixKind)] {
+            var out: [(S3Client, String, String, CatalogStore.PrefixKind)] = []
             if !policies.isEmpty {
                 let diags = Diagnostics()
                 let set = PolicyLoader.load(paths: policies, diagnostics: diags)
@@ -53,14 +55,15 @@ struct CatalogCommand: ParsableCommand {
                 for store in set.objectStores {
                     let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
                                                    defaultAddressing: store.pathStyle ? .path : .virtualHosted)
-                    for p in [store.prefixes.velero.value, store.prefixes.barman.value] {
-                        out.append((client, store.bucket.value, p.isEmpty ? "" : p + "/"))
+                    for (p, kind) in [(store.prefixes.velero.value, CatalogStore.PrefixKind.generic), (store.prefixes.barman.value, .barman)] {
+                        out.append((client, store.bucket.value, p.isEmpty ? "" : p + "/", kind))
                     }
                 }
             }
-            for u in [source, velero].compactMap({ $0 }) {
+            for (u, kind) in [(source, CatalogStore.PrefixKind.barman), (velero, .generic)] {
+                guard let u else { continue }
                 let url = try S3URL(parsing: u)
-                out.append((try s3.makeClient(), url.bucket, url.key.isEmpty || url.key.hasSuffix("/") ? url.key : url.key + "/"))
+                out.append((try s3.makeClient(), url.bucket, url.key.isEmpty || url.key.hasSuffix("/") ? url.key : url.key + "/", kind))
             }
             return out
         }
@@ -88,8 +91,9 @@ struct CatalogCommand: ParsableCommand {
         try withLock(target.path, noWait: target.noWait) {
             let catalog = try CatalogStore(path: target.path)
             var results: [CatalogStore.SyncResult] = []
-            for (client, bucket, prefix) in items {
-                let r = try catalog.sync(store: storeID(client, bucket: bucket), prefix: prefix, client: client, bucket: bucket) { line in
+            for (client, bucket, prefix, kind) in items {
+                let r = try catalog.sync(store: storeID(client, bucket: bucket), prefix: prefix, kind: kind, forceFull: target.full,
+                                         client: client, bucket: bucket) { line in
                     if output == .table { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
                 }
                 results.append(r)
@@ -101,7 +105,7 @@ struct CatalogCommand: ParsableCommand {
                 print(String(decoding: try e.encode(results), as: UTF8.self))
             case .table:
                 for r in results {
-                    print("synced \(r.store)/\(r.prefix): \(r.objects) objects, \(r.fetched) metadata fetched, \(r.removed) removed, \(String(format: "%.2f", r.seconds))s")
+                    print("synced \(r.store)/\(r.prefix) (\(r.full ? "full listing" : "incremental")): \(r.objects) objects, \(r.listed) listed, \(r.fetched) metadata fetched, \(r.removed) removed, \(String(format: "%.2f", r.seconds))s")
                 }
             }
         }

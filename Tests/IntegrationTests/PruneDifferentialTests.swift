@@ -179,3 +179,46 @@ import TestSupport
         #expect((try JSONSerialization.jsonObject(with: Data(again.utf8)) as? [String: Any])?["keysToDelete"] as? [String] == [])
     }
 }
+
+/// Incremental catalog sync: sealed WAL directories are not listed again; --full lists all.
+@Suite struct IncrementalSyncTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    @Test func sealedDirectoriesComeFromTheCatalog() throws {
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "incremental")
+        let layout = BarmanLayout(root: "cnpg")
+        func key(_ n: UInt32) -> String {
+            layout.key(for: .walSegment(server: "db", segment: WALSegment(timeline: 1, log: n / 256, segment: n % 256), compression: .gzip))
+        }
+        // Two WAL directories: log 0 (sealed, 256 segments) and log 1 (filling).
+        let keys = (UInt32(1)..<UInt32(300)).map(key)
+        DispatchQueue.concurrentPerform(iterations: 8) { w in
+            for i in stride(from: w, to: keys.count, by: 8) { try? s3.putObject(S3URL(bucket: bucket, key: keys[i]), bytes: [1]) }
+        }
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ENDPOINT_URL"] = rgw.endpoint
+        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
+        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        let catalog = tempPath("incremental.sqlite")
+        defer { for suffix in ["", "-wal", "-shm", ".lock"] { unlink(catalog + suffix) } }
+        func sync(_ extra: [String] = []) throws -> [String: Any] {
+            let (st, out) = try run(drctlBinary, ["catalog", "sync", "--source", "s3://\(bucket)/cnpg", "--catalog", catalog, "-o", "json"] + extra, env: env)
+            try #require(st == 0, "\(out)")
+            return try #require((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])?.first)
+        }
+        var r = try sync()
+        #expect(r["full"] as? Bool == true && r["objects"] as? Int == 299)
+        // New WAL lands in the open directory: an incremental sync lists only that one.
+        try s3.putObject(S3URL(bucket: bucket, key: key(300)), bytes: [1])
+        r = try sync()
+        #expect(r["full"] as? Bool == false && r["objects"] as? Int == 300)
+        #expect((r["listed"] as? Int).map { $0 < 60 } == true, "only the open directory was listed: \(r)")
+        // A deletion inside the sealed directory is for the full listing to find.
+        try s3.deleteObject(S3URL(bucket: bucket, key: key(10)))
+        #expect(try sync()["objects"] as? Int == 300)
+        r = try sync(["--full"])
+        #expect(r["full"] as? Bool == true && r["objects"] as? Int == 299)
+    }
+}
