@@ -91,28 +91,39 @@ public final class CatalogStore: @unchecked Sendable {
             return db.lastInsertedRowID
         }
         do {
-            var listed: [ObjectInfo] = []
-            var listedCount = 0
-            if full {
-                try client.listObjectsParallel(bucket: bucket, prefix: prefix) { listed += $0.objects }
-                listedCount = listed.count
-            } else {
-                (listed, listedCount) = try incrementalListing(store: store, prefix: prefix, client: client, bucket: bucket)
-            }
-            progress?("listed \(listedCount) objects under s3://\(bucket)/\(prefix)\(full ? "" : " (WAL directories sealed since the last full listing taken from the catalog)")")
-            // Replace the listing in one transaction: readers see the old or the new one.
+            let listing = full ? try fullListing(prefix: prefix, client: client, bucket: bucket)
+                               : try incrementalListing(store: store, prefix: prefix, client: client, bucket: bucket)
+            let listed = listing.ranges.flatMap(\.objects)
+            progress?("listed \(listed.count) objects under s3://\(bucket)/\(prefix)\(full ? "" : " (WAL directories sealed since the last full listing taken from the catalog)")")
+            // Replace exactly the listed ranges, in one transaction: readers see the old or the new state.
             try db.write { db in
-                try db.execute(sql: "DELETE FROM objects WHERE store = ? AND key >= ? AND key < ?", arguments: [store, prefix, upper])
                 let insert = try db.makeStatement(sql: "INSERT INTO objects (store, key, size, etag, last_modified) VALUES (?, ?, ?, ?, ?)")
-                for o in listed {
-                    try insert.execute(arguments: [store, o.key, o.size, o.etag, o.lastModified?.timeIntervalSince1970])
+                for r in listing.ranges {
+                    if r.shallow {
+                        // Only the keys directly under the prefix; deeper ones belong to other ranges.
+                        try db.execute(sql: "DELETE FROM objects WHERE store = ? AND key >= ? AND key < ? AND instr(substr(key, ?), '/') = 0",
+                                       arguments: [store, r.prefix, r.prefix + "\u{10FFFF}", r.prefix.unicodeScalars.count + 1])
+                    } else {
+                        try db.execute(sql: "DELETE FROM objects WHERE store = ? AND key >= ? AND key < ?",
+                                       arguments: [store, r.prefix, r.prefix + "\u{10FFFF}"])
+                    }
+                    for o in r.objects {
+                        try insert.execute(arguments: [store, o.key, o.size, o.etag, o.lastModified?.timeIntervalSince1970])
+                    }
                 }
+                for gone in listing.vanished {
+                    try db.execute(sql: "DELETE FROM objects WHERE store = ? AND key >= ? AND key < ?", arguments: [store, gone, gone + "\u{10FFFF}"])
+                }
+            }
+            let total = try db.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM objects WHERE store = ? AND key >= ? AND key < ?", arguments: [store, prefix, upper]) ?? 0
             }
             let known = try db.read { db in
                 try Dictionary(Row.fetchAll(db, sql: "SELECT key, etag FROM metadata WHERE store = ? AND key >= ? AND key < ?",
                                            arguments: [store, prefix, upper]).map { ($0["key"] as String, $0["etag"] as String) },
                                uniquingKeysWith: { a, _ in a })
             }
+            // Metadata lives in listed ranges only (base/, histories, Velero): sealed WAL directories hold none.
             let wanted = listed.filter { Self.isMetadata($0.key) }
             var fetched = 0
             for o in wanted where known[o.key] != o.etag {
@@ -132,9 +143,9 @@ public final class CatalogStore: @unchecked Sendable {
             try db.write { db in
                 for k in stale { try db.execute(sql: "DELETE FROM metadata WHERE store = ? AND key = ?", arguments: [store, k]) }
                 try db.execute(sql: "UPDATE sync_runs SET finished_at = ?, objects = ?, fetched = ? WHERE id = ?",
-                               arguments: [Date().timeIntervalSince1970, listed.count, fetched, runID])
+                               arguments: [Date().timeIntervalSince1970, total, fetched, runID])
             }
-            return SyncResult(store: store, prefix: prefix, full: full, listed: listedCount, objects: listed.count, fetched: fetched,
+            return SyncResult(store: store, prefix: prefix, full: full, listed: listed.count, objects: total, fetched: fetched,
                               removed: stale.count, seconds: Date().timeIntervalSince(started))
         } catch {
             try? db.write { db in
@@ -144,68 +155,76 @@ public final class CatalogStore: @unchecked Sendable {
         }
     }
 
-    /// The keys under a barman destination, listing only what can have changed: each server's
-    /// base/, the files directly under wals/ (timeline histories), WAL directories the catalog
-    /// does not know, and each timeline's newest WAL directory. Older WAL directories are taken
-    /// from the catalog: barman only ever adds to them (retention deletes, which a full listing
-    /// catches). Returns the keys and how many were actually listed.
-    func incrementalListing(store: String, prefix: String, client: S3Client, bucket: String) throws -> ([ObjectInfo], Int) {
+    /// Listed key ranges and what to put in them. A shallow range holds only the keys directly
+    /// under its prefix; `vanished` are prefixes that are gone from the bucket.
+    struct Listing {
+        var ranges: [(prefix: String, shallow: Bool, objects: [ObjectInfo])] = []
+        var vanished: [String] = []
+    }
+
+    func fullListing(prefix: String, client: S3Client, bucket: String) throws -> Listing {
+        var all: [ObjectInfo] = []
+        try client.listObjectsParallel(bucket: bucket, prefix: prefix) { all += $0.objects }
+        return Listing(ranges: [(prefix, false, all)])
+    }
+
+    /// A barman destination, listing only what can have changed: each server's base/, the files
+    /// directly under wals/ (timeline histories), WAL directories the catalog does not know, and
+    /// each timeline's newest WAL directory. Older WAL directories stay as catalogued: barman only
+    /// ever adds to them (retention deletes, which a full listing catches).
+    func incrementalListing(store: String, prefix: String, client: S3Client, bucket: String) throws -> Listing {
         func level(_ p: String) throws -> (objects: [ObjectInfo], prefixes: [String]) {
             var o: [ObjectInfo] = [], d: [String] = []
             try client.listObjects(bucket: bucket, prefix: p, delimiter: "/") { o += $0.objects; d += $0.commonPrefixes }
             return (o, d)
         }
-        func cataloged(_ p: String) throws -> [ObjectInfo] {
-            try db.read { db in
-                try Row.fetchAll(db, sql: "SELECT key, size, etag, last_modified FROM objects WHERE store = ? AND key >= ? AND key < ?",
-                                 arguments: [store, p, p + "\u{10FFFF}"]).map { r in
-                    let m: Double? = r["last_modified"]
-                    return ObjectInfo(key: r["key"], size: r["size"], etag: r["etag"], lastModified: m.map { Date(timeIntervalSince1970: $0) })
-                }
+        /// The sub-directories of `p` the catalog knows.
+        func catalogedDirs(_ p: String) throws -> Set<String> {
+            let n = p.unicodeScalars.count   // SQLite counts code points, not bytes
+            return try db.read { db in
+                Set(try String.fetchAll(db, sql: """
+                    SELECT DISTINCT substr(key, 1, ? + instr(substr(key, ? + 1), '/')) FROM objects
+                    WHERE store = ? AND key >= ? AND key < ? AND instr(substr(key, ? + 1), '/') > 0
+                    """, arguments: [n, n, store, p, p + "\u{10FFFF}", n]))
             }
         }
-        var out: [ObjectInfo] = []
-        var listed = 0
+        func listAll(_ p: String) throws -> [ObjectInfo] {
+            var all: [ObjectInfo] = []
+            try client.listObjectsParallel(bucket: bucket, prefix: p) { all += $0.objects }
+            return all
+        }
+        var listing = Listing()
         let top = try level(prefix)
-        out += top.objects
-        listed += top.objects.count
+        listing.ranges.append((prefix, true, top.objects))
+        listing.vanished += try catalogedDirs(prefix).subtracting(top.prefixes)
         for server in top.prefixes {
             let s = try level(server)
-            out += s.objects
-            listed += s.objects.count
+            listing.ranges.append((server, true, s.objects))
+            listing.vanished += try catalogedDirs(server).subtracting(s.prefixes)
             for sub in s.prefixes {
                 guard sub == server + "wals/" else {
-                    var all: [ObjectInfo] = []
-                    try client.listObjectsParallel(bucket: bucket, prefix: sub) { all += $0.objects }
-                    out += all
-                    listed += all.count
+                    listing.ranges.append((sub, false, try listAll(sub)))
                     continue
                 }
                 let wals = try level(sub)
-                out += wals.objects
-                listed += wals.objects.count
-                // The newest directory of each timeline (the first 8 hex digits) is still filling.
+                listing.ranges.append((sub, true, wals.objects))
+                let known = try catalogedDirs(sub)
+                listing.vanished += known.subtracting(wals.prefixes)
+                // The newest directory of each timeline (its first 8 hex digits) is still filling.
                 var newest: [Substring: String] = [:]
                 for d in wals.prefixes {
-                    let name = d.dropFirst(sub.count).dropLast()
-                    let tli = name.prefix(8)
+                    let tli = d.dropFirst(sub.count).prefix(8)
                     if newest[tli].map({ $0 < d }) ?? true { newest[tli] = d }
                 }
                 let open = Set(newest.values)
-                for d in wals.prefixes {
-                    let known = try cataloged(d)
-                    if open.contains(d) || known.isEmpty {
-                        var all: [ObjectInfo] = []
-                        try client.listObjects(bucket: bucket, prefix: d) { all += $0.objects }
-                        out += all
-                        listed += all.count
-                    } else {
-                        out += known
-                    }
+                for d in wals.prefixes where open.contains(d) || !known.contains(d) {
+                    var all: [ObjectInfo] = []
+                    try client.listObjects(bucket: bucket, prefix: d) { all += $0.objects }
+                    listing.ranges.append((d, false, all))
                 }
             }
         }
-        return (out, listed)
+        return listing
     }
 
     /// The newest finished sync of a store, or nil if it was never synced.
