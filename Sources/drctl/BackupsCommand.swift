@@ -3,6 +3,8 @@ import Catalog
 import Foundation
 import Layout
 import ObjectStore
+import Policy
+import Render
 
 struct BackupsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +21,9 @@ struct BackupsCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var s3: S3Options
+    @Argument(help: "Workloads (policy names) whose backups to list; needs --policies.") var workloads: [String] = []
+    @Option(help: ArgumentHelp("Policy files or directories: list the backups of the named workloads (or all).", valueName: "path"))
+    var policies: [String] = []
     @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
     @Option(help: "barman-cloud server name (CNPG serverName); default: every server under --source.") var server: String?
     @Option(help: ArgumentHelp("Velero storage location: bucket and prefix.", valueName: "s3://bucket/prefix")) var velero: String?
@@ -27,7 +32,10 @@ struct BackupsCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
     func validate() throws {
-        if source == nil && velero == nil { throw ValidationError("give --source s3://bucket/path (barman-cloud) and/or --velero s3://bucket/prefix") }
+        if source == nil && velero == nil && policies.isEmpty {
+            throw ValidationError("give --policies DIR [WORKLOAD…], or --source s3://bucket/path (barman-cloud) and/or --velero s3://bucket/prefix")
+        }
+        if !workloads.isEmpty && policies.isEmpty { throw ValidationError("workload names need --policies DIR") }
         if server != nil && source == nil { throw ValidationError("--server goes with --source") }
     }
 
@@ -53,6 +61,7 @@ struct BackupsCommand: ParsableCommand {
                 if servers.isEmpty { FileHandle.standardError.write(Data("drctl: no barman-cloud servers under \(source)\n".utf8)) }
                 for s in servers { report.barman.append(try BarmanScanner.scan(reader, layout: layout, server: s)) }
             }
+            if !policies.isEmpty { try addPolicyBackups(&report, store: store) }
             if let velero {
                 let url = try S3URL(parsing: velero)
                 report.velero = try VeleroScanner.scan(reader(url.bucket), layout: VeleroLayout(root: url.key),
@@ -70,13 +79,48 @@ struct BackupsCommand: ParsableCommand {
         }
     }
 
+    /// The backups of the chosen workloads: their CNPG servers and their Velero schedules.
+    func addPolicyBackups(_ report: inout Report, store catalogStore: CatalogStore?) throws {
+        let diags = Diagnostics()
+        let set = PolicyLoader.load(paths: policies, diagnostics: diags)
+        Linter.lint(set, into: diags)
+        if diags.hasErrors {
+            for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
+            throw ConfigError("the policies have errors (see above); run drctl lint")
+        }
+        let chosen = try workloads.isEmpty ? set.backupPolicies : workloads.map { name in
+            guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
+                throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
+            }
+            return p
+        }
+        for p in chosen {
+            guard let store = set.objectStore(named: p.objectStore.value) else { continue }
+            let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
+                                           defaultAddressing: store.pathStyle ? .path : .virtualHosted)
+            let reader = catalogStore?.reader(store: storeID(client, bucket: store.bucket.value)) ?? S3Reader(client: client, bucket: store.bucket.value)
+            for c in p.cnpg {
+                report.barman.append(try BarmanScanner.scan(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value))
+            }
+            if let v = p.velero {
+                let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: p.name.value, tier: $0.tier.value) })
+                report.velero += try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value),
+                                                        allowPartiallyFailed: allowPartiallyFailed).filter { $0.schedule.map(names.contains) ?? false }
+            }
+        }
+    }
+
     func printTables(_ r: Report) {
         func t(_ d: Date?) -> String { d.map(formatTimestamp) ?? "-" }
         for s in r.barman {
             print("barman-cloud server \(s.server): \(s.backups.count) backups, \(s.walSegments) WAL segments on timeline(s) \(s.timelines.map(String.init).joined(separator: ",")), newest \(s.newestSegment ?? "-")")
             var rows = [["BACKUP ID", "NAME", "STATUS", "END TIME (UTC)", "BEGIN WAL", "SIZE", "COMPR.", "WAL CHAIN END", "GAPS", "RESTORABLE"]]
             for b in s.backups {
-                rows.append([b.backupID, b.name ?? "-", b.status + (b.error.map { " (\($0))" } ?? ""), t(b.endTime), b.beginWAL ?? "-",
+                var status = b.status + (b.error.map { " (\($0))" } ?? "")
+                if b.status == "STARTED", let begin = b.beginTime, Date().timeIntervalSince(begin) > StatusEvaluator.crashedAfter {
+                    status += " (crashed? began \(formatTimestamp(begin)) UTC)"
+                }
+                rows.append([b.backupID, b.name ?? "-", status, t(b.endTime), b.beginWAL ?? "-",
                              formatBytes(b.size), b.compression.isEmpty ? "-" : b.compression, b.walChainEnd ?? "-",
                              b.walGaps.isEmpty ? "-" : b.walGaps.joined(separator: " "), b.restorable ? "yes" : "no"])
             }

@@ -220,6 +220,9 @@ import TestSupport
         #expect((ws["app"]?["recoverablePointEvidence"] as? String)?.contains(newest.name) == true)
         #expect((ws["app"]?["rpoSeconds"] as? Int).map { $0 < 3600 } == true)
         #expect(ws["never-backed-up"]?["status"] as? String == "NOT CONFIGURED")
+        // By workload name, through the policies: the same answer as the ad-hoc addressing.
+        let (bst2, byWorkload) = try run(drctlBinary, ["backups", "--policies", policyDir, "app", "-o", "json"], env: statusEnv)
+        #expect(bst2 == 0 && byWorkload == direct, "\(byWorkload)")
 
         // Delete one segment from the middle (after both backups' own WAL): the gap is named.
         let lastEnd = try #require(infos.values.compactMap(\.endWAL).max())
