@@ -36,21 +36,43 @@ extension S3Client {
             }
         }
         let segments = try expand(prefix, depth: 0)
-        let prefixes = segments.compactMap { if case .prefix(let p) = $0 { return p } else { return nil } }
-        guard !prefixes.isEmpty else {
-            for case .objects(let o) in segments { try page(ListPage(objects: o, commonPrefixes: [], isTruncated: false)) }
+        // Consecutive sub-prefixes are listed as a few key ranges rather than one by one:
+        // a range is read in full 1,000-key pages, while small directories (barman's 256-segment
+        // WAL directories) would each cost a request of their own.
+        enum Unit { case objects([ObjectInfo]), range([String]) }
+        var units: [Unit] = []
+        var run: [String] = []
+        func flush() {
+            guard !run.isEmpty else { return }
+            let groups = max(1, min(run.count, max(1, parallelism) * 2))
+            let size = (run.count + groups - 1) / groups
+            var i = 0
+            while i < run.count {
+                units.append(.range(Array(run[i..<min(i + size, run.count)])))
+                i += size
+            }
+            run = []
+        }
+        for s in segments {
+            switch s {
+            case .prefix(let p): run.append(p)
+            case .objects(let o): flush(); units.append(.objects(o))
+            }
+        }
+        flush()
+        let ranges = units.compactMap { if case .range(let r) = $0 { return r } else { return nil } }
+        guard !ranges.isEmpty else {
+            for case .objects(let o) in units { try page(ListPage(objects: o, commonPrefixes: [], isTruncated: false)) }
             return
         }
 
-        let work = PrefixWork(count: prefixes.count, window: max(1, parallelism) * 2)
+        let work = PrefixWork(count: ranges.count, window: max(1, parallelism) * 2)
         let group = DispatchGroup()
-        for _ in 0..<min(max(1, parallelism), prefixes.count) {
+        for _ in 0..<min(max(1, parallelism), ranges.count) {
             DispatchQueue.global().async(group: group) {
                 while let i = work.claim() {
                     do {
-                        var objects: [ObjectInfo] = []
-                        try self.listObjects(bucket: bucket, prefix: prefixes[i]) { objects += $0.objects }
-                        work.finish(i, .success(objects))
+                        work.finish(i, .success(try self.listRange(bucket: bucket, prefixes: ranges[i])))
                     } catch {
                         work.finish(i, .failure(error))
                     }
@@ -59,16 +81,50 @@ extension S3Client {
         }
         defer { work.cancel(); group.wait() }
         var next = 0
-        for segment in segments {
-            switch segment {
+        for unit in units {
+            switch unit {
             case .objects(let o):
                 try page(ListPage(objects: o, commonPrefixes: [], isTruncated: false))
-            case .prefix:
+            case .range:
                 let objects = try work.take(next).get()
                 next += 1
                 if !objects.isEmpty { try page(ListPage(objects: objects, commonPrefixes: [], isTruncated: false)) }
             }
         }
+    }
+
+    /// Every key under a run of consecutive sibling prefixes (`a/x/`, `a/y/`, …), read as one key
+    /// range of their parent: from just before the first to past the last.
+    func listRange(bucket: String, prefixes: [String]) throws -> [ObjectInfo] {
+        guard let first = prefixes.first, let last = prefixes.last else { return [] }
+        if prefixes.count == 1 {
+            var all: [ObjectInfo] = []
+            try listObjects(bucket: bucket, prefix: first) { all += $0.objects }
+            return all
+        }
+        // The parent shared by the siblings, e.g. `cnpg/db/wals/` for `cnpg/db/wals/0000000100000000/`.
+        let parent = String(first.dropLast().prefix { _ in true }.reversed().drop { $0 != "/" }.reversed())
+        let members = Set(prefixes)
+        func member(_ key: String) -> Bool {
+            guard let slash = key.dropFirst(parent.count).firstIndex(of: "/") else { return false }
+            return members.contains(String(key[...slash]))
+        }
+        var out: [ObjectInfo] = []
+        var token: String?
+        // `first` without its slash sorts before every key under it; anything in between that is
+        // not under one of the prefixes (a sibling object like `x.history`) is filtered out.
+        let startAfter = String(first.dropLast())
+        let lastBytes = Array(last.utf8)
+        pages: repeat {
+            let p = try listObjectsPage(bucket: bucket, prefix: parent, startAfter: token == nil ? startAfter : nil, continuationToken: token)
+            for o in p.objects {
+                // Past the last prefix, in S3's order (UTF-8 bytes): the range is done.
+                if !o.key.hasPrefix(last) && lastBytes.lexicographicallyPrecedes(Array(o.key.utf8)) { break pages }
+                if member(o.key) { out.append(o) }
+            }
+            token = p.isTruncated ? p.nextContinuationToken : nil
+        } while token != nil
+        return out
     }
 }
 

@@ -99,6 +99,22 @@ import TestSupport
         #expect(deep == whole)
         #expect(whole == keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
 
+        // Many sibling directories are read as a few key ranges; objects that sort between them
+        // (d07.x, d07- before d07/, d15 without a slash) stay in their place and are not duplicated.
+        var rkeys: [String] = []
+        for d in 0..<30 { for k in 0..<5 { rkeys.append(String(format: "r/d%02d/k%d", d, k)) } }
+        rkeys += ["r/d07.x", "r/d07-", "r/d15", "r/zz"]
+        let rall = rkeys
+        DispatchQueue.concurrentPerform(iterations: 8) { w in
+            for i in stride(from: w, to: rall.count, by: 8) { try? s3.putObject(S3URL(bucket: bucket, key: rall[i]), bytes: []) }
+        }
+        keys += rkeys
+        var rserial: [String] = [], rparallel: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "r/") { rserial += $0.objects.map(\.key) }
+        try s3.listObjectsParallel(bucket: bucket, prefix: "r/", parallelism: 2) { rparallel += $0.objects.map(\.key) }
+        #expect(rserial.count == rkeys.count)
+        #expect(rparallel == rserial)
+
         // Small pages: continuation tokens chain correctly.
         var token: String?
         var small: [String] = []
