@@ -178,14 +178,26 @@ public final class CatalogStore: @unchecked Sendable {
             try client.listObjects(bucket: bucket, prefix: p, delimiter: "/") { o += $0.objects; d += $0.commonPrefixes }
             return (o, d)
         }
-        /// The sub-directories of `p` the catalog knows.
+        /// The sub-directories of `p` the catalog knows: one index seek per directory (skipping
+        /// over its keys), not a scan of everything below `p`.
         func catalogedDirs(_ p: String) throws -> Set<String> {
-            let n = p.unicodeScalars.count   // SQLite counts code points, not bytes
-            return try db.read { db in
-                Set(try String.fetchAll(db, sql: """
-                    SELECT DISTINCT substr(key, 1, ? + instr(substr(key, ? + 1), '/')) FROM objects
-                    WHERE store = ? AND key >= ? AND key < ? AND instr(substr(key, ? + 1), '/') > 0
-                    """, arguments: [n, n, store, p, p + "\u{10FFFF}", n]))
+            try db.read { db in
+                var out = Set<String>()
+                var from = p
+                var inclusive = true
+                let end = p + "\u{10FFFF}"
+                while let key = try String.fetchOne(db, sql: "SELECT key FROM objects WHERE store = ? AND key \(inclusive ? ">=" : ">") ? AND key < ? ORDER BY key LIMIT 1",
+                                                    arguments: [store, from, end]) {
+                    let rest = key.dropFirst(p.count)
+                    if let slash = rest.firstIndex(of: "/") {
+                        let dir = String(key[...slash])
+                        out.insert(dir)
+                        (from, inclusive) = (dir + "\u{10FFFF}", true)
+                    } else {
+                        (from, inclusive) = (key, false)
+                    }
+                }
+                return out
             }
         }
         func listAll(_ p: String) throws -> [ObjectInfo] {
