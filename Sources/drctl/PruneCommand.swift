@@ -20,9 +20,11 @@ struct PruneCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var s3: S3Options
-    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String
-    @Option(help: "barman-cloud server name (CNPG serverName).") var server: String
-    @Option(help: "Recovery window in CNPG's form: 7d, 4w, 3m (m = 31 days, as in barman).") var retention: String
+    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+    @Option(help: "barman-cloud server name (CNPG serverName).") var server: String?
+    @Option(help: "Recovery window in CNPG's form: 7d, 4w, 3m (m = 31 days, as in barman).") var retention: String?
+    @Option(help: ArgumentHelp("Velero storage location: report the backups whose status.expiration has passed (Velero's garbage collector deletes them, with their snapshots; drctl does not).", valueName: "s3://bucket/prefix"))
+    var velero: String?
     @Option(help: "Keep at least this many completed backups.") var minimumRedundancy = 0
     @Option(help: ArgumentHelp("Where to record deletions (default: drctl/ beside the destination in the same bucket).", valueName: "s3://bucket/prefix"))
     var evidence: String?
@@ -30,13 +32,54 @@ struct PruneCommand: ParsableCommand {
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
     func validate() throws {
+        if velero != nil {
+            guard source == nil && server == nil && retention == nil else { throw ValidationError("--velero goes alone: prune one store layout at a time") }
+            return
+        }
+        guard source != nil, server != nil, let retention else { throw ValidationError("give --source, --server and --retention (barman-cloud), or --velero") }
         guard RecoveryWindow(cnpg: retention) != nil else { throw ValidationError("--retention '\(retention)' is not like 7d, 4w or 3m") }
         guard minimumRedundancy >= 0 else { throw ValidationError("--minimum-redundancy must not be negative") }
+    }
+
+    struct VeleroExpiry: Encodable {
+        var name: String
+        var schedule: String?
+        var phase: String
+        var expiration: Date?
+        var expired: Bool
+    }
+
+    /// Velero's side: what has expired. Velero deletes those itself, snapshots included.
+    func reportVelero(_ location: String) throws {
+        let url = try S3URL(parsing: location)
+        let client = try s3.makeClient()
+        let now = Date()
+        let entries = try VeleroScanner.scan(S3Reader(client: client, bucket: url.bucket), layout: VeleroLayout(root: url.key)).map {
+            VeleroExpiry(name: $0.name, schedule: $0.schedule, phase: $0.phase, expiration: $0.expiration,
+                         expired: $0.expiration.map { $0 < now } ?? false)
+        }
+        switch output {
+        case .json:
+            let e = JSONEncoder()
+            e.dateEncodingStrategy = .iso8601
+            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try e.encode(entries), as: UTF8.self))
+        case .table:
+            var rows = [["NAME", "SCHEDULE", "PHASE", "EXPIRES (UTC)", "RETENTION"]]
+            for v in entries {
+                rows.append([v.name, v.schedule ?? "-", v.phase, v.expiration.map(formatTimestamp) ?? "-", v.expired ? "EXPIRED" : "kept"])
+            }
+            printTable(rows)
+            let expired = entries.filter(\.expired).count
+            print("\(expired) Velero backups have expired. Velero's garbage collector deletes them with their volume snapshots; to remove one now: velero backup delete NAME. drctl does not delete Velero objects from the bucket\(apply ? " (--apply changes nothing here)" : "").")
+        }
     }
 
     func run() throws {
         global.bootstrapLogging()
         try runReportingErrors {
+            if let velero { return try reportVelero(velero) }
+            guard let source, let server, let retention else { return }
             let url = try S3URL(parsing: source)
             let client = try s3.makeClient()
             let reader = S3Reader(client: client, bucket: url.bucket)

@@ -9,13 +9,14 @@ import TestSupport
     let rgw: RGW
     init() throws { rgw = try RGW.get() }
 
-    static func backupJSON(_ name: String, phase: String, namespaces: [String] = ["n8n-prod"], errors: Int = 0) -> [UInt8] {
+    static func backupJSON(_ name: String, phase: String, namespaces: [String] = ["n8n-prod"], errors: Int = 0,
+                           expiration: String = "2099-12-04T02:30:00Z") -> [UInt8] {
         let completion = ["Completed", "PartiallyFailed", "Failed"].contains(phase) ? #","completionTimestamp":"2026-11-27T02:31:12Z""# : ""
         return Array("""
             {"kind":"Backup","apiVersion":"velero.io/v1","metadata":{"name":"\(name)","namespace":"velero",
              "labels":{"velero.io/schedule-name":"n8n-prod-daily","velero.io/storage-location":"ceph-rgw"}},
              "spec":{"includedNamespaces":\(namespaces.map { "\"\($0)\"" }),"ttl":"168h0m0s","storageLocation":"ceph-rgw"},
-             "status":{"version":1,"formatVersion":"1.1.0","phase":"\(phase)","expiration":"2026-12-04T02:30:00Z",
+             "status":{"version":1,"formatVersion":"1.1.0","phase":"\(phase)","expiration":"\(expiration)",
               "startTimestamp":"2026-11-27T02:30:00Z"\(completion),"errors":\(errors),"warnings":1,
               "progress":{"totalItems":3,"itemsBackedUp":3}}}
             """.utf8)
@@ -106,5 +107,18 @@ import TestSupport
         flock(fd, LOCK_UN)
         close(fd)
         #expect(reap(waiting) == 0, "and completes once the lock is released")
+
+        // prune --velero reports what has expired and deletes nothing, even with --apply.
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/daily-old/velero-backup.json"),
+                         bytes: Self.backupJSON("daily-old", phase: "Completed", expiration: "2020-01-01T00:00:00Z"))
+        var before: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "velero/") { before += $0.objects.map(\.key) }
+        let (pst, pout) = try run(drctlBinary, ["prune", "--velero", "s3://\(bucket)/velero", "--apply", "-o", "json"], env: env)
+        #expect(pst == 0, "\(pout)")
+        let expiry = try #require(try JSONSerialization.jsonObject(with: Data(pout.utf8)) as? [[String: Any]])
+        #expect(expiry.filter { $0["expired"] as? Bool == true }.map { $0["name"] as! String } == ["daily-old"])
+        var after: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "velero/") { after += $0.objects.map(\.key) }
+        #expect(after == before)
     }
 }
