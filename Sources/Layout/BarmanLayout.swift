@@ -32,10 +32,7 @@ public struct BarmanLayout: Sendable {
     public let root: String
 
     public init(root: String) {
-        var r = Substring(root)
-        while r.hasPrefix("/") { r = r.dropFirst() }
-        while r.hasSuffix("/") { r = r.dropLast() }
-        self.root = String(r)
+        self.root = trimSlashes(root)
     }
 
     var rootSlash: String { root.isEmpty ? "" : root + "/" }
@@ -110,6 +107,14 @@ public struct BarmanLayout: Sendable {
     func isBackupID(_ s: Substring) -> Bool {
         s.count == 15 && s.utf8.enumerated().allSatisfy { i, c in i == 8 ? c == UInt8(ascii: "T") : (48...57).contains(c) }
     }
+}
+
+/// A bucket-relative prefix without leading or trailing slashes ("" for the bucket root).
+func trimSlashes(_ s: String) -> String {
+    var r = Substring(s)
+    while r.hasPrefix("/") { r = r.dropFirst() }
+    while r.hasSuffix("/") { r = r.dropLast() }
+    return String(r)
 }
 
 func hexUInt32(_ s: Substring) -> UInt32? {

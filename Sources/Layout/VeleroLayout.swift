@@ -23,10 +23,7 @@ public struct VeleroLayout: Sendable {
     public let root: String
 
     public init(root: String) {
-        var r = Substring(root)
-        while r.hasPrefix("/") { r = r.dropFirst() }
-        while r.hasSuffix("/") { r = r.dropLast() }
-        self.root = String(r)
+        self.root = trimSlashes(root)
     }
 
     var rootSlash: String { root.isEmpty ? "" : root + "/" }

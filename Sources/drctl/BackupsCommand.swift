@@ -81,13 +81,7 @@ struct BackupsCommand: ParsableCommand {
 
     /// The backups of the chosen workloads: their CNPG servers and their Velero schedules.
     func addPolicyBackups(_ report: inout Report, store catalogStore: CatalogStore?) throws {
-        let diags = Diagnostics()
-        let set = PolicyLoader.load(paths: policies, diagnostics: diags)
-        Linter.lint(set, into: diags)
-        if diags.hasErrors {
-            for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
-            throw ConfigError("the policies have errors (see above); run drctl lint")
-        }
+        let set = try loadCheckedPolicies(policies)
         let chosen = try workloads.isEmpty ? set.backupPolicies : workloads.map { name in
             guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
                 throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")

@@ -45,13 +45,7 @@ struct CatalogCommand: ParsableCommand {
         func prefixes(_ s3: S3Options) throws -> [(S3Client, String, String, CatalogStore.PrefixKind)] {
             var out: [(S3Client, String, String, CatalogStore.PrefixKind)] = []
             if !policies.isEmpty {
-                let diags = Diagnostics()
-                let set = PolicyLoader.load(paths: policies, diagnostics: diags)
-                Linter.lint(set, into: diags)
-                if diags.hasErrors {
-                    for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
-                    throw ConfigError("the policies have errors (see above); run drctl lint")
-                }
+                let set = try loadCheckedPolicies(policies)
                 for store in set.objectStores {
                     let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
                                                    defaultAddressing: store.pathStyle ? .path : .virtualHosted)

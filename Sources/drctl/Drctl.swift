@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import ObjectStore
+import Policy
 
 @main
 struct Drctl: ParsableCommand {
@@ -58,6 +59,18 @@ final class KnownSecrets: @unchecked Sendable {
     private var secrets: [String] = []
     func add(_ more: [String]) { lock.withLock { secrets += more } }
     var redactor: Redactor { lock.withLock { Redactor(secrets: secrets) } }
+}
+
+/// Loads policies for a command that acts on them: lint errors are printed and refuse the command.
+func loadCheckedPolicies(_ paths: [String]) throws -> PolicySet {
+    let diags = Diagnostics()
+    let set = PolicyLoader.load(paths: paths, diagnostics: diags)
+    Linter.lint(set, into: diags)
+    if diags.hasErrors {
+        for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
+        throw ConfigError("the policies have errors (see above); run drctl lint")
+    }
+    return set
 }
 
 /// Runs a command body, turning errors into a one-line (redacted) message and an exit code.

@@ -35,13 +35,7 @@ struct StatusCommand: ParsableCommand {
         global.bootstrapLogging()
         var notProtected = false
         try runReportingErrors {
-            let diags = Diagnostics()
-            let set = PolicyLoader.load(paths: policies, diagnostics: diags)
-            Linter.lint(set, into: diags)
-            if diags.hasErrors {
-                for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
-                throw ConfigError("the policies have errors (see above); run drctl lint")
-            }
+            let set = try loadCheckedPolicies(policies)
             let selected = workloads.isEmpty ? set.backupPolicies : try workloads.map { name in
                 guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
                     throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
