@@ -1,6 +1,6 @@
 import CZlib
 
-/// Incremental gzip decoding: feed compressed chunks as they arrive from the network, get
+/// Incremental gzip (or zlib) decoding: feed compressed chunks as they arrive from the network, get
 /// decompressed chunks out. Memory stays at zlib's window plus one output buffer. Concatenated
 /// gzip members (what `cat a.gz b.gz` makes) are decoded one after another, as gzip(1) does.
 public final class GzipStream {
@@ -14,7 +14,8 @@ public final class GzipStream {
 
     public init(limit: Int64 = .max) throws {
         self.limit = limit
-        guard drctl_inflate_init2(&stream, 15 + 16) == Z_OK else { throw DecompressionError(description: "zlib: inflateInit failed") }
+        // 15 + 32: a 32 KiB window, and detect gzip or zlib headers.
+        guard drctl_inflate_init2(&stream, 15 + 32) == Z_OK else { throw DecompressionError(description: "zlib: inflateInit failed") }
         open = true
     }
 
