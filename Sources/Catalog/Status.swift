@@ -1,4 +1,5 @@
 import Foundation
+import Policy
 
 /// The seed guide's backup table, per workload, computed from what the bucket holds.
 public struct WorkloadStatus: Sendable, Codable, Equatable {
@@ -55,9 +56,6 @@ public struct WorkloadSpec: Sendable {
 }
 
 public enum StatusEvaluator {
-    /// A backup older than its schedule's interval plus a quarter (15 min to 6 h) is overdue;
-    /// the same grace the DrctlBackupMissing alert uses.
-    public static func overdue(interval: Int) -> Int { interval + min(6 * 3600, max(900, interval / 4)) }
 
     /// A STARTED backup.info this old is a barman that died mid-backup.
     public static let crashedAfter: TimeInterval = 6 * 3600
@@ -87,7 +85,7 @@ public enum StatusEvaluator {
             }
             lastBackup = max(lastBackup ?? newest.0, newest.0)
             if veleroPoint == nil || newest.0 > veleroPoint!.0 { veleroPoint = (newest.0, "Velero backup \(newest.1)") }
-            if now.timeIntervalSince(newest.0) > Double(overdue(interval: tier.interval)) {
+            if now.timeIntervalSince(newest.0) > Double(overdueAfter(interval: tier.interval)) {
                 worse(.atRisk, "newest completed '\(tier.tier)' Velero backup \(newest.1) is \(ago(newest.0)) old (schedule \(tier.schedule))")
             }
             if let latest = mine.filter({ $0.terminal }).max(by: { ($0.startTime ?? .distantPast) < ($1.startTime ?? .distantPast) }),
@@ -118,7 +116,7 @@ public enum StatusEvaluator {
                 default: break
                 }
             }
-            if let end = base.endTime, now.timeIntervalSince(end) > Double(overdue(interval: db.interval)) {
+            if let end = base.endTime, now.timeIntervalSince(end) > Double(overdueAfter(interval: db.interval)) {
                 worse(.atRisk, "\(db.cluster): newest restorable base backup \(base.backupID) is \(ago(end)) old (schedule \(db.schedule))")
             }
             if let gap = base.walGaps.first {

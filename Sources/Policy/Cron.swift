@@ -162,3 +162,8 @@ public struct Cron: Sendable, Equatable {
         return gap > 0 ? gap : nil
     }
 }
+
+/// When a scheduled job counts as missing: its longest interval plus a quarter, at least 15
+/// minutes and at most 6 hours, for run time and jitter. One definition for the rendered alerts
+/// and for `drctl status`, so both call the same backup overdue.
+public func overdueAfter(interval: Int) -> Int { interval + min(6 * 3600, max(900, interval / 4)) }

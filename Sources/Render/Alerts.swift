@@ -22,9 +22,6 @@ public enum Alerts {
         "DrctlRTOExceeded", "DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable",
     ]
 
-    /// How late a backup may be before it counts as missing: its interval plus a quarter
-    /// (at least 15 minutes, at most 6 hours) for run time and jitter.
-    public static func threshold(interval: Int) -> Int { interval + min(6 * 3600, max(900, interval / 4)) }
 
     static func q(_ s: String) -> String { "\"\(s)\"" }
 
@@ -32,7 +29,7 @@ public enum Alerts {
     static func backupMissing(workload: String, kind: String, source: String, gap: Int, schedule: String,
                               summary: String, what: String) -> Alert {
         let metric = "drctl_backup_last_success_timestamp_seconds{workload=\(q(workload)),kind=\(q(kind)),source=\(q(source))}"
-        let limit = threshold(interval: gap)
+        let limit = overdueAfter(interval: gap)
         return Alert(name: "DrctlBackupMissing", expr: "(time() - \(metric) > \(limit)) or absent(\(metric))",
                      forDuration: "15m", severity: "critical", summary: summary,
                      description: "The newest \(what) is older than \(Duration.humanize(limit)) (schedule \(schedule)), or none exists.",
@@ -65,10 +62,10 @@ public enum Alerts {
             if let d = p.drill, let gap = d.schedule.value.longestGap {
                 let sel = "{workload=\(q(w))}"
                 out.append(Alert(name: "DrctlRestoreDrillNotRun",
-                                 expr: "(time() - drctl_drill_last_run_timestamp_seconds\(sel) > \(threshold(interval: gap))) or absent(drctl_drill_last_run_timestamp_seconds\(sel))",
+                                 expr: "(time() - drctl_drill_last_run_timestamp_seconds\(sel) > \(overdueAfter(interval: gap))) or absent(drctl_drill_last_run_timestamp_seconds\(sel))",
                                  forDuration: "30m", severity: "warning",
                                  summary: "No restore drill of \(w) within its interval",
-                                 description: "The last restore drill of \(w) ran more than \(Duration.humanize(threshold(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven.",
+                                 description: "The last restore drill of \(w) ran more than \(Duration.humanize(overdueAfter(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven.",
                                  labels: ["workload": w]))
             }
         }
