@@ -49,9 +49,7 @@ struct BackupsCommand: ParsableCommand {
         try runReportingErrors {
             let client = try s3.makeClient()
             let store = try catalog.map { try CatalogStore(path: $0) }
-            func reader(_ bucket: String) -> ObjectReader {
-                store.map { $0.reader(store: storeID(client, bucket: bucket)) } ?? S3Reader(client: client, bucket: bucket)
-            }
+            func reader(_ bucket: String) -> ObjectReader { objectReader(client, bucket: bucket, catalog: store) }
             var report = Report(barman: [], velero: [])
             if let source {
                 let url = try S3URL(parsing: source)
@@ -90,9 +88,8 @@ struct BackupsCommand: ParsableCommand {
         }
         for p in chosen {
             guard let store = set.objectStore(named: p.objectStore.value) else { continue }
-            let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
-                                           defaultAddressing: store.pathStyle ? .path : .virtualHosted)
-            let reader = catalogStore?.reader(store: storeID(client, bucket: store.bucket.value)) ?? S3Reader(client: client, bucket: store.bucket.value)
+            let client = try s3.makeClient(for: store)
+            let reader = objectReader(client, bucket: store.bucket.value, catalog: catalogStore)
             for c in p.cnpg {
                 report.barman.append(try BarmanScanner.scan(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value))
             }

@@ -15,6 +15,20 @@ func defaultCatalogPath() -> String {
 /// The catalog's name for an object store: endpoint and bucket.
 func storeID(_ client: S3Client, bucket: String) -> String { "\(client.config.endpoint)/\(bucket)" }
 
+/// What a command reads backups from: the catalog when one is given, else the bucket itself.
+func objectReader(_ client: S3Client, bucket: String, catalog: CatalogStore?) -> ObjectReader {
+    catalog.map { $0.reader(store: storeID(client, bucket: bucket)) } ?? S3Reader(client: client, bucket: bucket)
+}
+
+extension S3Options {
+    /// A client for a policy's ObjectStore: its endpoint, region and addressing unless flags or
+    /// the environment say otherwise.
+    func makeClient(for store: ObjectStorePolicy) throws -> S3Client {
+        try makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
+                       defaultAddressing: store.pathStyle ? .path : .virtualHosted)
+    }
+}
+
 struct CatalogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
@@ -47,8 +61,7 @@ struct CatalogCommand: ParsableCommand {
             if !policies.isEmpty {
                 let set = try loadCheckedPolicies(policies)
                 for store in set.objectStores {
-                    let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
-                                                   defaultAddressing: store.pathStyle ? .path : .virtualHosted)
+                    let client = try s3.makeClient(for: store)
                     for (p, kind) in [(store.prefixes.velero.value, CatalogStore.PrefixKind.generic), (store.prefixes.barman.value, .barman)] {
                         out.append((client, store.bucket.value, p.isEmpty ? "" : p + "/", kind))
                     }

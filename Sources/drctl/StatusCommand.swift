@@ -47,10 +47,8 @@ struct StatusCommand: ParsableCommand {
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
             for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
                 guard let store = set.objectStore(named: storeName) else { continue }
-                let client = try s3.makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
-                                               defaultAddressing: store.pathStyle ? .path : .virtualHosted)
-                let reader = catalogDB?.reader(store: storeID(client, bucket: store.bucket.value))
-                    ?? S3Reader(client: client, bucket: store.bucket.value)
+                let client = try s3.makeClient(for: store)
+                let reader = objectReader(client, bucket: store.bucket.value, catalog: catalogDB)
                 var velero: [VeleroBackupEntry] = []
                 if group.contains(where: { $0.velero != nil }) {
                     velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value), allowPartiallyFailed: true)
