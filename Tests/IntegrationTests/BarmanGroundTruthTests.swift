@@ -38,10 +38,7 @@ import TestSupport
         _ = try psql("select pg_switch_wal()")
         mark("data loaded")
 
-        var backupEnv = ProcessInfo.processInfo.environment
-        backupEnv["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        backupEnv["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
-        backupEnv["AWS_DEFAULT_REGION"] = "us-east-1"
+        var backupEnv = rgw.environment
         for extra in [[], ["--gzip"]] {
             // barman-cloud-backup reads PGDATA, so it runs as postgres like the server.
             let (st, out) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "\(Self.barmanBin)/barman-cloud-backup", "--endpoint-url", rgw.endpoint, "--immediate-checkpoint"]
@@ -110,10 +107,7 @@ import TestSupport
         #expect(infos.values.allSatisfy { $0["compression"] == PyValue.none })
 
         // drctl backups reports exactly what the backup.info objects say.
-        var drctlEnv = ProcessInfo.processInfo.environment
-        drctlEnv["AWS_ENDPOINT_URL"] = rgw.endpoint
-        drctlEnv["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        drctlEnv["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        var drctlEnv = rgw.environment
         func report() throws -> [String: Any] {
             let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db", "-o", "json"], env: drctlEnv)
             try #require(st == 0, "\(out)")

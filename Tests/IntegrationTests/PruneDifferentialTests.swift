@@ -116,10 +116,7 @@ import TestSupport
         var listed: [String] = []
         try s3.listObjects(bucket: bucket, prefix: "cnpg/db/") { listed += $0.objects.map(\.key) }
 
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
-        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        var env = rgw.environment
         let (st, out) = try run(barman, ["--endpoint-url", rgw.endpoint, "--dry-run", "-r", "RECOVERY WINDOW OF 7 DAYS"]
                                 + (minimum > 0 ? ["-m", String(minimum)] : []) + ["s3://\(bucket)/cnpg", "db"], env: env)
         try #require(st == 0, "barman: \(out)")
@@ -156,10 +153,7 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "prune-apply")
         try Self.write(Self.histories[0].specs, s3: s3, bucket: bucket, server: "db", now: Date())
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ENDPOINT_URL"] = rgw.endpoint
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        var env = rgw.environment
         let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d", "-o", "json"]
         let (_, planOut) = try run(drctlBinary, args, env: env)
         let plan = try #require(try JSONSerialization.jsonObject(with: Data(planOut.utf8)) as? [String: Any])
@@ -197,10 +191,7 @@ import TestSupport
         DispatchQueue.concurrentPerform(iterations: 8) { w in
             for i in stride(from: w, to: keys.count, by: 8) { try? s3.putObject(S3URL(bucket: bucket, key: keys[i]), bytes: [1]) }
         }
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ENDPOINT_URL"] = rgw.endpoint
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        var env = rgw.environment
         let catalog = tempPath("incremental.sqlite")
         defer { for suffix in ["", "-wal", "-shm", ".lock"] { unlink(catalog + suffix) } }
         func sync(_ extra: [String] = []) throws -> [String: Any] {

@@ -239,9 +239,7 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "secret")
         let wrong = "Wr0ngSecretValue/ThatMustNeverBePrinted+xyz"
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ENDPOINT_URL"] = rgw.endpoint
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
+        var env = rgw.environment
         env["AWS_SECRET_ACCESS_KEY"] = wrong
         for args in [["s3", "ls", "s3://\(bucket)"], ["s3", "stat", "s3://\(bucket)/k"], ["s3", "get", "s3://\(bucket)/k", "-"], ["s3", "ls", "-v", "s3://\(bucket)"]] {
             let (status, output) = try run(drctlBinary, args, env: env)
@@ -342,9 +340,7 @@ final class HookTransport: HTTPTransport, @unchecked Sendable {
         #expect(try insecure.headObject(S3URL(bucket: bucket, key: "k")).size == 10)
 
         // Through the CLI: --ca-bundle, and a clear error without it.
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        var env = rgw.environment
         let (ok, out) = try run(drctlBinary, ["s3", "stat", "--endpoint", tls, "--ca-bundle", ca, "s3://\(bucket)/k"], env: env)
         #expect(ok == 0 && out.contains("Size:          10"), "\(out)")
         let (bad, err) = try run(drctlBinary, ["s3", "stat", "--endpoint", tls, "s3://\(bucket)/k"], env: env)

@@ -51,6 +51,17 @@ final class RGW: Sendable {
         return try RGW(env: readEnvFile("\(dir)/env"))
     }
 
+    /// This process's environment plus what drctl, barman-cloud and the AWS tools need to reach
+    /// the RGW: endpoint, keys, region.
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ENDPOINT_URL"] = endpoint
+        env["AWS_ACCESS_KEY_ID"] = accessKey
+        env["AWS_SECRET_ACCESS_KEY"] = secretKey
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        return env
+    }
+
     func client(endpoint override: String? = nil, secret: String? = nil, retry: RetryPolicy = RetryPolicy(maxAttempts: 5, baseDelay: 0.01, maxDelay: 0.1),
                 addressing: S3Endpoint.Addressing? = nil, configure: (inout S3Configuration) -> Void = { _ in }) throws -> S3Client {
         let creds = Credentials(accessKeyID: accessKey, secretAccessKey: secret ?? secretKey)

@@ -18,10 +18,7 @@ import TestSupport
         let dest = "s3://\(bucket)/cnpg"
         let creds = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
         let archive = "\(creds) \(bin)/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) db %p"
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
-        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        let env = rgw.environment
 
         let tmp = FileManager.default.temporaryDirectory.path
         let primary = "\(tmp)/drctl-test-pg-\(getpid())-primary", replica = "\(tmp)/drctl-test-pg-\(getpid())-promoted"
@@ -85,9 +82,7 @@ import TestSupport
         #expect(lastTL2.hasPrefix("00000002"))
         try waitFor(lastTL2)
 
-        var drctlEnv = env
-        drctlEnv["AWS_ENDPOINT_URL"] = rgw.endpoint
-        let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "db", "-o", "json"], env: drctlEnv)
+        let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "db", "-o", "json"], env: env)
         try #require(st == 0, "\(out)")
         let server = try #require(((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["barman"] as? [[String: Any]])?.first)
         #expect(server["timelines"] as? [Int] == [1, 2])

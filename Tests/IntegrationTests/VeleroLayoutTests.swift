@@ -54,10 +54,7 @@ import TestSupport
         try put("daily-running", phase: "WaitingForPluginOperations")
         try put("daily-lost-tarball", phase: "Completed", contents: false)
 
-        var env = ProcessInfo.processInfo.environment
-        env["AWS_ENDPOINT_URL"] = rgw.endpoint
-        env["AWS_ACCESS_KEY_ID"] = rgw.accessKey
-        env["AWS_SECRET_ACCESS_KEY"] = rgw.secretKey
+        let env = rgw.environment
         func scan(_ extra: [String] = []) throws -> [String: [String: Any]] {
             let (st, out) = try run(drctlBinary, ["backups", "--velero", "s3://\(bucket)/velero", "-o", "json"] + extra, env: env)
             try #require(st == 0, "\(out)")
