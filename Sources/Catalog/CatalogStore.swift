@@ -126,15 +126,14 @@ public final class CatalogStore: @unchecked Sendable {
             // Metadata lives in listed ranges only (base/, histories, Velero): sealed WAL directories hold none.
             let wanted = listed.filter { Self.isMetadata($0.key) }
             var fetched = 0
+            let bucketReader = S3Reader(client: client, bucket: bucket)
             for o in wanted where known[o.key] != o.etag {
-                var body: [UInt8] = []
-                let info = try client.getObject(S3URL(bucket: bucket, key: o.key)) { chunk in
-                    guard body.count + chunk.count <= 16 << 20 else { throw LocalError("\(o.key) is larger than 16 MiB; not a metadata file") }
-                    body += chunk
-                }
+                let body = try bucketReader.read(key: o.key)
+                // Stored with the listed ETag, the one the next listing is compared with: if the
+                // object changed in between, the next sync simply fetches it again.
                 try db.write { db in
                     try db.execute(sql: "INSERT OR REPLACE INTO metadata (store, key, etag, body, fetched_at) VALUES (?, ?, ?, ?, ?)",
-                                   arguments: [store, o.key, info.etag.isEmpty ? o.etag : info.etag, Data(body), Date().timeIntervalSince1970])
+                                   arguments: [store, o.key, o.etag, Data(body), Date().timeIntervalSince1970])
                 }
                 fetched += 1
             }
