@@ -67,10 +67,7 @@ struct BackupsCommand: ParsableCommand {
             }
             switch output {
             case .json:
-                let e = JSONEncoder()
-                e.dateEncodingStrategy = .iso8601
-                e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: try e.encode(report), as: UTF8.self))
+                try printJSON(report)
             case .table:
                 printTables(report)
             }

@@ -107,9 +107,7 @@ struct CatalogCommand: ParsableCommand {
             }
             switch output {
             case .json:
-                let e = JSONEncoder()
-                e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: try e.encode(results), as: UTF8.self))
+                try printJSON(results)
             case .table:
                 for r in results {
                     print("synced \(r.store)/\(r.prefix) (\(r.full ? "full listing" : "incremental")): \(r.objects) objects, \(r.listed) listed, \(r.fetched) metadata fetched, \(r.removed) removed, \(String(format: "%.2f", r.seconds))s")

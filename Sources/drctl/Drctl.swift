@@ -33,6 +33,18 @@ enum Exit {
     static let notProtected = ExitCode(4)
 }
 
+/// The encoder behind every command's `-o json`: sorted keys, RFC 3339 times, readable.
+func prettyJSONEncoder() -> JSONEncoder {
+    let e = JSONEncoder()
+    e.dateEncodingStrategy = .iso8601
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return e
+}
+
+func printJSON(_ value: some Encodable) throws {
+    print(String(decoding: try prettyJSONEncoder().encode(value), as: UTF8.self))
+}
+
 /// Output format for commands that list things.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, json

@@ -60,10 +60,7 @@ struct PruneCommand: ParsableCommand {
         }
         switch output {
         case .json:
-            let e = JSONEncoder()
-            e.dateEncodingStrategy = .iso8601
-            e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try e.encode(entries), as: UTF8.self))
+            try printJSON(entries)
         case .table:
             var rows = [["NAME", "SCHEDULE", "PHASE", "EXPIRES (UTC)", "RETENTION"]]
             for v in entries {
@@ -92,10 +89,7 @@ struct PruneCommand: ParsableCommand {
                                             minimumRedundancy: minimumRedundancy, now: now)
             switch output {
             case .json:
-                let e = JSONEncoder()
-                e.dateEncodingStrategy = .iso8601
-                e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: try e.encode(plan), as: UTF8.self))
+                try printJSON(plan)
             case .table:
                 print("\(plan.policy) for \(server): point of recoverability \(formatTimestamp(plan.pointOfRecoverability)) UTC")
                 var rows = [["BACKUP ID", "STATUS", "END TIME (UTC)", "RETENTION"]]

@@ -87,10 +87,7 @@ extension S3Command {
                 let info = try client.headObject(target)
                 switch output {
                 case .json:
-                    let encoder = JSONEncoder()
-                    encoder.dateEncodingStrategy = .iso8601
-                    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-                    print(String(decoding: try encoder.encode(info), as: UTF8.self))
+                    try printJSON(info)
                 case .table:
                     print("""
                         Key:           \(target)

@@ -83,14 +83,11 @@ struct StatusCommand: ParsableCommand {
     }
 
     func print(_ results: [WorkloadStatus]) throws {
-        let e = JSONEncoder()
-        e.dateEncodingStrategy = .iso8601
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         switch output {
         case .json:
-            Swift.print(String(decoding: try e.encode(results), as: UTF8.self))
+            try printJSON(results)
         case .yaml:
-            let obj = try JSONSerialization.jsonObject(with: try e.encode(results))
+            let obj = try JSONSerialization.jsonObject(with: try prettyJSONEncoder().encode(results))
             Swift.print(try Yams.dump(object: obj, width: -1, allowUnicode: true, sortKeys: true), terminator: "")
         case .table:
             func t(_ d: Date?) -> String { d.map(formatTimestamp) ?? "never" }
