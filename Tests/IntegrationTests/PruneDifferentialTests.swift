@@ -153,7 +153,7 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "prune-apply")
         try Self.write(Self.histories[0].specs, s3: s3, bucket: bucket, server: "db", now: Date())
-        var env = rgw.environment
+        let env = rgw.environment
         let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d", "-o", "json"]
         let (_, planOut) = try run(drctlBinary, args, env: env)
         let plan = try #require(try JSONSerialization.jsonObject(with: Data(planOut.utf8)) as? [String: Any])
@@ -188,10 +188,14 @@ import TestSupport
         }
         // Two WAL directories: log 0 (sealed, 256 segments) and log 1 (filling).
         let keys = (UInt32(1)..<UInt32(300)).map(key)
+        let errors = ErrorBox()
         DispatchQueue.concurrentPerform(iterations: 8) { w in
-            for i in stride(from: w, to: keys.count, by: 8) { try? s3.putObject(S3URL(bucket: bucket, key: keys[i]), bytes: [1]) }
+            for i in stride(from: w, to: keys.count, by: 8) {
+                do { try s3.putObject(S3URL(bucket: bucket, key: keys[i]), bytes: [1]) } catch { errors.add(error) }
+            }
         }
-        var env = rgw.environment
+        #expect(errors.all.isEmpty)
+        let env = rgw.environment
         let catalog = tempPath("incremental.sqlite")
         defer { for suffix in ["", "-wal", "-shm", ".lock"] { unlink(catalog + suffix) } }
         func sync(_ extra: [String] = []) throws -> [String: Any] {

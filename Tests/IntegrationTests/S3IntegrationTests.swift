@@ -106,8 +106,11 @@ import TestSupport
         rkeys += ["r/d07.x", "r/d07-", "r/d15", "r/zz"]
         let rall = rkeys
         DispatchQueue.concurrentPerform(iterations: 8) { w in
-            for i in stride(from: w, to: rall.count, by: 8) { try? s3.putObject(S3URL(bucket: bucket, key: rall[i]), bytes: []) }
+            for i in stride(from: w, to: rall.count, by: 8) {
+                do { try s3.putObject(S3URL(bucket: bucket, key: rall[i]), bytes: []) } catch { errors.add(error) }
+            }
         }
+        #expect(errors.all.isEmpty)
         keys += rkeys
         var rserial: [String] = [], rparallel: [String] = []
         try s3.listObjects(bucket: bucket, prefix: "r/") { rserial += $0.objects.map(\.key) }
@@ -340,7 +343,7 @@ final class HookTransport: HTTPTransport, @unchecked Sendable {
         #expect(try insecure.headObject(S3URL(bucket: bucket, key: "k")).size == 10)
 
         // Through the CLI: --ca-bundle, and a clear error without it.
-        var env = rgw.environment
+        let env = rgw.environment
         let (ok, out) = try run(drctlBinary, ["s3", "stat", "--endpoint", tls, "--ca-bundle", ca, "s3://\(bucket)/k"], env: env)
         #expect(ok == 0 && out.contains("Size:          10"), "\(out)")
         let (bad, err) = try run(drctlBinary, ["s3", "stat", "--endpoint", tls, "s3://\(bucket)/k"], env: env)

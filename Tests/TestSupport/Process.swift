@@ -15,20 +15,7 @@ public struct FixtureError: Error, CustomStringConvertible {
 public func run(_ program: String, _ args: [String], env: [String: String]? = nil) throws -> (Int32, String) {
     let outPath = tempPath("out")
     defer { unlink(outPath) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    let argv = ([program] + args).map { strdup($0) } + [nil]
-    let environment = (env ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { argv.forEach { free($0) }; environment.forEach { free($0) } }
-    var pid = pid_t()
-    let rc = posix_spawn(&pid, program, &actions, nil, argv, environment)
-    guard rc == 0 else { throw FixtureError(description: "cannot run \(program): \(String(cString: strerror(rc)))") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let status = reap(try spawn(program, args, env: env, output: outPath))
     let output = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
     let exited = status & 0x7f == 0
     return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), output)
@@ -46,14 +33,15 @@ public var drctlBinary: String {
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
 }
 
-/// Starts a program without waiting (output discarded); returns its pid.
-public func spawn(_ program: String, _ args: [String], env: [String: String]? = nil) throws -> pid_t {
+/// Starts a program without waiting, its standard output and error going to `output` (default:
+/// discarded); returns its pid.
+public func spawn(_ program: String, _ args: [String], env: [String: String]? = nil, output: String = "/dev/null") throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
     let argv = ([program] + args).map { strdup($0) } + [nil]
     let environment = (env ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { argv.forEach { free($0) }; environment.forEach { free($0) } }
