@@ -38,7 +38,7 @@ import TestSupport
         _ = try psql("select pg_switch_wal()")
         mark("data loaded")
 
-        var backupEnv = rgw.environment
+        let backupEnv = rgw.environment
         for extra in [[], ["--gzip"]] {
             // barman-cloud-backup reads PGDATA, so it runs as postgres like the server.
             let (st, out) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "\(Self.barmanBin)/barman-cloud-backup", "--endpoint-url", rgw.endpoint, "--immediate-checkpoint"]
@@ -107,7 +107,7 @@ import TestSupport
         #expect(infos.values.allSatisfy { $0["compression"] == PyValue.none })
 
         // drctl backups reports exactly what the backup.info objects say.
-        var drctlEnv = rgw.environment
+        let drctlEnv = rgw.environment
         func report() throws -> [String: Any] {
             let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "app-db", "-o", "json"], env: drctlEnv)
             try #require(st == 0, "\(out)")

@@ -68,7 +68,7 @@ import TestSupport
             archive_command = '\(archive.replacingOccurrences(of: "'", with: "''"))'
             """
         try conf.write(toFile: "\(replica)/data/postgresql.auto.conf", atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: "\(replica)/data/recovery.signal", contents: nil)
+        try #require(FileManager.default.createFile(atPath: "\(replica)/data/recovery.signal", contents: nil))
         _ = try run("/bin/chown", ["-R", "postgres:", "\(replica)/data"])
         _ = try run("/bin/chmod", ["700", "\(replica)/data"])
         let (sst, sout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", "\(replica)/data",
