@@ -59,12 +59,27 @@ public struct BarmanBackup: Sendable, Codable, Equatable {
     /// From the archives' key suffix: barman records it nowhere else.
     public var compression: String
     public var archives: [String]
+    /// The tar objects themselves, in restore order (data first).
+    public var archiveFiles: [ArchiveFile]
+    /// WAL segment size (backup.info's xlog_segment_size).
+    public var segmentSize: UInt64
     /// The end of the unbroken WAL run from beginWAL, and when that segment was written.
     public var walChainEnd: String?
     public var walChainEndTime: Date?
     public var walGaps: [String]
     /// DONE, its tars present, and its own WAL (beginWAL...endWAL) in the archive.
     public var restorable: Bool
+}
+
+/// One tar of a base backup: `data.tar[.gz]`, `data_<n>.tar`, or `<tablespace oid>.tar`.
+public struct ArchiveFile: Sendable, Codable, Equatable {
+    public var name: String
+    public var key: String
+    public var size: Int64
+    /// The key's suffix ("gz", ...), nil for a plain tar.
+    public var compression: String?
+    /// PGDATA itself (data, data_1, ...) rather than a tablespace.
+    public var isData: Bool { name == "data" || (name.hasPrefix("data_") && name.dropFirst(5).allSatisfy(\.isNumber)) }
 }
 
 /// A barman-cloud server (CNPG serverName) in the bucket: its backups and WAL.
@@ -84,19 +99,26 @@ public struct BarmanServerScan: Sendable, Codable {
 public enum BarmanScanner {
     /// Reads one server's archive: every backup.info, the WAL listing, the history files.
     public static func scan(_ reader: ObjectReader, layout: BarmanLayout, server: String) throws -> BarmanServerScan {
+        try scanArchive(reader, layout: layout, server: server).scan
+    }
+
+    /// `scan`, plus the WAL archive as listed: what a restore plans its WAL fetches from.
+    public static func scanArchive(_ reader: ObjectReader, layout: BarmanLayout, server: String) throws -> (scan: BarmanServerScan, archive: WALArchive) {
         var archive = WALArchive()
         var infoKeys: [String: String] = [:]
-        var tars: [String: [(name: String, compression: Compression?, size: Int64)]] = [:]
+        var tars: [String: [(name: String, compression: Compression?, size: Int64, key: String)]] = [:]
         var historyKeys: [(UInt32, String, Compression?)] = []
         var unrecognised = 0
         try reader.list(prefix: layout.serverPrefix(server), delimiter: nil) { objects, _ in
             for o in objects {
                 switch layout.parse(o.key) {
                 case .backupInfo(_, let id)?: infoKeys[id] = o.key
-                case .backupArchive(_, let id, let name, let c)?: tars[id, default: []].append((name, c, o.size))
+                case .backupArchive(_, let id, let name, let c)?: tars[id, default: []].append((name, c, o.size, o.key))
                 case .walSegment(_, let seg, _)?: archive.segments[seg] = .init(key: o.key, size: o.size, lastModified: o.lastModified)
                 case .partialSegment(_, let seg, _)?: archive.partials[seg] = .init(key: o.key, size: o.size, lastModified: o.lastModified)
-                case .timelineHistory(_, let tli, let c)?: historyKeys.append((tli, o.key, c))
+                case .timelineHistory(_, let tli, let c)?:
+                    historyKeys.append((tli, o.key, c))
+                    archive.historyObjects[tli] = .init(key: o.key, size: o.size, lastModified: o.lastModified)
                 case .backupHistory?: break
                 case nil: unrecognised += 1
                 }
@@ -127,6 +149,9 @@ public enum BarmanScanner {
                                  beginLSN: info.beginLSN?.description, endLSN: info.endLSN?.description, timeline: info.timeline,
                                  systemID: info.systemID, pgVersion: info.version, size: parts.reduce(0) { $0 + $1.size },
                                  compression: compressions.sorted().joined(separator: ","), archives: parts.map(\.name).sorted(),
+                                 archiveFiles: parts.map { ArchiveFile(name: $0.name, key: $0.key, size: $0.size, compression: $0.compression?.rawValue) }
+                                    .sorted { ($0.isData ? 0 : 1, $0.name.count, $0.name) < ($1.isData ? 0 : 1, $1.name.count, $1.name) },
+                                 segmentSize: info.segmentSize,
                                  walChainEnd: nil, walChainEndTime: nil, walGaps: [], restorable: false)
             if let begin = info.beginWAL {
                 let chain = WALChain.analyze(begin: begin, end: info.endWAL, archive: archive, segmentSize: info.segmentSize)
@@ -138,10 +163,11 @@ public enum BarmanScanner {
             backups.append(b)
         }
         let segs = archive.segments.keys.sorted()
-        return BarmanServerScan(server: server, backups: backups, walSegments: segs.count,
+        let scan = BarmanServerScan(server: server, backups: backups, walSegments: segs.count,
                                 partialSegments: archive.partials.keys.sorted().map(\.name),
                                 timelines: Array(Set(segs.map(\.timeline))).sorted(), newestSegment: segs.last?.name,
                                 unrecognised: unrecognised, problems: problems)
+        return (scan, archive)
     }
 
     /// Server names under a barman destination: the first-level folders.
@@ -153,7 +179,7 @@ public enum BarmanScanner {
         return out
     }
 
-    static func decompressText(_ bytes: [UInt8], compression: Compression?, key: String) throws -> String {
+    public static func decompressText(_ bytes: [UInt8], compression: Compression?, key: String) throws -> String {
         guard let compression else { return String(decoding: bytes, as: UTF8.self) }
         guard compression == .gzip else {
             throw LocalError("\(key): \(compression.rawValue)-compressed history files are not supported yet (gzip and plain are)")

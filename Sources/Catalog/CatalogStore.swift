@@ -40,6 +40,14 @@ public final class CatalogStore: @unchecked Sendable {
         m.registerMigration("v2") { db in
             try db.execute(sql: "ALTER TABLE sync_runs ADD COLUMN full INTEGER NOT NULL DEFAULT 1")
         }
+        m.registerMigration("v3") { db in
+            try db.execute(sql: """
+                CREATE TABLE drills (
+                  id TEXT PRIMARY KEY, workload TEXT NOT NULL, started_at REAL NOT NULL, result TEXT NOT NULL,
+                  rto_seconds REAL NOT NULL, evidence BLOB NOT NULL);
+                CREATE INDEX drills_by_workload ON drills (workload, started_at);
+                """)
+        }
         return m
     }
 
@@ -47,6 +55,7 @@ public final class CatalogStore: @unchecked Sendable {
     public static func isMetadata(_ key: String) -> Bool {
         let name = key.split(separator: "/").last.map(String.init) ?? key
         return name == "backup.info" || name == "velero-backup.json" || name.hasSuffix(".history") || name.contains(".history.")
+            || ((key.hasPrefix("evidence/") || key.contains("/evidence/")) && name.hasSuffix(".json"))
     }
 
     /// What a synced prefix holds, which decides how much of it must be listed again.
@@ -249,6 +258,24 @@ public final class CatalogStore: @unchecked Sendable {
         try db.write { db in
             try db.execute(sql: "INSERT INTO rpo_history (workload, measured_at, rpo_seconds, objective_seconds, status, evidence) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [s.workload, at.timeIntervalSince1970, s.rpoSeconds, s.rpoObjectiveSeconds, s.status.rawValue, s.recoverablePointEvidence])
+        }
+    }
+
+    /// Keeps a drill's evidence (the bucket holds the same JSON; a rebuild takes it from there).
+    public func recordDrill(_ e: DrillEvidence) throws {
+        let body = try DrillEvidence.encoder.encode(e)
+        try db.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO drills (id, workload, started_at, result, rto_seconds, evidence) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [e.id, e.workload, e.startedAt.timeIntervalSince1970, e.result.rawValue, e.rtoSeconds, body])
+        }
+    }
+
+    /// The newest drills of a workload (or of all), newest first.
+    public func drills(workload: String? = nil, limit: Int = 20) throws -> [DrillEvidence] {
+        try db.read { db in
+            let rows = try Data.fetchAll(db, sql: "SELECT evidence FROM drills \(workload == nil ? "" : "WHERE workload = ?") ORDER BY started_at DESC LIMIT ?",
+                                         arguments: StatementArguments(workload.map { [$0, limit] as [DatabaseValueConvertible] } ?? [limit]))
+            return try rows.map { try DrillEvidence.decoder.decode(DrillEvidence.self, from: $0) }
         }
     }
 

@@ -21,6 +21,30 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var rpoObjectiveSeconds: Int
     public var status: State
     public var reasons: [String]
+    /// The newest restore drill's evidence, in brief.
+    public var lastDrill: DrillSummary?
+}
+
+/// A drill as `drctl status` shows it.
+public struct DrillSummary: Sendable, Codable, Equatable {
+    public var id: String
+    public var at: Date
+    public var result: String
+    public var rtoSeconds: Double
+    public var rtoObjectiveSeconds: Int
+    /// The oldest restore point the drill's databases reached.
+    public var achieved: Date?
+    public var error: String?
+
+    public init(_ e: DrillEvidence) {
+        id = e.id
+        at = e.startedAt
+        result = e.result.rawValue
+        rtoSeconds = e.rtoSeconds
+        rtoObjectiveSeconds = e.rtoObjectiveSeconds
+        achieved = e.databases.compactMap(\.achieved).min()
+        error = e.error
+    }
 }
 
 /// What the evaluation needs to know of one policy, free of the policy types' source locations.
@@ -50,8 +74,12 @@ public struct WorkloadSpec: Sendable {
     public var velero: [VeleroTier]
     public var databases: [Database]
     public var allowPartiallyFailed: Bool
-    public init(name: String, rpo: Int, velero: [VeleroTier], databases: [Database], allowPartiallyFailed: Bool = false) {
+    public var rto: Int
+    /// Whether the policy schedules restore drills.
+    public var drills: Bool
+    public init(name: String, rpo: Int, velero: [VeleroTier], databases: [Database], allowPartiallyFailed: Bool = false, rto: Int = 3600, drills: Bool = false) {
         self.name = name; self.rpo = rpo; self.velero = velero; self.databases = databases; self.allowPartiallyFailed = allowPartiallyFailed
+        self.rto = rto; self.drills = drills
     }
 }
 
@@ -60,7 +88,8 @@ public enum StatusEvaluator {
     /// A STARTED backup.info this old is a barman that died mid-backup.
     public static let crashedAfter: TimeInterval = 6 * 3600
 
-    public static func evaluate(_ w: WorkloadSpec, velero: [VeleroBackupEntry], barman: [String: BarmanServerScan], now: Date) -> WorkloadStatus {
+    public static func evaluate(_ w: WorkloadSpec, velero: [VeleroBackupEntry], barman: [String: BarmanServerScan], drill: DrillEvidence? = nil,
+                                now: Date) -> WorkloadStatus {
         var state = WorkloadStatus.State.protected
         var reasons: [String] = []
         func worse(_ s: WorkloadStatus.State, _ why: String) {
@@ -135,13 +164,23 @@ public enum StatusEvaluator {
             rpo = max(0, Int(now.timeIntervalSince(p.0)))
             if rpo! > w.rpo { worse(.atRisk, "measured RPO \(humanize(rpo!)) exceeds the objective \(humanize(w.rpo))") }
         }
+        // Restore drills: the proof that the restore points above restore.
+        if let d = drill {
+            if d.result == .failed {
+                worse(.atRisk, "last restore drill \(d.id) (\(ago(d.startedAt)) ago) FAILED: \(d.error ?? "no cause recorded")")
+            } else if d.rtoSeconds > Double(d.rtoObjectiveSeconds) {
+                worse(.atRisk, "last restore drill took \(humanize(Int(d.rtoSeconds))), over the RTO objective \(humanize(d.rtoObjectiveSeconds))")
+            }
+        } else if w.drills {
+            reasons.append("never restore-drilled: run drctl verify \(w.name)")
+        }
         if !anythingFound { state = .notConfigured }
         return WorkloadStatus(workload: w.name,
                               methods: (w.velero.isEmpty ? [] : ["Velero"]) + (w.databases.isEmpty ? [] : ["CNPG barman-cloud"]),
                               schedules: w.velero.map { "\($0.tier) \($0.schedule)" } + w.databases.map { "\($0.cluster) \($0.schedule)" },
                               retention: w.velero.map { "\($0.tier) \($0.retention)" } + w.databases.map { "\($0.cluster) \($0.retention)" },
                               lastBackup: lastBackup, newestRecoverablePoint: rpoPoint?.0, recoverablePointEvidence: rpoPoint?.1,
-                              rpoSeconds: rpo, rpoObjectiveSeconds: w.rpo, status: state, reasons: reasons)
+                              rpoSeconds: rpo, rpoObjectiveSeconds: w.rpo, status: state, reasons: reasons, lastDrill: drill.map(DrillSummary.init))
     }
 
     static func humanize(_ s: Int) -> String {

@@ -17,6 +17,8 @@ public struct WALArchive: Sendable {
     public var segments: [WALSegment: Object] = [:]
     public var partials: [WALSegment: Object] = [:]
     public var histories: [UInt32: TimelineHistory] = [:]
+    /// The object of each timeline history file (`wals/0000000N.history[.gz]`).
+    public var historyObjects: [UInt32: Object] = [:]
     public init() {}
 }
 
@@ -39,7 +41,7 @@ public enum WALChain {
     /// The path of timelines recovery takes from `timeline` with `recovery_target_timeline =
     /// latest`: the highest timeline whose history descends from it. Each entry is a timeline
     /// and the first segment number it is read from (its branch point's segment).
-    static func path(from timeline: UInt32, archive: WALArchive, segmentSize: UInt64) -> [(tli: UInt32, beginSegment: UInt64)] {
+    public static func path(from timeline: UInt32, archive: WALArchive, segmentSize: UInt64) -> [(tli: UInt32, beginSegment: UInt64)] {
         var best: [(UInt32, UInt64)] = [(timeline, 0)]
         for (tli, h) in archive.histories where tli > timeline {
             // History of tli: its ancestors in order, each with the LSN where the next one began.
@@ -61,11 +63,7 @@ public enum WALChain {
     /// each segment number the file of the newest timeline on the path that has begun by then.
     public static func analyze(begin: WALSegment, end: WALSegment?, archive: WALArchive, segmentSize: UInt64) -> ChainAnalysis {
         let path = path(from: begin.timeline, archive: archive, segmentSize: segmentSize)
-        let per = WALSegment.segmentsPerLog(segmentSize)
-        func expected(_ n: UInt64) -> WALSegment {
-            let tli = path.last { $0.beginSegment <= n }!.tli
-            return WALSegment(timeline: tli, log: UInt32(n / per), segment: UInt32(n % per))
-        }
+        func expected(_ n: UInt64) -> WALSegment { segment(number: n, path: path, segmentSize: segmentSize) }
         let timelines = Set(path.map(\.tli))
         let first = begin.number(segmentSize: segmentSize)
         // The newest segment recovery could want: the highest present one on the path.
@@ -94,5 +92,28 @@ public enum WALChain {
         let consistent = endNumber.map { e in chainEnd.map { $0.number(segmentSize: segmentSize) >= e } ?? false } ?? false
         return ChainAnalysis(timelines: path.map(\.tli), end: chainEnd, endObjectTime: chainEnd.flatMap { archive.segments[$0]?.lastModified },
                              gaps: gaps, consistent: consistent)
+    }
+
+    /// The file recovery reads for segment number `n` on a timeline path: the newest timeline
+    /// that has begun by then.
+    static func segment(number n: UInt64, path: [(tli: UInt32, beginSegment: UInt64)], segmentSize: UInt64) -> WALSegment {
+        let per = WALSegment.segmentsPerLog(segmentSize)
+        let tli = path.last { $0.beginSegment <= n }!.tli
+        return WALSegment(timeline: tli, log: UInt32(n / per), segment: UInt32(n % per))
+    }
+
+    /// The segments recovery reads from `begin`, in order: the unbroken run of archived segments
+    /// along the timeline path (what a restore fetches, at most).
+    public static func run(from begin: WALSegment, archive: WALArchive, segmentSize: UInt64) -> [WALSegment] {
+        let path = path(from: begin.timeline, archive: archive, segmentSize: segmentSize)
+        var out: [WALSegment] = []
+        var n = begin.number(segmentSize: segmentSize)
+        while true {
+            let seg = segment(number: n, path: path, segmentSize: segmentSize)
+            guard archive.segments[seg] != nil else { break }
+            out.append(seg)
+            n += 1
+        }
+        return out
     }
 }

@@ -62,7 +62,8 @@ struct CatalogCommand: ParsableCommand {
                 let set = try loadCheckedPolicies(policies)
                 for store in set.objectStores {
                     let client = try s3.makeClient(for: store)
-                    for (p, kind) in [(store.prefixes.velero.value, CatalogStore.PrefixKind.generic), (store.prefixes.barman.value, .barman)] {
+                    for (p, kind) in [(store.prefixes.velero.value, CatalogStore.PrefixKind.generic), (store.prefixes.barman.value, .barman),
+                                      ([store.prefixes.drctl.value, "evidence"].filter { !$0.isEmpty }.joined(separator: "/"), .generic)] {
                         out.append((client, store.bucket.value, p.isEmpty ? "" : p + "/", kind))
                     }
                 }

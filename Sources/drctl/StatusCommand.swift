@@ -57,7 +57,8 @@ struct StatusCommand: ParsableCommand {
                 var barman: [String: BarmanServerScan] = [:]
                 for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scan(reader, layout: layout, server: c.serverName.value) } }
                 for p in group {
-                    results.append(StatusEvaluator.evaluate(spec(p), velero: velero, barman: barman, now: now))
+                    let drill = try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)
+                    results.append(StatusEvaluator.evaluate(spec(p), velero: velero, barman: barman, drill: drill, now: now))
                 }
             }
             results.sort { $0.workload < $1.workload }
@@ -79,7 +80,8 @@ struct StatusCommand: ParsableCommand {
             databases: p.cnpg.map {
                 .init(cluster: $0.cluster.value, serverName: $0.serverName.value, schedule: $0.schedule.value.expression,
                       interval: $0.schedule.value.longestGap ?? 86400, retention: $0.retention.value.description)
-            })
+            },
+            rto: p.rto.value.seconds, drills: p.drill != nil)
     }
 
     func print(_ results: [WorkloadStatus]) throws {
@@ -91,11 +93,13 @@ struct StatusCommand: ParsableCommand {
             Swift.print(try Yams.dump(object: obj, width: -1, allowUnicode: true, sortKeys: true), terminator: "")
         case .table:
             func t(_ d: Date?) -> String { d.map(formatTimestamp) ?? "never" }
-            var rows = [["WORKLOAD", "BACKUP METHOD", "SCHEDULE", "RETENTION", "LAST BACKUP (UTC)", "NEWEST RECOVERABLE POINT", "RPO (MEASURED / OBJECTIVE)", "STATUS"]]
+            var rows = [["WORKLOAD", "BACKUP METHOD", "SCHEDULE", "RETENTION", "LAST BACKUP (UTC)", "NEWEST RECOVERABLE POINT", "RPO (MEASURED / OBJECTIVE)", "LAST DRILL (RTO MEASURED / OBJECTIVE)", "STATUS"]]
             for r in results {
                 rows.append([r.workload, r.methods.joined(separator: " + "), r.schedules.joined(separator: "; "), r.retention.joined(separator: "; "),
                              t(r.lastBackup), t(r.newestRecoverablePoint),
-                             "\(r.rpoSeconds.map { Duration.humanize($0) } ?? "-") / \(Duration.humanize(r.rpoObjectiveSeconds))", r.status.rawValue])
+                             "\(r.rpoSeconds.map { Duration.humanize($0) } ?? "-") / \(Duration.humanize(r.rpoObjectiveSeconds))",
+                             r.lastDrill.map { "\(t($0.at)) \($0.result) \(Duration.humanize(Int($0.rtoSeconds.rounded()))) / \(Duration.humanize($0.rtoObjectiveSeconds))" } ?? "never",
+                             r.status.rawValue])
             }
             printTable(rows)
             for r in results where !r.reasons.isEmpty {

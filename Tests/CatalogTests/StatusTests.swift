@@ -11,6 +11,7 @@ struct StatusTests {
         BarmanBackup(server: "db", backupID: id, name: nil, status: status, error: error, beginTime: ago(beginAgo), endTime: end.map(ago),
                      beginWAL: "000000010000000000000004", endWAL: "000000010000000000000004", beginLSN: nil, endLSN: nil, timeline: 1,
                      systemID: nil, pgVersion: 150018, size: 1, compression: "gz", archives: ["data"],
+                     archiveFiles: [ArchiveFile(name: "data", key: "db/base/\(id)/data.tar.gz", size: 1, compression: "gz")], segmentSize: 16 << 20,
                      walChainEnd: "000000010000000000000009", walChainEndTime: ago(chainEndAgo), walGaps: gaps, restorable: restorable)
     }
 

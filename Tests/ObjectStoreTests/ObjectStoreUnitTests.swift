@@ -97,6 +97,7 @@ struct CredentialTests {
 
     @Test func precedence() throws {
         let home = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: home) }
         try FileManager.default.createDirectory(atPath: "\(home)/.aws", withIntermediateDirectories: true)
         try "[default]\naws_access_key_id = DEF\naws_secret_access_key = defsecret\n\n[rgw]\naws_access_key_id=RGW\naws_secret_access_key = rgwsecret\n"
             .write(toFile: "\(home)/.aws/credentials", atomically: true, encoding: .utf8)
@@ -114,6 +115,7 @@ struct CredentialTests {
         #expect(try CredentialResolver(environment: ["AWS_PROFILE": "rgw"], home: home).resolve().accessKeyID == "RGW")
 
         let secretDir = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: secretDir) }
         try "SECRETDIRKEY\n".write(toFile: "\(secretDir)/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
         try "dirsecret\n".write(toFile: "\(secretDir)/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
         let fromDir = try CredentialResolver(profile: "rgw", credentialsDir: secretDir, environment: env, home: home).resolve()
@@ -122,9 +124,11 @@ struct CredentialTests {
 
     @Test func clearErrorsWithoutSecrets() {
         let home = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: home) }
         #expect { try CredentialResolver(environment: [:], home: home).resolve() } throws: { "\($0)".contains("AWS_ACCESS_KEY_ID") }
         #expect { try CredentialResolver(profile: "nope", environment: [:], home: home).resolve() } throws: { "\($0)".contains("'nope'") }
         let empty = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: empty) }
         #expect { try CredentialResolver(credentialsDir: empty, environment: [:], home: home).resolve() } throws: { "\($0)".contains("ACCESS_KEY_ID") }
     }
 

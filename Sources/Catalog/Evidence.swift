@@ -1,0 +1,139 @@
+import Foundation
+
+/// The record of one restore drill: what was restored, to which point, how long it took, and
+/// what the checks found. Written to the catalog and, as JSON, to drctl's prefix in the bucket
+/// (`<drctl prefix>/evidence/<workload>/<id>.json`), where it outlives any cluster.
+public struct DrillEvidence: Sendable, Codable, Equatable {
+    public struct Database: Sendable, Codable, Equatable {
+        public var cluster: String
+        public var server: String
+        public var backupID: String
+        /// The requested target (`latest` or PostgreSQL's form of the time).
+        public var target: String
+        /// The newest transaction recovery replayed (pg_last_xact_replay_timestamp()).
+        public var achieved: Date?
+        public var stop: String
+        public var timeline: UInt32?
+        public var walSegments: Int
+        public var baseBytes: Int64
+        public var walBytes: Int64
+        public init(cluster: String, server: String, backupID: String, target: String, achieved: Date?, stop: String,
+                    timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64) {
+            self.cluster = cluster; self.server = server; self.backupID = backupID; self.target = target; self.achieved = achieved
+            self.stop = stop; self.timeline = timeline; self.walSegments = walSegments; self.baseBytes = baseBytes; self.walBytes = walBytes
+        }
+    }
+
+    public struct Check: Sendable, Codable, Equatable {
+        public enum Result: String, Sendable, Codable { case passed, failed, skipped }
+        public var name: String
+        public var result: Result
+        public var detail: String
+        public var seconds: Double
+        public init(name: String, result: Result, detail: String, seconds: Double) {
+            self.name = name; self.result = result; self.detail = detail; self.seconds = seconds
+        }
+    }
+
+    public enum Result: String, Sendable, Codable { case passed, failed }
+
+    public var id: String
+    public var workload: String
+    public var mode: String
+    public var host: String
+    public var startedAt: Date
+    public var finishedAt: Date
+    /// `latest` or the requested time.
+    public var target: String
+    public var targetTime: Date?
+    public var result: Result
+    /// Why the drill failed, in one line.
+    public var error: String?
+    public var databases: [Database]
+    public var checks: [Check]
+    /// Wall time from the drill's start until the data was verified: the measured RTO.
+    public var rtoSeconds: Double
+    public var rtoObjectiveSeconds: Int
+    /// Data lost relative to the target: target (or drill start for `latest`) minus the
+    /// oldest achieved point among the databases.
+    public var rpoSeconds: Double?
+    public var rpoObjectiveSeconds: Int
+    /// Seconds per phase: plan, download_unpack, wal_replay, checks (summed over databases).
+    public var phases: [String: Double]
+    public var bytesFetched: Int64
+
+    public init(id: String, workload: String, mode: String, host: String, startedAt: Date, finishedAt: Date, target: String,
+                targetTime: Date?, result: Result, error: String?, databases: [Database], checks: [Check], rtoSeconds: Double,
+                rtoObjectiveSeconds: Int, rpoSeconds: Double?, rpoObjectiveSeconds: Int, phases: [String: Double], bytesFetched: Int64) {
+        self.id = id; self.workload = workload; self.mode = mode; self.host = host; self.startedAt = startedAt; self.finishedAt = finishedAt
+        self.target = target; self.targetTime = targetTime; self.result = result; self.error = error; self.databases = databases
+        self.checks = checks; self.rtoSeconds = rtoSeconds; self.rtoObjectiveSeconds = rtoObjectiveSeconds; self.rpoSeconds = rpoSeconds
+        self.rpoObjectiveSeconds = rpoObjectiveSeconds; self.phases = phases; self.bytesFetched = bytesFetched
+    }
+
+    /// Where drills of a workload are kept in the bucket, under drctl's prefix.
+    public static func prefix(drctlPrefix: String, workload: String) -> String {
+        let root = drctlPrefix.split(separator: "/").joined(separator: "/")
+        return (root.isEmpty ? "" : root + "/") + "evidence/\(workload)/"
+    }
+
+    /// The object key: ids start with the UTC start time, so keys sort by time.
+    public static func key(drctlPrefix: String, workload: String, id: String) -> String {
+        prefix(drctlPrefix: drctlPrefix, workload: workload) + id + ".json"
+    }
+
+    public static var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .custom { d, enc in
+            var c = enc.singleValueContainer()
+            try c.encode(PreciseTime.format(d))
+        }
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
+    public static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { dec in
+            let c = try dec.singleValueContainer()
+            let s = try c.decode(String.self)
+            guard let date = PreciseTime.parse(s) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(s)' is not an RFC 3339 time")
+            }
+            return date
+        }
+        return d
+    }
+
+    /// The newest evidence of a workload in a bucket (or the catalog's copy of it).
+    public static func newest(_ reader: ObjectReader, drctlPrefix: String, workload: String) throws -> DrillEvidence? {
+        var newestKey: String?
+        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in
+            for o in objects where o.key.hasSuffix(".json") && (newestKey.map { o.key > $0 } ?? true) { newestKey = o.key }
+        }
+        guard let key = newestKey else { return nil }
+        return try decoder.decode(DrillEvidence.self, from: Data(try reader.read(key: key)))
+    }
+}
+
+/// RFC 3339 with microseconds, the precision PostgreSQL keeps (evidence, targets, messages).
+public enum PreciseTime {
+    public static func format(_ d: Date) -> String {
+        let micros = Int((d.timeIntervalSince1970 * 1_000_000).rounded())
+        let whole = Int((Double(micros) / 1_000_000).rounded(.down))
+        var t = tm()
+        var s = time_t(whole)
+        gmtime_r(&s, &t)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
+                      Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros - whole * 1_000_000)
+    }
+
+    /// Parses `format`'s output (and RFC 3339 without a fraction).
+    public static func parse(_ s: String) -> Date? {
+        guard let dot = s.firstIndex(of: "."), let z = s.firstIndex(of: "Z"), dot < z,
+              let base = ISO8601DateFormatter().date(from: String(s[..<dot]) + "Z"), let frac = Double("0" + s[dot..<z]) else {
+            return ISO8601DateFormatter().date(from: s)
+        }
+        return Date(timeIntervalSince1970: base.timeIntervalSince1970 + frac)
+    }
+}

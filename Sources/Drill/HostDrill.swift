@@ -1,0 +1,120 @@
+import Catalog
+import Foundation
+import Layout
+import ObjectStore
+import Policy
+
+/// A restore drill of one workload on this host: every database of the policy restored to the
+/// same target into a scratch directory, the policy's checks run against them, the evidence
+/// recorded, and everything removed again.
+public struct HostDrill {
+    public var policy: BackupPolicy
+    public var store: ObjectStorePolicy
+    public var client: S3Client
+    public var target: RecoveryTarget
+    public var options: HostRestoreOptions
+    public var clientArguments: [String]
+    public var credentialEnvironment: [String: String]
+    public var keep = false
+
+    public init(policy: BackupPolicy, store: ObjectStorePolicy, client: S3Client, target: RecoveryTarget, options: HostRestoreOptions,
+                clientArguments: [String], credentialEnvironment: [String: String]) {
+        self.policy = policy
+        self.store = store
+        self.client = client
+        self.target = target
+        self.options = options
+        self.clientArguments = clientArguments
+        self.credentialEnvironment = credentialEnvironment
+    }
+
+    /// Runs the drill. Failures (a plan refused, a recovery that fails, a check that fails)
+    /// are recorded in the evidence, not thrown; only a failure to record evidence throws.
+    public func run(progress: @escaping (String) -> Void, transfer: TransferProgress? = nil) -> DrillEvidence {
+        let started = Date()
+        let workload = policy.name.value
+        let id = "\(ScratchDirectory.stamp(started))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        var phases: [String: Double] = [:]
+        var databases: [DrillEvidence.Database] = []
+        var checks: [DrillEvidence.Check] = []
+        var failure: String?
+        var restores: [HostRestore] = []
+        var servers: [String: RecoveryServer] = [:]
+        var bytes: Int64 = 0
+        var verifiedAt = Date()
+        func add(_ phase: String, _ s: Double) { phases[phase, default: 0] += s }
+
+        progress("drill \(id) of \(workload): target \(target)")
+        do {
+            if policy.cnpg.isEmpty && policy.velero == nil {
+                throw RecoveryError("the policy has neither cnpg nor velero backups to restore")
+            }
+            let reader = S3Reader(client: client, bucket: store.bucket.value)
+            let layout = BarmanLayout(root: store.prefixes.barman.value)
+            // Plan every database first: a target nothing can reach fails before any download.
+            var t = Date()
+            var plans: [(BackupPolicy.CNPGCluster, RestorePlan)] = []
+            for c in policy.cnpg {
+                let (scan, archive) = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value)
+                do {
+                    plans.append((c, try RestorePlanner.plan(server: c.serverName.value, scan: scan, archive: archive, target: target, now: started)))
+                } catch let e as PlanError {
+                    throw RecoveryError("\(c.cluster.value): \(e)")
+                }
+            }
+            add("plan", Date().timeIntervalSince(t))
+            for (c, plan) in plans {
+                progress("\(c.cluster.value): base backup \(plan.backup.backupID) (\(HostRestore.bytes(plan.baseBytes))), WAL \(plan.walRange)")
+                for w in plan.warnings { progress("\(c.cluster.value): warning: \(w)") }
+                let source = BarmanSource(client: client, bucket: store.bucket.value, layout: layout, server: c.serverName.value,
+                                          clientArguments: clientArguments, credentialEnvironment: credentialEnvironment)
+                var o = options
+                o.kind = "drill"
+                let restore = HostRestore(plan: plan, source: source, options: o, progress: { progress("\(c.cluster.value): \($0)") }, transfer: transfer)
+                restores.append(restore)
+                do {
+                    let outcome = try restore.run()
+                    servers[c.cluster.value] = restore.server
+                    for (k, v) in outcome.phases { add(k, v) }
+                    bytes += outcome.baseBytes + outcome.walBytes
+                    databases.append(.init(cluster: c.cluster.value, server: c.serverName.value, backupID: outcome.backupID, target: outcome.target,
+                                           achieved: outcome.achieved, stop: outcome.stop, timeline: outcome.timeline,
+                                           walSegments: outcome.walSegmentsRestored, baseBytes: outcome.baseBytes, walBytes: outcome.walBytes))
+                } catch {
+                    throw RecoveryError("\(c.cluster.value): \(error)")
+                }
+            }
+            t = Date()
+            let reference = target.date ?? started
+            checks = DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: reference, progress: progress)
+            if policy.velero != nil {
+                checks += VeleroDrillCheck.run(policy: policy, store: store, client: client, target: target, now: started,
+                                               scratchBase: options.scratchBase, progress: progress)
+            }
+            add("checks", Date().timeIntervalSince(t))
+            verifiedAt = Date()
+            if let bad = checks.first(where: { $0.result == .failed }) {
+                failure = "check failed: \(bad.name): \(bad.detail)"
+            }
+        } catch {
+            verifiedAt = Date()
+            failure = "\(error)"
+        }
+        for r in restores { r.finish(success: failure == nil, keepScratch: keep) }
+        let reference = target.date ?? started
+        let achievedPoints = databases.compactMap(\.achieved)
+        let rpo = achievedPoints.min().map { max(0, reference.timeIntervalSince($0)) }
+        return DrillEvidence(id: id, workload: workload, mode: "host", host: ProcessInfo.processInfo.hostName, startedAt: started,
+                             finishedAt: Date(), target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed,
+                             error: failure, databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),
+                             rtoObjectiveSeconds: policy.rto.value.seconds, rpoSeconds: rpo, rpoObjectiveSeconds: policy.rpo.value.seconds,
+                             phases: phases, bytesFetched: bytes)
+    }
+
+    /// Stores the evidence in the bucket under drctl's prefix.
+    public static func upload(_ e: DrillEvidence, store: ObjectStorePolicy, client: S3Client) throws -> String {
+        let key = DrillEvidence.key(drctlPrefix: store.prefixes.drctl.value, workload: e.workload, id: e.id)
+        try client.putObject(S3URL(bucket: store.bucket.value, key: key), bytes: Array(try DrillEvidence.encoder.encode(e)), contentType: "application/json")
+        return key
+    }
+}

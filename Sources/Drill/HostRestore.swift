@@ -1,0 +1,294 @@
+import Catalog
+import Codecs
+import Foundation
+import Layout
+import ObjectStore
+
+/// Where a barman-cloud server's backups are: the bucket, the destinationPath and serverName.
+public struct BarmanSource: Sendable {
+    public var client: S3Client
+    public var bucket: String
+    public var layout: BarmanLayout
+    public var server: String
+    /// drctl options that make `drctl wal-restore` reach the same store (endpoint, region, addressing, TLS).
+    public var clientArguments: [String]
+    /// Environment that carries the credentials to restore_command (never written to disk).
+    public var credentialEnvironment: [String: String]
+
+    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String, clientArguments: [String], credentialEnvironment: [String: String]) {
+        self.client = client
+        self.bucket = bucket
+        self.layout = layout
+        self.server = server
+        self.clientArguments = clientArguments
+        self.credentialEnvironment = credentialEnvironment
+    }
+
+    public var walSource: WALSource { WALSource(client: client, bucket: bucket, layout: layout, server: server) }
+    public var destination: String { "s3://\(bucket)/\(layout.root)" }
+}
+
+public struct HostRestoreOptions: Sendable {
+    public var scratchBase: String = NSTemporaryDirectory()
+    public var pgBin: String?
+    /// When drctl runs as root, PostgreSQL runs as this user.
+    public var runAsUser = "postgres"
+    /// The role checks connect as (the restored cluster's superuser).
+    public var databaseUser = "postgres"
+    /// Restore into this (empty) directory and keep it; nil: a scratch data directory.
+    public var targetDirectory: String?
+    public var port: Int?
+    public var allowTCP = false
+    public var prefetchWindow = 16
+    public var prefetchWorkers = 4
+    /// Give up on recovery after this long.
+    public var timeout: TimeInterval = 3600
+    public var kind = "drill"
+    public init() {}
+}
+
+/// What a finished recovery achieved.
+public struct RecoveryOutcome: Sendable, Codable {
+    public var server: String
+    public var backupID: String
+    public var target: String
+    /// The commit time of the last transaction replayed (pg_last_xact_replay_timestamp()).
+    public var achieved: Date?
+    /// How the server log says recovery ended.
+    public var stop: String
+    public var timeline: UInt32?
+    public var walSegmentsRestored: Int
+    public var baseBytes: Int64
+    public var walBytes: Int64
+    public var dataDirectory: String
+    public var port: Int
+    public var phases: [String: Double]
+}
+
+public struct RecoveryError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Restores one barman-cloud base backup on this host and replays WAL to the plan's target
+/// with a local PostgreSQL. The server is left running (promoted) for checks; `finish` stops
+/// it and removes everything the restore created, unless told to keep it.
+public final class HostRestore: @unchecked Sendable {
+    public let plan: RestorePlan
+    public let source: BarmanSource
+    public let options: HostRestoreOptions
+    let progress: (String) -> Void
+    let transfer: TransferProgress?
+    public private(set) var scratch: ScratchDirectory?
+    public private(set) var server: RecoveryServer?
+    private var prefetcher: WALPrefetcher?
+    private var ownsDataDirectory = true
+
+    public init(plan: RestorePlan, source: BarmanSource, options: HostRestoreOptions, progress: @escaping (String) -> Void,
+                transfer: TransferProgress? = nil) {
+        self.plan = plan
+        self.source = source
+        self.options = options
+        self.progress = progress
+        self.transfer = transfer
+    }
+
+    public func run() throws -> RecoveryOutcome {
+        let binaries = try PostgresBinaries.find(major: plan.pgMajor, override: options.pgBin)
+        let runAs = try RunAs.forCurrentProcess(user: options.runAsUser)
+        if let dir = options.targetDirectory { try Self.checkEmptyTarget(dir) }
+        let scratch = try ScratchDirectory(base: options.scratchBase, kind: options.kind, name: source.server, runAs: runAs)
+        self.scratch = scratch
+        let dataDir = options.targetDirectory.map { ($0 as NSString).standardizingPath } ?? scratch.path + "/data"
+        ownsDataDirectory = options.targetDirectory == nil
+        var phases: [String: Double] = [:]
+
+        // 1. Base backup: stream each tar from the bucket through gzip into the data directory.
+        var t0 = Date()
+        var baseBytes: Int64 = 0
+        let total = plan.baseBytes
+        for archive in plan.archives {
+            progress("fetching \(archive.key) (\(Self.bytes(archive.size))\(archive.compression.map { ", \($0)" } ?? ""))")
+            let tar = try TarExtractor(root: dataDir)
+            let gz = try archive.compression.map { _ in try GzipStream() }
+            let done = baseBytes
+            var overall: TransferProgress?
+            if let transfer { overall = { n, _ in transfer(done + n, total) } }
+            let consume: (UnsafeRawBufferPointer) throws -> Void = { chunk in
+                if let gz {
+                    try gz.feed(chunk) { try tar.feed($0) }
+                } else {
+                    try tar.feed(chunk)
+                }
+            }
+            let info = try source.client.getObject(S3URL(bucket: source.bucket, key: archive.key), progress: overall, consumer: consume)
+            try gz?.finish()
+            do { try tar.finish() } catch { throw RecoveryError("\(archive.key): \(error)") }
+            guard info.size == archive.size else {
+                throw RecoveryError("\(archive.key) is \(info.size) bytes, the listing said \(archive.size): it changed during the restore")
+            }
+            baseBytes += info.size
+        }
+        try prepareDataDirectory(dataDir, binaries: binaries)
+        phases["download_unpack"] = Date().timeIntervalSince(t0)
+        progress("base backup \(plan.backup.backupID) unpacked: \(Self.bytes(baseBytes)) in \(String(format: "%.1f", phases["download_unpack"]!))s")
+
+        // 2. Recovery configuration and the WAL read-ahead.
+        let spool = scratch.path + "/spool"
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // A kept data directory holds its own config, socket and log, so it can be started
+        // (or left running) after the scratch directory is gone.
+        let home = ownsDataDirectory ? scratch.path : dataDir
+        let socketDir = home.utf8.count < 80 ? home : try Self.shortSocketDirectory(runAs: runAs)
+        let port = try options.port ?? freeLoopbackPort()
+        let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
+                                    logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser)
+        self.server = server
+        let restoreCommand = ([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + source.clientArguments
+                              + ["--source", source.destination, "--server", source.server]).map(RecoveryServer.shellWord).joined(separator: " ") + " %f %p"
+        try server.writeConfig(restoreCommand: restoreCommand, target: plan.targetTime.map { .time($0) } ?? .latest, allowTCP: options.allowTCP)
+        if let runAs { try runAs.chownTree(dataDir); try runAs.chownTree(spool) }
+        let prefetcher = WALPrefetcher(source: source.walSource, files: plan.wal, spool: spool, window: options.prefetchWindow,
+                                       workers: options.prefetchWorkers, owner: runAs)
+        self.prefetcher = prefetcher
+        try prefetcher.start()
+
+        // 3. Replay.
+        t0 = Date()
+        var env = source.credentialEnvironment
+        env["PATH"] = "/usr/bin:/bin"
+        env["LC_ALL"] = "C.UTF-8"
+        env["TZ"] = "UTC"
+        progress("recovering with PostgreSQL \(binaries.major) on 127.0.0.1:\(port) (target \(plan.target), WAL \(plan.walRange))")
+        try server.start(environment: env)
+        var fellBack = false
+        let deadline = Date().addingTimeInterval(options.timeout)
+        var reported = 0
+        while true {
+            let log = server.log()
+            let restored = log.components(separatedBy: "restored log file \"").count - 1
+            if restored >= reported + 16 || (restored > reported && Date().timeIntervalSince(t0) > 2) {
+                reported = restored
+                progress("WAL replay: \(restored) segments restored")
+            }
+            if log.contains("database system is ready to accept connections") { break }
+            if let st = server.exited() {
+                if !fellBack, plan.targetTime != nil, log.contains("recovery ended before configured recovery target was reached") {
+                    // Every archived transaction is older than the target: the archive's end is
+                    // the closest point there is. Continue recovery to it without a target.
+                    fellBack = true
+                    progress("the archive ends before the target: recovering to its end (the newest archived transaction)")
+                    try server.writeConfig(restoreCommand: restoreCommand, target: .latest, allowTCP: options.allowTCP)
+                    try server.start(environment: env)
+                    continue
+                }
+                throw RecoveryError("PostgreSQL stopped during recovery (exit \(st)): \(server.logProblem())")
+            }
+            if Date() > deadline {
+                throw RecoveryError("recovery did not finish within \(Int(options.timeout))s; last log lines: \(server.logProblem())")
+            }
+            usleep(50_000)
+        }
+        prefetcher.stop()
+        phases["wal_replay"] = Date().timeIntervalSince(t0)
+
+        // 4. Where recovery stopped, from the server itself and from its log.
+        let row = try server.query("""
+            select pg_is_in_recovery(),
+                   coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ''),
+                   substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)
+            """).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard row.count == 3 else { throw RecoveryError("unexpected answer from the recovered server: \(row)") }
+        guard row[0] == "f" else { throw RecoveryError("the server is still in recovery: it was not promoted") }
+        let achieved = row[1].isEmpty ? nil : TargetTime.timestamp(row[1])
+        let log = server.log()
+        let lines = log.split(separator: "\n")
+        let stopLine = (lines.last { $0.contains("recovery stopping") } ?? lines.last { $0.contains("last completed transaction was at log time") })
+            .map { l in l.range(of: "LOG:  ").map { String(l[$0.upperBound...]) } ?? String(l) } ?? "end of archived WAL"
+        if let t = plan.targetTime, let a = achieved, a > t.addingTimeInterval(0.000001) {
+            throw RecoveryError("recovery overshot: the last replayed transaction committed at \(TargetTime.rfc3339(a)), after the target \(TargetTime.rfc3339(t))")
+        }
+        let restored = log.components(separatedBy: "restored log file \"").count - 1
+        progress("recovered to \(achieved.map(TargetTime.rfc3339) ?? "the backup's consistent point (no transaction replayed)"): \(stopLine)")
+        return RecoveryOutcome(server: source.server, backupID: plan.backup.backupID, target: fellBack ? "\(plan.target) (archive ended first)" : plan.target,
+                               achieved: achieved, stop: stopLine, timeline: UInt32(row[2], radix: 16), walSegmentsRestored: restored,
+                               baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases)
+    }
+
+    /// Ends the restore. A drill's server is stopped and its scratch directory removed. A
+    /// restore into a target directory keeps that directory on success (its server stopped
+    /// cleanly, or left running with `keepRunning`) and empties it again on failure. `keepScratch`
+    /// (--keep) leaves everything, server included, for inspection.
+    public func finish(success: Bool, keepRunning: Bool = false, keepScratch: Bool = false) {
+        prefetcher?.stop()
+        if keepScratch {
+            if let server { Cleanup.shared.removeProcessGroup(server.pid) }
+            if let scratch { Cleanup.shared.removeDirectory(scratch.path) }
+            return
+        }
+        if let server {
+            if success && keepRunning && !ownsDataDirectory {
+                Cleanup.shared.removeProcessGroup(server.pid)
+            } else {
+                server.stop(mode: success && !ownsDataDirectory ? "fast" : "immediate")
+                if success && !ownsDataDirectory {
+                    // Recovery is over: the kept directory's config loses restore_command.
+                    try? server.writeConfig(restoreCommand: nil, target: nil, allowTCP: true)
+                }
+            }
+        }
+        if !success, !ownsDataDirectory, let dir = options.targetDirectory {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { Cleanup.removeTree(dir + "/" + entry) }
+        }
+        scratch?.remove()
+    }
+
+    /// Makes an unpacked base backup startable: permissions, an empty pg_wal, recovery.signal,
+    /// and the manifest checked where pg_basebackup left one.
+    func prepareDataDirectory(_ dir: String, binaries: PostgresBinaries) throws {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: dir + "/backup_label") else {
+            throw RecoveryError("the base backup has no backup_label: not a barman-cloud/pg_basebackup data directory")
+        }
+        guard fm.fileExists(atPath: dir + "/PG_VERSION") else { throw RecoveryError("the base backup has no PG_VERSION") }
+        let version = (try? String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard version == String(binaries.major) else {
+            throw RecoveryError("the data directory is PostgreSQL \(version ?? "?"), backup.info said \(binaries.major)")
+        }
+        chmod(dir, 0o700)
+        try fm.createDirectory(atPath: dir + "/pg_wal/archive_status", withIntermediateDirectories: true)
+        for stale in ["standby.signal", "postmaster.pid", "postmaster.opts"] { unlink(dir + "/" + stale) }
+        guard fm.createFile(atPath: dir + "/recovery.signal", contents: Data()) else { throw RecoveryError("cannot create \(dir)/recovery.signal") }
+        if fm.fileExists(atPath: dir + "/backup_manifest"), fm.isExecutableFile(atPath: binaries.bin + "/pg_verifybackup") {
+            let (st, out) = try Subprocess.run(binaries.bin + "/pg_verifybackup", ["--no-parse-wal", "--quiet", dir], env: ["PATH": "/usr/bin:/bin"])
+            guard st == 0 else { throw RecoveryError("pg_verifybackup: the restored files do not match backup_manifest: \(out)") }
+            progress("backup_manifest verified (pg_verifybackup)")
+        }
+    }
+
+    static func checkEmptyTarget(_ dir: String) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw RecoveryError("\(dir) exists and is not a directory") }
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            guard entries.isEmpty else { throw RecoveryError("\(dir) is not empty (\(entries.count) entries): drctl restores into an empty or new directory only") }
+        }
+    }
+
+    /// Unix socket paths are limited to 107 bytes: a deep scratch directory gets its socket elsewhere.
+    static func shortSocketDirectory(runAs: RunAs?) throws -> String {
+        var template = Array("/tmp/drctl-sock-XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw LocalError("mkdtemp: \(String(cString: strerror(errno)))") }
+        let path = String(cString: p)
+        Cleanup.shared.addDirectory(path)
+        if let runAs { try runAs.chownTree(path) }
+        return path
+    }
+
+    static func bytes(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import ObjectStore
+
+/// PostgreSQL server binaries of one major version.
+public struct PostgresBinaries: Sendable {
+    public let bin: String
+    public let major: Int
+
+    /// `/usr/lib/postgresql/<major>/bin` (Debian, Ubuntu), `/usr/pgsql-<major>/bin` (PGDG RPMs),
+    /// or `override`; the version `postgres --version` reports must match.
+    public static func find(major: Int, override: String?) throws -> PostgresBinaries {
+        let candidates = override.map { [$0] } ?? ["/usr/lib/postgresql/\(major)/bin", "/usr/pgsql-\(major)/bin"]
+        guard let bin = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") }) else {
+            throw LocalError("the backup is of PostgreSQL \(major), and no PostgreSQL \(major) server was found in \(candidates.joined(separator: " or ")) (install postgresql-\(major), or pass --pg-bin DIR)")
+        }
+        let (st, out) = try Subprocess.run(bin + "/postgres", ["--version"], env: ["PATH": "/usr/bin:/bin"])
+        // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+        let found = out.split(separator: " ").dropFirst(2).first.flatMap { Int($0.split(separator: ".").first ?? "") }
+        guard st == 0, let found else { throw LocalError("\(bin)/postgres --version failed: \(out)") }
+        guard found == major else {
+            throw LocalError("the backup is of PostgreSQL \(major), but \(bin)/postgres is PostgreSQL \(found): WAL and data files are not compatible across major versions")
+        }
+        for tool in ["psql"] where !FileManager.default.isExecutableFile(atPath: "\(bin)/\(tool)") {
+            throw LocalError("\(bin)/\(tool) not found (install postgresql-client-\(major))")
+        }
+        return PostgresBinaries(bin: bin, major: major)
+    }
+
+    public init(bin: String, major: Int) {
+        self.bin = bin
+        self.major = major
+    }
+}
+
+/// A PostgreSQL server recovering a restored data directory, started with drctl's own
+/// configuration file: the backup's postgresql.conf (which for CNPG points at certificates,
+/// preload libraries and, above all, an archive_command writing into the production archive)
+/// stays in the data directory untouched and unused.
+public final class RecoveryServer: @unchecked Sendable {
+    public let binaries: PostgresBinaries
+    public let dataDir: String
+    public let configDir: String
+    public let socketDir: String
+    public let port: Int
+    public let logFile: String
+    public let runAs: RunAs?
+    public let user: String
+    public private(set) var pid: pid_t = 0
+
+    public init(binaries: PostgresBinaries, dataDir: String, configDir: String, socketDir: String, port: Int, logFile: String,
+                runAs: RunAs?, user: String) {
+        self.binaries = binaries
+        self.dataDir = dataDir
+        self.configDir = configDir
+        self.socketDir = socketDir
+        self.port = port
+        self.logFile = logFile
+        self.runAs = runAs
+        self.user = user
+    }
+
+    public var configFile: String { configDir + "/drctl-postgresql.conf" }
+    public var hbaFile: String { configDir + "/drctl-pg_hba.conf" }
+
+    /// Quotes a value for postgresql.conf.
+    static func conf(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
+    /// Quotes one word for the shell PostgreSQL runs restore_command with.
+    public static func shellWord(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    /// Writes the configuration: loopback and a private socket only, no archiving, no
+    /// replication, and the recovery settings when `restoreCommand` is given.
+    public func writeConfig(restoreCommand: String?, target: RecoveryTarget?, allowTCP: Bool) throws {
+        var lines = [
+            "# Written by drctl for a restored data directory. The backup's own postgresql.conf is not read.",
+            "listen_addresses = '127.0.0.1'",
+            "port = \(port)",
+            "unix_socket_directories = \(Self.conf(socketDir))",
+            "unix_socket_permissions = 0700",
+            "hba_file = \(Self.conf(hbaFile))",
+            "ident_file = \(Self.conf(configDir + "/drctl-pg_ident.conf"))",
+            "archive_mode = off",
+            "hot_standby = off",
+            "max_wal_senders = 0",
+            "wal_level = replica",
+            "shared_buffers = 128MB",
+            "max_connections = 20",
+            "timezone = 'UTC'",
+            "log_timezone = 'UTC'",
+            "logging_collector = off",
+            "log_line_prefix = '%m [%p] '",
+            "ssl = off",
+            "shared_preload_libraries = ''",
+        ]
+        if let restoreCommand {
+            lines += [
+                "restore_command = \(Self.conf(restoreCommand))",
+                "recovery_target_timeline = 'latest'",
+                "recovery_target_action = 'promote'",
+            ]
+            if case .time(let t)? = target {
+                lines += ["recovery_target_time = \(Self.conf(TargetTime.postgres(t)))", "recovery_target_inclusive = on"]
+            }
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: configFile, atomically: true, encoding: .utf8)
+        // Local connections through the 0700 socket directory only; TCP from loopback needs the
+        // restored roles' passwords (and is refused during a drill).
+        let hba = ["local all all trust", "host all all 127.0.0.1/32 \(allowTCP ? "scram-sha-256" : "reject")", "host all all ::1/128 reject"]
+        try (hba.joined(separator: "\n") + "\n").write(toFile: hbaFile, atomically: true, encoding: .utf8)
+        try "".write(toFile: configDir + "/drctl-pg_ident.conf", atomically: true, encoding: .utf8)
+        if let runAs { for f in [configFile, hbaFile, configDir + "/drctl-pg_ident.conf"] { lchown(f, runAs.uid, runAs.gid) } }
+    }
+
+    /// Starts `postgres` in a process group of its own (registered for cleanup).
+    public func start(environment: [String: String]) throws {
+        var (program, args) = (binaries.bin + "/postgres", ["-D", dataDir, "-c", "config_file=\(configFile)"])
+        if let runAs { (program, args) = try runAs.wrap(program, args) }
+        if !FileManager.default.fileExists(atPath: logFile) {
+            FileManager.default.createFile(atPath: logFile, contents: nil)
+            if let runAs { lchown(logFile, runAs.uid, runAs.gid) }
+        }
+        pid = try Subprocess.spawn(program, args, env: environment, output: logFile, newGroup: true)
+        Cleanup.shared.addProcessGroup(pid)
+    }
+
+    /// The server's exit status if it has stopped.
+    public func exited() -> Int32? { pid > 0 ? Subprocess.poll(pid) : -1 }
+
+    /// Runs SQL through psql over the private socket; returns the unaligned, tuples-only output.
+    public func query(_ sql: String, database: String = "postgres", timeout: Int = 120) throws -> String {
+        var env = ["PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": "-c statement_timeout=\(timeout * 1000)", "PGAPPNAME": "drctl"]
+        env["LC_ALL"] = "C.UTF-8"
+        let (st, out) = try Subprocess.run(binaries.bin + "/psql",
+                                           ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", user, "-d", database, "-c", sql],
+                                           env: env)
+        guard st == 0 else { throw LocalError("query on \(database) failed: \(out.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        return out.trimmingCharacters(in: .newlines)
+    }
+
+    /// Stops the server: `fast` (clean shutdown, for a data directory that is kept) or
+    /// `immediate`; waits for it to exit.
+    public func stop(mode: String = "fast") {
+        guard pid > 0 else { return }
+        if Subprocess.poll(pid) == nil {
+            // Signal the postmaster itself (its pid heads postmaster.pid), not runuser in front of it.
+            let pm = (try? String(contentsOfFile: dataDir + "/postmaster.pid", encoding: .utf8))
+                .flatMap { $0.split(separator: "\n").first.flatMap { pid_t($0) } } ?? pid
+            kill(pm, mode == "fast" ? SIGINT : SIGQUIT)
+            let deadline = Date().addingTimeInterval(60)
+            while Subprocess.poll(pid) == nil && Date() < deadline { usleep(20_000) }
+        }
+        Cleanup.killGroup(pid)
+        Cleanup.shared.removeProcessGroup(pid)
+        pid = 0
+    }
+
+    /// The server log so far.
+    public func log() -> String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+
+    /// The last lines of the log that say what went wrong (FATAL/PANIC/ERROR), else its tail.
+    public func logProblem() -> String {
+        let lines = log().split(separator: "\n")
+        let bad = lines.filter { $0.contains("FATAL:") || $0.contains("PANIC:") }
+        let pick = bad.isEmpty ? Array(lines.suffix(5)) : Array(bad.suffix(3))
+        return pick.map { l in
+            // Drop the timestamp/pid prefix.
+            if let r = l.range(of: "] ") { return String(l[r.upperBound...]) }
+            return String(l)
+        }.joined(separator: "; ")
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw LocalError("socket: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard r == 0 else { throw LocalError("bind: \(String(cString: strerror(errno)))") }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}

@@ -1,0 +1,98 @@
+import Foundation
+import ObjectStore
+
+/// Everything a restore has put on this host that must go when it ends: process groups to
+/// kill and directories to remove. Cleanup runs on the normal path and, through the signal
+/// handlers, on Ctrl-C, SIGTERM and SIGHUP, so a drill never leaves a server or a directory behind.
+public final class Cleanup: @unchecked Sendable {
+    public static let shared = Cleanup()
+    private let lock = NSLock()
+    private var groups: [pid_t] = []
+    private var dirs: [String] = []
+    private var sources: [DispatchSourceSignal] = []
+    private var installed = false
+
+    public func addProcessGroup(_ pgid: pid_t) { lock.withLock { groups.append(pgid) } }
+    public func removeProcessGroup(_ pgid: pid_t) { lock.withLock { groups.removeAll { $0 == pgid } } }
+    public func addDirectory(_ path: String) { lock.withLock { dirs.append(path) } }
+    public func removeDirectory(_ path: String) { lock.withLock { dirs.removeAll { $0 == path } } }
+
+    /// Handle SIGINT, SIGTERM and SIGHUP: clean up, then exit 128+signal.
+    public func installSignalHandlers() {
+        lock.lock(); defer { lock.unlock() }
+        guard !installed else { return }
+        installed = true
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [self] in
+                FileHandle.standardError.write(Data("\ndrctl: \(sig == SIGINT ? "interrupted" : "terminated"); stopping PostgreSQL and removing the scratch directory\n".utf8))
+                runAll()
+                _exit(128 + sig)
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+
+    /// Kills every registered process group and removes every registered directory.
+    public func runAll() {
+        let (g, d) = lock.withLock { (groups, dirs) }
+        for pgid in g { Self.killGroup(pgid) }
+        for dir in d { Self.removeTree(dir) }
+        lock.withLock { groups.removeAll(); dirs.removeAll() }
+    }
+
+    /// SIGQUIT (PostgreSQL's immediate shutdown) to the group, then SIGKILL to whatever is left.
+    public static func killGroup(_ pgid: pid_t) {
+        guard pgid > 0 else { return }
+        kill(-pgid, SIGQUIT)
+        for _ in 0..<50 {
+            if kill(-pgid, 0) != 0 { return }
+            // Reap the leader if it is our child, so the group can vanish.
+            var st: Int32 = 0
+            _ = waitpid(pgid, &st, WNOHANG)
+            usleep(20_000)
+        }
+        kill(-pgid, SIGKILL)
+        var st: Int32 = 0
+        _ = waitpid(pgid, &st, 0)
+    }
+
+    /// rm -rf, repeated briefly: a writer that was mid-file may recreate an entry once.
+    public static func removeTree(_ path: String) {
+        for attempt in 0..<5 {
+            try? FileManager.default.removeItem(atPath: path)
+            if !FileManager.default.fileExists(atPath: path) { return }
+            usleep(useconds_t(20_000 * (attempt + 1)))
+        }
+    }
+}
+
+/// A scratch directory for one restore: `<base>/drctl-<kind>-<name>-<UTC stamp>-<pid>`, owned
+/// by the user PostgreSQL runs as, registered for cleanup.
+public struct ScratchDirectory: Sendable {
+    public let path: String
+
+    public init(base: String, kind: String, name: String, runAs: RunAs?) throws {
+        let stamp = Self.stamp(Date())
+        let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
+        path = (base as NSString).appendingPathComponent("drctl-\(kind)-\(safe)-\(stamp)-\(getpid())")
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        guard mkdir(path, 0o700) == 0 else { throw LocalError("cannot create scratch directory \(path): \(String(cString: strerror(errno)))") }
+        Cleanup.shared.addDirectory(path)
+        if let runAs { try runAs.chownTree(path) }
+    }
+
+    static func stamp(_ d: Date) -> String {
+        var t = tm()
+        var s = time_t(d.timeIntervalSince1970)
+        gmtime_r(&s, &t)
+        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
+    }
+
+    public func remove() {
+        Cleanup.removeTree(path)
+        Cleanup.shared.removeDirectory(path)
+    }
+}

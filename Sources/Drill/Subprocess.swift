@@ -1,0 +1,123 @@
+import Foundation
+import ObjectStore
+
+/// Child processes with posix_spawn: an argument vector, never a shell. Foundation's Process
+/// misses the exit of children whose own children outlive them, which PostgreSQL's do.
+public enum Subprocess {
+    /// Starts `program`; stdout and stderr go to `output` (appended). With `newGroup` the child
+    /// leads a process group of its own, so everything it starts can be signalled at once.
+    public static func spawn(_ program: String, _ args: [String], env: [String: String], output: String = "/dev/null",
+                             newGroup: Bool = false) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // Signals the parent ignores or handles must not be inherited as ignored.
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var flags = Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)
+        if newGroup {
+            flags |= Int16(POSIX_SPAWN_SETPGROUP)
+            posix_spawnattr_setpgroup(&attr, 0)
+        }
+        posix_spawnattr_setflags(&attr, flags)
+        let argv = ([program] + args).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
+        var pid = pid_t()
+        let rc = posix_spawn(&pid, program, &actions, &attr, argv, envp)
+        guard rc == 0 else { throw LocalError("cannot run \(program): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    /// The exit status of a finished child, or nil while it runs.
+    public static func poll(_ pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == pid { return decode(status) }
+        if r < 0 && errno == ECHILD { return -1 }
+        return nil
+    }
+
+    @discardableResult
+    public static func wait(_ pid: pid_t) -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        return decode(status)
+    }
+
+    static func decode(_ status: Int32) -> Int32 {
+        status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+
+    /// Runs to completion; returns the exit status and the combined output.
+    public static func run(_ program: String, _ args: [String], env: [String: String]) throws -> (status: Int32, output: String) {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-run-\(getpid())-\(UUID().uuidString.prefix(8))").path
+        defer { unlink(out) }
+        let status = wait(try spawn(program, args, env: env, output: out))
+        return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+    }
+
+    /// The absolute path of this executable (restore_command must name it exactly).
+    public static var currentExecutable: String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n > 0 { return String(cString: buf) }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+    }
+
+    /// The first of `candidates` that exists and can be executed.
+    public static func find(_ candidates: [String]) -> String? {
+        candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+}
+
+/// A user the restored PostgreSQL runs as when drctl runs as root (PostgreSQL refuses root).
+public struct RunAs: Sendable {
+    public var user: String
+    public var uid: uid_t
+    public var gid: gid_t
+
+    public init(user: String) throws {
+        guard let pw = getpwnam(user) else {
+            throw LocalError("user '\(user)' does not exist: PostgreSQL cannot run as root; create it or pass --run-as USER")
+        }
+        self.user = user
+        uid = pw.pointee.pw_uid
+        gid = pw.pointee.pw_gid
+    }
+
+    /// The user to run as: none when not root; else `user`.
+    public static func forCurrentProcess(user: String) throws -> RunAs? {
+        geteuid() == 0 ? try RunAs(user: user) : nil
+    }
+
+    /// `program args` wrapped so it runs as this user (runuser keeps the environment).
+    public func wrap(_ program: String, _ args: [String]) throws -> (String, [String]) {
+        guard let runuser = Subprocess.find(["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]) else {
+            throw LocalError("runuser not found: it is needed to run PostgreSQL as \(user) (util-linux)")
+        }
+        return (runuser, ["-u", user, "--", program] + args)
+    }
+
+    /// Gives a file tree to this user.
+    public func chownTree(_ root: String) throws {
+        guard lchown(root, uid, gid) == 0 else { throw LocalError("chown \(root): \(String(cString: strerror(errno)))") }
+        guard let e = FileManager.default.enumerator(atPath: root) else { return }
+        while let rel = e.nextObject() as? String {
+            let p = root + "/" + rel
+            guard lchown(p, uid, gid) == 0 else { throw LocalError("chown \(p): \(String(cString: strerror(errno)))") }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import Catalog
+import Policy
+
+/// Where a point-in-time recovery stops.
+public enum RecoveryTarget: Sendable, Equatable, CustomStringConvertible {
+    /// Replay every archived segment.
+    case latest
+    /// Stop before the first transaction that committed after this instant.
+    case time(Date)
+
+    public var date: Date? { if case .time(let d) = self { return d } else { return nil } }
+    public var description: String {
+        switch self {
+        case .latest: return "latest"
+        case .time(let d): return TargetTime.postgres(d)
+        }
+    }
+}
+
+public struct TargetTimeError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// `--at` values: RFC 3339 with any offset, `YYYY-MM-DD HH:MM:SS[.ffffff]` (UTC), `latest`,
+/// and relative forms like `-2h` or `-90m` (before now).
+public enum TargetTime {
+    public static func parse(_ text: String, now: Date) throws -> RecoveryTarget {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        if s == "latest" { return .latest }
+        if s.hasPrefix("-") {
+            guard let d = Duration(parsing: String(s.dropFirst())) else {
+                throw TargetTimeError(description: "'\(text)': a relative time is a minus sign and a duration, e.g. -30m, -2h, -1d")
+            }
+            return .time(now.addingTimeInterval(-Double(d.seconds)))
+        }
+        guard let d = timestamp(s) else {
+            throw TargetTimeError(description: "'\(text)' is not a time: use RFC 3339 (2026-11-27T04:20:00Z, 2026-11-27T05:20:00+01:00), '2026-11-27 04:20:00' (UTC), 'latest' or a relative time such as -2h")
+        }
+        return .time(d)
+    }
+
+    /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH[:MM]]`; no offset means UTC.
+    static func timestamp(_ s: String) -> Date? {
+        let b = Array(s.utf8)
+        func num(_ from: Int, _ len: Int) -> Int? {
+            guard from + len <= b.count else { return nil }
+            var v = 0
+            for i in from..<from + len {
+                guard (48...57).contains(b[i]) else { return nil }
+                v = v * 10 + Int(b[i] - 48)
+            }
+            return v
+        }
+        guard b.count >= 19, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"), b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":"),
+              [UInt8(ascii: "T"), UInt8(ascii: "t"), UInt8(ascii: " ")].contains(b[10]),
+              let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let sec = num(17, 2),
+              (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, sec < 61 else { return nil }
+        var i = 19
+        var micros = 0
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            var digits = 0
+            while i < b.count, (48...57).contains(b[i]) {
+                if digits < 6 { micros = micros * 10 + Int(b[i] - 48) }
+                digits += 1
+                i += 1
+            }
+            guard digits > 0 else { return nil }
+            for _ in digits..<max(digits, 6) { micros *= 10 }
+        }
+        var offset = 0
+        if i < b.count {
+            if b[i] == UInt8(ascii: "Z") || b[i] == UInt8(ascii: "z") {
+                guard i + 1 == b.count else { return nil }
+            } else if b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-") {
+                let sign = b[i] == UInt8(ascii: "-") ? -1 : 1
+                guard let oh = num(i + 1, 2), oh < 24 else { return nil }
+                var om = 0
+                switch b.count - (i + 3) {
+                case 0: break
+                case 2: guard let m = num(i + 3, 2) else { return nil }; om = m
+                case 3: guard b[i + 3] == UInt8(ascii: ":"), let m = num(i + 4, 2) else { return nil }; om = m
+                default: return nil
+                }
+                offset = sign * (oh * 3600 + om * 60)
+            } else {
+                return nil
+            }
+        }
+        var t = tm()
+        t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
+        t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(sec)
+        let whole = timegm(&t) - offset
+        return Date(timeIntervalSince1970: Double(whole) + Double(micros) / 1_000_000)
+    }
+
+    /// PostgreSQL's form for `recovery_target_time`: `YYYY-MM-DD HH:MM:SS.ffffff+00`. An ISO
+    /// `Z` suffix is what CNPG users trip over (cloudnative-pg#10819); an explicit `+00` is
+    /// read the same by every PostgreSQL version.
+    public static func postgres(_ d: Date) -> String {
+        let (whole, micros) = split(d)
+        var t = tm()
+        var s = time_t(whole)
+        gmtime_r(&s, &t)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
+                      Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros)
+    }
+
+    /// RFC 3339 with microseconds, for messages and evidence.
+    public static func rfc3339(_ d: Date) -> String { PreciseTime.format(d) }
+
+    /// Whole seconds and microseconds, rounded to the microsecond PostgreSQL keeps.
+    static func split(_ d: Date) -> (Int, Int) {
+        let totalMicros = Int((d.timeIntervalSince1970 * 1_000_000).rounded())
+        let whole = Int((Double(totalMicros) / 1_000_000).rounded(.down))
+        return (whole, totalMicros - whole * 1_000_000)
+    }
+}

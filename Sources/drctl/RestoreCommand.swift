@@ -1,0 +1,183 @@
+import ArgumentParser
+import Catalog
+import Drill
+import Foundation
+import Layout
+import ObjectStore
+import Policy
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Point-in-time recovery of a database from the bucket into a new data directory.",
+        discussion: """
+            Picks the newest DONE base backup that ended at or before the target, streams it from \
+            the bucket into DIR, and replays archived WAL (read ahead by drctl) with a local \
+            PostgreSQL of the backup's major version until the target, then promotes. Prints the \
+            plan and asks before starting (--yes to skip, --dry-run to stop there). DIR must be \
+            new or empty. The restored server never archives: the backup's postgresql.conf is left \
+            as it was and unused; drctl writes drctl-postgresql.conf beside it and prints how to \
+            start it (or leaves it running with --start). Works from a policy \
+            (WORKLOAD --policies DIR) or from the bucket alone (--source s3://bucket/path --server NAME). \
+            --at takes RFC 3339 (2026-11-27T04:20:00Z, any offset), '2026-11-27 04:20:00' (UTC), \
+            'latest', or a relative time such as -2h.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var s3: S3Options
+    @OptionGroup var host: HostOptions
+    @Argument(help: "Workload (policy name) to restore; or give --source and --server.") var workload: String?
+    @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
+    @Option(help: "The workload's CNPG cluster to restore (needed when it has several).") var cluster: String?
+    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+    @Option(help: "barman-cloud server name (CNPG serverName).") var server: String?
+    @Option(help: ArgumentHelp("Recovery target.", valueName: "time")) var at: String
+    @Option(help: ArgumentHelp("New or empty directory for the recovered data directory.", valueName: "dir")) var to: String?
+    @Flag(help: "Print the plan and stop.") var dryRun = false
+    @Flag(name: [.short, .long], help: "Do not ask for confirmation.") var yes = false
+    @Flag(help: "Leave the recovered server running (on --port).") var start = false
+    @Option(help: "Port for the recovered server (default: a free one).") var port: Int?
+    @Option(name: [.short, .long], help: "Output format: table or json (json prints the plan and, after a restore, the outcome).")
+    var output: OutputFormat = .table
+
+    func validate() throws {
+        if workload == nil && (source == nil || server == nil) {
+            throw ValidationError("give a WORKLOAD (with --policies), or --source s3://bucket/path and --server NAME")
+        }
+        if workload != nil && source != nil { throw ValidationError("give either a WORKLOAD or --source, not both") }
+        if to == nil && !dryRun { throw ValidationError("--to DIR is required (or --dry-run)") }
+        if port != nil && !start { throw ValidationError("--port goes with --start") }
+    }
+
+    struct Report: Encodable {
+        var plan: RestorePlan
+        var outcome: RecoveryOutcome?
+    }
+
+    func run() throws {
+        global.bootstrapLogging()
+        try runReportingErrors {
+            let log = StepLog(quiet: host.quiet)
+            let now = Date()
+            let target = try TargetTime.parse(at, now: now)
+            let (barman, label) = try resolveSource()
+            log("planning the restore of \(label) to \(target)")
+            let (scan, archive) = try BarmanScanner.scanArchive(S3Reader(client: barman.client, bucket: barman.bucket), layout: barman.layout, server: barman.server)
+            let plan = try RestorePlanner.plan(server: barman.server, scan: scan, archive: archive, target: target, now: now)
+            if output == .table {
+                printPlan(plan, label: label)
+                fflush(nil)   // the plan before the progress lines and the prompt
+            }
+            if dryRun {
+                if output == .json { try printJSON(Report(plan: plan, outcome: nil)) }
+                return
+            }
+            guard let to else { return }
+            if !yes {
+                guard isatty(STDIN_FILENO) == 1 else {
+                    throw ValidationError("refusing to restore without confirmation: standard input is not a terminal (pass --yes)")
+                }
+                FileHandle.standardOutput.write(Data("Proceed? [y/N] ".utf8))
+                guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                    print("aborted")
+                    throw ExitCode(1)
+                }
+            }
+            Cleanup.shared.installSignalHandlers()
+            var options = host.restoreOptions()
+            options.kind = "restore"
+            options.targetDirectory = to.hasPrefix("/") ? to : FileManager.default.currentDirectoryPath + "/" + to
+            options.port = port
+            options.allowTCP = true
+            let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
+            let restore = HostRestore(plan: plan, source: barman, options: options, progress: log.callAsFunction, transfer: bar.callback)
+            let outcome: RecoveryOutcome
+            do {
+                outcome = try restore.run()
+                bar.finish()
+            } catch {
+                bar.finish()
+                restore.finish(success: false)
+                throw error
+            }
+            restore.finish(success: true, keepRunning: start)
+            switch output {
+            case .json:
+                try printJSON(Report(plan: plan, outcome: outcome))
+            case .table:
+                printOutcome(outcome, plan: plan)
+            }
+        }
+    }
+
+    /// The barman source from the policy's store or from the flags, and a label for messages.
+    func resolveSource() throws -> (BarmanSource, String) {
+        if let source, let server {
+            let url = try S3URL(parsing: source)
+            let client = try s3.makeClient()
+            return (BarmanSource(client: client, bucket: url.bucket, layout: BarmanLayout(root: url.key), server: server,
+                                 clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment),
+                    "\(source) server \(server)")
+        }
+        let set = try loadCheckedPolicies(policies)
+        guard let p = set.backupPolicies.first(where: { $0.name.value == workload }) else {
+            throw ValidationError("no policy named '\(workload ?? "")' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
+        }
+        guard let store = set.objectStore(named: p.objectStore.value) else { throw ConfigError("policy \(p.name.value): no ObjectStore \(p.objectStore.value)") }
+        let candidates = p.cnpg.filter { cluster == nil || $0.cluster.value == cluster }
+        guard let c = candidates.first else {
+            throw ValidationError(p.cnpg.isEmpty ? "workload \(p.name.value) has no CNPG cluster to restore" : "workload \(p.name.value) has no CNPG cluster '\(cluster ?? "")' (have: \(p.cnpg.map(\.cluster.value).joined(separator: ", ")))")
+        }
+        if candidates.count > 1 {
+            throw ValidationError("workload \(p.name.value) has several CNPG clusters (\(candidates.map(\.cluster.value).joined(separator: ", "))): choose one with --cluster")
+        }
+        let client = try s3.makeClient(for: store)
+        return (BarmanSource(client: client, bucket: store.bucket.value, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value,
+                             clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment),
+                "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))")
+    }
+
+    func printPlan(_ plan: RestorePlan, label: String) {
+        let b = plan.backup
+        var rows: [(String, String)] = [
+            ("target", plan.targetTime.map { "\(TargetTime.postgres($0)) (\(TargetTime.rfc3339($0)))" } ?? "latest (every archived transaction)"),
+            ("recoverable range", "\(TargetTime.rfc3339(plan.firstRecoverable)) .. \(plan.newestRecoverable.map(TargetTime.rfc3339) ?? "?")"),
+            ("base backup", "\(b.backupID)\(b.name.map { " (\($0))" } ?? ""), ended \(b.endTime.map(TargetTime.rfc3339) ?? "?"), \(b.compression.isEmpty || b.compression == "none" ? "plain tar" : b.compression), \(formatBytes(plan.baseBytes))"),
+            ("WAL", "\(plan.walRange) (\(plan.walNeeded) segments, \(formatBytes(plan.walBytes)); \(plan.wal.count) archived after the backup)"),
+            ("timelines", plan.timelines.map(String.init).joined(separator: " -> ")),
+            ("PostgreSQL", "\(plan.pgMajor) (from backup.info version \(b.pgVersion.map(String.init) ?? "?"))"),
+            ("to fetch", formatBytes(plan.baseBytes + plan.walBytes)),
+        ]
+        if let d = lastDrill(workload: workload), d.bytesFetched > 0, d.rtoSeconds > 0 {
+            let rate = Double(d.bytesFetched) / d.rtoSeconds
+            let est = Double(plan.baseBytes + plan.walBytes) / rate
+            rows.append(("estimated time", "~\(Duration.humanize(max(1, Int(est)))) (drill \(d.id): \(formatBytes(d.bytesFetched)) restored and checked in \(Duration.humanize(max(1, Int(d.rtoSeconds)))))"))
+        } else {
+            rows.append(("estimated time", "unknown: no drill recorded yet (drctl verify measures it)"))
+        }
+        if let to { rows.append(("into", to)) }
+        print("Restore plan for \(label)")
+        for (k, v) in rows { print("  \(k.padding(toLength: 18, withPad: " ", startingAt: 0)) \(v)") }
+        for w in plan.warnings { print("  warning: \(w)") }
+    }
+
+    func printOutcome(_ o: RecoveryOutcome, plan: RestorePlan) {
+        print("""
+            Recovered \(o.server) from \(o.backupID) to \(o.achieved.map(TargetTime.rfc3339) ?? "the backup's end (no transaction replayed)") on timeline \(o.timeline.map(String.init) ?? "?").
+              \(o.stop)
+              \(o.walSegmentsRestored) WAL segments replayed; \(formatBytes(o.baseBytes + o.walBytes)) fetched
+              data directory: \(o.dataDirectory)
+            """)
+        let conf = o.dataDirectory + "/drctl-postgresql.conf"
+        let bin = (geteuid() == 0 ? "runuser -u \(host.runAs) -- " : "") + (host.pgBin ?? "/usr/lib/postgresql/\(plan.pgMajor)/bin")
+        if start {
+            print("The server is running on 127.0.0.1:\(o.port) (socket in \(o.dataDirectory)). Stop it with:\n  \(bin)/pg_ctl -D \(o.dataDirectory) stop")
+        } else {
+            print("""
+                It is stopped, promoted and will not archive. Start it with:
+                  \(bin)/pg_ctl -D \(o.dataDirectory) -o "-c config_file=\(conf)" -l \(o.dataDirectory)/drctl-postgres.log start
+                (its own postgresql.conf is kept unchanged beside drctl-postgresql.conf)
+                """)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Catalog
+import Drill
+import Foundation
+import ObjectStore
+
+/// Options shared by drctl restore and drctl verify: where and how PostgreSQL runs.
+struct HostOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Directory of PostgreSQL server binaries (default: /usr/lib/postgresql/<major>/bin for the backup's major version).", valueName: "dir"))
+    var pgBin: String?
+    @Option(help: "When drctl runs as root, run PostgreSQL as this user.") var runAs = "postgres"
+    @Option(help: "The restored cluster's superuser, which checks connect as.") var dbUser = "postgres"
+    @Option(help: ArgumentHelp("Where scratch directories go (default: $TMPDIR or /tmp).", valueName: "dir")) var scratchDir: String?
+    @Option(help: ArgumentHelp("Give up on WAL replay after this long (e.g. 30m).", valueName: "duration")) var timeout = "2h"
+    @Option(help: "WAL segments to read ahead of replay.") var readAhead = 16
+    @Flag(help: "No progress output.") var quiet = false
+
+    func validate() throws {
+        guard parseSeconds(timeout) != nil else { throw ValidationError("--timeout \(timeout): not a duration (e.g. 90s, 30m, 2h)") }
+        guard (1...256).contains(readAhead) else { throw ValidationError("--read-ahead must be 1...256") }
+    }
+
+    func restoreOptions() -> HostRestoreOptions {
+        var o = HostRestoreOptions()
+        o.pgBin = pgBin
+        o.runAsUser = runAs
+        o.databaseUser = dbUser
+        o.scratchBase = scratchDir ?? ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        o.timeout = TimeInterval(parseSeconds(timeout) ?? 7200)
+        o.prefetchWindow = readAhead
+        o.prefetchWorkers = min(4, readAhead)
+        return o
+    }
+}
+
+/// Progress lines on standard error, each with the seconds since the command started.
+final class StepLog: @unchecked Sendable {
+    let started = Date()
+    let quiet: Bool
+    init(quiet: Bool) { self.quiet = quiet }
+    func callAsFunction(_ line: String) {
+        guard !quiet else { return }
+        let t = String(format: "%7.1fs", Date().timeIntervalSince(started))
+        FileHandle.standardError.write(Data("[\(t)] \(KnownSecrets.shared.redactor.redact(line))\n".utf8))
+    }
+}
+
+extension S3Client {
+    /// The drctl options that reach this same store from restore_command.
+    func restoreCommandArguments(_ s3: S3Options) -> [String] {
+        var a = ["--endpoint", config.endpoint.description, "--region", config.region,
+                 config.endpoint.addressing == .path ? "--path-style" : "--virtual-hosted"]
+        if let ca = s3.caBundle { a += ["--ca-bundle", (ca as NSString).standardizingPath.hasPrefix("/") ? ca : FileManager.default.currentDirectoryPath + "/" + ca] }
+        if s3.insecure { a.append("--insecure") }
+        return a
+    }
+
+    /// The credentials, as the environment of the PostgreSQL that runs restore_command: they
+    /// reach `drctl wal-restore` without touching disk or a command line.
+    var credentialEnvironment: [String: String] {
+        var env = ["AWS_ACCESS_KEY_ID": config.credentials.accessKeyID, "AWS_SECRET_ACCESS_KEY": config.credentials.secretAccessKey]
+        if let t = config.credentials.sessionToken { env["AWS_SESSION_TOKEN"] = t }
+        return env
+    }
+}
+
+/// The newest drill in the default catalog, for a restore's time estimate (nil when none).
+func lastDrill(workload: String?) -> DrillEvidence? {
+    let path = defaultCatalogPath()
+    guard FileManager.default.fileExists(atPath: path), let store = try? CatalogStore(path: path) else { return nil }
+    return (try? store.drills(workload: workload, limit: 1))?.first
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Catalog
+import Drill
+import Foundation
+import ObjectStore
+import Policy
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Restore drills: restore workloads into a scratch place, check the data, record the evidence.",
+        discussion: """
+            For each workload: every CNPG database of its policy is restored from the bucket to the \
+            same target (default: latest) with a local PostgreSQL in a scratch directory, its Velero \
+            restore point is unpacked and checked against its resource list, and the policy's drill \
+            checks run (sql, freshness, resourceCount; podsReady needs a cluster drill and is \
+            skipped). The evidence (target, achieved restore point, measured RTO and its phases, \
+            bytes, each check) goes to the catalog and to <drctl prefix>/evidence/<workload>/ in the \
+            bucket, where drctl status reads it. The scratch directory and server are always \
+            removed, also on failure, Ctrl-C and SIGTERM, unless --keep. Exit status: 0 when every \
+            drill passed, 1 otherwise.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var s3: S3Options
+    @OptionGroup var host: HostOptions
+    @Argument(help: "Workloads (policy names) to drill.") var workloads: [String] = []
+    @Flag(help: "Drill every workload in the policies.") var all = false
+    @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
+    @Option(help: ArgumentHelp("Recovery target (RFC 3339, 'YYYY-MM-DD HH:MM:SS' UTC, latest, -2h).", valueName: "time")) var at = "latest"
+    @Flag(help: "Keep the scratch directory and leave the restored server running, for inspection.") var keep = false
+    @Option(help: ArgumentHelp("The catalog file evidence is recorded in (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
+    var catalog: String?
+    @Flag(help: "Do not upload the evidence to the bucket.") var noUpload = false
+    @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+
+    func validate() throws {
+        if workloads.isEmpty && !all { throw ValidationError("name the workloads to drill, or --all") }
+        if !workloads.isEmpty && all { throw ValidationError("give workloads or --all, not both") }
+    }
+
+    func run() throws {
+        global.bootstrapLogging()
+        var failed = false
+        try runReportingErrors {
+            let log = StepLog(quiet: host.quiet)
+            let set = try loadCheckedPolicies(policies)
+            let chosen = try all ? set.backupPolicies : workloads.map { name in
+                guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
+                    throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
+                }
+                return p
+            }
+            let target = try TargetTime.parse(at, now: Date())
+            let store = try CatalogStore(path: catalog ?? defaultCatalogPath())
+            Cleanup.shared.installSignalHandlers()
+            var results: [DrillEvidence] = []
+            for p in chosen {
+                guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
+                let client = try s3.makeClient(for: objectStore)
+                var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: host.restoreOptions(),
+                                      clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment)
+                drill.keep = keep
+                let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
+                let evidence = drill.run(progress: log.callAsFunction, transfer: bar.callback)
+                bar.finish()
+                try store.recordDrill(evidence)
+                if !noUpload {
+                    do {
+                        let key = try HostDrill.upload(evidence, store: objectStore, client: client)
+                        log("evidence stored at s3://\(objectStore.bucket.value)/\(key)")
+                    } catch {
+                        log("could not store the evidence in the bucket: \(error)")
+                        failed = true
+                    }
+                }
+                log("drill of \(p.name.value) \(evidence.result.rawValue.uppercased())\(evidence.error.map { ": \($0)" } ?? "")")
+                results.append(evidence)
+            }
+            failed = failed || results.contains { $0.result == .failed }
+            switch output {
+            case .json:
+                print(String(decoding: try DrillEvidence.encoder.encode(results), as: UTF8.self))
+            case .table:
+                printEvidence(results)
+            }
+        }
+        if failed { throw Exit.failure }
+    }
+
+    func printEvidence(_ results: [DrillEvidence]) {
+        var rows = [["WORKLOAD", "RESULT", "TARGET", "ACHIEVED RESTORE POINT", "RPO (DATA LOSS / OBJECTIVE)", "RTO (MEASURED / OBJECTIVE)", "FETCHED", "CHECKS"]]
+        for e in results {
+            let passed = e.checks.filter { $0.result == .passed }.count
+            rows.append([e.workload, e.result.rawValue.uppercased(), e.targetTime.map(TargetTime.rfc3339) ?? e.target,
+                         e.databases.compactMap(\.achieved).min().map(TargetTime.rfc3339) ?? "-",
+                         "\(e.rpoSeconds.map { Duration.humanize(Int($0.rounded())) } ?? "-") / \(Duration.humanize(e.rpoObjectiveSeconds))",
+                         "\(String(format: "%.1fs", e.rtoSeconds)) / \(Duration.humanize(e.rtoObjectiveSeconds))",
+                         formatBytes(e.bytesFetched), "\(passed)/\(e.checks.count) passed"])
+        }
+        printTable(rows)
+        for e in results {
+            print("\n\(e.workload): drill \(e.id) \(e.result.rawValue.uppercased())\(e.error.map { ": \($0)" } ?? "")")
+            for d in e.databases {
+                print("  \(d.cluster): base backup \(d.backupID), \(d.walSegments) WAL segments, timeline \(d.timeline.map(String.init) ?? "?"); \(d.stop)")
+            }
+            let phases = ["plan", "download_unpack", "wal_replay", "checks"].compactMap { k in e.phases[k].map { "\(k) \(String(format: "%.1fs", $0))" } }
+            if !phases.isEmpty { print("  phases: \(phases.joined(separator: ", "))") }
+            for c in e.checks { print("  [\(c.result.rawValue)] \(c.name): \(c.detail)") }
+        }
+    }
+}
