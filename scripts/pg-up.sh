@@ -2,6 +2,7 @@
 # A throw-away PostgreSQL 15 under DIR on 127.0.0.1:PORT, run as the postgres user, with WAL
 # archiving through ARCHIVE_COMMAND (e.g. barman-cloud-wal-archive into RGW).
 #   scripts/pg-up.sh DIR PORT [ARCHIVE_COMMAND]      stop: scripts/pg-down.sh DIR
+# PG_EXTRA_CONF (lines) is appended to postgresql.conf.
 set -euo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 DIR PORT [ARCHIVE_COMMAND]" >&2; exit 2; }
 DIR=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -25,6 +26,7 @@ chmod 700 "$DIR"
     echo "archive_command = '${ARCHIVE//\'/\'\'}'"
     echo "archive_timeout = 60"
   fi
+  [ -z "${PG_EXTRA_CONF:-}" ] || printf '%s\n' "$PG_EXTRA_CONF"
 } >> "$DIR/data/postgresql.conf"
 "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w -t 60 start >/dev/null
 echo "pg-up: PostgreSQL on 127.0.0.1:$PORT (socket dir $DIR)"

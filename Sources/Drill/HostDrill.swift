@@ -63,6 +63,11 @@ public struct HostDrill {
                 }
             }
             add("plan", Date().timeIntervalSince(t))
+            if case .latest = target, let (c, plan) = plans.first(where: { !$0.1.warnings.isEmpty }) {
+                // A drill of the newest point must reach it: archived WAL that recovery cannot
+                // reach is lost data, even if what comes before it restores.
+                throw RecoveryError("\(c.cluster.value): \(plan.warnings.joined(separator: "; "))")
+            }
             for (c, plan) in plans {
                 progress("\(c.cluster.value): base backup \(plan.backup.backupID) (\(HostRestore.bytes(plan.baseBytes))), WAL \(plan.walRange)")
                 for w in plan.warnings { progress("\(c.cluster.value): warning: \(w)") }

@@ -115,6 +115,7 @@ public final class HostRestore: @unchecked Sendable {
             var overall: TransferProgress?
             if let transfer { overall = { n, _ in transfer(done + n, total) } }
             let consume: (UnsafeRawBufferPointer) throws -> Void = { chunk in
+                if Cleanup.shared.isAborting { throw RecoveryError("interrupted") }
                 if let gz {
                     try gz.feed(chunk) { try tar.feed($0) }
                 } else {
@@ -165,6 +166,7 @@ public final class HostRestore: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(options.timeout)
         var reported = 0
         while true {
+            if Cleanup.shared.isAborting { throw RecoveryError("interrupted") }
             let log = server.log()
             let restored = log.components(separatedBy: "restored log file \"").count - 1
             if restored >= reported + 16 || (restored > reported && Date().timeIntervalSince(t0) > 2) {

@@ -11,6 +11,11 @@ public final class Cleanup: @unchecked Sendable {
     private var dirs: [String] = []
     private var sources: [DispatchSourceSignal] = []
     private var installed = false
+    private var aborting = false
+
+    /// Set once a signal asked drctl to stop: long loops check it and stop writing, so nothing
+    /// recreates a directory the cleanup is removing.
+    public var isAborting: Bool { lock.withLock { aborting } }
 
     public func addProcessGroup(_ pgid: pid_t) { lock.withLock { groups.append(pgid) } }
     public func removeProcessGroup(_ pgid: pid_t) { lock.withLock { groups.removeAll { $0 == pgid } } }
@@ -26,13 +31,24 @@ public final class Cleanup: @unchecked Sendable {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { [self] in
+                lock.withLock { aborting = true }
                 FileHandle.standardError.write(Data("\ndrctl: \(sig == SIGINT ? "interrupted" : "terminated"); stopping PostgreSQL and removing the scratch directory\n".utf8))
+                let groups = lock.withLock { self.groups }
+                for g in groups { Self.killGroup(g) }
+                usleep(200_000)   // let the restore notice and stop writing
                 runAll()
                 _exit(128 + sig)
             }
             s.resume()
             sources.append(s)
         }
+    }
+
+    /// Called by the main thread when its work ended early: if a signal is being handled, wait
+    /// for the handler to finish the cleanup and exit, instead of racing it.
+    public func parkIfAborting() {
+        guard isAborting else { return }
+        while true { sleep(60) }
     }
 
     /// Kills every registered process group and removes every registered directory.

@@ -170,7 +170,7 @@ public final class WALPrefetcher: @unchecked Sendable {
                     inFlight += 1
                 }
             }
-            guard index >= 0 else { return }
+            guard index >= 0, !Cleanup.shared.isAborting else { return }
             let f = files[index]
             let path = spool + "/" + f.name
             do {

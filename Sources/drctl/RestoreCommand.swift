@@ -96,6 +96,7 @@ struct RestoreCommand: ParsableCommand {
                 outcome = try restore.run()
                 bar.finish()
             } catch {
+                Cleanup.shared.parkIfAborting()
                 bar.finish()
                 restore.finish(success: false)
                 throw error

@@ -63,6 +63,7 @@ struct VerifyCommand: ParsableCommand {
                 drill.keep = keep
                 let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
                 let evidence = drill.run(progress: log.callAsFunction, transfer: bar.callback)
+                Cleanup.shared.parkIfAborting()
                 bar.finish()
                 try store.recordDrill(evidence)
                 if !noUpload {

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+@testable import Catalog
+@testable import Drill
+import Layout
+
+struct TargetTimeTests {
+    static let now = Date(timeIntervalSince1970: 1_795_757_517)   // 2026-11-27 05:31:57 UTC
+
+    @Test(arguments: [
+        ("2026-11-27T04:20:00Z", 1_795_753_200.0),
+        ("2026-11-27T05:20:00+01:00", 1_795_753_200.0),
+        ("2026-11-27T00:20:00-0400", 1_795_753_200.0),
+        ("2026-11-27T09:20:00+05", 1_795_753_200.0),
+        ("2026-11-27 04:20:00", 1_795_753_200.0),
+        ("2026-11-27 04:20:00.123456", 1_795_753_200.123456),
+        ("2026-11-27t04:20:00.5z", 1_795_753_200.5),
+    ])
+    func absolute(_ text: String, _ epoch: Double) throws {
+        let t = try #require(try TargetTime.parse(text, now: Self.now).date)
+        #expect(abs(t.timeIntervalSince1970 - epoch) < 0.0000005, "\(text)")
+    }
+
+    @Test func relativeAndLatest() throws {
+        #expect(try TargetTime.parse("latest", now: Self.now) == .latest)
+        #expect(try TargetTime.parse("-2h", now: Self.now) == .time(Self.now.addingTimeInterval(-7200)))
+        #expect(try TargetTime.parse("-90m", now: Self.now) == .time(Self.now.addingTimeInterval(-5400)))
+        #expect(try TargetTime.parse("-1d", now: Self.now) == .time(Self.now.addingTimeInterval(-86400)))
+    }
+
+    @Test(arguments: ["yesterday", "2026-11-27", "2026-13-01 00:00:00", "2026-11-27T04:20:00+0", "-2", "-2x", "2026-11-27 04:20:00.", "2026-11-27T04:20:00Zjunk"])
+    func rejected(_ text: String) {
+        #expect(throws: TargetTimeError.self) { try TargetTime.parse(text, now: Self.now) }
+    }
+
+    /// PostgreSQL's form, with an explicit +00 and microseconds, never a `Z` (cloudnative-pg#10819).
+    @Test func postgresForm() throws {
+        let t = try #require(try TargetTime.parse("2026-11-27T05:20:00.000042+01:00", now: Self.now).date)
+        #expect(TargetTime.postgres(t) == "2026-11-27 04:20:00.000042+00")
+        #expect(TargetTime.rfc3339(t) == "2026-11-27T04:20:00.000042Z")
+        #expect(PreciseTime.parse(TargetTime.rfc3339(t)).map { abs($0.timeIntervalSince(t)) < 0.0000005 } == true)
+    }
+}
+
+struct RestorePlannerTests {
+    static let base = Date(timeIntervalSince1970: 1_795_750_000)
+    static func at(_ s: Double) -> Date { base.addingTimeInterval(s) }
+    static let mb: UInt64 = 16 << 20
+
+    static func seg(_ n: UInt32, tli: UInt32 = 1) -> WALSegment { WALSegment(timeline: tli, log: 0, segment: n) }
+
+    /// Segments 1...last on timeline 1, segment n written at n*100 s, minus `missing`.
+    static func archive(last: UInt32, missing: Set<UInt32> = []) -> WALArchive {
+        var a = WALArchive()
+        for n in 1...last where !missing.contains(n) {
+            let s = seg(n)
+            a.segments[s] = .init(key: "cnpg/db/wals/\(s.hashDirectory)/\(s.name).gz", size: 1000, lastModified: at(Double(n) * 100))
+        }
+        return a
+    }
+
+    static func backup(_ id: String, status: String = "DONE", begin: UInt32, end: Double?, chainEnd: UInt32, gaps: [String] = [],
+                       compression: String? = "gz", restorable: Bool = true) -> BarmanBackup {
+        BarmanBackup(server: "db", backupID: id, name: nil, status: status, error: status == "FAILED" ? "failure upload" : nil,
+                     beginTime: end.map { at($0 - 10) }, endTime: end.map(at), beginWAL: seg(begin).name, endWAL: seg(begin).name,
+                     beginLSN: nil, endLSN: nil, timeline: 1, systemID: "1", pgVersion: 150018, size: 5000, compression: compression ?? "none",
+                     archives: ["data"], archiveFiles: [ArchiveFile(name: "data", key: "cnpg/db/base/\(id)/data.tar\(compression.map { ".\($0)" } ?? "")", size: 5000, compression: compression)],
+                     segmentSize: mb, walChainEnd: seg(chainEnd).name, walChainEndTime: at(Double(chainEnd) * 100), walGaps: gaps,
+                     restorable: restorable && status == "DONE")
+    }
+
+    static func scan(_ backups: [BarmanBackup]) -> BarmanServerScan {
+        BarmanServerScan(server: "db", backups: backups, walSegments: 0, partialSegments: [], timelines: [1], newestSegment: nil, unrecognised: 0, problems: [])
+    }
+
+    static let now = at(100_000)
+
+    @Test func choosesNewestDoneBackupThatEndedBeforeTheTarget() throws {
+        let s = Self.scan([Self.backup("A", begin: 2, end: 250, chainEnd: 9), Self.backup("B", begin: 5, end: 550, chainEnd: 9),
+                           Self.backup("C", status: "FAILED", begin: 7, end: nil, chainEnd: 9), Self.backup("D", status: "STARTED", begin: 8, end: nil, chainEnd: 9)])
+        let a = Self.archive(last: 9)
+        // Between A's and B's end: A, and WAL from A's begin to the first segment written after T.
+        var p = try RestorePlanner.plan(server: "db", scan: s, archive: a, target: .time(Self.at(420)), now: Self.now)
+        #expect(p.backup.backupID == "A")
+        #expect(p.wal.map(\.name) == (2...9).map { Self.seg($0).name })
+        #expect(p.walNeeded == 4, "segments 2...5: 5 is the first written after T")
+        #expect(p.pgMajor == 15 && p.target == "2026-11-27 03:33:40.000000+00")
+        // After B's end: B, not the FAILED or STARTED ones after it (barman-cloud-restore 3.19.1 crashes here).
+        p = try RestorePlanner.plan(server: "db", scan: s, archive: a, target: .time(Self.at(800)), now: Self.now)
+        #expect(p.backup.backupID == "B")
+        p = try RestorePlanner.plan(server: "db", scan: s, archive: a, target: .latest, now: Self.now)
+        #expect(p.backup.backupID == "B" && p.walNeeded == p.wal.count)
+    }
+
+    @Test func refusesTargetsOutsideTheRecoverableRange() {
+        let s = Self.scan([Self.backup("A", begin: 2, end: 250, chainEnd: 9)])
+        let a = Self.archive(last: 9)
+        func message(_ t: RecoveryTarget) -> String {
+            do { _ = try RestorePlanner.plan(server: "db", scan: s, archive: a, target: t, now: Self.now); return "" } catch { return "\(error)" }
+        }
+        let before = message(.time(Self.at(100)))
+        #expect(before.contains("before the first recoverable point") && before.contains(PreciseTime.format(Self.at(250))) && before.contains(PreciseTime.format(Self.at(900))), "\(before)")
+        let after = message(.time(Self.at(950)))
+        #expect(after.contains("after the newest recoverable point") && after.contains(PreciseTime.format(Self.at(900))), "\(after)")
+        #expect(message(.time(Self.now.addingTimeInterval(60))).contains("in the future"))
+    }
+
+    @Test func aGapBeforeTheTargetIsNamed() {
+        let s = Self.scan([Self.backup("A", begin: 2, end: 250, chainEnd: 5, gaps: [Self.seg(6).name])])
+        let a = Self.archive(last: 9, missing: [6])
+        do {
+            _ = try RestorePlanner.plan(server: "db", scan: s, archive: a, target: .time(Self.at(700)), now: Self.now)
+            Issue.record("a target beyond the gap was accepted")
+        } catch {
+            #expect("\(error)".contains("WAL segment \(Self.seg(6).name) is missing"), "\(error)")
+        }
+        // Before the gap it plans, reading at most up to it.
+        let p = try? RestorePlanner.plan(server: "db", scan: s, archive: a, target: .time(Self.at(420)), now: Self.now)
+        #expect(p?.wal.last?.name == Self.seg(5).name)
+    }
+
+    @Test func unsupportedCompressionAndNothingRestorableAreClearErrors() {
+        let a = Self.archive(last: 9)
+        #expect(throws: PlanError.self) {
+            try RestorePlanner.plan(server: "db", scan: Self.scan([Self.backup("A", begin: 2, end: 250, chainEnd: 9, compression: "zst")]), archive: a, target: .latest, now: Self.now)
+        }
+        do {
+            _ = try RestorePlanner.plan(server: "db", scan: Self.scan([Self.backup("A", begin: 2, end: 250, chainEnd: 9, compression: "bz2")]), archive: a, target: .latest, now: Self.now)
+        } catch {
+            #expect("\(error)".contains("bzip2"))
+        }
+        do {
+            _ = try RestorePlanner.plan(server: "db", scan: Self.scan([Self.backup("F", status: "FAILED", begin: 2, end: nil, chainEnd: 9)]), archive: a, target: .latest, now: Self.now)
+            Issue.record("planned from a FAILED backup")
+        } catch {
+            #expect("\(error)".contains("no restorable base backup") && "\(error)".contains("F FAILED"))
+        }
+        // A plain tar plans.
+        #expect((try? RestorePlanner.plan(server: "db", scan: Self.scan([Self.backup("P", begin: 2, end: 250, chainEnd: 9, compression: nil)]), archive: a, target: .latest, now: Self.now)) != nil)
+    }
+}
+
+struct ExpectationTests {
+    @Test func evaluates() throws {
+        #expect(try #require(Expectation(">= 1")).evaluate("3").ok)
+        #expect(!(try #require(Expectation(">= 1")).evaluate("0").ok))
+        #expect(try #require(Expectation("= 42")).evaluate("42|x").ok)
+        #expect(try #require(Expectation("!= 0")).evaluate("1").ok)
+        #expect(try #require(Expectation("< 2.5")).evaluate("2").ok)
+        #expect(try #require(Expectation("nonempty")).evaluate("a\nb").ok)
+        #expect(!(try #require(Expectation("nonempty")).evaluate("").ok))
+        #expect(try #require(Expectation("empty")).evaluate("").ok)
+        #expect(!(try #require(Expectation("= 1")).evaluate("abc").ok))
+        #expect(Expectation("about 3") == nil)
+    }
+}
+
+struct SpoolTests {
+    /// A segment handed out once is fetched directly the second time (PostgreSQL re-reads the
+    /// last segment at the end of recovery), never waited for.
+    @Test func takenSegmentsAreNotWaitedFor() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-spool-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "A\nB\n".write(toFile: dir + "/plan", atomically: true, encoding: .utf8)
+        try "\(getpid())\n".write(toFile: dir + "/prefetcher.pid", atomically: true, encoding: .utf8)
+        try "seg".write(toFile: dir + "/A", atomically: true, encoding: .utf8)
+        guard case .moved = WALSpool.take("A", spool: dir, target: dir + "/out") else { Issue.record("A not moved"); return }
+        let t0 = Date()
+        guard case .notPlanned = WALSpool.take("A", spool: dir, target: dir + "/out2", timeout: 5) else { Issue.record("A again"); return }
+        #expect(Date().timeIntervalSince(t0) < 1)
+        guard case .notPlanned = WALSpool.take("C", spool: dir, target: dir + "/out3", timeout: 5) else { Issue.record("C"); return }
+        try "boom".write(toFile: dir + "/B.error", atomically: true, encoding: .utf8)
+        guard case .failed = WALSpool.take("B", spool: dir, target: dir + "/out4", timeout: 5) else { Issue.record("B"); return }
+    }
+}
