@@ -52,7 +52,8 @@ public struct RecoveryOutcome: Sendable, Codable {
     public var server: String
     public var backupID: String
     public var target: String
-    /// The commit time of the last transaction replayed (pg_last_xact_replay_timestamp()).
+    /// The commit time of the last transaction replayed (pg_last_xact_replay_timestamp()), or the
+    /// base backup's end when recovery replayed none.
     public var achieved: Date?
     /// How the server log says recovery ended.
     public var stop: String
@@ -202,7 +203,8 @@ public final class HostRestore: @unchecked Sendable {
             """).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard row.count == 3 else { throw RecoveryError("unexpected answer from the recovered server: \(row)") }
         guard row[0] == "f" else { throw RecoveryError("the server is still in recovery: it was not promoted") }
-        let achieved = row[1].isEmpty ? nil : TargetTime.timestamp(row[1])
+        // No transaction replayed: the data is as of the backup's consistent point, its end.
+        let achieved = row[1].isEmpty ? plan.backup.endTime : TargetTime.timestamp(row[1])
         let log = server.log()
         let lines = log.split(separator: "\n")
         let stopLine = (lines.last { $0.contains("recovery stopping") } ?? lines.last { $0.contains("last completed transaction was at log time") })
@@ -211,7 +213,7 @@ public final class HostRestore: @unchecked Sendable {
             throw RecoveryError("recovery overshot: the last replayed transaction committed at \(TargetTime.rfc3339(a)), after the target \(TargetTime.rfc3339(t))")
         }
         let restored = log.components(separatedBy: "restored log file \"").count - 1
-        progress("recovered to \(achieved.map(TargetTime.rfc3339) ?? "the backup's consistent point (no transaction replayed)"): \(stopLine)")
+        progress("recovered to \(achieved.map(TargetTime.rfc3339) ?? "?")\(row[1].isEmpty ? " (the base backup's end: no transaction replayed)" : ""): \(stopLine)")
         return RecoveryOutcome(server: source.server, backupID: plan.backup.backupID, target: fellBack ? "\(plan.target) (archive ended first)" : plan.target,
                                achieved: achieved, stop: stopLine, timeline: UInt32(row[2], radix: 16), walSegmentsRestored: restored,
                                baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases)

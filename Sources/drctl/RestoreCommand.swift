@@ -164,7 +164,7 @@ struct RestoreCommand: ParsableCommand {
 
     func printOutcome(_ o: RecoveryOutcome, plan: RestorePlan) {
         print("""
-            Recovered \(o.server) from \(o.backupID) to \(o.achieved.map(TargetTime.rfc3339) ?? "the backup's end (no transaction replayed)") on timeline \(o.timeline.map(String.init) ?? "?").
+            Recovered \(o.server) from \(o.backupID) to \(o.achieved.map(TargetTime.rfc3339) ?? "?") on timeline \(o.timeline.map(String.init) ?? "?").
               \(o.stop)
               \(o.walSegmentsRestored) WAL segments replayed; \(formatBytes(o.baseBytes + o.walBytes)) fetched
               data directory: \(o.dataDirectory)
