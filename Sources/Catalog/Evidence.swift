@@ -1,4 +1,5 @@
 import Foundation
+import Layout
 
 /// The record of one restore drill: what was restored, to which point, how long it took, and
 /// what the checks found. Written to the catalog and, as JSON, to drctl's prefix in the bucket
@@ -128,12 +129,6 @@ public enum PreciseTime {
                       Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros - whole * 1_000_000)
     }
 
-    /// Parses `format`'s output (and RFC 3339 without a fraction).
-    public static func parse(_ s: String) -> Date? {
-        guard let dot = s.firstIndex(of: "."), let z = s.firstIndex(of: "Z"), dot < z,
-              let base = ISO8601DateFormatter().date(from: String(s[..<dot]) + "Z"), let frac = Double("0" + s[dot..<z]) else {
-            return ISO8601DateFormatter().date(from: s)
-        }
-        return Date(timeIntervalSince1970: base.timeIntervalSince1970 + frac)
-    }
+    /// Parses `format`'s output (and any RFC 3339 time).
+    public static func parse(_ s: String) -> Date? { parseTimestamp(s) }
 }

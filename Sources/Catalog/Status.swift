@@ -32,8 +32,9 @@ public struct DrillSummary: Sendable, Codable, Equatable {
     public var result: String
     public var rtoSeconds: Double
     public var rtoObjectiveSeconds: Int
-    /// The oldest restore point the drill's databases reached.
+    /// The oldest restore point the drill's databases reached, and the data lost against the target.
     public var achieved: Date?
+    public var rpoSeconds: Double?
     public var error: String?
 
     public init(_ e: DrillEvidence) {
@@ -43,6 +44,7 @@ public struct DrillSummary: Sendable, Codable, Equatable {
         rtoSeconds = e.rtoSeconds
         rtoObjectiveSeconds = e.rtoObjectiveSeconds
         achieved = e.databases.compactMap(\.achieved).min()
+        rpoSeconds = e.rpoSeconds
         error = e.error
     }
 }

@@ -57,50 +57,38 @@ public enum DrillChecks {
         var out: [DrillEvidence.Check] = []
         for check in checks {
             let t0 = Date()
-            var r: DrillEvidence.Check
+            let name: String
+            let result: (DrillEvidence.Check.Result, String)
+            /// Runs `body` against the cluster's restored server; an error fails the check.
+            func on(_ cluster: String, _ body: (RecoveryServer) throws -> (DrillEvidence.Check.Result, String)) -> (DrillEvidence.Check.Result, String) {
+                guard let server = servers[cluster] else { return (.failed, "no restored database for cluster \(cluster) (not in the policy's cnpg list?)") }
+                do { return try body(server) } catch { return (.failed, "\(error)") }
+            }
             switch check {
             case .sql(let cluster, let database, let query, let expect):
-                let name = "sql \(cluster)/\(database): \(query) \(expect)"
-                if let server = servers[cluster] {
-                    if let e = Expectation(expect) {
-                        do {
-                            let (ok, detail) = e.evaluate(try server.query(query, database: database))
-                            r = .init(name: name, result: ok ? .passed : .failed, detail: detail, seconds: 0)
-                        } catch {
-                            r = .init(name: name, result: .failed, detail: "\(error)", seconds: 0)
-                        }
-                    } else {
-                        r = .init(name: name, result: .failed, detail: "'\(expect)' is not an expectation", seconds: 0)
-                    }
-                } else {
-                    r = .init(name: name, result: .failed, detail: "no restored database for cluster \(cluster) (not in the policy's cnpg list?)", seconds: 0)
+                name = "sql \(cluster)/\(database): \(query) \(expect)"
+                result = on(cluster) { server in
+                    guard let e = Expectation(expect) else { return (.failed, "'\(expect)' is not an expectation") }
+                    let (ok, detail) = e.evaluate(try server.query(query, database: database))
+                    return (ok ? .passed : .failed, detail)
                 }
             case .freshness(let cluster, let database, let table, let column):
-                let name = "freshness \(cluster)/\(database): \(table).\(column) within \(Duration.humanize(rpo))"
-                if let server = servers[cluster] {
-                    do {
-                        let out = try server.query("select coalesce(to_char(max(\(column))::timestamptz at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') from \(table)", database: database)
-                        if let newest = PreciseTime.parse(out) {
-                            let age = reference.timeIntervalSince(newest)
-                            let ok = age <= Double(rpo)
-                            r = .init(name: name, result: ok ? .passed : .failed,
-                                      detail: "newest \(column) is \(PreciseTime.format(newest)), \(Duration.humanize(max(0, Int(age)))) before \(PreciseTime.format(reference))\(ok ? "" : ": older than the RPO")",
-                                      seconds: 0)
-                        } else {
-                            r = .init(name: name, result: .failed, detail: "\(table) has no rows with a \(column)", seconds: 0)
-                        }
-                    } catch {
-                        r = .init(name: name, result: .failed, detail: "\(error)", seconds: 0)
-                    }
-                } else {
-                    r = .init(name: name, result: .failed, detail: "no restored database for cluster \(cluster)", seconds: 0)
+                name = "freshness \(cluster)/\(database): \(table).\(column) within \(Duration.humanize(rpo))"
+                result = on(cluster) { server in
+                    let out = try server.query("select coalesce(to_char(max(\(column))::timestamptz at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '') from \(table)", database: database)
+                    guard let newest = PreciseTime.parse(out) else { return (.failed, "\(table) has no rows with a \(column)") }
+                    let age = reference.timeIntervalSince(newest)
+                    let ok = age <= Double(rpo)
+                    return (ok ? .passed : .failed,
+                            "newest \(column) is \(PreciseTime.format(newest)), \(Duration.humanize(max(0, Int(age)))) before \(PreciseTime.format(reference))\(ok ? "" : ": older than the RPO")")
                 }
             case .podsReady:
-                r = .init(name: "podsReady", result: .skipped, detail: "needs a cluster drill (--mode cluster); a host drill runs no pods", seconds: 0)
+                name = "podsReady"
+                result = (.skipped, "needs a cluster drill (--mode cluster); a host drill runs no pods")
             case .resourceCount:
                 continue   // counted in the Velero backup's contents (VeleroDrillCheck)
             }
-            r.seconds = Date().timeIntervalSince(t0)
+            let r = DrillEvidence.Check(name: name, result: result.0, detail: result.1, seconds: Date().timeIntervalSince(t0))
             progress("check \(r.result.rawValue): \(r.name) (\(r.detail))")
             out.append(r)
         }

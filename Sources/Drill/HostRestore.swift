@@ -204,7 +204,7 @@ public final class HostRestore: @unchecked Sendable {
         guard row.count == 3 else { throw RecoveryError("unexpected answer from the recovered server: \(row)") }
         guard row[0] == "f" else { throw RecoveryError("the server is still in recovery: it was not promoted") }
         // No transaction replayed: the data is as of the backup's consistent point, its end.
-        let achieved = row[1].isEmpty ? plan.backup.endTime : TargetTime.timestamp(row[1])
+        let achieved = row[1].isEmpty ? plan.backup.endTime : parseTimestamp(row[1])
         let log = server.log()
         let lines = log.split(separator: "\n")
         let stopLine = (lines.last { $0.contains("recovery stopping") } ?? lines.last { $0.contains("last completed transaction was at log time") })

@@ -60,14 +60,14 @@ public struct WALSource: Sendable {
         switch file.compression {
         case nil:
             info = try client.getObject(url) { chunk in
-                try writeFully(fd, chunk, path: tmp)
+                try ObjectStore.writeAll(fd, chunk, path: tmp)
                 written += Int64(chunk.count)
             }
         case Compression.gzip.rawValue?:
             let gz = try GzipStream(limit: limit)
             info = try client.getObject(url) { chunk in
                 try gz.feed(chunk) { out in
-                    try writeFully(fd, out, path: tmp)
+                    try ObjectStore.writeAll(fd, out, path: tmp)
                     written += Int64(out.count)
                 }
             }
@@ -82,18 +82,6 @@ public struct WALSource: Sendable {
         closed = true
         guard rename(tmp, path) == 0 else { throw LocalError("rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
         return info.size
-    }
-}
-
-func writeFully(_ fd: Int32, _ buf: UnsafeRawBufferPointer, path: String) throws {
-    var off = 0
-    while off < buf.count {
-        let n = write(fd, buf.baseAddress! + off, buf.count - off)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw LocalError("write \(path): \(String(cString: strerror(errno)))")
-        }
-        off += n
     }
 }
 

@@ -127,31 +127,5 @@ public struct BackupInfo: Sendable {
 
     /// `2026-11-27 04:19:50.334721+00:00` (Python's str() of an aware datetime; the
     /// fraction is left out when it is zero).
-    public static func parseTime(_ s: String) -> Date? {
-        let b = Array(s.utf8)
-        guard b.count >= 25, b[10] == UInt8(ascii: " ") || b[10] == UInt8(ascii: "T") else { return nil }
-        func num(_ from: Int, _ len: Int) -> Int? {
-            guard from + len <= b.count else { return nil }
-            var v = 0
-            for i in from..<from + len {
-                guard (48...57).contains(b[i]) else { return nil }
-                v = v * 10 + Int(b[i] - 48)
-            }
-            return v
-        }
-        guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let sec = num(17, 2) else { return nil }
-        var i = 19, frac = 0.0
-        if i < b.count, b[i] == UInt8(ascii: ".") {
-            i += 1
-            var scale = 0.1
-            while i < b.count, (48...57).contains(b[i]) { frac += Double(b[i] - 48) * scale; scale /= 10; i += 1 }
-        }
-        guard i + 6 == b.count, b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-"), b[i + 3] == UInt8(ascii: ":"),
-              let oh = num(i + 1, 2), let om = num(i + 4, 2) else { return nil }
-        let offset = (oh * 3600 + om * 60) * (b[i] == UInt8(ascii: "-") ? -1 : 1)
-        var t = tm()
-        t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
-        t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(sec)
-        return Date(timeIntervalSince1970: Double(timegm(&t) - offset) + frac)
-    }
+    public static func parseTime(_ s: String) -> Date? { parseTimestamp(s) }
 }

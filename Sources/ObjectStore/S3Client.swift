@@ -496,7 +496,8 @@ final class GetState: HTTPResponseHandler {
 
 let writebackWindow: Int64 = 16 << 20
 
-func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
+/// write(2) until the whole buffer is written (retrying EINTR and short writes).
+public func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
     var off = 0
     while off < chunk.count {
         let n = write(fd, chunk.baseAddress! + off, chunk.count - off)

@@ -47,6 +47,37 @@ struct StatusTests {
         #expect(s.status == .protected, "\(s.reasons)")
     }
 
+    static func drill(_ result: DrillEvidence.Result, rto: Double, error: String? = nil) -> DrillEvidence {
+        DrillEvidence(id: "20261127T050000Z-1", workload: "app", mode: "host", host: "h", startedAt: ago(1800), finishedAt: ago(1790),
+                      target: "latest", targetTime: nil, result: result, error: error, databases: [], checks: [], rtoSeconds: rto,
+                      rtoObjectiveSeconds: 3600, rpoSeconds: 5, rpoObjectiveSeconds: 300, phases: [:], bytesFetched: 1)
+    }
+
+    /// The drill's evidence: a failed drill or one slower than the RTO puts the workload at risk.
+    @Test func drillEvidenceDecides() {
+        var spec = Self.db
+        spec.drills = true
+        let ok = Self.scan([Self.backup("20261127T043000")])
+        var s = StatusEvaluator.evaluate(spec, velero: [], barman: ok, now: Self.now)
+        #expect(s.status == .protected && s.reasons == ["never restore-drilled: run drctl verify app"] && s.lastDrill == nil)
+        s = StatusEvaluator.evaluate(spec, velero: [], barman: ok, drill: Self.drill(.passed, rto: 12), now: Self.now)
+        #expect(s.status == .protected && s.reasons.isEmpty && s.lastDrill?.rtoSeconds == 12 && s.lastDrill?.rpoSeconds == 5)
+        s = StatusEvaluator.evaluate(spec, velero: [], barman: ok, drill: Self.drill(.failed, rto: 12, error: "check failed: x"), now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("FAILED: check failed: x") })
+        s = StatusEvaluator.evaluate(spec, velero: [], barman: ok, drill: Self.drill(.passed, rto: 4000), now: Self.now)
+        #expect(s.status == .atRisk && s.reasons.contains { $0.contains("over the RTO objective 1h") })
+    }
+
+    @Test func evidenceRoundTripsWithMicroseconds() throws {
+        var e = Self.drill(.passed, rto: 1.5)
+        e.targetTime = Date(timeIntervalSince1970: 1_795_750_000.123456)
+        let back = try DrillEvidence.decoder.decode(DrillEvidence.self, from: DrillEvidence.encoder.encode(e))
+        #expect(PreciseTime.format(back.targetTime!) == "2026-11-27T03:26:40.123456Z")
+        #expect(back.id == e.id && back.rtoSeconds == 1.5)
+        #expect(DrillEvidence.key(drctlPrefix: "/drctl/", workload: "app", id: "x") == "drctl/evidence/app/x.json")
+        #expect(DrillEvidence.key(drctlPrefix: "", workload: "app", id: "x") == "evidence/app/x.json")
+    }
+
     @Test func overdueBaseBackupAndGaps() {
         var s = StatusEvaluator.evaluate(Self.db, velero: [], barman: Self.scan([Self.backup("20261125T040000", end: 2 * 86400)]), now: Self.now)
         #expect(s.status == .atRisk && s.reasons.contains { $0.contains("is 2d old") })

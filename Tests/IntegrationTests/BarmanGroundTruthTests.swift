@@ -169,16 +169,7 @@ import TestSupport
         let policyDir = tempPath("policies")
         try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: policyDir) }
-        try """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: rgw}
-            spec:
-              endpoint: \(rgw.endpoint)
-              bucket: \(bucket)
-              credentials: {secretName: s3}
-              prefixes: {velero: velero, barman: cnpg, drctl: drctl}
-            ---
+        try (rgw.objectStorePolicy(bucket: bucket) + """
             apiVersion: drctl.dev/v1alpha1
             kind: BackupPolicy
             metadata: {name: app}
@@ -200,7 +191,7 @@ import TestSupport
               objectives: {rpo: 24h, rto: 1h}
               velero:
                 schedules: [{tier: daily, schedule: "0 2 * * *", retention: 7d}]
-            """.write(toFile: "\(policyDir)/p.yaml", atomically: true, encoding: .utf8)
+            """).write(toFile: "\(policyDir)/p.yaml", atomically: true, encoding: .utf8)
         var statusEnv = drctlEnv
         statusEnv.removeValue(forKey: "AWS_ENDPOINT_URL")   // the endpoint comes from the policy
         func status() throws -> (Int32, [String: [String: Any]]) {

@@ -173,16 +173,7 @@ import TestSupport
         let policyDir = work + "/policies"
         try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
         func policy(expect: String) throws {
-            try """
-                apiVersion: drctl.dev/v1alpha1
-                kind: ObjectStore
-                metadata: {name: rgw}
-                spec:
-                  endpoint: \(rgw.endpoint)
-                  bucket: \(bucket)
-                  credentials: {secretName: s3}
-                  prefixes: {velero: velero, barman: cnpg, drctl: drctl}
-                ---
+            try (rgw.objectStorePolicy(bucket: bucket) + """
                 apiVersion: drctl.dev/v1alpha1
                 kind: BackupPolicy
                 metadata: {name: app}
@@ -199,7 +190,7 @@ import TestSupport
                     checks:
                       - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "\(expect)"}
                       - freshness: {cluster: app-db, database: postgres, table: t, column: at}
-                """.write(toFile: policyDir + "/p.yaml", atomically: true, encoding: .utf8)
+                """).write(toFile: policyDir + "/p.yaml", atomically: true, encoding: .utf8)
         }
         var verifyEnv = env
         verifyEnv.removeValue(forKey: "AWS_ENDPOINT_URL")

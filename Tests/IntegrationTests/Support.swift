@@ -73,6 +73,23 @@ final class RGW: Sendable {
         return S3Client(config: config, logger: logger)
     }
 
+    /// A policy document naming this RGW and `bucket` (prefixes velero, cnpg, drctl), for tests
+    /// that run drctl from policies.
+    func objectStorePolicy(bucket: String) -> String {
+        """
+        apiVersion: drctl.dev/v1alpha1
+        kind: ObjectStore
+        metadata: {name: rgw}
+        spec:
+          endpoint: \(endpoint)
+          bucket: \(bucket)
+          credentials: {secretName: s3}
+          prefixes: {velero: velero, barman: cnpg, drctl: drctl}
+        ---
+
+        """
+    }
+
     /// A new bucket with a unique name for one test.
     func bucket(_ client: S3Client, _ name: String) throws -> String {
         let b = "\(name)-\(UInt32.random(in: 0...UInt32.max))"
