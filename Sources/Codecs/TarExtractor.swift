@@ -122,7 +122,7 @@ public final class TarExtractor {
         let target = try safePath(name)
         switch type {
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
-            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try makeDirectories((target as NSString).deletingLastPathComponent)
             let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode(b))
             guard fd >= 0 else { throw TarError(description: "cannot create \(name): \(String(cString: strerror(errno)))") }
             pending = (name, size, padding, fd)
@@ -135,13 +135,13 @@ public final class TarExtractor {
                 state = .data
             }
         case UInt8(ascii: "5"):
-            try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+            try makeDirectories(target)
             state = padding > 0 || size > 0 ? .skip(Int(size) + padding) : .header
         case UInt8(ascii: "2"):
             // A symbolic link must resolve inside the root (pg_tblspc links are refused here).
             let resolved = link.hasPrefix("/") ? link : ((name as NSString).deletingLastPathComponent as NSString).appendingPathComponent(link)
             _ = try safePath(resolved, what: "link target of \(name)")
-            try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try makeDirectories((target as NSString).deletingLastPathComponent)
             guard symlink(link, target) == 0 else { throw TarError(description: "cannot create link \(name): \(String(cString: strerror(errno)))") }
             state = .header
         default:
@@ -196,6 +196,20 @@ public final class TarExtractor {
         let t = s.prefix { $0 != 0 && $0 != UInt8(ascii: " ") }.drop { $0 == UInt8(ascii: " ") }
         if t.isEmpty { return 0 }
         return Int64(String(decoding: t, as: UTF8.self), radix: 8)
+    }
+
+    /// mkdir -p below the root only: if the root was removed under a running extraction (an
+    /// interrupted restore being cleaned up), fail instead of creating it again.
+    private func makeDirectories(_ path: String) throws {
+        guard path == root || path.hasPrefix(root + "/") else { throw TarError(description: "\(path) is outside \(root)") }
+        guard access(root, F_OK) == 0 else { throw TarError(description: "\(root) no longer exists") }
+        var current = root
+        for component in path.dropFirst(root.count).split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, 0o755) != 0 && errno != EEXIST {
+                throw TarError(description: "mkdir \(current): \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     private func mode(_ b: [UInt8]) -> mode_t { mode_t(octal(b[100..<108]) ?? 0o600) & 0o777 }

@@ -238,6 +238,7 @@ public final class HostRestore: @unchecked Sendable {
                 if success && !ownsDataDirectory {
                     // Recovery is over: the kept directory's config loses restore_command.
                     try? server.writeConfig(restoreCommand: nil, target: nil, allowTCP: true)
+                    markHistoryForArchiving(server.dataDir, runAs: server.runAs)
                 }
             }
         }
@@ -245,6 +246,20 @@ public final class HostRestore: @unchecked Sendable {
             for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] { Cleanup.removeTree(dir + "/" + entry) }
         }
         scratch?.remove()
+    }
+
+    /// The promotion wrote a timeline history file while archiving was off, so PostgreSQL did
+    /// not queue it for the archiver. Queue it: if this directory becomes a primary that
+    /// archives (into the same serverName, as after a failover), recovery from the archive can
+    /// then follow the new timeline.
+    func markHistoryForArchiving(_ dir: String, runAs: RunAs?) {
+        let wal = dir + "/pg_wal"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: wal)) ?? [] where name.hasSuffix(".history") {
+            let status = "\(wal)/archive_status/\(name)"
+            guard !FileManager.default.fileExists(atPath: status + ".done"), !FileManager.default.fileExists(atPath: status + ".ready") else { continue }
+            FileManager.default.createFile(atPath: status + ".ready", contents: Data())
+            if let runAs { lchown(status + ".ready", runAs.uid, runAs.gid) }
+        }
     }
 
     /// Makes an unpacked base backup startable: permissions, an empty pg_wal, recovery.signal,

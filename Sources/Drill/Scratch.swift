@@ -20,6 +20,15 @@ public final class Cleanup: @unchecked Sendable {
     public func addProcessGroup(_ pgid: pid_t) { lock.withLock { groups.append(pgid) } }
     public func removeProcessGroup(_ pgid: pid_t) { lock.withLock { groups.removeAll { $0 == pgid } } }
     public func addDirectory(_ path: String) { lock.withLock { dirs.append(path) } }
+
+    /// Registers a directory just created, unless a signal is already being handled (then the
+    /// caller removes it and stops): no directory is created that the cleanup would miss.
+    public func register(directory path: String) throws {
+        try lock.withLock {
+            guard !aborting else { throw LocalError("interrupted") }
+            dirs.append(path)
+        }
+    }
     public func removeDirectory(_ path: String) { lock.withLock { dirs.removeAll { $0 == path } } }
 
     /// Handle SIGINT, SIGTERM and SIGHUP: clean up, then exit 128+signal.
@@ -36,7 +45,10 @@ public final class Cleanup: @unchecked Sendable {
                 let groups = lock.withLock { self.groups }
                 for g in groups { Self.killGroup(g) }
                 usleep(200_000)   // let the restore notice and stop writing
+                let dirs = lock.withLock { self.dirs }
                 runAll()
+                usleep(100_000)   // and sweep once more after anything that was mid-write
+                for d in dirs { Self.removeTree(d) }
                 _exit(128 + sig)
             }
             s.resume()
@@ -96,7 +108,12 @@ public struct ScratchDirectory: Sendable {
         path = (base as NSString).appendingPathComponent("drctl-\(kind)-\(safe)-\(stamp)-\(getpid())")
         try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
         guard mkdir(path, 0o700) == 0 else { throw LocalError("cannot create scratch directory \(path): \(String(cString: strerror(errno)))") }
-        Cleanup.shared.addDirectory(path)
+        do {
+            try Cleanup.shared.register(directory: path)
+        } catch {
+            rmdir(path)
+            throw error
+        }
         if let runAs { try runAs.chownTree(path) }
     }
 

@@ -152,9 +152,8 @@ import TestSupport
         // archiving into the same server name (as after a failover), commit 9 and 10 there.
         let (tst, tout, tdir) = try restore(Self.between(commits[5]!, commits[6]!), into: "tl2")
         try #require(tst == 0, "\(tout)")
-        // A server promoted without archiving did not mark its history file for the archiver.
-        FileManager.default.createFile(atPath: tdir + "/pg_wal/archive_status/00000002.history.ready", contents: Data())
-        chown(tdir + "/pg_wal/archive_status/00000002.history.ready", getpwnam("postgres").pointee.pw_uid, getpwnam("postgres").pointee.pw_gid)
+        // drctl queued the new timeline's history file for the archiver (its server ran without archiving).
+        #expect(FileManager.default.fileExists(atPath: tdir + "/pg_wal/archive_status/00000002.history.ready"))
         let p2 = try freePort()
         let (s2, o2) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", tdir, "-w", "-t", "60",
                                                      "-o", "-c config_file=\(tdir)/drctl-postgresql.conf -c port=\(p2) -c archive_mode=on -c archive_command='\(archive.replacingOccurrences(of: "'", with: "'\\''"))' -c track_commit_timestamp=on",
