@@ -84,6 +84,8 @@ public final class HostRestore: @unchecked Sendable {
     public private(set) var server: RecoveryServer?
     private var prefetcher: WALPrefetcher?
     private var ownsDataDirectory = true
+    /// A socket directory outside the scratch directory (when its path was too long for one).
+    private var socketDirectory: String?
 
     public init(plan: RestorePlan, source: BarmanSource, options: HostRestoreOptions, progress: @escaping (String) -> Void,
                 transfer: TransferProgress? = nil) {
@@ -142,6 +144,7 @@ public final class HostRestore: @unchecked Sendable {
         // (or left running) after the scratch directory is gone.
         let home = ownsDataDirectory ? scratch.path : dataDir
         let socketDir = home.utf8.count < 80 ? home : try Self.shortSocketDirectory(runAs: runAs)
+        if socketDir != home { socketDirectory = socketDir }
         let port = try options.port ?? freeLoopbackPort()
         let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
                                     logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser)
@@ -227,7 +230,7 @@ public final class HostRestore: @unchecked Sendable {
         prefetcher?.stop()
         if keepScratch {
             if let server { Cleanup.shared.removeProcessGroup(server.pid) }
-            if let scratch { Cleanup.shared.removeDirectory(scratch.path) }
+            for dir in [scratch?.path, socketDirectory].compactMap({ $0 }) { Cleanup.shared.removeDirectory(dir) }
             return
         }
         if let server {
@@ -240,6 +243,14 @@ public final class HostRestore: @unchecked Sendable {
                     try? server.writeConfig(restoreCommand: nil, target: nil, allowTCP: true)
                     markHistoryForArchiving(server.dataDir, runAs: server.runAs)
                 }
+            }
+        }
+        if let dir = socketDirectory {
+            if success && keepRunning && !ownsDataDirectory {
+                Cleanup.shared.removeDirectory(dir)   // the running server's socket lives there
+            } else {
+                Cleanup.removeTree(dir)
+                Cleanup.shared.removeDirectory(dir)
             }
         }
         if !success, !ownsDataDirectory, let dir = options.targetDirectory {

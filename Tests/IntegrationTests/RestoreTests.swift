@@ -198,8 +198,11 @@ import TestSupport
         func verify(_ extra: [String] = []) throws -> (Int32, String) {
             try run(drctlBinary, ["verify", "app", "--policies", policyDir, "--scratch-dir", scratch] + extra, env: verifyEnv)
         }
+        // Drills here have long scratch paths, so their sockets live in /tmp/drctl-sock-*: those go too.
+        func sockets() -> Set<String> { Set(((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("drctl-sock-") }) }
+        let socketsBefore = sockets()
         func leftovers() -> [String] {
-            let dirs = (try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []
+            let dirs = ((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []) + sockets().subtracting(socketsBefore).sorted()
             let (_, ps) = (try? run("/bin/ps", ["-eo", "args"])) ?? (0, "")
             return dirs + ps.split(separator: "\n").filter { $0.contains(scratch) }.map(String.init)
         }
