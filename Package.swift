@@ -37,10 +37,12 @@ let package = Package(
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
         .target(name: "Render", dependencies: ["Policy", .product(name: "Yams", package: "Yams")]),
+        // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
+        .target(name: "Kube", dependencies: ["ObjectStore", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Policy", "Render"]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill",
+            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -53,7 +55,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]
 )

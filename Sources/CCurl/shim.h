@@ -14,5 +14,11 @@ static inline CURLcode drctl_setopt_ptr(CURL *h, CURLoption o, void *v) { return
 static inline CURLcode drctl_setopt_slist(CURL *h, CURLoption o, struct curl_slist *v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode drctl_setopt_data_cb(CURL *h, CURLoption o, drctl_curl_data_cb v) { return curl_easy_setopt(h, o, v); }
 static inline CURLcode drctl_setopt_xfer_cb(CURL *h, drctl_curl_xfer_cb v) { return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, v); }
+/* In-memory PEM (CA, client certificate, client key), copied by libcurl: key material from a
+   kubeconfig never has to touch the disk. */
+static inline CURLcode drctl_setopt_blob(CURL *h, CURLoption o, const void *data, size_t len) {
+  struct curl_blob b = { (void *)data, len, CURL_BLOB_COPY };
+  return curl_easy_setopt(h, o, &b);
+}
 static inline CURLcode drctl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
 #endif

@@ -68,6 +68,15 @@ public final class CurlTransport: HTTPTransport, @unchecked Sendable {
             drctl_setopt_str(h, CURLOPT_USERAGENT, userAgent)
             drctl_setopt_ptr(h, CURLOPT_ERRORBUFFER, eb.baseAddress)
             if let ca = tls.caBundle { drctl_setopt_str(h, CURLOPT_CAINFO, ca) }
+            if let pem = tls.caPEM { pem.withUnsafeBytes { _ = drctl_setopt_blob(h, CURLOPT_CAINFO_BLOB, $0.baseAddress, $0.count) } }
+            if let pem = tls.clientCertificatePEM {
+                drctl_setopt_str(h, CURLOPT_SSLCERTTYPE, "PEM")
+                pem.withUnsafeBytes { _ = drctl_setopt_blob(h, CURLOPT_SSLCERT_BLOB, $0.baseAddress, $0.count) }
+            }
+            if let pem = tls.clientKeyPEM {
+                drctl_setopt_str(h, CURLOPT_SSLKEYTYPE, "PEM")
+                pem.withUnsafeBytes { _ = drctl_setopt_blob(h, CURLOPT_SSLKEY_BLOB, $0.baseAddress, $0.count) }
+            }
             if tls.insecure {
                 drctl_setopt_long(h, CURLOPT_SSL_VERIFYPEER, 0)
                 drctl_setopt_long(h, CURLOPT_SSL_VERIFYHOST, 0)

@@ -84,6 +84,11 @@ public protocol HTTPTransport: Sendable {
 public struct TLSOptions: Sendable {
     public var caBundle: String?
     public var insecure: Bool
+    /// PEM held in memory (e.g. a kubeconfig's *-data fields): CA certificates, and a client
+    /// certificate with its key for mutual TLS.
+    public var caPEM: [UInt8]?
+    public var clientCertificatePEM: [UInt8]?
+    public var clientKeyPEM: [UInt8]?
     public init(caBundle: String? = nil, insecure: Bool = false) {
         self.caBundle = caBundle
         self.insecure = insecure

@@ -1,0 +1,237 @@
+import Foundation
+import ObjectStore
+
+/// An API error, decoded from the `Status` object the server returns.
+public struct KubeError: Error, CustomStringConvertible, Sendable {
+    public var code: Int
+    public var reason: String
+    public var message: String
+    public var causes: [String]
+    public var operation: String
+
+    public var description: String {
+        "\(operation): \(code) \(reason)\(message.isEmpty ? "" : ": \(message)")" + (causes.isEmpty ? "" : " (\(causes.joined(separator: "; ")))")
+    }
+    public var isNotFound: Bool { code == 404 }
+    public var isConflict: Bool { code == 409 }
+}
+
+/// A small Kubernetes API client over libcurl: JSON in and out, no kubectl.
+public final class KubeClient: @unchecked Sendable {
+    public let config: KubeConfig
+    let transport: any HTTPTransport
+    private let lock = NSLock()
+    private var execCredential: (token: String, expires: Date?)?
+
+    public init(config: KubeConfig, transport: (any HTTPTransport)? = nil) throws {
+        self.config = config
+        var tls = config.tls
+        if case .exec(let plugin) = config.auth {
+            // A plugin may answer with a client certificate instead of a token.
+            let cred = try Self.runExec(plugin, server: config.server)
+            if let cert = cred.cert, let key = cred.key { tls.clientCertificatePEM = cert; tls.clientKeyPEM = key }
+            if let t = cred.token { execCredential = (t, cred.expires) }
+        }
+        self.transport = transport ?? CurlTransport(tls: tls)
+    }
+
+    /// The Authorization header for the next request.
+    func bearer() throws -> String? {
+        switch config.auth {
+        case .none, .clientCertificate: return nil
+        case .token(let t): return t
+        case .tokenFile(let path):
+            guard let t = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError("cannot read token file \(path)") }
+            return t.trimmingCharacters(in: .whitespacesAndNewlines)
+        case .exec(let plugin):
+            return try lock.withLock {
+                if let c = execCredential, c.expires.map({ $0.timeIntervalSinceNow > 30 }) ?? true { return c.token }
+                let cred = try Self.runExec(plugin, server: config.server)
+                guard let t = cred.token else { return nil }
+                execCredential = (t, cred.expires)
+                return t
+            }
+        }
+    }
+
+    struct ExecResult { var token: String?; var cert: [UInt8]?; var key: [UInt8]?; var expires: Date? }
+
+    /// Runs an exec credential plugin and reads its ExecCredential from standard output.
+    static func runExec(_ plugin: KubeConfig.ExecPlugin, server: String) throws -> ExecResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: plugin.command.hasPrefix("/") ? plugin.command : "/usr/bin/env")
+        p.arguments = plugin.command.hasPrefix("/") ? plugin.args : [plugin.command] + plugin.args
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in plugin.env { env[k] = v }
+        env["KUBERNETES_EXEC_INFO"] = #"{"apiVersion":"\#(plugin.apiVersion)","kind":"ExecCredential","spec":{"interactive":false,"cluster":{"server":"\#(server)"}}}"#
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        do { try p.run() } catch { throw ConfigError("exec credential plugin \(plugin.command): \(error.localizedDescription)") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errText = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            throw ConfigError("exec credential plugin \(plugin.command) exited \(p.terminationStatus): \(errText.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let status = obj["status"] as? [String: Any] else {
+            throw ConfigError("exec credential plugin \(plugin.command) did not print an ExecCredential")
+        }
+        var r = ExecResult()
+        r.token = status["token"] as? String
+        r.cert = (status["clientCertificateData"] as? String).map { Array($0.utf8) }
+        r.key = (status["clientKeyData"] as? String).map { Array($0.utf8) }
+        r.expires = (status["expirationTimestamp"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
+        guard r.token != nil || (r.cert != nil && r.key != nil) else {
+            throw ConfigError("exec credential plugin \(plugin.command) returned neither a token nor a client certificate")
+        }
+        return r
+    }
+
+    /// One request; returns the decoded JSON body. A non-2xx answer throws its Status.
+    @discardableResult
+    public func request(_ method: String, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
+                        contentType: String = "application/json") throws -> [String: Any] {
+        var url = config.server + path
+        if !query.isEmpty {
+            url += "?" + query.map { "\($0.0)=\(URIEncoding.encode($0.1))" }.joined(separator: "&")
+        }
+        var headers: [(name: String, value: String)] = [("Accept", "application/json")]
+        if body != nil { headers.append(("Content-Type", contentType)) }
+        if let t = try bearer() { headers.append(("Authorization", "Bearer \(t)")) }
+        let handler = CollectingHandler()
+        let operation = "\(method) \(path)"
+        let response: HTTPResponse
+        do {
+            response = try transport.perform(HTTPRequest(method: method, url: url, headers: headers, body: body.map { .bytes($0) } ?? .empty), handler: handler)
+        } catch let e as TransportError {
+            throw LocalError("\(operation): cannot reach the API server \(config.server) (\(config.source)): \(e.message)")
+        }
+        guard (200..<300).contains(response.status) else { throw Self.decodeStatus(response, operation: operation) }
+        if handler.data.isEmpty { return [:] }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(handler.data)) as? [String: Any] else {
+            throw LocalError("\(operation): the answer is not a JSON object")
+        }
+        return obj
+    }
+
+    static func decodeStatus(_ r: HTTPResponse, operation: String) -> KubeError {
+        let obj = (try? JSONSerialization.jsonObject(with: Data(r.errorBody))) as? [String: Any]
+        let details = obj?["details"] as? [String: Any]
+        let causes = (details?["causes"] as? [[String: Any]] ?? []).map { c in
+            [c["field"] as? String, c["message"] as? String].compactMap { $0 }.joined(separator: ": ")
+        }
+        var reason = obj?["reason"] as? String ?? ""
+        if reason.isEmpty {
+            reason = [401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 410: "Gone", 422: "Invalid"][r.status] ?? "Error"
+        }
+        return KubeError(code: r.status, reason: reason, message: obj?["message"] as? String ?? String(decoding: r.errorBody.prefix(300), as: UTF8.self),
+                         causes: causes, operation: operation)
+    }
+
+    // MARK: resources
+
+    /// Where a kind lives: its resource name and whether it is namespaced (API discovery, cached).
+    public struct ResourceInfo: Sendable { public var path: String; public var name: String; public var namespaced: Bool }
+    private var discovered: [String: [String: ResourceInfo]] = [:]
+
+    /// `apps/v1` + `Deployment` -> /apis/apps/v1, deployments, namespaced.
+    public func resource(apiVersion: String, kind: String) throws -> ResourceInfo {
+        let base = apiVersion.contains("/") ? "/apis/\(apiVersion)" : "/api/\(apiVersion)"
+        if let known = lock.withLock({ discovered[apiVersion] }) {
+            if let r = known[kind] { return r }
+            throw LocalError("the API server has no kind \(kind) in \(apiVersion)")
+        }
+        let list: [String: Any]
+        do {
+            list = try request("GET", base)
+        } catch let e as KubeError where e.isNotFound {
+            throw LocalError("the API server does not serve \(apiVersion) (is the CRD installed? \(kind) needs it)")
+        }
+        var map: [String: ResourceInfo] = [:]
+        for r in list["resources"] as? [[String: Any]] ?? [] {
+            guard let name = r["name"] as? String, !name.contains("/"), let k = r["kind"] as? String else { continue }
+            map[k] = ResourceInfo(path: base, name: name, namespaced: r["namespaced"] as? Bool ?? false)
+        }
+        lock.withLock { discovered[apiVersion] = map }
+        guard let r = map[kind] else { throw LocalError("the API server has no kind \(kind) in \(apiVersion)") }
+        return r
+    }
+
+    /// Whether a group/version is served (e.g. velero.io/v1, postgresql.cnpg.io/v1).
+    public func serves(_ apiVersion: String) throws -> Bool {
+        do {
+            _ = try request("GET", apiVersion.contains("/") ? "/apis/\(apiVersion)" : "/api/\(apiVersion)")
+            return true
+        } catch let e as KubeError where e.isNotFound {
+            return false
+        }
+    }
+
+    /// The path of a collection (`name` nil) or of one object.
+    public func path(apiVersion: String, kind: String, namespace: String?, name: String? = nil) throws -> String {
+        let r = try resource(apiVersion: apiVersion, kind: kind)
+        var p = r.path
+        if r.namespaced { p += "/namespaces/\(namespace ?? config.namespace)" }
+        p += "/\(r.name)"
+        if let name { p += "/\(name)" }
+        return p
+    }
+
+    public func get(apiVersion: String, kind: String, namespace: String? = nil, name: String) throws -> [String: Any]? {
+        do {
+            return try request("GET", path(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name))
+        } catch let e as KubeError where e.isNotFound {
+            return nil
+        }
+    }
+
+    /// Every object of a kind (following `continue` tokens), optionally by label selector.
+    public func list(apiVersion: String, kind: String, namespace: String? = nil, labelSelector: String? = nil, pageSize: Int = 500) throws -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        var token: String?
+        let p = try path(apiVersion: apiVersion, kind: kind, namespace: namespace)
+        repeat {
+            var q = [("limit", String(pageSize))]
+            if let labelSelector { q.append(("labelSelector", labelSelector)) }
+            if let token { q.append(("continue", token)) }
+            let page = try request("GET", p, query: q)
+            out += page["items"] as? [[String: Any]] ?? []
+            token = (page["metadata"] as? [String: Any])?["continue"] as? String
+            if token?.isEmpty == true { token = nil }
+        } while token != nil
+        return out
+    }
+
+    public func create(_ object: [String: Any]) throws -> [String: Any] {
+        let (apiVersion, kind, namespace, _) = try Self.identity(object)
+        return try request("POST", path(apiVersion: apiVersion, kind: kind, namespace: namespace),
+                           body: Array(try JSONSerialization.data(withJSONObject: object)))
+    }
+
+    /// Server-side apply as `fieldManager`: conflicts with other managers are errors unless `force`.
+    public func apply(_ object: [String: Any], fieldManager: String = "drctl", force: Bool = false, dryRun: Bool = false) throws -> [String: Any] {
+        let (apiVersion, kind, namespace, name) = try Self.identity(object)
+        var q = [("fieldManager", fieldManager)]
+        if force { q.append(("force", "true")) }
+        if dryRun { q.append(("dryRun", "All")) }
+        return try request("PATCH", path(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name), query: q,
+                           body: Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])),
+                           contentType: "application/apply-patch+yaml")
+    }
+
+    public func delete(apiVersion: String, kind: String, namespace: String? = nil, name: String, propagation: String = "Background") throws {
+        let body = #"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"\#(propagation)"}"#
+        try request("DELETE", path(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name), body: Array(body.utf8))
+    }
+
+    static func identity(_ o: [String: Any]) throws -> (String, String, String?, String) {
+        guard let apiVersion = o["apiVersion"] as? String, let kind = o["kind"] as? String,
+              let meta = o["metadata"] as? [String: Any], let name = meta["name"] as? String else {
+            throw LocalError("object without apiVersion, kind and metadata.name")
+        }
+        return (apiVersion, kind, meta["namespace"] as? String, name)
+    }
+}

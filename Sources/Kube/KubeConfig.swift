@@ -1,0 +1,137 @@
+import Foundation
+import ObjectStore
+import Yams
+
+/// How drctl reaches a Kubernetes API server: one context of a kubeconfig, or the pod's
+/// service account (in-cluster).
+public struct KubeConfig: Sendable {
+    public var server: String
+    public var namespace: String
+    /// Where it came from, for messages ("context prod in ~/.kube/config", "in-cluster").
+    public var source: String
+    public var tls: TLSOptions
+    public var auth: Auth
+
+    public enum Auth: Sendable {
+        case none
+        case token(String)
+        /// Re-read on every request: projected service-account tokens rotate.
+        case tokenFile(String)
+        /// A client certificate, already in `tls`.
+        case clientCertificate
+        case exec(ExecPlugin)
+    }
+
+    /// An exec credential plugin (client.authentication.k8s.io), e.g. aws-iam-authenticator,
+    /// kubelogin, gke-gcloud-auth-plugin.
+    public struct ExecPlugin: Sendable {
+        public var command: String
+        public var args: [String]
+        public var env: [String: String]
+        public var apiVersion: String
+    }
+
+    public static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+    /// `--kubeconfig`, else `KUBECONFIG` (the first file of the list that exists), else
+    /// `~/.kube/config`; with none of them, the in-cluster service account.
+    public static func resolve(kubeconfig: String?, context: String?, namespace: String?,
+                               environment: [String: String] = ProcessInfo.processInfo.environment,
+                               serviceAccountDirectory: String = serviceAccountDirectory) throws -> KubeConfig {
+        var candidates: [String] = []
+        if let kubeconfig { candidates = [kubeconfig] }
+        else if let list = environment["KUBECONFIG"], !list.isEmpty { candidates = list.split(separator: ":").map(String.init) }
+        else if let home = environment["HOME"] { candidates = [home + "/.kube/config"] }
+        if let file = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+            var c = try load(file: file, context: context)
+            if let namespace { c.namespace = namespace }
+            return c
+        }
+        if kubeconfig != nil { throw ConfigError("kubeconfig \(kubeconfig!) does not exist") }
+        if environment["KUBERNETES_SERVICE_HOST"] != nil {
+            var c = try inCluster(environment: environment, directory: serviceAccountDirectory)
+            if let namespace { c.namespace = namespace }
+            return c
+        }
+        throw ConfigError("no kubeconfig (\(candidates.joined(separator: ", ")) not found) and not running in a cluster: pass --kubeconfig")
+    }
+
+    /// The pod's service account: API server from KUBERNETES_SERVICE_HOST/PORT, token and CA
+    /// from the mounted secret.
+    public static func inCluster(environment: [String: String], directory: String) throws -> KubeConfig {
+        guard let host = environment["KUBERNETES_SERVICE_HOST"], let port = environment["KUBERNETES_SERVICE_PORT"] else {
+            throw ConfigError("not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set")
+        }
+        guard FileManager.default.fileExists(atPath: directory + "/token") else {
+            throw ConfigError("in-cluster: \(directory)/token is missing (is a service account token mounted?)")
+        }
+        var tls = TLSOptions()
+        tls.caPEM = FileManager.default.contents(atPath: directory + "/ca.crt").map { Array($0) }
+        let ns = (try? String(contentsOfFile: directory + "/namespace", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let h = host.contains(":") ? "[\(host)]" : host
+        return KubeConfig(server: "https://\(h):\(port)", namespace: ns ?? "default", source: "in-cluster service account",
+                          tls: tls, auth: .tokenFile(directory + "/token"))
+    }
+
+    /// One context of a kubeconfig file (its current-context unless `context` is given).
+    public static func load(file: String, context wanted: String?) throws -> KubeConfig {
+        let text: String
+        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch { throw ConfigError("cannot read kubeconfig \(file): \(error.localizedDescription)") }
+        guard let root = try Yams.load(yaml: text) as? [String: Any] else { throw ConfigError("\(file): not a kubeconfig (no mapping at the top)") }
+        let dir = (file as NSString).deletingLastPathComponent
+        func named(_ list: String, _ name: String) throws -> [String: Any] {
+            let entries = root[list] as? [[String: Any]] ?? []
+            guard let e = entries.first(where: { $0["name"] as? String == name }) else {
+                throw ConfigError("\(file): \(list) has no entry named '\(name)' (have: \(entries.compactMap { $0["name"] as? String }.joined(separator: ", ")))")
+            }
+            return e[String(list.dropLast())] as? [String: Any] ?? [:]
+        }
+        guard let contextName = wanted ?? (root["current-context"] as? String), !contextName.isEmpty else {
+            throw ConfigError("\(file): no current-context; pass --context")
+        }
+        let ctx = try named("contexts", contextName)
+        guard let clusterName = ctx["cluster"] as? String else { throw ConfigError("\(file): context '\(contextName)' names no cluster") }
+        let cluster = try named("clusters", clusterName)
+        let user = try (ctx["user"] as? String).map { try named("users", $0) } ?? [:]
+        guard let server = cluster["server"] as? String, server.hasPrefix("https://") || server.hasPrefix("http://") else {
+            throw ConfigError("\(file): cluster '\(clusterName)' has no https:// server")
+        }
+        func path(_ p: String) -> String { p.hasPrefix("/") ? p : dir + "/" + p }
+        func pem(_ dataKey: String, _ fileKey: String, in m: [String: Any]) throws -> [UInt8]? {
+            if let b64 = m[dataKey] as? String {
+                guard let d = Data(base64Encoded: b64.filter { !$0.isWhitespace }) else { throw ConfigError("\(file): \(dataKey) is not base64") }
+                return Array(d)
+            }
+            if let f = m[fileKey] as? String {
+                guard let d = FileManager.default.contents(atPath: path(f)) else { throw ConfigError("\(file): cannot read \(fileKey) \(path(f))") }
+                return Array(d)
+            }
+            return nil
+        }
+        var tls = TLSOptions()
+        tls.caPEM = try pem("certificate-authority-data", "certificate-authority", in: cluster)
+        tls.insecure = cluster["insecure-skip-tls-verify"] as? Bool ?? false
+        var auth = Auth.none
+        if let cert = try pem("client-certificate-data", "client-certificate", in: user) {
+            guard let key = try pem("client-key-data", "client-key", in: user) else { throw ConfigError("\(file): user of context '\(contextName)' has a client certificate but no client key") }
+            tls.clientCertificatePEM = cert
+            tls.clientKeyPEM = key
+            auth = .clientCertificate
+        } else if let token = user["token"] as? String {
+            auth = .token(token)
+        } else if let tokenFile = user["tokenFile"] as? String {
+            auth = .tokenFile(path(tokenFile))
+        } else if let exec = user["exec"] as? [String: Any] {
+            guard let command = exec["command"] as? String else { throw ConfigError("\(file): exec plugin without a command") }
+            var env: [String: String] = [:]
+            for e in exec["env"] as? [[String: Any]] ?? [] {
+                if let n = e["name"] as? String, let v = e["value"] as? String { env[n] = v }
+            }
+            auth = .exec(ExecPlugin(command: command.contains("/") && !command.hasPrefix("/") ? path(command) : command,
+                                    args: exec["args"] as? [String] ?? [], env: env,
+                                    apiVersion: exec["apiVersion"] as? String ?? "client.authentication.k8s.io/v1"))
+        }
+        return KubeConfig(server: server.hasSuffix("/") ? String(server.dropLast()) : server, namespace: ctx["namespace"] as? String ?? "default",
+                          source: "context \(contextName) in \(file)", tls: tls, auth: auth)
+    }
+}

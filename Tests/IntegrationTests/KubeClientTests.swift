@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import Kube
+import TestSupport
+
+/// drctl's Kubernetes client against the test API server (Tests/KubeAPIServer): every way of
+/// authenticating, Status errors, pagination, selectors and server-side apply.
+@Suite(.serialized) struct KubeClientTests {
+    let api: KubeAPI
+    init() throws { api = try KubeAPI() }
+
+    func client(_ mode: String) throws -> KubeClient {
+        try KubeClient(config: KubeConfig.resolve(kubeconfig: api.kubeconfig(mode), context: nil, namespace: nil))
+    }
+
+    @Test(arguments: ["cert", "cert-files", "token", "exec"])
+    func eachKubeconfigModeReachesTheServer(_ mode: String) throws {
+        let names = try client(mode).list(apiVersion: "v1", kind: "Namespace").compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }
+        #expect(names.contains("default"), "\(mode): \(names)")
+        if mode == "exec" {
+            let info = try String(contentsOfFile: api.file("exec-info"), encoding: .utf8)
+            #expect(info.contains("\"kind\":\"ExecCredential\"") && info.contains(api.server), "\(info)")
+        }
+    }
+
+    @Test func inClusterServiceAccount() throws {
+        let sa = api.file("serviceaccount")
+        try FileManager.default.createDirectory(atPath: sa, withIntermediateDirectories: true)
+        try api.token.write(toFile: sa + "/token", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: api.file("ca.pem"), toPath: sa + "/ca.crt")
+        try "drctl".write(toFile: sa + "/namespace", atomically: true, encoding: .utf8)
+        let env = ["KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": String(api.port), "HOME": api.file("nohome")]
+        let config = try KubeConfig.resolve(kubeconfig: nil, context: nil, namespace: nil, environment: env, serviceAccountDirectory: sa)
+        #expect(config.namespace == "drctl" && config.source == "in-cluster service account")
+        let c = try KubeClient(config: config)
+        #expect(try c.get(apiVersion: "v1", kind: "Namespace", name: "default") != nil)
+        // The token is read again for each request: a rotated token is used at once.
+        try "rotated-and-unknown".write(toFile: sa + "/token", atomically: true, encoding: .utf8)
+        #expect(throws: KubeError.self) { try c.get(apiVersion: "v1", kind: "Namespace", name: "default") }
+    }
+
+    @Test func tlsVerificationFailureIsClear() throws {
+        let c = try KubeClient(config: KubeConfig.resolve(kubeconfig: api.kubeconfig("token", ca: false), context: nil, namespace: nil))
+        do {
+            _ = try c.list(apiVersion: "v1", kind: "Namespace")
+            Issue.record("an unknown CA was accepted")
+        } catch {
+            #expect("\(error)".contains("cannot reach the API server") && "\(error)".lowercased().contains("certificate"), "\(error)")
+        }
+    }
+
+    @Test func statusErrorsPaginationAndSelectors() throws {
+        let c = try client("token")
+        func cm(_ name: String, _ labels: [String: String] = [:], data: [String: String] = ["k": "v"]) -> [String: Any] {
+            ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": name, "namespace": "default", "labels": labels], "data": data]
+        }
+        for i in 0..<7 { _ = try c.create(cm("page-\(i)", i % 2 == 0 ? ["drctl.dev/drill": "true"] : [:])) }
+        #expect(try c.list(apiVersion: "v1", kind: "ConfigMap", namespace: "default", pageSize: 3).count == 7)
+        #expect(try c.list(apiVersion: "v1", kind: "ConfigMap", namespace: "default", labelSelector: "drctl.dev/drill=true", pageSize: 2).count == 4)
+        do { _ = try c.create(cm("page-0")); Issue.record("created twice") } catch let e as KubeError {
+            #expect(e.code == 409 && e.reason == "AlreadyExists", "\(e)")
+        }
+        do { _ = try c.create(cm("Not_A_Name")); Issue.record("invalid name accepted") } catch let e as KubeError {
+            #expect(e.code == 422 && e.reason == "Invalid" && e.causes.contains { $0.hasPrefix("metadata.name") }, "\(e)")
+        }
+        #expect(try c.get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "missing") == nil)
+        do { _ = try c.create(["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "x", "namespace": "nowhere"]]); Issue.record("no namespace") } catch let e as KubeError {
+            #expect(e.code == 404 && e.message.contains("nowhere"), "\(e)")
+        }
+        #expect(try c.serves("velero.io/v1"))
+        #expect(try !c.serves("example.com/v1"))
+    }
+
+    @Test func serverSideApplyOwnsFieldsAndReportsConflicts() throws {
+        let c = try client("cert")
+        let desired: [String: Any] = ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "applied", "namespace": "default"], "data": ["a": "1", "b": "2"]]
+        let first = try c.apply(desired)
+        let rv = (first["metadata"] as? [String: Any])?["resourceVersion"] as? String
+        let again = try c.apply(desired)
+        #expect((again["metadata"] as? [String: Any])?["resourceVersion"] as? String == rv, "re-applying the same object changes nothing")
+        // Dry run reports the result without storing it.
+        var changed = desired
+        changed["data"] = ["a": "1", "b": "3"]
+        let dry = try c.apply(changed, dryRun: true)
+        #expect((dry["data"] as? [String: String])?["b"] == "3")
+        #expect((try c.get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "applied")?["data"] as? [String: String])?["b"] == "2")
+        // Another manager takes data.b (forcing, as kubectl apply --force-conflicts does): drctl's
+        // different value is now a conflict, named; force takes it back.
+        _ = try c.apply(changed, fieldManager: "kubectl-edit", force: true)
+        do {
+            _ = try c.apply(desired)
+            Issue.record("conflict not reported")
+        } catch let e as KubeError {
+            #expect(e.code == 409 && e.description.contains("conflict with \"kubectl-edit\"") && e.description.contains(".data.b"), "\(e)")
+        }
+        let forced = try c.apply(desired, force: true)
+        #expect((forced["data"] as? [String: String])?["b"] == "2")
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import TestSupport
+
+/// Tests/KubeAPIServer/kube_api_server.py on a free loopback port, with a throw-away CA, a
+/// server certificate for 127.0.0.1, a client certificate (CN drctl-test) and a bearer token.
+final class KubeAPI {
+    let dir: String
+    let pid: pid_t
+    let port: Int
+    var server: String { "https://127.0.0.1:\(port)" }
+    let token = "drctl-test-token-\(UUID().uuidString.prefix(8))"
+
+    init(groups: [String]? = nil) throws {
+        dir = tempPath("kube-api")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func openssl(_ args: [String]) throws {
+            let (st, out) = try run("/usr/bin/openssl", args)
+            guard st == 0 else { throw FixtureError(description: "openssl \(args.first ?? ""): \(out)") }
+        }
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                     "-subj", "/CN=drctl test kube CA", "-keyout", "\(dir)/ca.key", "-out", "\(dir)/ca.pem"])
+        try """
+            subjectAltName = IP:127.0.0.1
+            """.write(toFile: "\(dir)/san.ext", atomically: true, encoding: .utf8)
+        for (name, subject, ext) in [("server", "/CN=127.0.0.1", true), ("client", "/O=system:masters/CN=drctl-test", false)] {
+            try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject,
+                         "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"])
+            try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key", "-CAcreateserial",
+                         "-days", "2", "-out", "\(dir)/\(name).pem"] + (ext ? ["-extfile", "\(dir)/san.ext"] : []))
+        }
+        try "\(token) token-user\n".write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        if let groups { env["KUBE_TEST_GROUPS"] = groups.joined(separator: ",") }
+        pid = try spawn("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("Tests/KubeAPIServer/kube_api_server.py").path,
+                                        "--cert", "\(dir)/server.pem", "--key", "\(dir)/server.key", "--ca", "\(dir)/ca.pem",
+                                        "--tokens", "\(dir)/tokens", "--port-file", "\(dir)/port"], env: env, output: "\(dir)/server.log")
+        var p: Int?
+        for _ in 0..<200 {
+            if let s = try? String(contentsOfFile: "\(dir)/port", encoding: .utf8), let n = Int(s) { p = n; break }
+            usleep(25_000)
+        }
+        guard let p else {
+            kill(pid, SIGKILL); reap(pid)
+            throw FixtureError(description: "kube test server did not start: \((try? String(contentsOfFile: "\(dir)/server.log", encoding: .utf8)) ?? "")")
+        }
+        port = p
+    }
+
+    deinit {
+        // SIGKILL: a child spawned from a test's worker thread inherits its blocked SIGTERM.
+        kill(pid, SIGKILL)
+        reap(pid)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func file(_ name: String) -> String { "\(dir)/\(name)" }
+    func base64(_ name: String) throws -> String { try Data(contentsOf: URL(fileURLWithPath: file(name))).base64EncodedString() }
+
+    /// A kubeconfig for one way of authenticating: "cert" (inline data), "cert-files", "token", "exec".
+    func kubeconfig(_ mode: String, ca: Bool = true) throws -> String {
+        var user: String
+        switch mode {
+        case "cert":
+            user = "client-certificate-data: \(try base64("client.pem"))\n    client-key-data: \(try base64("client.key"))"
+        case "cert-files":
+            user = "client-certificate: client.pem\n    client-key: client.key"
+        case "token":
+            user = "token: \(token)"
+        case "exec":
+            let script = file("exec-plugin.sh")
+            try """
+                #!/bin/sh
+                # an exec credential plugin: prints an ExecCredential with the test token
+                echo "$KUBERNETES_EXEC_INFO" > \(file("exec-info"))
+                printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$TEST_TOKEN"
+                """.write(toFile: script, atomically: true, encoding: .utf8)
+            chmod(script, 0o755)
+            user = "exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: \(script)\n      env: [{name: TEST_TOKEN, value: \(token)}]"
+        default:
+            throw FixtureError(description: "unknown mode \(mode)")
+        }
+        let path = file("kubeconfig-\(mode)\(ca ? "" : "-noca")")
+        try """
+            apiVersion: v1
+            kind: Config
+            current-context: test
+            clusters:
+            - name: test
+              cluster:
+                server: \(server)
+            \(ca ? "    certificate-authority: ca.pem" : "")
+            users:
+            - name: u
+              user:
+                \(user)
+            contexts:
+            - name: test
+              context: {cluster: test, user: u, namespace: default}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}
