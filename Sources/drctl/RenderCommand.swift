@@ -28,15 +28,7 @@ struct RenderCommand: ParsableCommand {
             FileHandle.standardError.write(Data("drctl: error: the policies have errors (see above); nothing rendered\n".utf8))
             throw Exit.failure
         }
-        var policyFiles: [(String, String)] = []
-        for p in paths {
-            var isDir: ObjCBool = false
-            FileManager.default.fileExists(atPath: p, isDirectory: &isDir)
-            let files = isDir.boolValue ? (FileManager.default.enumerator(atPath: p)?.compactMap { $0 as? String } ?? [])
-                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.map { (p as NSString).appendingPathComponent($0) } : [p]
-            for f in files { policyFiles.append(((f as NSString).lastPathComponent, try String(contentsOfFile: f, encoding: .utf8))) }
-        }
-        let rendered = Renderer.render(set, policyFiles: policyFiles.sorted { $0.0 < $1.0 }, options: RenderOptions(runbookBaseURL: runbookBaseURL))
+        let rendered = try renderPolicies(set, paths: paths, options: RenderOptions(runbookBaseURL: runbookBaseURL))
         var drift: [String] = []
         for file in rendered {
             let path = (out as NSString).appendingPathComponent(file.path)
@@ -67,4 +59,17 @@ struct RenderCommand: ParsableCommand {
             for s in stale { print("stale (not rendered any more; remove it if no longer wanted): \((out as NSString).appendingPathComponent(s))") }
         }
     }
+}
+
+/// Renders loaded policies; the policy files themselves go into drctl's ConfigMap.
+func renderPolicies(_ set: PolicySet, paths: [String], options: RenderOptions) throws -> [RenderedFile] {
+    var policyFiles: [(String, String)] = []
+    for p in paths {
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: p, isDirectory: &isDir)
+        let files = isDir.boolValue ? (FileManager.default.enumerator(atPath: p)?.compactMap { $0 as? String } ?? [])
+            .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.map { (p as NSString).appendingPathComponent($0) } : [p]
+        for f in files { policyFiles.append(((f as NSString).lastPathComponent, try String(contentsOfFile: f, encoding: .utf8))) }
+    }
+    return Renderer.render(set, policyFiles: policyFiles.sorted { $0.0 < $1.0 }, options: options)
 }
