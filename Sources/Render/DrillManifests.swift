@@ -1,0 +1,106 @@
+import Foundation
+import Policy
+
+/// The objects of a restore drill in a cluster: a labelled scratch namespace, a Velero Restore
+/// mapped into it, and for each database a CNPG Cluster that recovers from the object store —
+/// with no backup section and no WAL archiver of its own, so a drill can never write into the
+/// production archive ("Expected empty archive" and archive pollution start there).
+public enum DrillManifests {
+    /// Every drill namespace carries this label (value "true") and the annotations below; drctl
+    /// deletes no namespace that lacks the label and the `drill-` name prefix.
+    public static let label = "drctl.dev/drill"
+    public static let idAnnotation = "drctl.dev/drill-id"
+    public static let workloadAnnotation = "drctl.dev/drill-workload"
+    public static let expiresAnnotation = "drctl.dev/drill-expires"
+    public static let namePrefix = "drill-"
+
+    /// `drill-<workload>-<yyyymmddhhmmss>`, cut to a DNS label.
+    public static func namespaceName(workload: String, at date: Date) -> String {
+        var t = tm()
+        var s = time_t(date.timeIntervalSince1970)
+        gmtime_r(&s, &t)
+        let stamp = String(format: "%04d%02d%02d%02d%02d%02d", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
+        let room = 63 - namePrefix.count - 1 - stamp.count
+        var w = String(workload.prefix(room))
+        while w.hasSuffix("-") { w.removeLast() }
+        return "\(namePrefix)\(w)-\(stamp)"
+    }
+
+    /// Whether a namespace is one of drctl's drills (label and name prefix both).
+    public static func isDrillNamespace(name: String, labels: [String: String]) -> Bool {
+        name.hasPrefix(namePrefix) && labels[label] == "true"
+    }
+
+    public static func namespace(_ name: String, drillID: String, workload: String, expires: String) -> [String: any Sendable] {
+        [
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": [
+                "name": name,
+                "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"],
+                "annotations": [idAnnotation: drillID, workloadAnnotation: workload, expiresAnnotation: expires],
+            ] as [String: any Sendable],
+        ]
+    }
+
+    /// A Velero Restore of `backup`'s namespaces into the scratch namespace. Existing objects
+    /// are left alone (`existingResourcePolicy: none`); volumes are restored.
+    public static func veleroRestore(name: String, backup: String, sourceNamespaces: [String], scratch: String, veleroNamespace: String) -> [String: any Sendable] {
+        var mapping: [String: String] = [:]
+        for ns in sourceNamespaces { mapping[ns] = scratch }
+        return [
+            "apiVersion": "velero.io/v1", "kind": "Restore",
+            "metadata": ["name": name, "namespace": veleroNamespace, "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"]] as [String: any Sendable],
+            "spec": [
+                "backupName": backup,
+                "includedNamespaces": sourceNamespaces,
+                "namespaceMapping": mapping,
+                "restorePVs": true,
+                "existingResourcePolicy": "none",
+            ] as [String: any Sendable],
+        ]
+    }
+
+    /// A Cluster in the scratch namespace recovering `c` from the object store to `targetTime`
+    /// (PostgreSQL's form, `YYYY-MM-DD HH:MM:SS.ffffff+00`; nil: the newest point). With the
+    /// Barman Cloud Plugin, the ObjectStore it reads is returned too (it must sit in the
+    /// Cluster's namespace).
+    public static func recoveryCluster(policy p: BackupPolicy, cluster c: BackupPolicy.CNPGCluster, store: ObjectStorePolicy,
+                                       namespace scratch: String, targetTime: String?, storageSize: String = "10Gi") -> [[String: any Sendable]] {
+        var recovery: [String: any Sendable] = ["source": "origin"]
+        if let targetTime { recovery["recoveryTarget"] = ["targetTime": targetTime] }
+        let meta: [String: any Sendable] = ["name": c.cluster.value, "namespace": scratch,
+                                            "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"]]
+        var out: [[String: any Sendable]] = []
+        let origin: [String: any Sendable]
+        switch c.method {
+        case .barmanObjectStore:
+            var conf = Renderer.barmanConfiguration(c, store)
+            conf.removeValue(forKey: "data")   // base backup settings: a drill takes none
+            origin = ["name": "origin", "barmanObjectStore": conf]
+        case .plugin:
+            var objectStore = Renderer.pluginObjectStore(p, c, store)
+            objectStore["metadata"] = ["name": Renderer.pluginObjectName(c), "namespace": scratch,
+                                       "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"]] as [String: any Sendable]
+            if var spec = objectStore["spec"] as? [String: any Sendable] {
+                spec.removeValue(forKey: "retentionPolicy")   // retention would delete from the production archive
+                objectStore["spec"] = spec
+            }
+            out.append(objectStore)
+            origin = ["name": "origin", "plugin": [
+                "name": Renderer.pluginName,
+                "parameters": ["barmanObjectName": Renderer.pluginObjectName(c), "serverName": c.serverName.value],
+            ] as [String: any Sendable]]
+        }
+        out.append([
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": meta,
+            "spec": [
+                "instances": 1,
+                "storage": ["size": storageSize],
+                "bootstrap": ["recovery": recovery],
+                "externalClusters": [origin],
+            ] as [String: any Sendable],
+        ])
+        return out
+    }
+}
