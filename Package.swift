@@ -40,7 +40,7 @@ let package = Package(
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
         .target(name: "Kube", dependencies: ["ObjectStore", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
-        .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Policy", "Render"]),
+        .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Policy", "Render", "Kube"]),
         .executableTarget(name: "drctl", dependencies: [
             "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube",
             .product(name: "Yams", package: "Yams"),

@@ -9,6 +9,7 @@ public final class Cleanup: @unchecked Sendable {
     private let lock = NSLock()
     private var groups: [pid_t] = []
     private var dirs: [String] = []
+    private var actions: [@Sendable () -> Void] = []
     private var sources: [DispatchSourceSignal] = []
     private var installed = false
     private var aborting = false
@@ -20,6 +21,8 @@ public final class Cleanup: @unchecked Sendable {
     public func addProcessGroup(_ pgid: pid_t) { lock.withLock { groups.append(pgid) } }
     public func removeProcessGroup(_ pgid: pid_t) { lock.withLock { groups.removeAll { $0 == pgid } } }
     public func addDirectory(_ path: String) { lock.withLock { dirs.append(path) } }
+    /// Something else to undo on a signal (e.g. delete a drill namespace).
+    public func addAction(_ action: @escaping @Sendable () -> Void) { lock.withLock { actions.append(action) } }
 
     /// Registers a directory just created, unless a signal is already being handled (then the
     /// caller removes it and stops): no directory is created that the cleanup would miss.
@@ -65,10 +68,11 @@ public final class Cleanup: @unchecked Sendable {
 
     /// Kills every registered process group and removes every registered directory.
     public func runAll() {
-        let (g, d) = lock.withLock { (groups, dirs) }
+        let (g, d, a) = lock.withLock { (groups, dirs, actions) }
+        for action in a { action() }
         for pgid in g { Self.killGroup(pgid) }
         for dir in d { Self.removeTree(dir) }
-        lock.withLock { groups.removeAll(); dirs.removeAll() }
+        lock.withLock { groups.removeAll(); dirs.removeAll(); actions.removeAll() }
     }
 
     /// SIGQUIT (PostgreSQL's immediate shutdown) to the group, then SIGKILL to whatever is left.

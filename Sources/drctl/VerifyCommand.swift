@@ -24,6 +24,9 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var s3: S3Options
     @OptionGroup var host: HostOptions
+    @OptionGroup var kube: KubeOptions
+    @Option(help: "host: restore into a scratch directory with a local PostgreSQL; cluster: into a scratch namespace (Velero Restore + CNPG recovery).")
+    var mode: Mode = .host
     @Argument(help: "Workloads (policy names) to drill.") var workloads: [String] = []
     @Flag(help: "Drill every workload in the policies.") var all = false
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
@@ -33,6 +36,8 @@ struct VerifyCommand: ParsableCommand {
     var catalog: String?
     @Flag(help: "Do not upload the evidence to the bucket.") var noUpload = false
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case host, cluster }
 
     func validate() throws {
         if workloads.isEmpty && !all { throw ValidationError("name the workloads to drill, or --all") }
@@ -58,13 +63,22 @@ struct VerifyCommand: ParsableCommand {
             for p in chosen {
                 guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
                 let client = try s3.makeClient(for: objectStore)
-                var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: host.restoreOptions(),
-                                      clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment)
-                drill.keep = keep
-                let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
-                let evidence = drill.run(progress: log.callAsFunction, transfer: bar.callback)
-                Cleanup.shared.parkIfAborting()
-                bar.finish()
+                let evidence: DrillEvidence
+                switch mode {
+                case .host:
+                    var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: host.restoreOptions(),
+                                          clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment)
+                    drill.keep = keep
+                    let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
+                    evidence = drill.run(progress: log.callAsFunction, transfer: bar.callback)
+                    Cleanup.shared.parkIfAborting()
+                    bar.finish()
+                case .cluster:
+                    var drill = ClusterDrill(policy: p, store: objectStore, s3: client, kube: try kube.client(), target: target)
+                    drill.keep = keep
+                    evidence = drill.run(progress: log.callAsFunction)
+                    Cleanup.shared.parkIfAborting()
+                }
                 try store.recordDrill(evidence)
                 if !noUpload {
                     do {

@@ -10,7 +10,8 @@ final class KubeAPI {
     var server: String { "https://127.0.0.1:\(port)" }
     let token = "drctl-test-token-\(UUID().uuidString.prefix(8))"
 
-    init(groups: [String]? = nil) throws {
+    /// `controllers`: run the simulated Velero and CNPG controllers against this object store.
+    init(groups: [String]? = nil, controllers rgw: RGW? = nil) throws {
         dir = tempPath("kube-api")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ args: [String]) throws {
@@ -31,9 +32,15 @@ final class KubeAPI {
         try "\(token) token-user\n".write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
         var env = ProcessInfo.processInfo.environment
         if let groups { env["KUBE_TEST_GROUPS"] = groups.joined(separator: ",") }
+        if let rgw {
+            env["KUBE_TEST_S3_ENDPOINT"] = rgw.endpoint
+            env["KUBE_TEST_S3_KEY"] = rgw.accessKey
+            env["KUBE_TEST_S3_SECRET"] = rgw.secretKey
+        }
         pid = try spawn("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("Tests/KubeAPIServer/kube_api_server.py").path,
                                         "--cert", "\(dir)/server.pem", "--key", "\(dir)/server.key", "--ca", "\(dir)/ca.pem",
-                                        "--tokens", "\(dir)/tokens", "--port-file", "\(dir)/port"], env: env, output: "\(dir)/server.log")
+                                        "--tokens", "\(dir)/tokens", "--port-file", "\(dir)/port"] + (rgw == nil ? [] : ["--controllers"]),
+                        env: env, output: "\(dir)/server.log")
         var p: Int?
         for _ in 0..<200 {
             if let s = try? String(contentsOfFile: "\(dir)/port", encoding: .utf8), let n = Int(s) { p = n; break }
@@ -47,7 +54,9 @@ final class KubeAPI {
     }
 
     deinit {
+        // Asked to stop over HTTP (its simulated controllers stop their PostgreSQL servers); then
         // SIGKILL: a child spawned from a test's worker thread inherits its blocked SIGTERM.
+        _ = try? run("/usr/bin/curl", ["-sk", "-m", "30", "-X", "POST", "\(server)/__shutdown"])
         kill(pid, SIGKILL)
         reap(pid)
         try? FileManager.default.removeItem(atPath: dir)

@@ -119,6 +119,34 @@ def matches(obj, selector):
     return True
 
 
+KIND_TO_RESOURCE = {(gv, k): (r, n) for gv, rows in RESOURCES.items() for r, k, n in rows}
+controllers = None   # the simulated controllers module, with --controllers
+
+
+class API:
+    """What the simulated controllers see of the server."""
+    store, owners, lock, rv = store, owners, lock, rv
+
+    @staticmethod
+    def create_object(obj, manager):
+        gv, kind = obj.get("apiVersion"), obj.get("kind")
+        if (gv, kind) not in KIND_TO_RESOURCE:
+            return 422, {"message": f"unknown kind {gv}/{kind}"}
+        resource, namespaced = KIND_TO_RESOURCE[(gv, kind)]
+        meta = obj.get("metadata", {})
+        ns = meta.get("namespace", "") if namespaced else ""
+        key = (gv, resource, ns, meta.get("name"))
+        with lock:
+            if namespaced and ("v1", "namespaces", "", ns) not in store:
+                return 404, {"message": f'namespaces "{ns}" not found'}
+            if key in store:
+                return 409, {"message": "already exists"}
+            Handler.store_new(None, key, obj, ns or None, manager, "Update")
+        if controllers:
+            controllers.reconcile(API, key)
+        return 201, store[key]
+
+
 def finalize_namespaces():
     """Namespaces being deleted go once nothing is left in them."""
     while True:
@@ -133,6 +161,8 @@ def finalize_namespaces():
                     if time.time() - obj["_terminatingSince"] > 0.3:
                         del store[key]
                         owners.pop(key, None)
+                        if controllers:
+                            threading.Thread(target=controllers.namespace_deleted, args=(ns,), daemon=True).start()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -193,6 +223,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return None
 
     def handle_any(self, method):
+        if self.path == "/__shutdown" and method == "POST":
+            # The tests' way to stop the server (signals may be blocked in the spawning thread):
+            # the simulated controllers' PostgreSQL servers go with it.
+            if controllers:
+                controllers.stop_all()
+            self.send(200, {})
+            os._exit(0)
         try:
             code, out = self.dispatch(method)
         except Exception as e:  # a bug here must be visible to the test, not a hang
@@ -271,6 +308,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if key in store:
                     return status(409, "AlreadyExists", f'{resource} "{oname}" already exists', name=oname, kind=resource)
                 self.store_new(key, obj, ns if namespaced else None, manager or "unknown", "Update")
+                if controllers:
+                    controllers.reconcile(API, key)
                 return 201, self.public(store[key])
             if method == "PATCH" and self.headers.get("Content-Type", "").startswith("application/apply-patch"):
                 if not manager:
@@ -295,6 +334,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if key not in store:
             if not dry:
                 self.store_new(key, obj, ns, manager, "Apply")
+                if controllers:
+                    controllers.reconcile(API, key)
             result = copy.deepcopy(store.get(key) or obj)
             return 201, self.public(result, key)
         current = store[key]
@@ -355,7 +396,13 @@ def main():
     ap.add_argument("--ca", required=True, help="CA that signs client certificates")
     ap.add_argument("--tokens", help="file of 'token user' lines")
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--controllers", action="store_true", help="run the simulated Velero and CNPG controllers (controllers.py)")
     args = ap.parse_args()
+    global controllers
+    if args.controllers:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import controllers as c
+        controllers = c
     srv = Server(("127.0.0.1", 0), Handler)
     srv.tokens = {}
     if args.tokens:

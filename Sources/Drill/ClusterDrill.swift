@@ -1,0 +1,200 @@
+import Catalog
+import Foundation
+import Kube
+import Layout
+import ObjectStore
+import Policy
+import Render
+
+/// A restore drill in the cluster: a labelled scratch namespace, a Velero Restore of the
+/// workload's namespaces into it, a CNPG recovery of each database to the same instant (no
+/// backup, no archiving), the policy's checks, evidence, and the namespace deleted again.
+public struct ClusterDrill {
+    public var policy: BackupPolicy
+    public var store: ObjectStorePolicy
+    public var s3: S3Client
+    public var kube: KubeClient
+    public var target: RecoveryTarget
+    public var veleroNamespace = "velero"
+    public var keep = false
+
+    public init(policy: BackupPolicy, store: ObjectStorePolicy, s3: S3Client, kube: KubeClient, target: RecoveryTarget) {
+        self.policy = policy
+        self.store = store
+        self.s3 = s3
+        self.kube = kube
+        self.target = target
+    }
+
+    /// Deletes drill namespaces whose expiry has passed (left by a killed run). A namespace is
+    /// only ever deleted with the drill label and the `drill-` prefix both present.
+    public static func janitor(_ kube: KubeClient, now: Date, progress: (String) -> Void) throws -> [String] {
+        var deleted: [String] = []
+        for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
+            let meta = ns["metadata"] as? [String: Any] ?? [:]
+            let name = meta["name"] as? String ?? ""
+            let labels = meta["labels"] as? [String: String] ?? [:]
+            let expires = ((meta["annotations"] as? [String: String])?[DrillManifests.expiresAnnotation]).flatMap(parseTimestamp)
+            guard DrillManifests.isDrillNamespace(name: name, labels: labels), let expires, expires < now else { continue }
+            if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
+            try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+            progress("janitor: deleted expired drill namespace \(name)")
+            deleted.append(name)
+        }
+        return deleted
+    }
+
+    public func run(progress: @escaping (String) -> Void) -> DrillEvidence {
+        let started = Date()
+        let workload = policy.name.value
+        let id = "\(ScratchDirectory.stamp(started))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        let ns = DrillManifests.namespaceName(workload: workload, at: started)
+        var phases: [String: Double] = [:]
+        var checks: [DrillEvidence.Check] = []
+        var databases: [DrillEvidence.Database] = []
+        var failure: String?
+        var created = false
+        var verifiedAt = Date()
+        let deadline = started.addingTimeInterval(Double(policy.rto.value.seconds))
+        func phase<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+            let t = Date()
+            defer { phases[name, default: 0] += Date().timeIntervalSince(t) }
+            return try body()
+        }
+        progress("cluster drill \(id) of \(workload) in namespace \(ns): target \(target)")
+        do {
+            _ = try Self.janitor(kube, now: started, progress: progress)
+            let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
+            try phase("namespace") {
+                _ = try kube.create(Self.plain(DrillManifests.namespace(ns, drillID: id, workload: workload, expires: expires)))
+                created = true
+                Cleanup.shared.addAction { [kube] in try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
+                // The databases' credential Secret, copied from the source namespace.
+                if let source = policy.cnpg.first?.namespace,
+                   let secret = try kube.get(apiVersion: "v1", kind: "Secret", namespace: source, name: store.credentials.secretName) {
+                    _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
+                                         "metadata": ["name": store.credentials.secretName, "namespace": ns], "data": secret["data"] ?? [:]])
+                }
+            }
+            // Velero: the newest completed backup of the policy's schedules at or before the target.
+            var restoreName: String?
+            if let v = policy.velero {
+                let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: workload, tier: $0.tier.value) })
+                let cutoff = target.date ?? started
+                let entries = try VeleroScanner.scan(S3Reader(client: s3, bucket: store.bucket.value), layout: VeleroLayout(root: store.prefixes.velero.value))
+                guard let backup = entries.filter({ $0.restorePoint && ($0.schedule.map(names.contains) ?? false) && ($0.completionTime ?? .distantFuture) <= cutoff })
+                    .max(by: { $0.completionTime! < $1.completionTime! }) else {
+                    throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
+                }
+                progress("Velero restore of \(backup.name) into \(ns)")
+                _ = try kube.create(Self.plain(DrillManifests.veleroRestore(name: ns, backup: backup.name, sourceNamespaces: policy.namespaces.map(\.value),
+                                                                             scratch: ns, veleroNamespace: veleroNamespace)))
+                restoreName = ns
+            }
+            for c in policy.cnpg {
+                for o in DrillManifests.recoveryCluster(policy: policy, cluster: c, store: store, namespace: ns,
+                                                        targetTime: target.date.map(TargetTime.postgres)) {
+                    _ = try kube.create(Self.plain(o))
+                }
+                progress("\(c.cluster.value): recovery Cluster created in \(ns)")
+            }
+            // Wait for the Restore and the Clusters, with the RTO as the deadline.
+            if let restoreName {
+                let status = try phase("velero_restore") { try waitFor("velero.io/v1", "Restore", veleroNamespace, restoreName, deadline: deadline) { s in
+                    let p = s["phase"] as? String ?? ""
+                    if ["Completed", "PartiallyFailed"].contains(p) { return true }
+                    if ["Failed", "FailedValidation"].contains(p) { throw RecoveryError("Velero restore \(restoreName) \(p): \(s["failureReason"] as? String ?? (s["validationErrors"] as? [String] ?? []).joined(separator: "; "))") }
+                    return false
+                } }
+                let restored = (status["progress"] as? [String: Any])?["itemsRestored"] as? Int ?? 0
+                let phaseName = status["phase"] as? String ?? "?"
+                // PartiallyFailed alone decides nothing: the checks do.
+                checks.append(.init(name: "velero restore \(restoreName)", result: restored > 0 ? .passed : .failed,
+                                    detail: "\(phaseName), \(restored) items restored into \(ns)", seconds: phases["velero_restore"] ?? 0))
+            }
+            var servers: [String: RecoveryServer] = [:]
+            for c in policy.cnpg {
+                let status = try phase("cnpg_recovery") { try waitFor("postgresql.cnpg.io/v1", "Cluster", ns, c.cluster.value, deadline: deadline) { s in
+                    if (s["readyInstances"] as? Int ?? 0) >= 1 && (s["phase"] as? String ?? "").contains("healthy") { return true }
+                    if (s["phase"] as? String ?? "").contains("cannot proceed") || (s["phase"] as? String ?? "").contains("failed") {
+                        throw RecoveryError("\(c.cluster.value): recovery Cluster \(s["phase"] as? String ?? ""): \(s["phaseReason"] as? String ?? "")")
+                    }
+                    return false
+                } }
+                guard let svc = try kube.get(apiVersion: "v1", kind: "Service", namespace: ns, name: "\(c.cluster.value)-rw"),
+                      let spec = svc["spec"] as? [String: Any], let ip = spec["clusterIP"] as? String,
+                      let port = (spec["ports"] as? [[String: Any]])?.first?["port"] as? Int else {
+                    throw RecoveryError("\(c.cluster.value): the recovered Cluster has no -rw Service")
+                }
+                let bin = try Self.psqlBinaries()
+                let server = RecoveryServer(binaries: bin, dataDir: "", configDir: "", socketDir: ip, port: port, logFile: "/dev/null", runAs: nil, user: "postgres")
+                servers[c.cluster.value] = server
+                let achievedText = try server.query("select coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')")
+                databases.append(.init(cluster: c.cluster.value, server: c.serverName.value, backupID: "", target: target.description,
+                                       achieved: parseTimestamp(achievedText), stop: "\(status["phase"] as? String ?? "") at \(ip):\(port)",
+                                       timeline: nil, walSegments: 0, baseBytes: 0, walBytes: 0))
+            }
+            try phase("checks") {
+                checks += DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: target.date ?? started, progress: progress)
+                for case .resourceCount(let kind, let min) in policy.drill?.checks ?? [] {
+                    let n = try kube.list(apiVersion: kind == "Deployment" || kind == "StatefulSet" ? "apps/v1" : "v1", kind: kind, namespace: ns).count
+                    checks.append(.init(name: "resourceCount \(kind) >= \(min)", result: n >= min ? .passed : .failed, detail: "\(n) \(kind) in \(ns)", seconds: 0))
+                }
+            }
+            verifiedAt = Date()
+            if let bad = checks.first(where: { $0.result == .failed }) { failure = "check failed: \(bad.name): \(bad.detail)" }
+        } catch {
+            verifiedAt = Date()
+            failure = "\(error)"
+        }
+        if created && !keep {
+            phase("teardown") {
+                do {
+                    try kube.delete(apiVersion: "v1", kind: "Namespace", name: ns, propagation: "Foreground")
+                    _ = try waitGone(ns, deadline: Date().addingTimeInterval(300))
+                    progress("namespace \(ns) deleted")
+                } catch {
+                    progress("could not delete \(ns) (the next run's janitor will): \(error)")
+                    if failure == nil { failure = "teardown: \(error)" }
+                }
+            }
+        }
+        let rpo = databases.compactMap(\.achieved).min().map { max(0, (target.date ?? started).timeIntervalSince($0)) }
+        return DrillEvidence(id: id, workload: workload, mode: "cluster", host: kube.config.server, startedAt: started, finishedAt: Date(),
+                             target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed, error: failure,
+                             databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),
+                             rtoObjectiveSeconds: policy.rto.value.seconds, rpoSeconds: rpo, rpoObjectiveSeconds: policy.rpo.value.seconds,
+                             phases: phases, bytesFetched: 0)
+    }
+
+    /// Polls an object's status until `done` says so (or throws), by the deadline.
+    func waitFor(_ apiVersion: String, _ kind: String, _ ns: String, _ name: String, deadline: Date,
+                 _ done: ([String: Any]) throws -> Bool) throws -> [String: Any] {
+        while true {
+            if Cleanup.shared.isAborting { throw RecoveryError("interrupted") }
+            if let o = try kube.get(apiVersion: apiVersion, kind: kind, namespace: ns, name: name), let s = o["status"] as? [String: Any], try done(s) {
+                return s
+            }
+            if Date() > deadline { throw RecoveryError("\(kind) \(ns)/\(name) not ready within the RTO objective \(Duration.humanize(policy.rto.value.seconds))") }
+            usleep(200_000)
+        }
+    }
+
+    func waitGone(_ ns: String, deadline: Date) throws -> Bool {
+        while try kube.get(apiVersion: "v1", kind: "Namespace", name: ns) != nil {
+            if Date() > deadline { throw RecoveryError("namespace \(ns) still exists after 5 minutes") }
+            usleep(200_000)
+        }
+        return true
+    }
+
+    /// psql of any installed major version (checks only need a client).
+    static func psqlBinaries() throws -> PostgresBinaries {
+        for major in (10...20).reversed() where FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\(major)/bin/psql") {
+            return PostgresBinaries(bin: "/usr/lib/postgresql/\(major)/bin", major: major)
+        }
+        throw RecoveryError("psql not found (install postgresql-client)")
+    }
+
+    static func plain(_ o: [String: any Sendable]) -> [String: Any] { o }
+}

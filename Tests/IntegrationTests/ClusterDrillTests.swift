@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+import Kube
+import ObjectStore
+import TestSupport
+
+/// `drctl verify --mode cluster` against the Kubernetes API test server with its simulated
+/// controllers: the Velero Restore reads the real Velero-format backup from RGW, the CNPG
+/// recovery is a real barman-cloud point-in-time recovery of a real PostgreSQL 15 archive.
+@Suite(.serialized) struct ClusterDrillTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    @Test func clusterDrillRestoresChecksAndTearsDown() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/opt/drctl-barman/bin/barman-cloud-backup"), "run scripts/install-deps.sh (barman-cloud venv)")
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "clusterdrill")
+        let dest = "s3://\(bucket)/cnpg"
+        let creds = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-pg-\(getpid())-\(UUID().uuidString.prefix(6))").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        chmod(work, 0o711)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let port = try freePort()
+        let (up, upOut) = try run(packageRoot.appendingPathComponent("scripts/pg-up.sh").path,
+                                  [work + "/src", String(port), "\(creds) /opt/drctl-barman/bin/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) app-db %p"])
+        defer { _ = try? run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [work + "/src"]) }
+        try #require(up == 0, "\(upOut)")
+        func psql(_ sql: String) throws -> String {
+            let (st, out) = try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-Atqc", sql])
+            try #require(st == 0, "\(sql): \(out)")
+            return out.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        _ = try psql("create table t(id int primary key, at timestamptz default clock_timestamp()); insert into t(id) select generate_series(1, 40)")
+        let (bst, bout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/opt/drctl-barman/bin/barman-cloud-backup", "--endpoint-url", rgw.endpoint,
+                                                       "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", dest, "app-db"], env: rgw.environment)
+        try #require(bst == 0, "\(bout)")
+        _ = try psql("insert into t(id) values (41), (42)")
+        let last = try psql("select pg_walfile_name(pg_switch_wal())")
+        for _ in 0..<120 {
+            var found = false
+            try s3.listObjects(bucket: bucket, prefix: "cnpg/app-db/wals/\(last.prefix(16))/\(last)") { if !$0.objects.isEmpty { found = true } }
+            if found { break }
+            usleep(250_000)
+        }
+
+        // The Velero side: a completed backup of n8n-prod with one Deployment.
+        let backupName = "n8n-prod-daily-20261127023000"
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName).tar.gz"), bytes: VeleroBucketTests.tarball())
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/velero-backup.json"), bytes: VeleroBucketTests.backupJSON(backupName, phase: "Completed"))
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName)-resource-list.json.gz"),
+                         bytes: VeleroDrillTests.gzip(#"{"apps/v1/Deployment":["n8n-prod/n8n"]}"#))
+
+        // The cluster: namespaces, the storage location, the credentials Secret; and two old
+        // namespaces, only one of them a drill's.
+        let api = try KubeAPI(controllers: rgw)
+        let kubeconfig = try api.kubeconfig("token")
+        let k = try KubeClient(config: KubeConfig.resolve(kubeconfig: kubeconfig, context: nil, namespace: nil))
+        for ns in ["velero", "n8n-prod"] { _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]]) }
+        _ = try k.create(["apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": ["name": "default", "namespace": "velero"],
+                          "spec": ["provider": "aws", "objectStorage": ["bucket": bucket, "prefix": "velero"]]])
+        _ = try k.create(["apiVersion": "v1", "kind": "Secret", "metadata": ["name": "s3", "namespace": "n8n-prod"],
+                          "data": ["ACCESS_KEY_ID": Data(rgw.accessKey.utf8).base64EncodedString(), "SECRET_ACCESS_KEY": Data(rgw.secretKey.utf8).base64EncodedString()]])
+        let expired = ["drctl.dev/drill-expires": "2020-01-01T00:00:00Z"]
+        _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-old-20200101000000", "labels": ["drctl.dev/drill": "true"], "annotations": expired]])
+        _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-not-ours", "annotations": expired]])
+
+        let dir = work + "/policies"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func policy(_ expect: String) throws {
+            try (rgw.objectStorePolicy(bucket: bucket) + """
+                apiVersion: drctl.dev/v1alpha1
+                kind: BackupPolicy
+                metadata: {name: n8n-prod}
+                spec:
+                  objectStore: rgw
+                  namespaces: [n8n-prod]
+                  objectives: {rpo: 24h, rto: 10m}
+                  velero:
+                    volumes: none
+                    schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
+                  cnpg:
+                    - cluster: app-db
+                      baseBackup: {schedule: "0 0 4 * * *"}
+                      retention: 7d
+                  drill:
+                    schedule: "0 6 * * *"
+                    checks:
+                      - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "\(expect)"}
+                      - resourceCount: {kind: Deployment, min: 1}
+                """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        }
+        var env = rgw.environment
+        env.removeValue(forKey: "AWS_ENDPOINT_URL")
+        env["DRCTL_DATA_DIR"] = work + "/data"
+        func verify() throws -> (Int32, String) {
+            try run(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", kubeconfig, "--policies", dir], env: env)
+        }
+        func drillNamespaces() throws -> [String] {
+            try k.list(apiVersion: "v1", kind: "Namespace").compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }.filter { $0.hasPrefix("drill-") }
+        }
+
+        try policy("= 42")
+        var (st, out) = try verify()
+        #expect(st == 0 && out.contains("drill of n8n-prod PASSED"), "\(out)")
+        #expect(out.contains("got 42, expected = 42") && out.contains("1 Deployment in drill-n8n-prod-"), "\(out)")
+        #expect(out.contains("janitor: deleted expired drill namespace drill-old-20200101000000"), "\(out)")
+        var left = try drillNamespaces()
+        #expect(left == ["drill-not-ours"], "only the unlabelled namespace is left: \(left)")
+
+        // A check that fails, and a corrupt Velero tarball: non-zero, named, torn down.
+        try policy("= 999")
+        (st, out) = try verify()
+        #expect(st == 1 && out.contains("got 42, expected = 999"), "\(out)")
+        try policy("= 42")
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName).tar.gz"), bytes: Array("not a tarball".utf8))
+        (st, out) = try verify()
+        #expect(st == 1 && out.contains("is corrupt"), "\(out)")
+        left = try drillNamespaces()
+        #expect(left == ["drill-not-ours"], "\(left)")
+    }
+}
