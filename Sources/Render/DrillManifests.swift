@@ -14,16 +14,17 @@ public enum DrillManifests {
     public static let expiresAnnotation = "drctl.dev/drill-expires"
     public static let namePrefix = "drill-"
 
-    /// `drill-<workload>-<yyyymmddhhmmss>`, cut to a DNS label.
-    public static func namespaceName(workload: String, at date: Date) -> String {
+    /// `drill-<workload>-<yyyymmddhhmmss>-<suffix>`, cut to a DNS label (the suffix keeps two
+    /// drills started in the same second apart).
+    public static func namespaceName(workload: String, at date: Date, suffix: String = String(UInt16.random(in: 0...UInt16.max), radix: 16)) -> String {
         var t = tm()
         var s = time_t(date.timeIntervalSince1970)
         gmtime_r(&s, &t)
         let stamp = String(format: "%04d%02d%02d%02d%02d%02d", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
-        let room = 63 - namePrefix.count - 1 - stamp.count
+        let room = 63 - namePrefix.count - 1 - stamp.count - 1 - suffix.count
         var w = String(workload.prefix(room))
         while w.hasSuffix("-") { w.removeLast() }
-        return "\(namePrefix)\(w)-\(stamp)"
+        return "\(namePrefix)\(w)-\(stamp)-\(suffix)"
     }
 
     /// Whether a namespace is one of drctl's drills (label and name prefix both).

@@ -108,6 +108,16 @@ import TestSupport
         var left = try drillNamespaces()
         #expect(left == ["drill-not-ours"], "only the unlabelled namespace is left: \(left)")
 
+        // SIGTERM mid-drill: the namespace is deleted on the way out.
+        let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", kubeconfig, "--policies", dir], env: env)
+        for _ in 0..<100 where try drillNamespaces().count < 2 { usleep(50_000) }
+        kill(pid, SIGTERM)
+        let raw = reap(pid)
+        #expect(raw & 0x7f == 0 ? (raw >> 8) & 0xff == 143 : raw & 0x7f == SIGTERM, "exit status \(raw)")
+        for _ in 0..<100 where try drillNamespaces().count > 1 { usleep(50_000) }
+        left = try drillNamespaces()
+        #expect(left == ["drill-not-ours"], "after SIGTERM: \(left)")
+
         // A check that fails, and a corrupt Velero tarball: non-zero, named, torn down.
         try policy("= 999")
         (st, out) = try verify()

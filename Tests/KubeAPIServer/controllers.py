@@ -16,6 +16,10 @@ import base64, io, json, os, shutil, socket, subprocess, tarfile, tempfile, thre
 BARMAN = os.environ.get("KUBE_TEST_BARMAN", "/opt/drctl-barman/bin")
 PGBIN = "/usr/lib/postgresql/15/bin"
 servers = {}   # namespace -> [(data dir, work dir)]
+gone = set()   # namespaces deleted while a recovery in them was still running
+workers = []   # recovery threads
+every = []     # every (data dir, work dir) ever made, for the final sweep
+shutting = False
 
 
 def as_postgres(cmd):
@@ -34,7 +38,9 @@ def reconcile(api, key):
     elif (gv, resource) == ("postgresql.cnpg.io/v1", "clusters"):
         obj = api.store.get(key)
         if obj and obj.get("spec", {}).get("bootstrap", {}).get("recovery"):
-            threading.Thread(target=cnpg_recover, args=(api, key), daemon=True).start()
+            t = threading.Thread(target=cnpg_recover, args=(api, key), daemon=True)
+            workers.append(t)
+            t.start()
 
 
 def set_status(api, key, status):
@@ -97,6 +103,17 @@ def velero_restore(api, key):
 
 
 def cnpg_recover(api, key):
+    made = []
+    try:
+        recover(api, key, made)
+    finally:
+        # The namespace went while this recovery ran: remove whatever it started or left.
+        if key[2] in gone or shutting:
+            for data, work in made:
+                stop(data, work)
+
+
+def recover(api, key, made):
     time.sleep(0.1)
     ns, name = key[2], key[3]
     spec = api.store[key]["spec"]
@@ -136,6 +153,10 @@ def cnpg_recover(api, key):
     os.mkdir(data, 0o700)
     shutil.chown(data, "postgres", "postgres")
     servers.setdefault(ns, []).append((data, work))
+    made.append((data, work))
+    every.append((data, work))
+    if ns in gone or shutting:
+        return
     r = subprocess.run(as_postgres([f"{BARMAN}/barman-cloud-restore", "--endpoint-url", bos["endpointURL"], bos["destinationPath"], server, backup, data]),
                        env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -155,6 +176,8 @@ def cnpg_recover(api, key):
     shutil.chown(os.path.join(data, "recovery.signal"), "postgres", "postgres")
     log = os.path.join(data, "recovery.log")
     subprocess.run(as_postgres([f"{PGBIN}/pg_ctl", "-D", data, "-o", f"-c config_file={conf}", "-l", log, "start"]), env=env, capture_output=True)
+    if ns in gone or shutting:
+        return
     deadline = time.time() + 600
     while time.time() < deadline:
         q = subprocess.run(["psql", "-X", "-h", data, "-p", str(port), "-U", "postgres", "-Atqc", "select pg_is_in_recovery()"], capture_output=True, text=True)
@@ -169,12 +192,24 @@ def cnpg_recover(api, key):
     set_status(api, key, {"phase": "Cluster in healthy state", "instances": 1, "readyInstances": 1, "currentPrimary": f"{name}-1"})
 
 
+def stop(data, work):
+    subprocess.run(as_postgres([f"{PGBIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]), capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def namespace_deleted(ns):
+    gone.add(ns)
     for data, work in servers.pop(ns, []):
-        subprocess.run(as_postgres([f"{PGBIN}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]), capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        stop(data, work)
 
 
 def stop_all():
+    """At shutdown: no recovery may start a server any more; wait for running ones, then remove everything."""
     for ns in list(servers):
         namespace_deleted(ns)
+    global shutting
+    shutting = True
+    for t in workers:
+        t.join(timeout=30)
+    for data, work in every:
+        stop(data, work)

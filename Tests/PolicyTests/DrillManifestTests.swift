@@ -66,8 +66,8 @@ import Yams
     }
 
     @Test func drillNamespacesAreRecognisedOnlyWithLabelAndPrefix() {
-        let name = DrillManifests.namespaceName(workload: String(repeating: "a", count: 70), at: Date(timeIntervalSince1970: 0))
-        #expect(name.count <= 63 && name.hasPrefix("drill-") && name.hasSuffix("-19700101000000"))
+        let name = DrillManifests.namespaceName(workload: String(repeating: "a", count: 70), at: Date(timeIntervalSince1970: 0), suffix: "ffff")
+        #expect(name.count <= 63 && name.hasPrefix("drill-") && name.hasSuffix("-19700101000000-ffff"), "\(name)")
         #expect(DrillManifests.isDrillNamespace(name: "drill-n8n-prod-20261127042000", labels: [DrillManifests.label: "true"]))
         #expect(!DrillManifests.isDrillNamespace(name: "n8n-prod", labels: [DrillManifests.label: "true"]))
         #expect(!DrillManifests.isDrillNamespace(name: "drill-n8n-prod-20261127042000", labels: [:]))
