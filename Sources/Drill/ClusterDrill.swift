@@ -16,6 +16,9 @@ public struct ClusterDrill {
     public var kube: KubeClient
     public var target: RecoveryTarget
     public var veleroNamespace = "velero"
+    /// Where the object store credentials Secret is read from to be copied into the drill
+    /// namespace: drctl's own (its RBAC allows reading that one Secret and no other).
+    public var credentialsNamespace = "drctl"
     public var keep = false
 
     public init(policy: BackupPolicy, store: ObjectStorePolicy, s3: S3Client, kube: KubeClient, target: RecoveryTarget) {
@@ -69,9 +72,11 @@ public struct ClusterDrill {
                 _ = try kube.create(Self.plain(DrillManifests.namespace(ns, drillID: id, workload: workload, expires: expires)))
                 created = true
                 Cleanup.shared.addAction { [kube] in try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
-                // The databases' credential Secret, copied from the source namespace.
-                if let source = policy.cnpg.first?.namespace,
-                   let secret = try kube.get(apiVersion: "v1", kind: "Secret", namespace: source, name: store.credentials.secretName) {
+                // The object store credentials, copied from drctl's namespace.
+                if !policy.cnpg.isEmpty {
+                    guard let secret = try kube.get(apiVersion: "v1", kind: "Secret", namespace: credentialsNamespace, name: store.credentials.secretName) else {
+                        throw RecoveryError("Secret \(credentialsNamespace)/\(store.credentials.secretName) not found: the recovery Cluster needs the object store credentials")
+                    }
                     _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
                                          "metadata": ["name": store.credentials.secretName, "namespace": ns], "data": secret["data"] ?? [:]])
                 }

@@ -27,6 +27,8 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var kube: KubeOptions
     @Option(help: "host: restore into a scratch directory with a local PostgreSQL; cluster: into a scratch namespace (Velero Restore + CNPG recovery).")
     var mode: Mode = .host
+    @Option(help: "Cluster drills: the namespace holding the object store credentials Secret that is copied into the drill namespace.")
+    var credentialsNamespace = "drctl"
     @Argument(help: "Workloads (policy names) to drill.") var workloads: [String] = []
     @Flag(help: "Drill every workload in the policies.") var all = false
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
@@ -76,6 +78,7 @@ struct VerifyCommand: ParsableCommand {
                 case .cluster:
                     var drill = ClusterDrill(policy: p, store: objectStore, s3: client, kube: try kube.client(), target: target)
                     drill.keep = keep
+                    drill.credentialsNamespace = credentialsNamespace
                     evidence = drill.run(progress: log.callAsFunction)
                     Cleanup.shared.parkIfAborting()
                 }

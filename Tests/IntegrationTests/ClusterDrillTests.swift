@@ -56,10 +56,10 @@ import TestSupport
         let api = try KubeAPI(controllers: rgw)
         let kubeconfig = try api.kubeconfig("token")
         let k = try KubeClient(config: KubeConfig.resolve(kubeconfig: kubeconfig, context: nil, namespace: nil))
-        for ns in ["velero", "n8n-prod"] { _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]]) }
+        for ns in ["velero", "n8n-prod", "drctl"] { _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]]) }
         _ = try k.create(["apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": ["name": "default", "namespace": "velero"],
                           "spec": ["provider": "aws", "objectStorage": ["bucket": bucket, "prefix": "velero"]]])
-        _ = try k.create(["apiVersion": "v1", "kind": "Secret", "metadata": ["name": "s3", "namespace": "n8n-prod"],
+        _ = try k.create(["apiVersion": "v1", "kind": "Secret", "metadata": ["name": "s3", "namespace": "drctl"],
                           "data": ["ACCESS_KEY_ID": Data(rgw.accessKey.utf8).base64EncodedString(), "SECRET_ACCESS_KEY": Data(rgw.secretKey.utf8).base64EncodedString()]])
         let expired = ["drctl.dev/drill-expires": "2020-01-01T00:00:00Z"]
         _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-old-20200101000000", "labels": ["drctl.dev/drill": "true"], "annotations": expired]])
