@@ -120,9 +120,14 @@ struct VerifyCommand: ParsableCommand {
         for e in results {
             print("\n\(e.workload): drill \(e.id) \(e.result.rawValue.uppercased())\(e.error.map { ": \($0)" } ?? "")")
             for d in e.databases {
-                print("  \(d.cluster): base backup \(d.backupID), \(d.walSegments) WAL segments, timeline \(d.timeline.map(String.init) ?? "?"); \(d.stop)")
+                if d.backupID.isEmpty {   // a cluster drill: CNPG chose the backup
+                    print("  \(d.cluster): recovered by CNPG; \(d.stop)")
+                } else {
+                    print("  \(d.cluster): base backup \(d.backupID), \(d.walSegments) WAL segments, timeline \(d.timeline.map(String.init) ?? "?"); \(d.stop)")
+                }
             }
-            let phases = ["plan", "download_unpack", "wal_replay", "checks"].compactMap { k in e.phases[k].map { "\(k) \(String(format: "%.1fs", $0))" } }
+            let order = ["plan", "download_unpack", "wal_replay", "namespace", "velero_restore", "cnpg_recovery", "checks", "teardown"]
+            let phases = order.compactMap { k in e.phases[k].map { "\(k) \(String(format: "%.1fs", $0))" } }
             if !phases.isEmpty { print("  phases: \(phases.joined(separator: ", "))") }
             for c in e.checks { print("  [\(c.result.rawValue)] \(c.name): \(c.detail)") }
         }

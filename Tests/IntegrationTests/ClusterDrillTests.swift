@@ -102,6 +102,7 @@ import TestSupport
 
         try policy("= 42")
         var (st, out) = try verify()
+        print(out)   // the drill's own account, in the test log
         #expect(st == 0 && out.contains("drill of n8n-prod PASSED"), "\(out)")
         #expect(out.contains("got 42, expected = 42") && out.contains("1 Deployment in drill-n8n-prod-"), "\(out)")
         #expect(out.contains("janitor: deleted expired drill namespace drill-old-20200101000000"), "\(out)")
