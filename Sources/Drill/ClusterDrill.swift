@@ -67,6 +67,18 @@ public struct ClusterDrill {
         progress("cluster drill \(id) of \(workload) in namespace \(ns): target \(target)")
         do {
             _ = try Self.janitor(kube, now: started, progress: progress)
+            // The same plan a host drill makes, from the bucket alone: a target no backup and
+            // WAL can reach (a gap, the wrong range) fails here, named, before anything is created.
+            let reader = S3Reader(client: s3, bucket: store.bucket.value)
+            for c in policy.cnpg {
+                let (scan, archive) = try BarmanScanner.scanArchive(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value)
+                do {
+                    let plan = try RestorePlanner.plan(server: c.serverName.value, scan: scan, archive: archive, target: target, now: started)
+                    if case .latest = target, !plan.warnings.isEmpty { throw PlanError(plan.warnings.joined(separator: "; ")) }
+                } catch let e as PlanError {
+                    throw RecoveryError("\(c.cluster.value): \(e)")
+                }
+            }
             let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
                 _ = try kube.create(Self.plain(DrillManifests.namespace(ns, drillID: id, workload: workload, expires: expires)))

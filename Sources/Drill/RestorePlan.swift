@@ -53,7 +53,12 @@ public enum RestorePlanner {
     public static func plan(server: String, scan: BarmanServerScan, archive: WALArchive, target: RecoveryTarget, now: Date) throws -> RestorePlan {
         let restorable = scan.backups.filter { $0.restorable && $0.endTime != nil }
         guard !restorable.isEmpty else {
-            let seen = scan.backups.map { "\($0.backupID) \($0.status)\($0.restorable ? "" : $0.status == "DONE" ? " (its own WAL or data is missing)" : "")" }
+            let seen = scan.backups.map { b -> String in
+                guard b.status == "DONE", !b.restorable else { return "\(b.backupID) \(b.status)" }
+                let why = b.walGaps.first.map { "WAL segment \($0) is missing" }
+                    ?? (b.archiveFiles.contains { $0.isData } ? "its own WAL is not all archived" : "its data tar is missing")
+                return "\(b.backupID) DONE (\(why))"
+            }
             throw PlanError("server \(server) has no restorable base backup\(seen.isEmpty ? " (no backups in the bucket)" : ": " + seen.joined(separator: ", "))")
         }
         let first = restorable.map { $0.endTime! }.min()!

@@ -129,5 +129,17 @@ import TestSupport
         #expect(st == 1 && out.contains("is corrupt"), "\(out)")
         left = try drillNamespaces()
         #expect(left == ["drill-not-ours"], "\(left)")
+
+        // A broken WAL chain: refused before anything is created, the missing segment named.
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName).tar.gz"), bytes: VeleroBucketTests.tarball())
+        var segments: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "cnpg/app-db/wals/0000000100000000/") { segments += $0.objects.map(\.key).filter { !$0.contains(".backup") } }
+        let victim = try #require(segments.sorted().dropLast().last, "\(segments)")
+        try s3.deleteObject(S3URL(bucket: bucket, key: victim))
+        (st, out) = try verify()
+        let name = String(victim.split(separator: "/").last!.prefix(24))
+        #expect(st == 1 && out.contains("WAL segment \(name) is missing"), "\(out)")
+        left = try drillNamespaces()
+        #expect(left == ["drill-not-ours"], "\(left)")
     }
 }
