@@ -67,62 +67,19 @@ public struct ClusterDrill {
         progress("cluster drill \(id) of \(workload) in namespace \(ns): target \(target)")
         do {
             _ = try Self.janitor(kube, now: started, progress: progress)
-            // The same plan a host drill makes, from the bucket alone: a target no backup and
-            // WAL can reach (a gap, the wrong range) fails here, named, before anything is created.
-            let reader = S3Reader(client: s3, bucket: store.bucket.value)
-            for c in policy.cnpg {
-                let (scan, archive) = try BarmanScanner.scanArchive(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value)
-                do {
-                    let plan = try RestorePlanner.plan(server: c.serverName.value, scan: scan, archive: archive, target: target, now: started)
-                    if case .latest = target, !plan.warnings.isEmpty { throw PlanError(plan.warnings.joined(separator: "; ")) }
-                } catch let e as PlanError {
-                    throw RecoveryError("\(c.cluster.value): \(e)")
-                }
-            }
+            try precheck(now: started)
             let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
                 _ = try kube.create(Self.plain(DrillManifests.namespace(ns, drillID: id, workload: workload, expires: expires)))
                 created = true
                 Cleanup.shared.addAction { [kube] in try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
-                // The object store credentials, copied from drctl's namespace.
-                if !policy.cnpg.isEmpty {
-                    guard let secret = try kube.get(apiVersion: "v1", kind: "Secret", namespace: credentialsNamespace, name: store.credentials.secretName) else {
-                        throw RecoveryError("Secret \(credentialsNamespace)/\(store.credentials.secretName) not found: the recovery Cluster needs the object store credentials")
-                    }
-                    _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
-                                         "metadata": ["name": store.credentials.secretName, "namespace": ns], "data": secret["data"] ?? [:]])
-                }
+                try copyCredentials(into: ns)
             }
-            // Velero: the newest completed backup of the policy's schedules at or before the target.
-            var restoreName: String?
-            if let v = policy.velero {
-                let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: workload, tier: $0.tier.value) })
-                let cutoff = target.date ?? started
-                let entries = try VeleroScanner.scan(S3Reader(client: s3, bucket: store.bucket.value), layout: VeleroLayout(root: store.prefixes.velero.value))
-                guard let backup = entries.filter({ $0.restorePoint && ($0.schedule.map(names.contains) ?? false) && ($0.completionTime ?? .distantFuture) <= cutoff })
-                    .max(by: { $0.completionTime! < $1.completionTime! }) else {
-                    throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
-                }
-                progress("Velero restore of \(backup.name) into \(ns)")
-                _ = try kube.create(Self.plain(DrillManifests.veleroRestore(name: ns, backup: backup.name, sourceNamespaces: policy.namespaces.map(\.value),
-                                                                             scratch: ns, veleroNamespace: veleroNamespace)))
-                restoreName = ns
-            }
-            for c in policy.cnpg {
-                for o in DrillManifests.recoveryCluster(policy: policy, cluster: c, store: store, namespace: ns,
-                                                        targetTime: target.date.map(TargetTime.postgres)) {
-                    _ = try kube.create(Self.plain(o))
-                }
-                progress("\(c.cluster.value): recovery Cluster created in \(ns)")
-            }
+            let restoreName = try startVeleroRestore(into: ns, now: started, progress: progress)
+            try createClusters(in: ns, progress: progress)
             // Wait for the Restore and the Clusters, with the RTO as the deadline.
             if let restoreName {
-                let status = try phase("velero_restore") { try waitFor("velero.io/v1", "Restore", veleroNamespace, restoreName, deadline: deadline) { s in
-                    let p = s["phase"] as? String ?? ""
-                    if ["Completed", "PartiallyFailed"].contains(p) { return true }
-                    if ["Failed", "FailedValidation"].contains(p) { throw RecoveryError("Velero restore \(restoreName) \(p): \(s["failureReason"] as? String ?? (s["validationErrors"] as? [String] ?? []).joined(separator: "; "))") }
-                    return false
-                } }
+                let status = try phase("velero_restore") { try waitVeleroRestore(restoreName, deadline: deadline) }
                 let restored = (status["progress"] as? [String: Any])?["itemsRestored"] as? Int ?? 0
                 let phaseName = status["phase"] as? String ?? "?"
                 // PartiallyFailed alone decides nothing: the checks do.
@@ -131,13 +88,7 @@ public struct ClusterDrill {
             }
             var servers: [String: RecoveryServer] = [:]
             for c in policy.cnpg {
-                let status = try phase("cnpg_recovery") { try waitFor("postgresql.cnpg.io/v1", "Cluster", ns, c.cluster.value, deadline: deadline) { s in
-                    if (s["readyInstances"] as? Int ?? 0) >= 1 && (s["phase"] as? String ?? "").contains("healthy") { return true }
-                    if (s["phase"] as? String ?? "").contains("cannot proceed") || (s["phase"] as? String ?? "").contains("failed") {
-                        throw RecoveryError("\(c.cluster.value): recovery Cluster \(s["phase"] as? String ?? ""): \(s["phaseReason"] as? String ?? "")")
-                    }
-                    return false
-                } }
+                let status = try phase("cnpg_recovery") { try waitCluster(c, in: ns, deadline: deadline) }
                 guard let svc = try kube.get(apiVersion: "v1", kind: "Service", namespace: ns, name: "\(c.cluster.value)-rw"),
                       let spec = svc["spec"] as? [String: Any], let ip = spec["clusterIP"] as? String,
                       let port = (spec["ports"] as? [[String: Any]])?.first?["port"] as? Int else {
@@ -182,6 +133,111 @@ public struct ClusterDrill {
                              databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),
                              rtoObjectiveSeconds: policy.rto.value.seconds, rpoSeconds: rpo, rpoObjectiveSeconds: policy.rpo.value.seconds,
                              phases: phases, bytesFetched: 0)
+    }
+
+    /// The same plan a host drill makes, from the bucket alone: a target no backup and WAL can
+    /// reach (a gap, the wrong range) fails here, named, before anything is created.
+    func precheck(now: Date) throws {
+        let reader = S3Reader(client: s3, bucket: store.bucket.value)
+        for c in policy.cnpg {
+            let (scan, archive) = try BarmanScanner.scanArchive(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value)
+            do {
+                let plan = try RestorePlanner.plan(server: c.serverName.value, scan: scan, archive: archive, target: target, now: now)
+                if case .latest = target, !plan.warnings.isEmpty { throw PlanError(plan.warnings.joined(separator: "; ")) }
+            } catch let e as PlanError {
+                throw RecoveryError("\(c.cluster.value): \(e)")
+            }
+        }
+    }
+
+    /// The object store credentials, copied from drctl's namespace into `ns`.
+    func copyCredentials(into ns: String) throws {
+        guard !policy.cnpg.isEmpty else { return }
+        guard let secret = try kube.get(apiVersion: "v1", kind: "Secret", namespace: credentialsNamespace, name: store.credentials.secretName) else {
+            throw RecoveryError("Secret \(credentialsNamespace)/\(store.credentials.secretName) not found: the recovery Cluster needs the object store credentials")
+        }
+        _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
+                             "metadata": ["name": store.credentials.secretName, "namespace": ns], "data": secret["data"] ?? [:]])
+    }
+
+    /// A Velero Restore (named after `ns`) of the newest completed backup of the policy's
+    /// schedules at or before the target; nil without Velero in the policy.
+    func startVeleroRestore(into ns: String, now: Date, progress: (String) -> Void) throws -> String? {
+        guard let v = policy.velero else { return nil }
+        let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: policy.name.value, tier: $0.tier.value) })
+        let cutoff = target.date ?? now
+        let entries = try VeleroScanner.scan(S3Reader(client: s3, bucket: store.bucket.value), layout: VeleroLayout(root: store.prefixes.velero.value))
+        guard let backup = entries.filter({ $0.restorePoint && ($0.schedule.map(names.contains) ?? false) && ($0.completionTime ?? .distantFuture) <= cutoff })
+            .max(by: { $0.completionTime! < $1.completionTime! }) else {
+            throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
+        }
+        progress("Velero restore of \(backup.name) into \(ns)")
+        _ = try kube.create(Self.plain(DrillManifests.veleroRestore(name: ns, backup: backup.name, sourceNamespaces: policy.namespaces.map(\.value),
+                                                                     scratch: ns, veleroNamespace: veleroNamespace)))
+        return ns
+    }
+
+    func createClusters(in ns: String, progress: (String) -> Void) throws {
+        for c in policy.cnpg {
+            for o in DrillManifests.recoveryCluster(policy: policy, cluster: c, store: store, namespace: ns, targetTime: target.date.map(TargetTime.postgres)) {
+                _ = try kube.create(Self.plain(o))
+            }
+            progress("\(c.cluster.value): recovery Cluster created in \(ns)")
+        }
+    }
+
+    func waitVeleroRestore(_ name: String, deadline: Date) throws -> [String: Any] {
+        try waitFor("velero.io/v1", "Restore", veleroNamespace, name, deadline: deadline) { s in
+            let p = s["phase"] as? String ?? ""
+            if ["Completed", "PartiallyFailed"].contains(p) { return true }
+            if ["Failed", "FailedValidation"].contains(p) {
+                throw RecoveryError("Velero restore \(name) \(p): \(s["failureReason"] as? String ?? (s["validationErrors"] as? [String] ?? []).joined(separator: "; "))")
+            }
+            return false
+        }
+    }
+
+    func waitCluster(_ c: BackupPolicy.CNPGCluster, in ns: String, deadline: Date) throws -> [String: Any] {
+        try waitFor("postgresql.cnpg.io/v1", "Cluster", ns, c.cluster.value, deadline: deadline) { s in
+            let phase = s["phase"] as? String ?? ""
+            if (s["readyInstances"] as? Int ?? 0) >= 1 && phase.contains("healthy") { return true }
+            if phase.contains("cannot proceed") || phase.contains("failed") {
+                throw RecoveryError("\(c.cluster.value): recovery Cluster \(phase): \(s["phaseReason"] as? String ?? "")")
+            }
+            return false
+        }
+    }
+
+    /// `drctl restore WORKLOAD --namespace NEW`: the drill's restore into a namespace that is kept
+    /// (no checks, no teardown). An existing namespace is refused unless it is a drill's, or `force`.
+    public func restore(into ns: String, force: Bool, timeout: TimeInterval, progress: @escaping (String) -> Void) throws -> [String] {
+        let now = Date()
+        try precheck(now: now)
+        if let existing = try kube.get(apiVersion: "v1", kind: "Namespace", name: ns) {
+            let meta = existing["metadata"] as? [String: Any] ?? [:]
+            if !force && !DrillManifests.isDrillNamespace(name: ns, labels: meta["labels"] as? [String: String] ?? [:]) {
+                throw RecoveryError("namespace \(ns) exists; drctl restores into a new namespace (or a drill's), or into this one with --force")
+            }
+        } else {
+            _ = try kube.create(["apiVersion": "v1", "kind": "Namespace",
+                                 "metadata": ["name": ns, "labels": ["app.kubernetes.io/managed-by": "drctl"],
+                                              "annotations": ["drctl.dev/restored-from": policy.name.value, "drctl.dev/restore-target": target.description]]])
+            progress("namespace \(ns) created")
+        }
+        try copyCredentials(into: ns)
+        let deadline = now.addingTimeInterval(timeout)
+        let restoreName = try startVeleroRestore(into: ns, now: now, progress: progress)
+        try createClusters(in: ns, progress: progress)
+        var lines: [String] = []
+        if let restoreName {
+            let s = try waitVeleroRestore(restoreName, deadline: deadline)
+            lines.append("Velero restore \(restoreName): \(s["phase"] as? String ?? "?"), \((s["progress"] as? [String: Any])?["itemsRestored"] as? Int ?? 0) items restored")
+        }
+        for c in policy.cnpg {
+            let s = try waitCluster(c, in: ns, deadline: deadline)
+            lines.append("Cluster \(ns)/\(c.cluster.value): \(s["phase"] as? String ?? "?"); its service is \(c.cluster.value)-rw.\(ns).svc")
+        }
+        return lines
     }
 
     /// Polls an object's status until `done` says so (or throws), by the deadline.

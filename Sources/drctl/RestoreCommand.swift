@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Drill
 import Foundation
+import Kube
 import Layout
 import ObjectStore
 import Policy
@@ -33,6 +34,12 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "barman-cloud server name (CNPG serverName).") var server: String?
     @Option(help: ArgumentHelp("Recovery target.", valueName: "time")) var at: String
     @Option(help: ArgumentHelp("New or empty directory for the recovered data directory.", valueName: "dir")) var to: String?
+    @Option(name: .customLong("namespace"), help: ArgumentHelp("Restore into this new Kubernetes namespace instead (Velero Restore + CNPG recovery; needs a WORKLOAD).", valueName: "ns"))
+    var intoNamespace: String?
+    @Flag(help: "With --namespace: restore into an existing namespace that is not a drill's.") var force = false
+    @Option(help: ArgumentHelp("With --namespace: kubeconfig file (default: KUBECONFIG, ~/.kube/config, else in-cluster).", valueName: "file")) var kubeconfig: String?
+    @Option(help: "With --namespace: kubeconfig context.") var context: String?
+    @Option(help: "With --namespace: the namespace holding the object store credentials Secret.") var credentialsNamespace = "drctl"
     @Flag(help: "Print the plan and stop.") var dryRun = false
     @Flag(name: [.short, .long], help: "Do not ask for confirmation.") var yes = false
     @Flag(help: "Leave the recovered server running (on --port).") var start = false
@@ -45,7 +52,9 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("give a WORKLOAD (with --policies), or --source s3://bucket/path and --server NAME")
         }
         if workload != nil && source != nil { throw ValidationError("give either a WORKLOAD or --source, not both") }
-        if to == nil && !dryRun { throw ValidationError("--to DIR is required (or --dry-run)") }
+        if to == nil && intoNamespace == nil && !dryRun { throw ValidationError("--to DIR or --namespace NEW is required (or --dry-run)") }
+        if to != nil && intoNamespace != nil { throw ValidationError("--to and --namespace exclude each other") }
+        if intoNamespace != nil && workload == nil { throw ValidationError("--namespace restores a WORKLOAD from its policy") }
         if port != nil && !start { throw ValidationError("--port goes with --start") }
     }
 
@@ -72,7 +81,6 @@ struct RestoreCommand: ParsableCommand {
                 if output == .json { try printJSON(Report(plan: plan, outcome: nil)) }
                 return
             }
-            guard let to else { return }
             if !yes {
                 guard isatty(STDIN_FILENO) == 1 else {
                     throw ValidationError("refusing to restore without confirmation: standard input is not a terminal (pass --yes)")
@@ -84,6 +92,8 @@ struct RestoreCommand: ParsableCommand {
                 }
             }
             Cleanup.shared.installSignalHandlers()
+            if let ns = intoNamespace { return try restoreIntoNamespace(ns, target: target, log: log) }
+            guard let to else { return }
             var options = host.restoreOptions()
             options.kind = "restore"
             options.targetDirectory = to.hasPrefix("/") ? to : FileManager.default.currentDirectoryPath + "/" + to
@@ -109,6 +119,26 @@ struct RestoreCommand: ParsableCommand {
                 printOutcome(outcome, plan: plan)
             }
         }
+    }
+
+    /// The cluster restore: the workload's namespaces and databases into a new namespace, kept.
+    func restoreIntoNamespace(_ ns: String, target: RecoveryTarget, log: StepLog) throws {
+        let set = try loadCheckedPolicies(policies)
+        guard let p = set.backupPolicies.first(where: { $0.name.value == workload }), let store = set.objectStore(named: p.objectStore.value) else {
+            throw ValidationError("no policy named '\(workload ?? "")' with an ObjectStore")
+        }
+        let config = try KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: nil)
+        if case .token(let t) = config.auth { KnownSecrets.shared.add([t]) }
+        var drill = ClusterDrill(policy: p, store: store, s3: try s3.makeClient(for: store), kube: try KubeClient(config: config), target: target)
+        drill.credentialsNamespace = credentialsNamespace
+        let lines = try drill.restore(into: ns, force: force, timeout: TimeInterval(parseSeconds(host.timeout) ?? 7200), progress: log.callAsFunction)
+        print("Restored \(p.name.value) into namespace \(ns) (target \(target)):")
+        for l in lines { print("  \(l)") }
+        print("""
+            To cut traffic over: point the application's database host at the new -rw service, scale the old
+            workload to zero, and move its Ingress/Service to \(ns). The new Cluster does not back up: add
+            drctl's rendered backup section (drctl apply) once it is the primary, under a new serverName.
+            """)
     }
 
     /// The barman source from the policy's store or from the flags, and a label for messages.

@@ -109,6 +109,18 @@ import TestSupport
         var left = try drillNamespaces()
         #expect(left == ["drill-not-ours"], "only the unlabelled namespace is left: \(left)")
 
+        // The operator's restore into a new namespace: kept, no checks; an existing one is refused.
+        func restore() throws -> (Int32, String) {
+            try run(drctlBinary, ["restore", "n8n-prod", "--policies", dir, "--at", "latest", "--namespace", "n8n-prod-restored", "--yes",
+                                  "--kubeconfig", kubeconfig, "--quiet"], env: env)
+        }
+        (st, out) = try restore()
+        #expect(st == 0 && out.contains("Restored n8n-prod into namespace n8n-prod-restored") && out.contains("Cluster in healthy state"), "\(out)")
+        #expect(try k.get(apiVersion: "apps/v1", kind: "Deployment", namespace: "n8n-prod-restored", name: "n8n") != nil)
+        (st, out) = try restore()
+        #expect(st != 0 && out.contains("namespace n8n-prod-restored exists"), "\(out)")
+        try k.delete(apiVersion: "v1", kind: "Namespace", name: "n8n-prod-restored")
+
         // SIGTERM mid-drill: the namespace is deleted on the way out.
         let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", kubeconfig, "--policies", dir], env: env)
         for _ in 0..<100 where try drillNamespaces().count < 2 { usleep(50_000) }
