@@ -115,6 +115,7 @@ import TestSupport
                                   "--kubeconfig", kubeconfig, "--quiet"], env: env)
         }
         (st, out) = try restore()
+        print(out)
         #expect(st == 0 && out.contains("Restored n8n-prod into namespace n8n-prod-restored") && out.contains("Cluster in healthy state"), "\(out)")
         #expect(try k.get(apiVersion: "apps/v1", kind: "Deployment", namespace: "n8n-prod-restored", name: "n8n") != nil)
         (st, out) = try restore()
