@@ -240,23 +240,27 @@ public struct ClusterDrill {
         return lines
     }
 
-    /// Polls an object's status until `done` says so (or throws), by the deadline.
+    /// Watches an object until `done` accepts its status (or throws), by the deadline.
     func waitFor(_ apiVersion: String, _ kind: String, _ ns: String, _ name: String, deadline: Date,
                  _ done: ([String: Any]) throws -> Bool) throws -> [String: Any] {
-        while true {
-            if Cleanup.shared.isAborting { throw RecoveryError("interrupted") }
-            if let o = try kube.get(apiVersion: apiVersion, kind: kind, namespace: ns, name: name), let s = o["status"] as? [String: Any], try done(s) {
-                return s
+        do {
+            let o = try kube.waitFor(apiVersion: apiVersion, kind: kind, namespace: ns, name: name, deadline: deadline) { o in
+                if Cleanup.shared.isAborting { throw RecoveryError("interrupted") }
+                guard let s = o?["status"] as? [String: Any] else { return false }
+                return try done(s)
             }
-            if Date() > deadline { throw RecoveryError("\(kind) \(ns)/\(name) not ready within the RTO objective \(Duration.humanize(policy.rto.value.seconds))") }
-            usleep(200_000)
+            return o?["status"] as? [String: Any] ?? [:]
+        } catch let e as LocalError where e.description.contains("not ready by the deadline") {
+            throw RecoveryError("\(kind) \(ns)/\(name) not ready within the RTO objective \(Duration.humanize(policy.rto.value.seconds))")
         }
     }
 
+    /// Watches a namespace until it is gone.
     func waitGone(_ ns: String, deadline: Date) throws -> Bool {
-        while try kube.get(apiVersion: "v1", kind: "Namespace", name: ns) != nil {
-            if Date() > deadline { throw RecoveryError("namespace \(ns) still exists after 5 minutes") }
-            usleep(200_000)
+        do {
+            _ = try kube.waitFor(apiVersion: "v1", kind: "Namespace", namespace: nil, name: ns, deadline: deadline) { $0 == nil }
+        } catch let e as LocalError where e.description.contains("not ready by the deadline") {
+            throw RecoveryError("namespace \(ns) still exists after 5 minutes")
         }
         return true
     }

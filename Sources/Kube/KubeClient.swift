@@ -205,6 +205,96 @@ public final class KubeClient: @unchecked Sendable {
         return out
     }
 
+    /// A watch event: ADDED, MODIFIED, DELETED (ERROR events are thrown as KubeError).
+    public struct WatchEvent { public var type: String; public var object: [String: Any] }
+
+    /// Watches a collection (or one object by name) from `resourceVersion` until `handler`
+    /// returns true or the server ends the stream after `timeout` seconds; returns the last
+    /// resourceVersion seen, to resume from. A resourceVersion the server no longer has
+    /// throws KubeError 410 (re-list and start again).
+    @discardableResult
+    public func watch(apiVersion: String, kind: String, namespace: String? = nil, name: String? = nil, resourceVersion: String,
+                      timeout: Int = 20, _ handler: (WatchEvent) throws -> Bool) throws -> String {
+        var q = [("watch", "true"), ("resourceVersion", resourceVersion), ("timeoutSeconds", String(timeout)), ("allowWatchBookmarks", "true")]
+        if let name { q.append(("fieldSelector", "metadata.name=\(name)")) }
+        let path = try path(apiVersion: apiVersion, kind: kind, namespace: namespace)
+        let url = config.server + path + "?" + q.map { "\($0.0)=\(URIEncoding.encode($0.1))" }.joined(separator: "&")
+        var headers: [(name: String, value: String)] = [("Accept", "application/json")]
+        if let t = try bearer() { headers.append(("Authorization", "Bearer \(t)")) }
+        // The stream only lives for this call: the handler never outlives it.
+        return try withoutActuallyEscaping(handler) { handler in
+            let stream = WatchStream(handler: handler, resourceVersion: resourceVersion)
+            do {
+                let r = try transport.perform(HTTPRequest(method: "GET", url: url, headers: headers), handler: stream)
+                guard (200..<300).contains(r.status) else { throw Self.decodeStatus(r, operation: "WATCH \(path)") }
+            } catch is WatchStream.Stop {
+            } catch let e as TransportError {
+                throw LocalError("WATCH \(path): \(e.message)")
+            }
+            if let e = stream.failure { throw e }
+            return stream.resourceVersion
+        }
+    }
+
+    final class WatchStream: HTTPResponseHandler {
+        struct Stop: Error {}
+        let handler: (WatchEvent) throws -> Bool
+        var buffer: [UInt8] = []
+        var resourceVersion: String
+        var failure: KubeError?
+        init(handler: @escaping (WatchEvent) throws -> Bool, resourceVersion: String) {
+            self.handler = handler
+            self.resourceVersion = resourceVersion
+        }
+        func body(_ chunk: UnsafeRawBufferPointer) throws {
+            buffer += chunk
+            while let nl = buffer.firstIndex(of: 10) {
+                let line = Array(buffer[..<nl])
+                buffer.removeSubrange(...nl)
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+                      let type = obj["type"] as? String, let o = obj["object"] as? [String: Any] else { continue }
+                if type == "ERROR" {
+                    failure = KubeError(code: o["code"] as? Int ?? 500, reason: o["reason"] as? String ?? "Error", message: o["message"] as? String ?? "",
+                                        causes: [], operation: "WATCH")
+                    throw Stop()
+                }
+                if let rv = (o["metadata"] as? [String: Any])?["resourceVersion"] as? String { resourceVersion = rv }
+                if type == "BOOKMARK" { continue }
+                if try handler(WatchEvent(type: type, object: o)) { throw Stop() }
+            }
+        }
+    }
+
+    /// Waits until `done` holds for an object, by watching it (re-listing after 410 Expired and
+    /// when a watch ends), by the deadline. `done` sees nil while the object does not exist.
+    public func waitFor(apiVersion: String, kind: String, namespace: String?, name: String, deadline: Date,
+                        _ done: ([String: Any]?) throws -> Bool) throws -> [String: Any]? {
+        while true {
+            // List (one object) for its current state and the collection's resourceVersion.
+            var q = [("fieldSelector", "metadata.name=\(name)")]
+            q.append(("limit", "1"))
+            let list = try request("GET", try path(apiVersion: apiVersion, kind: kind, namespace: namespace), query: q)
+            var current = (list["items"] as? [[String: Any]])?.first
+            if try done(current) { return current }
+            var rv = (list["metadata"] as? [String: Any])?["resourceVersion"] as? String ?? "0"
+            while Date() < deadline {
+                let remaining = max(1, min(20, Int(deadline.timeIntervalSinceNow.rounded(.up))))
+                var finished = false
+                do {
+                    rv = try watch(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name, resourceVersion: rv, timeout: remaining) { e in
+                        current = e.type == "DELETED" ? nil : e.object
+                        finished = try done(current)
+                        return finished
+                    }
+                } catch let e as KubeError where e.code == 410 {
+                    break   // too old: list again
+                }
+                if finished { return current }
+            }
+            if Date() >= deadline { throw LocalError("\(kind) \(namespace.map { "\($0)/" } ?? "")\(name): not ready by the deadline") }
+        }
+    }
+
     public func create(_ object: [String: Any]) throws -> [String: Any] {
         let (apiVersion, kind, namespace, _) = try Self.identity(object)
         return try request("POST", path(apiVersion: apiVersion, kind: kind, namespace: namespace),

@@ -96,4 +96,44 @@ import TestSupport
         let forced = try c.apply(desired, force: true)
         #expect((forced["data"] as? [String: String])?["b"] == "2")
     }
+
+    @Test func watchSeesChangesResumesAndRelistsAfterExpiry() throws {
+        let c = try client("token")
+        func cm(_ v: String) -> [String: Any] {
+            ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "watched", "namespace": "default"], "data": ["v": v]]
+        }
+        _ = try c.apply(cm("1"))
+        // Another writer changes it half a second from now; waitFor sees it through the watch.
+        Thread.detachNewThread {
+            usleep(500_000)
+            _ = try? c.apply(["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "watched", "namespace": "default"], "data": ["v": "2"]],
+                             fieldManager: "other", force: true)
+        }
+        let t0 = Date()
+        let seen = try c.waitFor(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "watched", deadline: Date().addingTimeInterval(15)) {
+            ($0?["data"] as? [String: String])?["v"] == "2"
+        }
+        #expect((seen?["data"] as? [String: String])?["v"] == "2" && Date().timeIntervalSince(t0) < 5)
+
+        // Resuming from a resourceVersion delivers only what came after it.
+        let rv = try #require((seen?["metadata"] as? [String: Any])?["resourceVersion"] as? String)
+        _ = try c.apply(cm("3"), force: true)
+        var events: [String] = []
+        try c.watch(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "watched", resourceVersion: rv, timeout: 5) { e in
+            events.append("\(e.type) \((e.object["data"] as? [String: String])?["v"] ?? "")")
+            return true
+        }
+        #expect(events == ["MODIFIED 3"], "\(events)")
+
+        // After compaction an old resourceVersion is 410 Expired; waitFor lists again and carries on.
+        _ = try run("/usr/bin/curl", ["-sk", "-X", "POST", "\(api.server)/__compact"])
+        do {
+            try c.watch(apiVersion: "v1", kind: "ConfigMap", namespace: "default", resourceVersion: rv, timeout: 5) { _ in true }
+            Issue.record("a compacted resourceVersion was accepted")
+        } catch let e as KubeError {
+            #expect(e.code == 410, "\(e)")
+        }
+        let now = try c.waitFor(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "watched", deadline: Date().addingTimeInterval(10)) { $0 != nil }
+        #expect((now?["data"] as? [String: String])?["v"] == "3")
+    }
 }

@@ -49,6 +49,7 @@ def set_status(api, key, status):
             api.store[key]["status"] = status
             api.rv[0] += 1
             api.store[key]["metadata"]["resourceVersion"] = str(api.rv[0])
+            api.record("MODIFIED", key, api.store[key])
 
 
 def secret_value(api, ns, ref):

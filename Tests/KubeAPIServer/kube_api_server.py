@@ -7,7 +7,8 @@ the kinds drctl renders; create/get/list/delete with `Status` errors (401, 404 N
 AlreadyExists/Conflict, 422 Invalid with causes); resourceVersion; label selectors (=, !=,
 exists); `limit`/`continue` pagination; server-side apply (application/apply-patch+yaml) with
 per-manager field ownership, conflicts and `force`, `dryRun=All`; namespaces that go Terminating
-and disappear once their objects are gone. Not modelled: watch, admission, defaulting, CRD schema
+and disappear once their objects are gone; watch streams (resourceVersion, fieldSelector on the
+name, timeoutSeconds, 410 Expired after POST /__compact). Not modelled: admission, defaulting, CRD schema
 validation, RBAC (every authenticated user may do everything).
 
   kube_api_server.py --cert server.pem --key server.key --ca ca.pem --tokens tokens --port-file F
@@ -36,6 +37,16 @@ lock = threading.RLock()
 store = {}          # (gv, resource, namespace or "", name) -> object
 owners = {}         # same key -> {manager: set(paths)}
 rv = [1]
+events = []         # (rv, type, key, object): what watches see
+compacted = [0]     # watches from a resourceVersion below this get 410 Expired
+changed = threading.Condition(lock)
+
+
+def record(kind, key, obj):
+    """Appends a watch event (call with the lock held)."""
+    events.append((rv[0], kind, key, copy.deepcopy(obj)))
+    del events[:-10000]
+    changed.notify_all()
 
 
 def status(code, reason, message, causes=None, name=None, kind=None):
@@ -126,6 +137,7 @@ controllers = None   # the simulated controllers module, with --controllers
 class API:
     """What the simulated controllers see of the server."""
     store, owners, lock, rv = store, owners, lock, rv
+    record = staticmethod(record)
 
     @staticmethod
     def create_object(obj, manager):
@@ -156,10 +168,12 @@ def finalize_namespaces():
                 if key[1] == "namespaces" and obj.get("status", {}).get("phase") == "Terminating":
                     ns = key[3]
                     for k in [k for k in store if k[2] == ns]:
-                        del store[k]
+                        rv[0] += 1
+                        record("DELETED", k, store.pop(k))
                         owners.pop(k, None)
                     if time.time() - obj["_terminatingSince"] > 0.3:
-                        del store[key]
+                        rv[0] += 1
+                        record("DELETED", key, store.pop(key))
                         owners.pop(key, None)
                         if controllers:
                             threading.Thread(target=controllers.namespace_deleted, args=(ns,), daemon=True).start()
@@ -230,11 +244,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 controllers.stop_all()
             self.send(200, {})
             os._exit(0)
+        if self.path == "/__compact" and method == "POST":
+            with lock:   # every resourceVersion so far is now too old to watch from
+                compacted[0] = rv[0] + 1
+            self.send(200, {})
+            return
         try:
             code, out = self.dispatch(method)
         except Exception as e:  # a bug here must be visible to the test, not a hang
             code, out = status(500, "InternalError", f"test server: {e!r}")
-        self.send(code, out)
+        if code is not None:
+            self.send(code, out)
 
     def dispatch(self, method):
         # Read the body before anything can answer early: unread bytes would be taken for the
@@ -262,8 +282,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if nso and nso.get("status", {}).get("phase") == "Terminating":
                     return status(403, "Forbidden", f'{resource} "x" is forbidden: unable to create new content in namespace {ns} because it is being terminated')
             key = (gv, resource, ns if namespaced else "", name)
+            fname = (q.get("fieldSelector") or "").removeprefix("metadata.name=") or None
+            if method == "GET" and name is None and q.get("watch") in ("true", "1"):
+                return self.watch(gv, resource, ns, fname, q)
             if method == "GET" and name is None:
-                items = sorted((o for k, o in store.items() if k[:2] == (gv, resource) and (not ns or k[2] == ns) and matches(o, q.get("labelSelector"))),
+                items = sorted((o for k, o in store.items() if k[:2] == (gv, resource) and (not ns or k[2] == ns) and matches(o, q.get("labelSelector"))
+                                and (fname is None or k[3] == fname)),
                                key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
                 start = int(base64.b64decode(q["continue"]).decode()) if q.get("continue") else 0
                 limit = int(q.get("limit", "0") or 0)
@@ -283,10 +307,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     store[key].setdefault("status", {})["phase"] = "Terminating"
                     store[key]["_terminatingSince"] = time.time()
                     rv[0] += 1
+                    record("MODIFIED", key, store[key])
                     return 200, self.public(store[key])
                 obj = store.pop(key)
                 owners.pop(key, None)
                 rv[0] += 1
+                record("DELETED", key, obj)
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": resource}}
             obj = self._body
             if not isinstance(obj, dict):
@@ -317,6 +343,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.apply(key, obj, ns if namespaced else None, manager, q.get("force") == "true", q.get("dryRun") == "All", kind, resource)
             return status(415, "UnsupportedMediaType", "this test server takes apply patches only")
 
+    def watch(self, gv, resource, ns, name, q):
+        """A watch stream: one JSON event per line, chunked, until timeoutSeconds."""
+        since = int(q.get("resourceVersion") or rv[0])
+        end = time.time() + min(float(q.get("timeoutSeconds", "30")), 60)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(d):
+            data = (json.dumps(d) + "\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        if since < compacted[0]:
+            chunk({"type": "ERROR", "object": status(410, "Expired", f"too old resource version: {since} ({compacted[0]})")[1]})
+        else:
+            while time.time() < end:
+                batch = [e for e in events if e[0] > since and e[2][:2] == (gv, resource) and (not ns or e[2][2] == ns) and (name is None or e[2][3] == name)]
+                for e in batch:
+                    chunk({"type": e[1], "object": self.public(e[3]) if e[1] != "DELETED" else e[3]})
+                since = max([since] + [e[0] for e in events])
+                changed.wait(timeout=max(0.0, min(1.0, end - time.time())))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        return None, None
+
     def store_new(self, key, obj, ns, manager, op):
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -328,6 +381,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             obj["status"] = {"phase": "Active"}
         store[key] = obj
         owners[key] = {manager: (op, set(leaves(obj)))}
+        record("ADDED", key, obj)
 
     def apply(self, key, obj, ns, manager, force, dry, kind, resource):
         applied = leaves(obj)
@@ -358,16 +412,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         others = set().union(*[paths for m, (op, paths) in mine.items() if m != manager]) if len(mine) > 1 else set()
         for p in previously - set(applied) - others:
             del_path(new, p)
-        changed = new != current
+        changed_ = new != current
         if dry:
             return 200, self.public(new, key)
         for m, p in conflicts:      # force: the fields change hands
             mine[m][1].discard(p)
         mine[manager] = ("Apply", set(applied))
-        if changed:
+        if changed_:
             rv[0] += 1
             new["metadata"]["resourceVersion"] = str(rv[0])
             store[key] = new
+            record("MODIFIED", key, new)
         return 200, self.public(store[key])
 
     def public(self, obj, key=None):
