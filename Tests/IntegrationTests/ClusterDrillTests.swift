@@ -16,14 +16,11 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "clusterdrill")
         let dest = "s3://\(bucket)/cnpg"
-        let creds = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-pg-\(getpid())-\(UUID().uuidString.prefix(6))").path
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        chmod(work, 0o711)
+        let work = try testWorkDirectory()
         defer { try? FileManager.default.removeItem(atPath: work) }
         let port = try freePort()
         let (up, upOut) = try run(packageRoot.appendingPathComponent("scripts/pg-up.sh").path,
-                                  [work + "/src", String(port), "\(creds) /opt/drctl-barman/bin/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) app-db %p"])
+                                  [work + "/src", String(port), rgw.barmanArchiveCommand(dest: dest, server: "app-db")])
         defer { _ = try? run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [work + "/src"]) }
         try #require(up == 0, "\(upOut)")
         func psql(_ sql: String) throws -> String {
@@ -36,13 +33,7 @@ import TestSupport
                                                        "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", dest, "app-db"], env: rgw.environment)
         try #require(bst == 0, "\(bout)")
         _ = try psql("insert into t(id) values (41), (42)")
-        let last = try psql("select pg_walfile_name(pg_switch_wal())")
-        for _ in 0..<120 {
-            var found = false
-            try s3.listObjects(bucket: bucket, prefix: "cnpg/app-db/wals/\(last.prefix(16))/\(last)") { if !$0.objects.isEmpty { found = true } }
-            if found { break }
-            usleep(250_000)
-        }
+        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
 
         // The Velero side: a completed backup of n8n-prod with one Deployment.
         let backupName = "n8n-prod-daily-20261127023000"

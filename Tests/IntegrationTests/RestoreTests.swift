@@ -53,11 +53,8 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "pitr")
         let dest = "s3://\(bucket)/cnpg"
-        let creds = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
-        let archive = "\(creds) \(Self.barmanBin)/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) app-db %p"
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-pg-\(getpid())-\(UUID().uuidString.prefix(6))").path
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        chmod(work, 0o711)
+        let archive = rgw.barmanArchiveCommand(dest: dest, server: "app-db")
+        let work = try testWorkDirectory()
         defer { try? FileManager.default.removeItem(atPath: work) }
         let pgDir = work + "/src"
         let port = try freePort()
@@ -90,7 +87,7 @@ import TestSupport
         commits[6] = try src.insert(6, "a second later")
         commits[7] = try src.insert(7, "later")
         commits[8] = try src.insert(8, "newest")
-        try waitArchived(src.psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+        try rgw.waitArchived(src.psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
         mark("archived")
 
         let env = rgw.environment
@@ -163,7 +160,7 @@ import TestSupport
         commits[9] = try src.insert(9, "timeline 2", port: p2, host: tdir)
         sleep(1)
         commits[10] = try src.insert(10, "timeline 2 later", port: p2, host: tdir)
-        try waitArchived(src.psql("select pg_walfile_name(pg_switch_wal())", port: p2, host: tdir), s3: s3, bucket: bucket)
+        try rgw.waitArchived(src.psql("select pg_walfile_name(pg_switch_wal())", port: p2, host: tdir), s3: s3, bucket: bucket)
         mark("timeline 2 archived")
         // From the gzip backup on timeline 1, following 00000002.history: 1-5, then 9; never 6-8.
         try expect(Self.between(commits[9]!, commits[10]!), [1, 2, 3, 4, 5, 9], "across the timeline switch")
@@ -245,16 +242,5 @@ import TestSupport
         #expect(st == 1 && out.contains("WAL segment \(victim.name) is missing") && out.contains("recovery from \(plainID) stops at"), "\(victim.name): \(out)")
         #expect(leftovers().isEmpty, "left behind: \(leftovers())")
         mark("verify checked")
-    }
-
-    /// Waits until barman-cloud-wal-archive has put `segment` into the bucket.
-    func waitArchived(_ segment: String, s3: S3Client, bucket: String) throws {
-        for _ in 0..<120 {
-            var found = false
-            try s3.listObjects(bucket: bucket, prefix: "cnpg/app-db/wals/\(segment.prefix(16))/\(segment)") { if !$0.objects.isEmpty { found = true } }
-            if found { return }
-            usleep(250_000)
-        }
-        throw FixtureError(description: "\(segment) was not archived within 30 s")
     }
 }

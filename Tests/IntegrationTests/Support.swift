@@ -90,12 +90,37 @@ final class RGW: Sendable {
         """
     }
 
+    /// An archive_command that runs real barman-cloud-wal-archive (gzip) into `dest` as `server`.
+    func barmanArchiveCommand(dest: String, server: String) -> String {
+        "AWS_ACCESS_KEY_ID=\(accessKey) AWS_SECRET_ACCESS_KEY='\(secretKey)' AWS_DEFAULT_REGION=us-east-1 /opt/drctl-barman/bin/barman-cloud-wal-archive --endpoint-url \(endpoint) --gzip \(dest) \(server) %p"
+    }
+
+    /// Waits until barman-cloud-wal-archive has put `segment` of `server` (under `root`) into the bucket.
+    func waitArchived(_ segment: String, s3: S3Client, bucket: String, root: String = "cnpg", server: String = "app-db") throws {
+        for _ in 0..<120 {
+            var found = false
+            try s3.listObjects(bucket: bucket, prefix: "\(root)/\(server)/wals/\(segment.prefix(16))/\(segment)") { if !$0.objects.isEmpty { found = true } }
+            if found { return }
+            usleep(250_000)
+        }
+        throw FixtureError(description: "\(segment) was not archived within 30 s")
+    }
+
     /// A new bucket with a unique name for one test.
     func bucket(_ client: S3Client, _ name: String) throws -> String {
         let b = "\(name)-\(UInt32.random(in: 0...UInt32.max))"
         try client.createBucket(b)
         return b
     }
+}
+
+/// A directory for one test's PostgreSQL servers, named after this process so that scripts/test
+/// can stop what a killed run left in it; the postgres user may enter it, nobody may list it.
+func testWorkDirectory() throws -> String {
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-pg-\(getpid())-\(UUID().uuidString.prefix(6))").path
+    try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+    chmod(work, 0o711)
+    return work
 }
 
 func readEnvFile(_ path: String) throws -> [String: String] {
