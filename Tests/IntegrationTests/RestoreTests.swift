@@ -212,6 +212,13 @@ import TestSupport
         let status = try #require((try JSONSerialization.jsonObject(with: Data(statusOut.utf8)) as? [[String: Any]])?.first, "\(sst) \(statusOut)")
         let drill = try #require(status["lastDrill"] as? [String: Any], "\(statusOut)")
         #expect(drill["result"] as? String == "passed" && (drill["rtoSeconds"] as? Double ?? 0) > 0 && drill["achieved"] != nil, "\(drill)")
+        // The catalog carries the evidence too: status from a synced catalog shows the same drill.
+        let catalogFile = work + "/catalog.sqlite"
+        let (cst, cout) = try run(drctlBinary, ["catalog", "sync", "--policies", policyDir, "--catalog", catalogFile], env: verifyEnv)
+        #expect(cst == 0, "\(cout)")
+        let (_, fromCatalog) = try run(drctlBinary, ["status", "--policies", policyDir, "--catalog", catalogFile, "-o", "json"], env: verifyEnv)
+        let catalogDrill = ((try JSONSerialization.jsonObject(with: Data(fromCatalog.utf8)) as? [[String: Any]])?.first?["lastDrill"] as? [String: Any])
+        #expect(catalogDrill?["id"] as? String == drill["id"] as? String, "\(fromCatalog)")
 
         // A check that fails: non-zero, named; nothing left.
         try policy(expect: "= 999")
