@@ -69,7 +69,7 @@ public struct HostDrill {
                 throw RecoveryError("\(c.cluster.value): \(plan.warnings.joined(separator: "; "))")
             }
             for (c, plan) in plans {
-                progress("\(c.cluster.value): base backup \(plan.backup.backupID) (\(HostRestore.bytes(plan.baseBytes))), WAL \(plan.walRange)")
+                progress("\(c.cluster.value): base backup \(plan.backup.backupID) (\(formatBytes(plan.baseBytes))), WAL \(plan.walRange)")
                 for w in plan.warnings { progress("\(c.cluster.value): warning: \(w)") }
                 let source = BarmanSource(client: client, bucket: store.bucket.value, layout: layout, server: c.serverName.value,
                                           clientArguments: clientArguments, credentialEnvironment: credentialEnvironment)

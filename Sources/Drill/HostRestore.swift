@@ -111,7 +111,7 @@ public final class HostRestore: @unchecked Sendable {
         var baseBytes: Int64 = 0
         let total = plan.baseBytes
         for archive in plan.archives {
-            progress("fetching \(archive.key) (\(Self.bytes(archive.size))\(archive.compression.map { ", \($0)" } ?? ""))")
+            progress("fetching \(archive.key) (\(formatBytes(archive.size))\(archive.compression.map { ", \($0)" } ?? ""))")
             let tar = try TarExtractor(root: dataDir)
             let gz = try archive.compression.map { _ in try GzipStream() }
             let done = baseBytes
@@ -135,7 +135,7 @@ public final class HostRestore: @unchecked Sendable {
         }
         try prepareDataDirectory(dataDir, binaries: binaries)
         phases["download_unpack"] = Date().timeIntervalSince(t0)
-        progress("base backup \(plan.backup.backupID) unpacked: \(Self.bytes(baseBytes)) in \(String(format: "%.1f", phases["download_unpack"]!))s")
+        progress("base backup \(plan.backup.backupID) unpacked: \(formatBytes(baseBytes)) in \(String(format: "%.1f", phases["download_unpack"]!))s")
 
         // 2. Recovery configuration and the WAL read-ahead.
         let spool = scratch.path + "/spool"
@@ -313,12 +313,5 @@ public final class HostRestore: @unchecked Sendable {
         Cleanup.shared.addDirectory(path)
         if let runAs { try runAs.chownTree(path) }
         return path
-    }
-
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n), i = 0
-        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
     }
 }

@@ -47,10 +47,3 @@ final class ProgressPrinter: @unchecked Sendable {
         if enabled && tty { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
-
-func formatBytes(_ n: Int64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var v = Double(n), i = 0
-    while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
-    return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-}
