@@ -45,21 +45,12 @@ public enum TargetTime {
     /// `Z` suffix is what CNPG users trip over (cloudnative-pg#10819); an explicit `+00` is
     /// read the same by every PostgreSQL version.
     public static func postgres(_ d: Date) -> String {
-        let (whole, micros) = split(d)
-        var t = tm()
-        var s = time_t(whole)
-        gmtime_r(&s, &t)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
-                      Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros)
+        // The same instant and rounding as the RFC 3339 form, with PostgreSQL's separators.
+        var text = PreciseTime.format(d)   // YYYY-MM-DDTHH:MM:SS.ffffffZ
+        text.removeLast()
+        return text.replacingOccurrences(of: "T", with: " ") + "+00"
     }
 
     /// RFC 3339 with microseconds, for messages and evidence.
     public static func rfc3339(_ d: Date) -> String { PreciseTime.format(d) }
-
-    /// Whole seconds and microseconds, rounded to the microsecond PostgreSQL keeps.
-    static func split(_ d: Date) -> (Int, Int) {
-        let totalMicros = Int((d.timeIntervalSince1970 * 1_000_000).rounded())
-        let whole = Int((Double(totalMicros) / 1_000_000).rounded(.down))
-        return (whole, totalMicros - whole * 1_000_000)
-    }
 }
