@@ -302,7 +302,7 @@ public enum PolicyLoader {
             if let s = c.node("sql")?.fields("spec.drill.checks[].sql") {
                 let cl = s.string("cluster", required: true), db = s.string("database", required: true)
                 let q = s.string("query", required: true), e = s.string("expect", required: true)
-                if let e, e.value.range(of: #"^((=|==|!=|>=|<=|>|<)\s*-?[0-9]+(\.[0-9]+)?|nonempty|empty)$"#, options: .regularExpression) == nil {
+                if let e, Expectation(e.value) == nil {
                     node.diags.error(e.location, "spec.drill.checks[].sql.expect: '\(e.value)' is not an expectation (e.g. '>= 1', '= 42', 'nonempty')")
                 }
                 s.finish(known: ["cluster", "database", "query", "expect"])

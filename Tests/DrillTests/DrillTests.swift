@@ -3,6 +3,7 @@ import Testing
 @testable import Catalog
 @testable import Drill
 import Layout
+import Policy
 
 struct TargetTimeTests {
     static let now = Date(timeIntervalSince1970: 1_795_757_517)   // 2026-11-27 05:31:57 UTC
@@ -152,6 +153,9 @@ struct ExpectationTests {
         #expect(try #require(Expectation("empty")).evaluate("").ok)
         #expect(!(try #require(Expectation("= 1")).evaluate("abc").ok))
         #expect(Expectation("about 3") == nil)
+        // The grammar drctl lint enforces: plain decimals only, white space only after the operator.
+        #expect(Expectation(">=1") != nil && Expectation("= -2.5") != nil)
+        #expect(Expectation("= 1e5") == nil && Expectation("= nan") == nil && Expectation(" >= 1") == nil)
     }
 }
 
