@@ -17,8 +17,7 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "barman")
         let dest = "s3://\(bucket)/cnpg"
-        let env = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
-        let archive = "\(env) \(Self.barmanBin)/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) app-db %p"
+        let archive = rgw.barmanArchiveCommand(dest: dest, server: "app-db")
 
         // Named after this process, so scripts/test can stop it if this run dies.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-pg-\(getpid())-\(UUID().uuidString.prefix(6))").path
@@ -56,13 +55,9 @@ import TestSupport
         }
         // archive_command runs asynchronously: wait until the switched segment is in the bucket.
         let layout = BarmanLayout(root: "cnpg")
+        try rgw.waitArchived(lastSwitched, s3: s3, bucket: bucket)
         var keys: [ObjectInfo] = []
-        for _ in 0..<60 {
-            keys = []
-            try s3.listObjects(bucket: bucket, prefix: "cnpg/") { keys += $0.objects }
-            if keys.contains(where: { $0.key.contains(lastSwitched) }) { break }
-            usleep(250_000)
-        }
+        try s3.listObjects(bucket: bucket, prefix: "cnpg/") { keys += $0.objects }
 
         mark("archive listed")
         var infos: [String: BackupInfo] = [:]

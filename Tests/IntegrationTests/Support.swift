@@ -90,9 +90,14 @@ final class RGW: Sendable {
         """
     }
 
+    /// The keys as shell assignments, for commands PostgreSQL runs through a shell.
+    var shellCredentials: String {
+        "AWS_ACCESS_KEY_ID=\(accessKey) AWS_SECRET_ACCESS_KEY='\(secretKey)' AWS_DEFAULT_REGION=us-east-1"
+    }
+
     /// An archive_command that runs real barman-cloud-wal-archive (gzip) into `dest` as `server`.
     func barmanArchiveCommand(dest: String, server: String) -> String {
-        "AWS_ACCESS_KEY_ID=\(accessKey) AWS_SECRET_ACCESS_KEY='\(secretKey)' AWS_DEFAULT_REGION=us-east-1 /opt/drctl-barman/bin/barman-cloud-wal-archive --endpoint-url \(endpoint) --gzip \(dest) \(server) %p"
+        "\(shellCredentials) /opt/drctl-barman/bin/barman-cloud-wal-archive --endpoint-url \(endpoint) --gzip \(dest) \(server) %p"
     }
 
     /// Waits until barman-cloud-wal-archive has put `segment` of `server` (under `root`) into the bucket.

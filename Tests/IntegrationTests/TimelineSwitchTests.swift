@@ -16,8 +16,8 @@ import TestSupport
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "timeline")
         let dest = "s3://\(bucket)/cnpg"
-        let creds = "AWS_ACCESS_KEY_ID=\(rgw.accessKey) AWS_SECRET_ACCESS_KEY='\(rgw.secretKey)' AWS_DEFAULT_REGION=us-east-1"
-        let archive = "\(creds) \(bin)/barman-cloud-wal-archive --endpoint-url \(rgw.endpoint) --gzip \(dest) db %p"
+        let archive = rgw.barmanArchiveCommand(dest: dest, server: "db")
+        let creds = rgw.shellCredentials
         let env = rgw.environment
 
         let tmp = FileManager.default.temporaryDirectory.path
@@ -39,16 +39,7 @@ import TestSupport
         _ = try psql(port, "insert into t values (2000)")
         let lastTL1 = try psql(port, "select pg_walfile_name(pg_switch_wal())")
         let layout = BarmanLayout(root: "cnpg")
-        func waitFor(_ name: String) throws {
-            for _ in 0..<120 {
-                var found = false
-                try s3.listObjects(bucket: bucket, prefix: "cnpg/db/wals/") { p in if p.objects.contains(where: { $0.key.contains(name) }) { found = true } }
-                if found { return }
-                usleep(250_000)
-            }
-            Issue.record("\(name) never reached the archive")
-        }
-        try waitFor(lastTL1)
+        try rgw.waitArchived(lastTL1, s3: s3, bucket: bucket, server: "db")
         // The primary is lost.
         _ = try run(pgDown, [primary])
 
@@ -80,7 +71,7 @@ import TestSupport
         _ = try psql(port2, "insert into t values (3000)")
         let lastTL2 = try psql(port2, "select pg_walfile_name(pg_switch_wal())")
         #expect(lastTL2.hasPrefix("00000002"))
-        try waitFor(lastTL2)
+        try rgw.waitArchived(lastTL2, s3: s3, bucket: bucket, server: "db")
 
         let (st, out) = try run(drctlBinary, ["backups", "--source", dest, "--server", "db", "-o", "json"], env: env)
         try #require(st == 0, "\(out)")
