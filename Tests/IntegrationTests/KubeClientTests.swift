@@ -71,6 +71,22 @@ import TestSupport
         #expect(try !c.serves("example.com/v1"))
     }
 
+    /// Custom resources are held to their CRD's schema, strictly, on create and on apply.
+    @Test func customResourcesAreValidatedAgainstTheirCRDs() throws {
+        guard referenceDirectory("crds") != nil else { print("SKIP: ../shared/reference/crds not found: the test server validates no schemas"); return }
+        let c = try client("token")
+        func schedule(_ name: String, _ spec: [String: Any]) -> [String: Any] {
+            ["apiVersion": "velero.io/v1", "kind": "Schedule", "metadata": ["name": name, "namespace": "default"], "spec": spec]
+        }
+        _ = try c.create(schedule("good", ["schedule": "0 1 * * *", "template": ["ttl": "24h0m0s"]]))
+        do { _ = try c.create(schedule("misspelt", ["schedul": "0 1 * * *", "template": [:]])); Issue.record("unknown field accepted") } catch let e as KubeError {
+            #expect(e.code == 422 && e.causes.contains { $0.contains("schedul") }, "\(e)")
+        }
+        do { _ = try c.apply(schedule("typed", ["schedule": "0 1 * * *", "paused": "yes", "template": [:]])); Issue.record("wrong type accepted") } catch let e as KubeError {
+            #expect(e.code == 422 && e.causes.contains { $0.hasPrefix("spec.paused") }, "\(e)")
+        }
+    }
+
     @Test func serverSideApplyOwnsFieldsAndReportsConflicts() throws {
         let c = try client("cert")
         let desired: [String: Any] = ["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "applied", "namespace": "default"], "data": ["a": "1", "b": "2"]]

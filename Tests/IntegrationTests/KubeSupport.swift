@@ -9,9 +9,14 @@ final class KubeAPI {
     let port: Int
     var server: String { "https://127.0.0.1:\(port)" }
     let token = "drctl-test-token-\(UUID().uuidString.prefix(8))"
+    /// drctl's service account (system:serviceaccount:drctl:drctl), held to `rbac` when given.
+    let serviceAccountToken = "drctl-test-sa-\(UUID().uuidString.prefix(8))"
 
-    /// `controllers`: run the simulated Velero and CNPG controllers against this object store.
-    init(groups: [String]? = nil, controllers rgw: RGW? = nil) throws {
+    /// `controllers`: run the simulated Velero and CNPG controllers against this object store;
+    /// `network`: "loopback" (Services reachable from the test host) or "cluster" (only from a
+    /// Job); `rbac`: a file of Roles and bindings the service account is held to. Custom
+    /// resources are validated against ../shared/reference/crds when it is there.
+    init(groups: [String]? = nil, controllers rgw: RGW? = nil, network: String = "loopback", rbac: String? = nil) throws {
         dir = tempPath("kube-api")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ args: [String]) throws {
@@ -29,18 +34,22 @@ final class KubeAPI {
             try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key", "-CAcreateserial",
                          "-days", "2", "-out", "\(dir)/\(name).pem"] + (ext ? ["-extfile", "\(dir)/san.ext"] : []))
         }
-        try "\(token) token-user\n".write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
+        try "\(token) token-user\n\(serviceAccountToken) system:serviceaccount:drctl:drctl\n".write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
         var env = ProcessInfo.processInfo.environment
+        env["KUBE_TEST_SERVICE_NETWORK"] = network
         if let groups { env["KUBE_TEST_GROUPS"] = groups.joined(separator: ",") }
         if let rgw {
             env["KUBE_TEST_S3_ENDPOINT"] = rgw.endpoint
             env["KUBE_TEST_S3_KEY"] = rgw.accessKey
             env["KUBE_TEST_S3_SECRET"] = rgw.secretKey
         }
-        pid = try spawn("/usr/bin/env", ["python3", packageRoot.appendingPathComponent("Tests/KubeAPIServer/kube_api_server.py").path,
-                                        "--cert", "\(dir)/server.pem", "--key", "\(dir)/server.key", "--ca", "\(dir)/ca.pem",
-                                        "--tokens", "\(dir)/tokens", "--port-file", "\(dir)/port"] + (rgw == nil ? [] : ["--controllers"]),
-                        env: env, output: "\(dir)/server.log")
+        var args = [packageRoot.appendingPathComponent("Tests/KubeAPIServer/kube_api_server.py").path,
+                    "--cert", "\(dir)/server.pem", "--key", "\(dir)/server.key", "--ca", "\(dir)/ca.pem",
+                    "--tokens", "\(dir)/tokens", "--port-file", "\(dir)/port"]
+        if rgw != nil { args.append("--controllers") }
+        if let crds = referenceDirectory("crds") { args += ["--crds", crds] }
+        if let rbac { args += ["--rbac", rbac] }
+        pid = try spawn(toolsPython, args, env: env, output: "\(dir)/server.log")
         var p: Int?
         for _ in 0..<200 {
             if let s = try? String(contentsOfFile: "\(dir)/port", encoding: .utf8), let n = Int(s) { p = n; break }
@@ -62,6 +71,15 @@ final class KubeAPI {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// The authorization decisions about the service account, in order (with `rbac`).
+    func audit() throws -> [[String: Any]] {
+        let (st, out) = try run("/usr/bin/curl", ["-sk", "-m", "30", "\(server)/__audit"])
+        guard st == 0, let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] else {
+            throw FixtureError(description: "GET /__audit: \(out)")
+        }
+        return obj["items"] as? [[String: Any]] ?? []
+    }
+
     func file(_ name: String) -> String { "\(dir)/\(name)" }
     func base64(_ name: String) throws -> String { try Data(contentsOf: URL(fileURLWithPath: file(name))).base64EncodedString() }
 
@@ -75,6 +93,8 @@ final class KubeAPI {
             user = "client-certificate: client.pem\n    client-key: client.key"
         case "token":
             user = "token: \(token)"
+        case "serviceaccount":
+            user = "token: \(serviceAccountToken)"
         case "exec":
             let script = file("exec-plugin.sh")
             try """

@@ -7,11 +7,21 @@ cnpg:   a Cluster with bootstrap.recovery from a barmanObjectStore is recovered 
         base backup CNPG would pick (newest DONE that ended before the target) is restored with
         barman-cloud-restore, WAL is replayed through barman-cloud-wal-restore by a local
         PostgreSQL 15 to recoveryTarget.targetTime, and the server is exposed as the `<name>-rw`
-        Service (clusterIP 127.0.0.1, its port). Deleting the namespace stops and removes it.
+        Service. With enableSuperuserAccess, the `<name>-superuser` Secret holds the password of
+        `postgres`, which TCP connections must give (scram-sha-256). Deleting the namespace stops
+        and removes it.
+        KUBE_TEST_SERVICE_NETWORK=loopback: the Service's clusterIP is 127.0.0.1 and its port the
+        server's, so the test host reaches it directly; otherwise (`cluster`) it is 10.96.0.x:5432,
+        reachable only from inside: from a Job.
+apps:   Deployments and StatefulSets become available (status.*Replicas = spec.replicas) a second
+        or two after they are created: the kubelet, as far as drctl looks at it.
+batch:  a Job runs its pod's container locally (only `psql` is run), with env values and
+        secretKeyRefs resolved and host names of Services in the namespace resolved to their
+        backend, as cluster DNS would; the pod (label job-name) keeps its output for pods/log.
 
 The object store is reached with KUBE_TEST_S3_ENDPOINT and the Cluster's s3Credentials Secret.
 """
-import base64, io, json, os, shutil, socket, subprocess, tarfile, tempfile, threading, time, zlib
+import base64, io, json, os, secrets, shutil, socket, subprocess, tarfile, tempfile, threading, time, zlib
 
 BARMAN = os.environ.get("KUBE_TEST_BARMAN", "/opt/drctl-barman/bin")
 PGBIN = "/usr/lib/postgresql/15/bin"
@@ -20,6 +30,9 @@ gone = set()   # namespaces deleted while a recovery in them was still running
 workers = []   # recovery threads
 every = []     # every (data dir, work dir) ever made, for the final sweep
 shutting = False
+pod_logs = {}  # (namespace, pod) -> output
+backends = {}  # (namespace, service) -> (host, port, service port): what cluster DNS and kube-proxy do
+LOOPBACK = os.environ.get("KUBE_TEST_SERVICE_NETWORK", "loopback") == "loopback"
 
 
 def as_postgres(cmd):
@@ -35,6 +48,10 @@ def reconcile(api, key):
     gv, resource = key[0], key[1]
     if (gv, resource) == ("velero.io/v1", "restores"):
         threading.Thread(target=velero_restore, args=(api, key), daemon=True).start()
+    elif (gv, resource) in (("apps/v1", "deployments"), ("apps/v1", "statefulsets")):
+        threading.Thread(target=become_available, args=(api, key), daemon=True).start()
+    elif (gv, resource) == ("batch/v1", "jobs"):
+        threading.Thread(target=run_job, args=(api, key), daemon=True).start()
     elif (gv, resource) == ("postgresql.cnpg.io/v1", "clusters"):
         obj = api.store.get(key)
         if obj and obj.get("spec", {}).get("bootstrap", {}).get("recovery"):
@@ -57,6 +74,77 @@ def secret_value(api, ns, ref):
     if not s or ref["key"] not in s.get("data", {}):
         return None
     return base64.b64decode(s["data"][ref["key"]]).decode()
+
+
+def become_available(api, key):
+    obj = api.store.get(key)
+    n = (obj or {}).get("spec", {}).get("replicas", 1)
+    # Pods take a moment (a StatefulSet's start one after another): drctl has to wait and watch.
+    time.sleep(1.0 + (0.5 * n if key[1] == "statefulsets" else 0))
+    obj = api.store.get(key)
+    if not obj or obj["metadata"].get("annotations", {}).get("drctl-test/unavailable") == "true":
+        return
+    set_status(api, key, {"observedGeneration": 1, "replicas": n, "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n})
+
+
+def resolve(ns, host, port):
+    """A Service name (short or qualified) in `ns` -> its backend; anything else unchanged."""
+    for svc in [k[1] for k in backends if k[0] == ns]:
+        if host in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc", f"{svc}.{ns}.svc.cluster.local"):
+            real_host, real_port, svc_port = backends[(ns, svc)]
+            return real_host, str(real_port) if str(port or svc_port) == str(svc_port) else port
+    return host, port
+
+
+def run_job(api, key):
+    time.sleep(0.1)
+    ns, name = key[2], key[3]
+    job = api.store.get(key)
+    if not job:
+        return
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    argv = list(container.get("command") or []) + list(container.get("args") or [])
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
+    problem = None
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            v = secret_value(api, ns, e["valueFrom"]["secretKeyRef"])
+            if v is None:
+                problem = f'CreateContainerConfigError: secret "{e["valueFrom"]["secretKeyRef"]["name"]}" not found'
+            env[e["name"]] = v or ""
+    if not argv or os.path.basename(argv[0]) != "psql":
+        problem = problem or f"the test server runs only psql containers, not {argv[:1]}"
+    out, ok = problem or "", False
+    if not problem:
+        args = argv[1:]
+        host_i = next((i + 1 for i, a in enumerate(args) if a in ("-h", "--host")), None)
+        port_i = next((i + 1 for i, a in enumerate(args) if a in ("-p", "--port")), None)
+        host = args[host_i] if host_i else env.get("PGHOST")
+        port = args[port_i] if port_i else env.get("PGPORT")
+        host, port = resolve(ns, host, port)
+        if host_i:
+            args[host_i] = host
+        else:
+            env["PGHOST"] = host or ""
+        if port_i:
+            args[port_i] = port
+        elif port:
+            env["PGPORT"] = port
+        try:
+            r = subprocess.run(["/usr/bin/psql"] + args, env=env, capture_output=True, text=True,
+                               timeout=job["spec"].get("activeDeadlineSeconds", 300))
+            out, ok = r.stdout + r.stderr, r.returncode == 0
+        except subprocess.TimeoutExpired:
+            out = "DeadlineExceeded"
+    pod = f"{name}-{secrets.token_hex(3)[:5]}"
+    api.create_object({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": ns, "labels": {"job-name": name, "batch.kubernetes.io/job-name": name}},
+                       "spec": job["spec"]["template"]["spec"]}, "job-controller")
+    pod_logs[(ns, pod)] = out
+    set_status(api, ("v1", "pods", ns, pod), {"phase": "Succeeded" if ok else "Failed"})
+    cond = {"type": "Complete" if ok else "Failed", "status": "True"}
+    set_status(api, key, {"succeeded": 1, "conditions": [cond]} if ok else {"failed": 1, "conditions": [dict(cond, reason="BackoffLimitExceeded")]})
 
 
 def velero_restore(api, key):
@@ -173,6 +261,8 @@ def recover(api, key, made):
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
     os.chmod(conf, 0o644)
+    with open(os.path.join(data, "pg_hba.conf"), "w") as f:   # as CNPG's: TCP needs the password
+        f.write("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
     open(os.path.join(data, "recovery.signal"), "w").close()
     shutil.chown(os.path.join(data, "recovery.signal"), "postgres", "postgres")
     log = os.path.join(data, "recovery.log")
@@ -188,8 +278,15 @@ def recover(api, key, made):
             tail = open(log).read()[-500:] if os.path.exists(log) else ""
             return set_status(api, key, {"phase": "Cluster cannot proceed", "phaseReason": f"recovery failed: {tail}"})
         time.sleep(0.2)
+    if spec.get("enableSuperuserAccess"):
+        password = secrets.token_urlsafe(18)
+        subprocess.run(["psql", "-X", "-h", data, "-p", str(port), "-U", "postgres", "-qc", f"alter role postgres password '{password}'"], capture_output=True)
+        api.create_object({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth", "metadata": {"name": f"{name}-superuser", "namespace": ns},
+                           "data": {"username": base64.b64encode(b"postgres").decode(), "password": base64.b64encode(password.encode()).decode()}}, "cnpg")
+    backends[(ns, f"{name}-rw")] = ("127.0.0.1", port, port if LOOPBACK else 5432)
+    cluster_ip = "127.0.0.1" if LOOPBACK else f"10.96.0.{len(backends) % 250 + 2}"
     api.create_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-rw", "namespace": ns},
-                       "spec": {"clusterIP": "127.0.0.1", "ports": [{"name": "postgres", "port": port}]}}, "cnpg")
+                       "spec": {"clusterIP": cluster_ip, "ports": [{"name": "postgres", "port": port if LOOPBACK else 5432}]}}, "cnpg")
     set_status(api, key, {"phase": "Cluster in healthy state", "instances": 1, "readyInstances": 1, "currentPrimary": f"{name}-1"})
 
 
@@ -200,6 +297,8 @@ def stop(data, work):
 
 def namespace_deleted(ns):
     gone.add(ns)
+    for k in [k for k in backends if k[0] == ns]:
+        backends.pop(k, None)
     for data, work in servers.pop(ns, []):
         stop(data, work)
 

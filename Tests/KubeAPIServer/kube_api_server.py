@@ -8,10 +8,19 @@ AlreadyExists/Conflict, 422 Invalid with causes); resourceVersion; label selecto
 exists); `limit`/`continue` pagination; server-side apply (application/apply-patch+yaml) with
 per-manager field ownership, conflicts and `force`, `dryRun=All`; namespaces that go Terminating
 and disappear once their objects are gone; watch streams (resourceVersion, fieldSelector on the
-name, timeoutSeconds, 410 Expired after POST /__compact). Not modelled: admission, defaulting, CRD schema
-validation, RBAC (every authenticated user may do everything).
+name, timeoutSeconds, 410 Expired after POST /__compact); pods/log; SelfSubjectAccessReview.
+
+--crds DIR: custom resources are validated on create and apply against their CRD's
+openAPIV3Schema, strictly (unknown fields are errors), as scripts/validate-manifests does: 422
+Invalid with one cause per problem.
+--rbac FILE: the Roles, ClusterRoles and bindings in FILE (e.g. deploy/rbac.yaml) authorize
+service-account users (`system:serviceaccount:NS:NAME`): a request no rule allows is 403 Forbidden.
+Other users may do everything. Every authorization decision about a service account is kept for
+GET /__audit. Not modelled: admission, defaulting, aggregated roles, non-resource URLs (discovery is
+allowed to all, as Kubernetes' system:discovery role does).
 
   kube_api_server.py --cert server.pem --key server.key --ca ca.pem --tokens tokens --port-file F
+                     [--controllers] [--crds DIR] [--rbac FILE]
 """
 import argparse, base64, copy, http.server, json, os, re, socket, socketserver, ssl, sys, threading, time, urllib.parse, uuid
 
@@ -132,6 +141,65 @@ def matches(obj, selector):
 
 KIND_TO_RESOURCE = {(gv, k): (r, n) for gv, rows in RESOURCES.items() for r, k, n in rows}
 controllers = None   # the simulated controllers module, with --controllers
+schemas = {}         # (apiVersion, kind) -> a strict validator, with --crds
+bindings = None      # [(user, namespace or None for cluster-wide, rules)], with --rbac
+audit = []           # every authorization decision about a service account
+
+
+def load_schemas(d):
+    """The CRDs' schemas, closed against unknown fields: scripts/validate-manifests' reading of them."""
+    import importlib.machinery, importlib.util, jsonschema
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../scripts/validate-manifests")
+    loader = importlib.machinery.SourceFileLoader("validate_manifests", path)
+    vm = importlib.util.module_from_spec(importlib.util.spec_from_loader("validate_manifests", loader))
+    loader.exec_module(vm)
+    return {key: jsonschema.Draft7Validator(vm.strict(schema)) for key, schema in vm.load_crds(d).items()}
+
+
+def schema_causes(obj):
+    v = schemas.get((obj.get("apiVersion"), obj.get("kind")))
+    if v is None:
+        return []
+    return [{"reason": "FieldValueInvalid", "field": ".".join(map(str, e.absolute_path)) or "(root)", "message": e.message}
+            for e in sorted(v.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def load_rbac(path):
+    import yaml
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    roles = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d.get("rules", [])
+             for d in docs if d["kind"] in ("Role", "ClusterRole")}
+    out = []
+    for d in docs:
+        if d["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        scope = d["metadata"].get("namespace") if d["kind"] == "RoleBinding" else None
+        ref = d["roleRef"]
+        role_ns = (scope or "") if ref["kind"] == "Role" else ""
+        rules = roles.get((ref["kind"], role_ns, ref["name"]), [])
+        for s in d.get("subjects", []):
+            if s["kind"] == "ServiceAccount":
+                out.append((f"system:serviceaccount:{s['namespace']}:{s['name']}", scope, rules))
+    return out
+
+
+def authorized(user, verb, group, resource, ns, name, record=True):
+    """RBAC for service accounts (allow rules only, as Kubernetes has); recorded for /__audit."""
+    if bindings is None or not user.startswith("system:serviceaccount:"):
+        return True
+    if resource == "namespaces" and name:
+        ns = name   # as the API server does: a namespace's own requests are in that namespace
+    ok = any(u == user and (scope is None or scope == ns) and
+             any((group in r.get("apiGroups", []) or "*" in r.get("apiGroups", [])) and
+                 (resource in r.get("resources", []) or "*" in r.get("resources", [])) and
+                 (verb in r.get("verbs", []) or "*" in r.get("verbs", [])) and
+                 (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
+             for u, scope, rules in bindings)
+    if not record:
+        return ok
+    with lock:
+        audit.append({"user": user, "verb": verb, "group": group, "resource": resource, "namespace": ns, "name": name, "allowed": ok})
+    return ok
 
 
 class API:
@@ -226,6 +294,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ns, rest = rest[1], rest[2:]
         resource = rest[0] if rest else None
         name = rest[1] if len(rest) > 1 else None
+        self.subresource = rest[2] if len(rest) > 2 else None
         return gv, resource, ns, name, q
 
     def body(self):
@@ -244,6 +313,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 controllers.stop_all()
             self.send(200, {})
             os._exit(0)
+        if self.path == "/__audit" and method == "GET":
+            with lock:
+                self.send(200, {"items": list(audit)})
+            return
         if self.path == "/__compact" and method == "POST":
             with lock:   # every resourceVersion so far is now too old to watch from
                 compacted[0] = rv[0] + 1
@@ -263,6 +336,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         user = self.user()
         if user is None:
             return status(401, "Unauthorized", "Unauthorized")
+        if self.path.split("?")[0] == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" and method == "POST":
+            # "May I?", answered from the same rules, as every user may ask (not audited as a use).
+            a = (self._body or {}).get("spec", {}).get("resourceAttributes", {})
+            resource = a.get("resource", "") + ("/" + a["subresource"] if a.get("subresource") else "")
+            ok = authorized(user, a.get("verb", ""), a.get("group", ""), resource, a.get("namespace", ""), a.get("name"), record=False)
+            return 201, dict(self._body, status={"allowed": ok})
         gv, resource, ns, name, q = self.route()
         if gv is None or gv not in RESOURCES or gv not in SERVED:
             return status(404, "NotFound", "the server could not find the requested resource")
@@ -274,6 +353,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if resource not in table:
             return status(404, "NotFound", f"the server could not find the requested resource ({resource})")
         kind, namespaced = table[resource]
+        verb = {"GET": "watch" if q.get("watch") in ("true", "1") else "get" if name else "list", "POST": "create",
+                "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+        group = gv.split("/")[0] if "/" in gv else ""
+        full = resource + ("/" + self.subresource if self.subresource else "")
+        if not authorized(user, verb, group, full, ns if namespaced else "", name):
+            where = f' in the namespace "{ns}"' if namespaced and ns else " at the cluster scope"
+            return status(403, "Forbidden", f'{resource} "{name or ""}" is forbidden: User "{user}" cannot {verb} resource "{full}" in API group "{group}"{where}',
+                          name=name, kind=resource)
+        if self.subresource == "log" and resource == "pods" and method == "GET":
+            with lock:
+                if (gv, resource, ns, name) not in store:
+                    return status(404, "NotFound", f'pods "{name}" not found', name=name, kind=resource)
+            text = (controllers.pod_logs.get((ns, name), "") if controllers else "").encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+            return None, None
         with lock:
             if namespaced and ns and method in ("POST", "PATCH") and ("v1", "namespaces", "", ns) not in store:
                 return status(404, "NotFound", f'namespaces "{ns}" not found', name=ns, kind="namespaces")
@@ -326,6 +424,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 causes.append({"reason": "FieldValueInvalid", "field": "metadata.name", "message": f"Invalid value: \"{oname}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"})
             if obj.get("kind") not in (None, kind):
                 causes.append({"reason": "FieldValueInvalid", "field": "kind", "message": f"Invalid value: \"{obj.get('kind')}\": must be {kind}"})
+            if method == "POST":
+                causes += schema_causes(obj)
             if causes:
                 return status(422, "Invalid", f'{kind} "{oname}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes), causes=causes, name=oname, kind=resource)
             key = (gv, resource, ns if namespaced else "", oname)
@@ -385,6 +485,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def apply(self, key, obj, ns, manager, force, dry, kind, resource):
         applied = leaves(obj)
+        # The object as it would be after the apply is what the schema is checked against.
+        merged = copy.deepcopy(store.get(key) or {})
+        for p, v in applied.items():
+            set_path(merged, p, v)
+        merged = {k: v for k, v in merged.items() if k != "status"}
+        causes = schema_causes(merged)
+        if causes:
+            return status(422, "Invalid", f'{kind} "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
+                          causes=causes, name=key[3], kind=resource)
         if key not in store:
             if not dry:
                 self.store_new(key, obj, ns, manager, "Apply")
@@ -452,8 +561,14 @@ def main():
     ap.add_argument("--tokens", help="file of 'token user' lines")
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--controllers", action="store_true", help="run the simulated Velero and CNPG controllers (controllers.py)")
+    ap.add_argument("--crds", help="validate custom resources against the CRDs in this directory")
+    ap.add_argument("--rbac", help="authorize service accounts by the Roles and bindings in this file")
     args = ap.parse_args()
-    global controllers
+    global controllers, schemas, bindings
+    if args.crds and os.path.isdir(args.crds):
+        schemas = load_schemas(args.crds)
+    if args.rbac:
+        bindings = load_rbac(args.rbac)
     if args.controllers:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import controllers as c

@@ -96,20 +96,19 @@ import Yams
         }
     }
 
-    static var toolsPython: String { packageRoot.appendingPathComponent(".venv-tools/bin/python3").path }
 
     @Test func manifestsValidateAgainstCRDsAndKubernetesSchemas() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         let crds = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/reference/crds").path
         if !FileManager.default.fileExists(atPath: crds) { print("SKIP: \(crds) not found: custom resources are checked for core kinds only") }
-        let (status, out) = try run(Self.toolsPython, [packageRoot.appendingPathComponent("scripts/validate-manifests").path,
+        let (status, out) = try run(toolsPython, [packageRoot.appendingPathComponent("scripts/validate-manifests").path,
                                                       "--crds", crds, packageRoot.appendingPathComponent("deploy").path])
         #expect(status == 0, "\(out)")
         #expect(out.contains(" 0 problems"), "\(out)")
     }
 
     @Test func validatorRejectsBrokenManifests() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         let crds = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/reference/crds").path
         let dir = tempPath("broken")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -121,14 +120,14 @@ import Yams
             let sched = try String(contentsOf: Self.generated.appendingPathComponent("velero/schedule-cluster-daily.yaml"), encoding: .utf8)
             try sched.replacingOccurrences(of: "snapshotVolumes", with: "snapshotVolume").write(toFile: "\(dir)/s.yaml", atomically: true, encoding: .utf8)
         }
-        let (status, out) = try run(Self.toolsPython, [packageRoot.appendingPathComponent("scripts/validate-manifests").path, "--crds", crds, dir])
+        let (status, out) = try run(toolsPython, [packageRoot.appendingPathComponent("scripts/validate-manifests").path, "--crds", crds, dir])
         #expect(status == 1, "\(out)")
         #expect(out.contains("'schedul' was unexpected"))
         if FileManager.default.fileExists(atPath: crds) { #expect(out.contains("'snapshotVolume' was unexpected")) }
     }
 
     @Test func shippedPoliciesMatchTheJSONSchema() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         let script = """
             import json, sys, yaml, jsonschema
             v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
@@ -143,17 +142,17 @@ import Yams
         let schema = packageRoot.appendingPathComponent("policies/schema/policy.schema.json").path
         let shipped = try FileManager.default.contentsOfDirectory(atPath: Self.policies).filter { $0.hasSuffix(".yaml") }
             .map { "\(Self.policies)/\($0)" }
-        let (status, out) = try run(Self.toolsPython, ["-c", script, schema] + shipped)
+        let (status, out) = try run(toolsPython, ["-c", script, schema] + shipped)
         #expect(status == 0 && out.contains("invalid documents: 0"), "\(out)")
         let misspelt = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/lint/unknown-field/policy.yaml").path
-        let (_, badOut) = try run(Self.toolsPython, ["-c", script, schema, misspelt])
+        let (_, badOut) = try run(toolsPython, ["-c", script, schema, misspelt])
         #expect(!badOut.contains("invalid documents: 0"), "\(badOut)")
     }
 
     @Test func promtoolAcceptsAndUnitTestsTheRules() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool"), "promtool missing: run scripts/install-deps.sh")
-        let (status, out) = try run(Self.toolsPython, [packageRoot.appendingPathComponent("scripts/check-rules").path, "--drctl", drctlBinary])
+        let (status, out) = try run(toolsPython, [packageRoot.appendingPathComponent("scripts/check-rules").path, "--drctl", drctlBinary])
         #expect(status == 0, "\(out)")
         #expect(out.contains("promtool test groups passed"), "\(out)")
     }
