@@ -19,6 +19,8 @@ public struct ClusterDrill {
     /// Where the object store credentials Secret is read from to be copied into the drill
     /// namespace: drctl's own (its RBAC allows reading that one Secret and no other).
     public var credentialsNamespace = "drctl"
+    /// The image check Jobs run psql from (default: CNPG's PostgreSQL image of the backup's major).
+    public var checkImage: String?
     public var keep = false
 
     public init(policy: BackupPolicy, store: ObjectStorePolicy, s3: S3Client, kube: KubeClient, target: RecoveryTarget) {
@@ -67,7 +69,7 @@ public struct ClusterDrill {
         progress("cluster drill \(id) of \(workload) in namespace \(ns): target \(target)")
         do {
             _ = try Self.janitor(kube, now: started, progress: progress)
-            try precheck(now: started)
+            let majors = try precheck(now: started)
             let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
                 _ = try kube.create(Self.plain(DrillManifests.namespace(ns, drillID: id, workload: workload, expires: expires)))
@@ -86,24 +88,24 @@ public struct ClusterDrill {
                 checks.append(.init(name: "velero restore \(restoreName)", result: restored > 0 ? .passed : .failed,
                                     detail: "\(phaseName), \(restored) items restored into \(ns)", seconds: phases["velero_restore"] ?? 0))
             }
-            var servers: [String: RecoveryServer] = [:]
+            let podsReady = restoreName == nil ? nil : try phase("workloads_ready") { try waitWorkloads(in: ns, deadline: deadline, progress: progress) }
+            var servers: [String: any SQLSession] = [:]
+            let statements = DrillChecks.statements(policy.drill?.checks ?? [])
             for c in policy.cnpg {
                 let status = try phase("cnpg_recovery") { try waitCluster(c, in: ns, deadline: deadline) }
-                guard let svc = try kube.get(apiVersion: "v1", kind: "Service", namespace: ns, name: "\(c.cluster.value)-rw"),
-                      let spec = svc["spec"] as? [String: Any], let ip = spec["clusterIP"] as? String,
-                      let port = (spec["ports"] as? [[String: Any]])?.first?["port"] as? Int else {
-                    throw RecoveryError("\(c.cluster.value): the recovered Cluster has no -rw Service")
+                let (session, via) = try phase("checks") {
+                    try sqlSession(c, in: ns, major: majors[c.cluster.value] ?? 16, deadline: deadline,
+                                   statements: statements.filter { $0.cluster == c.cluster.value }, progress: progress)
                 }
-                let bin = try Self.psqlBinaries()
-                let server = RecoveryServer(binaries: bin, dataDir: "", configDir: "", socketDir: ip, port: port, logFile: "/dev/null", runAs: nil, user: "postgres")
-                servers[c.cluster.value] = server
-                let achievedText = try server.query("select coalesce(to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')")
+                servers[c.cluster.value] = session
+                let achievedText = try session.query(DrillChecks.achievedSQL, database: "postgres")
                 databases.append(.init(cluster: c.cluster.value, server: c.serverName.value, backupID: "", target: target.description,
-                                       achieved: parseTimestamp(achievedText), stop: "\(status["phase"] as? String ?? "") at \(ip):\(port)",
+                                       achieved: parseTimestamp(achievedText), stop: "\(status["phase"] as? String ?? ""); checked \(via)",
                                        timeline: nil, walSegments: 0, baseBytes: 0, walBytes: 0))
             }
             try phase("checks") {
-                checks += DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: target.date ?? started, progress: progress)
+                checks += DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: target.date ?? started,
+                                          podsReady: podsReady, progress: progress)
                 for case .resourceCount(let kind, let min) in policy.drill?.checks ?? [] {
                     let n = try kube.list(apiVersion: kind == "Deployment" || kind == "StatefulSet" ? "apps/v1" : "v1", kind: kind, namespace: ns).count
                     checks.append(.init(name: "resourceCount \(kind) >= \(min)", result: n >= min ? .passed : .failed, detail: "\(n) \(kind) in \(ns)", seconds: 0))
@@ -136,18 +138,77 @@ public struct ClusterDrill {
     }
 
     /// The same plan a host drill makes, from the bucket alone: a target no backup and WAL can
-    /// reach (a gap, the wrong range) fails here, named, before anything is created.
-    func precheck(now: Date) throws {
+    /// reach (a gap, the wrong range) fails here, named, before anything is created. Returns
+    /// each cluster's PostgreSQL major version.
+    @discardableResult
+    func precheck(now: Date) throws -> [String: Int] {
         let reader = S3Reader(client: s3, bucket: store.bucket.value)
+        var majors: [String: Int] = [:]
         for c in policy.cnpg {
             let (scan, archive) = try BarmanScanner.scanArchive(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value)
             do {
                 let plan = try RestorePlanner.plan(server: c.serverName.value, scan: scan, archive: archive, target: target, now: now)
                 if case .latest = target, !plan.warnings.isEmpty { throw PlanError(plan.warnings.joined(separator: "; ")) }
+                majors[c.cluster.value] = plan.pgMajor
             } catch let e as PlanError {
                 throw RecoveryError("\(c.cluster.value): \(e)")
             }
         }
+        return majors
+    }
+
+    /// How the checks reach a recovered cluster: directly (psql to the `-rw` Service's address
+    /// with the `<cluster>-superuser` password) when drctl can reach it and may read that
+    /// Secret, else through check Jobs in the scratch namespace. Returns the session and how.
+    func sqlSession(_ c: BackupPolicy.CNPGCluster, in ns: String, major: Int, deadline: Date, statements: [DrillChecks.Statement],
+                    progress: (String) -> Void) throws -> (any SQLSession, String) {
+        let name = c.cluster.value
+        guard let svc = try kube.get(apiVersion: "v1", kind: "Service", namespace: ns, name: "\(name)-rw"),
+              let spec = svc["spec"] as? [String: Any], let ip = spec["clusterIP"] as? String,
+              let port = (spec["ports"] as? [[String: Any]])?.first?["port"] as? Int else {
+            throw RecoveryError("\(name): the recovered Cluster has no -rw Service")
+        }
+        let secret = "\(name)-superuser"
+        var why = "\(ip):\(port) is not reachable from here"
+        if tcpReachable(ip, port: port, timeout: 2) {
+            why = "drctl may not read Secret \(ns)/\(secret)"
+            if try kube.canI("get", resource: "secrets", namespace: ns, name: secret) {
+                why = "Secret \(ns)/\(secret) has no password"
+                if let data = try kube.get(apiVersion: "v1", kind: "Secret", namespace: ns, name: secret)?["data"] as? [String: Any],
+                   let b64 = data["password"] as? String, let pw = Data(base64Encoded: b64), let password = String(data: pw, encoding: .utf8) {
+                    let direct = PsqlSession(psql: try Self.psqlBinaries().bin + "/psql", host: ip, port: port, user: "postgres", password: password)
+                    do {
+                        _ = try direct.query("select 1", database: "postgres")
+                        progress("\(name): checks connect directly to \(name)-rw at \(ip):\(port)")
+                        return (direct, "directly at \(ip):\(port)")
+                    } catch {
+                        why = "\(ip):\(port) does not answer as PostgreSQL from here (\(error))"
+                    }
+                }
+            }
+        }
+        progress("\(name): \(why): the checks run as Jobs in \(ns)")
+        let all = statements + [DrillChecks.Statement(cluster: name, database: "postgres", sql: DrillChecks.achievedSQL)]
+        let jobs = try CheckJobs(kube: kube, namespace: ns, cluster: name, port: port, image: checkImage ?? DrillManifests.postgresImage(major: major),
+                                 statements: all, deadline: deadline, progress: progress)
+        return (jobs, "through Jobs in \(ns)")
+    }
+
+    /// Waits for the restored Deployments and StatefulSets to be available; the podsReady finding.
+    func waitWorkloads(in ns: String, deadline: Date, progress: (String) -> Void) throws -> (DrillEvidence.Check.Result, String) {
+        var ready: [String] = []
+        for kind in ["Deployment", "StatefulSet"] {
+            for o in try kube.list(apiVersion: "apps/v1", kind: kind, namespace: ns) {
+                guard let name = (o["metadata"] as? [String: Any])?["name"] as? String else { continue }
+                _ = try waitFor("apps/v1", kind, ns, name, deadline: deadline) { s in
+                    let want = (o["spec"] as? [String: Any])?["replicas"] as? Int ?? 1
+                    return (s[kind == "Deployment" ? "availableReplicas" : "readyReplicas"] as? Int ?? 0) >= want
+                }
+                ready.append("\(kind) \(name)")
+            }
+        }
+        progress("available: \(ready.isEmpty ? "no Deployments or StatefulSets were restored" : ready.joined(separator: ", "))")
+        return ready.isEmpty ? (.skipped, "no Deployments or StatefulSets were restored into \(ns)") : (.passed, "\(ready.count) available: \(ready.joined(separator: ", "))")
     }
 
     /// The object store credentials, copied from drctl's namespace into `ns`.
@@ -265,7 +326,7 @@ public struct ClusterDrill {
         return true
     }
 
-    /// psql of any installed major version (checks only need a client).
+    /// psql of any installed major version (direct checks only need a client).
     static func psqlBinaries() throws -> PostgresBinaries {
         for major in (10...20).reversed() where FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\(major)/bin/psql") {
             return PostgresBinaries(bin: "/usr/lib/postgresql/\(major)/bin", major: major)

@@ -36,7 +36,7 @@ public struct PostgresBinaries: Sendable {
 /// configuration file: the backup's postgresql.conf (which for CNPG points at certificates,
 /// preload libraries and, above all, an archive_command writing into the production archive)
 /// stays in the data directory untouched and unused.
-public final class RecoveryServer: @unchecked Sendable {
+public final class RecoveryServer: SQLSession, @unchecked Sendable {
     public let binaries: PostgresBinaries
     public let dataDir: String
     public let configDir: String
@@ -126,14 +126,8 @@ public final class RecoveryServer: @unchecked Sendable {
     public func exited() -> Int32? { pid > 0 ? Subprocess.poll(pid) : -1 }
 
     /// Runs SQL through psql over the private socket; returns the unaligned, tuples-only output.
-    public func query(_ sql: String, database: String = "postgres", timeout: Int = 120) throws -> String {
-        var env = ["PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": "-c statement_timeout=\(timeout * 1000)", "PGAPPNAME": "drctl"]
-        env["LC_ALL"] = "C.UTF-8"
-        let (st, out) = try Subprocess.run(binaries.bin + "/psql",
-                                           ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", user, "-d", database, "-c", sql],
-                                           env: env)
-        guard st == 0 else { throw LocalError("query on \(database) failed: \(out.trimmingCharacters(in: .whitespacesAndNewlines))") }
-        return out.trimmingCharacters(in: .newlines)
+    public func query(_ sql: String, database: String = "postgres") throws -> String {
+        try PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user).query(sql, database: database)
     }
 
     /// Stops the server: `fast` (clean shutdown, for a data directory that is kept) or
@@ -183,4 +177,26 @@ public func freeLoopbackPort() throws -> Int {
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
     return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// Whether a TCP connection to an IPv4 address opens within `timeout` seconds: whether drctl,
+/// where it runs, can reach a cluster Service directly.
+public func tcpReachable(_ ip: String, port: Int, timeout: Double) -> Bool {
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    guard inet_pton(AF_INET, ip, &addr.sin_addr) == 1, let p = UInt16(exactly: port) else { return false }
+    addr.sin_port = p.bigEndian
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    if r == 0 { return true }
+    guard errno == EINPROGRESS else { return false }
+    var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+    guard poll(&pfd, 1, Int32(timeout * 1000)) == 1 else { return false }
+    var err: Int32 = 0
+    var len = socklen_t(MemoryLayout<Int32>.size)
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+    return err == 0
 }

@@ -94,11 +94,37 @@ public final class KubeClient: @unchecked Sendable {
     @discardableResult
     public func request(_ method: String, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
                         contentType: String = "application/json") throws -> [String: Any] {
+        let data = try send(method, path, query: query, body: body, contentType: contentType)
+        if data.isEmpty { return [:] }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any] else {
+            throw LocalError("\(method) \(path): the answer is not a JSON object")
+        }
+        return obj
+    }
+
+    /// Whether this user may do `verb` (a SelfSubjectAccessReview): asking first keeps an
+    /// expected refusal out of the cluster's audit log as a 403.
+    public func canI(_ verb: String, group: String = "", resource: String, namespace: String?, name: String? = nil) throws -> Bool {
+        var attributes: [String: Any] = ["verb": verb, "group": group, "resource": resource]
+        if let namespace { attributes["namespace"] = namespace }
+        if let name { attributes["name"] = name }
+        let review: [String: Any] = ["apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": ["resourceAttributes": attributes]]
+        let r = try request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body: Array(try JSONSerialization.data(withJSONObject: review)))
+        return (r["status"] as? [String: Any])?["allowed"] as? Bool ?? false
+    }
+
+    /// A pod's log (the pods/log subresource): text.
+    public func log(namespace: String, pod: String) throws -> String {
+        String(decoding: try send("GET", "/api/v1/namespaces/\(namespace)/pods/\(pod)/log", accept: "text/plain"), as: UTF8.self)
+    }
+
+    func send(_ method: String, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
+              contentType: String = "application/json", accept: String = "application/json") throws -> [UInt8] {
         var url = config.server + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(URIEncoding.encode($0.1))" }.joined(separator: "&")
         }
-        var headers: [(name: String, value: String)] = [("Accept", "application/json")]
+        var headers: [(name: String, value: String)] = [("Accept", accept)]
         if body != nil { headers.append(("Content-Type", contentType)) }
         if let t = try bearer() { headers.append(("Authorization", "Bearer \(t)")) }
         let handler = CollectingHandler()
@@ -110,11 +136,7 @@ public final class KubeClient: @unchecked Sendable {
             throw LocalError("\(operation): cannot reach the API server \(config.server) (\(config.source)): \(e.message)")
         }
         guard (200..<300).contains(response.status) else { throw Self.decodeStatus(response, operation: operation) }
-        if handler.data.isEmpty { return [:] }
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(handler.data)) as? [String: Any] else {
-            throw LocalError("\(operation): the answer is not a JSON object")
-        }
-        return obj
+        return handler.data
     }
 
     static func decodeStatus(_ r: HTTPResponse, operation: String) -> KubeError {

@@ -97,11 +97,53 @@ public enum DrillManifests {
             "metadata": meta,
             "spec": [
                 "instances": 1,
+                // The `<cluster>-superuser` Secret is what the check Jobs log in with.
+                "enableSuperuserAccess": true,
                 "storage": ["size": storageSize],
                 "bootstrap": ["recovery": recovery],
                 "externalClusters": [origin],
             ] as [String: any Sendable],
         ])
         return out
+    }
+
+    /// CNPG's PostgreSQL image of a major version: what a check Job runs psql from by default.
+    public static func postgresImage(major: Int) -> String { "ghcr.io/cloudnative-pg/postgresql:\(major)" }
+
+    /// A Job in the scratch namespace running one check's psql against the recovered cluster's
+    /// `-rw` Service, logged in with the password CNPG keeps in `<cluster>-superuser`; its pod's
+    /// log is the answer. No retries (a failing query fails the check), no service account token.
+    public static func checkJob(name: String, namespace: String, cluster: String, psqlArguments: [String], image: String) -> [String: any Sendable] {
+        let labels: [String: String] = [label: "true", "app.kubernetes.io/managed-by": "drctl", "app.kubernetes.io/component": "drill-check"]
+        return [
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": ["name": name, "namespace": namespace, "labels": labels] as [String: any Sendable],
+            "spec": [
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": 300,
+                "template": [
+                    "metadata": ["labels": labels],
+                    "spec": [
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": false,
+                        "securityContext": ["runAsNonRoot": true, "runAsUser": 26, "seccompProfile": ["type": "RuntimeDefault"]] as [String: any Sendable],
+                        "containers": [[
+                            "name": "psql",
+                            "image": image,
+                            "command": ["psql"],
+                            "args": psqlArguments,
+                            "env": [
+                                ["name": "PGPASSWORD", "valueFrom": ["secretKeyRef": ["name": "\(cluster)-superuser", "key": "password"]]] as [String: any Sendable],
+                                ["name": "PGCONNECT_TIMEOUT", "value": "10"],
+                                ["name": "PGAPPNAME", "value": "drctl"],
+                            ] as [[String: any Sendable]],
+                            "resources": ["requests": ["cpu": "10m", "memory": "32Mi"], "limits": ["memory": "128Mi"]],
+                            "securityContext": ["allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                                                "capabilities": ["drop": ["ALL"]]] as [String: any Sendable],
+                        ] as [String: any Sendable]],
+                    ] as [String: any Sendable],
+                ] as [String: any Sendable],
+            ] as [String: any Sendable],
+        ]
     }
 }

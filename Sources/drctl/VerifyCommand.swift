@@ -17,7 +17,10 @@ struct VerifyCommand: ParsableCommand {
             skipped). The evidence (target, achieved restore point, measured RTO and its phases, \
             bytes, each check) goes to the catalog and to <drctl prefix>/evidence/<workload>/ in the \
             bucket, where drctl status reads it. The scratch directory and server are always \
-            removed, also on failure, Ctrl-C and SIGTERM, unless --keep. Exit status: 0 when every \
+            removed, also on failure, Ctrl-C and SIGTERM, unless --keep. With --mode cluster the \
+            restore goes into a labelled scratch namespace instead (Velero Restore, CNPG recovery \
+            Clusters without backup or archiving, podsReady from the restored workloads, SQL \
+            directly or through check Jobs), which is deleted afterwards. Exit status: 0 when every \
             drill passed, 1 otherwise.
             """)
 
@@ -29,6 +32,8 @@ struct VerifyCommand: ParsableCommand {
     var mode: Mode = .host
     @Option(help: "Cluster drills: the namespace holding the object store credentials Secret that is copied into the drill namespace.")
     var credentialsNamespace = "drctl"
+    @Option(help: ArgumentHelp("Cluster drills: the image check Jobs run psql from, when drctl cannot reach the recovered database itself (default: ghcr.io/cloudnative-pg/postgresql:<major>).", valueName: "image"))
+    var checkImage: String?
     @Argument(help: "Workloads (policy names) to drill.") var workloads: [String] = []
     @Flag(help: "Drill every workload in the policies.") var all = false
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
@@ -79,6 +84,7 @@ struct VerifyCommand: ParsableCommand {
                     var drill = ClusterDrill(policy: p, store: objectStore, s3: client, kube: try kube.client(), target: target)
                     drill.keep = keep
                     drill.credentialsNamespace = credentialsNamespace
+                    drill.checkImage = checkImage
                     evidence = drill.run(progress: log.callAsFunction)
                     Cleanup.shared.parkIfAborting()
                 }
@@ -126,7 +132,7 @@ struct VerifyCommand: ParsableCommand {
                     print("  \(d.cluster): base backup \(d.backupID), \(d.walSegments) WAL segments, timeline \(d.timeline.map(String.init) ?? "?"); \(d.stop)")
                 }
             }
-            let order = ["plan", "download_unpack", "wal_replay", "namespace", "velero_restore", "cnpg_recovery", "checks", "teardown"]
+            let order = ["plan", "download_unpack", "wal_replay", "namespace", "velero_restore", "workloads_ready", "cnpg_recovery", "checks", "teardown"]
             let phases = order.compactMap { k in e.phases[k].map { "\(k) \(String(format: "%.1fs", $0))" } }
             if !phases.isEmpty { print("  phases: \(phases.joined(separator: ", "))") }
             for c in e.checks { print("  [\(c.result.rawValue)] \(c.name): \(c.detail)") }

@@ -75,7 +75,7 @@ final class RGW: Sendable {
 
     /// A policy document naming this RGW and `bucket` (prefixes velero, cnpg, drctl), for tests
     /// that run drctl from policies.
-    func objectStorePolicy(bucket: String) -> String {
+    func objectStorePolicy(bucket: String, secretName: String = "s3") -> String {
         """
         apiVersion: drctl.dev/v1alpha1
         kind: ObjectStore
@@ -83,7 +83,7 @@ final class RGW: Sendable {
         spec:
           endpoint: \(endpoint)
           bucket: \(bucket)
-          credentials: {secretName: s3}
+          credentials: {secretName: \(secretName)}
           prefixes: {velero: velero, barman: cnpg, drctl: drctl}
         ---
 

@@ -23,12 +23,17 @@ import TestSupport
     }
 
     /// A contents tarball as Velero writes it: resources/<group-resource>/namespaces/<ns>/<name>.json and metadata/version.
-    static func tarball() throws -> [UInt8] {
+    /// A Velero backup tarball of n8n-prod's Deployment n8n, plus `extra` (path under
+    /// resources/ -> the object's JSON).
+    static func tarball(extra: [String: String] = [:]) throws -> [UInt8] {
         let dir = tempPath("velero-tar")
-        let res = "\(dir)/resources/deployments.apps/namespaces/n8n-prod"
-        try FileManager.default.createDirectory(atPath: res, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(dir)/metadata", withIntermediateDirectories: true)
-        try #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"n8n","namespace":"n8n-prod"}}"#.write(toFile: "\(res)/n8n.json", atomically: true, encoding: .utf8)
+        let objects = ["deployments.apps/namespaces/n8n-prod/n8n.json": #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"n8n","namespace":"n8n-prod"}}"#]
+        for (path, json) in objects.merging(extra, uniquingKeysWith: { $1 }) {
+            let file = "\(dir)/resources/\(path)"
+            try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try json.write(toFile: file, atomically: true, encoding: .utf8)
+        }
         try "1".write(toFile: "\(dir)/metadata/version", atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (st, out) = try run("/bin/tar", ["-czf", "\(dir).tar.gz", "-C", dir, "resources", "metadata"])

@@ -28,21 +28,23 @@ import Yams
                                                     scratch: ns, veleroNamespace: "velero"))
             for c in p.cnpg {
                 out += DrillManifests.recoveryCluster(policy: p, cluster: c, store: store, namespace: ns, targetTime: "2026-11-27 04:20:00.000000+00")
+                out.append(DrillManifests.checkJob(name: "drctl-check-\(c.cluster.value)-1", namespace: ns, cluster: c.cluster.value,
+                                                   psqlArguments: ["-X", "-c", "select 1"], image: DrillManifests.postgresImage(major: 16)))
             }
         }
         return out
     }
 
     @Test func drillObjectsValidateAgainstTheCRDs() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: RenderTests.toolsPython), "no .venv-tools: run scripts/install-deps.sh")
-        let crds = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/reference/crds").path
-        if !FileManager.default.fileExists(atPath: crds) { print("SKIP: \(crds) not found: drill custom resources are checked for core kinds only") }
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        let crds = referenceDirectory("crds") ?? "../shared/reference/crds"
+        if referenceDirectory("crds") == nil { print("SKIP: \(crds) not found: drill custom resources are checked for core kinds only") }
         let dir = tempPath("drill-manifests")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let file = RenderedFile(path: "drill.yaml", objects: try Self.objects())
         try file.yaml().write(toFile: dir + "/drill.yaml", atomically: true, encoding: .utf8)
-        let (status, out) = try run(RenderTests.toolsPython, [packageRoot.appendingPathComponent("scripts/validate-manifests").path, "--crds", crds, dir])
+        let (status, out) = try run(toolsPython, [packageRoot.appendingPathComponent("scripts/validate-manifests").path, "--crds", crds, dir])
         #expect(status == 0 && out.contains(" 0 problems"), "\(out)")
     }
 
