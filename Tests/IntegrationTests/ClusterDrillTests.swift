@@ -168,6 +168,22 @@ final class ClusterFixture {
         left = try f.drillNamespaces()
         #expect(left == ["drill-not-ours"], "after SIGTERM: \(left)")
 
+        // SIGKILL mid-drill leaves the namespace; once its expiry has passed (moved into the past
+        // here rather than waited for), the next run's janitor deletes it.
+        let killed = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
+        for _ in 0..<100 where try f.drillNamespaces().count < 2 { usleep(50_000) }
+        kill(killed, SIGKILL)
+        _ = reap(killed)
+        let stale = try #require(try f.drillNamespaces().first { $0 != "drill-not-ours" }, "the killed drill's namespace")
+        usleep(500_000)
+        #expect(try f.drillNamespaces().contains(stale), "nothing deletes it before its expiry")
+        _ = try k.apply(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": stale, "annotations": ["drctl.dev/drill-expires": "2020-01-01T00:00:00Z"]]],
+                        fieldManager: "test", force: true)
+        (st, out) = try f.verify()
+        #expect(st == 0 && out.contains("janitor: deleted expired drill namespace \(stale)"), "\(out)")
+        left = try f.drillNamespaces()
+        #expect(left == ["drill-not-ours"], "after the janitor: \(left)")
+
         // A check that fails, and a corrupt Velero tarball: non-zero, named, torn down.
         try f.policy("= 999")
         (st, out) = try f.verify()
