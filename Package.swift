@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "drctl",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "drctl", targets: ["drctl"]),
         .library(name: "ObjectStore", targets: ["ObjectStore"]),
@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0"),
     ],
     targets: [
         // Thin system-library targets: the C libraries enter here and nowhere else.
@@ -41,8 +42,11 @@ let package = Package(
         .target(name: "Kube", dependencies: ["ObjectStore", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Policy", "Render", "Kube"]),
+        // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
+        .target(name: "Serve", dependencies: ["Catalog", "Policy", .product(name: "Hummingbird", package: "hummingbird"),
+                                            .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube",
+            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -55,6 +59,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]

@@ -90,6 +90,8 @@ public struct BarmanServerScan: Sendable, Codable {
     public var partialSegments: [String]
     public var timelines: [UInt32]
     public var newestSegment: String?
+    /// When the newest segment was archived (its object's Last-Modified).
+    public var newestSegmentTime: Date?
     /// Keys under the server that barman does not write (ignored, as barman ignores them).
     public var unrecognised: Int
     /// Problems reading metadata (unparsable backup.info, history), by key.
@@ -166,6 +168,7 @@ public enum BarmanScanner {
         let scan = BarmanServerScan(server: server, backups: backups, walSegments: segs.count,
                                 partialSegments: archive.partials.keys.sorted().map(\.name),
                                 timelines: Array(Set(segs.map(\.timeline))).sorted(), newestSegment: segs.last?.name,
+                                newestSegmentTime: segs.last.flatMap { archive.segments[$0]?.lastModified },
                                 unrecognised: unrecognised, problems: problems)
         return (scan, archive)
     }

@@ -107,6 +107,16 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     }
 
     /// The newest evidence of a workload in a bucket (or the catalog's copy of it).
+    /// A workload's drills in the bucket, newest first, at most `limit` (ids begin with their
+    /// UTC start, so key order is time order).
+    public static func all(_ reader: ObjectReader, drctlPrefix: String, workload: String, limit: Int = 100) throws -> [DrillEvidence] {
+        var keys: [String] = []
+        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in
+            keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
+        }
+        return try keys.sorted(by: >).prefix(limit).map { try decoder.decode(DrillEvidence.self, from: Data(try reader.read(key: $0))) }
+    }
+
     public static func newest(_ reader: ObjectReader, drctlPrefix: String, workload: String) throws -> DrillEvidence? {
         var newestKey: String?
         try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in

@@ -3,7 +3,7 @@ import Policy
 
 /// The seed guide's backup table, per workload, computed from what the bucket holds.
 public struct WorkloadStatus: Sendable, Codable, Equatable {
-    public enum State: String, Sendable, Codable, Comparable {
+    public enum State: String, Sendable, Codable, Comparable, CaseIterable {
         case protected = "PROTECTED", atRisk = "AT RISK", broken = "BROKEN", notConfigured = "NOT CONFIGURED"
         var rank: Int { [.protected: 0, .atRisk: 1, .broken: 2, .notConfigured: 3][self]! }
         public static func < (a: State, b: State) -> Bool { a.rank < b.rank }
@@ -23,6 +23,20 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var reasons: [String]
     /// The newest restore drill's evidence, in brief.
     public var lastDrill: DrillSummary?
+    /// Per Velero tier and per database: what the metrics report.
+    public var sources: [Source] = []
+
+    public struct Source: Sendable, Codable, Equatable {
+        /// `velero` or `cnpg`.
+        public var kind: String
+        /// The Velero tier, or the CNPG cluster.
+        public var source: String
+        public var lastSuccess: Date?
+        public var lastFailure: Date?
+        /// Databases: the newest archived WAL segment's time and the gaps after the newest usable base backup.
+        public var walLastArchived: Date?
+        public var walGaps: Int?
+    }
 }
 
 /// A drill as `drctl status` shows it.
@@ -105,8 +119,12 @@ public enum StatusEvaluator {
 
         // Velero: the backups of this policy's schedules.
         var veleroPoint: (Date, String)?
+        var sources: [WorkloadStatus.Source] = []
         for tier in w.velero {
             let mine = velero.filter { $0.schedule == tier.scheduleName }
+            let failed = mine.filter { $0.terminal && !$0.restorePoint }.compactMap { $0.completionTime ?? $0.startTime }.max()
+            sources.append(.init(kind: "velero", source: tier.tier,
+                                 lastSuccess: mine.filter(\.restorePoint).compactMap(\.completionTime).max(), lastFailure: failed))
             if !mine.isEmpty { anythingFound = true }
             let points = mine.filter { $0.restorePoint || (w.allowPartiallyFailed && $0.phase == "PartiallyFailed" && $0.contentsSize != nil) }
             guard let newest = points.compactMap({ b in b.completionTime.map { ($0, b.name) } }).max(by: { $0.0 < $1.0 }) else {
@@ -134,7 +152,11 @@ public enum StatusEvaluator {
             }
             anythingFound = true
             let done = scan.backups.filter { $0.restorable }
-            guard let base = done.max(by: { ($0.endTime ?? .distantPast) < ($1.endTime ?? .distantPast) }) else {
+            let usable = done.max(by: { ($0.endTime ?? .distantPast) < ($1.endTime ?? .distantPast) })
+            sources.append(.init(kind: "cnpg", source: db.cluster, lastSuccess: usable?.endTime,
+                                 lastFailure: scan.backups.filter { $0.status == "FAILED" }.compactMap { $0.endTime ?? $0.beginTime }.max(),
+                                 walLastArchived: scan.newestSegmentTime, walGaps: usable?.walGaps.count))
+            guard let base = usable else {
                 worse(.broken, "\(db.cluster): no restorable base backup (\(scan.backups.count) in the bucket)")
                 continue
             }
@@ -182,7 +204,8 @@ public enum StatusEvaluator {
                               schedules: w.velero.map { "\($0.tier) \($0.schedule)" } + w.databases.map { "\($0.cluster) \($0.schedule)" },
                               retention: w.velero.map { "\($0.tier) \($0.retention)" } + w.databases.map { "\($0.cluster) \($0.retention)" },
                               lastBackup: lastBackup, newestRecoverablePoint: rpoPoint?.0, recoverablePointEvidence: rpoPoint?.1,
-                              rpoSeconds: rpo, rpoObjectiveSeconds: w.rpo, status: state, reasons: reasons, lastDrill: drill.map(DrillSummary.init))
+                              rpoSeconds: rpo, rpoObjectiveSeconds: w.rpo, status: state, reasons: reasons, lastDrill: drill.map(DrillSummary.init),
+                              sources: sources)
     }
 
     static func humanize(_ s: Int) -> String {

@@ -13,6 +13,8 @@ public final class Cleanup: @unchecked Sendable {
     private var sources: [DispatchSourceSignal] = []
     private var installed = false
     private var aborting = false
+    /// `drctl serve`: SIGTERM is how Kubernetes stops it, so after the cleanup it exits 0.
+    public var exitZeroOnTerm = false
 
     /// Set once a signal asked drctl to stop: long loops check it and stop writing, so nothing
     /// recreates a directory the cleanup is removing.
@@ -52,7 +54,7 @@ public final class Cleanup: @unchecked Sendable {
                 runAll()
                 usleep(100_000)   // and sweep once more after anything that was mid-write
                 for d in dirs { Self.removeTree(d) }
-                _exit(128 + sig)
+                _exit(sig == SIGTERM && exitZeroOnTerm ? 0 : 128 + sig)
             }
             s.resume()
             sources.append(s)

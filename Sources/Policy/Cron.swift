@@ -4,7 +4,8 @@ import Foundation
 /// Kubernetes take five fields (minute hour day-of-month month day-of-week), CNPG six (seconds
 /// first, day-of-week optional). Both accept `CRON_TZ=Zone` and `@daily`-style descriptors.
 public struct Cron: Sendable, Equatable {
-    public enum Dialect: Sendable { case standard, cnpg }
+    /// `drctl`: drctl's own schedules (drills, run by `drctl serve`): five fields, or six with seconds first.
+    public enum Dialect: Sendable { case standard, cnpg, drctl }
 
     public let expression: String
     public let timeZone: String?
@@ -57,6 +58,11 @@ public struct Cron: Sendable, Equatable {
                     : "\(fields.count) fields; expected five (minute hour day-of-month month day-of-week)")
             }
             fields.insert("0", at: 0)
+        case .drctl:
+            guard fields.count == 5 || fields.count == 6 else {
+                throw ParseError(description: "\(fields.count) fields; expected five (minute hour day-of-month month day-of-week) or six (seconds first)")
+            }
+            if fields.count == 5 { fields.insert("0", at: 0) }
         case .cnpg:
             guard fields.count == 6 || fields.count == 5 else {
                 throw ParseError(description: "\(fields.count) fields; CNPG expects six (second minute hour day-of-month month day-of-week)")
@@ -127,6 +133,35 @@ public struct Cron: Sendable, Equatable {
             i = s.index(after: i)
         }
         return num.isEmpty && total > 0 ? Int(total) : nil
+    }
+
+    /// The first run strictly after `date`, in the schedule's `CRON_TZ` (UTC without one), or nil
+    /// when it never runs (e.g. 30 February). A time a daylight-saving jump skips runs at the
+    /// first instant after the jump; one it repeats runs once. `@every D` runs D after `date`.
+    public func next(after date: Date) -> Date? {
+        if let every { return date.addingTimeInterval(Double(every)) }
+        var cal = Calendar(identifier: .gregorian)
+        cal.timeZone = TimeZone(identifier: timeZone ?? "UTC") ?? TimeZone(identifier: "UTC")!
+        let now = cal.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        var day = cal.startOfDay(for: date)
+        for n in 0..<(366 * 8) {
+            let c = cal.dateComponents([.year, .month, .day, .weekday], from: day)
+            let domOK = days.contains(c.day!), dowOK = weekdays.contains(c.weekday! - 1)
+            let dayOK = daysRestricted && weekdaysRestricted ? (domOK || dowOK) : (domOK && dowOK)
+            if months.contains(c.month!) && dayOK {
+                for h in hours where n > 0 || h >= now.hour! {
+                    for m in minutes where n > 0 || h > now.hour! || m >= now.minute! {
+                        for s in seconds {
+                            let dc = DateComponents(year: c.year, month: c.month, day: c.day, hour: h, minute: m, second: s)
+                            if let d = cal.date(from: dc), d > date { return d }
+                        }
+                    }
+                }
+            }
+            guard let next = cal.date(byAdding: .day, value: 1, to: day) else { return nil }
+            day = next
+        }
+        return nil
     }
 
     /// The longest time between two runs, in seconds, over a span of more than a year (so

@@ -295,7 +295,7 @@ public enum PolicyLoader {
 
     static func drillSpec(_ node: YNode) -> BackupPolicy.Drill? {
         guard let d = node.fields("spec.drill") else { return nil }
-        let schedule = cron(d, "schedule", .standard, what: "spec.drill.schedule")
+        let schedule = cron(d, "schedule", .drctl, what: "spec.drill.schedule")
         var checks: [BackupPolicy.Check] = []
         for item in d.node("checks")?.items("spec.drill.checks") ?? [] {
             guard let c = item.fields("spec.drill.checks[]") else { continue }

@@ -55,6 +55,13 @@ struct CatalogCommand: ParsableCommand {
 
         var path: String { catalog ?? defaultCatalogPath() }
 
+        /// A policy ObjectStore's prefixes the catalog indexes: Velero's, barman's, drctl's evidence.
+        static func syncPrefixes(_ store: ObjectStorePolicy) -> [(String, CatalogStore.PrefixKind)] {
+            [(store.prefixes.velero.value, CatalogStore.PrefixKind.generic), (store.prefixes.barman.value, .barman),
+             ([store.prefixes.drctl.value, "evidence"].filter { !$0.isEmpty }.joined(separator: "/"), .generic)]
+                .map { ($0.0.isEmpty ? "" : $0.0 + "/", $0.1) }
+        }
+
         /// (client, bucket, prefix, kind) for everything to sync.
         func prefixes(_ s3: S3Options) throws -> [(S3Client, String, String, CatalogStore.PrefixKind)] {
             var out: [(S3Client, String, String, CatalogStore.PrefixKind)] = []
@@ -62,10 +69,7 @@ struct CatalogCommand: ParsableCommand {
                 let set = try loadCheckedPolicies(policies)
                 for store in set.objectStores {
                     let client = try s3.makeClient(for: store)
-                    for (p, kind) in [(store.prefixes.velero.value, CatalogStore.PrefixKind.generic), (store.prefixes.barman.value, .barman),
-                                      ([store.prefixes.drctl.value, "evidence"].filter { !$0.isEmpty }.joined(separator: "/"), .generic)] {
-                        out.append((client, store.bucket.value, p.isEmpty ? "" : p + "/", kind))
-                    }
+                    for (p, kind) in Self.syncPrefixes(store) { out.append((client, store.bucket.value, p, kind)) }
                 }
             }
             for (u, kind) in [(source, CatalogStore.PrefixKind.barman), (velero, .generic)] {

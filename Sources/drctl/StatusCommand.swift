@@ -42,46 +42,15 @@ struct StatusCommand: ParsableCommand {
                 }
                 return p
             }
-            var results: [WorkloadStatus] = []
             let now = Date()
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
-            for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
-                guard let store = set.objectStore(named: storeName) else { continue }
-                let client = try s3.makeClient(for: store)
-                let reader = objectReader(client, bucket: store.bucket.value, catalog: catalogDB)
-                var velero: [VeleroBackupEntry] = []
-                if group.contains(where: { $0.velero != nil }) {
-                    velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value), allowPartiallyFailed: true)
-                }
-                let layout = BarmanLayout(root: store.prefixes.barman.value)
-                var barman: [String: BarmanServerScan] = [:]
-                for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scan(reader, layout: layout, server: c.serverName.value) } }
-                for p in group {
-                    let drill = try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)
-                    results.append(StatusEvaluator.evaluate(spec(p), velero: velero, barman: barman, drill: drill, now: now))
-                }
-            }
+            var results = try evaluateWorkloads(selected, in: set, s3: s3, catalog: catalogDB, now: now).map(\.status)
             results.sort { $0.workload < $1.workload }
             for r in results { try catalogDB?.recordRPO(r, at: now) }
             notProtected = results.contains { $0.status != .protected }
             try print(results)
         }
         if notProtected { throw Exit.notProtected }
-    }
-
-    func spec(_ p: BackupPolicy) -> WorkloadSpec {
-        WorkloadSpec(
-            name: p.name.value, rpo: p.rpo.value.seconds,
-            velero: (p.velero?.schedules ?? []).map {
-                .init(tier: $0.tier.value, schedule: $0.cron.value.expression,
-                      scheduleName: Renderer.veleroScheduleName(policy: p.name.value, tier: $0.tier.value),
-                      interval: $0.cron.value.longestGap ?? 86400, retention: $0.retention.value.description)
-            },
-            databases: p.cnpg.map {
-                .init(cluster: $0.cluster.value, serverName: $0.serverName.value, schedule: $0.schedule.value.expression,
-                      interval: $0.schedule.value.longestGap ?? 86400, retention: $0.retention.value.description)
-            },
-            rto: p.rto.value.seconds, drills: p.drill != nil)
     }
 
     func print(_ results: [WorkloadStatus]) throws {

@@ -67,37 +67,12 @@ struct VerifyCommand: ParsableCommand {
             let store = try CatalogStore(path: catalog ?? defaultCatalogPath())
             Cleanup.shared.installSignalHandlers()
             var results: [DrillEvidence] = []
+            let runner = DrillRunner(s3: s3, host: host, kube: kube, mode: mode, keep: keep, credentialsNamespace: credentialsNamespace,
+                                     checkImage: checkImage, upload: !noUpload)
             for p in chosen {
                 guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
-                let client = try s3.makeClient(for: objectStore)
-                let evidence: DrillEvidence
-                switch mode {
-                case .host:
-                    var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: host.restoreOptions(),
-                                          clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment)
-                    drill.keep = keep
-                    let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
-                    evidence = drill.run(progress: log.callAsFunction, transfer: bar.callback)
-                    Cleanup.shared.parkIfAborting()
-                    bar.finish()
-                case .cluster:
-                    var drill = ClusterDrill(policy: p, store: objectStore, s3: client, kube: try kube.client(), target: target)
-                    drill.keep = keep
-                    drill.credentialsNamespace = credentialsNamespace
-                    drill.checkImage = checkImage
-                    evidence = drill.run(progress: log.callAsFunction)
-                    Cleanup.shared.parkIfAborting()
-                }
-                try store.recordDrill(evidence)
-                if !noUpload {
-                    do {
-                        let key = try HostDrill.upload(evidence, store: objectStore, client: client)
-                        log("evidence stored at s3://\(objectStore.bucket.value)/\(key)")
-                    } catch {
-                        log("could not store the evidence in the bucket: \(error)")
-                        failed = true
-                    }
-                }
+                let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: store, log: log.callAsFunction)
+                failed = failed || !stored
                 log("drill of \(p.name.value) \(evidence.result.rawValue.uppercased())\(evidence.error.map { ": \($0)" } ?? "")")
                 results.append(evidence)
             }
@@ -137,5 +112,54 @@ struct VerifyCommand: ParsableCommand {
             if !phases.isEmpty { print("  phases: \(phases.joined(separator: ", "))") }
             for c in e.checks { print("  [\(c.result.rawValue)] \(c.name): \(c.detail)") }
         }
+    }
+}
+
+/// One restore drill, host or cluster, its evidence recorded in the catalog and (unless told
+/// not to) uploaded to the bucket: what `drctl verify` and `drctl serve` run.
+struct DrillRunner {
+    var s3: S3Options
+    var host: HostOptions
+    var kube: KubeOptions
+    var mode: VerifyCommand.Mode
+    var keep = false
+    var credentialsNamespace = "drctl"
+    var checkImage: String?
+    var upload = true
+
+    /// The evidence, and whether it reached the bucket (always true without upload).
+    func run(_ p: BackupPolicy, store objectStore: ObjectStorePolicy, target: RecoveryTarget, catalog: CatalogStore,
+             log: @escaping (String) -> Void) throws -> (DrillEvidence, Bool) {
+        let client = try s3.makeClient(for: objectStore)
+        let evidence: DrillEvidence
+        switch mode {
+        case .host:
+            var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: host.restoreOptions(),
+                                  clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment)
+            drill.keep = keep
+            let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
+            evidence = drill.run(progress: log, transfer: bar.callback)
+            Cleanup.shared.parkIfAborting()
+            bar.finish()
+        case .cluster:
+            var drill = ClusterDrill(policy: p, store: objectStore, s3: client, kube: try kube.client(), target: target)
+            drill.keep = keep
+            drill.credentialsNamespace = credentialsNamespace
+            drill.checkImage = checkImage
+            evidence = drill.run(progress: log)
+            Cleanup.shared.parkIfAborting()
+        }
+        try catalog.recordDrill(evidence)
+        var stored = true
+        if upload {
+            do {
+                let key = try HostDrill.upload(evidence, store: objectStore, client: client)
+                log("evidence stored at s3://\(objectStore.bucket.value)/\(key)")
+            } catch {
+                log("could not store the evidence in the bucket: \(error)")
+                stored = false
+            }
+        }
+        return (evidence, stored)
     }
 }

@@ -4,16 +4,64 @@ import Kube
 import ObjectStore
 import TestSupport
 
-/// A source PostgreSQL 15 archiving with real barman-cloud into RGW, one base backup and 42 rows;
-/// a Velero-format backup of n8n-prod with one Deployment; and the Kubernetes API test server
-/// with its simulated controllers and the namespaces, storage location and credentials Secret a
-/// cluster has.
-final class ClusterFixture {
+/// A source PostgreSQL 15 archiving with real barman-cloud into RGW (server app-db under
+/// `cnpg/`), one gzip base backup, a table `t` of 42 rows (40 before the backup) and the
+/// segment holding the last two archived.
+final class ArchivedDatabase {
     let rgw: RGW
     let s3: S3Client
     let bucket: String
     let work: String
     let port: Int
+
+    init(rgw: RGW, bucket name: String) throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/opt/drctl-barman/bin/barman-cloud-backup"), "run scripts/install-deps.sh (barman-cloud venv)")
+        self.rgw = rgw
+        s3 = try rgw.client()
+        bucket = try rgw.bucket(s3, name)
+        work = try testWorkDirectory()
+        port = try freePort()
+        let dest = "s3://\(bucket)/cnpg"
+        let (up, upOut) = try run(packageRoot.appendingPathComponent("scripts/pg-up.sh").path,
+                                  [work + "/src", String(port), rgw.barmanArchiveCommand(dest: dest, server: "app-db")])
+        try #require(up == 0, "\(upOut)")
+        _ = try psql("create table t(id int primary key, at timestamptz default clock_timestamp()); insert into t(id) select generate_series(1, 40)")
+        let (bst, bout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/opt/drctl-barman/bin/barman-cloud-backup", "--endpoint-url", rgw.endpoint,
+                                                       "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", dest, "app-db"], env: rgw.environment)
+        try #require(bst == 0, "\(bout)")
+        _ = try psql("insert into t(id) values (41), (42)")
+        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+    }
+
+    deinit {
+        _ = try? run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [work + "/src"])
+        try? FileManager.default.removeItem(atPath: work)
+    }
+
+    func psql(_ sql: String) throws -> String {
+        let (st, out) = try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-Atqc", sql])
+        try #require(st == 0, "\(sql): \(out)")
+        return out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The environment drctl runs with: the test keys, its data directory under the work directory.
+    var drctlEnvironment: [String: String] {
+        var env = rgw.environment
+        env.removeValue(forKey: "AWS_ENDPOINT_URL")
+        env["DRCTL_DATA_DIR"] = work + "/data"
+        return env
+    }
+}
+
+/// An archived database, a Velero-format backup of n8n-prod with a Deployment and a
+/// StatefulSet, and the Kubernetes API test server with its simulated controllers and the
+/// namespaces, storage location and credentials Secret a cluster has.
+final class ClusterFixture {
+    let db: ArchivedDatabase
+    var rgw: RGW { db.rgw }
+    var s3: S3Client { db.s3 }
+    var bucket: String { db.bucket }
+    var work: String { db.work }
     let api: KubeAPI
     let admin: KubeClient
     let kubeconfig: String
@@ -23,30 +71,14 @@ final class ClusterFixture {
     var env: [String: String]
 
     init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, user: String = "token", secretName: String = "s3") throws {
-        try #require(FileManager.default.isExecutableFile(atPath: "/opt/drctl-barman/bin/barman-cloud-backup"), "run scripts/install-deps.sh (barman-cloud venv)")
-        self.rgw = rgw
+        db = try ArchivedDatabase(rgw: rgw, bucket: name)
         self.secretName = secretName
-        s3 = try rgw.client()
-        bucket = try rgw.bucket(s3, name)
-        work = try testWorkDirectory()
-        policies = work + "/policies"
-        port = try freePort()
-        let dest = "s3://\(bucket)/cnpg"
-        let (up, upOut) = try run(packageRoot.appendingPathComponent("scripts/pg-up.sh").path,
-                                  [work + "/src", String(port), rgw.barmanArchiveCommand(dest: dest, server: "app-db")])
+        policies = db.work + "/policies"
         api = try KubeAPI(controllers: rgw, network: network, rbac: rbac)
         kubeconfig = try api.kubeconfig(user)
         admin = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("token"), context: nil, namespace: nil))
-        env = rgw.environment
-        env.removeValue(forKey: "AWS_ENDPOINT_URL")
-        env["DRCTL_DATA_DIR"] = work + "/data"
-        try #require(up == 0, "\(upOut)")
-        _ = try psql("create table t(id int primary key, at timestamptz default clock_timestamp()); insert into t(id) select generate_series(1, 40)")
-        let (bst, bout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/opt/drctl-barman/bin/barman-cloud-backup", "--endpoint-url", rgw.endpoint,
-                                                       "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", dest, "app-db"], env: rgw.environment)
-        try #require(bst == 0, "\(bout)")
-        _ = try psql("insert into t(id) values (41), (42)")
-        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+        env = db.drctlEnvironment
+        let bucket = db.bucket, s3 = db.s3
 
         try putVeleroTarball(Self.tarball())
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/velero-backup.json"), bytes: VeleroBucketTests.backupJSON(backupName, phase: "Completed"))
@@ -59,17 +91,6 @@ final class ClusterFixture {
         _ = try admin.create(["apiVersion": "v1", "kind": "Secret", "metadata": ["name": secretName, "namespace": "drctl"],
                               "data": ["ACCESS_KEY_ID": Data(rgw.accessKey.utf8).base64EncodedString(), "SECRET_ACCESS_KEY": Data(rgw.secretKey.utf8).base64EncodedString()]])
         try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        _ = try? run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [work + "/src"])
-        try? FileManager.default.removeItem(atPath: work)
-    }
-
-    func psql(_ sql: String) throws -> String {
-        let (st, out) = try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-Atqc", sql])
-        try #require(st == 0, "\(sql): \(out)")
-        return out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// n8n-prod's backup: the Deployment n8n and the StatefulSet n8n-worker.

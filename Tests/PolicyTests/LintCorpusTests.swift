@@ -101,6 +101,25 @@ struct DurationAndCronTests {
         #expect(try Cron("* * * * * *", dialect: .cnpg).longestGap == 1)
     }
 
+    @Test func nextRuns() throws {
+        func t(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
+        func next(_ expr: String, _ dialect: Cron.Dialect = .drctl, after: String) throws -> String? {
+            try Cron(expr, dialect: dialect).next(after: t(after)).map { ISO8601DateFormatter().string(from: $0) }
+        }
+        #expect(try next("30 2 * * *", after: "2026-11-27T02:29:59Z") == "2026-11-27T02:30:00Z")
+        #expect(try next("30 2 * * *", after: "2026-11-27T02:30:00Z") == "2026-11-28T02:30:00Z", "strictly after")
+        #expect(try next("*/20 * * * * *", after: "2026-11-27T10:00:41Z") == "2026-11-27T10:01:00Z")
+        #expect(try next("0 0 4 * * *", .cnpg, after: "2026-12-31T05:00:00Z") == "2027-01-01T04:00:00Z")
+        // CRON_TZ: 03:00 in Berlin is 02:00 UTC in winter, 01:00 UTC in summer.
+        #expect(try next("CRON_TZ=Europe/Berlin 0 3 * * *", after: "2026-11-27T00:00:00Z") == "2026-11-27T02:00:00Z")
+        #expect(try next("CRON_TZ=Europe/Berlin 0 3 * * *", after: "2026-07-01T00:00:00Z") == "2026-07-01T01:00:00Z")
+        // Day-of-month and day-of-week both restricted: either matches (Friday the 27th, or the 1st).
+        #expect(try next("0 6 1 * FRI", after: "2026-11-26T12:00:00Z") == "2026-11-27T06:00:00Z")
+        #expect(try next("0 6 31 2 *", after: "2026-01-01T00:00:00Z") == nil, "30/31 February never comes")
+        #expect(try next("@every 90s", after: "2026-11-27T10:00:00Z") == "2026-11-27T10:01:30Z")
+        #expect(throws: Cron.ParseError.self) { try Cron("* * * *", dialect: .drctl) }
+    }
+
     @Test func invalidCron() {
         for bad in ["0 0 2 * * *", "60 * * * *", "* * 0 * *", "* * * 13 *", "5-1 * * * *", "*/0 * * * *", "CRON_TZ=Mars/Base 0 2 * * *", "@sometimes"] {
             #expect(throws: Cron.ParseError.self, "\(bad)") { try Cron(bad, dialect: .standard) }

@@ -1,0 +1,94 @@
+import Catalog
+import Foundation
+
+/// The Prometheus text exposition (format 0.0.4) of a snapshot: the metrics the rendered
+/// PrometheusRule reads (README, "Metrics"). Names and labels are stable.
+public enum MetricsText {
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// Counters the service itself keeps (drills run since it started), beside the snapshot.
+    public struct Counters: Sendable {
+        public var drillRuns: [String: [String: Int]] = [:]   // workload -> result -> count
+        public var jobFailures: [String: Int] = [:]            // job -> count
+        public init() {}
+    }
+
+    /// `now`: the measured RPO is the age of the newest recoverable point at scrape time, so it
+    /// keeps growing between catalog syncs as a real loss would.
+    public static func render(_ s: Snapshot, counters: Counters = Counters(), now: Date = Date()) -> String {
+        var out = ""
+        out.reserveCapacity(256 + s.workloads.count * 1500)
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [([(String, String)], Double)]) {
+            guard !samples.isEmpty else { return }
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples {
+                out += name
+                if !labels.isEmpty { out += "{" + labels.map { "\($0.0)=\"\(escape($0.1))\"" }.joined(separator: ",") + "}" }
+                out += " " + format(value) + "\n"
+            }
+        }
+        let ws = s.workloads.sorted { $0.status.workload < $1.status.workload }
+        func per(_ value: (Snapshot.Workload) -> Double?) -> [([(String, String)], Double)] {
+            ws.compactMap { w in value(w).map { ([("workload", w.status.workload)], $0) } }
+        }
+        func sources(_ kind: String?, _ value: (WorkloadStatus.Source) -> Double?) -> [([(String, String)], Double)] {
+            ws.flatMap { w in
+                w.status.sources.filter { kind == nil || $0.kind == kind }.compactMap { src in
+                    value(src).map { v -> ([(String, String)], Double) in
+                        kind == nil ? ([("workload", w.status.workload), ("kind", src.kind), ("source", src.source)], v)
+                                    : ([("workload", w.status.workload), ("cluster", src.source)], v)
+                    }
+                }
+            }
+        }
+        family("drctl_backup_last_success_timestamp_seconds", "gauge", "Completion time of the newest successful backup in the bucket.",
+               sources(nil) { $0.lastSuccess.map(\.timeIntervalSince1970) })
+        family("drctl_backup_last_failure_timestamp_seconds", "gauge", "Time of the newest failed backup in the bucket.",
+               sources(nil) { $0.lastFailure.map(\.timeIntervalSince1970) })
+        family("drctl_wal_last_archived_timestamp_seconds", "gauge", "Time the newest WAL segment reached the bucket.",
+               sources("cnpg") { $0.walLastArchived.map(\.timeIntervalSince1970) })
+        family("drctl_wal_gaps", "gauge", "Missing WAL segment ranges after the newest usable base backup.",
+               sources("cnpg") { $0.walGaps.map(Double.init) })
+        family("drctl_newest_recoverable_point_timestamp_seconds", "gauge", "The newest point the workload can be restored to.",
+               per { $0.status.newestRecoverablePoint.map(\.timeIntervalSince1970) })
+        family("drctl_rpo_seconds", "gauge", "Measured RPO: data a restore now would lose (now minus the newest recoverable point).",
+               per { w in w.status.newestRecoverablePoint.map { max(0, now.timeIntervalSince($0).rounded()) } ?? w.status.rpoSeconds.map(Double.init) })
+        family("drctl_rpo_objective_seconds", "gauge", "The policy's RPO objective.", per { Double($0.status.rpoObjectiveSeconds) })
+        family("drctl_drill_last_run_timestamp_seconds", "gauge", "Start of the newest restore drill.",
+               per { $0.status.lastDrill.map { $0.at.timeIntervalSince1970 } })
+        family("drctl_drill_last_success", "gauge", "1 if the newest restore drill passed, 0 if it failed.",
+               per { $0.status.lastDrill.map { $0.result == "passed" ? 1 : 0 } })
+        family("drctl_drill_last_duration_seconds", "gauge", "Measured RTO of the newest restore drill: start until the data was verified.",
+               per { $0.status.lastDrill.map(\.rtoSeconds) })
+        family("drctl_rto_objective_seconds", "gauge", "The policy's RTO objective.", per { Double($0.rtoObjectiveSeconds) })
+        family("drctl_workload_status", "gauge", "1 for the workload's current status (PROTECTED, AT RISK, BROKEN, NOT CONFIGURED).",
+               ws.map { ([("workload", $0.status.workload), ("status", $0.status.status.rawValue)], 1) })
+        family("drctl_drill_runs_total", "counter", "Restore drills this service ran, by result.",
+               counters.drillRuns.sorted { $0.key < $1.key }.flatMap { w, results in
+                   results.sorted { $0.key < $1.key }.map { ([("workload", w), ("result", $0.key)], Double($0.value)) }
+               })
+        let stores = s.stores.sorted { $0.name < $1.name }
+        family("drctl_object_store_up", "gauge", "1 if the last request to the object store succeeded.",
+               stores.compactMap { st in st.up.map { ([("store", st.name)], $0 ? 1 : 0) } })
+        family("drctl_catalog_last_sync_success_timestamp_seconds", "gauge", "End of the last successful catalog sync.",
+               stores.compactMap { st in st.lastSyncSuccess.map { ([("store", st.name)], $0.timeIntervalSince1970) } })
+        family("drctl_catalog_sync_duration_seconds", "gauge", "Duration of the last catalog sync.",
+               stores.compactMap { st in st.lastSyncSeconds.map { ([("store", st.name)], $0) } })
+        family("drctl_catalog_sync_errors_total", "counter", "Failed catalog syncs since the service started.",
+               stores.map { ([("store", $0.name)], Double($0.syncErrors)) })
+        family("drctl_catalog_objects", "gauge", "Objects the catalog indexes for the store.",
+               stores.map { ([("store", $0.name)], Double($0.objectsIndexed)) })
+        family("drctl_job_failures_total", "counter", "Scheduled jobs of this service that failed, by job.",
+               counters.jobFailures.sorted { $0.key < $1.key }.map { ([("job", $0.key)], Double($0.value)) })
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    static func format(_ v: Double) -> String {
+        if v == v.rounded() && abs(v) < 1e15 { return String(Int64(v)) }
+        return String(format: "%.6f", v)
+    }
+}

@@ -1,0 +1,57 @@
+import Catalog
+import Foundation
+import Layout
+import ObjectStore
+import Policy
+import Render
+
+/// One workload as `drctl status` and `drctl serve` see it: its status and what it was computed from.
+struct EvaluatedWorkload {
+    var policy: BackupPolicy
+    var store: ObjectStorePolicy
+    var status: WorkloadStatus
+    var velero: [VeleroBackupEntry]
+    /// By serverName: the scan and the WAL archive as listed.
+    var barman: [String: (scan: BarmanServerScan, archive: WALArchive)]
+}
+
+/// Reads, per object store, the Velero backups and barman archives of `selected` (from the
+/// catalog when given, else the bucket), and evaluates each workload's status with its newest drill.
+func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, s3: S3Options, catalog: CatalogStore?, now: Date) throws -> [EvaluatedWorkload] {
+    var out: [EvaluatedWorkload] = []
+    for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
+        guard let store = set.objectStore(named: storeName) else { continue }
+        let client = try s3.makeClient(for: store)
+        let reader = objectReader(client, bucket: store.bucket.value, catalog: catalog)
+        var velero: [VeleroBackupEntry] = []
+        if group.contains(where: { $0.velero != nil }) {
+            velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value), allowPartiallyFailed: true)
+        }
+        let layout = BarmanLayout(root: store.prefixes.barman.value)
+        var barman: [String: (scan: BarmanServerScan, archive: WALArchive)] = [:]
+        for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value) } }
+        for p in group {
+            let drill = try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)
+            let status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
+            out.append(EvaluatedWorkload(policy: p, store: store, status: status, velero: velero,
+                                         barman: barman.filter { s in p.cnpg.contains { $0.serverName.value == s.key } }))
+        }
+    }
+    return out.sorted { $0.status.workload < $1.status.workload }
+}
+
+/// What the evaluation needs of a policy.
+func workloadSpec(_ p: BackupPolicy) -> WorkloadSpec {
+    WorkloadSpec(
+        name: p.name.value, rpo: p.rpo.value.seconds,
+        velero: (p.velero?.schedules ?? []).map {
+            .init(tier: $0.tier.value, schedule: $0.cron.value.expression,
+                  scheduleName: Renderer.veleroScheduleName(policy: p.name.value, tier: $0.tier.value),
+                  interval: $0.cron.value.longestGap ?? 86400, retention: $0.retention.value.description)
+        },
+        databases: p.cnpg.map {
+            .init(cluster: $0.cluster.value, serverName: $0.serverName.value, schedule: $0.schedule.value.expression,
+                  interval: $0.schedule.value.longestGap ?? 86400, retention: $0.retention.value.description)
+        },
+        rto: p.rto.value.seconds, drills: p.drill != nil)
+}

@@ -1,0 +1,307 @@
+import ArgumentParser
+import Catalog
+import Drill
+import Foundation
+import Layout
+import ObjectStore
+import Policy
+import Render
+import Serve
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run drctl as a service: catalog syncs and restore drills on schedule, Prometheus metrics, a status page and a JSON API.",
+        discussion: """
+            Every object store's catalog is synced on --sync-schedule, and every policy with a drill \
+            section is drilled on its spec.drill.schedule (five cron fields, or six with seconds \
+            first; CRON_TZ= for a time zone, UTC otherwise), --mode host or cluster as drctl verify. \
+            Never two drills of one workload at once, at most --max-drills together; a failing job \
+            is logged and counted (drctl_job_failures_total) and runs again on schedule. \
+            Endpoints: / (status page), /drills/ID, /metrics, /healthz, /readyz, /api/v1/workloads, \
+            /api/v1/workloads/NAME/backups, /api/v1/drills, /runbooks/NAME.md. SIGTERM aborts a \
+            running drill with its teardown and exits 0.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var s3: S3Options
+    @OptionGroup var host: HostOptions
+    @OptionGroup var kube: KubeOptions
+    @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
+    @Option(help: ArgumentHelp("Address to listen on: [HOST]:PORT (port 0: any free port, printed at start).", valueName: "address"))
+    var listen = ":8080"
+    @Option(help: "Drills: host (scratch directory and local PostgreSQL) or cluster (scratch namespace).") var mode: VerifyCommand.Mode = .host
+    @Option(help: "At most this many drills run at the same time.") var maxDrills = 1
+    @Option(help: ArgumentHelp("When to sync the catalog of every object store (cron, five or six fields).", valueName: "cron"))
+    var syncSchedule = "*/15 * * * *"
+    @Option(help: ArgumentHelp("The catalog file (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
+    var catalog: String?
+    @Option(help: ArgumentHelp("Directory of the runbooks served at /runbooks/ and linked from the status page.", valueName: "dir"))
+    var runbooks = "runbooks"
+    @Option(help: "Cluster drills: the namespace holding the object store credentials Secret.") var credentialsNamespace = "drctl"
+    @Option(help: ArgumentHelp("Cluster drills: the image check Jobs run psql from.", valueName: "image")) var checkImage: String?
+    @Flag(help: "Do not upload drill evidence to the bucket.") var noUpload = false
+
+    func run() throws {
+        global.bootstrapLogging()
+        try runReportingErrors {
+            let set = try loadCheckedPolicies(policies)
+            let (bindHost, port) = try Self.parseListen(listen)
+            let catalogPath = catalog ?? defaultCatalogPath()
+            try FileManager.default.createDirectory(atPath: (catalogPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let db = try CatalogStore(path: catalogPath)
+            let runner = DrillRunner(s3: s3, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
+                                     checkImage: checkImage, upload: !noUpload)
+            let state = ServiceState(set: set, s3: s3, catalog: db, runbookBase: "runbooks")
+            let log = ServiceLog()
+            let syncCron: Cron
+            do { syncCron = try Cron(syncSchedule, dialect: .drctl) } catch { throw ValidationError("--sync-schedule '\(syncSchedule)': \(error)") }
+
+            var jobs: [Scheduler.Job] = []
+            for store in set.objectStores {
+                jobs.append(.init(name: "catalog-sync \(store.name.value)", kind: .sync, cron: syncCron) {
+                    try state.sync(store, catalogPath: catalogPath, log: log.callAsFunction)
+                })
+            }
+            for p in set.backupPolicies {
+                guard let d = p.drill, let store = set.objectStore(named: p.objectStore.value) else { continue }
+                jobs.append(.init(name: "drill \(p.name.value)", kind: .drill(workload: p.name.value), cron: d.schedule.value) {
+                    let (evidence, _) = try runner.run(p, store: store, target: .latest, catalog: db) { log("drill \(p.name.value): \($0)") }
+                    state.drillFinished(evidence)
+                    if evidence.result == .failed { throw LocalError("drill FAILED: \(evidence.error ?? "")") }
+                })
+            }
+            let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, log: log.callAsFunction)
+            state.failures = { scheduler.failures }
+
+            Cleanup.shared.exitZeroOnTerm = true
+            Cleanup.shared.installSignalHandlers()
+            // The first picture comes from the catalog as it is; the first sync runs at once.
+            state.refresh(log: log.callAsFunction)
+            let bound = try WebServer.start(host: bindHost, port: port, handlers: state.handlers(runbooksDir: runbooks))
+            log("listening on \(bindHost):\(bound); \(jobs.count) scheduled jobs")
+            for (name, next) in scheduler.schedule { log("  \(name): next \(next.map(PreciseTime.format) ?? "never")") }
+            for store in set.objectStores {
+                Thread.detachNewThread { try? state.sync(store, catalogPath: catalogPath, log: log.callAsFunction) }
+            }
+            scheduler.runForever()
+        }
+    }
+
+    static func parseListen(_ s: String) throws -> (String, Int) {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen '\(s)': expected [HOST]:PORT, e.g. :8080 or 127.0.0.1:8080")
+        }
+        let host = String(s[..<colon])
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+}
+
+/// Service log lines: UTC time, then the line, secrets redacted.
+final class ServiceLog: @unchecked Sendable {
+    let lock = NSLock()
+    func callAsFunction(_ line: String) {
+        let text = "\(PreciseTime.format(Date()).prefix(23))Z \(KnownSecrets.shared.redactor.redact(line))\n"
+        lock.withLock { FileHandle.standardError.write(Data(text.utf8)) }
+    }
+}
+
+/// What `drctl serve` knows: the snapshot the endpoints render, store health, drill counters.
+final class ServiceState: @unchecked Sendable {
+    let set: PolicySet
+    let s3: S3Options
+    let catalog: CatalogStore
+    let runbookBase: String
+    private let lock = NSLock()
+    private var snapshot: Snapshot
+    private var stores: [String: Snapshot.Store] = [:]
+    private var counters = MetricsText.Counters()
+    private var catalogProblem: String?
+    private var version = 0
+    private var metricsCache: (Int, Int, String)?
+    private var pageCache: (Int, Date, String)?
+    var failures: @Sendable () -> [String: Int] = { [:] }
+
+    init(set: PolicySet, s3: S3Options, catalog: CatalogStore, runbookBase: String) {
+        self.set = set
+        self.s3 = s3
+        self.catalog = catalog
+        self.runbookBase = runbookBase
+        snapshot = Snapshot(generatedAt: Date(), workloads: [], stores: [], drills: [])
+        for st in set.objectStores { stores[st.name.value] = Snapshot.Store(name: st.name.value) }
+    }
+
+    /// One catalog sync of a store (its Velero, barman and evidence prefixes), then a refresh.
+    func sync(_ store: ObjectStorePolicy, catalogPath: String, log: @escaping (String) -> Void) throws {
+        let t0 = Date()
+        do {
+            let client = try s3.makeClient(for: store)
+            var objects = 0
+            try CatalogCommand.withLock(catalogPath, noWait: false) {
+                for (prefix, kind) in CatalogCommand.Target.syncPrefixes(store) {
+                    let r = try catalog.sync(store: storeID(client, bucket: store.bucket.value), prefix: prefix, kind: kind, forceFull: false,
+                                             client: client, bucket: store.bucket.value) { _ in }
+                    objects += r.objects
+                }
+            }
+            lock.withLock {
+                stores[store.name.value]?.up = true
+                stores[store.name.value]?.lastSyncSuccess = Date()
+                stores[store.name.value]?.lastSyncSeconds = Date().timeIntervalSince(t0)
+                stores[store.name.value]?.objectsIndexed = objects
+                stores[store.name.value]?.lastError = nil
+            }
+            log("catalog-sync \(store.name.value): \(objects) objects indexed in \(String(format: "%.2f", Date().timeIntervalSince(t0)))s")
+        } catch {
+            lock.withLock {
+                stores[store.name.value]?.syncErrors += 1
+                stores[store.name.value]?.lastSyncSeconds = Date().timeIntervalSince(t0)
+                stores[store.name.value]?.lastError = KnownSecrets.shared.redactor.redact("\(error)")
+                if error is TransportError || "\(error)".contains("cannot reach") || "\(error)".contains("Couldn't connect") {
+                    stores[store.name.value]?.up = false
+                }
+            }
+            refresh(log: log)
+            throw error
+        }
+        refresh(log: log)
+    }
+
+    func drillFinished(_ e: DrillEvidence) {
+        lock.withLock { counters.drillRuns[e.workload, default: [:]][e.result.rawValue, default: 0] += 1 }
+        refresh(log: { _ in })
+    }
+
+    /// Recomputes the snapshot from the catalog (never the bucket).
+    func refresh(log: (String) -> Void) {
+        let now = Date()
+        do {
+            let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, s3: s3, catalog: catalog, now: now)
+            var drills: [DrillEvidence] = []
+            var workloads: [Snapshot.Workload] = []
+            let alerts = Alerts.alerts(set)
+            for e in evaluated {
+                let client = try s3.makeClient(for: e.store)
+                let reader = objectReader(client, bucket: e.store.bucket.value, catalog: catalog)
+                let mine = try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
+                drills += mine
+                var runbooks: [String: String] = [:]
+                for a in alerts where a.labels["workload"] == e.policy.name.value || a.labels["workload"] == nil && !["DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable", "DrctlVeleroBackupPartiallyFailed", "DrctlWALArchivingFailing"].contains(a.name) {
+                    runbooks[a.name] = "\(runbookBase)/\(a.name).md"
+                }
+                workloads.append(.init(status: e.status, rtoObjectiveSeconds: e.policy.rto.value.seconds, store: e.store.name.value,
+                                       timeline: Self.timeline(e), runbooks: runbooks))
+            }
+            // Drills recorded here but not (yet) in the bucket, e.g. with --no-upload.
+            let known = Set(drills.map(\.id))
+            drills += try catalog.drills(limit: 200).filter { !known.contains($0.id) }
+            drills.sort { $0.startedAt > $1.startedAt }
+            lock.withLock {
+                snapshot = Snapshot(generatedAt: now, workloads: workloads, stores: stores.values.sorted { $0.name < $1.name }, drills: drills)
+                catalogProblem = nil
+                version += 1
+            }
+        } catch {
+            lock.withLock {
+                catalogProblem = "\(error)"
+                snapshot.stores = stores.values.sorted { $0.name < $1.name }
+                version += 1
+            }
+            log("status refresh failed: \(error)")
+        }
+    }
+
+    /// Restore points and WAL coverage (gaps named) of one workload, for the status page.
+    static func timeline(_ e: EvaluatedWorkload) -> Snapshot.Timeline {
+        var points: [Snapshot.Timeline.Point] = []
+        let tiers = Dictionary((e.policy.velero?.schedules ?? []).map { (Renderer.veleroScheduleName(policy: e.policy.name.value, tier: $0.tier.value), $0.tier.value) },
+                               uniquingKeysWith: { a, _ in a })
+        for b in e.velero {
+            guard let schedule = b.schedule, let tier = tiers[schedule], let at = b.completionTime ?? b.startTime else { continue }
+            points.append(.init(kind: "velero", source: tier, id: b.name, at: at, restorable: b.restorePoint))
+        }
+        var wal: [Snapshot.Timeline.Span] = []
+        for c in e.policy.cnpg {
+            guard let (scan, archive) = e.barman[c.serverName.value] else { continue }
+            for b in scan.backups {
+                guard let at = b.endTime ?? b.beginTime else { continue }
+                points.append(.init(kind: "cnpg", source: c.cluster.value, id: b.backupID, at: at, restorable: b.restorable))
+            }
+            let size = scan.backups.last?.segmentSize ?? 16 << 20
+            let segs = archive.segments.keys.sorted()
+            var spanStart: Date?
+            var previous: (WALSegment, Date)?
+            for seg in segs {
+                guard let t = archive.segments[seg]?.lastModified else { continue }
+                if let (p, pt) = previous {
+                    if seg.timeline == p.timeline && seg != p.next(segmentSize: size) {
+                        wal.append(.init(cluster: c.cluster.value, from: spanStart ?? pt, to: pt))
+                        wal.append(.init(cluster: c.cluster.value, from: pt, to: t, missing: p.next(segmentSize: size).name))
+                        spanStart = t
+                    }
+                } else {
+                    spanStart = t
+                }
+                previous = (seg, t)
+            }
+            if let s = spanStart, let (_, end) = previous { wal.append(.init(cluster: c.cluster.value, from: s, to: end)) }
+        }
+        return Snapshot.Timeline(points: points.sorted { $0.at < $1.at }, wal: wal)
+    }
+
+    /// (ready, why not): the catalog was read on the last refresh and no store failed its last sync.
+    func ready() -> (Bool, String) {
+        lock.withLock {
+            if let p = catalogProblem { return (false, "catalog: \(p)") }
+            if let down = stores.values.first(where: { $0.up == false }) { return (false, "object store \(down.name) unreachable: \(down.lastError ?? "")") }
+            return (true, "")
+        }
+    }
+
+    func current() -> (Snapshot, MetricsText.Counters, Int) {
+        let f = failures()
+        return lock.withLock {
+            var c = counters
+            c.jobFailures = f
+            var s = snapshot
+            s.stores = stores.values.sorted { $0.name < $1.name }
+            return (s, c, version)
+        }
+    }
+
+    func handlers(runbooksDir: String) -> WebServer.Handlers {
+        let encoder = DrillEvidence.encoder
+        return WebServer.Handlers(
+            metrics: { [self] in
+                let (s, c, v) = current()
+                // Cached for a second: the RPO is measured at scrape time, the rest changes with the snapshot.
+                let failuresSum = c.jobFailures.values.reduce(0, +) + c.drillRuns.values.flatMap(\.values).reduce(0, +)
+                let second = Int(Date().timeIntervalSince1970)
+                if let (cv, cf, text) = lock.withLock({ metricsCache }), cv == v &* 1_000_003 &+ second, cf == failuresSum { return text }
+                let text = MetricsText.render(s, counters: c)
+                lock.withLock { metricsCache = (v &* 1_000_003 &+ second, failuresSum, text) }
+                return text
+            },
+            statusPage: { [self] in
+                let (s, _, v) = current()
+                // The page moves with the clock (the RPO band, the 30 days): re-drawn at least every 10 s.
+                if let (cv, at, html) = lock.withLock({ pageCache }), cv == v, Date().timeIntervalSince(at) < 10 { return html }
+                let html = StatusPage.render(s, now: Date())
+                lock.withLock { pageCache = (v, Date(), html) }
+                return html
+            },
+            drillPage: { [self] id in current().0.drills.first { $0.id == id }.map(StatusPage.drill) },
+            ready: { [self] in ready() },
+            workloads: { [self] in (try? encoder.encode(current().0.workloads.map(\.status))) ?? Data("[]".utf8) },
+            backups: { [self] name in
+                guard let w = current().0.workloads.first(where: { $0.status.workload == name }) else { return nil }
+                return try? encoder.encode(w.timeline.points.reversed())
+            },
+            drills: { [self] in (try? encoder.encode(current().0.drills.prefix(100).map { $0 })) ?? Data("[]".utf8) },
+            runbook: { name in
+                guard name.hasSuffix(".md"), !name.contains("/"), !name.hasPrefix("."),
+                      let text = try? String(contentsOfFile: runbooksDir + "/" + name, encoding: .utf8) else { return nil }
+                return text
+            })
+    }
+}

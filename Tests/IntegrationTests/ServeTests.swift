@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+import ObjectStore
+import TestSupport
+
+/// `drctl serve` against real RGW, PostgreSQL 15 and barman-cloud: scheduled catalog syncs and
+/// host drills, /metrics (checked with promtool), the JSON API, the status page, and SIGTERM
+/// during a drill.
+@Suite(.serialized) struct ServeTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    /// A running `drctl serve`, its log, and GETs against it.
+    final class Service {
+        let pid: pid_t
+        let log: String
+        var port = 0
+        init(_ args: [String], env: [String: String], log: String) throws {
+            self.log = log
+            pid = try spawn(drctlBinary, ["serve", "--listen", "127.0.0.1:0"] + args, env: env, output: log)
+            for _ in 0..<200 {
+                if let line = text().split(separator: "\n").first(where: { $0.contains("listening on 127.0.0.1:") }),
+                   let p = Int(line.split(separator: ":").last?.split(separator: ";").first ?? "") {
+                    port = p
+                    return
+                }
+                usleep(50_000)
+            }
+            kill(pid, SIGKILL); _ = reap(pid)
+            throw FixtureError(description: "drctl serve did not start: \(text())")
+        }
+        deinit { if kill(pid, 0) == 0 { kill(pid, SIGKILL); _ = reap(pid) } }
+        func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        func get(_ path: String) throws -> (Int, String) {
+            let (st, out) = try run("/usr/bin/curl", ["-s", "-m", "20", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"])
+            guard st == 0, let nl = out.lastIndex(of: "\n"), let code = Int(out[out.index(after: nl)...]) else { throw FixtureError(description: "GET \(path): \(out)") }
+            return (code, String(out[..<nl]))
+        }
+        /// The value of one sample in /metrics, e.g. `drctl_drill_runs_total{workload="app",result="passed"}`.
+        func metric(_ series: String) throws -> Double? {
+            let (_, body) = try get("/metrics")
+            return body.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+    }
+
+    static func policy(_ db: ArchivedDatabase, dir: String, drillSchedule: String, rpo: String = "1h") throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try (db.rgw.objectStorePolicy(bucket: db.bucket) + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: app}
+            spec:
+              objectStore: rgw
+              namespaces: [app]
+              objectives: {rpo: \(rpo), rto: 10m}
+              cnpg:
+                - cluster: app-db
+                  baseBackup: {schedule: "0 0 4 * * *"}
+                  retention: 7d
+              drill:
+                schedule: "\(drillSchedule)"
+                checks:
+                  - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "= 42"}
+            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+    }
+
+    @Test func serveDrillsOnScheduleAndExportsMetrics() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "serve")
+        let dir = db.work + "/policies", scratch = db.work + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try Self.policy(db, dir: dir, drillSchedule: "*/10 * * * * *")
+        let svc = try Service(["--policies", dir, "--scratch-dir", scratch, "--sync-schedule", "*/5 * * * * *",
+                               "--runbooks", packageRoot.appendingPathComponent("runbooks").path], env: db.drctlEnvironment, log: db.work + "/serve.log")
+
+        // At least two scheduled drills, both passed, seen in /metrics.
+        let deadline = Date().addingTimeInterval(120)
+        while try (svc.metric(#"drctl_drill_runs_total{workload="app",result="passed"}"#) ?? 0) < 2 && Date() < deadline { usleep(500_000) }
+        let (mst, metrics) = try svc.get("/metrics")
+        print(metrics)
+        #expect(mst == 200)
+        #expect(try svc.metric(#"drctl_drill_runs_total{workload="app",result="passed"}"#) ?? 0 >= 2, "\(svc.text())")
+        #expect(try svc.metric(#"drctl_drill_last_success{workload="app"}"#) == 1)
+        #expect(try svc.metric(#"drctl_rpo_objective_seconds{workload="app"}"#) == 3600)
+        #expect(try svc.metric(#"drctl_wal_gaps{workload="app",cluster="app-db"}"#) == 0)
+        #expect(try svc.metric(#"drctl_object_store_up{store="rgw"}"#) == 1)
+        let rpo = try #require(try svc.metric(#"drctl_rpo_seconds{workload="app"}"#))
+        #expect(rpo >= 0 && rpo < 600, "measured RPO \(rpo)")
+        let drillRTO = try #require(try svc.metric(#"drctl_drill_last_duration_seconds{workload="app"}"#))
+        #expect(drillRTO > 0 && drillRTO < 600)
+        // promtool reads the exposition without a complaint.
+        let file = db.work + "/metrics.txt"
+        try metrics.write(toFile: file, atomically: true, encoding: .utf8)
+        let (pst, pout) = try run("/bin/sh", ["-c", "promtool check metrics < \(file)"])
+        #expect(pst == 0 && pout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "promtool check metrics: \(pout)")
+
+        // Health, the API and the status page.
+        #expect(try svc.get("/healthz").0 == 200)
+        let (rst, rbody) = try svc.get("/readyz")
+        #expect(rst == 200, "\(rbody)")
+        let (wst, wbody) = try svc.get("/api/v1/workloads")
+        let workloads = try #require(try JSONSerialization.jsonObject(with: Data(wbody.utf8)) as? [[String: Any]], "\(wbody)")
+        #expect(wst == 200 && workloads.first?["workload"] as? String == "app" && workloads.first?["status"] as? String == "PROTECTED", "\(wbody)")
+        let (bst, bbody) = try svc.get("/api/v1/workloads/app/backups")
+        #expect(bst == 200 && bbody.contains("\"kind\" : \"cnpg\""), "\(bbody)")
+        #expect(try svc.get("/api/v1/workloads/nope/backups").0 == 404)
+        let (dst, dbody) = try svc.get("/api/v1/drills")
+        let drills = try #require(try JSONSerialization.jsonObject(with: Data(dbody.utf8)) as? [[String: Any]])
+        #expect(dst == 200 && drills.count >= 2)
+        let (pst2, page) = try svc.get("/")
+        #expect(pst2 == 200 && page.contains(#"data-workload="app" data-status="protected""#) && page.contains(#"<svg class="timeline" data-workload="app""#))
+        let id = try #require(drills.first?["id"] as? String)
+        let (dpst, dpage) = try svc.get("/drills/\(id)")
+        #expect(dpst == 200 && dpage.contains("RTO phases") && dpage.contains("got 42, expected = 42"))
+        let (rbst, runbook) = try svc.get("/runbooks/DrctlWALGap.md")
+        #expect(rbst == 200 && runbook.contains("WAL"))
+        #expect(try svc.get("/runbooks/..%2FPackage.swift").0 == 404)
+
+        // SIGTERM during a drill: out within the grace period, the drill torn down.
+        let start = Date()
+        while Date().timeIntervalSince(start) < 60 {
+            let inScratch = (try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []
+            if inScratch.contains(where: { $0.hasPrefix("drctl-drill-") }) { break }
+            usleep(20_000)
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).contains { $0.hasPrefix("drctl-drill-") }, "a drill is running")
+        let t0 = Date()
+        kill(svc.pid, SIGTERM)
+        let raw = reap(svc.pid)
+        let took = Date().timeIntervalSince(t0)
+        #expect(raw & 0x7f == 0 && (raw >> 8) & 0xff == 0, "exit status \(raw): \(svc.text().suffix(2000))")
+        #expect(took < 30, "stopped in \(took)s")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).isEmpty, "scratch left behind")
+        let (_, ps) = try run("/bin/sh", ["-c", "ps -eo args | grep -c '[p]ostgres -D \(scratch)' || true"])
+        #expect(ps.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "postgres left running")
+    }
+}
