@@ -1,8 +1,100 @@
 import Foundation
 import Testing
 @testable import Catalog
+@testable import Policy
 @testable import Serve
 
+/// A snapshot of two workloads: `app` protected with a passed drill, `a"b` broken by a WAL gap.
+func sampleSnapshot(now: Date) -> Snapshot {
+    func status(_ name: String, _ state: WorkloadStatus.State, newest: Date?, drill: DrillSummary?, sources: [WorkloadStatus.Source], reasons: [String] = []) -> WorkloadStatus {
+        WorkloadStatus(workload: name, methods: ["CNPG barman-cloud"], schedules: [], retention: [], lastBackup: newest, newestRecoverablePoint: newest,
+                       recoverablePointEvidence: nil, rpoSeconds: newest.map { Int(now.timeIntervalSince($0)) }, rpoObjectiveSeconds: 3600, status: state,
+                       reasons: reasons, lastDrill: drill, sources: sources)
+    }
+    let drill = DrillEvidence(id: "20261127T100000Z-1", workload: "app", mode: "host", host: "h", startedAt: now.addingTimeInterval(-600), finishedAt: now.addingTimeInterval(-590),
+                              target: "latest", targetTime: nil, result: .passed, error: nil, databases: [],
+                              checks: [.init(name: "sql", result: .passed, detail: "got 42, expected = 42", seconds: 0.1)],
+                              rtoSeconds: 9.5, rtoObjectiveSeconds: 600, rpoSeconds: 1, rpoObjectiveSeconds: 3600,
+                              phases: ["download_unpack": 2, "wal_replay": 6.5, "checks": 1], bytesFetched: 1000)
+    let app = Snapshot.Workload(
+        status: status("app", .protected, newest: now.addingTimeInterval(-120), drill: DrillSummary(drill),
+                       sources: [.init(kind: "cnpg", source: "app-db", lastSuccess: now.addingTimeInterval(-3600), lastFailure: nil,
+                                       walLastArchived: now.addingTimeInterval(-120), walGaps: 0)]),
+        rtoObjectiveSeconds: 600, store: "rgw",
+        timeline: .init(points: [.init(kind: "cnpg", source: "app-db", id: "20261127T090000", at: now.addingTimeInterval(-3600), restorable: true)],
+                        wal: [.init(cluster: "app-db", from: now.addingTimeInterval(-3600), to: now.addingTimeInterval(-120))]),
+        runbooks: ["DrctlWALGap": "runbooks/DrctlWALGap.md"])
+    let odd = Snapshot.Workload(
+        status: status("a\"b<script>", .broken, newest: nil, drill: nil,
+                       sources: [.init(kind: "cnpg", source: "db", lastSuccess: now.addingTimeInterval(-7200), lastFailure: now.addingTimeInterval(-60),
+                                       walLastArchived: now.addingTimeInterval(-30), walGaps: 1)],
+                       reasons: ["db: WAL segment 000000010000000000000005 is missing from the archive"]),
+        rtoObjectiveSeconds: 600, store: "rgw",
+        timeline: .init(points: [], wal: [.init(cluster: "db", from: now.addingTimeInterval(-7200), to: now.addingTimeInterval(-5000)),
+                                          .init(cluster: "db", from: now.addingTimeInterval(-5000), to: now.addingTimeInterval(-4000), missing: "000000010000000000000005"),
+                                          .init(cluster: "db", from: now.addingTimeInterval(-4000), to: now.addingTimeInterval(-30))]),
+        runbooks: [:])
+    return Snapshot(generatedAt: now, workloads: [app, odd],
+                    stores: [.init(name: "rgw", up: true, lastSyncSuccess: now.addingTimeInterval(-10), lastSyncSeconds: 0.5, syncErrors: 2, objectsIndexed: 1234)],
+                    drills: [drill])
+}
+
 @Suite struct MetricsTextTests {
-    @Test func placeholder() { #expect(MetricsText.escape("a\"b") == "a\\\"b") }
+    let now = Date(timeIntervalSince1970: 1_795_777_800)
+
+    @Test func exposesWhatTheRulesRead() {
+        var counters = MetricsText.Counters()
+        counters.drillRuns = ["app": ["passed": 3, "failed": 1]]
+        counters.jobFailures = ["drill app": 1]
+        let text = MetricsText.render(sampleSnapshot(now: now), counters: counters, now: now)
+        let lines = Set(text.split(separator: "\n").map(String.init))
+        for expected in [
+            #"drctl_backup_last_success_timestamp_seconds{workload="app",kind="cnpg",source="app-db"} 1795774200"#,
+            #"drctl_backup_last_failure_timestamp_seconds{workload="a\"b<script>",kind="cnpg",source="db"} 1795777740"#,
+            #"drctl_wal_gaps{workload="a\"b<script>",cluster="db"} 1"#,
+            #"drctl_wal_last_archived_timestamp_seconds{workload="app",cluster="app-db"} 1795777680"#,
+            #"drctl_rpo_seconds{workload="app"} 120"#,
+            #"drctl_rpo_objective_seconds{workload="app"} 3600"#,
+            #"drctl_drill_last_success{workload="app"} 1"#,
+            #"drctl_drill_last_duration_seconds{workload="app"} 9.500000"#,
+            #"drctl_rto_objective_seconds{workload="app"} 600"#,
+            #"drctl_workload_status{workload="a\"b<script>",status="BROKEN"} 1"#,
+            #"drctl_drill_runs_total{workload="app",result="failed"} 1"#,
+            #"drctl_object_store_up{store="rgw"} 1"#,
+            #"drctl_catalog_sync_errors_total{store="rgw"} 2"#,
+            #"drctl_catalog_objects{store="rgw"} 1234"#,
+            #"drctl_job_failures_total{job="drill app"} 1"#,
+            "# TYPE drctl_drill_runs_total counter",
+        ] {
+            #expect(lines.contains(expected), "missing: \(expected)\n\(text)")
+        }
+        // No drill, no recoverable point: no sample (the rules' absent() sees that), never a made-up value.
+        #expect(!text.contains(#"drctl_drill_last_success{workload="a\"b<script>"}"#))
+        #expect(!text.contains(#"drctl_rpo_seconds{workload="a\"b<script>"}"#))
+        // The RPO is measured at scrape time.
+        let later = MetricsText.render(sampleSnapshot(now: now), now: now.addingTimeInterval(600))
+        #expect(later.contains(#"drctl_rpo_seconds{workload="app"} 720"#))
+    }
+}
+
+@Suite struct StatusPageTests {
+    let now = Date(timeIntervalSince1970: 1_795_777_800)
+
+    @Test func rowsLightsTimelinesAndGaps() {
+        let html = StatusPage.render(sampleSnapshot(now: now), now: now)
+        #expect(html.contains(#"<tr class="workload protected" data-workload="app" data-status="protected">"#))
+        #expect(html.contains(#"data-workload="a&quot;b&lt;script&gt;" data-status="broken""#), "names are escaped")
+        #expect(!html.contains("<script>"), "no script at all")
+        #expect(html.components(separatedBy: "<svg class=\"timeline\"").count - 1 == 2, "one timeline per workload")
+        #expect(html.contains(#"<rect class="wal-gap" data-missing="000000010000000000000005""#))
+        #expect(html.contains(#"class="drill-marker passed""#))
+        #expect(html.contains(#"<a href="runbooks/DrctlWALGap.md">DrctlWALGap</a>"#))
+        #expect(html.contains("rpo-band"))
+        #expect(!html.contains("http://") && !html.contains("https://"), "no external asset")
+        // The worst first.
+        let broken = html.range(of: "data-status=\"broken\"")!.lowerBound, ok = html.range(of: "data-status=\"protected\"")!.lowerBound
+        #expect(broken < ok)
+        let drill = StatusPage.drill(sampleSnapshot(now: now).drills[0])
+        #expect(drill.contains(#"data-phase="wal_replay""#) && drill.contains("got 42, expected = 42"))
+    }
 }
