@@ -31,7 +31,10 @@ func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, s3: S3Opti
         var barman: [String: (scan: BarmanServerScan, archive: WALArchive)] = [:]
         for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value) } }
         for p in group {
-            let drill = try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)
+            // The bucket's newest evidence, or a drill recorded here that the catalog has not synced yet.
+            let drill = ([try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)]
+                         + (try catalog?.drills(workload: p.name.value, limit: 1) ?? []))
+                .compactMap { $0 }.max { $0.startedAt < $1.startedAt }
             let status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
             out.append(EvaluatedWorkload(policy: p, store: store, status: status, velero: velero,
                                          barman: barman.filter { s in p.cnpg.contains { $0.serverName.value == s.key } }))

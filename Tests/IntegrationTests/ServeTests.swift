@@ -133,4 +133,71 @@ import TestSupport
         let (_, ps) = try run("/bin/sh", ["-c", "ps -eo args | grep -c '[p]ostgres -D \(scratch)' || true"])
         #expect(ps.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "postgres left running")
     }
+
+    /// The alert loop: real scrapes of `drctl serve` — healthy, then with WAL archiving stopped at
+    /// the source, then after a drill failed — fed to promtool with the rules `drctl render`
+    /// makes for the same policy: nothing fires, then DrctlWALArchivingStale, then
+    /// DrctlRestoreDrillFailed, each with its runbook_url.
+    @Test func alertsFireFromRealScrapes() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "alertloop")
+        let dir = db.work + "/policies", scratch = db.work + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try Self.policy(db, dir: dir, drillSchedule: "*/5 * * * * *", rpo: "5m")
+        let svc = try Service(["--policies", dir, "--scratch-dir", scratch, "--sync-schedule", "*/2 * * * * *"], env: db.drctlEnvironment, log: db.work + "/serve.log")
+        func waitFor(_ what: String, _ cond: () throws -> Bool) throws {
+            let deadline = Date().addingTimeInterval(90)
+            while try !cond() && Date() < deadline { usleep(300_000) }
+            try #require(try cond(), "\(what): \(svc.text().suffix(3000))")
+        }
+        var cases: [[String: Any]] = []
+        func scrape(_ name: String, eval: String, firing: [[String: Any]]) throws {
+            let at = Date().timeIntervalSince1970
+            let (st, body) = try svc.get("/metrics")
+            try #require(st == 200)
+            let file = db.work + "/\(name).txt"
+            try body.write(toFile: file, atomically: true, encoding: .utf8)
+            cases.append(["name": name, "metrics": file, "scrapedAt": at, "eval": eval, "firing": firing])
+        }
+        let passed = #"drctl_drill_runs_total{workload="app",result="passed"}"#
+        try waitFor("a passed drill") { try (svc.metric(passed) ?? 0) >= 1 }
+        try scrape("healthy", eval: "1m", firing: [])
+
+        // WAL archiving stops at the source: new WAL is written, none reaches the bucket.
+        let lastArchived = #"drctl_wal_last_archived_timestamp_seconds{workload="app",cluster="app-db"}"#
+        let before = try #require(try svc.metric(lastArchived))
+        _ = try db.psql("alter system set archive_command = '/bin/false'")
+        _ = try db.psql("select pg_reload_conf()")
+        usleep(500_000)
+        _ = try db.psql("insert into t(id) values (43)")
+        _ = try db.psql("select pg_switch_wal()")
+        let syncs = #"drctl_catalog_last_sync_success_timestamp_seconds{store="rgw"}"#
+        let syncedAt = Date().timeIntervalSince1970
+        try waitFor("a catalog sync after the stop") { try (svc.metric(syncs) ?? 0) > syncedAt + 1 }
+        #expect(try svc.metric(lastArchived) == before, "nothing new archived")
+        try scrape("WAL archiving stopped", eval: "12m",
+                   firing: [["alert": "DrctlWALArchivingStale", "labels": ["workload": "app", "cluster": "app-db", "severity": "critical"]]])
+
+        // A drill fails: the base backup's data is damaged in the bucket.
+        var keys: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/base/") { keys += $0.objects.map(\.key).filter { $0.hasSuffix("/data.tar.gz") } }
+        let data = try #require(keys.first, "\(keys)")
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: data), bytes: Array("not gzip".utf8))
+        let failed = #"drctl_drill_runs_total{workload="app",result="failed"}"#
+        try waitFor("a failed drill") { try (svc.metric(failed) ?? 0) >= 1 }
+        #expect(try svc.metric(#"drctl_drill_last_success{workload="app"}"#) == 0)
+        try scrape("drill failed", eval: "1m",
+                   firing: [["alert": "DrctlRestoreDrillFailed", "labels": ["workload": "app", "severity": "critical"]]])
+        kill(svc.pid, SIGTERM)
+        _ = reap(svc.pid)
+
+        let out = db.work + "/rendered"
+        let (rst, rout) = try run(drctlBinary, ["render", dir, "--out", out])
+        try #require(rst == 0, "\(rout)")
+        let spec = db.work + "/loop.json"
+        try JSONSerialization.data(withJSONObject: ["rules": out + "/prometheus/prometheusrule-drctl.yaml", "cases": cases]).write(to: URL(fileURLWithPath: spec))
+        let (st, result) = try run(toolsPython, [packageRoot.appendingPathComponent("scripts/alert-loop").path, spec])
+        print(result)
+        #expect(st == 0 && result.contains("alert-loop: 3 cases"), "\(result)")
+    }
 }
