@@ -12,12 +12,13 @@ public enum StatusPage {
     static let style = """
         body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d232a;background:#fbfbfc}
         h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em}
-        table{border-collapse:collapse;width:100%;background:#fff}
+        table{border-collapse:collapse;width:100%;background:#fff}td{overflow-wrap:break-word}td.state{white-space:nowrap}
         th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ea;vertical-align:top}
         th{font-weight:600;color:#4a5560;font-size:.9em}
         .light{display:inline-block;width:.9em;height:.9em;border-radius:50%;margin-right:.4em;vertical-align:-.1em}
         .protected .light{background:#2e9d4f}.at-risk .light{background:#e3a008}.broken .light{background:#d1342f}.not-configured .light{background:#9aa3ad}
-        ul.reasons{margin:0;padding-left:1.1em}.runbooks a{margin-right:.6em;font-size:.9em}
+        ul.reasons{margin:0;padding-left:1.1em}.runbooks a{margin-right:.6em;font-size:.9em}.concerns a{font-weight:600}
+        details.runbooks summary{font-size:.85em;color:#6b7580;cursor:pointer}
         .muted{color:#6b7580}.passed{color:#2e9d4f}.failed{color:#d1342f}
         svg.timeline{display:block;width:100%;max-width:980px;height:auto;background:#fff;border:1px solid #e3e6ea;margin:.3em 0 1em}
         .legend span{margin-right:1em;font-size:.85em}
@@ -38,7 +39,7 @@ public enum StatusPage {
             let st = w.status
             h += "<tr class=\"workload \(cls(st.status))\" data-workload=\"\(esc(st.workload))\" data-status=\"\(cls(st.status))\">"
             h += "<td><a href=\"#tl-\(esc(st.workload))\">\(esc(st.workload))</a></td>"
-            h += "<td><span class=\"light\" title=\"\(esc(st.status.rawValue))\"></span>\(esc(st.status.rawValue))</td>"
+            h += "<td class=\"state\"><span class=\"light\" title=\"\(esc(st.status.rawValue))\"></span>\(esc(st.status.rawValue))</td>"
             h += "<td>\(st.newestRecoverablePoint.map { esc(stamp($0)) } ?? "none")</td>"
             h += "<td>\(st.rpoSeconds.map { Duration.humanize($0) } ?? "-") / \(Duration.humanize(st.rpoObjectiveSeconds))</td>"
             if let d = st.lastDrill {
@@ -48,8 +49,12 @@ public enum StatusPage {
                 h += "<td class=\"muted\">never</td>"
             }
             h += "<td><ul class=\"reasons\">" + (st.reasons.isEmpty ? "<li class=\"muted\">restorable within its objectives</li>" : st.reasons.map { "<li>\(esc($0))</li>" }.joined()) + "</ul>"
+            let concerns = relevantAlerts(w, now: now).filter { w.runbooks[$0] != nil }
+            if !concerns.isEmpty {
+                h += "<div class=\"runbooks concerns\">runbook: " + concerns.map { "<a href=\"\(esc(w.runbooks[$0]!))\">\(esc($0))</a>" }.joined() + "</div>"
+            }
             if !w.runbooks.isEmpty {
-                h += "<div class=\"runbooks\">runbooks: " + w.runbooks.sorted { $0.key < $1.key }.map { "<a href=\"\(esc($0.value))\">\(esc($0.key))</a>" }.joined() + "</div>"
+                h += "<details class=\"runbooks\"><summary>all runbooks</summary>" + w.runbooks.sorted { $0.key < $1.key }.map { "<a href=\"\(esc($0.value))\">\(esc($0.key))</a>" }.joined(separator: " ") + "</details>"
             }
             h += "</td></tr>\n"
         }
@@ -119,7 +124,7 @@ public enum StatusPage {
     /// The 30-day timeline of one workload as inline SVG: a lane per restore-point source, a
     /// lane per database's WAL (gaps in red), drills as triangles, the RPO objective as a band.
     static func timeline(_ w: Snapshot.Workload, drills: [DrillEvidence], now: Date) -> String {
-        let width = 980.0, left = 150.0, right = 10.0
+        let width = 980.0, left = 150.0, right = 24.0
         let start = now.addingTimeInterval(-Double(days) * 86400)
         func x(_ d: Date) -> Double { left + max(0, min(1, d.timeIntervalSince(start) / (now.timeIntervalSince(start)))) * (width - left - right) }
         let sources = Array(Set(w.timeline.points.map { "\($0.kind) \($0.source)" })).sorted()
@@ -172,6 +177,27 @@ public enum StatusPage {
         }
         h += "</svg>\n"
         return h
+    }
+
+    /// The alerts whose condition the workload is in now (what the rules would fire on), for the
+    /// row's runbook links.
+    public static func relevantAlerts(_ w: Snapshot.Workload, now: Date) -> [String] {
+        let st = w.status
+        var out: [String] = []
+        if st.sources.contains(where: { ($0.walGaps ?? 0) > 0 }) { out.append("DrctlWALGap") }
+        if st.sources.contains(where: { s in s.walLastArchived.map { now.timeIntervalSince($0) > Double(st.rpoObjectiveSeconds) } ?? false }) {
+            out.append("DrctlWALArchivingStale")
+        }
+        if st.sources.contains(where: { s in s.lastFailure.map { f in s.lastSuccess.map { f > $0 } ?? true } ?? false }) { out.append("DrctlBackupFailed") }
+        if st.reasons.contains(where: { $0.contains(" old (schedule ") || $0.hasPrefix("no ") }) { out.append("DrctlBackupMissing") }
+        if let p = st.newestRecoverablePoint, now.timeIntervalSince(p) > Double(st.rpoObjectiveSeconds) { out.append("DrctlRPOBreached") }
+        if let d = st.lastDrill {
+            if d.result == "failed" { out.append("DrctlRestoreDrillFailed") }
+            if d.rtoSeconds > Double(d.rtoObjectiveSeconds) { out.append("DrctlRTOExceeded") }
+        } else if w.runbooks["DrctlRestoreDrillNotRun"] != nil {
+            out.append("DrctlRestoreDrillNotRun")
+        }
+        return out
     }
 
     static func cls(_ s: WorkloadStatus.State) -> String { s.rawValue.lowercased().replacingOccurrences(of: " ", with: "-") }

@@ -200,4 +200,72 @@ import TestSupport
         print(result)
         #expect(st == 0 && result.contains("alert-loop: 3 cases"), "\(result)")
     }
+
+    /// The status page in a real browser: headless Chromium loads it from the running service,
+    /// takes a screenshot, and the rendered DOM has a row per workload with its traffic light,
+    /// one SVG timeline per workload and a red gap where a WAL segment was removed.
+    @Test func statusPageInHeadlessChromium() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "install chromium (scripts/install-deps.sh)")
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "statuspage")
+        // More WAL, then one segment in the middle removed from the bucket.
+        var segments: [String] = []
+        for i in 0..<4 {
+            _ = try db.psql("insert into t(id) values (\(100 + i))")
+            segments.append(try db.psql("select pg_walfile_name(pg_switch_wal())"))
+        }
+        try rgw.waitArchived(segments.last!, s3: db.s3, bucket: db.bucket)
+        let victim = segments[1]
+        var keys: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/wals/") { keys += $0.objects.map(\.key) }
+        let key = try #require(keys.first { $0.contains("/\(victim)") }, "\(victim) in \(keys)")
+        try db.s3.deleteObject(S3URL(bucket: db.bucket, key: key))
+        // A second workload: Velero only, one completed daily backup.
+        let backup = "n8n-prod-daily-20261127023000"
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "velero/backups/\(backup)/\(backup).tar.gz"), bytes: try VeleroBucketTests.tarball())
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "velero/backups/\(backup)/velero-backup.json"), bytes: VeleroBucketTests.backupJSON(backup, phase: "Completed"))
+
+        let dir = db.work + "/policies"
+        try Self.policy(db, dir: dir, drillSchedule: "0 6 * * *")
+        try """
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: n8n-prod}
+            spec:
+              objectStore: rgw
+              namespaces: [n8n-prod]
+              objectives: {rpo: 48h, rto: 1h}
+              velero:
+                volumes: none
+                schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
+            """.write(toFile: dir + "/n8n.yaml", atomically: true, encoding: .utf8)
+        let svc = try Service(["--policies", dir, "--sync-schedule", "0 * * * *"], env: db.drctlEnvironment, log: db.work + "/serve.log")
+        let deadline = Date().addingTimeInterval(60)
+        while try (svc.metric(#"drctl_catalog_objects{store="rgw"}"#) ?? 0) == 0 && Date() < deadline { usleep(200_000) }
+
+        let url = "http://127.0.0.1:\(svc.port)/"
+        let artifacts = packageRoot.appendingPathComponent(".build/test-artifacts").path
+        try FileManager.default.createDirectory(atPath: artifacts, withIntermediateDirectories: true)
+        let shot = artifacts + "/status-page.png"
+        unlink(shot)
+        let profile = db.work + "/chromium"
+        let flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=\(profile)",
+                     "--window-size=1280,1400"]
+        let (sst, sout) = try run("/usr/bin/chromium", flags + ["--screenshot=\(shot)", url], env: ["HOME": db.work, "PATH": "/usr/bin:/bin"])
+        #expect(sst == 0, "\(sout)")
+        let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0
+        #expect(size > 10_000, "screenshot \(shot): \(size) bytes")
+        print("status page screenshot: \(shot) (\(size) bytes)")
+        let (dst, dom) = try run("/usr/bin/chromium", flags + ["--dump-dom", url], env: ["HOME": db.work, "PATH": "/usr/bin:/bin"])
+        try #require(dst == 0, "\(dom)")
+        // The DOM as the browser built it.
+        let rows = dom.components(separatedBy: "<tr class=\"workload ").dropFirst().map { String($0.prefix(200)) }
+        #expect(rows.count == 2, "\(rows)")
+        #expect(rows.contains { $0.hasPrefix("broken\" data-workload=\"app\" data-status=\"broken\"") }, "\(rows)")
+        #expect(rows.contains { $0.hasPrefix("protected\" data-workload=\"n8n-prod\" data-status=\"protected\"") }, "\(rows)")
+        #expect(dom.contains("WAL segment \(victim) is missing"), "the reason is on the row")
+        #expect(dom.components(separatedBy: "<svg class=\"timeline\"").count - 1 == 2, "one timeline per workload")
+        #expect(dom.contains("<rect class=\"wal-gap\" data-missing=\"\(victim)\""), "the removed segment is a red gap")
+        #expect(dom.contains("fill=\"#d1342f\""))
+        #expect(dom.contains("runbook: <a href=\"runbooks/DrctlWALGap.md\">DrctlWALGap</a>"), "the row links the runbook of its alert")
+    }
 }

@@ -88,7 +88,10 @@ func sampleSnapshot(now: Date) -> Snapshot {
         #expect(html.components(separatedBy: "<svg class=\"timeline\"").count - 1 == 2, "one timeline per workload")
         #expect(html.contains(#"<rect class="wal-gap" data-missing="000000010000000000000005""#))
         #expect(html.contains(#"class="drill-marker passed""#))
-        #expect(html.contains(#"<a href="runbooks/DrctlWALGap.md">DrctlWALGap</a>"#))
+        #expect(html.contains(#"runbook: <a href="runbooks/DrctlWALGap.md">DrctlWALGap</a>"#) == false, "app has no gap")
+        #expect(html.contains(#"<details class="runbooks"><summary>all runbooks</summary><a href="runbooks/DrctlWALGap.md">DrctlWALGap</a>"#))
+        #expect(StatusPage.relevantAlerts(sampleSnapshot(now: now).workloads[1], now: now) == ["DrctlWALGap", "DrctlBackupFailed"])
+        #expect(StatusPage.relevantAlerts(sampleSnapshot(now: now).workloads[0], now: now).isEmpty)
         #expect(html.contains("rpo-band"))
         #expect(!html.contains("http://") && !html.contains("https://"), "no external asset")
         // The worst first.
