@@ -12,6 +12,9 @@ PACKAGES=(
   curl python3 python3-venv ca-certificates prometheus
   # PostgreSQL 15 for restore drills and for producing real barman-cloud archives in tests
   postgresql-15 postgresql-client-15
+  # drctl serve: its status page is tested in headless Chromium, CronJob metrics against a real
+  # Pushgateway, and scripts/bench-serve loads it with wrk
+  chromium prometheus-pushgateway wrk
 )
 
 missing=()

@@ -3,6 +3,7 @@ import Catalog
 import Foundation
 import ObjectStore
 import Policy
+import Serve
 
 /// Where the catalog lives unless --catalog says otherwise.
 func defaultCatalogPath() -> String {
@@ -98,8 +99,10 @@ struct CatalogCommand: ParsableCommand {
         try body()
     }
 
-    static func runSync(_ target: Target, _ s3: S3Options, output: OutputFormat) throws {
+    @discardableResult
+    static func runSync(_ target: Target, _ s3: S3Options, output: OutputFormat) throws -> [CatalogStore.SyncResult] {
         let items = try target.prefixes(s3)
+        var synced: [CatalogStore.SyncResult] = []
         try withLock(target.path, noWait: target.noWait) {
             let catalog = try CatalogStore(path: target.path)
             var results: [CatalogStore.SyncResult] = []
@@ -110,6 +113,7 @@ struct CatalogCommand: ParsableCommand {
                 }
                 results.append(r)
             }
+            synced = results
             switch output {
             case .json:
                 try printJSON(results)
@@ -119,6 +123,26 @@ struct CatalogCommand: ParsableCommand {
                 }
             }
         }
+        return synced
+    }
+
+    /// CronJob mode: every policy's workload metrics from the freshly synced catalog, and each
+    /// store's sync outcome, pushed to a Pushgateway.
+    static func pushAfterSync(_ target: Target, _ s3: S3Options, results: [CatalogStore.SyncResult], error: (any Error)?, started: Date, to gateway: String) throws {
+        let set = try loadCheckedPolicies(target.policies)
+        let catalog = try CatalogStore(path: target.path)
+        let now = Date()
+        var stores: [Snapshot.Store] = []
+        for store in set.objectStores {
+            let id = storeID(try s3.makeClient(for: store), bucket: store.bucket.value)
+            let mine = results.filter { $0.store == id }
+            stores.append(Snapshot.Store(name: store.name.value, up: error == nil, lastSyncSuccess: error == nil ? now : nil,
+                                         lastSyncSeconds: now.timeIntervalSince(started), syncErrors: error == nil ? 0 : 1,
+                                         objectsIndexed: mine.reduce(0) { $0 + $1.objects }))
+        }
+        let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, s3: s3, catalog: catalog, now: now)
+        let snapshot = Snapshot(generatedAt: now, workloads: ServiceState.workloads(evaluated, set: set, runbookBase: "runbooks"), stores: stores, drills: [])
+        try pushMetrics(MetricsText.render(snapshot, now: now), to: gateway)
     }
 
     struct Sync: ParsableCommand {
@@ -129,10 +153,26 @@ struct CatalogCommand: ParsableCommand {
         @OptionGroup var s3: S3Options
         @OptionGroup var target: Target
         @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+        @Option(help: ArgumentHelp("With --policies: push the workloads' and stores' metrics to this Prometheus Pushgateway (CronJob mode).", valueName: "url"))
+        var pushgateway: String?
+
+        func validate() throws {
+            if pushgateway != nil && target.policies.isEmpty { throw ValidationError("--pushgateway needs --policies (the metrics are per policy)") }
+        }
 
         func run() throws {
             global.bootstrapLogging()
-            try runReportingErrors { try CatalogCommand.runSync(target, s3, output: output) }
+            try runReportingErrors {
+                let started = Date()
+                var results: [CatalogStore.SyncResult] = []
+                var failure: (any Error)?
+                do { results = try CatalogCommand.runSync(target, s3, output: output) } catch { failure = error }
+                if let pushgateway {
+                    try CatalogCommand.pushAfterSync(target, s3, results: results, error: failure, started: started, to: pushgateway)
+                    FileHandle.standardError.write(Data("metrics pushed to \(pushgateway)\n".utf8))
+                }
+                if let failure { throw failure }
+            }
         }
     }
 

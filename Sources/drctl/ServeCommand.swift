@@ -178,20 +178,12 @@ final class ServiceState: @unchecked Sendable {
         do {
             let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, s3: s3, catalog: catalog, now: now)
             var drills: [DrillEvidence] = []
-            var workloads: [Snapshot.Workload] = []
-            let alerts = Alerts.alerts(set)
             for e in evaluated {
                 let client = try s3.makeClient(for: e.store)
                 let reader = objectReader(client, bucket: e.store.bucket.value, catalog: catalog)
-                let mine = try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
-                drills += mine
-                var runbooks: [String: String] = [:]
-                for a in alerts where a.labels["workload"] == e.policy.name.value || a.labels["workload"] == nil && !["DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable", "DrctlVeleroBackupPartiallyFailed", "DrctlWALArchivingFailing"].contains(a.name) {
-                    runbooks[a.name] = "\(runbookBase)/\(a.name).md"
-                }
-                workloads.append(.init(status: e.status, rtoObjectiveSeconds: e.policy.rto.value.seconds, store: e.store.name.value,
-                                       timeline: Self.timeline(e), runbooks: runbooks))
+                drills += try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
             }
+            let workloads = Self.workloads(evaluated, set: set, runbookBase: runbookBase)
             // Drills recorded here but not (yet) in the bucket, e.g. with --no-upload.
             let known = Set(drills.map(\.id))
             drills += try catalog.drills(limit: 200).filter { !known.contains($0.id) }
@@ -208,6 +200,21 @@ final class ServiceState: @unchecked Sendable {
                 version += 1
             }
             log("status refresh failed: \(error)")
+        }
+    }
+
+    /// The snapshot's view of evaluated workloads, with the runbooks of the alerts about each.
+    static func workloads(_ evaluated: [EvaluatedWorkload], set: PolicySet, runbookBase: String) -> [Snapshot.Workload] {
+        let alerts = Alerts.alerts(set)
+        // Cluster-wide alerts that name no workload and are not about one (stores, Velero's and CNPG's own metrics).
+        let notAboutWorkloads: Set = ["DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable", "DrctlVeleroBackupPartiallyFailed", "DrctlWALArchivingFailing"]
+        return evaluated.map { e in
+            var runbooks: [String: String] = [:]
+            for a in alerts where a.labels["workload"] == e.policy.name.value || (a.labels["workload"] == nil && !notAboutWorkloads.contains(a.name)) {
+                runbooks[a.name] = "\(runbookBase)/\(a.name).md"
+            }
+            return Snapshot.Workload(status: e.status, rtoObjectiveSeconds: e.policy.rto.value.seconds, store: e.store.name.value,
+                                     timeline: timeline(e), runbooks: runbooks)
         }
     }
 
@@ -303,5 +310,19 @@ final class ServiceState: @unchecked Sendable {
                       let text = try? String(contentsOfFile: runbooksDir + "/" + name, encoding: .utf8) else { return nil }
                 return text
             })
+    }
+}
+
+/// CronJob mode's metrics: drctl's exposition POSTed to a Prometheus Pushgateway under
+/// job="drctl". POST replaces only the metric names pushed, so `catalog sync` (workloads and
+/// stores) and `verify` (workloads) do not erase each other's.
+func pushMetrics(_ text: String, to gateway: String) throws {
+    let url = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
+    let transport = CurlTransport()
+    let handler = CollectingHandler(limit: 1 << 20)
+    let r = try transport.perform(HTTPRequest(method: "POST", url: url + "/metrics/job/drctl", headers: [("Content-Type", MetricsText.contentType)],
+                                              body: .bytes(Array(text.utf8))), handler: handler)
+    guard (200..<300).contains(r.status) else {
+        throw LocalError("Pushgateway \(url): HTTP \(r.status): \(String(decoding: r.errorBody.prefix(300), as: UTF8.self))")
     }
 }

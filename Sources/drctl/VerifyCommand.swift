@@ -4,6 +4,7 @@ import Drill
 import Foundation
 import ObjectStore
 import Policy
+import Serve
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,6 +43,8 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The catalog file evidence is recorded in (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
     var catalog: String?
     @Flag(help: "Do not upload the evidence to the bucket.") var noUpload = false
+    @Option(help: ArgumentHelp("Push the drilled workloads' metrics to this Prometheus Pushgateway (CronJob mode).", valueName: "url"))
+    var pushgateway: String?
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case host, cluster }
@@ -77,6 +80,17 @@ struct VerifyCommand: ParsableCommand {
                 results.append(evidence)
             }
             failed = failed || results.contains { $0.result == .failed }
+            if let pushgateway {
+                let evaluated = try evaluateWorkloads(chosen, in: set, s3: s3, catalog: store, now: Date())
+                let snapshot = Snapshot(generatedAt: Date(), workloads: ServiceState.workloads(evaluated, set: set, runbookBase: "runbooks"), stores: [], drills: [])
+                do {
+                    try pushMetrics(MetricsText.render(snapshot), to: pushgateway)
+                    log("metrics pushed to \(pushgateway)")
+                } catch {
+                    log("could not push metrics: \(error)")
+                    failed = true
+                }
+            }
             switch output {
             case .json:
                 print(String(decoding: try DrillEvidence.encoder.encode(results), as: UTF8.self))

@@ -268,4 +268,32 @@ import TestSupport
         #expect(dom.contains("fill=\"#d1342f\""))
         #expect(dom.contains("runbook: <a href=\"runbooks/DrctlWALGap.md\">DrctlWALGap</a>"), "the row links the runbook of its alert")
     }
+
+    /// CronJob mode: `drctl catalog sync` and `drctl verify` push to a real Prometheus
+    /// Pushgateway, and neither erases the other's metrics.
+    @Test func cronJobsPushToAPushgateway() throws {
+        let gatewayBinary = "/usr/bin/prometheus-pushgateway"
+        try #require(FileManager.default.isExecutableFile(atPath: gatewayBinary), "install prometheus-pushgateway (scripts/install-deps.sh)")
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "pushgw")
+        let port = try freePort()
+        let gw = try spawn(gatewayBinary, ["--web.listen-address=127.0.0.1:\(port)", "--persistence.file="], output: db.work + "/pushgateway.log")
+        defer { kill(gw, SIGKILL); _ = reap(gw) }
+        let url = "http://127.0.0.1:\(port)"
+        for _ in 0..<100 where (try? run("/usr/bin/curl", ["-sf", url + "/-/ready"]))?.0 != 0 { usleep(100_000) }
+        let dir = db.work + "/policies", scratch = db.work + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try Self.policy(db, dir: dir, drillSchedule: "0 6 * * *")
+        let (sst, sout) = try run(drctlBinary, ["catalog", "sync", "--policies", dir, "--pushgateway", url], env: db.drctlEnvironment)
+        #expect(sst == 0 && sout.contains("metrics pushed to \(url)"), "\(sout)")
+        let (vst, vout) = try run(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch, "--pushgateway", url, "--quiet"], env: db.drctlEnvironment)
+        #expect(vst == 0, "\(vout)")
+        let (_, metrics) = try run("/usr/bin/curl", ["-s", url + "/metrics"])
+        func sample(_ name: String, _ labels: [String]) -> String? {
+            metrics.split(separator: "\n").first { l in l.hasPrefix(name + "{") && labels.allSatisfy { l.contains($0) } && l.contains(#"job="drctl""#) }.map(String.init)
+        }
+        #expect(sample("drctl_drill_last_success", [#"workload="app""#])?.hasSuffix(" 1") == true, "\(metrics)")
+        #expect(sample("drctl_catalog_objects", [#"store="rgw""#]) != nil, "the sync's store metrics survive the verify push")
+        #expect(sample("drctl_catalog_last_sync_success_timestamp_seconds", [#"store="rgw""#]) != nil)
+        #expect(sample("drctl_wal_gaps", [#"workload="app""#, #"cluster="app-db""#])?.hasSuffix(" 0") == true)
+    }
 }
