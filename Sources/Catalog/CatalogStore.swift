@@ -136,15 +136,24 @@ public final class CatalogStore: @unchecked Sendable {
             let wanted = listed.filter { Self.isMetadata($0.key) }
             var fetched = 0
             let bucketReader = S3Reader(client: client, bucket: bucket)
-            for o in wanted where known[o.key] != o.etag {
-                let body = try bucketReader.read(key: o.key)
+            let todo = wanted.filter { known[$0.key] != $0.etag }
+            // Fetched in parallel and stored a batch per transaction: thousands of small GETs and
+            // commits one after another would take minutes. An interrupted sync keeps whole batches.
+            let batchSize = 256
+            for start in stride(from: 0, to: todo.count, by: batchSize) {
+                let batch = Array(todo[start..<min(start + batchSize, todo.count)])
+                let bodies = try Self.fetchAll(batch.map(\.key), reader: bucketReader, workers: max(8, client.config.concurrency))
                 // Stored with the listed ETag, the one the next listing is compared with: if the
                 // object changed in between, the next sync simply fetches it again.
                 try db.write { db in
-                    try db.execute(sql: "INSERT OR REPLACE INTO metadata (store, key, etag, body, fetched_at) VALUES (?, ?, ?, ?, ?)",
-                                   arguments: [store, o.key, o.etag, Data(body), Date().timeIntervalSince1970])
+                    let now = Date().timeIntervalSince1970
+                    for (o, body) in zip(batch, bodies) {
+                        try db.execute(sql: "INSERT OR REPLACE INTO metadata (store, key, etag, body, fetched_at) VALUES (?, ?, ?, ?, ?)",
+                                       arguments: [store, o.key, o.etag, Data(body), now])
+                    }
                 }
-                fetched += 1
+                fetched += batch.count
+                progress?("fetched \(fetched) of \(todo.count) metadata objects")
             }
             let present = Set(wanted.map(\.key))
             let stale = known.keys.filter { !present.contains($0) }
@@ -262,6 +271,35 @@ public final class CatalogStore: @unchecked Sendable {
     }
 
     /// Keeps a drill's evidence (the bucket holds the same JSON; a rebuild takes it from there).
+    /// The bodies of `keys`, in order, read by `workers` threads; the first error is thrown.
+    static func fetchAll(_ keys: [String], reader: S3Reader, workers: Int) throws -> [[UInt8]] {
+        final class Results: @unchecked Sendable {
+            let lock = NSLock()
+            var bodies: [[UInt8]?]
+            var next = 0
+            var error: (any Error)?
+            init(_ n: Int) { bodies = Array(repeating: nil, count: n) }
+            func claim() -> Int? { lock.withLock { error == nil && next < bodies.count ? { next += 1; return next - 1 }() : nil } }
+        }
+        let results = Results(keys.count)
+        let group = DispatchGroup()
+        for _ in 0..<min(workers, keys.count) {
+            DispatchQueue.global().async(group: group) {
+                while let i = results.claim() {
+                    do {
+                        let body = try reader.read(key: keys[i])
+                        results.lock.withLock { results.bodies[i] = body }
+                    } catch {
+                        results.lock.withLock { if results.error == nil { results.error = error } }
+                    }
+                }
+            }
+        }
+        group.wait()
+        if let e = results.error { throw e }
+        return results.bodies.map { $0 ?? [] }
+    }
+
     public func recordDrill(_ e: DrillEvidence) throws {
         let body = try DrillEvidence.encoder.encode(e)
         try db.write { db in

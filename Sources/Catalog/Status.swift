@@ -36,6 +36,9 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
         /// Databases: the newest archived WAL segment's time and the gaps after the newest usable base backup.
         public var walLastArchived: Date?
         public var walGaps: Int?
+        /// Backups past the policy's retention that are still in the bucket: the retention report
+        /// (CNPG's barman retention or Velero's garbage collector is not removing them).
+        public var retentionOverdue: Int?
     }
 }
 
@@ -123,8 +126,12 @@ public enum StatusEvaluator {
         for tier in w.velero {
             let mine = velero.filter { $0.schedule == tier.scheduleName }
             let failed = mine.filter { $0.terminal && !$0.restorePoint }.compactMap { $0.completionTime ?? $0.startTime }.max()
+            // Velero deletes a backup soon after its expiration; one an hour past it is not being collected.
+            let overdue = mine.filter { ($0.expiration.map { now.timeIntervalSince($0) > 3600 }) ?? false }.count
             sources.append(.init(kind: "velero", source: tier.tier,
-                                 lastSuccess: mine.filter(\.restorePoint).compactMap(\.completionTime).max(), lastFailure: failed))
+                                 lastSuccess: mine.filter(\.restorePoint).compactMap(\.completionTime).max(), lastFailure: failed,
+                                 retentionOverdue: overdue))
+            if overdue > 0 { reasons.append("\(overdue) '\(tier.tier)' Velero backups are past their expiration and still in the bucket: is Velero's garbage collection running?") }
             if !mine.isEmpty { anythingFound = true }
             let points = mine.filter { $0.restorePoint || (w.allowPartiallyFailed && $0.phase == "PartiallyFailed" && $0.contentsSize != nil) }
             guard let newest = points.compactMap({ b in b.completionTime.map { ($0, b.name) } }).max(by: { $0.0 < $1.0 }) else {
@@ -153,9 +160,16 @@ public enum StatusEvaluator {
             anythingFound = true
             let done = scan.backups.filter { $0.restorable }
             let usable = done.max(by: { ($0.endTime ?? .distantPast) < ($1.endTime ?? .distantPast) })
+            // barman's own recovery-window report, as CNPG applies it (minimum redundancy 1).
+            let overdue = RecoveryWindow(cnpg: db.retention).map { w in
+                BarmanRetention.report(scan.backups, window: w, minimumRedundancy: 1, now: now).values.filter { $0 == "OBSOLETE" }.count
+            }
             sources.append(.init(kind: "cnpg", source: db.cluster, lastSuccess: usable?.endTime,
                                  lastFailure: scan.backups.filter { $0.status == "FAILED" }.compactMap { $0.endTime ?? $0.beginTime }.max(),
-                                 walLastArchived: scan.newestSegmentTime, walGaps: usable?.walGaps.count))
+                                 walLastArchived: scan.newestSegmentTime, walGaps: usable?.walGaps.count, retentionOverdue: overdue))
+            if let overdue, overdue > 0 {
+                reasons.append("\(db.cluster): \(overdue) base backups are past the retention of \(db.retention) and still in the bucket: is CNPG's retentionPolicy applied? (drctl prune shows and removes them)")
+            }
             guard let base = usable else {
                 worse(.broken, "\(db.cluster): no restorable base backup (\(scan.backups.count) in the bucket)")
                 continue

@@ -49,6 +49,8 @@ public enum MetricsText {
                sources("cnpg") { $0.walLastArchived.map(\.timeIntervalSince1970) })
         family("drctl_wal_gaps", "gauge", "Missing WAL segment ranges after the newest usable base backup.",
                sources("cnpg") { $0.walGaps.map(Double.init) })
+        family("drctl_retention_overdue_backups", "gauge", "Backups past the policy's retention still in the bucket (the retention report).",
+               sources(nil) { $0.retentionOverdue.map(Double.init) })
         family("drctl_newest_recoverable_point_timestamp_seconds", "gauge", "The newest point the workload can be restored to.",
                per { $0.status.newestRecoverablePoint.map(\.timeIntervalSince1970) })
         family("drctl_rpo_seconds", "gauge", "Measured RPO: data a restore now would lose (now minus the newest recoverable point).",

@@ -115,6 +115,7 @@ import TestSupport
         #expect(rbst == 200 && runbook.contains("WAL"))
         #expect(try svc.get("/runbooks/..%2FPackage.swift").0 == 404)
 
+        print(svc.text())   // the service's own log, in the test log
         // SIGTERM during a drill: out within the grace period, the drill torn down.
         let start = Date()
         while Date().timeIntervalSince(start) < 60 {
