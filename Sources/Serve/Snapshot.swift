@@ -78,10 +78,12 @@ public struct Snapshot: Sendable, Codable {
         public var syncErrors: Int
         public var objectsIndexed: Int
         public var lastError: String?
+        /// Alert name -> runbook URL, for the alerts about a store.
+        public var runbooks: [String: String]
         public init(name: String, up: Bool? = nil, lastSyncSuccess: Date? = nil, lastSyncSeconds: Double? = nil, syncErrors: Int = 0,
-                    objectsIndexed: Int = 0, lastError: String? = nil) {
+                    objectsIndexed: Int = 0, lastError: String? = nil, runbooks: [String: String] = [:]) {
             self.name = name; self.up = up; self.lastSyncSuccess = lastSyncSuccess; self.lastSyncSeconds = lastSyncSeconds
-            self.syncErrors = syncErrors; self.objectsIndexed = objectsIndexed; self.lastError = lastError
+            self.syncErrors = syncErrors; self.objectsIndexed = objectsIndexed; self.lastError = lastError; self.runbooks = runbooks
         }
     }
 }

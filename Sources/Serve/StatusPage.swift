@@ -73,7 +73,18 @@ public enum StatusPage {
             h += "<tr class=\"store\" data-store=\"\(esc(st.name))\"><td>\(esc(st.name))</td>"
             h += "<td>\(st.up.map { $0 ? "yes" : "<span class=\"failed\">no</span>" } ?? "not tried yet")\(st.lastError.map { " <span class=\"muted\">\(esc($0))</span>" } ?? "")</td>"
             h += "<td>\(st.lastSyncSuccess.map { esc(stamp($0)) } ?? "never")\(st.lastSyncSeconds.map { String(format: " (%.1fs)", $0) } ?? "")</td>"
-            h += "<td>\(st.objectsIndexed)</td><td>\(st.syncErrors)</td></tr>\n"
+            h += "<td>\(st.objectsIndexed)</td><td>\(st.syncErrors)"
+            var concerns: [String] = []
+            if st.up == false { concerns.append("DrctlObjectStoreUnreachable") }
+            if st.syncErrors > 0 || st.lastError != nil { concerns.append("DrctlCatalogSyncFailing") }
+            concerns = concerns.filter { st.runbooks[$0] != nil }
+            if !concerns.isEmpty {
+                h += "<div class=\"runbooks concerns\">runbook: " + concerns.map { "<a href=\"\(esc(st.runbooks[$0]!))\">\(esc($0))</a>" }.joined() + "</div>"
+            }
+            if !st.runbooks.isEmpty {
+                h += "<details class=\"runbooks\"><summary>all runbooks</summary>" + st.runbooks.sorted { $0.key < $1.key }.map { "<a href=\"\(esc($0.value))\">\(esc($0.key))</a>" }.joined(separator: " ") + "</details>"
+            }
+            h += "</td></tr>\n"
         }
         h += "</tbody></table>\n"
 

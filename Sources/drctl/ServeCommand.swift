@@ -128,7 +128,9 @@ final class ServiceState: @unchecked Sendable {
         self.catalog = catalog
         self.runbookBase = runbookBase
         snapshot = Snapshot(generatedAt: Date(), workloads: [], stores: [], drills: [])
-        for st in set.objectStores { stores[st.name.value] = Snapshot.Store(name: st.name.value) }
+        for st in set.objectStores {
+            stores[st.name.value] = Snapshot.Store(name: st.name.value, runbooks: Dictionary(uniqueKeysWithValues: ["DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable"].map { ($0, "\(runbookBase)/\($0).md") }))
+        }
     }
 
     /// One catalog sync of a store (its Velero, barman and evidence prefixes), then a refresh.

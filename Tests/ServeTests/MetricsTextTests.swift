@@ -35,7 +35,8 @@ func sampleSnapshot(now: Date) -> Snapshot {
                                           .init(cluster: "db", from: now.addingTimeInterval(-4000), to: now.addingTimeInterval(-30))]),
         runbooks: [:])
     return Snapshot(generatedAt: now, workloads: [app, odd],
-                    stores: [.init(name: "rgw", up: true, lastSyncSuccess: now.addingTimeInterval(-10), lastSyncSeconds: 0.5, syncErrors: 2, objectsIndexed: 1234)],
+                    stores: [.init(name: "rgw", up: false, lastSyncSuccess: now.addingTimeInterval(-10), lastSyncSeconds: 0.5, syncErrors: 2, objectsIndexed: 1234,
+                                   lastError: "cannot reach", runbooks: ["DrctlObjectStoreUnreachable": "runbooks/DrctlObjectStoreUnreachable.md"])],
                     drills: [drill])
 }
 
@@ -60,7 +61,7 @@ func sampleSnapshot(now: Date) -> Snapshot {
             #"drctl_rto_objective_seconds{workload="app"} 600"#,
             #"drctl_workload_status{workload="a\"b<script>",status="BROKEN"} 1"#,
             #"drctl_drill_runs_total{workload="app",result="failed"} 1"#,
-            #"drctl_object_store_up{store="rgw"} 1"#,
+            #"drctl_object_store_up{store="rgw"} 0"#,
             #"drctl_catalog_sync_errors_total{store="rgw"} 2"#,
             #"drctl_catalog_objects{store="rgw"} 1234"#,
             #"drctl_job_failures_total{job="drill app"} 1"#,
@@ -93,6 +94,7 @@ func sampleSnapshot(now: Date) -> Snapshot {
         #expect(StatusPage.relevantAlerts(sampleSnapshot(now: now).workloads[1], now: now) == ["DrctlWALGap", "DrctlBackupFailed"])
         #expect(StatusPage.relevantAlerts(sampleSnapshot(now: now).workloads[0], now: now).isEmpty)
         #expect(html.contains("rpo-band"))
+        #expect(html.contains(#"runbook: <a href="runbooks/DrctlObjectStoreUnreachable.md">DrctlObjectStoreUnreachable</a>"#), "the store row links its alert's runbook")
         #expect(!html.contains("http://") && !html.contains("https://"), "no external asset")
         // The worst first.
         let broken = html.range(of: "data-status=\"broken\"")!.lowerBound, ok = html.range(of: "data-status=\"protected\"")!.lowerBound
