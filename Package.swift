@@ -43,7 +43,7 @@ let package = Package(
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
-        .target(name: "Serve", dependencies: ["Catalog", "Policy", .product(name: "Hummingbird", package: "hummingbird"),
+        .target(name: "Serve", dependencies: ["Catalog", "Policy", "ObjectStore", .product(name: "Hummingbird", package: "hummingbird"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
             "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve",

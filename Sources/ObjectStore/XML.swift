@@ -59,8 +59,8 @@ public enum S3ResponseError: Error, CustomStringConvertible {
     }
 }
 
-/// Escapes text for an XML element body.
-func xmlEscape(_ s: String) -> String {
+/// Escapes text for an XML element body or attribute (and HTML's).
+public func xmlEscape(_ s: String) -> String {
     var out = ""
     out.reserveCapacity(s.count)
     for c in s {

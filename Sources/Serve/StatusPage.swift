@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import ObjectStore
 import Policy
 
 /// The status page: server-rendered HTML with inline CSS and SVG, no script and no external
@@ -49,14 +50,7 @@ public enum StatusPage {
                 h += "<td class=\"muted\">never</td>"
             }
             h += "<td><ul class=\"reasons\">" + (st.reasons.isEmpty ? "<li class=\"muted\">restorable within its objectives</li>" : st.reasons.map { "<li>\(esc($0))</li>" }.joined()) + "</ul>"
-            let concerns = relevantAlerts(w, now: now).filter { w.runbooks[$0] != nil }
-            if !concerns.isEmpty {
-                h += "<div class=\"runbooks concerns\">runbook: " + concerns.map { "<a href=\"\(esc(w.runbooks[$0]!))\">\(esc($0))</a>" }.joined() + "</div>"
-            }
-            if !w.runbooks.isEmpty {
-                h += "<details class=\"runbooks\"><summary>all runbooks</summary>" + w.runbooks.sorted { $0.key < $1.key }.map { "<a href=\"\(esc($0.value))\">\(esc($0.key))</a>" }.joined(separator: " ") + "</details>"
-            }
-            h += "</td></tr>\n"
+            h += runbookLinks(concerning: relevantAlerts(w, now: now), all: w.runbooks) + "</td></tr>\n"
         }
         h += "</tbody></table>\n"
 
@@ -77,14 +71,7 @@ public enum StatusPage {
             var concerns: [String] = []
             if st.up == false { concerns.append("DrctlObjectStoreUnreachable") }
             if st.syncErrors > 0 || st.lastError != nil { concerns.append("DrctlCatalogSyncFailing") }
-            concerns = concerns.filter { st.runbooks[$0] != nil }
-            if !concerns.isEmpty {
-                h += "<div class=\"runbooks concerns\">runbook: " + concerns.map { "<a href=\"\(esc(st.runbooks[$0]!))\">\(esc($0))</a>" }.joined() + "</div>"
-            }
-            if !st.runbooks.isEmpty {
-                h += "<details class=\"runbooks\"><summary>all runbooks</summary>" + st.runbooks.sorted { $0.key < $1.key }.map { "<a href=\"\(esc($0.value))\">\(esc($0.key))</a>" }.joined(separator: " ") + "</details>"
-            }
-            h += "</td></tr>\n"
+            h += runbookLinks(concerning: concerns, all: st.runbooks) + "</td></tr>\n"
         }
         h += "</tbody></table>\n"
 
@@ -211,6 +198,18 @@ public enum StatusPage {
         return out
     }
 
+    /// The runbooks of the alerts a row is in, then all of its runbooks folded away.
+    static func runbookLinks(concerning: [String], all runbooks: [String: String]) -> String {
+        func link(_ name: String, _ url: String) -> String { "<a href=\"\(esc(url))\">\(esc(name))</a>" }
+        var h = ""
+        let concerns = concerning.filter { runbooks[$0] != nil }
+        if !concerns.isEmpty { h += "<div class=\"runbooks concerns\">runbook: " + concerns.map { link($0, runbooks[$0]!) }.joined() + "</div>" }
+        if !runbooks.isEmpty {
+            h += "<details class=\"runbooks\"><summary>all runbooks</summary>" + runbooks.sorted { $0.key < $1.key }.map { link($0.key, $0.value) }.joined(separator: " ") + "</details>"
+        }
+        return h
+    }
+
     static func cls(_ s: WorkloadStatus.State) -> String { s.rawValue.lowercased().replacingOccurrences(of: " ", with: "-") }
     static func f(_ v: Double) -> String { String(format: "%.1f", v) }
     static func stamp(_ d: Date) -> String {
@@ -219,20 +218,6 @@ public enum StatusPage {
     }
     static func dayLabel(_ d: Date) -> String { String(stamp(d).dropFirst(5).prefix(5)) }
 
-    /// HTML text and attribute escaping.
-    public static func esc(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.count)
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    /// HTML text and attribute escaping: XML's five entities, which HTML5 reads alike.
+    public static func esc(_ s: String) -> String { xmlEscape(s) }
 }
