@@ -78,7 +78,13 @@ struct ServeCommand: ParsableCommand {
             Cleanup.shared.installSignalHandlers()
             // The first picture comes from the catalog as it is; the first sync runs at once.
             state.refresh(log: log.callAsFunction)
-            let bound = try WebServer.start(host: bindHost, port: port, handlers: state.handlers(runbooksDir: runbooks))
+            let bound: Int
+            do {
+                bound = try WebServer.start(host: bindHost, port: port, handlers: state.handlers(runbooksDir: runbooks))
+            } catch {
+                let reason = "\(error)".contains("errno: 98") ? "the address is already in use" : "\(error)"
+                throw LocalError("cannot listen on \(bindHost):\(port) (--listen): \(reason)")
+            }
             log("listening on \(bindHost):\(bound); \(jobs.count) scheduled jobs")
             for (name, next) in scheduler.schedule { log("  \(name): next \(next.map(PreciseTime.format) ?? "never")") }
             for store in set.objectStores {
