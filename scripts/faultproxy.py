@@ -5,8 +5,15 @@ RGW) unchanged, except for the faults it is told to inject into the next request
   faultproxy.py --upstream 127.0.0.1:PORT --port-file FILE
 
 Control (never forwarded):
-  POST /__fault  {"mode": "503"|"slowdown"|"reset"|"cut"|"stall", "count": N, "after_bytes": B, "match": "GET"}
-       queues N faults for the next requests (of method `match`, if given)
+  POST /__fault  {"mode": "503"|"slowdown"|"reset"|"cut"|"stall"|"stallbody"|"shortlength", "count": N,
+                  "after_bytes": B, "seconds": S, "match": "GET"}
+       queues N faults for the next requests (of method `match`, if given):
+       cut          B bytes of the body, then a reset
+       stall        no answer for S seconds, then a reset
+       stallbody    B bytes of the body, then silence for S seconds (a read timeout), then a reset;
+                    a client that gives up first is logged as ["ABANDONED", path, null]
+       shortlength  a 200 whose Content-Length and body both stop B bytes short: a truncated
+                    object that looks complete to HTTP
   GET  /__fault  -> {"requests": [[method, path, range], ...], "faults_left": N}
 Loopback only; it stops when its parent's stdin closes or on SIGTERM.
 """
@@ -58,6 +65,20 @@ class Proxy(BaseHTTPRequestHandler):
         self.connection.close()
         self.close_connection = True
 
+    def _client_gives_up(self, seconds):
+        """Silent for `seconds`, watching whether the client closes the connection first."""
+        import select
+        end = time.time() + seconds
+        while time.time() < end:
+            r, _, _ = select.select([self.connection], [], [], 0.1)
+            if r:
+                try:
+                    if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                        return True
+                except OSError:
+                    return True
+        return False
+
     def _handle(self):
         if self.path.startswith("/__fault"):
             return self._control()
@@ -88,8 +109,16 @@ class Proxy(BaseHTTPRequestHandler):
         resp = conn.getresponse()
         self.send_response_only(resp.status, resp.reason)
         for k, v in resp.getheaders():
-            if k.lower() not in ("connection", "transfer-encoding"):
+            if k.lower() not in ("connection", "transfer-encoding") and not (mode == "shortlength" and k.lower() == "content-length"):
                 self.send_header(k, v)
+        if mode == "shortlength" and self.command == "GET":
+            data = resp.read()
+            conn.close()
+            data = data[: max(0, len(data) - fault.get("after_bytes", 1))]
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         chunked = resp.getheader("Content-Length") is None and self.command != "HEAD"
         if chunked:
             data = resp.read()
@@ -99,7 +128,7 @@ class Proxy(BaseHTTPRequestHandler):
             conn.close()
             return
         self.end_headers()
-        sent, limit = 0, (fault.get("after_bytes", 0) if mode == "cut" else None)
+        sent, limit = 0, (fault.get("after_bytes", 0) if mode in ("cut", "stallbody") else None)
         while self.command != "HEAD":
             chunk = resp.read(65536)
             if not chunk:
@@ -108,6 +137,10 @@ class Proxy(BaseHTTPRequestHandler):
                 self.wfile.write(chunk[: max(0, limit - sent)])
                 self.wfile.flush()
                 conn.close()
+                if mode == "stallbody" and self._client_gives_up(float(fault.get("seconds", 5))):
+                    with lock:
+                        log.append(["ABANDONED", self.path, None])
+                    return
                 return self._reset()
             self.wfile.write(chunk)
             sent += len(chunk)

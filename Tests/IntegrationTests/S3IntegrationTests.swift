@@ -285,6 +285,42 @@ import TestSupport
         #expect(try proxy.requests().filter { $0.method == "HEAD" }.count == headsBefore + s3.config.retry.maxAttempts)
     }
 
+    /// A server that stops sending mid-body (a read timeout) is aborted by the stall timeout and
+    /// the download resumed; a 200 whose Content-Length and body both stop short (HTTP sees
+    /// nothing wrong) is caught by the MD5 of the ETag: never a silently short file.
+    @Test func stalledAndShortBodiesNeverLeaveAShortFile() throws {
+        let proxy = try FaultProxy(upstreamPort: rgw.port)
+        let s3 = try rgw.client(endpoint: proxy.endpoint) { $0.timeouts = TimeoutOptions(connect: 5, stall: 1) }
+        let bucket = try rgw.bucket(s3, "stall")
+        let url = S3URL(bucket: bucket, key: "obj")
+        let body = (0..<(2 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try s3.putObject(url, bytes: body)
+        let dst = tempPath("stalled")
+        defer { unlink(dst) }
+
+        try proxy.inject("stallbody", count: 1, method: "GET", afterBytes: 512 << 10, seconds: 30)
+        try s3.download(url, to: dst)
+        #expect(try proxy.requests().contains { $0.method == "ABANDONED" }, "drctl gave up on the silent server itself")
+        #expect(try Array(Data(contentsOf: URL(fileURLWithPath: dst))) == body)
+        let ranged = try proxy.requests().filter { $0.method == "GET" }.compactMap(\.range)
+        #expect(ranged.contains { $0.hasPrefix("bytes=524288-") }, "resumed where the stall began: \(ranged)")
+
+        // Short but consistent: to a file, and to memory (how metadata is read).
+        for read in [{ try s3.download(url, to: dst); return try Array(Data(contentsOf: URL(fileURLWithPath: dst))) },
+                     { var got: [UInt8] = []; try s3.getObject(url) { got += $0 }; return got }] as [() throws -> [UInt8]] {
+            unlink(dst)
+            try proxy.inject("shortlength", count: 1, method: "GET", afterBytes: 1000)
+            do {
+                let got = try read()
+                #expect(got == body, "a retry after the integrity error gets the whole object")
+            } catch {
+                #expect("\(error)".contains("MD5"), "\(error)")
+                let left = (try? Data(contentsOf: URL(fileURLWithPath: dst)))?.count
+                #expect(left == nil || left == body.count, "no short file left behind: \(left ?? 0) bytes")
+            }
+        }
+    }
+
     @Test func connectionRefusedIsRetriedThenReported() throws {
         let port = try freePort()
         let s3 = try rgw.client(endpoint: "http://127.0.0.1:\(port)", retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.02))

@@ -177,10 +177,11 @@ final class FaultProxy {
     }
 
     /// Queues `count` faults of `mode` for the next requests (of `method`, if given).
-    func inject(_ mode: String, count: Int = 1, method: String? = nil, afterBytes: Int? = nil) throws {
+    func inject(_ mode: String, count: Int = 1, method: String? = nil, afterBytes: Int? = nil, seconds: Double? = nil) throws {
         var plan: [String: Any] = ["mode": mode, "count": count]
         if let method { plan["match"] = method }
         if let afterBytes { plan["after_bytes"] = afterBytes }
+        if let seconds { plan["seconds"] = seconds }
         let body = try JSONSerialization.data(withJSONObject: plan)
         _ = try control.perform(HTTPRequest(method: "POST", url: "\(endpoint)/__fault", headers: [], body: .bytes(Array(body))),
                                 handler: CollectingHandler())
