@@ -15,6 +15,8 @@ PACKAGES=(
   # drctl serve: its status page is tested in headless Chromium, CronJob metrics against a real
   # Pushgateway, and scripts/bench-serve loads it with wrk
   chromium prometheus-pushgateway wrk
+  # hardening tests: a clock 20 minutes off for one process
+  faketime
 )
 
 missing=()

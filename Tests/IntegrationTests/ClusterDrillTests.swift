@@ -70,11 +70,12 @@ final class ClusterFixture {
     let backupName = "n8n-prod-daily-20261127023000"
     var env: [String: String]
 
-    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, user: String = "token", secretName: String = "s3") throws {
+    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, user: String = "token", secretName: String = "s3",
+         superuserPassword: String? = nil) throws {
         db = try ArchivedDatabase(rgw: rgw, bucket: name)
         self.secretName = secretName
         policies = db.work + "/policies"
-        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac)
+        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac, superuserPassword: superuserPassword)
         kubeconfig = try api.kubeconfig(user)
         admin = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("token"), context: nil, namespace: nil))
         env = db.drctlEnvironment

@@ -16,7 +16,7 @@ final class KubeAPI {
     /// `network`: "loopback" (Services reachable from the test host) or "cluster" (only from a
     /// Job); `rbac`: a file of Roles and bindings the service account is held to. Custom
     /// resources are validated against ../shared/reference/crds when it is there.
-    init(groups: [String]? = nil, controllers rgw: RGW? = nil, network: String = "loopback", rbac: String? = nil) throws {
+    init(groups: [String]? = nil, controllers rgw: RGW? = nil, network: String = "loopback", rbac: String? = nil, superuserPassword: String? = nil) throws {
         dir = tempPath("kube-api")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ args: [String]) throws {
@@ -37,6 +37,7 @@ final class KubeAPI {
         try "\(token) token-user\n\(serviceAccountToken) system:serviceaccount:drctl:drctl\n".write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
         var env = ProcessInfo.processInfo.environment
         env["KUBE_TEST_SERVICE_NETWORK"] = network
+        if let superuserPassword { env["KUBE_TEST_SUPERUSER_PASSWORD"] = superuserPassword }
         if let groups { env["KUBE_TEST_GROUPS"] = groups.joined(separator: ",") }
         if let rgw {
             env["KUBE_TEST_S3_ENDPOINT"] = rgw.endpoint

@@ -321,6 +321,18 @@ import TestSupport
         }
     }
 
+    /// A clock 20 minutes off (libfaketime, for drctl alone): RGW refuses the signature's time,
+    /// and drctl says why and what to fix instead of only relaying a 403.
+    @Test func clockSkewIsExplained() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/faketime"), "install faketime (scripts/install-deps.sh)")
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "skew")
+        let (ok, _) = try run("/usr/bin/faketime", ["-f", "+1m", drctlBinary, "s3", "ls", "s3://\(bucket)"], env: rgw.environment)
+        #expect(ok == 0, "a minute off is within the allowed skew")
+        let (st, out) = try run("/usr/bin/faketime", ["-f", "+20m", drctlBinary, "s3", "ls", "s3://\(bucket)"], env: rgw.environment)
+        #expect(st == 1 && out.contains("RequestTimeTooSkewed") && out.contains("clock"), "\(out)")
+    }
+
     @Test func connectionRefusedIsRetriedThenReported() throws {
         let port = try freePort()
         let s3 = try rgw.client(endpoint: "http://127.0.0.1:\(port)", retry: RetryPolicy(maxAttempts: 3, baseDelay: 0.01, maxDelay: 0.02))

@@ -15,9 +15,13 @@ import TestSupport
         let pid: pid_t
         let log: String
         var port = 0
-        init(_ args: [String], env: [String: String], log: String) throws {
+        init(_ args: [String], env: [String: String], log: String, unblockSignals: Bool = false) throws {
             self.log = log
-            pid = try spawn(drctlBinary, ["serve", "--listen", "127.0.0.1:0"] + args, env: env, output: log)
+            let argv = [drctlBinary, "serve", "--listen", "127.0.0.1:0"] + args
+            pid = unblockSignals
+                ? try spawn("/usr/bin/python3", ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execv(sys.argv[1], sys.argv[1:])"] + argv,
+                            env: env, output: log)
+                : try spawn(argv[0], Array(argv.dropFirst()), env: env, output: log)
             for _ in 0..<200 {
                 if let line = text().split(separator: "\n").first(where: { $0.contains("listening on 127.0.0.1:") }),
                    let p = Int(line.split(separator: ":").last?.split(separator: ";").first ?? "") {

@@ -279,7 +279,7 @@ def recover(api, key, made):
             return set_status(api, key, {"phase": "Cluster cannot proceed", "phaseReason": f"recovery failed: {tail}"})
         time.sleep(0.2)
     if spec.get("enableSuperuserAccess"):
-        password = secrets.token_urlsafe(18)
+        password = os.environ.get("KUBE_TEST_SUPERUSER_PASSWORD") or secrets.token_urlsafe(18)
         subprocess.run(["psql", "-X", "-h", data, "-p", str(port), "-U", "postgres", "-qc", f"alter role postgres password '{password}'"], capture_output=True)
         api.create_object({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth", "metadata": {"name": f"{name}-superuser", "namespace": ns},
                            "data": {"username": base64.b64encode(b"postgres").decode(), "password": base64.b64encode(password.encode()).decode()}}, "cnpg")
