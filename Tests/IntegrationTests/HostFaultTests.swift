@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import ObjectStore
+import TestSupport
+
+/// Host drills under local faults: a full disk, PostgreSQL that cannot start or dies during
+/// recovery, the scratch directory removed underneath. Each time: exit 1 with the cause named,
+/// the evidence recorded as failed with it, nothing left behind.
+@Suite(.serialized) struct HostFaultTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    /// `postgres` that behaves as the real one for `--version`, and otherwise as `body` says.
+    static func fakePostgres(_ dir: String, _ body: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        chmod(dir, 0o755)
+        let real = "/usr/lib/postgresql/15/bin"
+        try """
+            #!/bin/sh
+            if [ "$1" = "--version" ]; then exec \(real)/postgres --version; fi
+            \(body)
+            """.write(toFile: dir + "/postgres", atomically: true, encoding: .utf8)
+        chmod(dir + "/postgres", 0o755)
+        for tool in ["psql", "pg_verifybackup"] { try? FileManager.default.createSymbolicLink(atPath: dir + "/" + tool, withDestinationPath: real + "/" + tool) }
+        return dir
+    }
+
+    static func postgresUnder(_ path: String) throws -> Int {
+        let (_, out) = try run("/bin/sh", ["-c", "ps -eo args | grep -c '[p]ostgres -D \(path)' || true"])
+        return Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    @Test func localFaultsFailNamedAndLeaveNothing() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "hostfault")
+        let dir = db.work + "/policies"
+        try ServeTests.policy(db, dir: dir, drillSchedule: "0 6 * * *")
+        func verify(_ scratch: String, _ extra: [String] = []) throws -> (Int32, String, [String: Any]?) {
+            let (st, out) = try run(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch, "-o", "json"] + extra, env: db.drctlEnvironment)
+            // The evidence array on stdout, after the step log on stderr.
+            let json = out.range(of: "[\n  {").flatMap { try? JSONSerialization.jsonObject(with: Data(out[$0.lowerBound...].utf8)) as? [[String: Any]] }?.first
+            return (st, out, json)
+        }
+        func empty(_ path: String) -> Bool { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).isEmpty }
+
+        // A full disk during unpack: a 4 MiB tmpfs cannot hold the restored cluster.
+        let small = db.work + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        let (mst, mout) = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m,mode=0711", "tmpfs", small])
+        try #require(mst == 0, "mount tmpfs: \(mout)")
+        defer { _ = try? run("/bin/umount", ["-l", small]) }
+        var (st, out, ev) = try verify(small)
+        #expect(st == 1 && out.contains("No space left on device"), "\(out)")
+        #expect(ev?["result"] as? String == "failed" && (ev?["error"] as? String ?? "").contains("No space left on device"), "\(ev ?? [:])")
+        #expect(empty(small), "the partial restore is removed: \((try? FileManager.default.contentsOfDirectory(atPath: small)) ?? [])")
+
+        // PostgreSQL that cannot start.
+        let scratch = db.work + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let failing = try Self.fakePostgres(db.work + "/pg-fails", "echo 'FATAL:  injected: could not start' >&2; exit 1")
+        (st, out, ev) = try verify(scratch, ["--pg-bin", failing])
+        #expect(st == 1 && out.contains("injected: could not start"), "\(out)")
+        #expect(ev?["result"] as? String == "failed")
+        #expect(empty(scratch))
+
+        // PostgreSQL killed (SIGKILL) half a second into recovery.
+        let dying = try Self.fakePostgres(db.work + "/pg-dies", "(sleep 0.5; kill -9 $$) & exec /usr/lib/postgresql/15/bin/postgres \"$@\"")
+        (st, out, ev) = try verify(scratch, ["--pg-bin", dying])
+        #expect(st == 1, "\(out)")
+        #expect(ev?["result"] as? String == "failed" && !((ev?["error"] as? String) ?? "").isEmpty, "\(ev ?? [:])")
+        #expect(empty(scratch))
+        #expect(try Self.postgresUnder(scratch) == 0, "no postgres left")
+
+        // The scratch directory removed while the drill waits for PostgreSQL to start.
+        let slow = try Self.fakePostgres(db.work + "/pg-slow", "sleep 2; exec /usr/lib/postgresql/15/bin/postgres \"$@\"")
+        let pid = try spawn(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch, "--pg-bin", slow], env: db.drctlEnvironment,
+                            output: db.work + "/removed.log")
+        var removed = false
+        for _ in 0..<200 {
+            if let d = try FileManager.default.contentsOfDirectory(atPath: scratch).first(where: { $0.hasPrefix("drctl-drill-") }),
+               (try? FileManager.default.contentsOfDirectory(atPath: scratch + "/" + d))?.isEmpty == false {
+                usleep(300_000)
+                _ = try run("/bin/rm", ["-rf", scratch + "/" + d])
+                removed = true
+                break
+            }
+            usleep(20_000)
+        }
+        #expect(removed)
+        let raw = reap(pid)
+        let log = (try? String(contentsOfFile: db.work + "/removed.log", encoding: .utf8)) ?? ""
+        #expect((raw >> 8) & 0xff == 1, "exit \(raw): \(log)")
+        #expect(log.contains("drill of app FAILED"), "\(log)")
+        #expect(empty(scratch))
+        #expect(try Self.postgresUnder(scratch) == 0)
+    }
+}
