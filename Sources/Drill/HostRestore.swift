@@ -100,6 +100,7 @@ public final class HostRestore: @unchecked Sendable {
         let binaries = try PostgresBinaries.find(major: plan.pgMajor, override: options.pgBin)
         let runAs = try RunAs.forCurrentProcess(user: options.runAsUser)
         if let dir = options.targetDirectory { try Self.checkEmptyTarget(dir) }
+        ScratchDirectory.removeStale(base: options.scratchBase, progress: progress)
         let scratch = try ScratchDirectory(base: options.scratchBase, kind: options.kind, name: source.server, runAs: runAs)
         self.scratch = scratch
         let dataDir = options.targetDirectory.map { ($0 as NSString).standardizingPath } ?? scratch.path + "/data"
@@ -307,7 +308,7 @@ public final class HostRestore: @unchecked Sendable {
 
     /// Unix socket paths are limited to 107 bytes: a deep scratch directory gets its socket elsewhere.
     static func shortSocketDirectory(runAs: RunAs?) throws -> String {
-        var template = Array("/tmp/drctl-sock-XXXXXX".utf8CString)
+        var template = Array("/tmp/drctl-sock-\(getpid())-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw LocalError("mkdtemp: \(String(cString: strerror(errno)))") }
         let path = String(cString: p)
         Cleanup.shared.addDirectory(path)

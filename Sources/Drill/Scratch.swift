@@ -134,4 +134,48 @@ public struct ScratchDirectory: Sendable {
         Cleanup.removeTree(path)
         Cleanup.shared.removeDirectory(path)
     }
+
+    /// Scratch and socket directories left by a drctl that was killed (SIGKILL, OOM, power):
+    /// their names end in the pid of the drctl that made them, which no longer runs. Any
+    /// PostgreSQL still running in one is stopped, then the directory is removed. Only names drctl
+    /// makes are touched.
+    public static func removeStale(base: String, progress: (String) -> Void) {
+        let patterns: [(String, String)] = [(base, #"^drctl-(drill|restore|velero)-.+-[0-9]{8}T[0-9]{6}Z-([0-9]+)$"#),
+                                            ("/tmp", #"^drctl-sock-([0-9]+)-[A-Za-z0-9]{6}$"#)]
+        for (dir, pattern) in patterns {
+            guard let re = try? NSRegularExpression(pattern: pattern) else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                let ns = name as NSString
+                guard let m = re.firstMatch(in: name, range: NSRange(location: 0, length: ns.length)),
+                      let pid = pid_t(ns.substring(with: m.range(at: m.numberOfRanges - 1))), !isRunningDrctl(pid) else { continue }
+                let path = (dir as NSString).appendingPathComponent(name)
+                stopPostgres(in: path)
+                Cleanup.removeTree(path)
+                progress("removed \(path), left by drctl process \(pid), which no longer runs")
+            }
+        }
+    }
+
+    /// Whether `pid` is a running drctl (not a dead one, nor another program that got its pid).
+    static func isRunningDrctl(_ pid: pid_t) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+        let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "drctl"
+        return comm.hasPrefix("drctl")
+    }
+
+    /// Stops a PostgreSQL whose data directory or socket directory is under `path`: its
+    /// postmaster's pid is the first line of `postmaster.pid` or of the socket's lock file.
+    static func stopPostgres(in path: String) {
+        var files = [path + "/data/postmaster.pid"]
+        files += ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { $0.hasPrefix(".s.PGSQL.") && $0.hasSuffix(".lock") }.map { path + "/" + $0 }
+        for file in files {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+                  let pid = text.split(separator: "\n").first.flatMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) }), pid > 1 else { continue }
+            let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+            guard comm.hasPrefix("postgres") else { continue }
+            kill(pid, SIGQUIT)   // immediate shutdown: the scratch copy is thrown away anyway
+            for _ in 0..<100 where kill(pid, 0) == 0 { usleep(50_000) }
+            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        }
+    }
 }

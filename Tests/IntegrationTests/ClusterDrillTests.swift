@@ -182,18 +182,18 @@ final class ClusterFixture {
 
         // SIGTERM mid-drill: the namespace is deleted on the way out.
         let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
-        for _ in 0..<100 where try f.drillNamespaces().count < 2 { usleep(50_000) }
+        try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
         kill(pid, SIGTERM)
         let raw = reap(pid)
         #expect(raw & 0x7f == 0 ? (raw >> 8) & 0xff == 143 : raw & 0x7f == SIGTERM, "exit status \(raw)")
-        for _ in 0..<100 where try f.drillNamespaces().count > 1 { usleep(50_000) }
+        try waitUntil(100, every: 50_000) { try f.drillNamespaces().count <= 1 }
         left = try f.drillNamespaces()
         #expect(left == ["drill-not-ours"], "after SIGTERM: \(left)")
 
         // SIGKILL mid-drill leaves the namespace; once its expiry has passed (moved into the past
         // here rather than waited for), the next run's janitor deletes it.
         let killed = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
-        for _ in 0..<100 where try f.drillNamespaces().count < 2 { usleep(50_000) }
+        try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
         kill(killed, SIGKILL)
         _ = reap(killed)
         let stale = try #require(try f.drillNamespaces().first { $0 != "drill-not-ours" }, "the killed drill's namespace")

@@ -70,7 +70,7 @@ import TestSupport
         // A SIGSEGV sent (rather than a real fault) is reported and then survived: wait for the
         // report, then kill.
         kill(svc.pid, SIGSEGV)
-        for _ in 0..<200 where !svc.text().contains("Backtrace took") { usleep(50_000) }
+        waitUntil(200, every: 50_000) { svc.text().contains("Backtrace took") }
         kill(svc.pid, SIGKILL)
         _ = reap(svc.pid)
         #expect(svc.text().contains("crashed"), "a crash report was written: \(svc.text().suffix(500))")

@@ -284,7 +284,7 @@ import TestSupport
         let gw = try spawn(gatewayBinary, ["--web.listen-address=127.0.0.1:\(port)", "--persistence.file="], output: db.work + "/pushgateway.log")
         defer { kill(gw, SIGKILL); _ = reap(gw) }
         let url = "http://127.0.0.1:\(port)"
-        for _ in 0..<100 where (try? run("/usr/bin/curl", ["-sf", url + "/-/ready"]))?.0 != 0 { usleep(100_000) }
+        waitUntil(100, every: 100_000) { (try? run("/usr/bin/curl", ["-sf", url + "/-/ready"]))?.0 == 0 }
         let dir = db.work + "/policies", scratch = db.work + "/scratch"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         try Self.policy(db, dir: dir, drillSchedule: "0 6 * * *")

@@ -65,7 +65,7 @@ import TestSupport
         let (sst, sout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", "\(replica)/data",
                                                         "-l", "\(replica)/postgres.log", "-w", "-t", "120", "start"])
         try #require(sst == 0, "\(sout) \((try? String(contentsOfFile: "\(replica)/postgres.log", encoding: .utf8)) ?? "")")
-        for _ in 0..<240 where try psql(port2, "select pg_is_in_recovery()") == "t" { usleep(250_000) }
+        try waitUntil(240, every: 250_000) { try psql(port2, "select pg_is_in_recovery()") != "t" }
         #expect(try psql(port2, "select count(*) from t") == "1001", "all committed rows replayed")
         #expect(try psql(port2, "select timeline_id from pg_control_checkpoint()") == "2")
         _ = try psql(port2, "insert into t values (3000)")

@@ -23,7 +23,10 @@ import Testing
     let t0 = ISO8601DateFormatter().date(from: "2026-11-27T10:00:00Z")!
 
     func wait(_ s: Scheduler, until: () -> Bool) {
-        for _ in 0..<400 where !until() { usleep(5_000) }
+        for _ in 0..<400 {
+            if until() { return }
+            usleep(5_000)
+        }
     }
 
     @Test func drillsAreBoundedAndNeverOverlapPerWorkload() throws {

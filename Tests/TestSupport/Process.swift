@@ -58,3 +58,14 @@ public func reap(_ pid: pid_t) -> Int32 {
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     return status
 }
+
+/// Polls `done` up to `attempts` times, `every` microseconds apart, and stops as soon as it
+/// holds; returns whether it did.
+@discardableResult
+public func waitUntil(_ attempts: Int, every: useconds_t, _ done: () throws -> Bool) rethrows -> Bool {
+    for _ in 0..<attempts {
+        if try done() { return true }
+        usleep(every)
+    }
+    return try done()
+}

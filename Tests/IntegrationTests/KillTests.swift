@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+import ObjectStore
+import TestSupport
+
+/// SIGKILL at random points, 20 times each: afterwards the catalog opens and a re-run converges
+/// to what an uninterrupted run makes; a killed drill's leftovers (scratch directory, socket
+/// directory, a PostgreSQL still running) are removed by the next run.
+@Suite(.serialized) struct KillTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    /// The catalog's contents, in order (python's sqlite3), and its integrity check.
+    static func dump(_ catalog: String) throws -> (String, String) {
+        let script = """
+            import sqlite3, sys
+            c = sqlite3.connect(sys.argv[1])
+            print(c.execute("pragma integrity_check").fetchone()[0])
+            for r in c.execute("select store, key, size, etag from objects order by store, key"): print("o", *r)
+            for r in c.execute("select store, key, etag, length(body) from metadata order by store, key"): print("m", *r)
+            """
+        let (st, out) = try run("/usr/bin/python3", ["-c", script, catalog])
+        try #require(st == 0, "\(out)")
+        let lines = out.split(separator: "\n", omittingEmptySubsequences: false)
+        return (String(lines.first ?? ""), lines.dropFirst().joined(separator: "\n"))
+    }
+
+    @Test func killedCatalogSyncsConverge() throws {
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "killsync")
+        // 300 base backups' backup.info and 1,200 WAL segments.
+        let keys = (0..<300).map { "cnpg/db/base/20261101T\(String(format: "%06d", $0))/backup.info" }
+            + (0..<1200).map { n in "cnpg/db/wals/0000000100000000/0000000100000\(String(format: "%03X", n / 256))000000\(String(format: "%02X", n % 256))" }
+        let errors = ErrorBox()
+        DispatchQueue.concurrentPerform(iterations: 16) { w in
+            for i in stride(from: w, to: keys.count, by: 16) {
+                do { try s3.putObject(S3URL(bucket: bucket, key: keys[i]), bytes: Array("status=DONE\nbegin_wal=x\n".utf8)) } catch { errors.add(error) }
+            }
+        }
+        try #require(errors.all.isEmpty, "\(errors.all.prefix(3))")
+        let work = try testWorkDirectory()
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        func sync(_ catalog: String) throws -> pid_t {
+            try spawn(drctlBinary, ["catalog", "sync", "--source", "s3://\(bucket)/cnpg", "--catalog", catalog], env: rgw.environment)
+        }
+        let reference = work + "/reference.sqlite"
+        _ = reap(try sync(reference))
+        let (refOK, want) = try Self.dump(reference)
+        #expect(refOK == "ok" && want.contains("m ") && want.split(separator: "\n").count >= keys.count)
+
+        let catalog = work + "/killed.sqlite"
+        var killedMidway = 0
+        for i in 0..<20 {
+            let pid = try sync(catalog)
+            usleep(useconds_t.random(in: 20_000...900_000))
+            if kill(pid, SIGKILL) == 0 { killedMidway += 1 }
+            _ = reap(pid)
+            if FileManager.default.fileExists(atPath: catalog) {
+                let (ok, _) = try Self.dump(catalog)
+                #expect(ok == "ok", "run \(i): the catalog is damaged: \(ok)")
+            }
+        }
+        #expect(killedMidway > 0)
+        _ = reap(try sync(catalog))
+        let (ok, got) = try Self.dump(catalog)
+        #expect(ok == "ok")
+        #expect(got == want, "after \(killedMidway) kills, a re-run has the same index as an uninterrupted sync")
+    }
+
+    @Test func killedDrillsAreCleanedUpByTheNextRun() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "killdrill")
+        let dir = db.work + "/policies", scratch = db.work + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try ServeTests.policy(db, dir: dir, drillSchedule: "0 6 * * *")
+        var pids: [pid_t] = []
+        for _ in 0..<20 {
+            let pid = try spawn(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch], env: db.drctlEnvironment)
+            usleep(useconds_t.random(in: 50_000...1_500_000))
+            kill(pid, SIGKILL)
+            _ = reap(pid)
+            pids.append(pid)
+        }
+        // And once more, killed while its PostgreSQL runs: that server is orphaned.
+        let last = try spawn(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch], env: db.drctlEnvironment, output: db.work + "/last.log")
+        try waitUntil(1000, every: 10_000) { try HostFaultTests.postgresUnder(scratch) > 0 }
+        kill(last, SIGKILL)
+        _ = reap(last)
+        pids.append(last)
+        #expect(try HostFaultTests.postgresUnder(scratch) >= 1, "a PostgreSQL outlived its drctl")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: scratch)
+        let sockets = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { n in pids.contains { n.hasPrefix("drctl-sock-\($0)-") } }
+        print("after 20 SIGKILLs: \(leftovers.count) scratch directories, \(sockets.count) socket directories, \(try HostFaultTests.postgresUnder(scratch)) postgres")
+        #expect(!leftovers.isEmpty, "some kills landed mid-drill")
+
+        let (st, out) = try run(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch], env: db.drctlEnvironment)
+        #expect(st == 0 && out.contains("drill of app PASSED"), "\(out)")
+        #expect(out.contains("which no longer runs"), "\(out)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch).isEmpty, "leftovers removed")
+        #expect(try HostFaultTests.postgresUnder(scratch) == 0, "no postgres left")
+        let stillThere = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { n in pids.contains { n.hasPrefix("drctl-sock-\($0)-") } }
+        #expect(stillThere.isEmpty, "\(stillThere)")
+        let (cst, cout) = try run(drctlBinary, ["status", "--policies", dir, "--catalog", db.work + "/data/catalog.sqlite"], env: db.drctlEnvironment)
+        #expect(cst == 0 || cst == 4, "the catalog opens: \(cout)")
+    }
+}
