@@ -176,8 +176,12 @@ final class ServiceState: @unchecked Sendable {
     }
 
     func drillFinished(_ e: DrillEvidence) {
-        lock.withLock { counters.drillRuns[e.workload, default: [:]][e.result.rawValue, default: 0] += 1 }
+        // The snapshot first: a scrape that sees the new count sees the drill's result with it.
         refresh(log: { _ in })
+        lock.withLock {
+            counters.drillRuns[e.workload, default: [:]][e.result.rawValue, default: 0] += 1
+            version += 1
+        }
     }
 
     /// Recomputes the snapshot from the catalog (never the bucket).

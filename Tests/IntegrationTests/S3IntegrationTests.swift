@@ -298,7 +298,7 @@ import TestSupport
         let dst = tempPath("stalled")
         defer { unlink(dst) }
 
-        try proxy.inject("stallbody", count: 1, method: "GET", afterBytes: 512 << 10, seconds: 30)
+        try proxy.inject("stallbody", count: 1, method: "GET", afterBytes: 512 << 10, seconds: 120)
         try s3.download(url, to: dst)
         #expect(try proxy.requests().contains { $0.method == "ABANDONED" }, "drctl gave up on the silent server itself")
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: dst))) == body)
