@@ -150,8 +150,8 @@ public final class HostRestore: @unchecked Sendable {
         let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
                                     logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser)
         self.server = server
-        let restoreCommand = ([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + source.clientArguments
-                              + ["--source", source.destination, "--server", source.server]).map(RecoveryServer.shellWord).joined(separator: " ") + " %f %p"
+        let restoreCommand = RecoveryServer.restoreCommand([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + source.clientArguments
+                                                           + ["--source", source.destination, "--server", source.server])
         try server.writeConfig(restoreCommand: restoreCommand, target: plan.targetTime.map { .time($0) } ?? .latest, allowTCP: options.allowTCP)
         if let runAs { try runAs.chownTree(dataDir); try runAs.chownTree(spool) }
         let prefetcher = WALPrefetcher(source: source.walSource, files: plan.wal, spool: spool, window: options.prefetchWindow,

@@ -67,6 +67,12 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// Quotes one word for the shell PostgreSQL runs restore_command with.
     public static func shellWord(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
+    /// A restore_command running `argv` then the segment's name and destination: each word quoted
+    /// for the shell, and `%` doubled, since PostgreSQL replaces `%f`, `%p`, `%r` and `%%` in it.
+    public static func restoreCommand(_ argv: [String]) -> String {
+        argv.map { shellWord($0).replacingOccurrences(of: "%", with: "%%") }.joined(separator: " ") + " %f %p"
+    }
+
     /// Writes the configuration: loopback and a private socket only, no archiving, no
     /// replication, and the recovery settings when `restoreCommand` is given.
     public func writeConfig(restoreCommand: String?, target: RecoveryTarget?, allowTCP: Bool) throws {

@@ -178,3 +178,42 @@ struct SpoolTests {
         guard case .failed = WALSpool.take("B", spool: dir, target: dir + "/out4", timeout: 5) else { Issue.record("B"); return }
     }
 }
+
+/// restore_command is the one command line drctl hands to a shell (PostgreSQL runs it with
+/// `sh -c`, after replacing `%f`, `%p`, `%r` and `%%`): hostile words come out of it unchanged.
+@Suite struct RestoreCommandQuotingTests {
+    @Test func hostileWordsSurviveThePostgresAndShellRoundTrip() throws {
+        let words = ["/opt/drctl/bin/drctl", "wal-restore", "--source", "s3://b/it's here/$(touch /tmp/pwned)", "`id`", "a b\tc", "100%f done %%",
+                     "--server", "x\"y;rm -rf /", "\\", "*", "~root", "new\nline"]
+        let command = RecoveryServer.restoreCommand(["/usr/bin/printf", "%s\\n"] + words)
+        // PostgreSQL's substitution, then its shell.
+        var expanded = "", chars = Array(command), i = 0
+        while i < chars.count {
+            if chars[i] == "%", i + 1 < chars.count {
+                switch chars[i + 1] {
+                case "f": expanded += "000000010000000000000003"
+                case "p": expanded += "pg_wal/RECOVERYXLOG"
+                case "%": expanded += "%"
+                default: expanded += "%" + String(chars[i + 1])
+                }
+                i += 2
+            } else {
+                expanded.append(chars[i])
+                i += 1
+            }
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", expanded]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let printed = String(decoding: data, as: UTF8.self)
+        #expect(printed == (words + ["000000010000000000000003", "pg_wal/RECOVERYXLOG"]).map { $0 + "\n" }.joined(), "\(printed)")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/pwned"))
+    }
+}
+
