@@ -311,7 +311,7 @@ public struct ClusterDrill {
                 return try done(s)
             }
             return o?["status"] as? [String: Any] ?? [:]
-        } catch let e as LocalError where e.description.contains("not ready by the deadline") {
+        } catch is KubeClient.DeadlineExceeded {
             throw RecoveryError("\(kind) \(ns)/\(name) not ready within the RTO objective \(Duration.humanize(policy.rto.value.seconds))")
         }
     }
@@ -320,7 +320,7 @@ public struct ClusterDrill {
     func waitGone(_ ns: String, deadline: Date) throws -> Bool {
         do {
             _ = try kube.waitFor(apiVersion: "v1", kind: "Namespace", namespace: nil, name: ns, deadline: deadline) { $0 == nil }
-        } catch let e as LocalError where e.description.contains("not ready by the deadline") {
+        } catch is KubeClient.DeadlineExceeded {
             throw RecoveryError("namespace \(ns) still exists after 5 minutes")
         }
         return true

@@ -287,6 +287,12 @@ public final class KubeClient: @unchecked Sendable {
         }
     }
 
+    /// `waitFor` reached its deadline before the object was as wanted.
+    public struct DeadlineExceeded: Error, CustomStringConvertible {
+        public var object: String
+        public var description: String { "\(object): not ready by the deadline" }
+    }
+
     /// Waits until `done` holds for an object, by watching it (re-listing after 410 Expired and
     /// when a watch ends), by the deadline. `done` sees nil while the object does not exist.
     public func waitFor(apiVersion: String, kind: String, namespace: String?, name: String, deadline: Date,
@@ -313,7 +319,7 @@ public final class KubeClient: @unchecked Sendable {
                 }
                 if finished { return current }
             }
-            if Date() >= deadline { throw LocalError("\(kind) \(namespace.map { "\($0)/" } ?? "")\(name): not ready by the deadline") }
+            if Date() >= deadline { throw DeadlineExceeded(object: "\(kind) \(namespace.map { "\($0)/" } ?? "")\(name)") }
         }
     }
 
