@@ -165,6 +165,9 @@ public final class HostRestore: @unchecked Sendable {
         env["PATH"] = "/usr/bin:/bin"
         env["LC_ALL"] = "C.UTF-8"
         env["TZ"] = "UTC"
+        // drctl's crash-report setting, so each `drctl wal-restore` PostgreSQL runs starts as is
+        // instead of re-executing itself to set it.
+        env["SWIFT_BACKTRACE"] = ProcessInfo.processInfo.environment["SWIFT_BACKTRACE"]
         progress("recovering with PostgreSQL \(binaries.major) on 127.0.0.1:\(port) (target \(plan.target), WAL \(plan.walRange))")
         try server.start(environment: env)
         var fellBack = false
