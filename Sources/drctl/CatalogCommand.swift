@@ -104,14 +104,8 @@ struct CatalogCommand: ParsableCommand {
         let items = try target.prefixes(s3)
         var synced: [CatalogStore.SyncResult] = []
         try withLock(target.path, noWait: target.noWait) {
-            let catalog = try CatalogStore(path: target.path)
-            var results: [CatalogStore.SyncResult] = []
-            for (client, bucket, prefix, kind) in items {
-                let r = try catalog.sync(store: storeID(client, bucket: bucket), prefix: prefix, kind: kind, forceFull: target.full,
-                                         client: client, bucket: bucket) { line in
-                    if output == .table { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
-                }
-                results.append(r)
+            let results = try sync(items, into: try CatalogStore(path: target.path), full: target.full) { line in
+                if output == .table { FileHandle.standardError.write(Data("\(line)\n".utf8)) }
             }
             synced = results
             switch output {
@@ -124,6 +118,14 @@ struct CatalogCommand: ParsableCommand {
             }
         }
         return synced
+    }
+
+    /// Syncs each (client, bucket, prefix, kind) into `catalog`, in order (the caller holds the lock).
+    static func sync(_ items: [(S3Client, String, String, CatalogStore.PrefixKind)], into catalog: CatalogStore, full: Bool,
+                     progress: @escaping (String) -> Void) throws -> [CatalogStore.SyncResult] {
+        try items.map { client, bucket, prefix, kind in
+            try catalog.sync(store: storeID(client, bucket: bucket), prefix: prefix, kind: kind, forceFull: full, client: client, bucket: bucket, progress: progress)
+        }
     }
 
     /// CronJob mode: every policy's workload metrics from the freshly synced catalog, and each

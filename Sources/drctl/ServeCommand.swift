@@ -124,7 +124,7 @@ final class ServiceState: @unchecked Sendable {
     private var counters = MetricsText.Counters()
     private var catalogProblem: String?
     private var version = 0
-    private var metricsCache: (Int, Int, String)?
+    private var metricsCache: ([Int], String)?
     private var pageCache: (Int, Date, String)?
     var failures: @Sendable () -> [String: Int] = { [:] }
 
@@ -144,13 +144,10 @@ final class ServiceState: @unchecked Sendable {
         let t0 = Date()
         do {
             let client = try s3.makeClient(for: store)
+            let items = CatalogCommand.Target.syncPrefixes(store).map { (client, store.bucket.value, $0.0, $0.1) }
             var objects = 0
             try CatalogCommand.withLock(catalogPath, noWait: false) {
-                for (prefix, kind) in CatalogCommand.Target.syncPrefixes(store) {
-                    let r = try catalog.sync(store: storeID(client, bucket: store.bucket.value), prefix: prefix, kind: kind, forceFull: false,
-                                             client: client, bucket: store.bucket.value) { _ in }
-                    objects += r.objects
-                }
+                objects = try CatalogCommand.sync(items, into: catalog, full: false) { _ in }.reduce(0) { $0 + $1.objects }
             }
             lock.withLock {
                 stores[store.name.value]?.up = true
@@ -165,7 +162,8 @@ final class ServiceState: @unchecked Sendable {
                 stores[store.name.value]?.syncErrors += 1
                 stores[store.name.value]?.lastSyncSeconds = Date().timeIntervalSince(t0)
                 stores[store.name.value]?.lastError = KnownSecrets.shared.redactor.redact("\(error)")
-                if error is TransportError || "\(error)".contains("cannot reach") || "\(error)".contains("Couldn't connect") {
+                // Unreachable: no answer at all, or the store failing (5xx after the retries).
+                if error is TransportError || ((error as? S3Error)?.status ?? 0) >= 500 {
                     stores[store.name.value]?.up = false
                 }
             }
@@ -292,13 +290,13 @@ final class ServiceState: @unchecked Sendable {
         let encoder = DrillEvidence.encoder
         return WebServer.Handlers(
             metrics: { [self] in
-                let (s, c, v) = current()
-                // Cached for a second: the RPO is measured at scrape time, the rest changes with the snapshot.
-                let failuresSum = c.jobFailures.values.reduce(0, +) + c.drillRuns.values.flatMap(\.values).reduce(0, +)
-                let second = Int(Date().timeIntervalSince1970)
-                if let (cv, cf, text) = lock.withLock({ metricsCache }), cv == v &* 1_000_003 &+ second, cf == failuresSum { return text }
+                // Rendered again on each new snapshot or drill count, on a job failure, and at
+                // least once a second (the RPO is measured at scrape time).
+                let key = [lock.withLock { version }, failures().values.reduce(0, +), Int(Date().timeIntervalSince1970)]
+                if let (cached, text) = lock.withLock({ metricsCache }), cached == key { return text }
+                let (s, c, _) = current()
                 let text = MetricsText.render(s, counters: c)
-                lock.withLock { metricsCache = (v &* 1_000_003 &+ second, failuresSum, text) }
+                lock.withLock { metricsCache = (key, text) }
                 return text
             },
             statusPage: { [self] in
