@@ -23,8 +23,10 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
-        // Decompression (gzip over zlib). Pure: bytes in, bytes out.
-        .target(name: "Codecs", dependencies: ["CZlib"]),
+        // Path arithmetic on strings. Pure.
+        .target(name: "Paths"),
+        // Decompression (gzip over zlib) and tar extraction.
+        .target(name: "Codecs", dependencies: ["CZlib", "Paths"]),
 
         .target(name: "ObjectStore", dependencies: [
             "CCurl", "CLibCrypto",
@@ -33,20 +35,20 @@ let package = Package(
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout"),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
-        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "ObjectStore", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "ObjectStore", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
         .target(name: "Render", dependencies: ["Policy", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
-        .target(name: "Kube", dependencies: ["ObjectStore", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Kube", dependencies: ["ObjectStore", "Paths", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
         .target(name: "Serve", dependencies: ["Catalog", "Policy", "ObjectStore", .product(name: "Hummingbird", package: "hummingbird"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve",
+            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -56,7 +58,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
-        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "TestSupport"]),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Layout
 import ObjectStore
+import Paths
 
 /// drctl's SQLite index of the bucket. It holds the last listing of each synced prefix and the
 /// bodies of the small metadata objects the scanners read; never the only copy of anything:
@@ -12,7 +13,7 @@ public final class CatalogStore: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: Paths.parent(path), withIntermediateDirectories: true)
         var config = Configuration()
         config.busyMode = .timeout(30)
         db = try DatabasePool(path: path, configuration: config)   // WAL mode

@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 
 public struct TarError: Error, CustomStringConvertible, Sendable {
     public var description: String
@@ -122,7 +123,7 @@ public final class TarExtractor {
         let target = try safePath(name)
         switch type {
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
-            try makeDirectories((target as NSString).deletingLastPathComponent)
+            try makeDirectories(Paths.parent(target))
             let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode(b))
             guard fd >= 0 else { throw TarError(description: "cannot create \(name): \(String(cString: strerror(errno)))") }
             pending = (name, size, padding, fd)
@@ -139,9 +140,9 @@ public final class TarExtractor {
             state = padding > 0 || size > 0 ? .skip(Int(size) + padding) : .header
         case UInt8(ascii: "2"):
             // A symbolic link must resolve inside the root (pg_tblspc links are refused here).
-            let resolved = link.hasPrefix("/") ? link : ((name as NSString).deletingLastPathComponent as NSString).appendingPathComponent(link)
+            let resolved = link.hasPrefix("/") ? link : Paths.parent(name) + "/" + link
             _ = try safePath(resolved, what: "link target of \(name)")
-            try makeDirectories((target as NSString).deletingLastPathComponent)
+            try makeDirectories(Paths.parent(target))
             guard symlink(link, target) == 0 else { throw TarError(description: "cannot create link \(name): \(String(cString: strerror(errno)))") }
             state = .header
         default:

@@ -4,6 +4,7 @@ import Foundation
 import ObjectStore
 import Policy
 import Serve
+import Paths
 
 /// Where the catalog lives unless --catalog says otherwise.
 func defaultCatalogPath() -> String {
@@ -84,7 +85,7 @@ struct CatalogCommand: ParsableCommand {
 
     /// One sync at a time per catalog file: an exclusive lock beside it.
     static func withLock(_ path: String, noWait: Bool, _ body: () throws -> Void) throws {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: Paths.parent(path), withIntermediateDirectories: true)
         let fd = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw LocalError("cannot open \(path).lock: \(String(cString: strerror(errno)))") }
         defer { close(fd) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Policy
 import Render
+import Paths
 
 struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,7 +38,7 @@ struct RenderCommand: ParsableCommand {
                 if (try? String(contentsOfFile: path, encoding: .utf8)) != text { drift.append(file.path) }
                 continue
             }
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: Paths.parent(path), withIntermediateDirectories: true)
             if (try? String(contentsOfFile: path, encoding: .utf8)) != text {
                 try text.write(toFile: path, atomically: true, encoding: .utf8)
                 print("wrote \(path)")

@@ -7,6 +7,7 @@ import ObjectStore
 import Policy
 import Render
 import Serve
+import Paths
 
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -48,7 +49,7 @@ struct ServeCommand: ParsableCommand {
             let set = try loadCheckedPolicies(policies)
             let (bindHost, port) = try Self.parseListen(listen)
             let catalogPath = catalog ?? defaultCatalogPath()
-            try FileManager.default.createDirectory(atPath: (catalogPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: Paths.parent(catalogPath), withIntermediateDirectories: true)
             let db = try CatalogStore(path: catalogPath)
             let runner = DrillRunner(s3: s3, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
                                      checkImage: checkImage, upload: !noUpload)

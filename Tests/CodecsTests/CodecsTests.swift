@@ -1,4 +1,5 @@
 import Foundation
+import Paths
 import Testing
 import Codecs
 import TestSupport
@@ -89,6 +90,27 @@ struct StreamCodecTests {
             #expect(message.contains(expected), "\(name): \(message)")
         }
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/evil") && !FileManager.default.fileExists(atPath: "/tmp/drctl-evil"))
+    }
+
+    /// Found by `drctl-fuzz tar`: Foundation's deletingLastPathComponent traps on a one-character
+    /// name, and a link named "l" at the top of an archive reached it.
+    @Test func oneCharacterNamesAtTheTopAreExtracted() throws {
+        let dir = tempPath("onechar")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        _ = try sh("mkdir -p \(dir)/w/d && cd \(dir)/w && echo x > f && ln -s d l && tar -cf \(dir)/t.tar f d l")
+        let data = try Array(Data(contentsOf: URL(fileURLWithPath: "\(dir)/t.tar")))
+        let tar = try TarExtractor(root: "\(dir)/out")
+        try data.withUnsafeBytes { try tar.feed($0) }
+        try tar.finish()
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(dir)/out/l") == "d")
+        #expect(FileManager.default.contents(atPath: "\(dir)/out/f") == Data("x\n".utf8))
+    }
+
+    @Test func parentPaths() {
+        for (path, parent) in [("a/b", "a"), ("/a", "/"), ("/", "/"), ("c", "."), ("x/", "."), ("a/b/", "a"), ("a//b", "a"),
+                               ("/x/y/z", "/x/y"), ("", "."), ("./c", ".")] {
+            #expect(Paths.parent(path) == parent, "\(path)")
+        }
     }
 
     @Test func truncatedTarIsAnError() throws {
