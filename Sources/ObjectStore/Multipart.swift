@@ -57,8 +57,7 @@ struct MultipartUpload {
         var call = S3Client.Call(method: "POST", bucket: url.bucket, key: url.key, query: [("uploads", "")])
         if let contentType { call.headers.append(("Content-Type", contentType)) }
         let (_, body) = try client.sendCollecting(call)
-        let root = try XMLElement.parse(body)
-        guard let id = root.string("UploadId"), !id.isEmpty else {
+        guard let id = try S3Responses.uploadID(body) else {
             throw S3ResponseError.malformed("CreateMultipartUpload for \(url) returned no UploadId")
         }
         return id
@@ -106,10 +105,7 @@ struct MultipartUpload {
                                  headers: [("Content-Type", "application/xml")], body: .bytes(body), payloadHash: Hash.sha256(body).hex)
         let (_, response) = try client.sendCollecting(call)
         // S3 may report a failed completion inside a 200 response.
-        if !response.isEmpty, let root = try? XMLElement.parse(response), root.name == "Error" {
-            throw S3Error(status: 200, code: root.string("Code") ?? "Error", message: root.string("Message") ?? "",
-                          requestID: root.string("RequestId"), operation: "POST \(url) (complete multipart upload)")
-        }
+        if let error = S3Responses.errorInSuccess(response, operation: "POST \(url) (complete multipart upload)") { throw error }
     }
 
     func abort(uploadID: String) {

@@ -163,29 +163,7 @@ public final class S3Client: Sendable {
         if let startAfter, !startAfter.isEmpty { query.append(("start-after", startAfter)) }
         if let continuationToken { query.append(("continuation-token", continuationToken)) }
         let (_, body) = try sendCollecting(Call(method: "GET", bucket: bucket, key: nil, query: query))
-        return try Self.parseListPage(body)
-    }
-
-    static func parseListPage(_ body: [UInt8]) throws -> ListPage {
-        let root = try XMLElement.parse(body)
-        guard root.name == "ListBucketResult" else { throw S3ResponseError.malformed("expected ListBucketResult, got \(root.name)") }
-        let encoded = root.string("EncodingType") == "url"
-        func decode(_ s: String) -> String { encoded ? URIEncoding.decode(s, plusAsSpace: true) : s }
-        var objects: [ObjectInfo] = []
-        objects.reserveCapacity(root.children.count)
-        for c in root.all("Contents") {
-            guard let key = c.string("Key"), let size = c.string("Size").flatMap({ Int64($0) }) else {
-                throw S3ResponseError.malformed("listing entry without Key or Size")
-            }
-            objects.append(ObjectInfo(key: decode(key), size: size, etag: stripQuotes(c.string("ETag") ?? ""),
-                                      lastModified: c.string("LastModified").flatMap(parseISO8601),
-                                      storageClass: c.string("StorageClass")))
-        }
-        let prefixes = root.all("CommonPrefixes").compactMap { $0.string("Prefix").map(decode) }
-        let truncated = root.string("IsTruncated") == "true"
-        let token = root.string("NextContinuationToken")
-        if truncated && (token ?? "").isEmpty { throw S3ResponseError.malformed("truncated listing without NextContinuationToken") }
-        return ListPage(objects: objects, commonPrefixes: prefixes, isTruncated: truncated, nextContinuationToken: token)
+        return try S3Responses.listPage(body)
     }
 
     /// Every page under `prefix`, in key order, handed to `page` as it arrives.
@@ -318,11 +296,7 @@ public final class S3Client: Sendable {
         var query: [(name: String, value: String)] = [("uploads", "")]
         if !prefix.isEmpty { query.append(("prefix", prefix)) }
         let (_, body) = try sendCollecting(Call(method: "GET", bucket: bucket, key: nil, query: query))
-        let root = try XMLElement.parse(body)
-        return root.all("Upload").compactMap { u in
-            guard let k = u.string("Key"), let id = u.string("UploadId") else { return nil }
-            return (k, id)
-        }
+        return try S3Responses.multipartUploads(body)
     }
 
     public func deleteObject(_ url: S3URL) throws {
@@ -345,13 +319,7 @@ public final class S3Client: Sendable {
                             headers: [("Content-MD5", Hash.md5(body).base64), ("Content-Type", "application/xml")],
                             body: .bytes(body), payloadHash: Hash.sha256(body).hex)
             let (_, response) = try sendCollecting(call)
-            let root = try XMLElement.parse(response)
-            if root.name == "Error" {
-                throw S3Error(status: 200, code: root.string("Code") ?? "Error", message: root.string("Message") ?? "", operation: call.operation)
-            }
-            for e in root.all("Error") {
-                failures.append(DeleteFailure(key: e.string("Key") ?? "?", code: e.string("Code") ?? "?", message: e.string("Message") ?? ""))
-            }
+            failures += try S3Responses.deleteFailures(response, operation: call.operation)
         }
         return failures
     }

@@ -20,7 +20,7 @@ public struct S3Error: Error, CustomStringConvertible, Sendable {
 
     /// Decodes an error body. Only code, message, request id and resource are kept: S3 can echo
     /// the string to sign and the provided signature, which must never reach a log.
-    static func decode(status: Int, body: [UInt8], headers: [String: String], operation: String) -> S3Error {
+    package static func decode(status: Int, body: [UInt8], headers: [String: String], operation: String) -> S3Error {
         let requestID = headers["x-amz-request-id"]
         if !body.isEmpty, let root = try? XMLElement.parse(body), root.name == "Error" {
             return S3Error(status: status, code: root.string("Code") ?? "HTTP\(status)",

@@ -31,7 +31,7 @@ struct ListParsingTests {
             <CommonPrefixes><Prefix>p%2Fsub%20dir%2F</Prefix></CommonPrefixes>
             </ListBucketResult>
             """
-        let page = try S3Client.parseListPage(Array(xml.utf8))
+        let page = try S3Responses.listPage(Array(xml.utf8))
         #expect(page.objects.map(\.key) == ["a b+c d"])
         #expect(page.objects[0].etag == "764efa883dda1e11db47671c4a3bbd9e")
         #expect(page.objects[0].size == 3)
@@ -41,10 +41,10 @@ struct ListParsingTests {
     }
 
     @Test func rejectsMalformedListings() {
-        #expect(throws: S3ResponseError.self) { try S3Client.parseListPage(Array("<ListBucketResult><Contents><Key>k</Key></Contents>".utf8)) }
-        #expect(throws: S3ResponseError.self) { try S3Client.parseListPage(Array("<Error/>".utf8)) }
+        #expect(throws: S3ResponseError.self) { try S3Responses.listPage(Array("<ListBucketResult><Contents><Key>k</Key></Contents>".utf8)) }
+        #expect(throws: S3ResponseError.self) { try S3Responses.listPage(Array("<Error/>".utf8)) }
         #expect(throws: S3ResponseError.self) {
-            try S3Client.parseListPage(Array("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>".utf8))
+            try S3Responses.listPage(Array("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>".utf8))
         }
     }
 
@@ -53,6 +53,44 @@ struct ListParsingTests {
         #expect(parseISO8601("2026-11-27T05:31:57.5Z") == Date(timeIntervalSince1970: 1_795_757_517.5))
         #expect(parseISO8601("garbage") == nil)
         #expect(parseISO8601("2026-11-27T05:31:57+01:00") == nil)
+    }
+}
+
+struct XMLReaderTests {
+    @Test func readsWhatS3Sends() throws {
+        let doc = """
+            \u{FEFF}<?xml version="1.0" encoding="UTF-8"?>
+            <!-- a comment --><s3:ListBucketResult xmlns:s3="http://s3.amazonaws.com/doc/2006-03-01/" a='x>y'>
+              <s3:Name>b</s3:Name><Empty/><Empty2 k="v" />
+              <Key>a &amp; &lt;b&gt; &quot;c&quot; &apos;d&apos; &#65;&#x42;&#x1F600; <![CDATA[<raw> & ]]>end</Key>
+            </s3:ListBucketResult>
+            """
+        let root = try XMLElement.parse(Array(doc.utf8))
+        #expect(root.name == "ListBucketResult")
+        #expect(root.string("Name") == "b")
+        #expect(root.child("Empty")?.text == "" && root.child("Empty2") != nil)
+        #expect(root.string("Key") == "a & <b> \"c\" 'd' AB😀 <raw> & end")
+    }
+
+    @Test func refusesWhatIsNotWellFormedOrCouldExpand() {
+        for (doc, expected) in [
+            ("<a><b></a></b>", "</a> closes <b>"),
+            ("<a>", "ends inside <a>"),
+            ("<!DOCTYPE a [<!ENTITY x 'y'>]><a>&x;</a>", "DOCTYPE"),
+            ("<a>&x;</a>", "only XML's five"),
+            ("<a>&#0;</a>", "character reference"),
+            ("<a></a><b/>", "after the root"),
+            ("text<a/>", "before the root"),
+            ("", "no root element"),
+            ("<a b=c/>", "unquoted attribute"),
+            ("<a>\n\n<![CDATA[x</a>", "unterminated CDATA section at line 3"),
+            (String(repeating: "<a>", count: 65) + String(repeating: "</a>", count: 65), "nested deeper than 64"),
+        ] {
+            var message = ""
+            do { _ = try XMLElement.parse(Array(doc.utf8)) } catch { message = "\(error)" }
+            #expect(message.contains(expected), "\(doc.prefix(40)): \(message)")
+        }
+        #expect((try? XMLElement.parse(Array((String(repeating: "<a>", count: 64) + String(repeating: "</a>", count: 64)).utf8))) != nil)
     }
 }
 
