@@ -1,6 +1,7 @@
 import Foundation
 import ObjectStore
 import Yams
+import Paths
 
 /// How drctl reaches a Kubernetes API server: one context of a kubeconfig, or the pod's
 /// service account (in-cluster).
@@ -73,12 +74,41 @@ public struct KubeConfig: Sendable {
                           tls: tls, auth: .tokenFile(directory + "/token"))
     }
 
+    /// A YAML node as plain values. Yams' own `load` traps on a key that is not a string (found by
+    /// `drctl-fuzz kubeconfig`); here such a key is an error naming its line.
+    static func plain(_ node: Node, _ file: String) throws -> Any {
+        switch node {
+        case .scalar(let s):
+            if s.style == .plain, let b = node.bool { return b }
+            return s.string
+        case .mapping(let m):
+            var d: [String: Any] = [:]
+            for (k, v) in m {
+                guard case .scalar(let key) = k else { throw ConfigError("\(file):\(k.mark?.line ?? 0): a key that is not a string") }
+                d[key.string] = try plain(v, file)
+            }
+            return d
+        case .sequence(let s):
+            return try s.map { try plain($0, file) }
+        case .alias:   // compose() resolves aliases; an unresolved one reads as nothing
+            return NSNull()
+        }
+    }
+
     /// One context of a kubeconfig file (its current-context unless `context` is given).
     public static func load(file: String, context wanted: String?) throws -> KubeConfig {
         let text: String
         do { text = try String(contentsOfFile: file, encoding: .utf8) } catch { throw ConfigError("cannot read kubeconfig \(file): \(error.localizedDescription)") }
-        guard let root = try Yams.load(yaml: text) as? [String: Any] else { throw ConfigError("\(file): not a kubeconfig (no mapping at the top)") }
-        let dir = (file as NSString).deletingLastPathComponent
+        return try parse(text: text, file: file, context: wanted) { FileManager.default.contents(atPath: $0).map(Array.init) }
+    }
+
+    /// A kubeconfig's text; files it names (certificates, keys) are read through `read`, relative
+    /// to the directory of `file`.
+    package static func parse(text: String, file: String, context wanted: String?, read: (String) -> [UInt8]?) throws -> KubeConfig {
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch { throw ConfigError("\(file): not YAML: \(error)") }
+        guard let root = try node.map({ try plain($0, file) }) as? [String: Any] else { throw ConfigError("\(file): not a kubeconfig (no mapping at the top)") }
+        let dir = Paths.parent(file)
         func named(_ list: String, _ name: String) throws -> [String: Any] {
             let entries = root[list] as? [[String: Any]] ?? []
             guard let e = entries.first(where: { $0["name"] as? String == name }) else {
@@ -103,8 +133,8 @@ public struct KubeConfig: Sendable {
                 return Array(d)
             }
             if let f = m[fileKey] as? String {
-                guard let d = FileManager.default.contents(atPath: path(f)) else { throw ConfigError("\(file): cannot read \(fileKey) \(path(f))") }
-                return Array(d)
+                guard let d = read(path(f)) else { throw ConfigError("\(file): cannot read \(fileKey) \(path(f))") }
+                return d
             }
             return nil
         }

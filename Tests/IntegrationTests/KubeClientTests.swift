@@ -153,3 +153,20 @@ import TestSupport
         #expect((now?["data"] as? [String: String])?["v"] == "3")
     }
 }
+
+/// Kubeconfig text that is YAML but not a kubeconfig: errors that name the file and line.
+struct KubeConfigParsingTests {
+    func message(_ text: String) -> String {
+        do { _ = try KubeConfig.parse(text: text, file: "/k/config", context: nil) { _ in nil }; return "" } catch { return "\(error)" }
+    }
+
+    @Test func oddYAMLIsAnErrorNotACrash() {
+        // A mapping used as a key made Yams' load() trap (found by drctl-fuzz kubeconfig).
+        #expect(message("clusters:\n- name: a\n? {x: 1}\n: y\n").contains("/k/config:3: a key that is not a string"))
+        #expect(message("a: &x 1\nb: *x\n").contains("no current-context"))   // aliases resolve
+        #expect(message("- a\n").contains("no mapping at the top"))
+        #expect(message("a: [\n").contains("not YAML"))
+        #expect(message("current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\nclusters: [{name: k, cluster: {server: 'https://h', certificate-authority: ca.crt}}]\n")
+            .contains("cannot read certificate-authority /k/ca.crt"))
+    }
+}
