@@ -45,7 +45,7 @@ public enum PolicyLoader {
             let parser = try Parser(yaml: text)
             while let node = try parser.nextRoot() { docs.append(node) }
         } catch let e as YamlError {
-            diagnostics.error(location(of: e, file: file), "invalid YAML: \(describe(e))")
+            diagnostics.error(location(of: e, file: file, text: text), "invalid YAML: \(describe(e))")
             return
         } catch {
             diagnostics.error(SourceLocation(file: file, line: 1, column: 1), "invalid YAML: \(error)")
@@ -87,13 +87,39 @@ public enum PolicyLoader {
             && s.allSatisfy { ($0.isASCII && ($0.isLowercase || $0.isNumber)) || $0 == "-" }
     }
 
-    static func location(of e: YamlError, file: String) -> SourceLocation {
+    static func location(of e: YamlError, file: String, text: String) -> SourceLocation {
         switch e {
         case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _):
+            // libyaml puts an error at the end of a file without a final newline on the line
+            // after the last (found by drctl-fuzz policy); point at the end of the last line instead.
+            let lines = yamlLines(text)
+            if mark.line > lines.count, let last = lines.last {
+                return SourceLocation(file: file, line: lines.count, column: last.count + 1)
+            }
             return SourceLocation(file: file, line: mark.line, column: mark.column)
         default:
             return SourceLocation(file: file, line: 1, column: 1)
         }
+    }
+
+    /// The lines of `text` as YAML counts them: LF, CR, CR LF, NEL, LS and PS end a line.
+    package static func yamlLines(_ text: String) -> [Substring.UnicodeScalarView] {
+        var lines: [Substring.UnicodeScalarView] = []
+        let scalars = Substring(text).unicodeScalars
+        var start = scalars.startIndex, i = start
+        while i < scalars.endIndex {
+            let c = scalars[i]
+            if c == "\n" || c == "\r" || c == "\u{85}" || c == "\u{2028}" || c == "\u{2029}" {
+                lines.append(scalars[start..<i])
+                i = scalars.index(after: i)
+                if c == "\r", i < scalars.endIndex, scalars[i] == "\n" { i = scalars.index(after: i) }
+                start = i
+            } else {
+                i = scalars.index(after: i)
+            }
+        }
+        lines.append(scalars[start..<i])
+        return lines
     }
 
     static func describe(_ e: YamlError) -> String {

@@ -74,6 +74,18 @@ struct LintCorpusTests {
         #expect(diags.all.count == 1)
         #expect(diags.all.first?.location.file == "bad.yaml" && diags.all.first!.location.line >= 2)
     }
+
+    /// libyaml places an error at the end of a file without a final newline on a line that does
+    /// not exist; drctl points at the end of the last line (found by drctl-fuzz policy).
+    @Test func anErrorAtTheEndIsOnTheLastLine() {
+        for (text, line, column) in [("a: b\nc", 2, 2), ("a: b\rc", 2, 2), ("a: b\r\ncd", 2, 3)] {
+            let diags = Diagnostics()
+            var set = PolicySet()
+            PolicyLoader.load(text: text, file: "end.yaml", into: &set, diagnostics: diags)
+            let at = diags.all.first { $0.message.hasPrefix("invalid YAML") }?.location
+            #expect(at?.line == line && at?.column == column, "\(text.debugDescription): \(diags.all)")
+        }
+    }
 }
 
 struct DurationAndCronTests {
