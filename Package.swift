@@ -54,6 +54,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Every parser of outside input behind one libFuzzer entry point (scripts/fuzz); built
+        // normally it replays inputs, and the tests replay the committed corpus with it.
+        .executableTarget(name: "drctl-fuzz", dependencies: ["ObjectStore", "Policy", "Render", "Codecs", "Layout", "Kube"],
+                          path: "Tests/Fuzz", exclude: ["corpus"]),
+
         // Helpers shared by the test targets (running programs, the built drctl).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),

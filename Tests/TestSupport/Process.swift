@@ -27,9 +27,12 @@ public func tempPath(_ name: String) -> String {
 }
 
 /// The drctl executable built beside the test bundle.
-public var drctlBinary: String {
+public var drctlBinary: String { builtProgram("drctl") }
+
+/// An executable of this package built beside the test bundle.
+public func builtProgram(_ name: String) -> String {
     let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    let candidates = [dir.appendingPathComponent("drctl").path, packageRoot.appendingPathComponent(".build/debug/drctl").path]
+    let candidates = [dir.appendingPathComponent(name).path, packageRoot.appendingPathComponent(".build/debug/\(name)").path]
     return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates[0]
 }
 

@@ -1,0 +1,196 @@
+import Codecs
+import Foundation
+import Kube
+import Layout
+import ObjectStore
+import Policy
+import Render
+
+/// Each parser of outside input, behind one libFuzzer entry point. Besides "no crash, leak or
+/// hang", each target checks what must hold for any input (`require`): a decoder's output
+/// stays within its limit, chunking does not change a result, nothing lands outside the tar root.
+enum FuzzTarget: String, CaseIterable {
+    case s3XML = "s3-xml", policy, tar, gzip, backupInfo = "backup-info", veleroBackup = "velero-backup", kubeconfig
+
+    func run(_ data: [UInt8]) {
+        switch self {
+        case .s3XML: s3XML(data)
+        case .policy: policy(data)
+        case .tar: tar(data)
+        case .gzip: gzip(data)
+        case .backupInfo:
+            let text = String(decoding: data, as: UTF8.self)
+            if let info = try? BackupInfo(parsing: text) {
+                _ = (info.status, info.beginTime, info.endTime, info.beginWAL, info.endWAL, info.beginLSN, info.endLSN, info.timeline, info.segmentSize)
+            }
+            _ = try? TimelineHistory(timeline: 2, parsing: text)
+            for line in text.split(separator: "\n") { _ = WALSegment(name: line); _ = LSN(parsing: String(line)) }
+        case .veleroBackup:
+            if let b = try? VeleroBackup.decode(Data(data)) { _ = (b.phase, b.isTerminal, b.schedule, b.covers(namespace: "n8n")) }
+        case .kubeconfig:
+            // Files a kubeconfig names are answered from memory: a fuzzed name must not read the disk.
+            _ = try? KubeConfig.parse(text: String(decoding: data, as: UTF8.self), file: "/fuzz/kubeconfig", context: nil) { path in
+                path.hasSuffix(".crt") ? Array("-----BEGIN CERTIFICATE-----\n".utf8) : nil
+            }
+        }
+    }
+
+    func s3XML(_ data: [UInt8]) {
+        if let page = try? S3Responses.listPage(data) {
+            require(page.objects.allSatisfy { $0.size >= 0 }, "a listing entry with a negative size was accepted")
+            require(!page.isTruncated || !(page.nextContinuationToken ?? "").isEmpty, "a truncated page without a token was accepted")
+        }
+        _ = try? S3Responses.multipartUploads(data)
+        _ = try? S3Responses.uploadID(data)
+        _ = try? S3Responses.deleteFailures(data, operation: "fuzz")
+        _ = S3Responses.errorInSuccess(data, operation: "fuzz")
+        let error = S3Error.decode(status: 403, body: data, headers: [:], operation: "fuzz")
+        _ = error.description
+    }
+
+    func policy(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        let diagnostics = Diagnostics()
+        var set = PolicySet()
+        PolicyLoader.load(text: text, file: "fuzz.yaml", into: &set, diagnostics: diagnostics)
+        Linter.lint(set, into: diagnostics)
+        let lines = PolicyLoader.yamlLines(text).count
+        for d in diagnostics.all {
+            require(d.location.line >= 1 && d.location.line <= lines, "diagnostic outside the file: \(d)")
+        }
+        if !diagnostics.hasErrors {
+            _ = Renderer.render(set, policyFiles: [("fuzz.yaml", text)], options: RenderOptions())
+        }
+    }
+
+    func tar(_ data: [UInt8]) {
+        let root = Sandbox.shared.path + "/root"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        guard let x = try? TarExtractor(root: root) else { return }
+        // The first byte picks the chunk size, so headers split across reads are exercised too.
+        let chunk = data.isEmpty ? 1 : Int(data[0]) * 7 + 1
+        let body = data.dropFirst()
+        var ok = true
+        var i = body.startIndex
+        while ok, i < body.endIndex {
+            let end = min(i + chunk, body.endIndex)
+            ok = (try? body[i..<end].withUnsafeBytes { try x.feed($0) }) != nil
+            i = end
+        }
+        if ok { _ = try? x.finish() }
+        Sandbox.shared.requireOnly(root: root)
+    }
+
+    func gzip(_ data: [UInt8]) {
+        let limit = 1 << 20
+        let whole = Result { try Gzip.decompress(data, limit: limit) }
+        if case .success(let out) = whole { require(out.count <= limit, "output beyond the limit") }
+        // The same input in chunks of the first byte's size must give the same answer.
+        let chunk = data.isEmpty ? 1 : Int(data[0]) + 1
+        var streamed: [UInt8] = []
+        let parts = Result { () throws -> [UInt8] in
+            let s = try GzipStream(limit: Int64(limit))
+            var i = 0
+            while i < data.count {
+                let end = min(i + chunk, data.count)
+                try data[i..<end].withUnsafeBytes { try s.feed($0) { streamed += $0 } }
+                i = end
+            }
+            try s.finish()
+            return streamed
+        }
+        switch (whole, parts) {
+        case (.success(let a), .success(let b)): require(a == b, "chunked decoding differs from whole decoding")
+        case (.failure, .failure): break
+        default: require(false, "chunked and whole decoding disagree on success: \(whole) vs \(parts)")
+        }
+    }
+}
+
+func require(_ condition: Bool, _ what: @autoclosure () -> String) {
+    if !condition { fatalError("invariant broken: \(what())") }
+}
+
+/// The per-process directory the tar target extracts into; nothing else may appear in it.
+final class Sandbox: @unchecked Sendable {
+    static let shared = Sandbox()
+    let path: String
+    private init() {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        path = "\(base)/drctl-fuzz-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: Sandbox.shared.path) }
+    }
+
+    /// Fails when an entry left `root`: anything beside it in the sandbox, or a link under it
+    /// that resolves outside it.
+    func requireOnly(root: String) {
+        let beside = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        require(beside.allSatisfy { $0 == "root" }, "the tar extractor wrote outside its root: \(beside)")
+        guard let realRoot = realpath(root, nil).map({ p in defer { free(p) }; return String(cString: p) }) else { return }
+        for case let rel as String in FileManager.default.enumerator(atPath: root) ?? NSEnumerator() {
+            guard let r = realpath(root + "/" + rel, nil) else { continue }   // a dangling link points nowhere
+            let resolved = String(cString: r)
+            free(r)
+            require(resolved == realRoot || resolved.hasPrefix(realRoot + "/"), "\(rel) resolves outside the root: \(resolved)")
+        }
+    }
+}
+
+#if FUZZING
+// libFuzzer's driver, entered from main (SwiftPM renames an executable's main, so libFuzzer's own
+// main is not used). The target is chosen by DRCTL_FUZZ_TARGET (see scripts/fuzz).
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32) -> Int32
+
+nonisolated(unsafe) var selected = FuzzTarget.s3XML
+
+@main
+struct Fuzz {
+    static func main() {
+        let name = ProcessInfo.processInfo.environment["DRCTL_FUZZ_TARGET"] ?? ""
+        guard let t = FuzzTarget(rawValue: name) else {
+            FileHandle.standardError.write(Data("set DRCTL_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+            exit(2)
+        }
+        selected = t
+        var argc = CommandLine.argc
+        var argv = Optional(CommandLine.unsafeArgv)
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+            selected.run(size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
+            return 0
+        })
+    }
+}
+#else
+/// Without libFuzzer the same binary replays inputs: `drctl-fuzz <target> <file|dir>...`.
+/// The test suite replays the committed corpus this way on every run.
+@main
+struct Replay {
+    static func main() {
+        let args = Array(CommandLine.arguments.dropFirst())
+        guard let name = args.first, let target = FuzzTarget(rawValue: name), args.count > 1 else {
+            FileHandle.standardError.write(Data("usage: drctl-fuzz <\(FuzzTarget.allCases.map(\.rawValue).joined(separator: "|"))> <file|directory>...\n".utf8))
+            exit(2)
+        }
+        var count = 0
+        for path in args.dropFirst() {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+                FileHandle.standardError.write(Data("drctl-fuzz: \(path): no such file or directory\n".utf8))
+                exit(2)
+            }
+            let files = isDir.boolValue
+                ? ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted().map { path + "/" + $0 }
+                : [path]
+            for f in files {
+                guard let d = FileManager.default.contents(atPath: f) else { continue }
+                target.run(Array(d))
+                count += 1
+            }
+        }
+        print("\(target.rawValue): \(count) inputs replayed")
+    }
+}
+#endif

@@ -1,0 +1,19 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Every input in the committed fuzz corpus (Tests/Fuzz/corpus, including each crash libFuzzer
+/// found and drctl now survives) goes through its parser again in the ordinary build, with the
+/// fuzz targets' invariants checked. scripts/fuzz runs libFuzzer itself.
+struct FuzzCorpusTests {
+    static let targets = ["s3-xml", "policy", "tar", "gzip", "backup-info", "velero-backup", "kubeconfig"]
+
+    @Test(arguments: targets)
+    func corpusReplaysWithoutCrashOrBrokenInvariant(_ target: String) throws {
+        let dir = packageRoot.appendingPathComponent("Tests/Fuzz/corpus/\(target)").path
+        let inputs = try FileManager.default.contentsOfDirectory(atPath: dir).count
+        let (rc, out) = try run(builtProgram("drctl-fuzz"), [target, dir])
+        #expect(rc == 0, "\(out)")
+        #expect(inputs > 0 && out.contains("\(target): \(inputs) inputs replayed"), "\(out)")
+    }
+}
