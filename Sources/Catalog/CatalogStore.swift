@@ -271,41 +271,12 @@ public final class CatalogStore: @unchecked Sendable {
         }
     }
 
-    /// Keeps a drill's evidence (the bucket holds the same JSON; a rebuild takes it from there).
     /// The bodies of `keys`, in order, read by `workers` threads; the first error is thrown.
     static func fetchAll(_ keys: [String], reader: S3Reader, workers: Int) throws -> [[UInt8]] {
-        final class Results: @unchecked Sendable {
-            let lock = NSLock()
-            var bodies: [[UInt8]?]
-            var next = 0
-            var error: (any Error)?
-            init(_ n: Int) { bodies = Array(repeating: nil, count: n) }
-            func claim() -> Int? { lock.withLock { error == nil && next < bodies.count ? { next += 1; return next - 1 }() : nil } }
-        }
-        let results = Results(keys.count)
-        // Threads of their own: Dispatch's global queue runs only as many blocking jobs as there
-        // are cores, and these wait on the network (RGW's beast answers a small GET on a kept-alive
-        // connection in about 40 ms: Nagle against delayed ACKs), not on the CPU.
-        let done = DispatchSemaphore(value: 0)
-        let n = min(workers, keys.count)
-        for _ in 0..<n {
-            Thread.detachNewThread {
-                while let i = results.claim() {
-                    do {
-                        let body = try reader.read(key: keys[i])
-                        results.lock.withLock { results.bodies[i] = body }
-                    } catch {
-                        results.lock.withLock { if results.error == nil { results.error = error } }
-                    }
-                }
-                done.signal()
-            }
-        }
-        for _ in 0..<n { done.wait() }
-        if let e = results.error { throw e }
-        return results.bodies.map { $0 ?? [] }
+        try Parallel.map(keys, threads: workers) { try reader.read(key: $0) }
     }
 
+    /// Keeps a drill's evidence (the bucket holds the same JSON; a rebuild takes it from there).
     public func recordDrill(_ e: DrillEvidence) throws {
         let body = try DrillEvidence.encoder.encode(e)
         try db.write { db in
