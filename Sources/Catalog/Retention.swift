@@ -40,6 +40,22 @@ public struct PrunePlan: Sendable, Codable, Equatable {
     /// Every object key the plan deletes: the backups' files and the WAL they alone needed.
     public var keysToDelete: [String]
     public var bytes: Int64
+    /// Objects retention selected that the bucket's Object Lock keeps: left for a later prune.
+    public var locked: [LockedObject]? = nil
+}
+
+/// An object prune leaves because the store would refuse to delete it until then.
+public struct LockedObject: Sendable, Codable, Equatable {
+    public var key: String
+    public var mode: String?
+    public var retainUntil: Date?
+    public var legalHold: Bool
+    public init(key: String, mode: String?, retainUntil: Date?, legalHold: Bool) {
+        self.key = key
+        self.mode = mode
+        self.retainUntil = retainUntil
+        self.legalHold = legalHold
+    }
 }
 
 public enum BarmanRetention {
@@ -83,9 +99,13 @@ public enum BarmanRetention {
     /// backup remains, takes with it the WAL named before the next completed backup's
     /// begin_wal, except history files and WAL of timelines that remaining backups are on
     /// (other than that next backup's).
+    ///
+    /// Backups in `keep` (some of their objects are under Object Lock) are kept whole, as are the
+    /// WAL they need: deleting part of a backup would leave one that looks restorable and is not.
     public static func plan(scan: BarmanServerScan, objects: [ObjectRef], layout: BarmanLayout, window: RecoveryWindow,
-                            minimumRedundancy: Int, now: Date) -> PrunePlan {
-        let report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+                            minimumRedundancy: Int, now: Date, keep: Set<String> = []) -> PrunePlan {
+        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        for id in keep where report[id] == "OBSOLETE" { report[id] = "OBSOLETE_LOCKED" }
         let toDelete = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
         var available: [String: Backup] = [:]
         for b in scan.backups {

@@ -30,14 +30,20 @@ public struct ObjectInfo: Sendable, Codable, Equatable {
     public var lastModified: Date?
     public var storageClass: String?
     public var contentType: String?
+    /// HEAD only: the version (on a versioned bucket) and its Object Lock, if any.
+    public var versionID: String?
+    public var lock: ObjectLockState?
 
-    public init(key: String, size: Int64, etag: String, lastModified: Date? = nil, storageClass: String? = nil, contentType: String? = nil) {
+    public init(key: String, size: Int64, etag: String, lastModified: Date? = nil, storageClass: String? = nil, contentType: String? = nil,
+                versionID: String? = nil, lock: ObjectLockState? = nil) {
         self.key = key
         self.size = size
         self.etag = etag
         self.lastModified = lastModified
         self.storageClass = storageClass
         self.contentType = contentType
+        self.versionID = versionID
+        self.lock = lock
     }
 
     /// A single-part upload's ETag is the MD5 of its bytes; a multipart one ends in `-N`.
@@ -186,7 +192,8 @@ public final class S3Client: Sendable {
             throw S3ResponseError.malformed("HEAD \(url) without Content-Length")
         }
         return ObjectInfo(key: url.key, size: size, etag: stripQuotes(r.header("etag") ?? ""),
-                          lastModified: r.header("last-modified").flatMap(parseHTTPDate), contentType: r.header("content-type"))
+                          lastModified: r.header("last-modified").flatMap(parseHTTPDate), contentType: r.header("content-type"),
+                          versionID: r.header("x-amz-version-id").flatMap { $0 == "null" ? nil : $0 }, lock: ObjectLockState(headers: r))
     }
 
     /// Streams an object (or a byte range of it) to `consumer`. A connection that breaks
@@ -248,11 +255,15 @@ public final class S3Client: Sendable {
 
     /// PUT of a small in-memory body, with `Content-MD5` so the store verifies it too.
     @discardableResult
-    public func putObject(_ url: S3URL, bytes: [UInt8], contentType: String? = nil) throws -> ObjectInfo {
+    public func putObject(_ url: S3URL, bytes: [UInt8], contentType: String? = nil, retention: (mode: String, until: Date)? = nil) throws -> ObjectInfo {
         let md5 = Hash.md5(bytes)
         var call = Call(method: "PUT", bucket: url.bucket, key: url.key, body: .bytes(bytes), payloadHash: Hash.sha256(bytes).hex)
         call.headers.append(("Content-MD5", md5.base64))
         if let contentType { call.headers.append(("Content-Type", contentType)) }
+        if let retention {
+            let f = ISO8601DateFormatter()
+            call.headers += [("x-amz-object-lock-mode", retention.mode), ("x-amz-object-lock-retain-until-date", f.string(from: retention.until))]
+        }
         let (r, _) = try sendCollecting(call)
         let etag = stripQuotes(r.header("etag") ?? "")
         try checkETag(etag, md5: md5.hex, operation: call.operation)
@@ -306,13 +317,21 @@ public final class S3Client: Sendable {
     /// Deletes keys in batches of 1,000 (S3's DeleteObjects limit). Returns the keys the store
     /// refused, with its reasons; a key that did not exist counts as deleted, as in S3.
     public func deleteObjects(bucket: String, keys: [String]) throws -> [DeleteFailure] {
+        try deleteObjects(bucket: bucket, versions: keys.map { ObjectVersion(key: $0) })
+    }
+
+    /// Deletes exact versions where given (on a versioned bucket a delete without one only adds
+    /// a delete marker and keeps the data).
+    public func deleteObjects(bucket: String, versions: [ObjectVersion]) throws -> [DeleteFailure] {
         var failures: [DeleteFailure] = []
         var start = 0
-        while start < keys.count {
-            let batch = keys[start..<min(start + 1000, keys.count)]
+        while start < versions.count {
+            let batch = versions[start..<min(start + 1000, versions.count)]
             start += batch.count
             var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
-            for k in batch { xml += "<Object><Key>\(xmlEscape(k))</Key></Object>" }
+            for v in batch {
+                xml += "<Object><Key>\(xmlEscape(v.key))</Key>\(v.versionID.map { "<VersionId>\(xmlEscape($0))</VersionId>" } ?? "")</Object>"
+            }
             xml += "</Delete>"
             let body = Array(xml.utf8)
             let call = Call(method: "POST", bucket: bucket, key: nil, query: [("delete", "")],

@@ -79,14 +79,51 @@ struct PruneCommand: ParsableCommand {
             guard let source, let server, let retention else { return }
             let url = try S3URL(parsing: source)
             let client = try s3.makeClient()
+            let ev = try evidence.map { try S3URL(parsing: $0) } ?? S3URL(bucket: url.bucket, key: siblingPrefix(url.key, "drctl"))
+            let records = PruneRecords(client: client, prefix: S3URL(bucket: ev.bucket, key: "\(ev.key.isEmpty ? "" : ev.key + "/")prune/\(server)/"))
+            // Object Lock on, or unknown (no right to read the configuration): look at each object before deleting it.
+            let lockConfig = try? client.objectLockConfiguration(bucket: url.bucket)
+            let checkLocks = lockConfig?.enabled ?? true
+            let now = Date()
+
+            // A prune that was interrupted finishes first: its plan was recorded before any deletion.
+            for record in try records.unfinished() {
+                if apply {
+                    let outcome = try delete(record.plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now)
+                    try records.finish(record.stamp, outcome)
+                    if output == .table { print("finished the interrupted prune recorded in \(records.planURL(record.stamp)): \(outcome.summary)") }
+                    try outcome.throwIfFailed()
+                } else if output == .table {
+                    print("an interrupted prune recorded in \(records.planURL(record.stamp)) has not finished; --apply finishes it first")
+                }
+            }
+
             let reader = S3Reader(client: client, bucket: url.bucket)
             let layout = BarmanLayout(root: url.key)
             let scan = try BarmanScanner.scan(reader, layout: layout, server: server)
             var objects: [ObjectRef] = []
             try reader.list(prefix: layout.serverPrefix(server), delimiter: nil) { page, _ in objects += page.map { ObjectRef(key: $0.key, size: $0.size) } }
-            let now = Date()
-            let plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: RecoveryWindow(cnpg: retention)!,
-                                            minimumRedundancy: minimumRedundancy, now: now)
+            let window = RecoveryWindow(cnpg: retention)!
+            var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now)
+            if checkLocks && !plan.keysToDelete.isEmpty {
+                let locked = try Self.lockedObjects(plan.keysToDelete, client: client, bucket: url.bucket, now: now)
+                if !locked.isEmpty {
+                    // A backup with any locked object stays whole, with the WAL it needs; other locked WAL just stays.
+                    let keep = Set(locked.compactMap { o -> String? in
+                        switch layout.parse(o.key) {
+                        case .backupInfo(_, let id)?, .backupArchive(_, let id, _, _)?: return id
+                        default: return nil
+                        }
+                    })
+                    plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
+                                                now: now, keep: keep)
+                    let lockedKeys = Set(locked.map(\.key))
+                    plan.keysToDelete.removeAll { lockedKeys.contains($0) }
+                    let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
+                    plan.bytes = plan.keysToDelete.reduce(0) { $0 + (sizes[$1] ?? 0) }
+                    plan.locked = locked
+                }
+            }
             switch output {
             case .json:
                 try printJSON(plan)
@@ -97,23 +134,60 @@ struct PruneCommand: ParsableCommand {
                     rows.append([b.backupID, b.status, b.endTime.map(formatTimestamp) ?? "-", plan.report[b.backupID] ?? "-"])
                 }
                 printTable(rows)
+                if let locked = plan.locked, !locked.isEmpty {
+                    let until = locked.compactMap(\.retainUntil).max()
+                    print("keeping \(locked.count) objects retention selected: Object Lock protects them\(until.map { " until \(formatTimestamp($0)) UTC at the latest" } ?? "")\(locked.contains(where: \.legalHold) ? " (some under legal hold)" : ""); a prune after that deletes them")
+                }
                 print("\(apply ? "deleting" : "would delete") \(plan.backupsToDelete.count) backups and \(plan.keysToDelete.count) objects (\(formatBytes(plan.bytes)))")
                 if !apply { for k in plan.keysToDelete { print("  \(k)") } }
             }
             guard apply, !plan.keysToDelete.isEmpty else { return }
-            // Record first: a deletion is never unaccounted for, even if it is interrupted.
-            let ev = try evidence.map { try S3URL(parsing: $0) } ?? S3URL(bucket: url.bucket, key: siblingPrefix(url.key, "drctl"))
+            // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
             let stamp = ISO8601DateFormatter().string(from: now)
-            let record = S3URL(bucket: ev.bucket, key: "\(ev.key.isEmpty ? "" : ev.key + "/")prune/\(server)/\(stamp).json")
-            let e = JSONEncoder()
-            e.dateEncodingStrategy = .iso8601
-            e.outputFormatting = [.sortedKeys]
-            try client.putObject(record, bytes: Array(try e.encode(plan)), contentType: "application/json")
-            let failures = try client.deleteObjects(bucket: url.bucket, keys: plan.keysToDelete)
-            for f in failures { FileHandle.standardError.write(Data("drctl: not deleted: \(f)\n".utf8)) }
-            if output == .table { print("recorded in \(record); deleted \(plan.keysToDelete.count - failures.count) objects") }
-            if !failures.isEmpty { throw Exit.failure }
+            try records.record(plan, stamp: stamp)
+            let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now)
+            try records.finish(stamp, outcome)
+            if output == .table { print("recorded in \(records.planURL(stamp)); \(outcome.summary)") }
+            try outcome.throwIfFailed()
         }
+    }
+
+    /// The objects among `keys` whose current version the store would refuse to delete now.
+    static func lockedObjects(_ keys: [String], client: S3Client, bucket: String, now: Date) throws -> [LockedObject] {
+        try Parallel.map(keys, threads: 16) { key -> LockedObject? in
+            guard let lock = try client.headIfPresent(S3URL(bucket: bucket, key: key))?.lock, lock.isLocked(at: now) else { return nil }
+            return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
+        }.compactMap { $0 }
+    }
+
+    /// Deletes `keys`. On a bucket with Object Lock (and so versions) the exact current version
+    /// goes, so the space is freed instead of hidden behind a delete marker; a version still
+    /// locked is left and counted, not reported key by key as an error.
+    func delete(_ keys: [String], client: S3Client, bucket: String, checkLocks: Bool, now: Date) throws -> PruneOutcome {
+        var outcome = PruneOutcome()
+        var versions = keys.map { ObjectVersion(key: $0) }
+        if checkLocks {
+            let heads = try Parallel.map(keys, threads: 16) { try client.headIfPresent(S3URL(bucket: bucket, key: $0)) }
+            versions = []
+            for (key, head) in zip(keys, heads) {
+                guard let head else { outcome.deleted += 1; continue }   // gone already (an earlier, interrupted run)
+                if let lock = head.lock, lock.isLocked(at: now) {
+                    outcome.locked.append(LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold))
+                } else {
+                    versions.append(ObjectVersion(key: key, versionID: head.versionID))
+                }
+            }
+        }
+        let failures = try client.deleteObjects(bucket: bucket, versions: versions)
+        for f in failures {
+            if checkLocks && f.code == "AccessDenied" {
+                outcome.locked.append(LockedObject(key: f.key, mode: nil, retainUntil: nil, legalHold: false))
+            } else {
+                outcome.failed.append(f.description)
+            }
+        }
+        outcome.deleted += versions.count - failures.count
+        return outcome
     }
 
     /// `cnpg` -> `drctl`, `backups/cnpg` -> `backups/drctl`.
@@ -121,5 +195,68 @@ struct PruneCommand: ParsableCommand {
         let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
         guard let slash = trimmed.lastIndex(of: "/") else { return name }
         return String(trimmed[..<slash]) + "/" + name
+    }
+}
+
+/// What a prune did: deleted, left under Object Lock, failed.
+struct PruneOutcome: Codable {
+    var deleted = 0
+    var locked: [LockedObject] = []
+    var failed: [String] = []
+
+    var summary: String {
+        var s = "deleted \(deleted) objects"
+        if !locked.isEmpty { s += "; \(locked.count) left under Object Lock" }
+        if !failed.isEmpty { s += "; \(failed.count) not deleted" }
+        return s
+    }
+
+    func throwIfFailed() throws {
+        guard !failed.isEmpty else { return }
+        for f in failed.prefix(10) { FileHandle.standardError.write(Data("drctl: not deleted: \(f)\n".utf8)) }
+        if failed.count > 10 { FileHandle.standardError.write(Data("drctl: … and \(failed.count - 10) more\n".utf8)) }
+        throw Exit.failure
+    }
+}
+
+/// Prune records under drctl's prefix: `<stamp>.json`, the plan, written before any deletion;
+/// `<stamp>.done.json`, the outcome, written after. A plan without its outcome was interrupted.
+struct PruneRecords {
+    let client: S3Client
+    let prefix: S3URL
+
+    func planURL(_ stamp: String) -> S3URL { S3URL(bucket: prefix.bucket, key: prefix.key + stamp + ".json") }
+    func doneURL(_ stamp: String) -> S3URL { S3URL(bucket: prefix.bucket, key: prefix.key + stamp + ".done.json") }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    func record(_ plan: PrunePlan, stamp: String) throws {
+        try client.putObject(planURL(stamp), bytes: Array(try Self.encoder.encode(plan)), contentType: "application/json")
+    }
+
+    func finish(_ stamp: String, _ outcome: PruneOutcome) throws {
+        guard outcome.failed.isEmpty else { return }   // unfinished: the next --apply tries again
+        try client.putObject(doneURL(stamp), bytes: Array(try Self.encoder.encode(outcome)), contentType: "application/json")
+    }
+
+    /// Recorded plans without an outcome, oldest first.
+    func unfinished() throws -> [(stamp: String, plan: PrunePlan)] {
+        var keys: [String] = []
+        try client.listObjects(bucket: prefix.bucket, prefix: prefix.key) { keys += $0.objects.map(\.key) }
+        let names = Set(keys.map { String($0.dropFirst(prefix.key.count)) })
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try names.filter { $0.hasSuffix(".json") && !$0.hasSuffix(".done.json") && !$0.contains("/") }.sorted().compactMap { name in
+            let stamp = String(name.dropLast(5))
+            guard !names.contains(stamp + ".done.json") else { return nil }
+            var body: [UInt8] = []
+            try client.getObject(planURL(stamp)) { body += $0 }
+            return (stamp, try decoder.decode(PrunePlan.self, from: Data(body)))
+        }
     }
 }

@@ -44,6 +44,10 @@ enum FuzzTarget: String, CaseIterable {
         _ = try? S3Responses.uploadID(data)
         _ = try? S3Responses.deleteFailures(data, operation: "fuzz")
         _ = S3Responses.errorInSuccess(data, operation: "fuzz")
+        if let lock = try? S3Responses.objectLockConfiguration(data) {
+            require((lock.defaultRetentionSeconds ?? 0) >= 0, "a negative default retention was accepted")
+            _ = lock.description
+        }
         let error = S3Error.decode(status: 403, body: data, headers: [:], operation: "fuzz")
         _ = error.description
     }

@@ -64,8 +64,11 @@ import TestSupport
     }
 
     /// Writes one history: WAL on timeline 1 (and 2 from segment 0x40, when a spec uses it), and the backups.
-    static func write(_ specs: [Spec], s3: S3Client, bucket: String, server: String, now: Date) throws {
+    /// `lock` gives the Object Lock (mode, until) to write an object with, by key.
+    static func write(_ specs: [Spec], s3: S3Client, bucket: String, server: String, now: Date,
+                      lock: @escaping (String) -> (mode: String, until: Date)? = { _ in nil }) throws {
         let layout = BarmanLayout(root: "cnpg")
+        let s3 = LockingWriter(s3: s3, lock: lock)
         let usesTL2 = specs.contains { $0.timeline == 2 }
         for n in UInt32(1)...UInt32(usesTL2 ? 0x50 : 0x40) {
             let tli: UInt32 = usesTL2 && n >= 0x40 ? 2 : 1
@@ -167,10 +170,99 @@ import TestSupport
         #expect(before.subtracting(after) == keys, "deleted exactly the plan")
         var records: [String] = []
         try s3.listObjects(bucket: bucket, prefix: "drctl/prune/db/") { records += $0.objects.map(\.key) }
-        #expect(records.count == 1)
+        // The plan, written before deleting, and its outcome, written after.
+        #expect(records.count == 2 && records.filter { $0.hasSuffix(".done.json") }.count == 1, "\(records)")
         // Nothing left to prune.
         let (_, again) = try run(drctlBinary, args, env: env)
         #expect((try JSONSerialization.jsonObject(with: Data(again.utf8)) as? [String: Any])?["keysToDelete"] as? [String] == [])
+    }
+}
+
+/// putObject with the Object Lock `lock` gives each key.
+struct LockingWriter {
+    let s3: S3Client
+    let lock: (String) -> (mode: String, until: Date)?
+    func putObject(_ url: S3URL, bytes: [UInt8]) throws {
+        try s3.putObject(url, bytes: bytes, retention: lock(url.key))
+    }
+}
+
+/// Object Lock on a real RGW bucket: prune keeps what the lock protects (a backup whole, with the
+/// WAL it needs), deletes the rest by version so no data stays behind a delete marker, and a
+/// later prune takes what a lock that ended no longer protects.
+@Suite struct PruneObjectLockTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    /// Every version and delete marker under `prefix` (boto3: drctl's client lists current objects only).
+    func versions(_ bucket: String, _ prefix: String) throws -> [String] {
+        let script = """
+            import boto3, os, sys
+            s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+            r = s3.list_object_versions(Bucket=sys.argv[1], Prefix=sys.argv[2])
+            for v in r.get("Versions", []): print("version", v["Key"])
+            for m in r.get("DeleteMarkers", []): print("marker", m["Key"])
+            """
+        var env = rgw.environment
+        env["AWS_ENDPOINT_URL"] = rgw.endpoint
+        let (st, out) = try run(toolsPython, ["-c", script, bucket, prefix], env: env)
+        try #require(st == 0, "\(out)")
+        return out.split(separator: "\n").map(String.init).sorted()
+    }
+
+    @Test func pruneKeepsWhatObjectLockProtects() throws {
+        let s3 = try rgw.client()
+        let bucket = "lock-\(UInt32.random(in: 0...UInt32.max))"
+        try s3.createBucket(bucket, objectLock: BucketObjectLock(enabled: true))
+        #expect(try s3.objectLockConfiguration(bucket: bucket) == BucketObjectLock(enabled: true))
+        let now = Date()
+        let specs = PruneDifferentialTests.histories[0].specs
+        let lockedBackup = PruneDifferentialTests.stamp(now.addingTimeInterval(-28 * 86400), "yyyyMMdd'T'HHmmss")
+        let lockedWAL = "cnpg/db/wals/0000000100000000/000000010000000000000001.gz"
+        let lockEnds = now.addingTimeInterval(30)
+        try PruneDifferentialTests.write(specs, s3: s3, bucket: bucket, server: "db", now: now) { key in
+            key.contains("/base/\(lockedBackup)/data") || key == lockedWAL ? ("GOVERNANCE", lockEnds) : nil
+        }
+        let env = rgw.environment
+        let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d"]
+        func plan() throws -> [String: Any] {
+            let (st, out) = try run(drctlBinary, args + ["-o", "json"], env: env)
+            try #require(st == 0, "\(out)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        }
+        func listing() throws -> Set<String> {
+            var keys = Set<String>()
+            try s3.listObjects(bucket: bucket, prefix: "cnpg/") { keys.formUnion($0.objects.map(\.key)) }
+            return keys
+        }
+
+        let p = try plan()
+        let report = p["report"] as? [String: String] ?? [:]
+        #expect(report[lockedBackup] == "OBSOLETE_LOCKED", "\(report)")
+        let locked = (p["locked"] as? [[String: Any]] ?? []).compactMap { $0["key"] as? String }
+        #expect(Set(locked) == [lockedWAL, "cnpg/db/base/\(lockedBackup)/data.tar.gz"], "\(locked)")
+        let keys = Set(p["keysToDelete"] as? [String] ?? [])
+        #expect(!keys.isEmpty && !keys.contains { $0.contains(lockedBackup) } && !keys.contains(lockedWAL))
+
+        let before = try listing()
+        let (st, out) = try run(drctlBinary, args + ["--apply"], env: env)
+        #expect(st == 0, "\(out)")
+        #expect(out.contains("keeping 2 objects retention selected: Object Lock protects them until") && !out.contains("not deleted"), "\(out)")
+        let after = try listing()
+        #expect(before.subtracting(after) == keys, "deleted exactly the plan, nothing locked")
+        #expect(after.contains("cnpg/db/base/\(lockedBackup)/backup.info"), "the locked backup is kept whole")
+        // Deleted by version: no data kept behind delete markers.
+        let left = try versions(bucket, "cnpg/")
+        #expect(!left.contains { $0.hasPrefix("marker") }, "\(left.filter { $0.hasPrefix("marker") })")
+        #expect(left.count == after.count, "one version per object still listed")
+
+        // Once the locks end, the next prune deletes that backup and, with it, the WAL only it needed.
+        Thread.sleep(until: lockEnds.addingTimeInterval(1))
+        let (st2, out2) = try run(drctlBinary, args + ["--apply"], env: env)
+        #expect(st2 == 0, "\(out2)")
+        let final = try listing()
+        #expect(!final.contains(lockedWAL) && !final.contains { $0.contains(lockedBackup) }, "\(out2)")
+        #expect(try versions(bucket, "cnpg/").count == final.count)
     }
 }
 
