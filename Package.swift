@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport", "Kube"]),

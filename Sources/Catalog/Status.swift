@@ -25,6 +25,8 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var lastDrill: DrillSummary?
     /// Per Velero tier and per database: what the metrics report.
     public var sources: [Source] = []
+    /// Whether the bucket locks the barman-cloud archive (read from the bucket; nil from a catalog).
+    public var objectLock: String?
 
     public struct Source: Sendable, Codable, Equatable {
         /// `velero` or `cnpg`.

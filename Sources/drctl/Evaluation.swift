@@ -30,17 +30,41 @@ func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, s3: S3Opti
         let layout = BarmanLayout(root: store.prefixes.barman.value)
         var barman: [String: (scan: BarmanServerScan, archive: WALArchive)] = [:]
         for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value) } }
+        let lock = catalog == nil ? try barmanObjectLock(client, store: store, barman: barman) : nil
         for p in group {
             // The bucket's newest evidence, or a drill recorded here that the catalog has not synced yet.
             let drill = ([try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)]
                          + (try catalog?.drills(workload: p.name.value, limit: 1) ?? []))
                 .compactMap { $0 }.max { $0.startedAt < $1.startedAt }
-            let status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
+            var status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
+            if let lock, !p.cnpg.isEmpty {
+                status.objectLock = lock.description
+                if let problem = lock.problem {
+                    status.status = max(status.status, .atRisk)
+                    status.reasons.append("Object Lock: \(problem)")
+                }
+            }
             out.append(EvaluatedWorkload(policy: p, store: store, status: status, velero: velero,
                                          barman: barman.filter { s in p.cnpg.contains { $0.serverName.value == s.key } }))
         }
     }
     return out.sorted { $0.status.workload < $1.status.workload }
+}
+
+/// The bucket's Object Lock against the store policy's requirement, judged on the newest WAL
+/// segment of its archives.
+func barmanObjectLock(_ client: S3Client, store: ObjectStorePolicy, barman: [String: (scan: BarmanServerScan, archive: WALArchive)]) throws -> ObjectLockCheck.Finding? {
+    let required = store.objectLock.map { ObjectLockCheck.Requirement(mode: $0.mode, retentionSeconds: $0.retention.seconds) }
+    let bucket: BucketObjectLock
+    do {
+        bucket = try client.objectLockConfiguration(bucket: store.bucket.value)
+    } catch let e as S3Error where e.status == 403 {
+        return ObjectLockCheck.Finding(description: "unknown (no right to read the bucket's Object Lock configuration)",
+                                       problem: required == nil ? nil : "cannot read the bucket's Object Lock configuration: \(e.code)")
+    }
+    let newest = barman.values.compactMap { $0.archive.segments.max { $0.key < $1.key }?.value }.max { ($0.lastModified ?? .distantPast) < ($1.lastModified ?? .distantPast) }
+    let head = try newest.flatMap { try client.headIfPresent(S3URL(bucket: store.bucket.value, key: $0.key)) }
+    return ObjectLockCheck.assess(bucket, required: required, newestWAL: head)
 }
 
 /// What the evaluation needs of a policy.

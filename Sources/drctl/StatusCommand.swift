@@ -71,6 +71,11 @@ struct StatusCommand: ParsableCommand {
                              r.status.rawValue])
             }
             printTable(rows)
+            let locks = results.compactMap { r in r.objectLock.map { (r.workload, $0) } }
+            if !locks.isEmpty {
+                Swift.print("\nObject Lock of the barman-cloud archives:")
+                for (w, l) in locks { Swift.print("  \(w): \(l)") }
+            }
             for r in results where !r.reasons.isEmpty {
                 Swift.print("\n\(r.workload): \(r.status.rawValue)")
                 for reason in r.reasons { Swift.print("  - \(reason)") }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Catalog
+import ObjectStore
 
 struct StatusTests {
     static let now = Date(timeIntervalSince1970: 1_795_757_517)   // 2026-11-27 05:31:57 UTC
@@ -135,5 +136,39 @@ struct RetentionTests {
         let kept = BarmanRetention.report([b("20261001T000000", 57), b("20261010T000000", 48), b("20261020T000000", 38)],
                                           window: w, minimumRedundancy: 2, now: now)
         #expect(kept == ["20261020T000000": "VALID", "20261010T000000": "POTENTIALLY_OBSOLETE", "20261001T000000": "OBSOLETE"])
+    }
+}
+
+struct ObjectLockCheckTests {
+    let written = Date(timeIntervalSince1970: 1_795_752_000)
+    func wal(lockedFor seconds: TimeInterval?, mode: String = "COMPLIANCE") -> ObjectInfo {
+        ObjectInfo(key: "cnpg/db/wals/0000000100000000/000000010000000000000007.gz", size: 1, etag: "", lastModified: written,
+                   lock: seconds.map { ObjectLockState(mode: mode, retainUntil: written.addingTimeInterval($0), legalHold: false) })
+    }
+    let required = ObjectLockCheck.Requirement(mode: "COMPLIANCE", retentionSeconds: 30 * 86400)
+
+    @Test func metWhenTheDefaultAndTheNewestSegmentAreLockedLongEnough() {
+        let f = ObjectLockCheck.assess(BucketObjectLock(enabled: true, mode: "COMPLIANCE", days: 30), required: required,
+                                       newestWAL: wal(lockedFor: 30 * 86400 - 1))
+        #expect(f.problem == nil)
+        #expect(f.description == "enabled, default retention COMPLIANCE 30d; newest WAL 000000010000000000000007.gz locked (COMPLIANCE) until 2026-12-27T03:59:59Z")
+    }
+
+    @Test func eachShortfallIsNamed() {
+        let cases: [(BucketObjectLock, ObjectInfo?, String)] = [
+            (BucketObjectLock(enabled: false), wal(lockedFor: nil), "does not have Object Lock enabled"),
+            (BucketObjectLock(enabled: true), nil, "no default retention"),
+            (BucketObjectLock(enabled: true, mode: "GOVERNANCE", days: 30), nil, "mode is GOVERNANCE"),
+            (BucketObjectLock(enabled: true, mode: "COMPLIANCE", days: 7), nil, "default retention is 7d, shorter than the 30d"),
+            (BucketObjectLock(enabled: true, mode: "COMPLIANCE", years: 1), wal(lockedFor: nil), "000000010000000000000007.gz is not locked"),
+            (BucketObjectLock(enabled: true, mode: "COMPLIANCE", days: 30), wal(lockedFor: 86400), "locked only until 2026-11-28"),
+        ]
+        for (bucket, newest, expected) in cases {
+            let f = ObjectLockCheck.assess(bucket, required: required, newestWAL: newest)
+            #expect(f.problem?.contains(expected) == true, "\(bucket): \(f.problem ?? "nil")")
+        }
+        // Nothing required: described, never a problem.
+        #expect(ObjectLockCheck.assess(BucketObjectLock(enabled: false), required: nil, newestWAL: wal(lockedFor: nil)) ==
+                .init(description: "not enabled", problem: nil))
     }
 }

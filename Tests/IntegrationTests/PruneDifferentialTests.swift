@@ -266,6 +266,65 @@ struct LockingWriter {
     }
 }
 
+/// `drctl status` reports whether the bucket locks the barman-cloud archive, and a workload
+/// whose store policy requires Object Lock is AT RISK when the bucket does not enforce it.
+@Suite struct StatusObjectLockTests {
+    let rgw: RGW
+    init() throws { rgw = try RGW.get() }
+
+    func status(bucket: String, requirement: String) throws -> [String: Any] {
+        let dir = tempPath("lockpolicy")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try (rgw.objectStorePolicy(bucket: bucket, extra: requirement.isEmpty ? "" : "  objectLock: {\(requirement)}\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: app}
+            spec:
+              objectStore: rgw
+              namespaces: [app]
+              objectives: {rpo: 1h, rto: 1h}
+              cnpg:
+                - cluster: db
+                  baseBackup: {schedule: "0 0 4 * * *"}
+                  retention: 7d
+            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        let (_, out) = try run(drctlBinary, ["status", "--policies", dir, "-o", "json"], env: rgw.environment)
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], "\(out)")
+        return try #require(list.first)
+    }
+
+    func lockReasons(_ w: [String: Any]) -> [String] { (w["reasons"] as? [String] ?? []).filter { $0.hasPrefix("Object Lock:") } }
+
+    @Test func statusReportsAndRequiresObjectLock() throws {
+        let s3 = try rgw.client()
+        let specs = PruneDifferentialTests.histories[0].specs
+        let locked = "lockstatus-\(UInt32.random(in: 0...UInt32.max))"
+        try s3.createBucket(locked, objectLock: BucketObjectLock(enabled: true, mode: "GOVERNANCE", days: 1))
+        try PruneDifferentialTests.write(specs, s3: s3, bucket: locked, server: "db", now: Date())
+        let plain = try rgw.bucket(s3, "lockstatus-plain")
+        try PruneDifferentialTests.write(specs, s3: s3, bucket: plain, server: "db", now: Date())
+
+        // Met: the bucket's default locks every new object, the newest WAL segment included.
+        let met = try status(bucket: locked, requirement: "mode: GOVERNANCE, retention: 1d")
+        let description = met["objectLock"] as? String ?? ""
+        #expect(description.hasPrefix("enabled, default retention GOVERNANCE 1d; newest WAL 000000010000000000000040.gz locked (GOVERNANCE) until"), "\(description)")
+        #expect(lockReasons(met).isEmpty, "\(lockReasons(met))")
+
+        // Weaker than required: named, and the workload is at risk.
+        let weak = try status(bucket: locked, requirement: "mode: COMPLIANCE, retention: 7d")
+        #expect(weak["status"] as? String != "PROTECTED")
+        let why = lockReasons(weak).joined()
+        #expect(why.contains("mode is GOVERNANCE") && why.contains("requires COMPLIANCE") && why.contains("default retention is 1d, shorter than the 7d"), "\(why)")
+
+        // No Object Lock at all: reported whether or not a policy requires it.
+        let none = try status(bucket: plain, requirement: "")
+        #expect(none["objectLock"] as? String == "not enabled" && lockReasons(none).isEmpty)
+        let required = try status(bucket: plain, requirement: "mode: COMPLIANCE, retention: 30d")
+        #expect(lockReasons(required).joined().contains("does not have Object Lock enabled"), "\(required)")
+    }
+}
+
 /// Incremental catalog sync: sealed WAL directories are not listed again; --full lists all.
 @Suite struct IncrementalSyncTests {
     let rgw: RGW

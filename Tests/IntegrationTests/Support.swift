@@ -75,7 +75,8 @@ final class RGW: Sendable {
 
     /// A policy document naming this RGW and `bucket` (prefixes velero, cnpg, drctl), for tests
     /// that run drctl from policies.
-    func objectStorePolicy(bucket: String, secretName: String = "s3") -> String {
+    /// `extra`: more lines of the spec, e.g. "  objectLock: {mode: COMPLIANCE, retention: 7d}\n".
+    func objectStorePolicy(bucket: String, secretName: String = "s3", extra: String = "") -> String {
         """
         apiVersion: drctl.dev/v1alpha1
         kind: ObjectStore
@@ -85,7 +86,7 @@ final class RGW: Sendable {
           bucket: \(bucket)
           credentials: {secretName: \(secretName)}
           prefixes: {velero: velero, barman: cnpg, drctl: drctl}
-        ---
+        \(extra)---
 
         """
     }
