@@ -143,7 +143,10 @@ struct PruneCommand: ParsableCommand {
             }
             guard apply, !plan.keysToDelete.isEmpty else { return }
             // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
-            let stamp = ISO8601DateFormatter().string(from: now)
+            // Unique even for two runs in one second: a record's name must never be reused.
+            let f = ISO8601DateFormatter()
+            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let stamp = f.string(from: now) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
             try records.record(plan, stamp: stamp)
             let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now)
             try records.finish(stamp, outcome)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Layout
 import ObjectStore
 import TestSupport
 
@@ -65,6 +66,79 @@ import TestSupport
         let (ok, got) = try Self.dump(catalog)
         #expect(ok == "ok")
         #expect(got == want, "after \(killedMidway) kills, a re-run has the same index as an uninterrupted sync")
+    }
+
+    /// 1,200 objects to delete (two DeleteObjects batches), SIGKILLed 20 times at random points;
+    /// whenever a run got to the end, the deleted objects are written back for the next round.
+    @Test func killedPrunesDeleteOnlyThePlanAndConverge() throws {
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "killprune")
+        let layout = BarmanLayout(root: "cnpg")
+        let now = Date()
+        func segment(_ n: UInt32) -> WALSegment { WALSegment(timeline: 1, log: n / 256, segment: n % 256) }
+        var objects: [(String, [UInt8])] = (1...UInt32(0x600)).map {
+            (layout.key(for: .walSegment(server: "db", segment: segment($0), compression: .gzip)), [1])
+        }
+        // Two backups past the 7-day window (deleted with the WAL only they need), two kept.
+        for (daysAgo, begin) in [(30.0, UInt32(2)), (20, 0x200), (10, 0x4A0), (3, 0x5F0)] {
+            let spec = PruneDifferentialTests.Spec(daysAgo: daysAgo, status: "DONE", timeline: 1, beginSegment: begin)
+            let start = now.addingTimeInterval(-daysAgo * 86400)
+            let id = PruneDifferentialTests.stamp(start, "yyyyMMdd'T'HHmmss")
+            objects.append((layout.backupInfoKey(server: "db", backupID: id),
+                            Array(PruneDifferentialTests.info(spec, begin: start, end: start.addingTimeInterval(30), seg: segment(begin)).utf8)))
+            objects.append((layout.key(for: .backupArchive(server: "db", backupID: id, name: "data", compression: .gzip)), [2]))
+        }
+        let toWrite = objects
+        _ = try Parallel.map(toWrite, threads: 16) { try s3.putObject(S3URL(bucket: bucket, key: $0.0), bytes: $0.1) }
+        func listing() throws -> Set<String> {
+            var keys = Set<String>()
+            try s3.listObjects(bucket: bucket, prefix: "cnpg/") { keys.formUnion($0.objects.map(\.key)) }
+            return keys
+        }
+        let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d"]
+        let planStart = Date()
+        let (pst, planOut) = try run(drctlBinary, args + ["-o", "json"], env: rgw.environment)
+        // Kills land from shortly before the plan is ready to well into the deletions.
+        let planTime = useconds_t(Date().timeIntervalSince(planStart) * 1e6)
+        try #require(pst == 0, "\(planOut)")
+        let selected = Set(try #require((try JSONSerialization.jsonObject(with: Data(planOut.utf8)) as? [String: Any])?["keysToDelete"] as? [String]))
+        #expect(selected.count > 1000, "\(selected.count)")
+        let before = try listing()
+        // One run to the end, timed, so that the kills can aim at the deletions; then everything back.
+        let applyStart = Date()
+        let (ast, aout) = try run(drctlBinary, args + ["--apply"], env: rgw.environment)
+        try #require(ast == 0, "\(aout)")
+        let applyTime = useconds_t(Date().timeIntervalSince(applyStart) * 1e6)
+        #expect(before.subtracting(try listing()) == selected)
+        _ = try Parallel.map(objects.filter { selected.contains($0.0) }, threads: 16) { try s3.putObject(S3URL(bucket: bucket, key: $0.0), bytes: $0.1) }
+
+        var killedMidway = 0, partial = 0
+        for i in 0..<20 {
+            let pid = try spawn(drctlBinary, args + ["--apply"], env: rgw.environment)
+            usleep(useconds_t.random(in: planTime * 9 / 10...max(applyTime, planTime) + 200_000))
+            if kill(pid, SIGKILL) == 0 { killedMidway += 1 }
+            _ = reap(pid)
+            let gone = before.subtracting(try listing())
+            #expect(gone.isSubset(of: selected), "run \(i): deleted what retention did not select: \(gone.subtracting(selected).sorted().prefix(5))")
+            if !gone.isEmpty && gone.count < selected.count { partial += 1 }
+            if gone == selected {
+                let back = objects.filter { gone.contains($0.0) }
+                _ = try Parallel.map(back, threads: 16) { try s3.putObject(S3URL(bucket: bucket, key: $0.0), bytes: $0.1) }
+            }
+        }
+        #expect(killedMidway > 0)
+        print("killedPrunes: a plan takes \(planTime / 1000) ms, a whole prune \(applyTime / 1000) ms; \(killedMidway) of 20 runs killed before they ended, \(partial) of them with the deletion part done")
+        let (st, out) = try run(drctlBinary, args + ["--apply"], env: rgw.environment)
+        #expect(st == 0, "\(out)")
+        let after = try listing()
+        #expect(before.subtracting(after) == selected, "after \(killedMidway) kills: the same objects are gone as after one uninterrupted prune")
+        // Every recorded plan has its outcome: nothing is left half done.
+        var records: [String] = []
+        try s3.listObjects(bucket: bucket, prefix: "drctl/prune/db/") { records += $0.objects.map(\.key) }
+        let plans = records.filter { !$0.hasSuffix(".done.json") }
+        #expect(!plans.isEmpty && plans.allSatisfy { records.contains(String($0.dropLast(5)) + ".done.json") }, "\(records)")
+        let (_, again) = try run(drctlBinary, args + ["-o", "json"], env: rgw.environment)
+        #expect((try JSONSerialization.jsonObject(with: Data(again.utf8)) as? [String: Any])?["keysToDelete"] as? [String] == [])
     }
 
     @Test func killedDrillsAreCleanedUpByTheNextRun() throws {
