@@ -167,8 +167,10 @@ public final class TarExtractor {
     private func parsePax(_ data: [UInt8]) -> [(String, String)] {
         var out: [(String, String)] = []
         var rest = data[...]
-        while let sp = rest.firstIndex(of: UInt8(ascii: " ")), let len = Int(String(decoding: rest[rest.startIndex..<sp], as: UTF8.self)), len > 0,
-              rest.count >= len {
+        // A record is "<length> <key>=<value>\n", the length counting the whole record; one too
+        // short to hold its own length and space ends the parse (found by drctl-fuzz tar).
+        while let sp = rest.firstIndex(of: UInt8(ascii: " ")), let len = Int(String(decoding: rest[rest.startIndex..<sp], as: UTF8.self)),
+              len > sp - rest.startIndex + 1, rest.count >= len {
             let record = rest.prefix(len)
             let body = record[(sp + 1)...].dropLast()   // without the trailing newline
             if let eq = body.firstIndex(of: UInt8(ascii: "=")) {

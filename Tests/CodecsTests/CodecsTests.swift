@@ -106,6 +106,29 @@ struct StreamCodecTests {
         #expect(FileManager.default.contents(atPath: "\(dir)/out/f") == Data("x\n".utf8))
     }
 
+    /// Found by `drctl-fuzz tar`: a pax record whose length is shorter than its own "length "
+    /// prefix made the record parser slice past its end.
+    @Test func malformedPaxRecordsAreIgnoredNotFatal() throws {
+        func header(_ name: String, type: Character, size: Int) -> [UInt8] {
+            var h = [UInt8](repeating: 0, count: 512)
+            func put(_ s: String, _ at: Int) { for (i, b) in s.utf8.enumerated() { h[at + i] = b } }
+            put(name, 0); put("0000644", 100); put("0000000", 108); put("0000000", 116)
+            put(String(format: "%011o", size), 124); put("00000000000", 136); put(String(type), 156); put("ustar\u{0}00", 257)
+            put("        ", 148)
+            put(String(format: "%06o", h.reduce(0) { $0 + Int($1) }) + "\u{0} ", 148)
+            return h
+        }
+        let pax = Array("1 \n0 x\n3 a\n".utf8)
+        var tar = header("./PaxHeader", type: "x", size: pax.count) + pax + [UInt8](repeating: 0, count: 512 - pax.count)
+        tar += header("f", type: "0", size: 2) + Array("ok".utf8) + [UInt8](repeating: 0, count: 510) + [UInt8](repeating: 0, count: 1024)
+        let dir = tempPath("pax")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let x = try TarExtractor(root: dir)
+        try tar.withUnsafeBytes { try x.feed($0) }
+        try x.finish()
+        #expect(FileManager.default.contents(atPath: dir + "/f") == Data("ok".utf8))
+    }
+
     @Test func parentPaths() {
         for (path, parent) in [("a/b", "a"), ("/a", "/"), ("/", "/"), ("c", "."), ("x/", "."), ("a/b/", "a"), ("a//b", "a"),
                                ("/x/y/z", "/x/y"), ("", "."), ("./c", ".")] {
