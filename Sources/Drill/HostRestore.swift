@@ -192,6 +192,9 @@ public final class HostRestore: @unchecked Sendable {
                     try server.start(environment: env)
                     continue
                 }
+                if let f = prefetcher.firstFailure {
+                    throw RecoveryError("WAL segment \(f.name) could not be fetched: \(f.error) (PostgreSQL stopped during recovery, exit \(st): \(server.logProblem()))")
+                }
                 throw RecoveryError("PostgreSQL stopped during recovery (exit \(st)): \(server.logProblem())")
             }
             if Date() > deadline {

@@ -108,6 +108,11 @@ public final class WALPrefetcher: @unchecked Sendable {
     private var running = 0
     public private(set) var bytes: Int64 = 0
     public private(set) var fetched = 0
+    private var failures: [(name: String, error: String)] = []
+
+    /// The first segment that could not be fetched, and why: what stopped a recovery that
+    /// PostgreSQL itself reports only as a missing checkpoint or WAL record.
+    public var firstFailure: (name: String, error: String)? { lock.withLock { failures.min { $0.name < $1.name } } }
 
     public init(source: WALSource, files: [RestorePlan.WALFile], spool: String, window: Int = 16, workers: Int = 4, owner: RunAs?) {
         self.source = source
@@ -166,7 +171,7 @@ public final class WALPrefetcher: @unchecked Sendable {
                 lock.withLock { bytes += n; fetched += 1; done.append(f.name); inFlight -= 1; lock.broadcast() }
             } catch {
                 try? "\(error)\n".write(toFile: path + ".error", atomically: true, encoding: .utf8)
-                lock.withLock { inFlight -= 1; lock.broadcast() }
+                lock.withLock { failures.append((f.name, "\(error)")); inFlight -= 1; lock.broadcast() }
             }
         }
     }

@@ -53,6 +53,29 @@ import TestSupport
         #expect(ev?["result"] as? String == "failed" && (ev?["error"] as? String ?? "").contains("No space left on device"), "\(ev ?? [:])")
         #expect(empty(small), "the partial restore is removed: \((try? FileManager.default.contentsOfDirectory(atPath: small)) ?? [])")
 
+        // A full disk during the WAL fetch: a tmpfs with room for the unpacked base backup plus
+        // 8 MiB, less than one 16 MiB WAL segment.
+        var base: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/base/") { base += $0.objects.map(\.key).filter { $0.hasSuffix("/data.tar.gz") } }
+        let unpacked = db.work + "/measure"
+        try FileManager.default.createDirectory(atPath: unpacked, withIntermediateDirectories: true)
+        _ = try db.s3.download(S3URL(bucket: db.bucket, key: try #require(base.first)), to: db.work + "/data.tar.gz")
+        let (xst, xout) = try run("/bin/tar", ["-xzf", db.work + "/data.tar.gz", "-C", unpacked])
+        try #require(xst == 0, "\(xout)")
+        let (_, du) = try run("/usr/bin/du", ["-s", "-B1", unpacked])
+        let baseBytes = try #require(Int(du.split(separator: "\t").first ?? ""))
+        let walRoom = db.work + "/walroom"
+        try FileManager.default.createDirectory(atPath: walRoom, withIntermediateDirectories: true)
+        let (wst, wout) = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(baseBytes + 8 << 20),mode=0711", "tmpfs", walRoom])
+        try #require(wst == 0, "mount tmpfs: \(wout)")
+        defer { _ = try? run("/bin/umount", ["-l", walRoom]) }
+        (st, out, ev) = try verify(walRoom)
+        #expect(st == 1 && out.contains("No space left on device") && out.contains("WAL"), "\(out)")
+        #expect(ev?["result"] as? String == "failed" && (ev?["error"] as? String ?? "").contains("No space left on device"), "\(ev ?? [:])")
+        #expect(out.contains("base backup") && out.contains("unpacked"), "the base backup itself fits: \(out)")
+        #expect(empty(walRoom), "nothing left: \((try? FileManager.default.contentsOfDirectory(atPath: walRoom)) ?? [])")
+        #expect(try Self.postgresUnder(walRoom) == 0, "no postgres left")
+
         // PostgreSQL that cannot start.
         let scratch = db.work + "/scratch"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
