@@ -60,8 +60,12 @@ public final class CurlTransport: HTTPTransport, @unchecked Sendable {
             drctl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
             drctl_setopt_long(h, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1)
             drctl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, Int(timeouts.connect * 1000))
-            drctl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1)
-            drctl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, timeouts.stall)
+            // A stall is "no byte moved for timeouts.stall seconds", timed by drctl: libcurl's own
+            // low-speed limit averages its speed over about five seconds, so after a fast start it
+            // noticed a silent server late, and under load later than the server's own reset.
+            drctl_setopt_long(h, CURLOPT_NOPROGRESS, 0)
+            drctl_setopt_xfer_cb(h, curlProgressCallback)
+            drctl_setopt_ptr(h, CURLOPT_XFERINFODATA, box)
             drctl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
             drctl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
             drctl_setopt_long(h, CURLOPT_UPLOAD_BUFFERSIZE, 512 * 1024)
@@ -111,8 +115,13 @@ public final class CurlTransport: HTTPTransport, @unchecked Sendable {
                 drctl_setopt_ptr(h, CURLOPT_READDATA, box)
             }
 
+            ctx.stallLimit = Double(timeouts.stall)
             let rc = curl_easy_perform(h)
             if let err = ctx.callbackError { throw err }
+            if rc == CURLE_ABORTED_BY_CALLBACK && ctx.stalled {
+                throw TransportError(code: Int(rc.rawValue), message: "\(request.method) \(Self.redactedURL(request.url)): stalled: no byte moved for \(timeouts.stall)s",
+                                     retryable: true)
+            }
             if rc != CURLE_OK {
                 let detail = String(cString: eb.baseAddress!)
                 let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
@@ -155,6 +164,11 @@ final class CurlCall {
     var headDelivered = false
     var errorBody: [UInt8] = []
     var callbackError: Error?
+    // stall detection (curlProgressCallback)
+    var stallLimit: Double = 30
+    var bytesMoved: curl_off_t = -1
+    var lastMoved = monotonicSeconds()
+    var stalled = false
     // request body
     var bytesSent = 0
     var fd: Int32 = -1
@@ -260,4 +274,26 @@ private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int,
 private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, _ n: Int, _ ud: UnsafeMutableRawPointer?) -> Int {
     let call = Unmanaged<CurlCall>.fromOpaque(ud!).takeUnretainedValue()
     return call.fill(UnsafeMutableRawBufferPointer(start: ptr, count: size * n))
+}
+
+
+/// Aborts a transfer once no byte has moved, either way, for the call's stall limit. libcurl calls
+/// this about once a second even while nothing arrives.
+let curlProgressCallback: drctl_curl_xfer_cb = { data, _, dlnow, _, ulnow in
+    let ctx = Unmanaged<CurlCall>.fromOpaque(data!).takeUnretainedValue()
+    let now = monotonicSeconds()
+    if dlnow + ulnow != ctx.bytesMoved {
+        ctx.bytesMoved = dlnow + ulnow
+        ctx.lastMoved = now
+        return 0
+    }
+    guard now - ctx.lastMoved >= ctx.stallLimit else { return 0 }
+    ctx.stalled = true
+    return 1
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
