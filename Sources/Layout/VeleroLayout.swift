@@ -113,11 +113,10 @@ public struct VeleroBackup: Sendable, Decodable {
     public static func decode(_ data: Data) throws -> VeleroBackup {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .custom { dec in
+            // drctl's own parser: ICU's ISO 8601 parser with fractional seconds traps (SIGFPE) on
+            // a long fraction in a malformed date (found by drctl-fuzz velero-backup).
             let s = try dec.singleValueContainer().decode(String.self)
-            let f = ISO8601DateFormatter()
-            if let date = f.date(from: s) { return date }
-            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let date = f.date(from: s) { return date }
+            if let date = parseTimestamp(s) { return date }
             throw DecodingError.dataCorrupted(.init(codingPath: dec.codingPath, debugDescription: "not an RFC 3339 time: \(s)"))
         }
         return try d.decode(VeleroBackup.self, from: data)

@@ -194,5 +194,11 @@ struct VeleroLayoutTests {
         let all = try VeleroBackup.decode(Data(#"{"metadata":{"name":"x"},"spec":{"includedNamespaces":["*"],"excludedNamespaces":["kube-system"]}}"#.utf8))
         #expect(all.covers(namespace: "keycloak") && !all.covers(namespace: "kube-system") && all.phase == "New")
         #expect(throws: (any Error).self) { try VeleroBackup.decode(Data(#"{"status":{}}"#.utf8)) }
+        // A long fraction trapped ICU's parser (found by drctl-fuzz velero-backup): now read, or refused.
+        let long = try VeleroBackup.decode(Data(#"{"metadata":{"name":"x"},"status":{"completionTimestamp":"2026-11-27T02:31:12.999999999999999999999Z"}}"#.utf8))
+        #expect(long.status?.completionTimestamp == Date(timeIntervalSince1970: 1_795_746_672.999999))
+        #expect(throws: (any Error).self) {
+            try VeleroBackup.decode(Data(#"{"metadata":{"name":"x"},"status":{"completionTimestamp":"2026-1-27T02:31:12.99999999999999999999Z"}}"#.utf8))
+        }
     }
 }
