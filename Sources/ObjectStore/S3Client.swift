@@ -516,7 +516,7 @@ func parseContentRangeTotal(_ s: String) -> Int64? {
 
 /// `2026-11-27T05:31:57.304Z`, as S3 listings write LastModified. Parsed by hand: a listing
 /// of many thousands of keys should not pay for a formatter per entry.
-func parseISO8601(_ s: String) -> Date? {
+package func parseISO8601(_ s: String) -> Date? {
     let b = Array(s.utf8)
     guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[10] == UInt8(ascii: "T") else { return nil }
     func num(_ from: Int, _ len: Int) -> Int? {
@@ -542,7 +542,7 @@ func parseISO8601(_ s: String) -> Date? {
     return Date(timeIntervalSince1970: Double(timegm(&t)) + frac)
 }
 
-func parseHTTPDate(_ s: String) -> Date? {
+package func parseHTTPDate(_ s: String) -> Date? {
     let f = DateFormatter()
     f.locale = Locale(identifier: "en_US_POSIX")
     f.timeZone = TimeZone(identifier: "GMT")

@@ -48,6 +48,9 @@ enum FuzzTarget: String, CaseIterable {
             require((lock.defaultRetentionSeconds ?? 0) >= 0, "a negative default retention was accepted")
             _ = lock.description
         }
+        // Dates from response headers (Last-Modified, Object Lock's retain-until).
+        let head = String(decoding: data.prefix(80), as: UTF8.self)
+        _ = (parseHTTPDate(head), parseISO8601(head))
         let error = S3Error.decode(status: 403, body: data, headers: [:], operation: "fuzz")
         _ = error.description
     }
