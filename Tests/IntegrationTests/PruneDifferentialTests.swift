@@ -247,6 +247,7 @@ struct LockingWriter {
         let before = try listing()
         let (st, out) = try run(drctlBinary, args + ["--apply"], env: env)
         #expect(st == 0, "\(out)")
+        print("$ drctl \(args.joined(separator: " ")) --apply\n\(out)")
         #expect(out.contains("keeping 2 objects retention selected: Object Lock protects them until") && !out.contains("not deleted"), "\(out)")
         let after = try listing()
         #expect(before.subtracting(after) == keys, "deleted exactly the plan, nothing locked")
@@ -273,6 +274,12 @@ struct LockingWriter {
     init() throws { rgw = try RGW.get() }
 
     func status(bucket: String, requirement: String) throws -> [String: Any] {
+        let out = try status(bucket: bucket, requirement: requirement, table: false)
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], "\(out)")
+        return try #require(list.first)
+    }
+
+    func status(bucket: String, requirement: String, table: Bool) throws -> String {
         let dir = tempPath("lockpolicy")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -289,9 +296,8 @@ struct LockingWriter {
                   baseBackup: {schedule: "0 0 4 * * *"}
                   retention: 7d
             """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
-        let (_, out) = try run(drctlBinary, ["status", "--policies", dir, "-o", "json"], env: rgw.environment)
-        let list = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]], "\(out)")
-        return try #require(list.first)
+        let (_, out) = try run(drctlBinary, ["status", "--policies", dir] + (table ? [] : ["-o", "json"]), env: rgw.environment)
+        return out
     }
 
     func lockReasons(_ w: [String: Any]) -> [String] { (w["reasons"] as? [String] ?? []).filter { $0.hasPrefix("Object Lock:") } }
@@ -321,6 +327,7 @@ struct LockingWriter {
         let none = try status(bucket: plain, requirement: "")
         #expect(none["objectLock"] as? String == "not enabled" && lockReasons(none).isEmpty)
         let required = try status(bucket: plain, requirement: "mode: COMPLIANCE, retention: 30d")
+        print(try status(bucket: locked, requirement: "mode: COMPLIANCE, retention: 7d", table: true))
         #expect(lockReasons(required).joined().contains("does not have Object Lock enabled"), "\(required)")
     }
 }
