@@ -135,8 +135,13 @@ struct PruneCommand: ParsableCommand {
                 }
                 printTable(rows)
                 if let locked = plan.locked, !locked.isEmpty {
-                    let until = locked.compactMap(\.retainUntil).max()
-                    print("keeping \(locked.count) objects retention selected: Object Lock protects them\(until.map { " until \(formatTimestamp($0)) UTC at the latest" } ?? "")\(locked.contains(where: \.legalHold) ? " (some under legal hold)" : ""); a prune after that deletes them")
+                    let held = locked.filter(\.legalHold), dated = locked.filter { !$0.legalHold }
+                    var why: [String] = []
+                    if !dated.isEmpty {
+                        why.append("\(dated.count) until \(dated.compactMap(\.retainUntil).max().map(formatTimestamp) ?? "?") UTC at the latest (a prune after that deletes them)")
+                    }
+                    if !held.isEmpty { why.append("\(held.count) under legal hold (kept until the hold is removed)") }
+                    print("keeping \(locked.count) \(locked.count == 1 ? "object" : "objects") retention selected, under Object Lock: \(why.joined(separator: "; "))")
                 }
                 print("\(apply ? "deleting" : "would delete") \(plan.backupsToDelete.count) backups and \(plan.keysToDelete.count) objects (\(formatBytes(plan.bytes)))")
                 if !apply { for k in plan.keysToDelete { print("  \(k)") } }

@@ -223,6 +223,17 @@ struct LockingWriter {
         try PruneDifferentialTests.write(specs, s3: s3, bucket: bucket, server: "db", now: now) { key in
             key.contains("/base/\(lockedBackup)/data") || key == lockedWAL ? ("GOVERNANCE", lockEnds) : nil
         }
+        // And a legal hold, which has no end date, on another segment that retention selects.
+        let heldWAL = "cnpg/db/wals/0000000100000000/000000010000000000000003.gz"
+        var pyEnv = rgw.environment
+        pyEnv["AWS_ENDPOINT_URL"] = rgw.endpoint
+        let (hst, hout) = try run(toolsPython, ["-c", """
+            import boto3, os, sys
+            boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1").put_object_legal_hold(
+                Bucket=sys.argv[1], Key=sys.argv[2], LegalHold={"Status": "ON"})
+            """, bucket, heldWAL], env: pyEnv)
+        try #require(hst == 0, "\(hout)")
+        #expect(try s3.headObject(S3URL(bucket: bucket, key: heldWAL)).lock?.legalHold == true)
         let env = rgw.environment
         let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d"]
         func plan() throws -> [String: Any] {
@@ -240,15 +251,16 @@ struct LockingWriter {
         let report = p["report"] as? [String: String] ?? [:]
         #expect(report[lockedBackup] == "OBSOLETE_LOCKED", "\(report)")
         let locked = (p["locked"] as? [[String: Any]] ?? []).compactMap { $0["key"] as? String }
-        #expect(Set(locked) == [lockedWAL, "cnpg/db/base/\(lockedBackup)/data.tar.gz"], "\(locked)")
+        #expect(Set(locked) == [lockedWAL, heldWAL, "cnpg/db/base/\(lockedBackup)/data.tar.gz"], "\(locked)")
         let keys = Set(p["keysToDelete"] as? [String] ?? [])
-        #expect(!keys.isEmpty && !keys.contains { $0.contains(lockedBackup) } && !keys.contains(lockedWAL))
+        #expect(!keys.isEmpty && !keys.contains { $0.contains(lockedBackup) } && !keys.contains(lockedWAL) && !keys.contains(heldWAL))
 
         let before = try listing()
         let (st, out) = try run(drctlBinary, args + ["--apply"], env: env)
         #expect(st == 0, "\(out)")
         print("$ drctl \(args.joined(separator: " ")) --apply\n\(out)")
-        #expect(out.contains("keeping 2 objects retention selected: Object Lock protects them until") && !out.contains("not deleted"), "\(out)")
+        #expect(out.contains("keeping 3 objects retention selected, under Object Lock: 2 until ") && out.contains("1 under legal hold")
+                && !out.contains("not deleted"), "\(out)")
         let after = try listing()
         #expect(before.subtracting(after) == keys, "deleted exactly the plan, nothing locked")
         #expect(after.contains("cnpg/db/base/\(lockedBackup)/backup.info"), "the locked backup is kept whole")
@@ -263,6 +275,7 @@ struct LockingWriter {
         #expect(st2 == 0, "\(out2)")
         let final = try listing()
         #expect(!final.contains(lockedWAL) && !final.contains { $0.contains(lockedBackup) }, "\(out2)")
+        #expect(final.contains(heldWAL) && out2.contains("keeping 1 object retention selected, under Object Lock: 1 under legal hold"), "a legal hold has no end: \(out2)")
         #expect(try versions(bucket, "cnpg/").count == final.count)
     }
 }
