@@ -164,18 +164,7 @@ import TestSupport
         let policyDir = tempPath("policies")
         try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: policyDir) }
-        try (rgw.objectStorePolicy(bucket: bucket) + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: BackupPolicy
-            metadata: {name: app}
-            spec:
-              objectStore: rgw
-              namespaces: [app]
-              objectives: {rpo: 1h, rto: 1h}
-              cnpg:
-                - cluster: app-db
-                  baseBackup: {schedule: "0 0 4 * * *"}
-                  retention: 7d
+        try (rgw.objectStorePolicy(bucket: bucket) + RGW.appPolicy(cluster: "app-db") + """
             ---
             apiVersion: drctl.dev/v1alpha1
             kind: BackupPolicy

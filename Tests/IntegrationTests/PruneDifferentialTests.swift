@@ -296,19 +296,8 @@ struct LockingWriter {
         let dir = tempPath("lockpolicy")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try (rgw.objectStorePolicy(bucket: bucket, extra: requirement.isEmpty ? "" : "  objectLock: {\(requirement)}\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: BackupPolicy
-            metadata: {name: app}
-            spec:
-              objectStore: rgw
-              namespaces: [app]
-              objectives: {rpo: 1h, rto: 1h}
-              cnpg:
-                - cluster: db
-                  baseBackup: {schedule: "0 0 4 * * *"}
-                  retention: 7d
-            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try (rgw.objectStorePolicy(bucket: bucket, extra: requirement.isEmpty ? "" : "  objectLock: {\(requirement)}\n") + RGW.appPolicy(cluster: "db"))
+            .write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         let (_, out) = try run(drctlBinary, ["status", "--policies", dir] + (table ? [] : ["-o", "json"]), env: rgw.environment)
         return out
     }

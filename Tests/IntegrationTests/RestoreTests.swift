@@ -169,18 +169,7 @@ import TestSupport
         let policyDir = work + "/policies"
         try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
         func policy(expect: String) throws {
-            try (rgw.objectStorePolicy(bucket: bucket) + """
-                apiVersion: drctl.dev/v1alpha1
-                kind: BackupPolicy
-                metadata: {name: app}
-                spec:
-                  objectStore: rgw
-                  namespaces: [app]
-                  objectives: {rpo: 1h, rto: 1h}
-                  cnpg:
-                    - cluster: app-db
-                      baseBackup: {schedule: "0 0 4 * * *"}
-                      retention: 7d
+            try (rgw.objectStorePolicy(bucket: bucket) + RGW.appPolicy(cluster: "app-db") + """
                   drill:
                     schedule: "0 6 * * *"
                     checks:

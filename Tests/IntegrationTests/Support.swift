@@ -91,6 +91,25 @@ final class RGW: Sendable {
         """
     }
 
+    /// A BackupPolicy "app" for one CNPG cluster on the store of `objectStorePolicy`; `spec`:
+    /// more lines of its spec (indented two spaces), e.g. a drill.
+    static func appPolicy(cluster: String, spec: String = "") -> String {
+        """
+        apiVersion: drctl.dev/v1alpha1
+        kind: BackupPolicy
+        metadata: {name: app}
+        spec:
+          objectStore: rgw
+          namespaces: [app]
+          objectives: {rpo: 1h, rto: 1h}
+          cnpg:
+            - cluster: \(cluster)
+              baseBackup: {schedule: "0 0 4 * * *"}
+              retention: 7d
+
+        """ + spec
+    }
+
     /// The keys as shell assignments, for commands PostgreSQL runs through a shell.
     var shellCredentials: String {
         "AWS_ACCESS_KEY_ID=\(accessKey) AWS_SECRET_ACCESS_KEY='\(secretKey)' AWS_DEFAULT_REGION=us-east-1"
