@@ -542,10 +542,19 @@ package func parseISO8601(_ s: String) -> Date? {
     return Date(timeIntervalSince1970: Double(timegm(&t)) + frac)
 }
 
+/// An HTTP date in its one current form, IMF-fixdate: `Fri, 27 Nov 2026 13:47:56 GMT`. Read here
+/// rather than by DateFormatter, which leaks on some malformed text (found by drctl-fuzz s3-xml).
 package func parseHTTPDate(_ s: String) -> Date? {
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "GMT")
-    f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-    return f.date(from: s)
+    let parts = s.split(separator: " ")
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    guard parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT",
+          let day = Int(parts[1]), (1...31).contains(day), let month = months.firstIndex(of: String(parts[2])),
+          let year = Int(parts[3]), (1970...9999).contains(year) else { return nil }
+    let hms = parts[4].split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+    guard hms.count == 3, let h = hms[0], let m = hms[1], let sec = hms[2], (0..<24).contains(h), (0..<60).contains(m), (0...60).contains(sec)
+    else { return nil }
+    var t = tm()
+    t.tm_year = Int32(year - 1900); t.tm_mon = Int32(month); t.tm_mday = Int32(day)
+    t.tm_hour = Int32(h); t.tm_min = Int32(m); t.tm_sec = Int32(sec)
+    return Date(timeIntervalSince1970: Double(timegm(&t)))
 }

@@ -54,6 +54,15 @@ struct ListParsingTests {
         #expect(parseISO8601("garbage") == nil)
         #expect(parseISO8601("2026-11-27T05:31:57+01:00") == nil)
     }
+
+    @Test func httpDates() {
+        #expect(parseHTTPDate("Fri, 27 Nov 2026 05:31:57 GMT") == Date(timeIntervalSince1970: 1_795_757_517))
+        #expect(parseHTTPDate("Thu, 01 Jan 1970 00:00:00 GMT") == Date(timeIntervalSince1970: 0))
+        for bad in ["", "garbage", "Fri, 27 Nov 2026 05:31:57 UTC", "Fri, 32 Nov 2026 05:31:57 GMT", "Fri, 27 Foo 2026 05:31:57 GMT",
+                    "Fri, 27 Nov 2026 25:31:57 GMT", "Fri, 27 Nov 2026 05:31 GMT", "<\u{B5}>\n\u{A5}\u{A5}"] {
+            #expect(parseHTTPDate(bad) == nil, "\(bad)")
+        }
+    }
 }
 
 struct XMLReaderTests {
