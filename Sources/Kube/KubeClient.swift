@@ -83,7 +83,7 @@ public final class KubeClient: @unchecked Sendable {
         r.token = status["token"] as? String
         r.cert = (status["clientCertificateData"] as? String).map { Array($0.utf8) }
         r.key = (status["clientKeyData"] as? String).map { Array($0.utf8) }
-        r.expires = (status["expirationTimestamp"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) }
+        r.expires = (status["expirationTimestamp"] as? String).flatMap(parseISO8601)
         guard r.token != nil || (r.cert != nil && r.key != nil) else {
             throw ConfigError("exec credential plugin \(plugin.command) returned neither a token nor a client certificate")
         }
