@@ -105,8 +105,14 @@ struct PruneCommand: ParsableCommand {
             try reader.list(prefix: layout.serverPrefix(server), delimiter: nil) { page, _ in objects += page.map { ObjectRef(key: $0.key, size: $0.size) } }
             let window = RecoveryWindow(cnpg: retention)!
             var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now)
+            var heads: [String: ObjectInfo?]?
             if checkLocks && !plan.keysToDelete.isEmpty {
-                let locked = try Self.lockedObjects(plan.keysToDelete, client: client, bucket: url.bucket, now: now)
+                let found = try Self.heads(plan.keysToDelete, client: client, bucket: url.bucket)
+                heads = found
+                let locked = plan.keysToDelete.compactMap { key -> LockedObject? in
+                    guard let lock = found[key]??.lock, lock.isLocked(at: now) else { return nil }
+                    return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
+                }
                 if !locked.isEmpty {
                     // A backup with any locked object stays whole, with the WAL it needs; other locked WAL just stays.
                     let keep = Set(locked.compactMap { o -> String? in
@@ -153,31 +159,32 @@ struct PruneCommand: ParsableCommand {
             f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             let stamp = f.string(from: now) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
             try records.record(plan, stamp: stamp)
-            let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now)
+            let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now, heads: heads)
             try records.finish(stamp, outcome)
             if output == .table { print("recorded in \(records.planURL(stamp)); \(outcome.summary)") }
             try outcome.throwIfFailed()
         }
     }
 
-    /// The objects among `keys` whose current version the store would refuse to delete now.
-    static func lockedObjects(_ keys: [String], client: S3Client, bucket: String, now: Date) throws -> [LockedObject] {
-        try Parallel.map(keys, threads: 16) { key -> LockedObject? in
-            guard let lock = try client.headIfPresent(S3URL(bucket: bucket, key: key))?.lock, lock.isLocked(at: now) else { return nil }
-            return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
-        }.compactMap { $0 }
+    /// HEAD of each key (nil: gone), 16 at a time: its version and its lock.
+    static func heads(_ keys: [String], client: S3Client, bucket: String) throws -> [String: ObjectInfo?] {
+        let found = try Parallel.map(keys, threads: 16) { try client.headIfPresent(S3URL(bucket: bucket, key: $0)) }
+        return Dictionary(zip(keys, found), uniquingKeysWith: { a, _ in a })
     }
 
     /// Deletes `keys`. On a bucket with Object Lock (and so versions) the exact current version
     /// goes, so the space is freed instead of hidden behind a delete marker; a version still
     /// locked is left and counted, not reported key by key as an error.
-    func delete(_ keys: [String], client: S3Client, bucket: String, checkLocks: Bool, now: Date) throws -> PruneOutcome {
+    func delete(_ keys: [String], client: S3Client, bucket: String, checkLocks: Bool, now: Date, heads known: [String: ObjectInfo?]? = nil) throws -> PruneOutcome {
         var outcome = PruneOutcome()
         var versions = keys.map { ObjectVersion(key: $0) }
         if checkLocks {
-            let heads = try Parallel.map(keys, threads: 16) { try client.headIfPresent(S3URL(bucket: bucket, key: $0)) }
+            var heads = known ?? [:]
+            let unknown = keys.filter { !heads.keys.contains($0) }
+            heads.merge(try Self.heads(unknown, client: client, bucket: bucket)) { a, _ in a }
             versions = []
-            for (key, head) in zip(keys, heads) {
+            for key in keys {
+                let head = heads[key] ?? nil
                 guard let head else { outcome.deleted += 1; continue }   // gone already (an earlier, interrupted run)
                 if let lock = head.lock, lock.isLocked(at: now) {
                     outcome.locked.append(LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold))
