@@ -49,18 +49,7 @@ import TestSupport
 
     static func policy(_ db: ArchivedDatabase, dir: String, drillSchedule: String, rpo: String = "1h") throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try (db.rgw.objectStorePolicy(bucket: db.bucket) + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: BackupPolicy
-            metadata: {name: app}
-            spec:
-              objectStore: rgw
-              namespaces: [app]
-              objectives: {rpo: \(rpo), rto: 10m}
-              cnpg:
-                - cluster: app-db
-                  baseBackup: {schedule: "0 0 4 * * *"}
-                  retention: 7d
+        try (db.rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", rpo: rpo, rto: "10m") + """
               drill:
                 schedule: "\(drillSchedule)"
                 checks:

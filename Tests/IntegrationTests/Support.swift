@@ -93,7 +93,7 @@ final class RGW: Sendable {
 
     /// A BackupPolicy "app" for one CNPG cluster on the store of `objectStorePolicy`; `spec`:
     /// more lines of its spec (indented two spaces), e.g. a drill.
-    static func appPolicy(cluster: String, spec: String = "") -> String {
+    static func appPolicy(cluster: String, rpo: String = "1h", rto: String = "1h", spec: String = "") -> String {
         """
         apiVersion: drctl.dev/v1alpha1
         kind: BackupPolicy
@@ -101,7 +101,7 @@ final class RGW: Sendable {
         spec:
           objectStore: rgw
           namespaces: [app]
-          objectives: {rpo: 1h, rto: 1h}
+          objectives: {rpo: \(rpo), rto: \(rto)}
           cnpg:
             - cluster: \(cluster)
               baseBackup: {schedule: "0 0 4 * * *"}
