@@ -37,7 +37,44 @@ public struct ChainAnalysis: Sendable, Equatable {
     public var consistent: Bool
 }
 
+/// A stretch of time the archive covers with WAL, or (`missing` set) a gap in it.
+public struct WALCoverageSpan: Sendable, Equatable {
+    public var from: Date
+    public var to: Date
+    /// For a gap: the first segment lost.
+    public var missing: String?
+    public init(from: Date, to: Date, missing: String? = nil) {
+        self.from = from
+        self.to = to
+        self.missing = missing
+    }
+}
+
 public enum WALChain {
+    /// The archive's segments as stretches of time (by the objects' times), with a gap span
+    /// wherever a segment is missing on a timeline; a switch of timeline is not a gap.
+    public static func coverage(_ archive: WALArchive, segmentSize: UInt64) -> [WALCoverageSpan] {
+        var spans: [WALCoverageSpan] = []
+        var start: Date?
+        var previous: (segment: WALSegment, at: Date)?
+        for seg in archive.segments.keys.sorted() {
+            guard let t = archive.segments[seg]?.lastModified else { continue }
+            if let p = previous {
+                let expected = p.segment.next(segmentSize: segmentSize)
+                if seg.timeline == p.segment.timeline && seg != expected {
+                    spans.append(WALCoverageSpan(from: start ?? p.at, to: p.at))
+                    spans.append(WALCoverageSpan(from: p.at, to: t, missing: expected.name))
+                    start = t
+                }
+            } else {
+                start = t
+            }
+            previous = (seg, t)
+        }
+        if let start, let end = previous?.at { spans.append(WALCoverageSpan(from: start, to: end)) }
+        return spans
+    }
+
     /// The path of timelines recovery takes from `timeline` with `recovery_target_timeline =
     /// latest`: the highest timeline whose history descends from it. Each entry is a timeline
     /// and the first segment number it is read from (its branch point's segment).

@@ -246,23 +246,7 @@ final class ServiceState: @unchecked Sendable {
                 points.append(.init(kind: "cnpg", source: c.cluster.value, id: b.backupID, at: at, restorable: b.restorable))
             }
             let size = scan.backups.last?.segmentSize ?? 16 << 20
-            let segs = archive.segments.keys.sorted()
-            var spanStart: Date?
-            var previous: (WALSegment, Date)?
-            for seg in segs {
-                guard let t = archive.segments[seg]?.lastModified else { continue }
-                if let (p, pt) = previous {
-                    if seg.timeline == p.timeline && seg != p.next(segmentSize: size) {
-                        wal.append(.init(cluster: c.cluster.value, from: spanStart ?? pt, to: pt))
-                        wal.append(.init(cluster: c.cluster.value, from: pt, to: t, missing: p.next(segmentSize: size).name))
-                        spanStart = t
-                    }
-                } else {
-                    spanStart = t
-                }
-                previous = (seg, t)
-            }
-            if let s = spanStart, let (_, end) = previous { wal.append(.init(cluster: c.cluster.value, from: s, to: end)) }
+            wal += WALChain.coverage(archive, segmentSize: size).map { .init(cluster: c.cluster.value, from: $0.from, to: $0.to, missing: $0.missing) }
         }
         return Snapshot.Timeline(points: points.sorted { $0.at < $1.at }, wal: wal)
     }

@@ -77,6 +77,37 @@ struct WALChainTests {
 
 import Codecs
 
+struct WALCoverageTests {
+    func at(_ s: Double) -> Date { Date(timeIntervalSince1970: s) }
+
+    @Test func anUnbrokenArchiveIsOneSpan() throws {
+        let a = try WALChainTests.archive((4...9).map { String(format: "0000000100000000000000%02X", $0) })
+        #expect(WALChain.coverage(a, segmentSize: WALChainTests.size) == [WALCoverageSpan(from: at(0), to: at(5))])
+        #expect(WALChain.coverage(WALArchive(), segmentSize: WALChainTests.size).isEmpty)
+    }
+
+    @Test func aMissingSegmentIsAGapNamingIt() throws {
+        let a = try WALChainTests.archive([4, 5, 8, 9].map { String(format: "0000000100000000000000%02X", $0) })
+        #expect(WALChain.coverage(a, segmentSize: WALChainTests.size) == [
+            WALCoverageSpan(from: at(0), to: at(1)),
+            WALCoverageSpan(from: at(1), to: at(2), missing: "000000010000000000000006"),
+            WALCoverageSpan(from: at(2), to: at(3)),
+        ])
+    }
+
+    @Test func aTimelineSwitchIsNotAGapAndALogBoundaryIsCrossed() throws {
+        let a = try WALChainTests.archive(["000000010000000000000004", "000000010000000000000005", "000000020000000000000005",
+                                           "000000020000000000000006", "000000020000000000000008"])
+        #expect(WALChain.coverage(a, segmentSize: WALChainTests.size) == [
+            WALCoverageSpan(from: at(0), to: at(3)),
+            WALCoverageSpan(from: at(3), to: at(4), missing: "000000020000000000000007"),
+            WALCoverageSpan(from: at(4), to: at(4)),
+        ])
+        let b = try WALChainTests.archive(["0000000100000000000000FE", "0000000100000000000000FF", "000000010000000100000000"])
+        #expect(WALChain.coverage(b, segmentSize: WALChainTests.size) == [WALCoverageSpan(from: at(0), to: at(2))])
+    }
+}
+
 struct GzipTests {
     @Test func roundTripsThroughTheGzipTool() throws {
         let text = "1\t0/D00B0B0\tno recovery target specified\n"
