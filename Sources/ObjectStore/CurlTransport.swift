@@ -276,7 +276,6 @@ private func curlReadCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int, 
     return call.fill(UnsafeMutableRawBufferPointer(start: ptr, count: size * n))
 }
 
-
 /// Aborts a transfer once no byte has moved, either way, for the call's stall limit. libcurl calls
 /// this about once a second even while nothing arrives.
 let curlProgressCallback: drctl_curl_xfer_cb = { data, _, dlnow, _, ulnow in
