@@ -64,9 +64,26 @@ public enum Subprocess {
     /// Runs to completion; returns the exit status and the combined output.
     public static func run(_ program: String, _ args: [String], env: [String: String]) throws -> (status: Int32, output: String) {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-run-\(getpid())-\(UUID().uuidString.prefix(8))").path
-        defer { unlink(out) }
-        let status = wait(try spawn(program, args, env: env, output: out))
-        return (status, (try? String(contentsOfFile: out, encoding: .utf8)) ?? "")
+        let fd = open(out, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw LocalError("cannot create \(out): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let pid: pid_t
+        do { pid = try spawn(program, args, env: env, output: out) } catch { unlink(out); throw error }
+        // posix_spawn returns once the child has opened the file: with the name gone now, a drctl
+        // killed while the child runs leaves nothing behind in the temporary directory.
+        unlink(out)
+        let status = wait(pid)
+        var output: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 65536)
+        var offset: off_t = 0
+        while true {
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            output += buf[0..<n]
+            offset += off_t(n)
+        }
+        return (status, String(decoding: output, as: UTF8.self))
     }
 
     /// The absolute path of this executable (restore_command must name it exactly).

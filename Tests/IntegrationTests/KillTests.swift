@@ -177,6 +177,10 @@ import TestSupport
         #expect(try HostFaultTests.postgresUnder(scratch) == 0, "no postgres left")
         let stillThere = try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { n in pids.contains { n.hasPrefix("drctl-sock-\($0)-") } }
         #expect(stillThere.isEmpty, "\(stillThere)")
+        // Nor a captured output of a program a killed drctl was running (postgres --version, psql).
+        let temp = FileManager.default.temporaryDirectory.path
+        let outputs = try FileManager.default.contentsOfDirectory(atPath: temp).filter { n in pids.contains { n.hasPrefix("drctl-run-\($0)-") } }
+        #expect(outputs.isEmpty, "\(outputs)")
         let (cst, cout) = try run(drctlBinary, ["status", "--policies", dir, "--catalog", db.work + "/data/catalog.sqlite"], env: db.drctlEnvironment)
         #expect(cst == 0 || cst == 4, "the catalog opens: \(cout)")
     }
