@@ -127,24 +127,33 @@ class Proxy(BaseHTTPRequestHandler):
             self.wfile.write(data)
             conn.close()
             return
-        self.end_headers()
-        sent, limit = 0, (fault.get("after_bytes", 0) if mode in ("cut", "stallbody") else None)
-        while self.command != "HEAD":
-            chunk = resp.read(65536)
-            if not chunk:
-                break
-            if limit is not None and sent + len(chunk) >= limit:
-                self.wfile.write(chunk[: max(0, limit - sent)])
-                self.wfile.flush()
-                conn.close()
-                if mode == "stallbody" and self._client_gives_up(float(fault.get("seconds", 5))):
-                    with lock:
-                        log.append(["ABANDONED", self.path, None])
-                    return
-                return self._reset()
-            self.wfile.write(chunk)
-            sent += len(chunk)
+        sent, limit, hit = 0, (fault.get("after_bytes", 0) if mode in ("cut", "stallbody") else None), False
+        try:
+            self.end_headers()
+            while self.command != "HEAD":
+                chunk = resp.read(65536)
+                if not chunk:
+                    break
+                if limit is not None and sent + len(chunk) >= limit:
+                    self.wfile.write(chunk[: max(0, limit - sent)])
+                    self.wfile.flush()
+                    hit = True
+                    break
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            # The client left before the fault began (e.g. its own timeout on a slow upstream).
+            with lock:
+                log.append(["LEFT", self.path, str(sent)])
+            conn.close()
+            return
         conn.close()
+        if hit:
+            if mode == "stallbody" and self._client_gives_up(float(fault.get("seconds", 5))):
+                with lock:
+                    log.append(["ABANDONED", self.path, None])
+                return
+            return self._reset()
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

@@ -298,13 +298,18 @@ import TestSupport
         defer { unlink(dst) }
 
         // The server stays silent for a minute: only drctl's stall timeout (1 s here) ends it
-        // (the proxy logs the client giving up), and the download resumes and is whole.
+        // (the proxy logs the client giving up: ABANDONED during the silence, or LEFT when a slow
+        // upstream already made it give up before), and the download resumes and is whole.
         try proxy.inject("stallbody", count: 1, method: "GET", afterBytes: 512 << 10, seconds: 60)
+        let started = Date()
         try s3.download(url, to: dst)
-        #expect(try proxy.requests().contains { $0.method == "ABANDONED" }, "drctl gave up on the silent server itself")
+        let log = try proxy.requests()
+        let seen = "after \(String(format: "%.1f", Date().timeIntervalSince(started)))s: \(log.filter { $0.method != "PUT" })"
+        #expect(log.contains { $0.method == "ABANDONED" || $0.method == "LEFT" }, "drctl gave up on the silent server itself, \(seen)")
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: dst))) == body)
-        let ranged = try proxy.requests().filter { $0.method == "GET" }.compactMap(\.range)
-        #expect(ranged.contains { $0.hasPrefix("bytes=524288-") }, "resumed where the stall began: \(ranged)")
+        if log.contains(where: { $0.method == "ABANDONED" }) {
+            #expect(log.contains { $0.method == "GET" && $0.range?.hasPrefix("bytes=524288-") == true }, "resumed where the stall began, \(seen)")
+        }
 
         // Short but consistent: to a file, and to memory (how metadata is read).
         for read in [{ try s3.download(url, to: dst); return try Array(Data(contentsOf: URL(fileURLWithPath: dst))) },
