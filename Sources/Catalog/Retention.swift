@@ -100,17 +100,11 @@ public enum BarmanRetention {
     /// begin_wal, except history files and WAL of timelines that remaining backups are on
     /// (other than that next backup's).
     ///
-    /// Backups in `keep` (some of their objects are under Object Lock) are kept whole, as are the
-    /// WAL they need: deleting part of a backup would leave one that looks restorable and is not.
+    /// Objects in `locked` (under Object Lock) stay: a backup with any locked object is kept
+    /// whole (OBSOLETE_LOCKED), with the WAL it needs, since deleting part of a backup would leave
+    /// one that looks restorable and is not; a locked WAL segment just stays.
     public static func plan(scan: BarmanServerScan, objects: [ObjectRef], layout: BarmanLayout, window: RecoveryWindow,
-                            minimumRedundancy: Int, now: Date, keep: Set<String> = []) -> PrunePlan {
-        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
-        for id in keep where report[id] == "OBSOLETE" { report[id] = "OBSOLETE_LOCKED" }
-        let toDelete = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
-        var available: [String: Backup] = [:]
-        for b in scan.backups {
-            available[b.backupID] = Backup(id: b.backupID, status: b.status, endTime: b.endTime, beginWAL: b.beginWAL, timeline: b.timeline)
-        }
+                            minimumRedundancy: Int, now: Date, locked: Set<String> = []) -> PrunePlan {
         // WAL objects by barman's WAL name (the key's file name without its compression suffix).
         var wals: [(name: String, key: String)] = []
         var baseObjects: [String: [String]] = [:]
@@ -122,6 +116,13 @@ public enum BarmanRetention {
             case .backupHistory(_, let s, let off, _)?: wals.append((s.name + "." + String(format: "%08X", off) + ".backup", o.key))
             default: break
             }
+        }
+        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        for (id, keys) in baseObjects where report[id] == "OBSOLETE" && keys.contains(where: locked.contains) { report[id] = "OBSOLETE_LOCKED" }
+        let toDelete = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
+        var available: [String: Backup] = [:]
+        for b in scan.backups {
+            available[b.backupID] = Backup(id: b.backupID, status: b.status, endTime: b.endTime, beginWAL: b.beginWAL, timeline: b.timeline)
         }
         var keys: [String] = []
         var deletedWAL = Set<String>()
@@ -140,7 +141,7 @@ public enum BarmanRetention {
                 var protect = Set(available.values.compactMap(\.timeline))
                 if let t = until.timeline { protect.remove(t) }
                 if let begin = until.beginWAL {
-                    for w in wals where !deletedWAL.contains(w.key) {
+                    for w in wals where !deletedWAL.contains(w.key) && !locked.contains(w.key) {
                         guard let tli = UInt32(w.name.prefix(8), radix: 16), !protect.contains(tli) else { continue }
                         if w.name < begin {
                             keys.append(w.key)

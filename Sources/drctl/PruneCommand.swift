@@ -114,19 +114,8 @@ struct PruneCommand: ParsableCommand {
                     return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
                 }
                 if !locked.isEmpty {
-                    // A backup with any locked object stays whole, with the WAL it needs; other locked WAL just stays.
-                    let keep = Set(locked.compactMap { o -> String? in
-                        switch layout.parse(o.key) {
-                        case .backupInfo(_, let id)?, .backupArchive(_, let id, _, _)?: return id
-                        default: return nil
-                        }
-                    })
                     plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
-                                                now: now, keep: keep)
-                    let lockedKeys = Set(locked.map(\.key))
-                    plan.keysToDelete.removeAll { lockedKeys.contains($0) }
-                    let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
-                    plan.bytes = plan.keysToDelete.reduce(0) { $0 + (sizes[$1] ?? 0) }
+                                                now: now, locked: Set(locked.map(\.key)))
                     plan.locked = locked
                 }
             }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Catalog
 import ObjectStore
+import Layout
 
 struct StatusTests {
     static let now = Date(timeIntervalSince1970: 1_795_757_517)   // 2026-11-27 05:31:57 UTC
@@ -136,6 +137,44 @@ struct RetentionTests {
         let kept = BarmanRetention.report([b("20261001T000000", 57), b("20261010T000000", 48), b("20261020T000000", 38)],
                                           window: w, minimumRedundancy: 2, now: now)
         #expect(kept == ["20261020T000000": "VALID", "20261010T000000": "POTENTIALLY_OBSOLETE", "20261001T000000": "OBSOLETE"])
+    }
+}
+
+struct RetentionPlanTests {
+    /// Four weekly backups and their WAL, a 7-day window: the two oldest are OBSOLETE.
+    func plan(locked: Set<String>) -> PrunePlan {
+        let layout = BarmanLayout(root: "cnpg")
+        func seg(_ n: UInt32) -> WALSegment { WALSegment(timeline: 1, log: 0, segment: n) }
+        let starts: [(String, Double, UInt32)] = [("20261101T000000", 26, 2), ("20261107T000000", 20, 8), ("20261112T000000", 15, 0x10), ("20261125T000000", 2, 0x18)]
+        let backups = starts.map { id, days, begin -> BarmanBackup in
+            var b = StatusTests.backup(id, end: days * 86400)
+            b.beginWAL = seg(begin).name
+            return b
+        }
+        var objects = (1...UInt32(0x1A)).map { ObjectRef(key: layout.key(for: .walSegment(server: "db", segment: seg($0), compression: .gzip)), size: 16) }
+        for (id, _, _) in starts {
+            objects += [ObjectRef(key: layout.backupInfoKey(server: "db", backupID: id), size: 1),
+                        ObjectRef(key: layout.key(for: .backupArchive(server: "db", backupID: id, name: "data", compression: .gzip)), size: 100)]
+        }
+        let scan = BarmanServerScan(server: "db", backups: backups, walSegments: 0x1A, partialSegments: [], timelines: [1],
+                                    newestSegment: seg(0x1A).name, unrecognised: 0, problems: [])
+        return BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: RecoveryWindow(cnpg: "7d")!, minimumRedundancy: 0,
+                                    now: StatusTests.now, locked: locked)
+    }
+
+    @Test func lockedObjectsStayAndALockedBackupStaysWhole() {
+        let free = plan(locked: [])
+        #expect(free.backupsToDelete == ["20261101T000000", "20261107T000000"])
+        #expect(free.keysToDelete.filter { $0.contains("/wals/") }.count == 0x0F, "WAL 01...0F, before the third backup's begin")
+
+        let lockedData = "cnpg/db/base/20261107T000000/data.tar.gz", lockedWAL = "cnpg/db/wals/0000000100000000/000000010000000000000003.gz"
+        let p = plan(locked: [lockedData, lockedWAL])
+        #expect(p.report["20261107T000000"] == "OBSOLETE_LOCKED" && p.report["20261101T000000"] == "OBSOLETE")
+        #expect(p.backupsToDelete == ["20261101T000000"])
+        #expect(!p.keysToDelete.contains { $0.contains("20261107T000000") } && !p.keysToDelete.contains(lockedWAL))
+        // The kept backup keeps the WAL it needs: only the oldest backup's WAL before its begin goes.
+        #expect(p.keysToDelete.filter { $0.contains("/wals/") }.count == 6, "WAL 01, 02, 04...07: \(p.keysToDelete)")
+        #expect(p.bytes == 1 + 100 + 6 * 16)
     }
 }
 
