@@ -67,7 +67,7 @@ final class ClusterFixture {
     let kubeconfig: String
     let policies: String
     let secretName: String
-    let backupName = "n8n-prod-daily-20261127023000"
+    let backupName = VeleroBucketTests.scheduledName()
     var env: [String: String]
 
     init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, user: String = "token", secretName: String = "s3",

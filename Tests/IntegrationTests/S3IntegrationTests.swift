@@ -303,7 +303,12 @@ import TestSupport
         try proxy.inject("stallbody", count: 1, method: "GET", afterBytes: 512 << 10, seconds: 60)
         let started = Date()
         try s3.download(url, to: dst)
-        let log = try proxy.requests()
+        // The proxy notices the closed connection on its next poll: wait for it, briefly.
+        var log = try proxy.requests()
+        _ = try waitUntil(50, every: 100_000) {
+            log = try proxy.requests()
+            return log.contains { $0.method == "ABANDONED" || $0.method == "LEFT" }
+        }
         let seen = "after \(String(format: "%.1f", Date().timeIntervalSince(started)))s: \(log.filter { $0.method != "PUT" })"
         #expect(log.contains { $0.method == "ABANDONED" || $0.method == "LEFT" }, "drctl gave up on the silent server itself, \(seen)")
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: dst))) == body)

@@ -214,7 +214,7 @@ import TestSupport
         let key = try #require(keys.first { $0.contains("/\(victim)") }, "\(victim) in \(keys)")
         try db.s3.deleteObject(S3URL(bucket: db.bucket, key: key))
         // A second workload: Velero only, one completed daily backup.
-        let backup = "n8n-prod-daily-20261127023000"
+        let backup = VeleroBucketTests.scheduledName()   // three hours ago: within the 48 h RPO on any date
         try db.s3.putObject(S3URL(bucket: db.bucket, key: "velero/backups/\(backup)/\(backup).tar.gz"), bytes: try VeleroBucketTests.tarball())
         try db.s3.putObject(S3URL(bucket: db.bucket, key: "velero/backups/\(backup)/velero-backup.json"), bytes: VeleroBucketTests.backupJSON(backup, phase: "Completed"))
 

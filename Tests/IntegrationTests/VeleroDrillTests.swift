@@ -21,7 +21,7 @@ import TestSupport
     @Test func manifestsAreCheckedAgainstTheResourceList() throws {
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "velerodrill")
-        let name = "n8n-prod-daily-20261127023000"
+        let name = VeleroBucketTests.scheduledName()
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/\(name).tar.gz"), bytes: VeleroBucketTests.tarball())
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/velero-backup.json"),
                          bytes: VeleroBucketTests.backupJSON(name, phase: "Completed"))
@@ -50,8 +50,11 @@ import TestSupport
         var env = rgw.environment
         env.removeValue(forKey: "AWS_ENDPOINT_URL")
         env["DRCTL_DATA_DIR"] = dir + "/data"
+        // Targets around the backup, derived from its start (never a fixed date).
+        let start = VeleroBucketTests.recentStart
+        let after = VeleroBucketTests.rfc3339(start.addingTimeInterval(1800)), before = VeleroBucketTests.rfc3339(start.addingTimeInterval(-5400))
         func verify() throws -> (Int32, String) {
-            try run(drctlBinary, ["verify", "n8n-prod", "--policies", dir + "/policies", "--scratch-dir", dir + "/scratch", "--at", "2026-11-27T03:00:00Z"], env: env)
+            try run(drctlBinary, ["verify", "n8n-prod", "--policies", dir + "/policies", "--scratch-dir", dir + "/scratch", "--at", after], env: env)
         }
 
         try list(#"{"apps/v1/Deployment":["n8n-prod/n8n"]}"#)
@@ -64,7 +67,7 @@ import TestSupport
         #expect(st == 1 && out.contains("missing from the tarball v1/Secret n8n-prod/n8n-encryption-key"), "\(out)")
 
         // A target before the backup completed: no restore point, named.
-        (st, out) = try run(drctlBinary, ["verify", "n8n-prod", "--policies", dir + "/policies", "--scratch-dir", dir + "/scratch", "--at", "2026-11-27T01:00:00Z"], env: env)
+        (st, out) = try run(drctlBinary, ["verify", "n8n-prod", "--policies", dir + "/policies", "--scratch-dir", dir + "/scratch", "--at", before], env: env)
         #expect(st == 1 && out.contains("no completed Velero backup"), "\(out)")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir + "/scratch")) ?? []).isEmpty)
     }

@@ -9,15 +9,35 @@ import TestSupport
     let rgw: RGW
     init() throws { rgw = try RGW.get() }
 
+    /// When the tests' Velero backups started: three hours before this run (whole minutes), so
+    /// that a daily schedule's RPO holds whatever the date; never a fixed date.
+    static let recentStart = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 3 * 3600)
+
+    /// RFC 3339 in UTC, as Velero writes its timestamps.
+    static func rfc3339(_ d: Date) -> String { ISO8601DateFormatter().string(from: d) }
+
+    /// The name Velero gives a scheduled backup: `<schedule>-<yyyyMMddHHmmss>` of its start, in UTC.
+    static func scheduledName(_ schedule: String = "n8n-prod-daily", at start: Date = recentStart) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMddHHmmss"
+        return "\(schedule)-\(f.string(from: start))"
+    }
+
+    /// velero-backup.json of a backup that started at `start` and (if terminal) completed 72 s
+    /// later; it expires after its TTL (7 days) unless `expiration` says otherwise.
     static func backupJSON(_ name: String, phase: String, namespaces: [String] = ["n8n-prod"], errors: Int = 0,
-                           expiration: String = "2099-12-04T02:30:00Z") -> [UInt8] {
-        let completion = ["Completed", "PartiallyFailed", "Failed"].contains(phase) ? #","completionTimestamp":"2026-11-27T02:31:12Z""# : ""
+                           expiration: String? = nil, start: Date = recentStart) -> [UInt8] {
+        let completed = rfc3339(start.addingTimeInterval(72))
+        let completion = ["Completed", "PartiallyFailed", "Failed"].contains(phase) ? #","completionTimestamp":"\#(completed)""# : ""
+        let expires = expiration ?? rfc3339(start.addingTimeInterval(7 * 86400))
         return Array("""
             {"kind":"Backup","apiVersion":"velero.io/v1","metadata":{"name":"\(name)","namespace":"velero",
              "labels":{"velero.io/schedule-name":"n8n-prod-daily","velero.io/storage-location":"ceph-rgw"}},
              "spec":{"includedNamespaces":\(namespaces.map { "\"\($0)\"" }),"ttl":"168h0m0s","storageLocation":"ceph-rgw"},
-             "status":{"version":1,"formatVersion":"1.1.0","phase":"\(phase)","expiration":"\(expiration)",
-              "startTimestamp":"2026-11-27T02:30:00Z"\(completion),"errors":\(errors),"warnings":1,
+             "status":{"version":1,"formatVersion":"1.1.0","phase":"\(phase)","expiration":"\(expires)",
+              "startTimestamp":"\(rfc3339(start))"\(completion),"errors":\(errors),"warnings":1,
               "progress":{"totalItems":3,"itemsBackedUp":3}}}
             """.utf8)
     }
@@ -112,7 +132,7 @@ import TestSupport
 
         // prune --velero reports what has expired and deletes nothing, even with --apply.
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/daily-old/velero-backup.json"),
-                         bytes: Self.backupJSON("daily-old", phase: "Completed", expiration: "2020-01-01T00:00:00Z"))
+                         bytes: Self.backupJSON("daily-old", phase: "Completed", expiration: Self.rfc3339(Self.recentStart.addingTimeInterval(-30 * 86400))))
         var before: [String] = []
         try s3.listObjects(bucket: bucket, prefix: "velero/") { before += $0.objects.map(\.key) }
         let (pst, pout) = try run(drctlBinary, ["prune", "--velero", "s3://\(bucket)/velero", "--apply", "-o", "json"], env: env)
