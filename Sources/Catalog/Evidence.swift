@@ -18,10 +18,14 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         public var walSegments: Int
         public var baseBytes: Int64
         public var walBytes: Int64
+        /// Settings of the backup's own postgresql.auto.conf that the drill's server did not read
+        /// (names only: values may hold passwords).
+        public var setAside: [String]?
         public init(cluster: String, server: String, backupID: String, target: String, achieved: Date?, stop: String,
-                    timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64) {
+                    timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64, setAside: [String]? = nil) {
             self.cluster = cluster; self.server = server; self.backupID = backupID; self.target = target; self.achieved = achieved
             self.stop = stop; self.timeline = timeline; self.walSegments = walSegments; self.baseBytes = baseBytes; self.walBytes = walBytes
+            self.setAside = setAside
         }
     }
 

@@ -6,11 +6,24 @@ public struct TarError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Streams a tar archive (ustar, with pax and GNU long names, as pg_basebackup and barman
-/// write) into a directory. Nothing may land outside it: absolute names, `..` components and
-/// links pointing out of it are refused, and so is any entry type but files, directories and
-/// symbolic links that stay inside.
+/// write) into a directory. Nothing may land outside it, whatever the archive holds:
+/// - every entry is created from a descriptor of the root, one component at a time with
+///   `O_NOFOLLOW`, so nothing is ever written through a symbolic link (a link the archive made,
+///   or one already there);
+/// - symbolic links are created last, in `finish()`, and only when each one, followed through
+///   every other link of the archive and any already on disk, still resolves inside the root
+///   (a chain `d/up -> ..`, `d/up/x -> ..` is refused);
+/// - absolute names, `..` above the root, hard links and any entry type but files, directories
+///   and symbolic links are refused, and so is an entry whose path goes through a link or
+///   that shares its name with one.
 public final class TarExtractor {
     public let root: String
+    private let rootFD: Int32
+    /// The directory of the previous entry, kept open: archives list a directory's files together.
+    private var cachedParent: (path: [String], fd: Int32)?
+    /// Symbolic links to create once every file is in place, by their path below the root.
+    private var links: [(path: [String], name: String, target: String)] = []
+    private var linkPaths: Set<[String]> = []
     private var buffer: [UInt8] = []
     private var state: State = .header
     private var pending: (path: String, remaining: Int64, padding: Int, fd: Int32)?
@@ -26,9 +39,15 @@ public final class TarExtractor {
     public init(root: String) throws {
         self.root = (root as NSString).standardizingPath
         try FileManager.default.createDirectory(atPath: self.root, withIntermediateDirectories: true)
+        rootFD = open(self.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard rootFD >= 0 else { throw TarError(description: "cannot open \(self.root): \(String(cString: strerror(errno)))") }
     }
 
-    deinit { if let p = pending, p.fd >= 0 { close(p.fd) } }
+    deinit {
+        if let p = pending, p.fd >= 0 { close(p.fd) }
+        if let c = cachedParent { close(c.fd) }
+        close(rootFD)
+    }
 
     public var isFinished: Bool { if case .ended = state { return true } else { return false } }
 
@@ -83,10 +102,35 @@ public final class TarExtractor {
         }
     }
 
+    /// Checks the archive ended, then creates its symbolic links (see the type's comment).
     public func finish() throws {
         guard isFinished || (pending == nil && buffer.isEmpty && zeroBlocks > 0) else {
             throw TarError(description: "tar archive is truncated")
         }
+        let targets = Dictionary(links.map { ($0.path, $0.target) }, uniquingKeysWith: { a, _ in a })
+        for link in links {
+            let resolved = Paths.resolve(link.target, in: Array(link.path.dropLast())) { p in targets[p] ?? onDiskLink(p) }
+            guard resolved != nil else {
+                throw TarError(description: "tar link \(link.name) -> \(link.target) leads outside the target directory (through the archive's links): refused")
+            }
+        }
+        for link in links {
+            let dir = try directory(Array(link.path.dropLast()), entry: link.name)
+            guard symlinkat(link.target, dir, link.path.last!) == 0 else {
+                throw TarError(description: "cannot create link \(link.name): \(String(cString: strerror(errno)))")
+            }
+        }
+        links.removeAll()
+        linkPaths.removeAll()
+    }
+
+    /// The target of a symbolic link already on disk at `path` below the root (from an earlier
+    /// archive into the same root), nil when there is none.
+    private func onDiskLink(_ path: [String]) -> String? {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = readlinkat(rootFD, path.joined(separator: "/"), &buf, 4096)
+        guard n >= 0 else { return nil }
+        return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     private func header(_ b: [UInt8]) throws {
@@ -120,11 +164,20 @@ public final class TarExtractor {
         default:
             break
         }
-        let target = try safePath(name)
+        guard let parts = Paths.components(name) else {
+            throw TarError(description: name.hasPrefix("/") || name.isEmpty ? "tar entry '\(name)' is an absolute path: refused"
+                                                                             : "tar entry '\(name)' leaves the target directory: refused")
+        }
+        // Nothing goes through, or replaces, a link of the archive (those are created last).
+        for i in parts.indices where linkPaths.contains(Array(parts[...i])) {
+            throw TarError(description: i == parts.count - 1 ? "tar entry \(name) has the name of a link earlier in the archive: refused"
+                                                             : "tar entry \(name) goes through the link \(parts[...i].joined(separator: "/")): refused")
+        }
         switch type {
         case 0, UInt8(ascii: "0"), UInt8(ascii: "7"):
-            try makeDirectories(Paths.parent(target))
-            let fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode(b))
+            guard let leaf = parts.last else { throw TarError(description: "tar entry '\(name)' names the target directory itself, not a file: refused") }
+            let dir = try directory(Array(parts.dropLast()), entry: name)
+            let fd = openat(dir, leaf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode(b))
             guard fd >= 0 else { throw TarError(description: "cannot create \(name): \(String(cString: strerror(errno)))") }
             pending = (name, size, padding, fd)
             if size == 0 {
@@ -136,15 +189,22 @@ public final class TarExtractor {
                 state = .data
             }
         case UInt8(ascii: "5"):
-            try makeDirectories(target)
+            _ = try directory(parts, entry: name)
             state = padding > 0 || size > 0 ? .skip(Int(size) + padding) : .header
         case UInt8(ascii: "2"):
-            // A symbolic link must resolve inside the root (pg_tblspc links are refused here).
-            let resolved = link.hasPrefix("/") ? link : Paths.parent(name) + "/" + link
-            _ = try safePath(resolved, what: "link target of \(name)")
-            try makeDirectories(Paths.parent(target))
-            guard symlink(link, target) == 0 else { throw TarError(description: "cannot create link \(name): \(String(cString: strerror(errno)))") }
-            state = .header
+            // A symbolic link must stay inside the root (pg_tblspc links are refused here).
+            guard !parts.isEmpty else { throw TarError(description: "tar link '\(name)' names the target directory itself: refused") }
+            guard !link.isEmpty, !link.hasPrefix("/") else { throw TarError(description: "tar link target of \(name) '\(link)' is an absolute path: refused") }
+            guard Paths.resolve(link, in: Array(parts.dropLast()), linkTarget: { _ in nil }) != nil else {
+                throw TarError(description: "tar link target of \(name) '\(link)' leaves the target directory: refused")
+            }
+            guard !linkPaths.contains(parts) else { throw TarError(description: "tar link \(name) appears twice: refused") }
+            _ = try directory(Array(parts.dropLast()), entry: name)
+            links.append((parts, name, link))
+            linkPaths.insert(parts)
+            state = padding > 0 || size > 0 ? .skip(Int(size) + padding) : .header
+        case UInt8(ascii: "1"):
+            throw TarError(description: "tar entry \(name) is a hard link (to '\(link)'), which is not restored (only files, directories and symbolic links)")
         default:
             throw TarError(description: "tar entry \(name) has type '\(Character(UnicodeScalar(type)))', which is not restored (only files, directories and links)")
         }
@@ -181,38 +241,39 @@ public final class TarExtractor {
         return out
     }
 
-    func safePath(_ name: String, what: String = "entry") throws -> String {
-        guard !name.isEmpty, !name.hasPrefix("/") else { throw TarError(description: "tar \(what) '\(name)' is an absolute path: refused") }
-        var parts: [Substring] = []
-        for c in name.split(separator: "/") where c != "." {
-            if c == ".." {
-                guard !parts.isEmpty else { throw TarError(description: "tar \(what) '\(name)' leaves the target directory: refused") }
-                parts.removeLast()
-            } else {
-                parts.append(c)
-            }
-        }
-        return root + "/" + parts.joined(separator: "/")
-    }
-
     private func octal(_ s: ArraySlice<UInt8>) -> Int64? {
         let t = s.prefix { $0 != 0 && $0 != UInt8(ascii: " ") }.drop { $0 == UInt8(ascii: " ") }
         if t.isEmpty { return 0 }
         return Int64(String(decoding: t, as: UTF8.self), radix: 8)
     }
 
-    /// mkdir -p below the root only: if the root was removed under a running extraction (an
-    /// interrupted restore being cleaned up), fail instead of creating it again.
-    private func makeDirectories(_ path: String) throws {
-        guard path == root || path.hasPrefix(root + "/") else { throw TarError(description: "\(path) is outside \(root)") }
-        guard access(root, F_OK) == 0 else { throw TarError(description: "\(root) no longer exists") }
-        var current = root
-        for component in path.dropFirst(root.count).split(separator: "/") {
-            current += "/" + component
-            if mkdir(current, 0o755) != 0 && errno != EEXIST {
-                throw TarError(description: "mkdir \(current): \(String(cString: strerror(errno)))")
+    /// The directory `path` below the root, created as needed (mkdir -p) and opened one
+    /// component at a time without following links: a link where a directory should be is an
+    /// error, never a way out. The descriptor stays owned by the cache.
+    private func directory(_ path: [String], entry: String) throws -> Int32 {
+        if path.isEmpty { return rootFD }
+        if let c = cachedParent, c.path == path { return c.fd }
+        var fd = rootFD
+        for (i, component) in path.enumerated() {
+            if mkdirat(fd, component, 0o755) != 0 && errno != EEXIST {
+                let e = errno
+                if fd != rootFD { close(fd) }
+                throw TarError(description: "cannot create directory \(path[...i].joined(separator: "/")) for \(entry): \(String(cString: strerror(e)))")
             }
+            let next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let e = errno
+            var st = stat()
+            let isLink = next < 0 && fstatat(fd, component, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+            if fd != rootFD { close(fd) }
+            guard next >= 0 else {
+                let why = isLink ? "is a symbolic link" : e == ENOTDIR ? "is not a directory" : String(cString: strerror(e))
+                throw TarError(description: "tar entry \(entry): \(path[...i].joined(separator: "/")) \(why): refused")
+            }
+            fd = next
         }
+        if let c = cachedParent { close(c.fd) }
+        cachedParent = (path, fd)
+        return fd
     }
 
     private func mode(_ b: [UInt8]) -> mode_t { mode_t(octal(b[100..<108]) ?? 0o600) & 0o777 }

@@ -14,18 +14,16 @@ public struct HostDrill {
     public var target: RecoveryTarget
     public var options: HostRestoreOptions
     public var clientArguments: [String]
-    public var credentialEnvironment: [String: String]
     public var keep = false
 
     public init(policy: BackupPolicy, store: ObjectStorePolicy, client: S3Client, target: RecoveryTarget, options: HostRestoreOptions,
-                clientArguments: [String], credentialEnvironment: [String: String]) {
+                clientArguments: [String]) {
         self.policy = policy
         self.store = store
         self.client = client
         self.target = target
         self.options = options
         self.clientArguments = clientArguments
-        self.credentialEnvironment = credentialEnvironment
     }
 
     /// Runs the drill. Failures (a plan refused, a recovery that fails, a check that fails)
@@ -72,7 +70,7 @@ public struct HostDrill {
                 progress("\(c.cluster.value): base backup \(plan.backup.backupID) (\(formatBytes(plan.baseBytes))), WAL \(plan.walRange)")
                 for w in plan.warnings { progress("\(c.cluster.value): warning: \(w)") }
                 let source = BarmanSource(client: client, bucket: store.bucket.value, layout: layout, server: c.serverName.value,
-                                          clientArguments: clientArguments, credentialEnvironment: credentialEnvironment)
+                                          clientArguments: clientArguments)
                 var o = options
                 o.kind = "drill"
                 let restore = HostRestore(plan: plan, source: source, options: o, progress: { progress("\(c.cluster.value): \($0)") }, transfer: transfer)
@@ -84,7 +82,8 @@ public struct HostDrill {
                     bytes += outcome.baseBytes + outcome.walBytes
                     databases.append(.init(cluster: c.cluster.value, server: c.serverName.value, backupID: outcome.backupID, target: outcome.target,
                                            achieved: outcome.achieved, stop: outcome.stop, timeline: outcome.timeline,
-                                           walSegments: outcome.walSegmentsRestored, baseBytes: outcome.baseBytes, walBytes: outcome.walBytes))
+                                           walSegments: outcome.walSegmentsRestored, baseBytes: outcome.baseBytes, walBytes: outcome.walBytes,
+                                           setAside: outcome.setAside.isEmpty ? nil : outcome.setAside))
                 } catch {
                     throw RecoveryError("\(c.cluster.value): \(error)")
                 }

@@ -3,6 +3,7 @@ import Codecs
 import Foundation
 import Layout
 import ObjectStore
+import Paths
 
 /// Where a barman-cloud server's backups are: the bucket, the destinationPath and serverName.
 public struct BarmanSource: Sendable {
@@ -10,18 +11,17 @@ public struct BarmanSource: Sendable {
     public var bucket: String
     public var layout: BarmanLayout
     public var server: String
-    /// drctl options that make `drctl wal-restore` reach the same store (endpoint, region, addressing, TLS).
+    /// drctl options that make `drctl wal-restore` reach the same store (endpoint, region,
+    /// addressing, TLS). The client's keys reach it through a file only the server's user can
+    /// read, never its environment or command line (HostRestore).
     public var clientArguments: [String]
-    /// Environment that carries the credentials to restore_command (never written to disk).
-    public var credentialEnvironment: [String: String]
 
-    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String, clientArguments: [String], credentialEnvironment: [String: String]) {
+    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String, clientArguments: [String]) {
         self.client = client
         self.bucket = bucket
         self.layout = layout
         self.server = server
         self.clientArguments = clientArguments
-        self.credentialEnvironment = credentialEnvironment
     }
 
     public var walSource: WALSource { WALSource(client: client, bucket: bucket, layout: layout, server: server) }
@@ -64,6 +64,10 @@ public struct RecoveryOutcome: Sendable, Codable {
     public var dataDirectory: String
     public var port: Int
     public var phases: [String: Double]
+    /// Settings of the backup's own postgresql.auto.conf (or recovery.conf) that the restored
+    /// server did not read, by name; and where those files were put.
+    public var setAside: [String] = []
+    public var setAsideFiles: [String] = []
 }
 
 public struct RecoveryError: Error, CustomStringConvertible, Sendable {
@@ -86,6 +90,8 @@ public final class HostRestore: @unchecked Sendable {
     private var ownsDataDirectory = true
     /// A socket directory outside the scratch directory (when its path was too long for one).
     private var socketDirectory: String?
+    /// The store's keys for `drctl wal-restore`, while recovery runs.
+    private var credentialsDirectory: String?
 
     public init(plan: RestorePlan, source: BarmanSource, options: HostRestoreOptions, progress: @escaping (String) -> Void,
                 transfer: TransferProgress? = nil) {
@@ -135,6 +141,11 @@ public final class HostRestore: @unchecked Sendable {
             baseBytes += info.size
         }
         try prepareDataDirectory(dataDir, binaries: binaries)
+        let (setAside, setAsideFiles) = try setAsideConfiguration(dataDir, into: ownsDataDirectory ? scratch.path + "/set-aside" : nil)
+        if !setAsideFiles.isEmpty {
+            progress("set aside the backup's \(setAsideFiles.map { Paths.parent($0) == dataDir ? ($0 as NSString).lastPathComponent : $0 }.joined(separator: ", ")): not read by the restored server"
+                     + (setAside.isEmpty ? "" : " (it sets \(setAside.joined(separator: ", ")))"))
+        }
         phases["download_unpack"] = Date().timeIntervalSince(t0)
         progress("base backup \(plan.backup.backupID) unpacked: \(formatBytes(baseBytes)) in \(String(format: "%.1f", phases["download_unpack"]!))s")
 
@@ -150,8 +161,10 @@ public final class HostRestore: @unchecked Sendable {
         let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
                                     logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser)
         self.server = server
+        let credentials = try writeCredentials(scratch.path + "/credentials", runAs: runAs)
+        credentialsDirectory = credentials
         let restoreCommand = RecoveryServer.restoreCommand([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + source.clientArguments
-                                                           + ["--source", source.destination, "--server", source.server])
+                                                           + ["--credentials-dir", credentials, "--source", source.destination, "--server", source.server])
         try server.writeConfig(restoreCommand: restoreCommand, target: plan.targetTime.map { .time($0) } ?? .latest, allowTCP: options.allowTCP)
         if let runAs { try runAs.chownTree(dataDir); try runAs.chownTree(spool) }
         let prefetcher = WALPrefetcher(source: source.walSource, files: plan.wal, spool: spool, window: options.prefetchWindow,
@@ -161,10 +174,9 @@ public final class HostRestore: @unchecked Sendable {
 
         // 3. Replay.
         t0 = Date()
-        var env = source.credentialEnvironment
-        env["PATH"] = "/usr/bin:/bin"
-        env["LC_ALL"] = "C.UTF-8"
-        env["TZ"] = "UTC"
+        // Nothing secret in the server's environment: any superuser of the restored database
+        // could read it (/proc/self/environ).
+        var env = ["PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "TZ": "UTC"]
         // drctl's crash-report setting, so each `drctl wal-restore` PostgreSQL runs starts as is
         // instead of re-executing itself to set it.
         env["SWIFT_BACKTRACE"] = ProcessInfo.processInfo.environment["SWIFT_BACKTRACE"]
@@ -203,6 +215,8 @@ public final class HostRestore: @unchecked Sendable {
             usleep(50_000)
         }
         prefetcher.stop()
+        // Promoted: restore_command has run for the last time; the keys go before any client connects.
+        removeCredentials()
         phases["wal_replay"] = Date().timeIntervalSince(t0)
 
         // 4. Where recovery stopped, from the server itself and from its log.
@@ -226,7 +240,8 @@ public final class HostRestore: @unchecked Sendable {
         progress("recovered to \(achieved.map(TargetTime.rfc3339) ?? "?")\(row[1].isEmpty ? " (the base backup's end: no transaction replayed)" : ""): \(stopLine)")
         return RecoveryOutcome(server: source.server, backupID: plan.backup.backupID, target: fellBack ? "\(plan.target) (archive ended first)" : plan.target,
                                achieved: achieved, stop: stopLine, timeline: UInt32(row[2], radix: 16), walSegmentsRestored: restored,
-                               baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases)
+                               baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases,
+                               setAside: setAside, setAsideFiles: setAsideFiles)
     }
 
     /// Ends the restore. A drill's server is stopped and its scratch directory removed. A
@@ -235,6 +250,7 @@ public final class HostRestore: @unchecked Sendable {
     /// (--keep) leaves everything, server included, for inspection.
     public func finish(success: Bool, keepRunning: Bool = false, keepScratch: Bool = false) {
         prefetcher?.stop()
+        removeCredentials()
         if keepScratch {
             if let server { Cleanup.shared.removeProcessGroup(server.pid) }
             for dir in [scratch?.path, socketDirectory].compactMap({ $0 }) { Cleanup.shared.removeDirectory(dir) }
@@ -288,6 +304,12 @@ public final class HostRestore: @unchecked Sendable {
             throw RecoveryError("the base backup has no backup_label: not a barman-cloud/pg_basebackup data directory")
         }
         guard fm.fileExists(atPath: dir + "/PG_VERSION") else { throw RecoveryError("the base backup has no PG_VERSION") }
+        // PostgreSQL would create pg_tblspc links to the paths tablespace_map names and replay
+        // into them: anywhere on this host. Tablespace backups are refused when planned, so a
+        // non-empty map here is a damaged or doctored backup.
+        if let map = try? String(contentsOfFile: dir + "/tablespace_map", encoding: .utf8), !map.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw RecoveryError("the base backup has a tablespace_map (\(map.split(separator: "\n").count) tablespaces) but no tablespace archives: refused (restoring tablespaces is not supported)")
+        }
         let version = (try? String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         guard version == String(binaries.major) else {
             throw RecoveryError("the data directory is PostgreSQL \(version ?? "?"), backup.info said \(binaries.major)")
@@ -301,6 +323,66 @@ public final class HostRestore: @unchecked Sendable {
             guard st == 0 else { throw RecoveryError("pg_verifybackup: the restored files do not match backup_manifest: \(out)") }
             progress("backup_manifest verified (pg_verifybackup)")
         }
+    }
+
+    /// Moves the backup's postgresql.auto.conf and recovery.conf out of the way before the
+    /// first start: PostgreSQL reads postgresql.auto.conf from the data directory whatever
+    /// config_file says, and it wins over it (an archive_command there would run on this host,
+    /// and could archive into production's archive). A drill keeps them in its scratch
+    /// directory; a restore into a directory keeps them beside it as `<name>.drctl-set-aside`
+    /// for whoever makes that directory a primary. Returns the settings they held (names only)
+    /// and where they went.
+    func setAsideConfiguration(_ dir: String, into holding: String?) throws -> (settings: [String], files: [String]) {
+        var settings: [String] = [], files: [String] = []
+        for name in BackupConfiguration.dataDirectoryFiles {
+            let path = dir + "/" + name
+            var st = stat()
+            guard lstat(path, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFREG, st.st_size < 1 << 20, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                settings += BackupConfiguration.settingNames(text).filter { !settings.contains($0) }
+            }
+            let destination: String
+            if let holding {
+                try FileManager.default.createDirectory(atPath: holding, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                destination = holding + "/" + name
+            } else {
+                destination = path + ".drctl-set-aside"
+            }
+            guard rename(path, destination) == 0 else {
+                throw RecoveryError("cannot set aside the backup's \(name) (\(destination)): \(String(cString: strerror(errno)))")
+            }
+            files.append(destination)
+        }
+        return (settings, files)
+    }
+
+    /// The client's keys as a credentials directory (files ACCESS_KEY_ID, SECRET_ACCESS_KEY and
+    /// SESSION_TOKEN, as `--credentials-dir` reads them), 0700/0600 and owned by the server's
+    /// user, for `drctl wal-restore`; removed once the server is promoted.
+    func writeCredentials(_ dir: String, runAs: RunAs?) throws -> String {
+        guard mkdir(dir, 0o700) == 0 else { throw LocalError("cannot create \(dir): \(String(cString: strerror(errno)))") }
+        let c = source.client.config.credentials
+        var files = [("ACCESS_KEY_ID", c.accessKeyID), ("SECRET_ACCESS_KEY", c.secretAccessKey)]
+        if let t = c.sessionToken { files.append(("SESSION_TOKEN", t)) }
+        for (name, value) in files {
+            let path = dir + "/" + name
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw LocalError("cannot create \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            let bytes = Array(value.utf8)
+            guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+                throw LocalError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            if let runAs { fchown(fd, runAs.uid, runAs.gid) }
+        }
+        if let runAs { lchown(dir, runAs.uid, runAs.gid) }
+        return dir
+    }
+
+    private func removeCredentials() {
+        guard let dir = credentialsDirectory else { return }
+        Cleanup.removeTree(dir)
+        credentialsDirectory = nil
     }
 
     static func checkEmptyTarget(_ dir: String) throws {

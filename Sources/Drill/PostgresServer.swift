@@ -35,7 +35,9 @@ public struct PostgresBinaries: Sendable {
 /// A PostgreSQL server recovering a restored data directory, started with drctl's own
 /// configuration file: the backup's postgresql.conf (which for CNPG points at certificates,
 /// preload libraries and, above all, an archive_command writing into the production archive)
-/// stays in the data directory untouched and unused.
+/// stays in the data directory untouched and unused. Its postgresql.auto.conf, which PostgreSQL
+/// would read anyway, is set aside before the first start (HostRestore), and the settings that
+/// matter are given on the command line too, where no file can override them.
 public final class RecoveryServer: SQLSession, @unchecked Sendable {
     public let binaries: PostgresBinaries
     public let dataDir: String
@@ -46,6 +48,8 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     public let runAs: RunAs?
     public let user: String
     public private(set) var pid: pid_t = 0
+    /// The restore_command of the last configuration written (nil after recovery).
+    private var restoreCommand: String?
 
     public init(binaries: PostgresBinaries, dataDir: String, configDir: String, socketDir: String, port: Int, logFile: String,
                 runAs: RunAs?, user: String) {
@@ -76,6 +80,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// Writes the configuration: loopback and a private socket only, no archiving, no
     /// replication, and the recovery settings when `restoreCommand` is given.
     public func writeConfig(restoreCommand: String?, target: RecoveryTarget?, allowTCP: Bool) throws {
+        self.restoreCommand = restoreCommand
         var lines = [
             "# Written by drctl for a restored data directory. The backup's own postgresql.conf is not read.",
             "listen_addresses = '127.0.0.1'",
@@ -118,7 +123,9 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
 
     /// Starts `postgres` in a process group of its own (registered for cleanup).
     public func start(environment: [String: String]) throws {
-        var (program, args) = (binaries.bin + "/postgres", ["-D", dataDir, "-c", "config_file=\(configFile)"])
+        var (program, args) = (binaries.bin + "/postgres", ["-D", dataDir, "-c", "config_file=\(configFile)"]
+            + BackupConfiguration.safetyOptions(port: port, socketDirectory: socketDir, hbaFile: hbaFile,
+                                                identFile: configDir + "/drctl-pg_ident.conf", restoreCommand: restoreCommand))
         if let runAs { (program, args) = try runAs.wrap(program, args) }
         if !FileManager.default.fileExists(atPath: logFile) {
             FileManager.default.createFile(atPath: logFile, contents: nil)

@@ -12,3 +12,50 @@ public enum Paths {
         return dir.isEmpty ? "/" : String(dir)
     }
 }
+
+extension Paths {
+    /// Where a symbolic link's `target` leads, as components below a root, when the link sits
+    /// in the directory `directory` (components below the root). Links met on the way are
+    /// followed through `linkTarget` (the target of a path below the root that is a link, nil
+    /// for anything else); nil when the path leaves the root at any step (`..` above it, an
+    /// absolute target) or follows more than 40 links (a loop, as the kernel's ELOOP).
+    public static func resolve(_ target: String, in directory: [String], linkTarget: ([String]) -> String?) -> [String]? {
+        guard !target.hasPrefix("/") else { return nil }
+        var stack = directory
+        var pending = target.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        var followed = 0
+        while !pending.isEmpty {
+            let c = pending.removeFirst()
+            if c == "." { continue }
+            if c == ".." {
+                guard !stack.isEmpty else { return nil }
+                stack.removeLast()
+                continue
+            }
+            stack.append(c)
+            if let next = linkTarget(stack) {
+                followed += 1
+                guard followed <= 40, !next.hasPrefix("/") else { return nil }
+                stack.removeLast()
+                pending = next.split(separator: "/", omittingEmptySubsequences: true).map(String.init) + pending
+            }
+        }
+        return stack
+    }
+
+    /// `name`'s components with `.` dropped and `..` applied; nil when `..` climbs above the
+    /// start or the name is absolute or empty.
+    public static func components(_ name: String) -> [String]? {
+        guard !name.isEmpty, !name.hasPrefix("/") else { return nil }
+        var parts: [String] = []
+        for c in name.split(separator: "/") where c != "." {
+            if c == ".." {
+                guard !parts.isEmpty else { return nil }
+                parts.removeLast()
+            } else {
+                parts.append(String(c))
+            }
+        }
+        return parts
+    }
+}

@@ -16,9 +16,13 @@ struct RestoreCommand: ParsableCommand {
             the bucket into DIR, and replays archived WAL (read ahead by drctl) with a local \
             PostgreSQL of the backup's major version until the target, then promotes. Prints the \
             plan and asks before starting (--yes to skip, --dry-run to stop there). DIR must be \
-            new or empty. The restored server never archives: the backup's postgresql.conf is left \
-            as it was and unused; drctl writes drctl-postgresql.conf beside it and prints how to \
-            start it (or leaves it running with --start). Works from a policy \
+            new or empty. The restored server never archives and runs nothing the backup asks for: \
+            the backup's postgresql.conf is left as it was and unused, its postgresql.auto.conf \
+            (which PostgreSQL would read anyway) is set aside as postgresql.auto.conf.drctl-set-aside \
+            and the settings it held are named, and drctl's own settings are given on the server's \
+            command line; drctl writes drctl-postgresql.conf beside them and prints how to start \
+            it (or leaves it running with --start). The store's keys reach restore_command through \
+            a 0600 file that is removed once the server is promoted, never its environment. Works from a policy \
             (WORKLOAD --policies DIR) or from the bucket alone (--source s3://bucket/path --server NAME). \
             --at takes RFC 3339 (2026-11-27T04:20:00Z, any offset), '2026-11-27 04:20:00' (UTC), \
             'latest', or a relative time such as -2h.
@@ -147,7 +151,7 @@ struct RestoreCommand: ParsableCommand {
             let url = try S3URL(parsing: source)
             let client = try s3.makeClient()
             return (BarmanSource(client: client, bucket: url.bucket, layout: BarmanLayout(root: url.key), server: server,
-                                 clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment),
+                                 clientArguments: client.restoreCommandArguments(s3)),
                     "\(source) server \(server)")
         }
         let set = try loadCheckedPolicies(policies)
@@ -164,7 +168,7 @@ struct RestoreCommand: ParsableCommand {
         }
         let client = try s3.makeClient(for: store)
         return (BarmanSource(client: client, bucket: store.bucket.value, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value,
-                             clientArguments: client.restoreCommandArguments(s3), credentialEnvironment: client.credentialEnvironment),
+                             clientArguments: client.restoreCommandArguments(s3)),
                 "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))")
     }
 
@@ -199,6 +203,14 @@ struct RestoreCommand: ParsableCommand {
               \(o.walSegmentsRestored) WAL segments replayed; \(formatBytes(o.baseBytes + o.walBytes)) fetched
               data directory: \(o.dataDirectory)
             """)
+        if !o.setAsideFiles.isEmpty {
+            let names = o.setAside.isEmpty ? "" : " (it sets \(o.setAside.joined(separator: ", ")))"
+            print("""
+                The backup's own \(o.setAsideFiles.map { ($0 as NSString).lastPathComponent.replacingOccurrences(of: ".drctl-set-aside", with: "") }.joined(separator: " and ")) was not read\(names):
+                  kept as \(o.setAsideFiles.joined(separator: ", ")); move it back only when this directory is to run with
+                  those settings (as the new primary, under a new serverName if it archives).
+                """)
+        }
         let conf = o.dataDirectory + "/drctl-postgresql.conf"
         let bin = (geteuid() == 0 ? "runuser -u \(host.runAs) -- " : "") + (host.pgBin ?? "/usr/lib/postgresql/\(plan.pgMajor)/bin")
         if start {

@@ -54,14 +54,6 @@ extension S3Client {
         if s3.insecure { a.append("--insecure") }
         return a
     }
-
-    /// The credentials, as the environment of the PostgreSQL that runs restore_command: they
-    /// reach `drctl wal-restore` without touching disk or a command line.
-    var credentialEnvironment: [String: String] {
-        var env = ["AWS_ACCESS_KEY_ID": config.credentials.accessKeyID, "AWS_SECRET_ACCESS_KEY": config.credentials.secretAccessKey]
-        if let t = config.credentials.sessionToken { env["AWS_SESSION_TOKEN"] = t }
-        return env
-    }
 }
 
 /// The newest drill in the default catalog, for a restore's time estimate (nil when none).

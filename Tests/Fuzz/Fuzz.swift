@@ -71,8 +71,9 @@ enum FuzzTarget: String, CaseIterable {
     }
 
     func tar(_ data: [UInt8]) {
-        let root = Sandbox.shared.path + "/root"
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        // Deep inside the sandbox, so a ladder of links that climbs out lands in it, where it is seen.
+        let root = Sandbox.shared.path + "/" + Sandbox.ancestors.joined(separator: "/") + "/root"
+        defer { try? FileManager.default.removeItem(atPath: Sandbox.shared.path + "/" + Sandbox.ancestors[0]) }
         guard let x = try? TarExtractor(root: root) else { return }
         // The first byte picks the chunk size, so headers split across reads are exercised too.
         let chunk = data.isEmpty ? 1 : Int(data[0]) * 7 + 1
@@ -129,11 +130,28 @@ final class Sandbox: @unchecked Sendable {
         atexit { try? FileManager.default.removeItem(atPath: Sandbox.shared.path) }
     }
 
-    /// Fails when an entry left `root`: anything beside it in the sandbox, or a link under it
-    /// that resolves outside it.
+    /// The directories between the sandbox and the tar root.
+    static let ancestors = ["s1", "s2", "s3", "s4", "s5", "s6"]
+
+    /// Fails when an entry left `root`: anything in the whole sandbox that is neither the root's
+    /// chain of directories nor under the root (walked without following links), anything new
+    /// beside the sandbox, or a link under the root that resolves outside it.
     func requireOnly(root: String) {
-        let beside = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        require(beside.allSatisfy { $0 == "root" }, "the tar extractor wrote outside its root: \(beside)")
+        var chain = Set<String>()
+        var p = path
+        for a in Self.ancestors { p += "/" + a; chain.insert(p) }
+        func walk(_ dir: String) {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                let entry = dir + "/" + name
+                if entry == root || entry.hasPrefix(root + "/") { continue }
+                require(chain.contains(entry), "the tar extractor wrote outside its root: \(entry)")
+                walk(entry)
+            }
+        }
+        walk(path)
+        let base = (path as NSString).deletingLastPathComponent
+        let beside = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+        require(beside.allSatisfy { $0.hasPrefix("drctl-fuzz-") }, "the tar extractor wrote beside the sandbox: \(beside)")
         guard let realRoot = realpath(root, nil).map({ p in defer { free(p) }; return String(cString: p) }) else { return }
         for case let rel as String in FileManager.default.enumerator(atPath: root) ?? NSEnumerator() {
             guard let r = realpath(root + "/" + rel, nil) else { continue }   // a dangling link points nowhere

@@ -12,7 +12,14 @@ struct FuzzCorpusTests {
     func corpusReplaysWithoutCrashOrBrokenInvariant(_ target: String) throws {
         let dir = packageRoot.appendingPathComponent("Tests/Fuzz/corpus/\(target)").path
         let inputs = try FileManager.default.contentsOfDirectory(atPath: dir).count
-        let (rc, out) = try run(builtProgram("drctl-fuzz"), [target, dir])
+        // A temporary directory of its own: the tar target checks nothing appears beside its sandbox.
+        let tmp = tempPath("fuzz-replay")
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        var env = ProcessInfo.processInfo.environment
+        env["TMPDIR"] = tmp
+        let (rc, out) = try run(builtProgram("drctl-fuzz"), [target, dir], env: env)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? []).isEmpty, "the replay left files in its TMPDIR")
         #expect(rc == 0, "\(out)")
         #expect(inputs > 0 && out.contains("\(target): \(inputs) inputs replayed"), "\(out)")
     }

@@ -1,0 +1,52 @@
+import Foundation
+
+/// What a restored data directory would make its server do if it were read: the backup's
+/// `postgresql.auto.conf` (which PostgreSQL reads from the data directory whatever
+/// `config_file` says, and which wins over it), a PostgreSQL 11 `recovery.conf`, and what a
+/// drctl-started server is always told on its command line (which wins over every file).
+public enum BackupConfiguration {
+    /// Files PostgreSQL reads from the data directory itself, set aside before the first start.
+    public static let dataDirectoryFiles = ["postgresql.auto.conf", "recovery.conf"]
+
+    /// Settings that run a command or load code on the restore host, reach out of it, or write
+    /// outside the data directory: the reason a backup's own configuration is never read.
+    public static let dangerous: Set<String> = [
+        "archive_mode", "archive_command", "archive_library", "restore_command", "archive_cleanup_command", "recovery_end_command",
+        "shared_preload_libraries", "session_preload_libraries", "local_preload_libraries", "dynamic_library_path", "jit_provider",
+        "ssl_passphrase_command", "listen_addresses", "port", "unix_socket_directories", "unix_socket_group", "unix_socket_permissions",
+        "primary_conninfo", "primary_slot_name", "external_pid_file", "log_directory", "logging_collector", "data_directory",
+        "hba_file", "ident_file", "config_file", "include", "include_if_exists", "include_dir",
+    ]
+
+    /// The setting names a configuration file sets, in order, without values (which may hold
+    /// passwords, e.g. primary_conninfo). `include` directives are listed as such.
+    public static func settingNames(_ text: String) -> [String] {
+        var names: [String] = []
+        for raw in text.split(whereSeparator: \.isNewline) {
+            let line = raw.drop { $0 == " " || $0 == "\t" }
+            guard let first = line.first, first != "#" else { continue }
+            let name = line.prefix { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." }
+            guard !name.isEmpty else { continue }
+            let lower = name.lowercased()
+            if !names.contains(lower) { names.append(lower) }
+        }
+        return names
+    }
+
+    /// The options a restored server starts with, whatever any file says (PostgreSQL gives the
+    /// command line precedence over postgresql.conf and postgresql.auto.conf): no archiving, no
+    /// library loaded, no replication connection out, loopback and drctl's socket only.
+    public static func safetyOptions(port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?) -> [String] {
+        var settings: [(String, String)] = [
+            ("archive_mode", "off"), ("archive_command", ""), ("archive_library", ""), ("archive_cleanup_command", ""),
+            ("recovery_end_command", ""), ("shared_preload_libraries", ""), ("session_preload_libraries", ""),
+            ("local_preload_libraries", ""), ("dynamic_library_path", "$libdir"), ("jit", "off"), ("ssl", "off"),
+            ("ssl_passphrase_command", ""), ("listen_addresses", "127.0.0.1"), ("port", String(port)),
+            ("unix_socket_directories", socketDirectory), ("unix_socket_permissions", "0700"), ("hba_file", hbaFile),
+            ("ident_file", identFile), ("primary_conninfo", ""), ("primary_slot_name", ""), ("external_pid_file", ""),
+            ("logging_collector", "off"), ("max_wal_senders", "0"), ("hot_standby", "off"),
+        ]
+        if let restoreCommand { settings.append(("restore_command", restoreCommand)) }
+        return settings.flatMap { ["-c", "\($0.0)=\($0.1)"] }
+    }
+}
