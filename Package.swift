@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "TestSupport", "Kube"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -93,7 +93,7 @@ public struct HostDrill {
             checks = DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: reference, progress: progress)
             if policy.velero != nil {
                 checks += VeleroDrillCheck.run(policy: policy, store: store, client: client, target: target, now: started,
-                                               scratchBase: options.scratchBase, progress: progress)
+                                               scratchBase: options.scratchBase, owner: options.owner, progress: progress)
             }
             add("checks", Date().timeIntervalSince(t))
             verifiedAt = Date()

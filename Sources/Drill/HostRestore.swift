@@ -44,6 +44,9 @@ public struct HostRestoreOptions: Sendable {
     /// Give up on recovery after this long.
     public var timeout: TimeInterval = 3600
     public var kind = "drill"
+    /// drctl's owner id (ScratchDirectory.ownerID): marks the directories this restore makes, and
+    /// is the only proof that a leftover directory is drctl's to clean up.
+    public var owner = ""
     public init() {}
 }
 
@@ -106,8 +109,9 @@ public final class HostRestore: @unchecked Sendable {
         let binaries = try PostgresBinaries.find(major: plan.pgMajor, override: options.pgBin)
         let runAs = try RunAs.forCurrentProcess(user: options.runAsUser)
         if let dir = options.targetDirectory { try Self.checkEmptyTarget(dir) }
-        ScratchDirectory.removeStale(base: options.scratchBase, progress: progress)
-        let scratch = try ScratchDirectory(base: options.scratchBase, kind: options.kind, name: source.server, runAs: runAs)
+        guard !options.owner.isEmpty else { throw LocalError("no owner id for the scratch directory") }
+        ScratchDirectory.removeStale(base: options.scratchBase, owner: options.owner, progress: progress)
+        let scratch = try ScratchDirectory(base: options.scratchBase, kind: options.kind, name: source.server, runAs: runAs, owner: options.owner)
         self.scratch = scratch
         let dataDir = options.targetDirectory.map { ($0 as NSString).standardizingPath } ?? scratch.path + "/data"
         ownsDataDirectory = options.targetDirectory == nil
@@ -155,8 +159,15 @@ public final class HostRestore: @unchecked Sendable {
         // A kept data directory holds its own config, socket and log, so it can be started
         // (or left running) after the scratch directory is gone.
         let home = ownsDataDirectory ? scratch.path : dataDir
-        let socketDir = home.utf8.count < 80 ? home : try Self.shortSocketDirectory(runAs: runAs)
-        if socketDir != home { socketDirectory = socketDir }
+        let socketHome = ownsDataDirectory ? home + "/socket" : home
+        let socketDir: String
+        if socketHome.utf8.count < 80 {
+            socketDir = ownsDataDirectory ? try scratch.subdirectory("socket", runAs: runAs) : home
+        } else {
+            let short = try Self.shortSocketDirectory(runAs: runAs, owner: options.owner, serving: dataDir)
+            socketDirectory = short
+            socketDir = short + "/s"
+        }
         let port = try options.port ?? freeLoopbackPort()
         let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
                                     logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser)
@@ -394,13 +405,20 @@ public final class HostRestore: @unchecked Sendable {
         }
     }
 
-    /// Unix socket paths are limited to 107 bytes: a deep scratch directory gets its socket elsewhere.
-    static func shortSocketDirectory(runAs: RunAs?) throws -> String {
+    /// Unix socket paths are limited to 107 bytes: a deep scratch directory gets its socket
+    /// elsewhere, in `s` of a marked directory of drctl's (as a scratch directory is).
+    static func shortSocketDirectory(runAs: RunAs?, owner: String, serving dataDirectory: String) throws -> String {
         var template = Array("/tmp/drctl-sock-\(getpid())-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw LocalError("mkdtemp: \(String(cString: strerror(errno)))") }
         let path = String(cString: p)
         Cleanup.shared.addDirectory(path)
-        if let runAs { try runAs.chownTree(path) }
+        try ScratchDirectory.mark(path, owner: owner, serving: dataDirectory)
+        let socket = path + "/s"
+        guard mkdir(socket, 0o700) == 0 else { throw LocalError("cannot create \(socket): \(String(cString: strerror(errno)))") }
+        if let runAs {
+            chmod(path, 0o711)
+            guard lchown(socket, runAs.uid, runAs.gid) == 0 else { throw LocalError("chown \(socket): \(String(cString: strerror(errno)))") }
+        }
         return path
     }
 }

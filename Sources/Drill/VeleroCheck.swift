@@ -12,7 +12,7 @@ import Render
 /// pod volume backups must have completed into a repository that holds data.
 public enum VeleroDrillCheck {
     public static func run(policy: BackupPolicy, store: ObjectStorePolicy, client: S3Client, target: RecoveryTarget, now: Date,
-                           scratchBase: String, progress: (String) -> Void) -> [DrillEvidence.Check] {
+                           scratchBase: String, owner: String, progress: (String) -> Void) -> [DrillEvidence.Check] {
         let t0 = Date()
         var checks: [DrillEvidence.Check] = []
         func add(_ name: String, _ ok: Bool?, _ detail: String) {
@@ -39,7 +39,7 @@ public enum VeleroDrillCheck {
         }
         let scratch: ScratchDirectory
         do {
-            scratch = try ScratchDirectory(base: scratchBase, kind: "velero", name: backup.name, runAs: nil)
+            scratch = try ScratchDirectory(base: scratchBase, kind: "velero", name: backup.name, runAs: nil, owner: owner)
         } catch {
             add("velero backup \(backup.name)", false, "\(error)")
             return checks

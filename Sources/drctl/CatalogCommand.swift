@@ -6,13 +6,16 @@ import Policy
 import Serve
 import Paths
 
-/// Where the catalog lives unless --catalog says otherwise.
-func defaultCatalogPath() -> String {
+/// drctl's own state on this host: DRCTL_DATA_DIR, else $XDG_DATA_HOME/drctl or ~/.local/share/drctl.
+func dataDirectory() -> String {
     let env = ProcessInfo.processInfo.environment
-    if let dir = env["DRCTL_DATA_DIR"], !dir.isEmpty { return "\(dir)/catalog.sqlite" }
+    if let dir = env["DRCTL_DATA_DIR"], !dir.isEmpty { return dir }
     let base = env["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(NSHomeDirectory())/.local/share"
-    return "\(base)/drctl/catalog.sqlite"
+    return "\(base)/drctl"
 }
+
+/// Where the catalog lives unless --catalog says otherwise.
+func defaultCatalogPath() -> String { dataDirectory() + "/catalog.sqlite" }
 
 /// The catalog's name for an object store: endpoint and bucket.
 func storeID(_ client: S3Client, bucket: String) -> String { "\(client.config.endpoint)/\(bucket)" }

@@ -98,7 +98,7 @@ struct RestoreCommand: ParsableCommand {
             Cleanup.shared.installSignalHandlers()
             if let ns = intoNamespace { return try restoreIntoNamespace(ns, target: target, log: log) }
             guard let to else { return }
-            var options = host.restoreOptions()
+            var options = try host.restoreOptions()
             options.kind = "restore"
             options.targetDirectory = to.hasPrefix("/") ? to : FileManager.default.currentDirectoryPath + "/" + to
             options.port = port

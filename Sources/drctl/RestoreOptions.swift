@@ -20,8 +20,9 @@ struct HostOptions: ParsableArguments {
         guard (1...256).contains(readAhead) else { throw ValidationError("--read-ahead must be 1...256") }
     }
 
-    func restoreOptions() -> HostRestoreOptions {
+    func restoreOptions() throws -> HostRestoreOptions {
         var o = HostRestoreOptions()
+        o.owner = try ScratchDirectory.ownerID(stateDirectory: dataDirectory())
         o.pgBin = pgBin
         o.runAsUser = runAs
         o.databaseUser = dbUser

@@ -148,7 +148,7 @@ struct DrillRunner {
         let evidence: DrillEvidence
         switch mode {
         case .host:
-            var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: host.restoreOptions(),
+            var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: try host.restoreOptions(),
                                   clientArguments: client.restoreCommandArguments(s3))
             drill.keep = keep
             let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ObjectStore
+import Paths
 import TestSupport
 
 /// A real barman-cloud base backup, doctored in the bucket as someone who can write to it
@@ -130,4 +131,49 @@ import TestSupport
         #expect(Self.tree(markers).isEmpty, "the drill ran the backup's commands: \(Self.tree(markers))")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: db.work + "/scratch")) ?? []).filter { $0.hasPrefix("drctl-drill") }.isEmpty)
     }
+
+    /// Directories that look like a killed drctl's leftovers, planted by someone else (another
+    /// user, or without drctl's marker), pointing at the host's own PostgreSQL: the next drill
+    /// neither signals that server nor deletes them. A leftover of drctl's own is removed, but
+    /// the server its pid file names is left alone when that server's data directory is elsewhere.
+    @Test func plantedScratchDirectoriesAreLeftAlone() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "planted")
+        let victim = try #require(try String(contentsOfFile: db.work + "/src/data/postmaster.pid", encoding: .utf8).split(separator: "\n").first.flatMap { pid_t($0) })
+        let owner = String(repeating: "ab", count: 16)
+        try FileManager.default.createDirectory(atPath: db.work + "/data", withIntermediateDirectories: true)
+        try (owner + "\n").write(toFile: db.work + "/data/scratch-owner", atomically: true, encoding: .utf8)
+        let dead = try spawn("/bin/true", [])
+        _ = reap(dead)
+        let base = db.work + "/scratch"
+        let nobody = getpwnam("nobody").pointee.pw_uid
+        func plant(_ path: String, uid: uid_t, marker: String?, lock: String = "data/postmaster.pid") throws {
+            try FileManager.default.createDirectory(atPath: Paths.parent(path + "/" + lock), withIntermediateDirectories: true)
+            try "\(victim)\n\(db.work)/src\n".write(toFile: path + "/" + lock, atomically: true, encoding: .utf8)
+            if let marker { try (marker + "\n").write(toFile: path + "/.drctl-scratch", atomically: true, encoding: .utf8) }
+            chmod(path, 0o700)
+            _ = try run("/bin/chown", ["-R", "\(uid)", path])
+        }
+        let planted = [
+            ("another user's, with a marker", base + "/drctl-drill-app-db-20260101T000000Z-\(dead)", nobody, owner as String?, "data/postmaster.pid"),
+            ("drctl's user's, without a marker", base + "/drctl-restore-app-db-20260101T000001Z-\(dead)", geteuid(), nil, "data/postmaster.pid"),
+            ("with another id", base + "/drctl-drill-app-db-20260101T000002Z-\(dead)", geteuid(), String(repeating: "cd", count: 16), "data/postmaster.pid"),
+            ("a socket directory of another user", "/tmp/drctl-sock-\(dead)-Ab12Cd", nobody, owner, ".s.PGSQL.5432.lock"),
+        ]
+        for (_, path, uid, marker, lock) in planted { try plant(path, uid: uid, marker: marker, lock: lock) }
+        defer { try? FileManager.default.removeItem(atPath: "/tmp/drctl-sock-\(dead)-Ab12Cd") }
+        // drctl's own leftover (its marker, its id), whose pid file names the host's server.
+        let ours = base + "/drctl-drill-app-db-20260101T000003Z-\(dead)"
+        try plant(ours, uid: geteuid(), marker: owner)
+
+        try ServeTests.policy(db, dir: db.work + "/policies", drillSchedule: "0 6 * * *")
+        let (st, out) = try run(drctlBinary, ["verify", "app", "--policies", db.work + "/policies", "--scratch-dir", base], env: db.drctlEnvironment)
+        #expect(st == 0 && out.contains("drill of app PASSED"), "\(out)")
+        #expect(kill(victim, 0) == 0 && (try? db.psql("select 1")) == "1", "the host's own PostgreSQL was signalled")
+        for (what, path, _, _, _) in planted {
+            #expect(FileManager.default.fileExists(atPath: path), "\(what): deleted")
+            #expect(!out.contains(path), "\(what): \(out)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: ours) && out.contains("removed \(ours), left by drctl process \(dead)"), "\(out)")
+    }
 }
+
