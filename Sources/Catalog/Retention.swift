@@ -42,6 +42,68 @@ public struct PrunePlan: Sendable, Codable, Equatable {
     public var bytes: Int64
     /// Objects retention selected that the bucket's Object Lock keeps: left for a later prune.
     public var locked: [LockedObject]? = nil
+    /// Why the plan keeps what barman's rules alone would delete (the last way back).
+    public var kept: [String]? = nil
+    /// Where the plan was made for (set when it is recorded): a recorded plan is only ever
+    /// finished against the same bucket and barman destination.
+    public var bucket: String? = nil
+    public var root: String? = nil
+    /// In a report only: what interrupted prunes of this server may still delete.
+    public var interrupted: [InterruptedPrune]? = nil
+}
+
+/// A recorded prune plan that has no outcome, checked against the plan made now.
+public struct InterruptedPrune: Sendable, Codable, Equatable {
+    public var record: String
+    /// Its keys that the current plan also deletes: the only ones that go.
+    public var stillSelected: [String]
+    /// Its keys the current retention keeps (a mistaken window, a newer backup, a lock): they stay.
+    public var noLongerSelected: [String]
+    /// Its keys that are not barman objects of this server (a doctored record): never deleted.
+    public var refused: [String]
+}
+
+public struct PruneRecordMismatch: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+public enum PruneReplay {
+    /// What the interrupted plan `recorded` may still delete now: only keys that `current` (made
+    /// from the bucket as it is, with today's retention) deletes too, under the server's own
+    /// prefix, of the kinds barman's deletion removes. A record is input from the bucket like any
+    /// other: it never widens a deletion. A record made for another server, bucket or barman
+    /// destination is refused.
+    public static func check(record: String, recorded: PrunePlan, current: PrunePlan, layout: BarmanLayout, server: String,
+                             bucket: String) throws -> InterruptedPrune {
+        var disagree: [String] = []
+        if recorded.server != server { disagree.append("server '\(recorded.server)', not '\(server)'") }
+        if let b = recorded.bucket, b != bucket { disagree.append("bucket '\(b)', not '\(bucket)'") }
+        if let r = recorded.root, r != layout.root { disagree.append("destination prefix '\(r)', not '\(layout.root)'") }
+        guard disagree.isEmpty else {
+            throw PruneRecordMismatch(description: "the unfinished prune record \(record) was made for \(disagree.joined(separator: ", ")): refused (nothing deleted); remove the record if it is not yours")
+        }
+        let selected = Set(current.keysToDelete)
+        let prefix = layout.serverPrefix(server)
+        var out = InterruptedPrune(record: record, stillSelected: [], noLongerSelected: [], refused: [])
+        for key in recorded.keysToDelete {
+            let barmanKind: Bool
+            switch layout.parse(key) {
+            case .backupInfo(let s, _)?, .backupArchive(let s, _, _, _)?, .walSegment(let s, _, _)?, .partialSegment(let s, _, _)?,
+                 .backupHistory(let s, _, _, _)?:
+                barmanKind = s == server
+            default:
+                barmanKind = false
+            }
+            if !key.hasPrefix(prefix) || !barmanKind {
+                out.refused.append(key)
+            } else if selected.contains(key) {
+                out.stillSelected.append(key)
+            } else {
+                out.noLongerSelected.append(key)
+            }
+        }
+        return out
+    }
 }
 
 /// An object prune leaves because the store would refuse to delete it until then.
@@ -119,6 +181,22 @@ public enum BarmanRetention {
         }
         var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
         for (id, keys) in baseObjects where report[id] == "OBSOLETE" && keys.contains(where: locked.contains) { report[id] = "OBSOLETE_LOCKED" }
+        // Stricter than barman: the newest backup that can really be restored (DONE, its data
+        // present, its WAL continuous to its end) is never deleted, whatever the window ranks
+        // above it; with none restorable, nothing is deleted at all.
+        var kept: [String] = []
+        if let newest = scan.backups.filter(\.restorable).max(by: { $0.backupID < $1.backupID }) {
+            if report[newest.backupID]?.hasPrefix("OBSOLETE") == true {
+                report[newest.backupID] = "KEPT_RESTORABLE"
+                kept.append("\(newest.backupID): the newest restorable backup (DONE, data present, WAL continuous to its end); the newer ones are not restorable, so the window alone would delete the last way back")
+            }
+        } else {
+            let doomed = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
+            for id in doomed { report[id] = "KEPT_NONE_RESTORABLE" }
+            if !doomed.isEmpty {
+                kept.append("\(doomed.joined(separator: ", ")): no backup of \(scan.server) is restorable (DONE with its data and WAL), so nothing is deleted until one is")
+            }
+        }
         let toDelete = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
         var available: [String: Backup] = [:]
         for b in scan.backups {
@@ -128,7 +206,11 @@ public enum BarmanRetention {
         var deletedWAL = Set<String>()
         for id in toDelete {
             guard let b = available[id] else { continue }
-            keys += (baseObjects[id] ?? []).sorted()
+            // backup.info goes last (after the backup's WAL): a prune stopped half way leaves a
+            // backup the next plan still sees and finishes, never orphans it does not know.
+            let info = layout.backupInfoKey(server: scan.server, backupID: id)
+            keys += (baseObjects[id] ?? []).filter { $0 != info }.sorted()
+            defer { if (baseObjects[id] ?? []).contains(info) { keys.append(info) } }
             let ids = available.keys.sorted()
             let i = ids.firstIndex(of: id)!
             let previous = ids[..<i].reversed().first { available[$0]!.done }
@@ -154,7 +236,8 @@ public enum BarmanRetention {
         }
         let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
         return PrunePlan(server: scan.server, policy: window.description, pointOfRecoverability: now.addingTimeInterval(-window.seconds),
-                         report: report, backupsToDelete: toDelete, keysToDelete: keys, bytes: keys.reduce(0) { $0 + (sizes[$1] ?? 0) })
+                         report: report, backupsToDelete: toDelete, keysToDelete: keys, bytes: keys.reduce(0) { $0 + (sizes[$1] ?? 0) },
+                         kept: kept.isEmpty ? nil : kept)
     }
 }
 

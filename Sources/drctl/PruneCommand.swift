@@ -14,8 +14,12 @@ struct PruneCommand: ParsableCommand {
             "RECOVERY WINDOW OF …"): a backup older than the window is kept when it is needed to recover \
             to the window's start, the newest completed backup is always kept, backups that are not DONE \
             are never touched, and WAL goes only with the oldest backups, up to the next backup's begin_wal. \
-            With --apply the plan is first written as evidence under drctl's prefix in the bucket, then \
-            deleted in batches.
+            Stricter than barman: the newest restorable backup (DONE, its data present, its WAL \
+            continuous to its end) and the WAL it needs are never deleted, whatever the window, and \
+            nothing is deleted while no backup is restorable. With --apply the plan is first written \
+            as evidence under drctl's prefix in the bucket, then deleted in batches (each backup's \
+            backup.info last). A plan recorded by an interrupted --apply is finished only as far as \
+            the current plan agrees with it; the dry run lists what it would still delete.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -86,17 +90,7 @@ struct PruneCommand: ParsableCommand {
             let checkLocks = lockConfig?.enabled ?? true
             let now = Date()
 
-            // A prune that was interrupted finishes first: its plan was recorded before any deletion.
-            for record in try records.unfinished() {
-                if apply {
-                    let outcome = try delete(record.plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now)
-                    try records.finish(record.stamp, outcome)
-                    if output == .table { print("finished the interrupted prune recorded in \(records.planURL(record.stamp)): \(outcome.summary)") }
-                    try outcome.throwIfFailed()
-                } else if output == .table {
-                    print("an interrupted prune recorded in \(records.planURL(record.stamp)) has not finished; --apply finishes it first")
-                }
-            }
+            let unfinished = try records.unfinished()
 
             let reader = S3Reader(client: client, bucket: url.bucket)
             let layout = BarmanLayout(root: url.key)
@@ -119,9 +113,19 @@ struct PruneCommand: ParsableCommand {
                     plan.locked = locked
                 }
             }
+            plan.bucket = url.bucket
+            plan.root = layout.root
+            // An interrupted prune is finished only as far as today's plan agrees with it: its
+            // keys that this plan deletes anyway go with this run, the others stay.
+            let interrupted = try unfinished.map { record in
+                try PruneReplay.check(record: records.planURL(record.stamp).description, recorded: record.plan, current: plan,
+                                      layout: layout, server: server, bucket: url.bucket)
+            }
             switch output {
             case .json:
-                try printJSON(plan)
+                var report = plan
+                report.interrupted = interrupted.isEmpty ? nil : interrupted
+                try printJSON(report)
             case .table:
                 print("\(plan.policy) for \(server): point of recoverability \(formatTimestamp(plan.pointOfRecoverability)) UTC")
                 var rows = [["BACKUP ID", "STATUS", "END TIME (UTC)", "RETENTION"]]
@@ -129,6 +133,7 @@ struct PruneCommand: ParsableCommand {
                     rows.append([b.backupID, b.status, b.endTime.map(formatTimestamp) ?? "-", plan.report[b.backupID] ?? "-"])
                 }
                 printTable(rows)
+                for k in plan.kept ?? [] { print("keeping \(k)") }
                 if let locked = plan.locked, !locked.isEmpty {
                     let held = locked.filter(\.legalHold), dated = locked.filter { !$0.legalHold }
                     var why: [String] = []
@@ -138,20 +143,36 @@ struct PruneCommand: ParsableCommand {
                     if !held.isEmpty { why.append("\(held.count) under legal hold (kept until the hold is removed)") }
                     print("keeping \(locked.count) \(locked.count == 1 ? "object" : "objects") retention selected, under Object Lock: \(why.joined(separator: "; "))")
                 }
+                for i in interrupted {
+                    var line = "an interrupted prune recorded in \(i.record): \(i.stillSelected.count) of its objects are still selected and \(apply ? "are deleted with this run" : "would be deleted (--apply)")"
+                    if !i.noLongerSelected.isEmpty { line += "; \(i.noLongerSelected.count) no longer are and stay" }
+                    if !i.refused.isEmpty { line += "; \(i.refused.count) are not barman objects of \(server) and are never deleted (e.g. \(i.refused[0]))" }
+                    print(line)
+                    if !apply { for k in i.stillSelected { print("  \(k)") } }
+                }
                 print("\(apply ? "deleting" : "would delete") \(plan.backupsToDelete.count) backups and \(plan.keysToDelete.count) objects (\(formatBytes(plan.bytes)))")
                 if !apply { for k in plan.keysToDelete { print("  \(k)") } }
             }
-            guard apply, !plan.keysToDelete.isEmpty else { return }
-            // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
-            // Unique even for two runs in one second: a record's name must never be reused.
-            let f = ISO8601DateFormatter()
-            f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            let stamp = f.string(from: now) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-            try records.record(plan, stamp: stamp)
-            let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now, heads: heads)
-            try records.finish(stamp, outcome)
-            if output == .table { print("recorded in \(records.planURL(stamp)); \(outcome.summary)") }
-            try outcome.throwIfFailed()
+            guard apply else { return }
+            var stamp: String?
+            if !plan.keysToDelete.isEmpty {
+                // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
+                // Unique even for two runs in one second: a record's name must never be reused.
+                let f = ISO8601DateFormatter()
+                f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                let name = f.string(from: now) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+                try records.record(plan, stamp: name)
+                let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now, heads: heads)
+                try records.finish(name, outcome)
+                if output == .table { print("recorded in \(records.planURL(name)); \(outcome.summary)") }
+                try outcome.throwIfFailed()
+                stamp = name
+            }
+            // This run did what each interrupted one may still do: their records are closed.
+            for (record, i) in zip(unfinished, interrupted) {
+                try records.finish(record.stamp, PruneOutcome(deleted: i.stillSelected.count, supersededBy: stamp, keptNoLongerSelected: i.noLongerSelected.count,
+                                                              refused: i.refused.count))
+            }
         }
     }
 
@@ -207,6 +228,10 @@ struct PruneOutcome: Codable {
     var deleted = 0
     var locked: [LockedObject] = []
     var failed: [String] = []
+    /// For an interrupted prune closed by a later run: that run's record, and what it kept of this one.
+    var supersededBy: String?
+    var keptNoLongerSelected: Int?
+    var refused: Int?
 
     var summary: String {
         var s = "deleted \(deleted) objects"
@@ -253,14 +278,22 @@ struct PruneRecords {
         var keys: [String] = []
         try client.listObjects(bucket: prefix.bucket, prefix: prefix.key) { keys += $0.objects.map(\.key) }
         let names = Set(keys.map { String($0.dropFirst(prefix.key.count)) })
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        // Records are read back from the bucket: through drctl's own RFC 3339 parser, not ICU's
+        // (which traps on some malformed times).
+        let decoder = DrillEvidence.decoder
         return try names.filter { $0.hasSuffix(".json") && !$0.hasSuffix(".done.json") && !$0.contains("/") }.sorted().compactMap { name in
             let stamp = String(name.dropLast(5))
             guard !names.contains(stamp + ".done.json") else { return nil }
             var body: [UInt8] = []
-            try client.getObject(planURL(stamp)) { body += $0 }
-            return (stamp, try decoder.decode(PrunePlan.self, from: Data(body)))
+            try client.getObject(planURL(stamp)) { chunk in
+                guard body.count + chunk.count <= 64 << 20 else { throw LocalError("\(planURL(stamp)) is larger than 64 MiB: not a prune record") }
+                body += chunk
+            }
+            do {
+                return (stamp, try decoder.decode(PrunePlan.self, from: Data(body)))
+            } catch {
+                throw LocalError("the unfinished prune record \(planURL(stamp)) cannot be read (\(error)): refused (nothing deleted); remove it if it is not drctl's")
+            }
         }
     }
 }
