@@ -411,7 +411,12 @@ public final class HostRestore: @unchecked Sendable {
         var template = Array("/tmp/drctl-sock-\(getpid())-XXXXXX".utf8CString)
         guard let p = mkdtemp(&template) else { throw LocalError("mkdtemp: \(String(cString: strerror(errno)))") }
         let path = String(cString: p)
-        Cleanup.shared.addDirectory(path)
+        do {
+            try Cleanup.shared.register(directory: path)   // refused once a signal's cleanup has begun
+        } catch {
+            rmdir(path)
+            throw error
+        }
         try ScratchDirectory.mark(path, owner: owner, serving: dataDirectory)
         let socket = path + "/s"
         guard mkdir(socket, 0o700) == 0 else { throw LocalError("cannot create \(socket): \(String(cString: strerror(errno)))") }

@@ -1,5 +1,6 @@
 import Foundation
 import ObjectStore
+import Render
 
 /// Where a drill's checks send their SQL: a restored server reached directly, or through the
 /// cluster (CheckJobs).
@@ -28,7 +29,7 @@ public struct PsqlSession: SQLSession {
     }
 
     public func query(_ sql: String, database: String) throws -> String {
-        var env = ["PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": "-c statement_timeout=\(timeout * 1000)", "PGAPPNAME": "drctl",
+        var env = ["PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": Self.options(statementTimeout: timeout), "PGAPPNAME": "drctl",
                    "LC_ALL": "C.UTF-8"]
         if let password { env["PGPASSWORD"] = password }
         let (st, out) = try Subprocess.run(psql, Self.arguments(host: host, port: port, user: user, database: database, sql: sql), env: env)
@@ -36,8 +37,15 @@ public struct PsqlSession: SQLSession {
         return out.trimmingCharacters(in: .newlines)
     }
 
-    /// psql's arguments for one statement: quiet, unaligned, tuples only, stop on error.
+    /// The session's settings (PGOPTIONS): the check sessions' own, and a statement timeout.
+    public static func options(statementTimeout seconds: Int) -> String {
+        DrillManifests.checkSessionOptions + " -c statement_timeout=\(seconds * 1000)"
+    }
+
+    /// psql's arguments for one statement: quiet, unaligned, tuples only, stop on error. The
+    /// database goes in as `dbname='…'`, so whatever its text it is only ever a database name.
     public static func arguments(host: String, port: Int, user: String, database: String, sql: String) -> [String] {
-        ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-U", user, "-d", database, "-c", sql]
+        let quoted = "'" + database.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+        return ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-U", user, "-d", "dbname=" + quoted, "-c", sql]
     }
 }

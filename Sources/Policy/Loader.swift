@@ -319,6 +319,16 @@ public enum PolicyLoader {
         }
     }
 
+    /// A check's database is a name, never a connection string: psql reads a `-d` value with
+    /// `=` or a `postgres://` prefix as one, and would connect wherever it says.
+    static func checkDatabaseName(_ db: Located<String>, field: String, _ diags: Diagnostics) -> Bool {
+        guard DatabaseName.isValid(db.value) else {
+            diags.error(db.location, "\(field): '\(db.value)' is not a database name (letters, digits, _ $ . -, at most 63 bytes): a value like this would make psql connect elsewhere")
+            return false
+        }
+        return true
+    }
+
     static func drillSpec(_ node: YNode) -> BackupPolicy.Drill? {
         guard let d = node.fields("spec.drill") else { return nil }
         let schedule = cron(d, "schedule", .drctl, what: "spec.drill.schedule")
@@ -332,12 +342,12 @@ public enum PolicyLoader {
                     node.diags.error(e.location, "spec.drill.checks[].sql.expect: '\(e.value)' is not an expectation (e.g. '>= 1', '= 42', 'nonempty')")
                 }
                 s.finish(known: ["cluster", "database", "query", "expect"])
-                if let cl, let db, let q, let e { checks.append(.sql(cluster: cl.value, database: db.value, query: q.value, expect: e.value)) }
+                if let cl, let db, let q, let e, Self.checkDatabaseName(db, field: "spec.drill.checks[].sql.database", node.diags) { checks.append(.sql(cluster: cl.value, database: db.value, query: q.value, expect: e.value)) }
             } else if let f = c.node("freshness")?.fields("spec.drill.checks[].freshness") {
                 let cl = f.string("cluster", required: true), db = f.string("database", required: true)
                 let t = f.string("table", required: true), col = f.string("column", required: true)
                 f.finish(known: ["cluster", "database", "table", "column"])
-                if let cl, let db, let t, let col { checks.append(.freshness(cluster: cl.value, database: db.value, table: t.value, column: col.value)) }
+                if let cl, let db, let t, let col, Self.checkDatabaseName(db, field: "spec.drill.checks[].freshness.database", node.diags) { checks.append(.freshness(cluster: cl.value, database: db.value, table: t.value, column: col.value)) }
             } else if c.has("podsReady") {
                 _ = c.node("podsReady")
                 checks.append(.podsReady)

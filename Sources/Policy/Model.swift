@@ -121,3 +121,13 @@ public struct BackupPolicy: Sendable {
         case resourceCount(kind: String, min: Int)
     }
 }
+
+/// PostgreSQL database names as drill checks may name them.
+public enum DatabaseName {
+    /// Letters, digits, `_`, `$`, `.` and `-`, at most 63 bytes (NAMEDATALEN - 1): nothing a
+    /// connection string or URI could be made of.
+    public static func isValid(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 63, name.first != "-" else { return false }
+        return name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_$.-".unicodeScalars.contains($0) }
+    }
+}

@@ -113,6 +113,10 @@ public enum DrillManifests {
     /// A Job in the scratch namespace running one check's psql against the recovered cluster's
     /// `-rw` Service, logged in with the password CNPG keeps in `<cluster>-superuser`; its pod's
     /// log is the answer. No retries (a failing query fails the check), no service account token.
+    /// The settings every check session runs with (PGOPTIONS), over any the restored database
+    /// sets for its roles or itself: read-only transactions, no library loaded for the session.
+    public static let checkSessionOptions = "-c default_transaction_read_only=on -c session_preload_libraries= -c local_preload_libraries="
+
     public static func checkJob(name: String, namespace: String, cluster: String, psqlArguments: [String], image: String) -> [String: any Sendable] {
         let labels: [String: String] = [label: "true", "app.kubernetes.io/managed-by": "drctl", "app.kubernetes.io/component": "drill-check"]
         return [
@@ -136,6 +140,7 @@ public enum DrillManifests {
                                 ["name": "PGPASSWORD", "valueFrom": ["secretKeyRef": ["name": "\(cluster)-superuser", "key": "password"]]] as [String: any Sendable],
                                 ["name": "PGCONNECT_TIMEOUT", "value": "10"],
                                 ["name": "PGAPPNAME", "value": "drctl"],
+                                ["name": "PGOPTIONS", "value": checkSessionOptions],
                             ] as [[String: any Sendable]],
                             "resources": ["requests": ["cpu": "10m", "memory": "32Mi"], "limits": ["memory": "128Mi"]],
                             "securityContext": ["allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,

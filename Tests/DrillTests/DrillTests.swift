@@ -252,3 +252,13 @@ struct BackupConfigurationTests {
         #expect(set["restore_command"] == "drctl wal-restore %f %p")
     }
 }
+
+struct PsqlArgumentsTests {
+    /// Whatever the policy's text, psql gets it as a database name only.
+    @Test func theDatabaseIsNeverAConnectionString() {
+        let args = PsqlSession.arguments(host: "/sock", port: 5432, user: "postgres", database: "host=evil dbname='x'\\", sql: "select 1")
+        let d = args[args.firstIndex(of: "-d")! + 1]
+        #expect(d == #"dbname='host=evil dbname=\'x\'\\'"#)
+        #expect(PsqlSession.options(statementTimeout: 5).contains("default_transaction_read_only=on"))
+    }
+}

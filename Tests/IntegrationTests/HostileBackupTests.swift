@@ -175,5 +175,24 @@ import TestSupport
         }
         #expect(!FileManager.default.fileExists(atPath: ours) && out.contains("removed \(ours), left by drctl process \(dead)"), "\(out)")
     }
+
+    /// A drill's checks run in read-only transactions: a policy SQL that writes fails the check
+    /// instead of changing the restored database.
+    @Test func checksCannotWrite() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "readonly")
+        let policies = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        try (rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", spec: """
+              drill:
+                schedule: "0 6 * * *"
+                checks:
+                  - sql: {cluster: app-db, database: postgres, query: "insert into t(id) values (5000) returning 1", expect: "= 1"}
+                  - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "= 42"}
+
+            """)).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        let (st, out) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch"], env: db.drctlEnvironment)
+        #expect(st == 1 && out.contains("cannot execute INSERT in a read-only transaction"), "\(out)")
+        #expect(out.contains("[passed] sql app-db/postgres: select count(*) from t = 42"), "the other check still reads: \(out)")
+    }
 }
 
