@@ -34,6 +34,24 @@ public struct KubeConfig: Sendable {
 
     public static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+    /// What makes this connection unsafe, for a warning: an API server whose certificate is not
+    /// checked, or a credential sent over plain http.
+    public var transportWarnings: [String] {
+        var w: [String] = []
+        if tls.insecure && server.hasPrefix("https://") {
+            w.append("\(source): insecure-skip-tls-verify is set: the API server's certificate is not checked, so anyone on the path can pose as \(server) and read drctl's credentials")
+        }
+        if server.hasPrefix("http://") {
+            switch auth {
+            case .token, .tokenFile, .exec:
+                w.append("\(source): the API server \(server) is plain http:// and drctl sends it a bearer token: anyone on the path can read the token")
+            case .none, .clientCertificate:
+                w.append("\(source): the API server \(server) is plain http://: nothing drctl reads from it or sends to it is protected")
+            }
+        }
+        return w
+    }
+
     /// `--kubeconfig`, else `KUBECONFIG` (the first file of the list that exists), else
     /// `~/.kube/config`; with none of them, the in-cluster service account.
     public static func resolve(kubeconfig: String?, context: String?, namespace: String?,

@@ -14,10 +14,15 @@ struct KubeOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "Namespace for objects that do not name one (default: the context's).") var namespace: String?
 
     func client() throws -> KubeClient {
-        let config = try KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: namespace)
-        if case .token(let t) = config.auth { KnownSecrets.shared.add([t]) }
-        return try KubeClient(config: config)
+        try makeKubeClient(KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: namespace))
     }
+}
+
+/// A client for `config`: its token registered for redaction, its unsafe transports warned about.
+func makeKubeClient(_ config: KubeConfig) throws -> KubeClient {
+    if case .token(let t) = config.auth { KnownSecrets.shared.add([t]) }
+    for w in config.transportWarnings { warnOnce(w) }
+    return try KubeClient(config: config)
 }
 
 struct ApplyCommand: ParsableCommand {

@@ -30,7 +30,19 @@ extension S3Options {
     /// the environment say otherwise.
     func makeClient(for store: ObjectStorePolicy) throws -> S3Client {
         try makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
-                       defaultAddressing: store.pathStyle ? .path : .virtualHosted)
+                       defaultAddressing: store.pathStyle ? .path : .virtualHosted, defaultCABundle: caBundle == nil ? policyCABundle(store) : nil)
+    }
+
+    /// The CA file of a store's `caBundle` (a Secret key): `$DRCTL_SECRETS_DIR/<secret>/<key>`,
+    /// `/etc/drctl/secrets/<secret>/<key>` by default, where deploy/ mounts the Secret.
+    func policyCABundle(_ store: ObjectStorePolicy) throws -> String? {
+        guard let ca = store.ca else { return nil }
+        let dir = ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets"
+        let path = "\(dir)/\(ca.name)/\(ca.key)"
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw ConfigError("ObjectStore \(store.name.value) (\(store.name.location)): spec.caBundle is key \(ca.key) of Secret \(ca.name), which drctl reads from \(path): not a readable file (mount the Secret at \(dir)/\(ca.name), set DRCTL_SECRETS_DIR, or pass --ca-bundle FILE)")
+        }
+        return path
     }
 }
 

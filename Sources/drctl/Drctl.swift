@@ -132,3 +132,15 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         }
     }
 }
+
+private let warnedLock = NSLock()
+nonisolated(unsafe) private var warned = Set<String>()
+
+/// A warning on standard error, once per run however often its cause is met (a long-running
+/// `drctl serve` says it once, not every sync).
+func warnOnce(_ message: String) {
+    let first = warnedLock.withLock { warned.insert(message).inserted }
+    guard first else { return }
+    FileHandle.standardError.write(Data("drctl: warning: \(KnownSecrets.shared.redactor.redact(message))\n".utf8))
+}
+

@@ -132,8 +132,7 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("no policy named '\(workload ?? "")' with an ObjectStore")
         }
         let config = try KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: nil)
-        if case .token(let t) = config.auth { KnownSecrets.shared.add([t]) }
-        var drill = ClusterDrill(policy: p, store: store, s3: try s3.makeClient(for: store), kube: try KubeClient(config: config), target: target)
+        var drill = ClusterDrill(policy: p, store: store, s3: try s3.makeClient(for: store), kube: try makeKubeClient(config), target: target)
         drill.credentialsNamespace = credentialsNamespace
         let lines = try drill.restore(into: ns, force: force, timeout: TimeInterval(parseSeconds(host.timeout) ?? 7200), progress: log.callAsFunction)
         print("Restored \(p.name.value) into namespace \(ns) (target \(target)):")
@@ -151,7 +150,7 @@ struct RestoreCommand: ParsableCommand {
             let url = try S3URL(parsing: source)
             let client = try s3.makeClient()
             return (BarmanSource(client: client, bucket: url.bucket, layout: BarmanLayout(root: url.key), server: server,
-                                 clientArguments: client.restoreCommandArguments(s3)),
+                                 clientArguments: client.restoreCommandArguments()),
                     "\(source) server \(server)")
         }
         let set = try loadCheckedPolicies(policies)
@@ -168,7 +167,7 @@ struct RestoreCommand: ParsableCommand {
         }
         let client = try s3.makeClient(for: store)
         return (BarmanSource(client: client, bucket: store.bucket.value, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value,
-                             clientArguments: client.restoreCommandArguments(s3)),
+                             clientArguments: client.restoreCommandArguments()),
                 "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))")
     }
 

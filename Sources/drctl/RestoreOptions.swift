@@ -48,11 +48,12 @@ final class StepLog: @unchecked Sendable {
 
 extension S3Client {
     /// The drctl options that reach this same store from restore_command.
-    func restoreCommandArguments(_ s3: S3Options) -> [String] {
+    func restoreCommandArguments() -> [String] {
         var a = ["--endpoint", config.endpoint.description, "--region", config.region,
                  config.endpoint.addressing == .path ? "--path-style" : "--virtual-hosted"]
-        if let ca = s3.caBundle { a += ["--ca-bundle", (ca as NSString).standardizingPath.hasPrefix("/") ? ca : FileManager.default.currentDirectoryPath + "/" + ca] }
-        if s3.insecure { a.append("--insecure") }
+        // The client's own TLS settings (a flag's or the policy's CA), absolute for PostgreSQL's working directory.
+        if let ca = config.tls.caBundle { a += ["--ca-bundle", (ca as NSString).standardizingPath.hasPrefix("/") ? ca : FileManager.default.currentDirectoryPath + "/" + ca] }
+        if config.tls.insecure { a.append("--insecure") }
         return a
     }
 }

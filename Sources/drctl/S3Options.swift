@@ -39,7 +39,7 @@ struct S3Options: ParsableArguments {
     /// The defaults (from a policy's ObjectStore) apply where neither a flag nor the
     /// environment says otherwise.
     func makeClient(defaultEndpoint: String? = nil, defaultRegion: String? = nil,
-                    defaultAddressing: S3Endpoint.Addressing? = nil) throws -> S3Client {
+                    defaultAddressing: S3Endpoint.Addressing? = nil, defaultCABundle: String? = nil) throws -> S3Client {
         let resolver = CredentialResolver(profile: profile, credentialsDir: credentialsDir)
         let credentials = try resolver.resolve()
         KnownSecrets.shared.add(credentials.secrets)
@@ -53,7 +53,10 @@ struct S3Options: ParsableArguments {
             if let addressing { ep.addressing = addressing }
         }
         var config = S3Configuration(endpoint: ep, region: region, credentials: credentials)
-        config.tls = TLSOptions(caBundle: caBundle, insecure: insecure)
+        config.tls = TLSOptions(caBundle: caBundle ?? defaultCABundle, insecure: insecure)
+        if insecure {
+            warnOnce("--insecure: the object store's TLS certificate is not checked, so anyone on the path can pose as \(ep) and change what drctl reads")
+        }
         return S3Client(config: config)
     }
 }

@@ -149,7 +149,7 @@ struct DrillRunner {
         switch mode {
         case .host:
             var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: try host.restoreOptions(),
-                                  clientArguments: client.restoreCommandArguments(s3))
+                                  clientArguments: client.restoreCommandArguments())
             drill.keep = keep
             let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
             evidence = drill.run(progress: log, transfer: bar.callback)
