@@ -130,6 +130,26 @@ public enum BarmanRetention {
         var done: Bool { status == "DONE" || status == "WAITING_FOR_WALS" }
     }
 
+    /// Why a backup.info cannot be what barman wrote, if it cannot: barman names a backup by its
+    /// start (in the local time of the host it ran on: within a day of begin_time), and a backup
+    /// ends after it begins. Such a backup (damaged, or written by someone who can write to the
+    /// bucket to make the real ones look old) is never counted, ranked or deleted.
+    static func suspect(_ b: BarmanBackup) -> String? {
+        if let begin = b.beginTime, let end = b.endTime, end < begin { return "it ends before it begins" }
+        if let begin = b.beginTime, let named = backupIDTime(b.backupID), abs(named.timeIntervalSince(begin)) > 26 * 3600 {
+            return "its id is not its begin time"
+        }
+        return nil
+    }
+
+    /// A barman backup id (`YYYYMMDDTHHMMSS`) as a time, read as UTC.
+    static func backupIDTime(_ id: String) -> Date? {
+        let b = Array(id.utf8)
+        guard b.count == 15, b[8] == UInt8(ascii: "T") else { return nil }
+        let iso = "\(id.prefix(4))-\(id.dropFirst(4).prefix(2))-\(id.dropFirst(6).prefix(2))T\(id.dropFirst(9).prefix(2)):\(id.dropFirst(11).prefix(2)):\(id.dropFirst(13).prefix(2))Z"
+        return parseTimestamp(iso)
+    }
+
     /// barman's recovery-window report: newest first, every DONE backup is VALID until, and
     /// including, the first one that ended before the point of recoverability; older DONE
     /// backups are OBSOLETE unless minimum redundancy keeps them. The newest DONE backup is
@@ -141,6 +161,7 @@ public enum BarmanRetention {
         var valid = 0
         for b in backups.sorted(by: { $0.backupID > $1.backupID }) {
             guard b.status == "DONE" else { report[b.backupID] = "NONE"; continue }
+            if let why = suspect(b) { report[b.backupID] = "SUSPECT: \(why)"; continue }
             if found {
                 if valid < minimumRedundancy {
                     report[b.backupID] = "POTENTIALLY_OBSOLETE"
@@ -202,6 +223,10 @@ public enum BarmanRetention {
         for b in scan.backups {
             available[b.backupID] = Backup(id: b.backupID, status: b.status, endTime: b.endTime, beginWAL: b.beginWAL, timeline: b.timeline)
         }
+        // No WAL from the earliest begin_wal of a backup that stays (DONE or suspect) on: a kept
+        // backup keeps all the WAL it needs, whatever another backup.info claims as its begin.
+        let staying = scan.backups.filter { !toDelete.contains($0.backupID) && ($0.status == "DONE" || report[$0.backupID]?.hasPrefix("SUSPECT") == true) }
+        let walFloor = staying.compactMap(\.beginWAL).min()
         var keys: [String] = []
         var deletedWAL = Set<String>()
         for id in toDelete {
@@ -225,7 +250,7 @@ public enum BarmanRetention {
                 if let begin = until.beginWAL {
                     for w in wals where !deletedWAL.contains(w.key) && !locked.contains(w.key) {
                         guard let tli = UInt32(w.name.prefix(8), radix: 16), !protect.contains(tli) else { continue }
-                        if w.name < begin {
+                        if w.name < begin && walFloor.map({ w.name < $0 }) ?? true {
                             keys.append(w.key)
                             deletedWAL.insert(w.key)
                         }

@@ -164,6 +164,11 @@ public final class TarExtractor {
         default:
             break
         }
+        // A pax name may hold any byte; the kernel stops at a NUL, so "..\0" would be ".." to it
+        // and not to the checks below. Control characters have no place in a data directory either.
+        for (what, text) in [("name", name), ("link target", link)] where text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            throw TarError(description: "tar entry \(name.debugDescription) has a control character in its \(what): refused")
+        }
         guard let parts = Paths.components(name) else {
             throw TarError(description: name.hasPrefix("/") || name.isEmpty ? "tar entry '\(name)' is an absolute path: refused"
                                                                              : "tar entry '\(name)' leaves the target directory: refused")

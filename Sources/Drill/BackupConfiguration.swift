@@ -36,9 +36,12 @@ public enum BackupConfiguration {
     /// The options a restored server starts with, whatever any file says (PostgreSQL gives the
     /// command line precedence over postgresql.conf and postgresql.auto.conf): no archiving, no
     /// library loaded, no replication connection out, loopback and drctl's socket only.
-    public static func safetyOptions(port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?) -> [String] {
-        var settings: [(String, String)] = [
-            ("archive_mode", "off"), ("archive_command", ""), ("archive_library", ""), ("archive_cleanup_command", ""),
+    /// Settings exist from a major version on (an unknown name stops the server): archive_library
+    /// from 15; the rest from 12, the oldest drctl restores.
+    public static func safetyOptions(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?) -> [String] {
+        var settings: [(String, String)] = major >= 15 ? [("archive_library", "")] : []
+        settings += [
+            ("archive_mode", "off"), ("archive_command", ""), ("archive_cleanup_command", ""),
             ("recovery_end_command", ""), ("shared_preload_libraries", ""), ("session_preload_libraries", ""),
             ("local_preload_libraries", ""), ("dynamic_library_path", "$libdir"), ("jit", "off"), ("ssl", "off"),
             ("ssl_passphrase_command", ""), ("listen_addresses", "127.0.0.1"), ("port", String(port)),

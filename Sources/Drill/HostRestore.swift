@@ -174,7 +174,8 @@ public final class HostRestore: @unchecked Sendable {
         self.server = server
         let credentials = try writeCredentials(scratch.path + "/credentials", runAs: runAs)
         credentialsDirectory = credentials
-        let restoreCommand = RecoveryServer.restoreCommand([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + source.clientArguments
+        let clientArguments = try Self.readableCABundle(source.clientArguments, copyInto: credentials, runAs: runAs)
+        let restoreCommand = RecoveryServer.restoreCommand([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + clientArguments
                                                            + ["--credentials-dir", credentials, "--source", source.destination, "--server", source.server])
         try server.writeConfig(restoreCommand: restoreCommand, target: plan.targetTime.map { .time($0) } ?? .latest, allowTCP: options.allowTCP)
         if let runAs { try runAs.chownTree(dataDir); try runAs.chownTree(spool) }
@@ -281,7 +282,10 @@ public final class HostRestore: @unchecked Sendable {
         }
         if let dir = socketDirectory {
             if success && keepRunning && !ownsDataDirectory {
-                Cleanup.shared.removeDirectory(dir)   // the running server's socket lives there
+                // The running server's socket lives there: no longer drctl's to clean up (without
+                // its marker, a later run's stale-directory sweep leaves it and the server alone).
+                unlink(dir + "/" + ScratchDirectory.markerName)
+                Cleanup.shared.removeDirectory(dir)
             } else {
                 Cleanup.removeTree(dir)
                 Cleanup.shared.removeDirectory(dir)
@@ -318,8 +322,13 @@ public final class HostRestore: @unchecked Sendable {
         // PostgreSQL would create pg_tblspc links to the paths tablespace_map names and replay
         // into them: anywhere on this host. Tablespace backups are refused when planned, so a
         // non-empty map here is a damaged or doctored backup.
-        if let map = try? String(contentsOfFile: dir + "/tablespace_map", encoding: .utf8), !map.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            throw RecoveryError("the base backup has a tablespace_map (\(map.split(separator: "\n").count) tablespaces) but no tablespace archives: refused (restoring tablespaces is not supported)")
+        var st = stat()
+        if lstat(dir + "/tablespace_map", &st) == 0 {
+            // Read as bytes, as PostgreSQL does: any content at all, or anything but a file, is refused.
+            let bytes = (st.st_mode & S_IFMT) == S_IFREG && st.st_size < 1 << 20 ? fm.contents(atPath: dir + "/tablespace_map").map(Array.init) : nil
+            if bytes == nil || bytes!.contains(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+                throw RecoveryError("the base backup has a tablespace_map but no tablespace archives: refused (PostgreSQL would link and replay into the paths it names; restoring tablespaces is not supported)")
+            }
         }
         let version = (try? String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         guard version == String(binaries.major) else {
@@ -388,6 +397,19 @@ public final class HostRestore: @unchecked Sendable {
         }
         if let runAs { lchown(dir, runAs.uid, runAs.gid) }
         return dir
+    }
+
+    /// `--ca-bundle FILE` of wal-restore's arguments pointed at a copy the server's user can read
+    /// (the original may be drctl's alone, e.g. in root's home).
+    static func readableCABundle(_ arguments: [String], copyInto dir: String, runAs: RunAs?) throws -> [String] {
+        guard let i = arguments.firstIndex(of: "--ca-bundle"), i + 1 < arguments.count else { return arguments }
+        let copy = dir + "/ca.pem"
+        guard let pem = FileManager.default.contents(atPath: arguments[i + 1]) else { throw LocalError("cannot read the CA bundle \(arguments[i + 1])") }
+        guard FileManager.default.createFile(atPath: copy, contents: pem, attributes: [.posixPermissions: 0o600]) else { throw LocalError("cannot create \(copy)") }
+        if let runAs { lchown(copy, runAs.uid, runAs.gid) }
+        var out = arguments
+        out[i + 1] = copy
+        return out
     }
 
     private func removeCredentials() {

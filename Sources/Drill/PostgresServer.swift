@@ -124,7 +124,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// Starts `postgres` in a process group of its own (registered for cleanup).
     public func start(environment: [String: String]) throws {
         var (program, args) = (binaries.bin + "/postgres", ["-D", dataDir, "-c", "config_file=\(configFile)"]
-            + BackupConfiguration.safetyOptions(port: port, socketDirectory: socketDir, hbaFile: hbaFile,
+            + BackupConfiguration.safetyOptions(major: binaries.major, port: port, socketDirectory: socketDir, hbaFile: hbaFile,
                                                 identFile: configDir + "/drctl-pg_ident.conf", restoreCommand: restoreCommand))
         if let runAs { (program, args) = try runAs.wrap(program, args) }
         if !FileManager.default.fileExists(atPath: logFile) {

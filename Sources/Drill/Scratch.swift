@@ -93,11 +93,11 @@ public final class Cleanup: @unchecked Sendable {
         _ = waitpid(pgid, &st, 0)
     }
 
-    /// rm -rf, repeated briefly: a writer that was mid-file may recreate an entry once.
+    /// rm -rf without following links (FileTree), repeated briefly: a writer that was mid-file
+    /// may recreate an entry once.
     public static func removeTree(_ path: String) {
         for attempt in 0..<5 {
-            try? FileManager.default.removeItem(atPath: path)
-            if !FileManager.default.fileExists(atPath: path) { return }
+            if FileTree.remove(path) { return }
             usleep(useconds_t(20_000 * (attempt + 1)))
         }
     }
@@ -167,8 +167,8 @@ public struct ScratchDirectory: Sendable {
         if let id = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), id.count == 32 { return id }
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let id = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-        let tmp = file + ".\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let tmp = file + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw LocalError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
         _ = Array((id + "\n").utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         fsync(fd)

@@ -128,13 +128,8 @@ public struct RunAs: Sendable {
         return (runuser, ["-u", user, "--", program] + args)
     }
 
-    /// Gives a file tree to this user.
+    /// Gives a file tree to this user, never following a link in it.
     public func chownTree(_ root: String) throws {
-        guard lchown(root, uid, gid) == 0 else { throw LocalError("chown \(root): \(String(cString: strerror(errno)))") }
-        guard let e = FileManager.default.enumerator(atPath: root) else { return }
-        while let rel = e.nextObject() as? String {
-            let p = root + "/" + rel
-            guard lchown(p, uid, gid) == 0 else { throw LocalError("chown \(p): \(String(cString: strerror(errno)))") }
-        }
+        try FileTree.chown(root, uid: uid, gid: gid)
     }
 }

@@ -20,7 +20,8 @@ extension Paths {
     /// for anything else); nil when the path leaves the root at any step (`..` above it, an
     /// absolute target) or follows more than 40 links (a loop, as the kernel's ELOOP).
     public static func resolve(_ target: String, in directory: [String], linkTarget: ([String]) -> String?) -> [String]? {
-        guard !target.hasPrefix("/") else { return nil }
+        // A NUL ends the path for the kernel where it does not end it here: never resolvable.
+        guard !target.hasPrefix("/"), !target.contains("\u{0}") else { return nil }
         var stack = directory
         var pending = target.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         var followed = 0
@@ -35,7 +36,7 @@ extension Paths {
             stack.append(c)
             if let next = linkTarget(stack) {
                 followed += 1
-                guard followed <= 40, !next.hasPrefix("/") else { return nil }
+                guard followed <= 40, !next.hasPrefix("/"), !next.contains("\u{0}") else { return nil }
                 stack.removeLast()
                 pending = next.split(separator: "/", omittingEmptySubsequences: true).map(String.init) + pending
             }
@@ -46,7 +47,7 @@ extension Paths {
     /// `name`'s components with `.` dropped and `..` applied; nil when `..` climbs above the
     /// start or the name is absolute or empty.
     public static func components(_ name: String) -> [String]? {
-        guard !name.isEmpty, !name.hasPrefix("/") else { return nil }
+        guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\u{0}") else { return nil }
         var parts: [String] = []
         for c in name.split(separator: "/") where c != "." {
             if c == ".." {

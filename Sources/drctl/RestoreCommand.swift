@@ -203,7 +203,7 @@ struct RestoreCommand: ParsableCommand {
               data directory: \(o.dataDirectory)
             """)
         if !o.setAsideFiles.isEmpty {
-            let names = o.setAside.isEmpty ? "" : " (it sets \(o.setAside.joined(separator: ", ")))"
+            let names = o.setAside.isEmpty ? " (it sets nothing)" : " (it sets \(o.setAside.joined(separator: ", ")))"
             print("""
                 The backup's own \(o.setAsideFiles.map { ($0 as NSString).lastPathComponent.replacingOccurrences(of: ".drctl-set-aside", with: "") }.joined(separator: " and ")) was not read\(names):
                   kept as \(o.setAsideFiles.joined(separator: ", ")); move it back only when this directory is to run with

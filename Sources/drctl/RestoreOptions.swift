@@ -8,7 +8,7 @@ import ObjectStore
 struct HostOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Directory of PostgreSQL server binaries (default: /usr/lib/postgresql/<major>/bin for the backup's major version).", valueName: "dir"))
     var pgBin: String?
-    @Option(help: "When drctl runs as root, run PostgreSQL as this user.") var runAs = "postgres"
+    @Option(help: "When drctl runs as root, run PostgreSQL as this user (best one that owns nothing else: a hostile backup runs its code as it).") var runAs = "postgres"
     @Option(help: "The restored cluster's superuser, which checks connect as.") var dbUser = "postgres"
     @Option(help: ArgumentHelp("Where scratch directories go (default: $TMPDIR or /tmp).", valueName: "dir")) var scratchDir: String?
     @Option(help: ArgumentHelp("Give up on WAL replay after this long (e.g. 30m).", valueName: "duration")) var timeout = "2h"

@@ -141,5 +141,34 @@ struct RetentionSafetyTests {
         let zInfo = keys.firstIndex(of: Self.layout.backupInfoKey(server: "db", backupID: Self.Z))!
         #expect(keys.firstIndex { $0.hasSuffix("000000010000000000000001.gz") }! < zInfo, "Z's WAL before Z's backup.info")
     }
+
+    /// backup.info objects written to steer the plan: a "newest" backup that ended long ago (to
+    /// make every real one look old), and a WAITING_FOR_WALS one claiming a begin far ahead (to
+    /// take the WAL the kept backups need).
+    @Test func forgedBackupInfoDoesNotSteerTheDeletion() throws {
+        var reader = Self.bucket([(Self.A, 0x02, 30, true), (Self.B, 0x10, 10, true), (Self.C, 0x21, 2, true)], missingWAL: [])
+        let honest = try Self.plan(reader)
+        #expect(honest.backupsToDelete == [Self.A])
+        // Its id says yesterday, its end says 40 days ago.
+        let forged = "20261126T050000"
+        let old = Self.info(begin: 0x22, end: 0x23, endedDaysAgo: 40)
+        reader.objects[Self.layout.backupInfoKey(server: "db", backupID: forged)] = old
+        reader.objects[Self.layout.key(for: .backupArchive(server: "db", backupID: forged, name: "data", compression: .gzip))] = [2]
+        var p = try Self.plan(reader)
+        #expect(p.report[forged]?.hasPrefix("SUSPECT") == true, "\(p.report)")
+        #expect(Set(p.keysToDelete) == Set(honest.keysToDelete), "the forged backup changed the plan: \(p.keysToDelete)")
+
+        // Right after A, a WAITING_FOR_WALS backup whose begin_wal is far beyond every real one.
+        reader.objects.removeValue(forKey: Self.layout.backupInfoKey(server: "db", backupID: forged))
+        let after = "20261029T050000"
+        var text = String(decoding: Self.info(begin: 0x02, end: 0x03, endedDaysAgo: 29), as: UTF8.self)
+        text = text.replacingOccurrences(of: "status=DONE", with: "status=WAITING_FOR_WALS")
+            .replacingOccurrences(of: "begin_wal=\(Self.seg(2).name)", with: "begin_wal=00000001000000FF000000FF")
+        reader.objects[Self.layout.backupInfoKey(server: "db", backupID: after)] = Array(text.utf8)
+        p = try Self.plan(reader)
+        let deletedWAL = p.keysToDelete.filter { $0.contains("/wals/") }
+        #expect(deletedWAL.allSatisfy { $0 < Self.layout.key(for: .walSegment(server: "db", segment: Self.seg(0x10), compression: .gzip)) },
+                "WAL B and C need was selected: \(deletedWAL.suffix(3))")
+    }
 }
 

@@ -9,8 +9,9 @@ struct StatusTests {
     static func ago(_ s: Double) -> Date { now.addingTimeInterval(-s) }
 
     static func backup(_ id: String, status: String = "DONE", end: Double? = 3600, restorable: Bool = true, gaps: [String] = [],
-                       chainEndAgo: Double = 60, error: String? = nil, beginAgo: Double = 3700) -> BarmanBackup {
-        BarmanBackup(server: "db", backupID: id, name: nil, status: status, error: error, beginTime: ago(beginAgo), endTime: end.map(ago),
+                       chainEndAgo: Double = 60, error: String? = nil, beginAgo: Double? = nil) -> BarmanBackup {
+        // A backup begins before it ends (100 s before, unless given).
+        BarmanBackup(server: "db", backupID: id, name: nil, status: status, error: error, beginTime: ago(beginAgo ?? (end ?? 3600) + 100), endTime: end.map(ago),
                      beginWAL: "000000010000000000000004", endWAL: "000000010000000000000004", beginLSN: nil, endLSN: nil, timeline: 1,
                      systemID: nil, pgVersion: 150018, size: 1, compression: "gz", archives: ["data"],
                      archiveFiles: [ArchiveFile(name: "data", key: "db/base/\(id)/data.tar.gz", size: 1, compression: "gz")], segmentSize: 16 << 20,

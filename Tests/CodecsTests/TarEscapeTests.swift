@@ -168,6 +168,28 @@ struct TarEscapeTests {
         #expect(p.outsideRoot().isEmpty)
     }
 
+    /// A pax name may hold a NUL: the kernel would stop at it and read "..\0" as "..".
+    @Test func namesWithANulAreRefused() throws {
+        var p = try Place()
+        var message = p.extract(Self.tar {
+            $0.pax([("path", "..\u{0}/..\u{0}/PWNED")])
+            $0.file("placeholder", "escaped")
+        })
+        #expect(message.contains("control character"), "\(message)")
+        #expect(p.outsideRoot().isEmpty, "\(p.outsideRoot())")
+        p = try Place()
+        message = p.extract(Self.tar {
+            $0.pax([("linkpath", "..\u{0}")])
+            $0.add("up1", .symlink("x"))
+            $0.pax([("linkpath", "up1/..\u{0}")])
+            $0.add("up2", .symlink("x"))
+            $0.add("esc", .symlink("up2/a"))
+        })
+        #expect(message.contains("control character"), "\(message)")
+        #expect(p.outsideRoot().isEmpty && !FileManager.default.fileExists(atPath: p.root + "/up1"))
+        #expect(Paths.components("..\u{0}/x") == nil && Paths.resolve("..\u{0}", in: [], linkTarget: { _ in nil }) == nil)
+    }
+
     @Test func resolution() {
         let links = ["up": ".", "d/l": "../up", "loop": "loop"]
         func r(_ t: String, _ dir: [String] = []) -> String? {

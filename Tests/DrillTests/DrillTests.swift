@@ -238,7 +238,7 @@ struct BackupConfigurationTests {
 
     /// Every dangerous setting drctl can fix on the command line is fixed there.
     @Test func safetyOptionsCoverWhatRunsOrReachesOut() {
-        let opts = BackupConfiguration.safetyOptions(port: 5433, socketDirectory: "/s", hbaFile: "/h", identFile: "/i", restoreCommand: "drctl wal-restore %f %p")
+        let opts = BackupConfiguration.safetyOptions(major: 15, port: 5433, socketDirectory: "/s", hbaFile: "/h", identFile: "/i", restoreCommand: "drctl wal-restore %f %p")
         let set = Dictionary(stride(from: 0, to: opts.count, by: 2).map { i -> (String, String) in
             #expect(opts[i] == "-c")
             let kv = opts[i + 1].split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -250,6 +250,9 @@ struct BackupConfigurationTests {
         }
         #expect(set["archive_mode"] == "off" && set["archive_command"] == "" && set["listen_addresses"] == "127.0.0.1")
         #expect(set["restore_command"] == "drctl wal-restore %f %p")
+        // PostgreSQL 14 has no archive_library: naming it would stop the server.
+        #expect(!BackupConfiguration.safetyOptions(major: 14, port: 1, socketDirectory: "/s", hbaFile: "/h", identFile: "/i", restoreCommand: nil)
+            .contains { $0.hasPrefix("archive_library=") })
     }
 }
 
@@ -260,5 +263,29 @@ struct PsqlArgumentsTests {
         let d = args[args.firstIndex(of: "-d")! + 1]
         #expect(d == #"dbname='host=evil dbname=\'x\'\\'"#)
         #expect(PsqlSession.options(statementTimeout: 5).contains("default_transaction_read_only=on"))
+    }
+}
+
+struct FileTreeTests {
+    /// Neither chown -R nor rm -rf goes through a link in the tree to what lies outside it.
+    @Test func treeOperationsNeverFollowLinks() throws {
+        let base = NSTemporaryDirectory() + "drctl-filetree-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try FileManager.default.createDirectory(atPath: base + "/tree/sub", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: base + "/outside", withIntermediateDirectories: true)
+        try "keep".write(toFile: base + "/outside/file", atomically: true, encoding: .utf8)
+        try "x".write(toFile: base + "/tree/sub/f", atomically: true, encoding: .utf8)
+        #expect(symlink(base + "/outside", base + "/tree/sub/link") == 0)
+        #expect(symlink(base + "/outside/file", base + "/tree/flink") == 0)
+        if geteuid() == 0, let nobody = getpwnam("nobody") {
+            try FileTree.chown(base + "/tree", uid: nobody.pointee.pw_uid, gid: nobody.pointee.pw_gid)
+            var st = stat()
+            #expect(lstat(base + "/tree/sub/f", &st) == 0 && st.st_uid == nobody.pointee.pw_uid)
+            #expect(stat(base + "/outside/file", &st) == 0 && st.st_uid == 0, "chown followed a link")
+            #expect(stat(base + "/outside", &st) == 0 && st.st_uid == 0)
+        }
+        #expect(FileTree.remove(base + "/tree"))
+        #expect(!FileManager.default.fileExists(atPath: base + "/tree"))
+        #expect((try? String(contentsOfFile: base + "/outside/file", encoding: .utf8)) == "keep", "rm -rf followed a link")
     }
 }

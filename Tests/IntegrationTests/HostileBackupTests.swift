@@ -11,7 +11,8 @@ import TestSupport
     init() throws { rgw = try RGW.get() }
 
     /// Replaces the database's base backup tar (data.tar.gz) with `transform` of its entries.
-    static func doctor(_ db: ArchivedDatabase, _ transform: ([(String, TarBuilder.Kind)]) -> [(String, TarBuilder.Kind)]) throws {
+    static func doctor(_ db: ArchivedDatabase, entries known: [(String, TarBuilder.Kind)]? = nil,
+                       _ transform: ([(String, TarBuilder.Kind)]) -> [(String, TarBuilder.Kind)]) throws {
         var keys: [String] = []
         try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/base/") { keys += $0.objects.map(\.key) }
         let key = try #require(keys.first { $0.hasSuffix("/data.tar.gz") }, "\(keys)")
@@ -19,7 +20,7 @@ import TestSupport
         _ = try db.s3.download(S3URL(bucket: db.bucket, key: key), to: file + ".gz", overwrite: true)
         try #require(try run("/bin/gzip", ["-df", file + ".gz"]).0 == 0)
         var t = TarBuilder()
-        for (name, kind) in transform(try TarBuilder.entries(of: file)) { t.add(name, kind, mode: name.hasSuffix("/") ? 0o700 : 0o600) }
+        for (name, kind) in transform(try known ?? TarBuilder.entries(of: file)) { t.add(name, kind, mode: name.hasSuffix("/") ? 0o700 : 0o600) }
         try Data(t.archive).write(to: URL(fileURLWithPath: file))
         try #require(try run("/bin/gzip", ["-f", file]).0 == 0)
         try db.s3.putObject(S3URL(bucket: db.bucket, key: key), bytes: Array(try Data(contentsOf: URL(fileURLWithPath: file + ".gz"))))
@@ -41,8 +42,10 @@ import TestSupport
     /// The ladder, appended to a real backup: `d/up -> ..`, `d/up/x -> ..`, then `x/ANY`.
     @Test func chainedLinksInTheBaseBackupWriteNothingOutsideTheTarget() throws {
         let db = try ArchivedDatabase(rgw: rgw, bucket: "tarladder")
+        var original: [(String, TarBuilder.Kind)] = []
         try Self.doctor(db) { entries in
-            entries + [("d/", .directory), ("d/up", .symlink("..")), ("d/up/x", .symlink("..")), ("x/ANY", .file(Array("escaped".utf8)))]
+            original = entries
+            return entries + [("d/", .directory), ("d/up", .symlink("..")), ("d/up/x", .symlink("..")), ("x/ANY", .file(Array("escaped".utf8)))]
         }
         let place = db.work + "/place"
         try FileManager.default.createDirectory(atPath: place + "/r", withIntermediateDirectories: true)
@@ -51,6 +54,16 @@ import TestSupport
         #expect(st == 1 && out.contains("goes through the link d/up: refused"), "\(out)")
         #expect(Self.tree(place) == ["r", "r/data"], "nothing outside the target, and the target emptied: \(Self.tree(place))")
         #expect(!FileManager.default.fileExists(atPath: place + "/r/ANY") && !FileManager.default.fileExists(atPath: place + "/ANY"))
+
+        // A tablespace_map (not even UTF-8) naming a directory outside: PostgreSQL would link and replay into it.
+        // (GNU tar cannot read the doctored archive back: it refuses the ladder too.)
+        try Self.doctor(db, entries: original) { entries in
+            entries + [("tablespace_map", .file(Array("16384 \(place)/ts\n".utf8) + [0xFF, 0x0A]))]
+        }
+        let (tst, tout) = try run(drctlBinary, ["restore", "--source", "s3://\(db.bucket)/cnpg", "--server", "app-db", "--at", "latest",
+                                                "--to", place + "/r/data", "--yes", "--scratch-dir", db.work + "/scratch"], env: Self.sourceEnvironment(db))
+        #expect(tst == 1 && tout.contains("has a tablespace_map but no tablespace archives: refused"), "\(tout)")
+        #expect(Self.tree(place) == ["r", "r/data"], "\(Self.tree(place))")
     }
 
     /// The backup's postgresql.auto.conf asks for archiving, a restore_command, a preloaded

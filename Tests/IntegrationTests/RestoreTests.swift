@@ -184,8 +184,14 @@ import TestSupport
         func verify(_ extra: [String] = []) throws -> (Int32, String) {
             try run(drctlBinary, ["verify", "app", "--policies", policyDir, "--scratch-dir", scratch] + extra, env: verifyEnv)
         }
-        // Drills here have long scratch paths, so their sockets live in /tmp/drctl-sock-*: those go too.
-        func sockets() -> Set<String> { Set(((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { $0.hasPrefix("drctl-sock-") }) }
+        // Drills here have long scratch paths, so their sockets live in /tmp/drctl-sock-*: those go
+        // too. Only this test's: their marker names a data directory in its scratch directory.
+        func sockets() -> Set<String> {
+            Set(((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []).filter { name in
+                name.hasPrefix("drctl-sock-")
+                    && ((try? String(contentsOfFile: "/tmp/\(name)/.drctl-scratch", encoding: .utf8)) ?? "").contains("data=\(scratch)/")
+            })
+        }
         let socketsBefore = sockets()
         func leftovers() -> [String] {
             let dirs = ((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []) + sockets().subtracting(socketsBefore).sorted()

@@ -31,6 +31,25 @@ public struct TarBuilder {
 
     public mutating func file(_ name: String, _ text: String) { add(name, .file(Array(text.utf8))) }
 
+    /// A pax extended header ('x') for the next entry: records such as `path` and `linkpath`,
+    /// whose values may hold any byte.
+    public mutating func pax(_ records: [(String, String)]) {
+        var body: [UInt8] = []
+        for (k, v) in records {
+            let rest = Array(" \(k)=".utf8) + Array(v.utf8) + [0x0A]
+            var len = rest.count + 1
+            while String(len).utf8.count + rest.count != len { len = String(len).utf8.count + rest.count }
+            body += Array(String(len).utf8) + rest
+        }
+        var h = [UInt8](repeating: 0, count: 512)
+        func put(_ s: String, _ at: Int) { for (i, b) in s.utf8.enumerated() { h[at + i] = b } }
+        put("./PaxHeaders/x", 0); put("0000644", 100); put("0000000", 108); put("0000000", 116)
+        put(String(format: "%011o", body.count), 124); put("00000000000", 136); put("x", 156); put("ustar\u{0}00", 257)
+        put("        ", 148)
+        put(String(format: "%06o", h.reduce(0) { $0 + Int($1) }) + "\u{0} ", 148)
+        bytes += h + body + [UInt8](repeating: 0, count: (512 - body.count % 512) % 512)
+    }
+
     /// The archive with its end (two zero blocks).
     public var archive: [UInt8] { bytes + [UInt8](repeating: 0, count: 1024) }
 
