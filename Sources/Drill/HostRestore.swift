@@ -147,8 +147,9 @@ public final class HostRestore: @unchecked Sendable {
         try prepareDataDirectory(dataDir, binaries: binaries)
         let (setAside, setAsideFiles) = try setAsideConfiguration(dataDir, into: ownsDataDirectory ? scratch.path + "/set-aside" : nil)
         if !setAsideFiles.isEmpty {
-            progress("set aside the backup's \(setAsideFiles.map { Paths.parent($0) == dataDir ? ($0 as NSString).lastPathComponent : $0 }.joined(separator: ", ")): not read by the restored server"
-                     + (setAside.isEmpty ? "" : " (it sets \(setAside.joined(separator: ", ")))"))
+            let what = setAsideFiles.map { "\(($0 as NSString).lastPathComponent.replacingOccurrences(of: ".drctl-set-aside", with: "")) (kept as \($0))" }
+            progress("the restored server does not read the backup's \(what.joined(separator: ", "))"
+                     + (setAside.isEmpty ? "" : ": it sets \(setAside.joined(separator: ", "))"))
         }
         phases["download_unpack"] = Date().timeIntervalSince(t0)
         progress("base backup \(plan.backup.backupID) unpacked: \(formatBytes(baseBytes)) in \(String(format: "%.1f", phases["download_unpack"]!))s")

@@ -52,6 +52,7 @@ import TestSupport
         let before = try listing(s3, bucket, "cnpg/")
         let (st, out) = try prune(bucket, ["--retention", "7d", "--apply"])
         #expect(st == 0, "\(out)")
+        print("$ drctl prune --source s3://\(bucket)/cnpg --server db --retention 7d --apply\n" + out)
         #expect(out.contains("keeping \(a): the newest restorable backup"), "\(out)")
         #expect(out.contains("\(a)  DONE") && out.contains("KEPT_RESTORABLE"), "\(out)")
         #expect(try listing(s3, bucket, "cnpg/") == before, "nothing deleted")
@@ -97,6 +98,7 @@ import TestSupport
         // The dry run says what the unfinished records would still delete.
         let (dst, dout) = try prune(bucket, ["--retention", "7d"])
         #expect(dst == 0, "\(dout)")
+        print(dout.split(separator: "\n").filter { $0.hasPrefix("an interrupted prune") || $0.hasPrefix("keeping") }.joined(separator: "\n"))
         #expect(dout.contains("2026-01-01T00:00:00.000Z-1.json: \(correct.count) of its objects are still selected and would be deleted (--apply); \(mistakenKeys.count - correct.count) no longer are and stay"), "\(dout)")
         #expect(dout.contains("2026-01-02T00:00:00.000Z-2.json: 0 of its objects are still selected") && dout.contains("2 are not barman objects of db and are never deleted"), "\(dout)")
 
