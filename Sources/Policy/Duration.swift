@@ -6,15 +6,20 @@ public struct Duration: Sendable, Hashable, Comparable, CustomStringConvertible 
     public let amount: Int
     public let unit: String
 
+    /// 100 years.
+    public static let maximum = 100 * 8760 * 3600
     static let units: [(String, Int)] = [("mo", 730 * 3600), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400), ("w", 7 * 86400), ("y", 8760 * 3600)]
 
     public init?(parsing text: String) {
         for (suffix, mult) in Self.units where text.hasSuffix(suffix) {
             let number = text.dropLast(suffix.count)
             guard !number.isEmpty, number.allSatisfy(\.isASCII), let n = Int(number), n > 0 else { return nil }
+            // At most a century: longer is a typo, and would overflow arithmetic on it (found by drctl-fuzz policy).
+            let (total, overflow) = n.multipliedReportingOverflow(by: mult)
+            guard !overflow, total <= Self.maximum else { return nil }
             amount = n
             unit = suffix
-            seconds = n * mult
+            seconds = total
             return
         }
         return nil

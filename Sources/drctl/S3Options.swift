@@ -66,5 +66,6 @@ func parseSeconds(_ s: String) -> Int? {
     let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
     if let n = Int(s) { return n }
     guard let unit = s.last, let mult = units[unit], let n = Int(s.dropLast()) else { return nil }
-    return n * mult
+    let (seconds, overflow) = n.multipliedReportingOverflow(by: mult)
+    return overflow ? nil : seconds
 }

@@ -97,6 +97,9 @@ struct DurationAndCronTests {
         #expect(Duration(parsing: "12mo")?.seconds == 365 * 86400)
         #expect(Duration(parsing: "12mo")?.goDuration == "8760h0m0s")
         for bad in ["", "7", "d", "-1d", "1.5h", "7days", "0d"] { #expect(Duration(parsing: bad) == nil, "\(bad)") }
+        // Found by drctl-fuzz policy: a number whose seconds overflow trapped; beyond a century is refused.
+        for huge in ["00000009170768352868331975h", "9223372036854775807s", "101y"] { #expect(Duration(parsing: huge) == nil, "\(huge)") }
+        #expect(Duration(parsing: "100y")?.seconds == Duration.maximum)
     }
 
     @Test func gapsBetweenRuns() throws {
