@@ -27,6 +27,15 @@ import TestSupport
         unlink(file + ".gz")
     }
 
+    /// A policy directory for the database's workload "app" with a drill of these `sql` checks.
+    static func drillPolicy(_ db: ArchivedDatabase, checks: [String]) throws -> String {
+        let dir = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let drill = "  drill:\n    schedule: \"0 6 * * *\"\n    checks:\n" + checks.map { "      - sql: \($0)\n" }.joined()
+        try (db.rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", spec: drill)).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        return dir
+    }
+
     /// drctl's environment for `--source` runs: the endpoint too.
     static func sourceEnvironment(_ db: ArchivedDatabase) -> [String: String] {
         var env = db.rgw.environment
@@ -125,15 +134,7 @@ import TestSupport
         }
 
         // A drill of the same backup: passes, records what it did not read, archives nothing.
-        let policies = db.work + "/policies"
-        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        try (rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", spec: """
-              drill:
-                schedule: "0 6 * * *"
-                checks:
-                  - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: ">= 40"}
-
-            """)).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "select count(*) from t", expect: ">= 40"}"#])
         let (vst, vout) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch", "-o", "json"], env: db.drctlEnvironment)
         #expect(vst == 0, "\(vout)")
         // The evidence array on stdout, after the step log on stderr.
@@ -193,16 +194,8 @@ import TestSupport
     /// instead of changing the restored database.
     @Test func checksCannotWrite() throws {
         let db = try ArchivedDatabase(rgw: rgw, bucket: "readonly")
-        let policies = db.work + "/policies"
-        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        try (rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", spec: """
-              drill:
-                schedule: "0 6 * * *"
-                checks:
-                  - sql: {cluster: app-db, database: postgres, query: "insert into t(id) values (5000) returning 1", expect: "= 1"}
-                  - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "= 42"}
-
-            """)).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "insert into t(id) values (5000) returning 1", expect: "= 1"}"#,
+                                                         #"{cluster: app-db, database: postgres, query: "select count(*) from t", expect: "= 42"}"#])
         let (st, out) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch"], env: db.drctlEnvironment)
         #expect(st == 1 && out.contains("cannot execute INSERT in a read-only transaction"), "\(out)")
         #expect(out.contains("[passed] sql app-db/postgres: select count(*) from t = 42"), "the other check still reads: \(out)")
