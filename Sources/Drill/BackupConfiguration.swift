@@ -33,13 +33,16 @@ public enum BackupConfiguration {
         return names
     }
 
-    /// The options a restored server starts with, whatever any file says (PostgreSQL gives the
-    /// command line precedence over postgresql.conf and postgresql.auto.conf): no archiving, no
-    /// library loaded, no replication connection out, loopback and drctl's socket only.
-    /// Settings exist from a major version on (an unknown name stops the server): archive_library
-    /// from 15; the rest from 12, the oldest drctl restores.
-    public static func safetyOptions(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?) -> [String] {
-        var settings: [(String, String)] = major >= 15 ? [("archive_library", "")] : []
+    /// What a restored server runs with, whatever any file of the backup says: no archiving, no
+    /// library loaded, no replication connection out, loopback and drctl's socket only. drctl's
+    /// configuration file holds them (for a kept directory started later), and the server drctl
+    /// starts gets them on its command line too (`safetyOptions`), which PostgreSQL puts above
+    /// postgresql.conf and postgresql.auto.conf. Settings exist from a major version on (an
+    /// unknown name stops the server): archive_library from 15; the rest from 12, the oldest drctl
+    /// restores.
+    public static func safetySettings(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String,
+                                      restoreCommand: String?) -> [(name: String, value: String)] {
+        var settings: [(name: String, value: String)] = major >= 15 ? [("archive_library", "")] : []
         settings += [
             ("archive_mode", "off"), ("archive_command", ""), ("archive_cleanup_command", ""),
             ("recovery_end_command", ""), ("shared_preload_libraries", ""), ("session_preload_libraries", ""),
@@ -50,6 +53,17 @@ public enum BackupConfiguration {
             ("logging_collector", "off"), ("max_wal_senders", "0"), ("hot_standby", "off"),
         ]
         if let restoreCommand { settings.append(("restore_command", restoreCommand)) }
-        return settings.flatMap { ["-c", "\($0.0)=\($0.1)"] }
+        return settings
+    }
+
+    /// `safetySettings` as the server's command-line options.
+    public static func safetyOptions(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?) -> [String] {
+        commandLine(safetySettings(major: major, port: port, socketDirectory: socketDirectory, hbaFile: hbaFile, identFile: identFile,
+                                   restoreCommand: restoreCommand))
+    }
+
+    /// Settings as `postgres` options: `-c name=value` each.
+    public static func commandLine(_ settings: [(name: String, value: String)]) -> [String] {
+        settings.flatMap { ["-c", "\($0.name)=\($0.value)"] }
     }
 }

@@ -65,6 +65,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
 
     public var configFile: String { configDir + "/drctl-postgresql.conf" }
     public var hbaFile: String { configDir + "/drctl-pg_hba.conf" }
+    public var identFile: String { configDir + "/drctl-pg_ident.conf" }
 
     /// Quotes a value for postgresql.conf.
     static func conf(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "''") + "'" }
@@ -81,33 +82,18 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// replication, and the recovery settings when `restoreCommand` is given.
     public func writeConfig(restoreCommand: String?, target: RecoveryTarget?, allowTCP: Bool) throws {
         self.restoreCommand = restoreCommand
-        var lines = [
-            "# Written by drctl for a restored data directory. The backup's own postgresql.conf is not read.",
-            "listen_addresses = '127.0.0.1'",
-            "port = \(port)",
-            "unix_socket_directories = \(Self.conf(socketDir))",
-            "unix_socket_permissions = 0700",
-            "hba_file = \(Self.conf(hbaFile))",
-            "ident_file = \(Self.conf(configDir + "/drctl-pg_ident.conf"))",
-            "archive_mode = off",
-            "hot_standby = off",
-            "max_wal_senders = 0",
+        var lines = ["# Written by drctl for a restored data directory. The backup's own postgresql.conf is not read."]
+        lines += safetySettings.map { "\($0.name) = \(Self.conf($0.value))" }
+        lines += [
             "wal_level = replica",
             "shared_buffers = 128MB",
             "max_connections = 20",
             "timezone = 'UTC'",
             "log_timezone = 'UTC'",
-            "logging_collector = off",
             "log_line_prefix = '%m [%p] '",
-            "ssl = off",
-            "shared_preload_libraries = ''",
         ]
-        if let restoreCommand {
-            lines += [
-                "restore_command = \(Self.conf(restoreCommand))",
-                "recovery_target_timeline = 'latest'",
-                "recovery_target_action = 'promote'",
-            ]
+        if restoreCommand != nil {
+            lines += ["recovery_target_timeline = 'latest'", "recovery_target_action = 'promote'"]
             if case .time(let t)? = target {
                 lines += ["recovery_target_time = \(Self.conf(TargetTime.postgres(t)))", "recovery_target_inclusive = on"]
             }
@@ -117,15 +103,20 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
         // restored roles' passwords (and is refused during a drill).
         let hba = ["local all all trust", "host all all 127.0.0.1/32 \(allowTCP ? "scram-sha-256" : "reject")", "host all all ::1/128 reject"]
         try (hba.joined(separator: "\n") + "\n").write(toFile: hbaFile, atomically: true, encoding: .utf8)
-        try "".write(toFile: configDir + "/drctl-pg_ident.conf", atomically: true, encoding: .utf8)
-        if let runAs { for f in [configFile, hbaFile, configDir + "/drctl-pg_ident.conf"] { lchown(f, runAs.uid, runAs.gid) } }
+        try "".write(toFile: identFile, atomically: true, encoding: .utf8)
+        if let runAs { for f in [configFile, hbaFile, identFile] { lchown(f, runAs.uid, runAs.gid) } }
+    }
+
+    /// drctl's settings for this server (BackupConfiguration), with the last restore_command written.
+    var safetySettings: [(name: String, value: String)] {
+        BackupConfiguration.safetySettings(major: binaries.major, port: port, socketDirectory: socketDir, hbaFile: hbaFile,
+                                           identFile: identFile, restoreCommand: restoreCommand)
     }
 
     /// Starts `postgres` in a process group of its own (registered for cleanup).
     public func start(environment: [String: String]) throws {
         var (program, args) = (binaries.bin + "/postgres", ["-D", dataDir, "-c", "config_file=\(configFile)"]
-            + BackupConfiguration.safetyOptions(major: binaries.major, port: port, socketDirectory: socketDir, hbaFile: hbaFile,
-                                                identFile: configDir + "/drctl-pg_ident.conf", restoreCommand: restoreCommand))
+            + BackupConfiguration.commandLine(safetySettings))
         if let runAs { (program, args) = try runAs.wrap(program, args) }
         if !FileManager.default.fileExists(atPath: logFile) {
             FileManager.default.createFile(atPath: logFile, contents: nil)
