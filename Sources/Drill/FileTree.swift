@@ -73,4 +73,22 @@ public enum FileTree {
             }
         }
     }
+
+    /// A new file only its owner can read (0600), never through a link nor over an existing
+    /// file, given to `owner` when set; on disk before it returns when `durable`.
+    public static func createPrivateFile(_ path: String, contents: [UInt8], owner: RunAs? = nil, durable: Bool = false) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw LocalError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try contents.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+        if let owner, fchown(fd, owner.uid, owner.gid) != 0 { throw LocalError("chown \(path): \(String(cString: strerror(errno)))") }
+        if durable { fsync(fd) }
+    }
+
+    /// A new directory only its owner can enter (0700), given to `owner` when set.
+    public static func createPrivateDirectory(_ path: String, owner: RunAs? = nil) throws {
+        guard mkdir(path, 0o700) == 0 else { throw LocalError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        if let owner, lchown(path, owner.uid, owner.gid) != 0 { throw LocalError("chown \(path): \(String(cString: strerror(errno)))") }
+    }
 }
+

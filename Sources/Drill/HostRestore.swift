@@ -381,22 +381,11 @@ public final class HostRestore: @unchecked Sendable {
     /// SESSION_TOKEN, as `--credentials-dir` reads them), 0700/0600 and owned by the server's
     /// user, for `drctl wal-restore`; removed once the server is promoted.
     func writeCredentials(_ dir: String, runAs: RunAs?) throws -> String {
-        guard mkdir(dir, 0o700) == 0 else { throw LocalError("cannot create \(dir): \(String(cString: strerror(errno)))") }
+        try FileTree.createPrivateDirectory(dir, owner: runAs)
         let c = source.client.config.credentials
         var files = [("ACCESS_KEY_ID", c.accessKeyID), ("SECRET_ACCESS_KEY", c.secretAccessKey)]
         if let t = c.sessionToken { files.append(("SESSION_TOKEN", t)) }
-        for (name, value) in files {
-            let path = dir + "/" + name
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw LocalError("cannot create \(path): \(String(cString: strerror(errno)))") }
-            defer { close(fd) }
-            let bytes = Array(value.utf8)
-            guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-                throw LocalError("cannot write \(path): \(String(cString: strerror(errno)))")
-            }
-            if let runAs { fchown(fd, runAs.uid, runAs.gid) }
-        }
-        if let runAs { lchown(dir, runAs.uid, runAs.gid) }
+        for (name, value) in files { try FileTree.createPrivateFile(dir + "/" + name, contents: Array(value.utf8), owner: runAs) }
         return dir
     }
 
@@ -406,8 +395,7 @@ public final class HostRestore: @unchecked Sendable {
         guard let i = arguments.firstIndex(of: "--ca-bundle"), i + 1 < arguments.count else { return arguments }
         let copy = dir + "/ca.pem"
         guard let pem = FileManager.default.contents(atPath: arguments[i + 1]) else { throw LocalError("cannot read the CA bundle \(arguments[i + 1])") }
-        guard FileManager.default.createFile(atPath: copy, contents: pem, attributes: [.posixPermissions: 0o600]) else { throw LocalError("cannot create \(copy)") }
-        if let runAs { lchown(copy, runAs.uid, runAs.gid) }
+        try FileTree.createPrivateFile(copy, contents: Array(pem), owner: runAs)
         var out = arguments
         out[i + 1] = copy
         return out
@@ -441,12 +429,8 @@ public final class HostRestore: @unchecked Sendable {
             throw error
         }
         try ScratchDirectory.mark(path, owner: owner, serving: dataDirectory)
-        let socket = path + "/s"
-        guard mkdir(socket, 0o700) == 0 else { throw LocalError("cannot create \(socket): \(String(cString: strerror(errno)))") }
-        if let runAs {
-            chmod(path, 0o711)
-            guard lchown(socket, runAs.uid, runAs.gid) == 0 else { throw LocalError("chown \(socket): \(String(cString: strerror(errno)))") }
-        }
+        try FileTree.createPrivateDirectory(path + "/s", owner: runAs)
+        if runAs != nil { chmod(path, 0o711) }
         return path
     }
 }

@@ -131,20 +131,13 @@ public struct ScratchDirectory: Sendable {
 
     /// Writes the marker: the owner id, and the data directory of a server whose socket lives here.
     static func mark(_ dir: String, owner: String, serving dataDirectory: String?) throws {
-        let fd = open(dir + "/" + markerName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw LocalError("cannot create \(dir)/\(markerName): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let text = Array((owner + "\n" + (dataDirectory.map { "data=\($0)\n" } ?? "")).utf8)
-        guard text.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == text.count else {
-            throw LocalError("cannot write \(dir)/\(markerName): \(String(cString: strerror(errno)))")
-        }
+        try FileTree.createPrivateFile(dir + "/" + markerName, contents: Array((owner + "\n" + (dataDirectory.map { "data=\($0)\n" } ?? "")).utf8))
     }
 
     /// A subdirectory for PostgreSQL's user (data, spool, socket): 0700 and its own.
     public func subdirectory(_ name: String, runAs: RunAs?) throws -> String {
         let dir = path + "/" + name
-        guard mkdir(dir, 0o700) == 0 else { throw LocalError("cannot create \(dir): \(String(cString: strerror(errno)))") }
-        if let runAs, lchown(dir, runAs.uid, runAs.gid) != 0 { throw LocalError("chown \(dir): \(String(cString: strerror(errno)))") }
+        try FileTree.createPrivateDirectory(dir, owner: runAs)
         return dir
     }
 
@@ -168,11 +161,7 @@ public struct ScratchDirectory: Sendable {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let id = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let tmp = file + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw LocalError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        _ = Array((id + "\n").utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
+        try FileTree.createPrivateFile(tmp, contents: Array((id + "\n").utf8), durable: true)
         // Two first runs at once: link() keeps whichever came first.
         if link(tmp, file) != 0 { unlink(tmp); return try ownerID(stateDirectory: stateDirectory) }
         unlink(tmp)
