@@ -157,14 +157,21 @@ public struct ScratchDirectory: Sendable {
     /// A scratch directory is drctl's only if its marker holds it: nobody else can forge one.
     public static func ownerID(stateDirectory: String) throws -> String {
         let file = stateDirectory + "/scratch-owner"
-        if let id = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), id.count == 32 { return id }
+        func stored() -> String? {
+            let id = (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return id.flatMap { $0.count == 32 && $0.allSatisfy(\.isHexDigit) ? $0 : nil }
+        }
+        if let id = stored() { return id }
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let id = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
         let tmp = file + ".\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileTree.createPrivateFile(tmp, contents: Array((id + "\n").utf8), durable: true)
+        defer { unlink(tmp) }
         // Two first runs at once: link() keeps whichever came first.
-        if link(tmp, file) != 0 { unlink(tmp); return try ownerID(stateDirectory: stateDirectory) }
-        unlink(tmp)
+        if link(tmp, file) == 0 { return id }
+        if let other = stored() { return other }
+        // A damaged file (an empty one after a crash, say): replaced, or every run would fail here.
+        guard rename(tmp, file) == 0 else { throw LocalError("cannot replace \(file): \(String(cString: strerror(errno)))") }
         return id
     }
 

@@ -289,3 +289,19 @@ struct FileTreeTests {
         #expect((try? String(contentsOfFile: base + "/outside/file", encoding: .utf8)) == "keep", "rm -rf followed a link")
     }
 }
+
+struct ScratchOwnerTests {
+    /// The owner id is made once and kept; a damaged file is replaced, not recursed on forever.
+    @Test func ownerIDIsStableAndADamagedFileIsReplaced() throws {
+        let dir = NSTemporaryDirectory() + "drctl-owner-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let id = try ScratchDirectory.ownerID(stateDirectory: dir)
+        #expect(id.count == 32 && id.allSatisfy(\.isHexDigit))
+        #expect(try ScratchDirectory.ownerID(stateDirectory: dir) == id)
+        try "".write(toFile: dir + "/scratch-owner", atomically: true, encoding: .utf8)
+        let fresh = try ScratchDirectory.ownerID(stateDirectory: dir)
+        #expect(fresh.count == 32 && fresh != id)
+        #expect(try ScratchDirectory.ownerID(stateDirectory: dir) == fresh)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["scratch-owner"], "no temporary file left")
+    }
+}
