@@ -234,8 +234,8 @@ public enum BarmanRetention {
             // backup.info goes last (after the backup's WAL): a prune stopped half way leaves a
             // backup the next plan still sees and finishes, never orphans it does not know.
             let info = layout.backupInfoKey(server: scan.server, backupID: id)
-            keys += (baseObjects[id] ?? []).filter { $0 != info }.sorted()
-            defer { if (baseObjects[id] ?? []).contains(info) { keys.append(info) } }
+            let base = baseObjects[id] ?? []
+            keys += base.filter { $0 != info }.sorted()
             let ids = available.keys.sorted()
             let i = ids.firstIndex(of: id)!
             let previous = ids[..<i].reversed().first { available[$0]!.done }
@@ -257,6 +257,7 @@ public enum BarmanRetention {
                     }
                 }
             }
+            if base.contains(info) { keys.append(info) }
             available.removeValue(forKey: id)
         }
         let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })

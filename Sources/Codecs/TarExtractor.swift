@@ -204,8 +204,7 @@ public final class TarExtractor {
                 throw TarError(description: "tar link target of \(name) '\(link)' leaves the target directory: refused")
             }
             guard !linkPaths.contains(parts) else { throw TarError(description: "tar link \(name) appears twice: refused") }
-            _ = try directory(Array(parts.dropLast()), entry: name)
-            links.append((parts, name, link))
+            links.append((parts, name, link))   // its directory is made with it, in finish()
             linkPaths.insert(parts)
             state = padding > 0 || size > 0 ? .skip(Int(size) + padding) : .header
         case UInt8(ascii: "1"):

@@ -45,18 +45,9 @@ extension Paths {
     }
 
     /// `name`'s components with `.` dropped and `..` applied; nil when `..` climbs above the
-    /// start or the name is absolute or empty.
+    /// start or the name is absolute or empty (`resolve` from the top, with no links).
     public static func components(_ name: String) -> [String]? {
-        guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\u{0}") else { return nil }
-        var parts: [String] = []
-        for c in name.split(separator: "/") where c != "." {
-            if c == ".." {
-                guard !parts.isEmpty else { return nil }
-                parts.removeLast()
-            } else {
-                parts.append(String(c))
-            }
-        }
-        return parts
+        guard !name.isEmpty else { return nil }
+        return resolve(name, in: [], linkTarget: { _ in nil })
     }
 }
