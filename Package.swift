@@ -39,7 +39,7 @@ let package = Package(
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
-        .target(name: "Render", dependencies: ["Policy", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Render", dependencies: ["Policy", "Layout", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
         .target(name: "Kube", dependencies: ["ObjectStore", "Paths", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.

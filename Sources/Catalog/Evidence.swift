@@ -66,6 +66,9 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     /// Seconds per phase: plan, download_unpack, wal_replay, checks (summed over databases).
     public var phases: [String: Double]
     public var bytesFetched: Int64
+    /// How a cluster drill was kept from production (namespaces it restored into, what it left
+    /// out, network and Pod Security seal, modifiers), one line each.
+    public var sealed: [String]?
 
     public init(id: String, workload: String, mode: String, host: String, startedAt: Date, finishedAt: Date, target: String,
                 targetTime: Date?, result: Result, error: String?, databases: [Database], checks: [Check], rtoSeconds: Double,

@@ -19,6 +19,8 @@ public struct ClusterDrill {
     /// Where the object store credentials Secret is read from to be copied into the drill
     /// namespace: drctl's own (its RBAC allows reading that one Secret and no other).
     public var credentialsNamespace = "drctl"
+    /// CNPG's operator namespace: the only one besides drctl's that may reach a recovery Cluster.
+    public var cnpgNamespace = "cnpg-system"
     /// The image check Jobs run psql from (default: CNPG's PostgreSQL image of the backup's major).
     public var checkImage: String?
     public var keep = false
@@ -53,12 +55,14 @@ public struct ClusterDrill {
         let started = Date()
         let workload = policy.name.value
         let id = "\(ScratchDirectory.stamp(started))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        let ns = DrillManifests.namespaceName(workload: workload, at: started)
+        let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
+        let ns = DrillManifests.namespaceName(workload: workload, at: started, suffix: suffix)
         var phases: [String: Double] = [:]
         var checks: [DrillEvidence.Check] = []
         var databases: [DrillEvidence.Database] = []
         var failure: String?
-        var created = false
+        var created: [String] = []
+        var sealed: [String] = []
         var verifiedAt = Date()
         let deadline = started.addingTimeInterval(Double(policy.rto.value.seconds))
         func phase<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
@@ -70,15 +74,41 @@ public struct ClusterDrill {
         do {
             _ = try Self.janitor(kube, now: started, progress: progress)
             let majors = try precheck(now: started)
+            let backup = try veleroBackup(now: started)
+            // Every source namespace into a scratch namespace of its own, decided before anything is made.
+            let sources = try backup.map { try DrillIsolation.sourceNamespaces(policy: policy.namespaces.map(\.value), backup: $0.namespaces) } ?? []
+            let names = DrillIsolation.scratchNames(workload: workload, at: started, suffix: suffix, count: max(1, sources.count))
+            let mappings = zip(sources, names).map { DrillIsolation.Mapping(source: $0, scratch: $1) }
+            if backup != nil { try DrillIsolation.validate(mappings) }
+            let placement = clusterPlacement(mappings, primary: ns)
+            let egress = DrillIsolation.Egress(endpoint: store.endpoint.value)
             let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
-                _ = try kube.create(Self.plain(DrillManifests.namespace(ns, drillID: id, workload: workload, expires: expires)))
-                created = true
-                Cleanup.shared.addAction { [kube] in try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
-                try copyCredentials(into: ns)
+                for name in names {
+                    _ = try kube.create(Self.plain(DrillManifests.namespace(name, drillID: id, workload: workload, expires: expires)))
+                    created.append(name)
+                    Cleanup.shared.addAction { [kube] in try? kube.delete(apiVersion: "v1", kind: "Namespace", name: name) }
+                    // Sealed before anything is restored into it.
+                    let clusters = policy.cnpg.filter { placement[$0.cluster.value] == name }.map(\.cluster.value)
+                    for o in DrillIsolation.networkPolicies(namespace: name, drctlNamespace: credentialsNamespace, cnpgNamespace: cnpgNamespace,
+                                                            clusters: clusters, egress: egress) {
+                        _ = try kube.create(Self.plain(o))
+                    }
+                    if !clusters.isEmpty { try copyCredentials(into: name) }
+                }
+                sealed = DrillIsolation.sealSummary(mappings: mappings, clusters: policy.cnpg.map(\.cluster.value), egress: egress,
+                                                    modifiers: policy.drill?.modifiers.count ?? 0)
+                for line in sealed { progress("sealed: \(line)") }
             }
-            let restoreName = try startVeleroRestore(into: ns, now: started, progress: progress)
-            try createClusters(in: ns, progress: progress)
+            var restoreName: String?
+            if let backup {
+                let rules = DrillIsolation.modifierRules(policy.drill?.modifiers ?? [])
+                _ = try kube.apply(Self.plain(try DrillIsolation.modifiersConfigMap(workload: workload, veleroNamespace: veleroNamespace, rules: rules)),
+                                   fieldManager: "drctl", force: true)
+                restoreName = try startVeleroRestore(backup.name, name: ns, mappings: mappings, modifiers: DrillIsolation.modifiersName(workload: workload),
+                                                     progress: progress)
+            }
+            try createClusters(placement, progress: progress)
             // Wait for the Restore and the Clusters, with the RTO as the deadline.
             if let restoreName {
                 let status = try phase("velero_restore") { try waitVeleroRestore(restoreName, deadline: deadline) }
@@ -86,15 +116,16 @@ public struct ClusterDrill {
                 let phaseName = status["phase"] as? String ?? "?"
                 // PartiallyFailed alone decides nothing: the checks do.
                 checks.append(.init(name: "velero restore \(restoreName)", result: restored > 0 ? .passed : .failed,
-                                    detail: "\(phaseName), \(restored) items restored into \(ns)", seconds: phases["velero_restore"] ?? 0))
+                                    detail: "\(phaseName), \(restored) items restored into \(names.joined(separator: ", "))", seconds: phases["velero_restore"] ?? 0))
             }
-            let podsReady = restoreName == nil ? nil : try phase("workloads_ready") { try waitWorkloads(in: ns, deadline: deadline, progress: progress) }
+            let podsReady = restoreName == nil ? nil : try phase("workloads_ready") { try waitWorkloads(in: names, deadline: deadline, progress: progress) }
             var servers: [String: any SQLSession] = [:]
             let statements = DrillChecks.statements(policy.drill?.checks ?? [])
             for c in policy.cnpg {
-                let status = try phase("cnpg_recovery") { try waitCluster(c, in: ns, deadline: deadline) }
+                let where_ = placement[c.cluster.value] ?? ns
+                let status = try phase("cnpg_recovery") { try waitCluster(c, in: where_, deadline: deadline) }
                 let (session, via) = try phase("checks") {
-                    try sqlSession(c, in: ns, major: majors[c.cluster.value] ?? 16, deadline: deadline,
+                    try sqlSession(c, in: where_, major: majors[c.cluster.value] ?? 16, deadline: deadline,
                                    statements: statements.filter { $0.cluster == c.cluster.value }, progress: progress)
                 }
                 servers[c.cluster.value] = session
@@ -107,8 +138,12 @@ public struct ClusterDrill {
                 checks += DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: target.date ?? started,
                                           podsReady: podsReady, progress: progress)
                 for case .resourceCount(let kind, let min) in policy.drill?.checks ?? [] {
-                    let n = try kube.list(apiVersion: kind == "Deployment" || kind == "StatefulSet" ? "apps/v1" : "v1", kind: kind, namespace: ns).count
-                    checks.append(.init(name: "resourceCount \(kind) >= \(min)", result: n >= min ? .passed : .failed, detail: "\(n) \(kind) in \(ns)", seconds: 0))
+                    var n = 0
+                    for name in names {
+                        n += try kube.list(apiVersion: kind == "Deployment" || kind == "StatefulSet" ? "apps/v1" : "v1", kind: kind, namespace: name).count
+                    }
+                    checks.append(.init(name: "resourceCount \(kind) >= \(min)", result: n >= min ? .passed : .failed,
+                                        detail: "\(n) \(kind) in \(names.joined(separator: ", "))", seconds: 0))
                 }
             }
             verifiedAt = Date()
@@ -117,24 +152,43 @@ public struct ClusterDrill {
             verifiedAt = Date()
             failure = "\(error)"
         }
-        if created && !keep {
+        if !created.isEmpty && !keep {
             phase("teardown") {
-                do {
-                    try kube.delete(apiVersion: "v1", kind: "Namespace", name: ns, propagation: "Foreground")
-                    _ = try waitGone(ns, deadline: Date().addingTimeInterval(300))
-                    progress("namespace \(ns) deleted")
-                } catch {
-                    progress("could not delete \(ns) (the next run's janitor will): \(error)")
-                    if failure == nil { failure = "teardown: \(error)" }
+                for name in created {
+                    do {
+                        try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+                    } catch {
+                        progress("could not delete \(name) (the next run's janitor will): \(error)")
+                        if failure == nil { failure = "teardown: \(error)" }
+                    }
+                }
+                for name in created {
+                    do {
+                        _ = try waitGone(name, deadline: Date().addingTimeInterval(300))
+                        progress("namespace \(name) deleted")
+                    } catch {
+                        progress("\(error) (the next run's janitor will delete it)")
+                        if failure == nil { failure = "teardown: \(error)" }
+                    }
                 }
             }
         }
         let rpo = databases.compactMap(\.achieved).min().map { max(0, (target.date ?? started).timeIntervalSince($0)) }
-        return DrillEvidence(id: id, workload: workload, mode: "cluster", host: kube.config.server, startedAt: started, finishedAt: Date(),
-                             target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed, error: failure,
-                             databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),
-                             rtoObjectiveSeconds: policy.rto.value.seconds, rpoSeconds: rpo, rpoObjectiveSeconds: policy.rpo.value.seconds,
-                             phases: phases, bytesFetched: 0)
+        var evidence = DrillEvidence(id: id, workload: workload, mode: "cluster", host: kube.config.server, startedAt: started, finishedAt: Date(),
+                                     target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed, error: failure,
+                                     databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),
+                                     rtoObjectiveSeconds: policy.rto.value.seconds, rpoSeconds: rpo, rpoObjectiveSeconds: policy.rpo.value.seconds,
+                                     phases: phases, bytesFetched: 0)
+        evidence.sealed = sealed.isEmpty ? nil : sealed
+        return evidence
+    }
+
+    /// The namespace each recovery Cluster is made in: the scratch namespace its own namespace
+    /// is restored into, else the drill's first.
+    func clusterPlacement(_ mappings: [DrillIsolation.Mapping], primary: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for c in policy.cnpg { out[c.cluster.value] = mappings.first { $0.source == c.namespace }?.scratch ?? mappings.first?.scratch ?? primary }
+        return out
     }
 
     /// The same plan a host drill makes, from the bucket alone: a target no backup and WAL can
@@ -195,18 +249,21 @@ public struct ClusterDrill {
     }
 
     /// Waits for the restored Deployments and StatefulSets to be available; the podsReady finding.
-    func waitWorkloads(in ns: String, deadline: Date, progress: (String) -> Void) throws -> (DrillEvidence.Check.Result, String) {
+    func waitWorkloads(in namespaces: [String], deadline: Date, progress: (String) -> Void) throws -> (DrillEvidence.Check.Result, String) {
         var ready: [String] = []
-        for kind in ["Deployment", "StatefulSet"] {
-            for o in try kube.list(apiVersion: "apps/v1", kind: kind, namespace: ns) {
-                guard let name = (o["metadata"] as? [String: Any])?["name"] as? String else { continue }
-                _ = try waitFor("apps/v1", kind, ns, name, deadline: deadline) { s in
-                    let want = (o["spec"] as? [String: Any])?["replicas"] as? Int ?? 1
-                    return (s[kind == "Deployment" ? "availableReplicas" : "readyReplicas"] as? Int ?? 0) >= want
+        for ns in namespaces {
+            for kind in ["Deployment", "StatefulSet"] {
+                for o in try kube.list(apiVersion: "apps/v1", kind: kind, namespace: ns) {
+                    guard let name = (o["metadata"] as? [String: Any])?["name"] as? String else { continue }
+                    _ = try waitFor("apps/v1", kind, ns, name, deadline: deadline) { s in
+                        let want = (o["spec"] as? [String: Any])?["replicas"] as? Int ?? 1
+                        return (s[kind == "Deployment" ? "availableReplicas" : "readyReplicas"] as? Int ?? 0) >= want
+                    }
+                    ready.append("\(kind) \(name)")
                 }
-                ready.append("\(kind) \(name)")
             }
         }
+        let ns = namespaces.joined(separator: ", ")
         progress("available: \(ready.isEmpty ? "no Deployments or StatefulSets were restored" : ready.joined(separator: ", "))")
         return ready.isEmpty ? (.skipped, "no Deployments or StatefulSets were restored into \(ns)") : (.passed, "\(ready.count) available: \(ready.joined(separator: ", "))")
     }
@@ -218,28 +275,47 @@ public struct ClusterDrill {
             throw RecoveryError("Secret \(credentialsNamespace)/\(store.credentials.secretName) not found: the recovery Cluster needs the object store credentials")
         }
         _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
-                             "metadata": ["name": store.credentials.secretName, "namespace": ns], "data": secret["data"] ?? [:]])
+                             "metadata": ["name": store.credentials.secretName, "namespace": ns,
+                                          "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]],
+                             "data": secret["data"] ?? [:]])
     }
 
-    /// A Velero Restore (named after `ns`) of the newest completed backup of the policy's
-    /// schedules at or before the target; nil without Velero in the policy.
-    func startVeleroRestore(into ns: String, now: Date, progress: (String) -> Void) throws -> String? {
+    /// The newest completed backup of the policy's schedules at or before the target, with the
+    /// namespaces it holds (nil when it has no resource list); nil without Velero in the policy.
+    func veleroBackup(now: Date) throws -> (name: String, namespaces: Set<String>?)? {
         guard let v = policy.velero else { return nil }
         let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: policy.name.value, tier: $0.tier.value) })
         let cutoff = target.date ?? now
-        let entries = try VeleroScanner.scan(S3Reader(client: s3, bucket: store.bucket.value), layout: VeleroLayout(root: store.prefixes.velero.value))
+        let reader = S3Reader(client: s3, bucket: store.bucket.value)
+        let layout = VeleroLayout(root: store.prefixes.velero.value)
+        let entries = try VeleroScanner.scan(reader, layout: layout)
         guard let backup = entries.filter({ $0.restorePoint && ($0.schedule.map(names.contains) ?? false) && ($0.completionTime ?? .distantFuture) <= cutoff })
             .max(by: { $0.completionTime! < $1.completionTime! }) else {
             throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
         }
-        progress("Velero restore of \(backup.name) into \(ns)")
-        _ = try kube.create(Self.plain(DrillManifests.veleroRestore(name: ns, backup: backup.name, sourceNamespaces: policy.namespaces.map(\.value),
-                                                                     scratch: ns, veleroNamespace: veleroNamespace)))
-        return ns
+        let namespaces: Set<String>?
+        do {
+            let list = try VeleroDrillCheck.resourceList(reader: reader, key: layout.sideFileKey(backup: backup.name, suffix: "resource-list.json.gz"))
+            namespaces = VeleroNamespaces.inResourceList(list.mapValues(Array.init))
+        } catch let e as S3Error where e.isNotFound {
+            namespaces = nil
+        }
+        return (backup.name, namespaces)
     }
 
-    func createClusters(in ns: String, progress: (String) -> Void) throws {
+    /// Creates the Velero Restore (named `name`) of `backup` with `mappings`, refusing first any
+    /// mapping that could write outside the targets.
+    func startVeleroRestore(_ backup: String, name: String, mappings: [DrillIsolation.Mapping], modifiers: String?, progress: (String) -> Void) throws -> String {
+        try DrillIsolation.validate(mappings)
+        progress("Velero restore of \(backup): " + mappings.map { "\($0.source) -> \($0.scratch)" }.joined(separator: ", "))
+        _ = try kube.create(Self.plain(DrillIsolation.veleroRestore(name: name, backup: backup, mappings: mappings, veleroNamespace: veleroNamespace,
+                                                                    modifiers: modifiers)))
+        return name
+    }
+
+    func createClusters(_ placement: [String: String], progress: (String) -> Void) throws {
         for c in policy.cnpg {
+            guard let ns = placement[c.cluster.value] else { continue }
             for o in DrillManifests.recoveryCluster(policy: policy, cluster: c, store: store, namespace: ns, targetTime: target.date.map(TargetTime.postgres)) {
                 _ = try kube.create(Self.plain(o))
             }
@@ -270,16 +346,30 @@ public struct ClusterDrill {
     }
 
     /// `drctl restore WORKLOAD --namespace NEW`: the drill's restore into a namespace that is kept
-    /// (no checks, no teardown). An existing namespace is refused unless it is a drill's, or `force`.
+    /// (no checks, no teardown, not sealed: this is the real way back). A drill's scratch
+    /// namespace is always refused (its drill or the janitor would delete the restore); any
+    /// other existing namespace unless `force`.
     public func restore(into ns: String, force: Bool, timeout: TimeInterval, progress: @escaping (String) -> Void) throws -> [String] {
         let now = Date()
         try precheck(now: now)
+        let backup = try veleroBackup(now: now)
+        let sources = try backup.map { try DrillIsolation.sourceNamespaces(policy: policy.namespaces.map(\.value), backup: $0.namespaces) } ?? []
+        if sources.count > 1 {
+            throw RecoveryError("\(policy.name.value)'s backup holds \(sources.count) namespaces (\(sources.prefix(5).joined(separator: ", "))\(sources.count > 5 ? ", …" : "")); --namespace restores one: they would collide on same-named objects")
+        }
         if let existing = try kube.get(apiVersion: "v1", kind: "Namespace", name: ns) {
             let meta = existing["metadata"] as? [String: Any] ?? [:]
-            if !force && !DrillManifests.isDrillNamespace(name: ns, labels: meta["labels"] as? [String: String] ?? [:]) {
-                throw RecoveryError("namespace \(ns) exists; drctl restores into a new namespace (or a drill's), or into this one with --force")
+            let labels = meta["labels"] as? [String: String] ?? [:]
+            if labels[DrillManifests.label] != nil || ns.hasPrefix(DrillManifests.namePrefix) {
+                throw RecoveryError("namespace \(ns) is a drill's scratch namespace: its drill or the janitor deletes it, and the restore with it; restore into a new namespace")
+            }
+            if !force {
+                throw RecoveryError("namespace \(ns) exists; drctl restores into a new namespace, or into this one with --force (existing objects are left as they are)")
             }
         } else {
+            if ns.hasPrefix(DrillManifests.namePrefix) {
+                throw RecoveryError("\(ns) starts with \(DrillManifests.namePrefix), which marks drill namespaces: choose another name")
+            }
             _ = try kube.create(["apiVersion": "v1", "kind": "Namespace",
                                  "metadata": ["name": ns, "labels": ["app.kubernetes.io/managed-by": "drctl"],
                                               "annotations": ["drctl.dev/restored-from": policy.name.value, "drctl.dev/restore-target": target.description]]])
@@ -287,8 +377,23 @@ public struct ClusterDrill {
         }
         try copyCredentials(into: ns)
         let deadline = now.addingTimeInterval(timeout)
-        let restoreName = try startVeleroRestore(into: ns, now: now, progress: progress)
-        try createClusters(in: ns, progress: progress)
+        var restoreName: String?
+        if let backup {
+            let mappings = sources.map { DrillIsolation.Mapping(source: $0, scratch: ns) }
+            // The same exclusions as a drill (drctl's recovery Cluster is the database), no seal.
+            let name = "\(ns)-\(ScratchDirectory.stamp(now).lowercased().filter { $0.isLetter || $0.isNumber })"
+            var restore = DrillIsolation.veleroRestore(name: String(name.prefix(63)), backup: backup.name, mappings: mappings, veleroNamespace: veleroNamespace, modifiers: nil)
+            if var meta = restore["metadata"] as? [String: any Sendable] {
+                meta["labels"] = ["app.kubernetes.io/managed-by": "drctl"]
+                restore["metadata"] = meta
+            }
+            progress("Velero restore of \(backup.name): " + mappings.map { "\($0.source) -> \($0.scratch)" }.joined(separator: ", "))
+            _ = try kube.create(Self.plain(restore))
+            restoreName = String(name.prefix(63))
+        }
+        var placement: [String: String] = [:]
+        for c in policy.cnpg { placement[c.cluster.value] = ns }
+        try createClusters(placement, progress: progress)
         var lines: [String] = []
         if let restoreName {
             let s = try waitVeleroRestore(restoreName, deadline: deadline)

@@ -106,8 +106,8 @@ public struct VeleroBackup: Sendable, Decodable {
     public func covers(namespace: String) -> Bool {
         let included = spec?.includedNamespaces ?? []
         let excluded = spec?.excludedNamespaces ?? []
-        if excluded.contains(namespace) { return false }
-        return included.isEmpty || included.contains("*") || included.contains(namespace)
+        if excluded.contains(where: { VeleroNamespaces.matches($0, namespace) }) { return false }
+        return included.isEmpty || included.contains { VeleroNamespaces.matches($0, namespace) }
     }
 
     public static func decode(_ data: Data) throws -> VeleroBackup {
@@ -120,5 +120,36 @@ public struct VeleroBackup: Sendable, Decodable {
             throw DecodingError.dataCorrupted(.init(codingPath: dec.codingPath, debugDescription: "not an RFC 3339 time: \(s)"))
         }
         return try d.decode(VeleroBackup.self, from: data)
+    }
+}
+
+/// How Velero reads namespace lists, in backups and restores alike.
+public enum VeleroNamespaces {
+    /// Whether an `includedNamespaces`/`excludedNamespaces` entry selects `namespace`. `*` alone
+    /// is every namespace; since Velero 1.18 entries are glob patterns (`*`, `?`, `[abc]`,
+    /// `[a-z]`; velero.io/docs/main/namespace-glob-patterns). Older Velero compares other
+    /// entries literally, but no namespace name can hold these characters, so reading every
+    /// entry as a pattern never selects less than Velero does: the safe side for a drill.
+    public static func matches(_ pattern: String, _ namespace: String) -> Bool {
+        if pattern == "*" { return true }
+        guard isPattern(pattern) else { return pattern == namespace }
+        return fnmatch(pattern, namespace, 0) == 0
+    }
+
+    public static func isPattern(_ entry: String) -> Bool {
+        entry.contains { "*?[".contains($0) }
+    }
+
+    /// The namespaces a backup holds, from its `-resource-list.json.gz` (keys `group/version/Kind`,
+    /// items `namespace/name` for namespaced objects, `name` for cluster-scoped ones): the
+    /// Namespace objects and every namespace a namespaced item is in.
+    public static func inResourceList(_ list: [String: [String]]) -> Set<String> {
+        var out = Set(list["v1/Namespace"] ?? [])
+        for (key, items) in list where key != "v1/Namespace" {
+            for item in items {
+                if let slash = item.firstIndex(of: "/") { out.insert(String(item[..<slash])) }
+            }
+        }
+        return out
     }
 }

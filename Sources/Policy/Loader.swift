@@ -256,9 +256,10 @@ public enum PolicyLoader {
             }
         }
         let excluded = v.strings("excludedResources")?.map(\.value) ?? []
-        v.finish(known: ["volumes", "schedules", "hooks", "excludedResources"])
+        let databaseVolumes = v.oneOf("databaseVolumes", ["skip", "include"]).flatMap { BackupPolicy.Velero.DatabaseVolumes(rawValue: $0.value) } ?? .skip
+        v.finish(known: ["volumes", "schedules", "hooks", "excludedResources", "databaseVolumes"])
         return .init(location: node.location, volumes: volumes, schedules: schedules, declaredSchedules: scheduleItems.count,
-                     hooks: hooks, excludedResources: excluded)
+                     hooks: hooks, excludedResources: excluded, databaseVolumes: databaseVolumes)
     }
 
     static func cnpgCluster(_ node: YNode, defaultNamespace: String) -> BackupPolicy.CNPGCluster? {
@@ -360,8 +361,49 @@ public enum PolicyLoader {
             }
             c.finish(known: ["sql", "freshness", "podsReady", "resourceCount"])
         }
-        d.finish(known: ["schedule", "checks"])
+        var modifiers: [BackupPolicy.Modifier] = []
+        for item in d.node("modifiers")?.items("spec.drill.modifiers") ?? [] {
+            if let m = modifier(item) { modifiers.append(m) }
+        }
+        d.finish(known: ["schedule", "checks", "modifiers"])
         guard let schedule else { return nil }
-        return .init(schedule: schedule, checks: checks)
+        return .init(schedule: schedule, checks: checks, modifiers: modifiers)
+    }
+
+    static func modifier(_ item: YNode) -> BackupPolicy.Modifier? {
+        let what = "spec.drill.modifiers[]"
+        guard let m = item.fields(what) else { return nil }
+        let conditions = m.required("conditions")?.fields("\(what).conditions")
+        let group = conditions?.string("groupResource", required: true)
+        let regex = conditions?.string("resourceNameRegex")
+        if let regex, (try? NSRegularExpression(pattern: regex.value)) == nil {
+            item.diags.error(regex.location, "\(what).conditions.resourceNameRegex: '\(regex.value)' is not a regular expression")
+        }
+        var labels: [String: String] = [:]
+        if let sel = conditions?.node("labelSelector")?.fields("\(what).conditions.labelSelector") {
+            if let ml = sel.node("matchLabels"), case .mapping(let map) = ml.node {
+                for (k, v) in map { if let ks = k.string, let vs = v.string { labels[ks] = vs } }
+            }
+            sel.finish(known: ["matchLabels"])
+        }
+        conditions?.finish(known: ["groupResource", "resourceNameRegex", "labelSelector"])
+        var patches: [BackupPolicy.Modifier.Patch] = []
+        for p in m.required("patches")?.items("\(what).patches") ?? [] {
+            guard let f = p.fields("\(what).patches[]") else { continue }
+            let op = f.oneOf("operation", BackupPolicy.Modifier.operations, required: true)
+            let path = f.string("path", required: true)
+            if let path, !path.value.hasPrefix("/") {
+                item.diags.error(path.location, "\(what).patches[].path: '\(path.value)' is not a JSON pointer (it starts with /, e.g. /spec/replicas)")
+            }
+            let value = f.node("value").flatMap { $0.isNull ? nil : $0.string }
+            let from = f.string("from")
+            f.finish(known: ["operation", "path", "value", "from"])
+            if ["add", "replace", "test"].contains(op?.value ?? "") && value == nil { p.error("\(what).patches[]: '\(op!.value)' needs a value") }
+            if ["copy", "move"].contains(op?.value ?? "") && from == nil { p.error("\(what).patches[]: '\(op!.value)' needs from") }
+            if let op, let path { patches.append(.init(operation: op.value, path: path.value, value: value, from: from?.value)) }
+        }
+        m.finish(known: ["conditions", "patches"])
+        guard let group, !patches.isEmpty else { return nil }
+        return .init(groupResource: group.value, resourceNameRegex: regex?.value, matchLabels: labels, patches: patches)
     }
 }

@@ -73,6 +73,11 @@ public struct BackupPolicy: Sendable {
         public var declaredSchedules: Int
         public var hooks: [Hook]
         public var excludedResources: [String]
+        /// Whether Velero copies the files of CNPG's database volumes too (`include`), or only
+        /// their PVC objects (`skip`, the default): barman already holds that data, consistent,
+        /// and a file copy of a running database directory is not.
+        public var databaseVolumes: DatabaseVolumes = .skip
+        public enum DatabaseVolumes: String, Sendable { case skip, include }
     }
 
     /// One tier of a grandfather-father-son set.
@@ -112,6 +117,39 @@ public struct BackupPolicy: Sendable {
     public struct Drill: Sendable {
         public var schedule: Located<Cron>
         public var checks: [Check]
+        /// Velero resource-modifier rules applied to what a drill restores, after drctl's own
+        /// (CronJobs suspended): scale a Deployment to 0, drop an env var, ….
+        public var modifiers: [Modifier] = []
+    }
+
+    /// One Velero resource-modifier rule (velero.io/docs/v1.19/restore-resource-modifiers), JSON
+    /// patches only.
+    public struct Modifier: Sendable {
+        public struct Patch: Sendable {
+            public var operation: String
+            public var path: String
+            public var value: String?
+            public var from: String?
+        }
+        public var groupResource: String
+        public var resourceNameRegex: String?
+        public var matchLabels: [String: String]
+        public var patches: [Patch]
+
+        public static let operations = ["add", "remove", "replace", "copy", "move", "test"]
+
+        /// The rule as Velero reads it.
+        public var rule: [String: any Sendable] {
+            var conditions: [String: any Sendable] = ["groupResource": groupResource]
+            if let resourceNameRegex { conditions["resourceNameRegex"] = resourceNameRegex }
+            if !matchLabels.isEmpty { conditions["labelSelector"] = ["matchLabels": matchLabels] }
+            return ["conditions": conditions, "patches": patches.map { p -> [String: any Sendable] in
+                var d: [String: any Sendable] = ["operation": p.operation, "path": p.path]
+                if let v = p.value { d["value"] = v }
+                if let f = p.from { d["from"] = f }
+                return d
+            }]
+        }
     }
 
     public enum Check: Sendable {

@@ -13,6 +13,8 @@ public enum DrillManifests {
     public static let workloadAnnotation = "drctl.dev/drill-workload"
     public static let expiresAnnotation = "drctl.dev/drill-expires"
     public static let namePrefix = "drill-"
+    /// On objects drctl makes outside a scratch namespace for a workload's drills.
+    public static let workloadLabel = "drctl.dev/drill-workload"
 
     /// `drill-<workload>-<yyyymmddhhmmss>-<suffix>`, cut to a DNS label (the suffix keeps two
     /// drills started in the same second apart).
@@ -37,26 +39,8 @@ public enum DrillManifests {
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": [
                 "name": name,
-                "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"],
+                "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"].merging(DrillIsolation.podSecurityLabels) { a, _ in a },
                 "annotations": [idAnnotation: drillID, workloadAnnotation: workload, expiresAnnotation: expires],
-            ] as [String: any Sendable],
-        ]
-    }
-
-    /// A Velero Restore of `backup`'s namespaces into the scratch namespace. Existing objects
-    /// are left alone (`existingResourcePolicy: none`); volumes are restored.
-    public static func veleroRestore(name: String, backup: String, sourceNamespaces: [String], scratch: String, veleroNamespace: String) -> [String: any Sendable] {
-        var mapping: [String: String] = [:]
-        for ns in sourceNamespaces { mapping[ns] = scratch }
-        return [
-            "apiVersion": "velero.io/v1", "kind": "Restore",
-            "metadata": ["name": name, "namespace": veleroNamespace, "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"]] as [String: any Sendable],
-            "spec": [
-                "backupName": backup,
-                "includedNamespaces": sourceNamespaces,
-                "namespaceMapping": mapping,
-                "restorePVs": true,
-                "existingResourcePolicy": "none",
             ] as [String: any Sendable],
         ]
     }

@@ -17,6 +17,11 @@ public struct RenderedFile: Sendable {
         }
         return out
     }
+
+    /// The objects alone, without the generated-file comment (a document embedded in another).
+    public func yamlBody() throws -> String {
+        try objects.map { try Yams.dump(object: $0, width: -1, allowUnicode: true, sortKeys: true) }.joined(separator: "---\n")
+    }
 }
 
 /// Common metadata for everything drctl renders.

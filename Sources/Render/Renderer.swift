@@ -1,3 +1,4 @@
+import Layout
 import Policy
 
 /// Options that are not part of the policies themselves.
@@ -27,9 +28,14 @@ public enum Renderer {
         }
         for policy in set.backupPolicies.sorted(by: { $0.name.value < $1.name.value }) {
             guard let store = set.objectStore(named: policy.objectStore.value) else { continue }
+            let volumePolicy = veleroVolumePolicy(policy, set, options)
+            if let volumePolicy {
+                files.append(RenderedFile(path: "velero/volume-policy-\(policy.name.value).yaml", objects: [volumePolicy],
+                                          header: "CNPG's database volumes are backed up by barman (base backups and WAL), consistently; a file copy of a\nrunning database directory is not, so Velero keeps their PVC objects and skips their data (policy: velero.databaseVolumes)."))
+            }
             for s in policy.velero?.schedules ?? [] {
                 files.append(RenderedFile(path: "velero/schedule-\(policy.name.value)-\(s.tier.value).yaml",
-                                          objects: [veleroSchedule(policy, s, store, options)]))
+                                          objects: [veleroSchedule(policy, s, store, options, volumePolicy: volumePolicy == nil ? nil : volumePolicyName(policy.name.value))]))
             }
             for c in policy.cnpg {
                 let base = "cnpg/\(c.namespace)-\(c.cluster.value)"
@@ -81,7 +87,36 @@ public enum Renderer {
         ]
     }
 
-    static func veleroSchedule(_ p: BackupPolicy, _ s: BackupPolicy.Schedule, _ store: ObjectStorePolicy, _ o: RenderOptions) -> [String: any Sendable] {
+    public static func volumePolicyName(_ policy: String) -> String { "drctl-\(policy)-volume-policy" }
+
+    /// The CNPG clusters whose PVCs a policy's Velero backups hold: those of every policy in the
+    /// set whose namespace the backup includes (a `*` backup holds them all).
+    static func databaseClusters(in p: BackupPolicy, _ set: PolicySet) -> [String] {
+        let patterns = p.namespaces.map(\.value)
+        let clusters = set.backupPolicies.flatMap(\.cnpg).filter { c in patterns.contains { VeleroNamespaces.matches($0, c.namespace) } }
+        return Array(Set(clusters.map(\.cluster.value))).sorted()
+    }
+
+    /// Velero's volume policy (velero.io/docs/main/resource-filtering, "Resource policies";
+    /// `pvcLabels` since Velero 1.15): the data of PVCs CNPG labels `cnpg.io/cluster: NAME` is
+    /// skipped; nil when nothing is to be skipped.
+    static func veleroVolumePolicy(_ p: BackupPolicy, _ set: PolicySet, _ o: RenderOptions) -> [String: any Sendable]? {
+        guard let v = p.velero, v.databaseVolumes == .skip, v.volumes != .none else { return nil }
+        let clusters = databaseClusters(in: p, set)
+        guard !clusters.isEmpty else { return nil }
+        let rules: [[String: any Sendable]] = clusters.map {
+            ["conditions": ["pvcLabels": ["cnpg.io/cluster": $0]], "action": ["type": "skip"]]
+        }
+        let text = (try? RenderedFile(path: "", objects: [["version": "v1", "volumePolicies": rules]]).yamlBody()) ?? ""
+        return [
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": metadata(name: volumePolicyName(p.name.value), namespace: o.veleroNamespace, policy: p.name.value),
+            "data": ["policy.yaml": text],
+        ]
+    }
+
+    static func veleroSchedule(_ p: BackupPolicy, _ s: BackupPolicy.Schedule, _ store: ObjectStorePolicy, _ o: RenderOptions,
+                               volumePolicy: String? = nil) -> [String: any Sendable] {
         let labels = ["drctl.dev/policy": p.name.value, "drctl.dev/tier": s.tier.value]
         var template: [String: any Sendable] = [
             "includedNamespaces": p.namespaces.map(\.value),
@@ -94,6 +129,7 @@ public enum Renderer {
         template["snapshotVolumes"] = volumes == .snapshot
         template["defaultVolumesToFsBackup"] = volumes == .fileSystem
         if let ex = p.velero?.excludedResources, !ex.isEmpty { template["excludedResources"] = ex }
+        if let volumePolicy { template["resourcePolicy"] = ["kind": "configmap", "name": volumePolicy] }
         if let hooks = p.velero?.hooks, !hooks.isEmpty {
             template["hooks"] = ["resources": hooks.map { h -> [String: any Sendable] in
                 var r: [String: any Sendable] = [

@@ -24,8 +24,12 @@ import Yams
             let store = try #require(set.objectStore(named: p.objectStore.value))
             let ns = DrillManifests.namespaceName(workload: name, at: at)
             out.append(DrillManifests.namespace(ns, drillID: "20261127T042000Z-1", workload: name, expires: "2026-11-27T10:20:00Z"))
-            out.append(DrillManifests.veleroRestore(name: ns, backup: "\(name)-daily-20261127023000", sourceNamespaces: p.namespaces.map(\.value),
-                                                    scratch: ns, veleroNamespace: "velero"))
+            let mappings = p.namespaces.map { DrillIsolation.Mapping(source: $0.value, scratch: ns) }
+            out.append(DrillIsolation.veleroRestore(name: ns, backup: "\(name)-daily-20261127023000", mappings: mappings, veleroNamespace: "velero",
+                                                    modifiers: DrillIsolation.modifiersName(workload: name)))
+            out.append(try DrillIsolation.modifiersConfigMap(workload: name, veleroNamespace: "velero", rules: DrillIsolation.modifierRules(p.drill?.modifiers ?? [])))
+            out += DrillIsolation.networkPolicies(namespace: ns, drctlNamespace: "drctl", cnpgNamespace: "cnpg-system", clusters: p.cnpg.map(\.cluster.value),
+                                                  egress: DrillIsolation.Egress(endpoint: store.endpoint.value))
             for c in p.cnpg {
                 out += DrillManifests.recoveryCluster(policy: p, cluster: c, store: store, namespace: ns, targetTime: "2026-11-27 04:20:00.000000+00")
                 out.append(DrillManifests.checkJob(name: "drctl-check-\(c.cluster.value)-1", namespace: ns, cluster: c.cluster.value,
