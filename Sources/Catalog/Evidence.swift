@@ -116,21 +116,31 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     /// The newest evidence of a workload in a bucket (or the catalog's copy of it).
     /// A workload's drills in the bucket, newest first, at most `limit` (ids begin with their
     /// UTC start, so key order is time order).
-    public static func all(_ reader: ObjectReader, drctlPrefix: String, workload: String, limit: Int = 100) throws -> [DrillEvidence] {
+    /// An object that does not decode (damaged, or written by someone else) is skipped and named
+    /// in `undecodable`: one bad object must not hide every other drill.
+    public static func all(_ reader: ObjectReader, drctlPrefix: String, workload: String, limit: Int = 100) throws -> (drills: [DrillEvidence], undecodable: [String]) {
         var keys: [String] = []
         try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in
             keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
         }
-        return try keys.sorted(by: >).prefix(limit).map { try decoder.decode(DrillEvidence.self, from: Data(try reader.read(key: $0))) }
+        var drills: [DrillEvidence] = [], bad: [String] = []
+        for key in keys.sorted(by: >).prefix(limit) {
+            let data = Data(try reader.read(key: key))
+            if let d = try? decoder.decode(DrillEvidence.self, from: data) { drills.append(d) } else { bad.append(key) }
+        }
+        return (drills, bad)
     }
 
+    /// The newest evidence that decodes (a damaged newer object is passed over, as `all` does).
     public static func newest(_ reader: ObjectReader, drctlPrefix: String, workload: String) throws -> DrillEvidence? {
-        var newestKey: String?
+        var keys: [String] = []
         try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in
-            for o in objects where o.key.hasSuffix(".json") && (newestKey.map { o.key > $0 } ?? true) { newestKey = o.key }
+            keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
         }
-        guard let key = newestKey else { return nil }
-        return try decoder.decode(DrillEvidence.self, from: Data(try reader.read(key: key)))
+        for key in keys.sorted(by: >).prefix(20) {
+            if let d = try? decoder.decode(DrillEvidence.self, from: Data(try reader.read(key: key))) { return d }
+        }
+        return nil
     }
 }
 

@@ -5,7 +5,9 @@ import Policy
 public struct WorkloadStatus: Sendable, Codable, Equatable {
     public enum State: String, Sendable, Codable, Comparable, CaseIterable {
         case protected = "PROTECTED", atRisk = "AT RISK", broken = "BROKEN", notConfigured = "NOT CONFIGURED"
-        var rank: Int { [.protected: 0, .atRisk: 1, .broken: 2, .notConfigured: 3][self]! }
+        /// What the bucket holds could not be read (its store unreachable): nothing is known.
+        case unknown = "UNKNOWN"
+        var rank: Int { [.protected: 0, .atRisk: 1, .broken: 2, .notConfigured: 3, .unknown: 4][self]! }
         public static func < (a: State, b: State) -> Bool { a.rank < b.rank }
     }
 

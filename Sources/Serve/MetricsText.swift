@@ -63,12 +63,14 @@ public enum MetricsText {
         family("drctl_drill_last_duration_seconds", "gauge", "Measured RTO of the newest restore drill: start until the data was verified.",
                per { $0.status.lastDrill.map(\.rtoSeconds) })
         family("drctl_rto_objective_seconds", "gauge", "The policy's RTO objective.", per { Double($0.rtoObjectiveSeconds) })
-        family("drctl_workload_status", "gauge", "1 for the workload's current status (PROTECTED, AT RISK, BROKEN, NOT CONFIGURED).",
+        family("drctl_workload_status", "gauge", "1 for the workload's current status (PROTECTED, AT RISK, BROKEN, NOT CONFIGURED, UNKNOWN).",
                ws.map { ([("workload", $0.status.workload), ("status", $0.status.status.rawValue)], 1) })
         family("drctl_drill_runs_total", "counter", "Restore drills this service ran, by result.",
                counters.drillRuns.sorted { $0.key < $1.key }.flatMap { w, results in
                    results.sorted { $0.key < $1.key }.map { ([("workload", w), ("result", $0.key)], Double($0.value)) }
                })
+        family("drctl_evidence_undecodable_objects", "gauge", "Drill evidence objects in the bucket that do not decode (skipped).",
+               [([], Double(s.undecodableEvidence))])
         let stores = s.stores.sorted { $0.name < $1.name }
         family("drctl_object_store_up", "gauge", "1 if the last request to the object store succeeded.",
                stores.compactMap { st in st.up.map { ([("store", st.name)], $0 ? 1 : 0) } })

@@ -28,7 +28,17 @@ public final class Scheduler: @unchecked Sendable {
     private var waiting: [Int] = []         // drills due, waiting for a slot, in order
     private var stopping = false
     private var threads = 0
-    public private(set) var failures: [String: Int] = [:]
+    private var failureCounts: [String: Int] = [:]
+    private var lastTick: Date?
+
+    /// Failed runs by job name (read under the lock: job threads write it).
+    public var failures: [String: Int] { lock.withLock { failureCounts } }
+
+    /// Whether the loop of `runForever` still turns: its last tick is at most `within` old. A
+    /// stuck scheduler (a deadlock, a thread that never returns the lock) fails the liveness probe.
+    public func alive(now: Date, within: TimeInterval = 30) -> Bool {
+        lock.withLock { lastTick.map { now.timeIntervalSince($0) <= within } ?? true }
+    }
 
     public init(jobs: [Job], maxDrills: Int = 1, clock: @escaping @Sendable () -> Date = Date.init, log: @escaping @Sendable (String) -> Void) {
         self.jobs = jobs
@@ -49,6 +59,7 @@ public final class Scheduler: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !stopping else { return [] }
+        lastTick = now
         for i in jobs.indices {
             guard let due = nextRun[i], due <= now else { continue }
             nextRun[i] = jobs[i].cron.next(after: now)
@@ -83,7 +94,7 @@ public final class Scheduler: @unchecked Sendable {
                 try job.run()
                 log("\(job.name): done in \(String(format: "%.1f", Date().timeIntervalSince(t0)))s")
             } catch {
-                lock.withLock { failures[job.name, default: 0] += 1 }
+                lock.withLock { failureCounts[job.name, default: 0] += 1 }
                 log("\(job.name): FAILED after \(String(format: "%.1f", Date().timeIntervalSince(t0)))s: \(error)")
             }
             lock.lock()

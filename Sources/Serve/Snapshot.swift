@@ -10,6 +10,8 @@ public struct Snapshot: Sendable, Codable {
     public var stores: [Store]
     /// The newest drills first, across workloads.
     public var drills: [DrillEvidence]
+    /// Evidence objects in the bucket that did not decode (skipped, not shown).
+    public var undecodableEvidence = 0
 
     public init(generatedAt: Date, workloads: [Workload], stores: [Store], drills: [DrillEvidence]) {
         self.generatedAt = generatedAt

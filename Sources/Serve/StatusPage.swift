@@ -17,7 +17,7 @@ public enum StatusPage {
         th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ea;vertical-align:top}
         th{font-weight:600;color:#4a5560;font-size:.9em}
         .light{display:inline-block;width:.9em;height:.9em;border-radius:50%;margin-right:.4em;vertical-align:-.1em}
-        .protected .light{background:#2e9d4f}.at-risk .light{background:#e3a008}.broken .light{background:#d1342f}.not-configured .light{background:#9aa3ad}
+        .protected .light{background:#2e9d4f}.at-risk .light{background:#e3a008}.broken .light{background:#d1342f}.not-configured .light{background:#9aa3ad}.unknown .light{background:#6b4fa0}
         ul.reasons{margin:0;padding-left:1.1em}.runbooks a{margin-right:.6em;font-size:.9em}.concerns a{font-weight:600}
         details.runbooks summary{font-size:.85em;color:#6b7580;cursor:pointer}
         .muted{color:#6b7580}.passed{color:#2e9d4f}.failed{color:#d1342f}
@@ -75,6 +75,9 @@ public enum StatusPage {
         }
         h += "</tbody></table>\n"
 
+        if s.undecodableEvidence > 0 {
+            h += "<p class=\"bad-evidence\">\(s.undecodableEvidence) drill evidence object(s) in the bucket do not decode and are not shown (see the service log for their keys).</p>\n"
+        }
         h += "<h2>Recent drills</h2><table id=\"drills\"><thead><tr><th>Started</th><th>Workload</th><th>Mode</th><th>Result</th><th>RTO</th><th>Data loss</th></tr></thead><tbody>\n"
         for d in s.drills.prefix(50) {
             h += "<tr class=\"drill \(d.result.rawValue)\"><td><a href=\"drills/\(esc(d.id))\">\(esc(stamp(d.startedAt)))</a></td><td>\(esc(d.workload))</td>"

@@ -18,6 +18,8 @@ public enum WebServer {
         public var drills: @Sendable () -> Data
         /// A runbook's Markdown by file name (nil: none).
         public var runbook: @Sendable (String) -> String?
+        /// (alive, why not): the liveness probe's answer (the scheduler still turns).
+        public var alive: @Sendable () -> (Bool, String) = { (true, "") }
 
         public init(metrics: @escaping @Sendable () -> String, statusPage: @escaping @Sendable () -> String,
                     drillPage: @escaping @Sendable (String) -> String?, ready: @escaping @Sendable () -> (Bool, String),
@@ -41,7 +43,10 @@ public enum WebServer {
     public static func start(host: String, port: Int, handlers h: Handlers) throws -> Int {
         let router = Router()
         router.get("/metrics") { _, _ in text(h.metrics(), MetricsText.contentType) }
-        router.get("/healthz") { _, _ in text("ok\n", "text/plain") }
+        router.get("/healthz") { _, _ in
+            let (ok, why) = h.alive()
+            return text(ok ? "ok\n" : "not alive: \(why)\n", "text/plain", status: ok ? .ok : .serviceUnavailable)
+        }
         router.get("/readyz") { _, _ in
             let (ok, why) = h.ready()
             return text(ok ? "ready\n" : "not ready: \(why)\n", "text/plain", status: ok ? .ok : .serviceUnavailable)

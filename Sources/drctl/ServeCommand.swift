@@ -74,6 +74,7 @@ struct ServeCommand: ParsableCommand {
             }
             let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, log: log.callAsFunction)
             state.failures = { scheduler.failures }
+            state.alive = { scheduler.alive(now: Date()) ? (true, "") : (false, "the scheduler has not ticked for 30 s") }
 
             Cleanup.shared.exitZeroOnTerm = true
             Cleanup.shared.installSignalHandlers()
@@ -124,10 +125,12 @@ final class ServiceState: @unchecked Sendable {
     private var stores: [String: Snapshot.Store] = [:]
     private var counters = MetricsText.Counters()
     private var catalogProblem: String?
+    private var reportedBad = Set<String>()
     private var version = 0
     private var metricsCache: ([Int], String)?
     private var pageCache: (Int, Date, String)?
     var failures: @Sendable () -> [String: Int] = { [:] }
+    var alive: @Sendable () -> (Bool, String) = { (true, "") }
 
     init(set: PolicySet, s3: S3Options, catalog: CatalogStore, runbookBase: String) {
         self.set = set
@@ -183,35 +186,68 @@ final class ServiceState: @unchecked Sendable {
         }
     }
 
-    /// Recomputes the snapshot from the catalog (never the bucket).
+    /// Recomputes the snapshot from the catalog (never the bucket). A store whose catalog
+    /// cannot be evaluated leaves its workloads UNKNOWN, with the reason, and the others as they
+    /// are; an evidence object that does not decode is skipped and counted.
     func refresh(log: (String) -> Void) {
         let now = Date()
-        do {
-            let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, s3: s3, catalog: catalog, now: now)
-            var drills: [DrillEvidence] = []
-            for e in evaluated {
-                let client = try s3.makeClient(for: e.store)
-                let reader = objectReader(client, bucket: e.store.bucket.value, catalog: catalog)
-                drills += try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
+        var workloads: [Snapshot.Workload] = []
+        var drills: [DrillEvidence] = []
+        var bad: [String] = []
+        var problems: [String] = []
+        for (storeName, group) in Dictionary(grouping: set.backupPolicies, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
+            do {
+                let evaluated = try evaluateWorkloads(group, in: set, s3: s3, catalog: catalog, now: now)
+                for e in evaluated {
+                    let client = try s3.makeClient(for: e.store)
+                    let reader = objectReader(client, bucket: e.store.bucket.value, catalog: catalog)
+                    let (found, undecodable) = try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
+                    drills += found
+                    bad += undecodable
+                }
+                var evaluatedWorkloads = Self.workloads(evaluated, set: set, runbookBase: runbookBase)
+                // The catalog still answers, but from the last sync: nothing is known of now.
+                if let down = lock.withLock({ stores[storeName] }), down.up == false {
+                    for i in evaluatedWorkloads.indices {
+                        let last = evaluatedWorkloads[i].status.status.rawValue
+                        evaluatedWorkloads[i].status.status = .unknown
+                        evaluatedWorkloads[i].status.reasons = ["object store \(storeName) unreachable: \(down.lastError ?? "no answer")",
+                                                                "last known from the catalog\(down.lastSyncSuccess.map { " (synced \(PreciseTime.format($0)))" } ?? ""): \(last)"]
+                    }
+                }
+                workloads += evaluatedWorkloads
+            } catch {
+                let reason = KnownSecrets.shared.redactor.redact("\(error)")
+                problems.append("\(storeName): \(reason)")
+                for p in group {
+                    var st = StatusEvaluator.evaluate(workloadSpec(p), velero: [], barman: [:], drill: nil, now: now)
+                    st.status = .unknown
+                    st.reasons = ["object store \(storeName) could not be read: \(reason)"]
+                    workloads.append(Snapshot.Workload(status: st, rtoObjectiveSeconds: p.rto.value.seconds, store: storeName,
+                                                       timeline: Snapshot.Timeline(points: [], wal: []), runbooks: [:]))
+                }
             }
-            let workloads = Self.workloads(evaluated, set: set, runbookBase: runbookBase)
+        }
+        do {
             // Drills recorded here but not (yet) in the bucket, e.g. with --no-upload.
             let known = Set(drills.map(\.id))
             drills += try catalog.drills(limit: 200).filter { !known.contains($0.id) }
-            drills.sort { $0.startedAt > $1.startedAt }
-            lock.withLock {
-                snapshot = Snapshot(generatedAt: now, workloads: workloads, stores: stores.values.sorted { $0.name < $1.name }, drills: drills)
-                catalogProblem = nil
-                version += 1
-            }
         } catch {
-            lock.withLock {
-                catalogProblem = "\(error)"
-                snapshot.stores = stores.values.sorted { $0.name < $1.name }
-                version += 1
-            }
-            log("status refresh failed: \(error)")
+            problems.append("catalog: \(KnownSecrets.shared.redactor.redact("\(error)"))")
         }
+        drills.sort { $0.startedAt > $1.startedAt }
+        workloads.sort { $0.status.workload < $1.status.workload }
+        for key in bad where !lock.withLock({ reportedBad.contains(key) }) {
+            log("evidence \(key) does not decode: skipped")
+            _ = lock.withLock { reportedBad.insert(key) }
+        }
+        lock.withLock {
+            snapshot = Snapshot(generatedAt: now, workloads: workloads, stores: stores.values.sorted { $0.name < $1.name }, drills: drills)
+            snapshot.undecodableEvidence = bad.count
+            catalogProblem = problems.isEmpty ? nil : problems.joined(separator: "; ")
+            version += 1
+        }
+        if !problems.isEmpty { log("status refresh: \(problems.joined(separator: "; "))") }
     }
 
     /// The snapshot's view of evaluated workloads, with the runbooks of the alerts about each.
@@ -251,12 +287,14 @@ final class ServiceState: @unchecked Sendable {
         return Snapshot.Timeline(points: points.sorted { $0.at < $1.at }, wal: wal)
     }
 
-    /// (ready, why not): the catalog was read on the last refresh and no store failed its last sync.
+    /// (ready, why not): the catalog file can be read. An unreachable object store does not make
+    /// the service unready: the status page is needed most during a store outage, and says so.
     func ready() -> (Bool, String) {
-        lock.withLock {
-            if let p = catalogProblem { return (false, "catalog: \(p)") }
-            if let down = stores.values.first(where: { $0.up == false }) { return (false, "object store \(down.name) unreachable: \(down.lastError ?? "")") }
+        do {
+            _ = try catalog.drills(limit: 1)
             return (true, "")
+        } catch {
+            return (false, "catalog: \(KnownSecrets.shared.redactor.redact("\(error)"))")
         }
     }
 
@@ -273,7 +311,7 @@ final class ServiceState: @unchecked Sendable {
 
     func handlers(runbooksDir: String) -> WebServer.Handlers {
         let encoder = DrillEvidence.encoder
-        return WebServer.Handlers(
+        var h = WebServer.Handlers(
             metrics: { [self] in
                 // Rendered again on each new snapshot or drill count, on a job failure, and at
                 // least once a second (the RPO is measured at scrape time).
@@ -305,6 +343,8 @@ final class ServiceState: @unchecked Sendable {
                       let text = try? String(contentsOfFile: runbooksDir + "/" + name, encoding: .utf8) else { return nil }
                 return text
             })
+        h.alive = { [self] in alive() }
+        return h
     }
 }
 

@@ -132,6 +132,48 @@ import TestSupport
     /// the source, then after a drill failed — fed to promtool with the rules `drctl render`
     /// makes for the same policy: nothing fires, then DrctlWALArchivingStale, then
     /// DrctlRestoreDrillFailed, each with its runbook_url.
+    /// One undecodable evidence object and one unreachable object store hide nothing: every
+    /// workload stays on the page and in the API (the unreachable store's as UNKNOWN, with the
+    /// reason), the bad object is skipped and counted, and the service stays ready.
+    @Test func aDamagedEvidenceObjectOrAnUnreachableStoreHidesNothing() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "serverobust")
+        let dir = db.work + "/policies"
+        try Self.policy(db, dir: dir, drillSchedule: "0 0 1 1 *")
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "drctl/evidence/app/20991231T000000Z-bad.json"), bytes: Array("{not evidence".utf8))
+        let dead = try freePort()
+        try """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offline}
+            spec: {endpoint: "http://127.0.0.1:\(dead)", bucket: gone, credentials: {secretName: s3}}
+            ---
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: ghost}
+            spec:
+              objectStore: offline
+              namespaces: [ghost]
+              objectives: {rpo: 1h, rto: 1h}
+              cnpg: [{cluster: ghost-db, baseBackup: {schedule: "0 0 4 * * *"}, retention: 7d}]
+            """.write(toFile: dir + "/offline.yaml", atomically: true, encoding: .utf8)
+        let env = db.drctlEnvironment
+        let svc = try Service(["--policies", dir, "--sync-schedule", "*/2 * * * * *"], env: env, log: db.work + "/serve.log")
+        try waitUntil(600, every: 100_000) { try svc.metric(#"drctl_object_store_up{store="offline"}"#) == 0 && (try svc.metric("drctl_evidence_undecodable_objects") ?? 0) == 1 }
+        let (rst, ready) = try svc.get("/readyz")
+        #expect(rst == 200, "a store outage leaves the service ready: \(ready)")
+        let (_, api) = try svc.get("/api/v1/workloads")
+        let statuses = try #require(try JSONSerialization.jsonObject(with: Data(api.utf8)) as? [[String: Any]])
+        let byName = Dictionary(uniqueKeysWithValues: statuses.map { ($0["workload"] as? String ?? "", $0) })
+        #expect(Set(byName.keys) == ["app", "ghost"], "\(api)")
+        #expect(byName["ghost"]?["status"] as? String == "UNKNOWN" && "\(byName["ghost"]?["reasons"] ?? "")".contains("offline"), "\(api)")
+        #expect(byName["app"]?["status"] as? String != "UNKNOWN", "\(api)")
+        let (_, page) = try svc.get("/")
+        #expect(page.contains("ghost") && page.contains("UNKNOWN") && page.contains("do not decode"), "\(page.prefix(3000))")
+        #expect(svc.text().contains("evidence drctl/evidence/app/20991231T000000Z-bad.json does not decode: skipped"), "\(svc.text())")
+        let (hst, _) = try svc.get("/healthz")
+        #expect(hst == 200)
+    }
+
     @Test func alertsFireFromRealScrapes() throws {
         try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         let db = try ArchivedDatabase(rgw: rgw, bucket: "alertloop")
