@@ -14,6 +14,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0"),
+        // Already Hummingbird's dependencies; named because Serve uses them directly.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
     ],
     targets: [
         // Thin system-library targets: the C libraries enter here and nowhere else.
@@ -46,6 +49,8 @@ let package = Package(
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
         .target(name: "Serve", dependencies: ["Catalog", "Policy", "ObjectStore", .product(name: "Hummingbird", package: "hummingbird"),
+                                            .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HummingbirdTLS", package: "hummingbird"),
+                                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
             "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",

@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import NIOCore
 
@@ -20,6 +23,9 @@ public enum WebServer {
         public var runbook: @Sendable (String) -> String?
         /// (alive, why not): the liveness probe's answer (the scheduler still turns).
         public var alive: @Sendable () -> (Bool, String) = { (true, "") }
+        /// Who may see the page, the drills, the API and the runbooks, from the request's
+        /// Authorization header (nil: everyone). Called off the event loop: it may block.
+        public var authorize: (@Sendable (String?) -> Access)?
 
         public init(metrics: @escaping @Sendable () -> String, statusPage: @escaping @Sendable () -> String,
                     drillPage: @escaping @Sendable (String) -> String?, ready: @escaping @Sendable () -> (Bool, String),
@@ -27,6 +33,36 @@ public enum WebServer {
                     runbook: @escaping @Sendable (String) -> String?) {
             self.metrics = metrics; self.statusPage = statusPage; self.drillPage = drillPage; self.ready = ready
             self.workloads = workloads; self.backups = backups; self.drills = drills; self.runbook = runbook
+        }
+    }
+
+    /// The answer of `Handlers.authorize`.
+    public enum Access: Sendable, Equatable {
+        case allowed
+        /// No token, or one the API server does not accept: 401.
+        case unauthenticated
+        /// A user without the permission: 403, naming it.
+        case forbidden(String)
+        /// The decision could not be made (API server unreachable): 503.
+        case unavailable(String)
+    }
+
+    /// `body`'s response if `authorize` allows the request, else its refusal. Exporters' paths
+    /// (/metrics, /healthz, /readyz) never come here: they hold nothing secret.
+    static func guarded(_ h: Handlers, _ request: Request, _ body: @Sendable () -> Response) async -> Response {
+        guard let authorize = h.authorize else { return body() }
+        let header = request.headers[.authorization]
+        let access = await withCheckedContinuation { (c: CheckedContinuation<Access, Never>) in
+            DispatchQueue.global().async { c.resume(returning: authorize(header)) }
+        }
+        switch access {
+        case .allowed: return body()
+        case .unauthenticated:
+            var r = text("a Kubernetes bearer token is required (Authorization: Bearer TOKEN)\n", "text/plain", status: .unauthorized)
+            r.headers[.wwwAuthenticate] = "Bearer"
+            return r
+        case .forbidden(let why): return text("forbidden: \(why)\n", "text/plain", status: .forbidden)
+        case .unavailable(let why): return text("cannot check access: \(why)\n", "text/plain", status: .serviceUnavailable)
         }
     }
 
@@ -40,7 +76,8 @@ public enum WebServer {
 
     /// Starts serving on host:port (port 0: any free port) in the background; returns the bound
     /// port once the server listens. Errors binding are thrown here.
-    public static func start(host: String, port: Int, handlers h: Handlers) throws -> Int {
+    /// With `tls` (PEM files of the certificate chain and its key), HTTPS only.
+    public static func start(host: String, port: Int, handlers h: Handlers, idleTimeout: Int = 60, tls: (cert: String, key: String)? = nil) throws -> Int {
         let router = Router()
         router.get("/metrics") { _, _ in text(h.metrics(), MetricsText.contentType) }
         router.get("/healthz") { _, _ in
@@ -51,26 +88,50 @@ public enum WebServer {
             let (ok, why) = h.ready()
             return text(ok ? "ready\n" : "not ready: \(why)\n", "text/plain", status: ok ? .ok : .serviceUnavailable)
         }
-        router.get("/") { _, _ in text(h.statusPage(), "text/html; charset=utf-8") }
-        router.get("/drills/:id") { _, context in
-            guard let id = context.parameters.get("id"), let page = h.drillPage(id) else { return text("no such drill\n", "text/plain", status: .notFound) }
-            return text(page, "text/html; charset=utf-8")
-        }
-        router.get("/api/v1/workloads") { _, _ in json(h.workloads()) }
-        router.get("/api/v1/workloads/:name/backups") { _, context in
-            guard let name = context.parameters.get("name"), let d = h.backups(name) else {
-                return json(Data(#"{"error":"no such workload"}"#.utf8), status: .notFound)
+        router.get("/") { r, _ in await guarded(h, r) { text(h.statusPage(), "text/html; charset=utf-8") } }
+        router.get("/drills/:id") { r, context in
+            let id = context.parameters.get("id")
+            return await guarded(h, r) {
+                guard let id, let page = h.drillPage(id) else { return text("no such drill\n", "text/plain", status: .notFound) }
+                return text(page, "text/html; charset=utf-8")
             }
-            return json(d)
         }
-        router.get("/api/v1/drills") { _, _ in json(h.drills()) }
-        router.get("/runbooks/:name") { _, context in
-            guard let name = context.parameters.get("name"), let md = h.runbook(name) else { return text("no such runbook\n", "text/plain", status: .notFound) }
-            return text(md, "text/markdown; charset=utf-8")
+        router.get("/api/v1/workloads") { r, _ in await guarded(h, r) { json(h.workloads()) } }
+        router.get("/api/v1/workloads/:name/backups") { r, context in
+            let name = context.parameters.get("name")
+            return await guarded(h, r) {
+                guard let name, let d = h.backups(name) else { return json(Data(#"{"error":"no such workload"}"#.utf8), status: .notFound) }
+                return json(d)
+            }
+        }
+        router.get("/api/v1/drills") { r, _ in await guarded(h, r) { json(h.drills()) } }
+        router.get("/runbooks/:name") { r, context in
+            let name = context.parameters.get("name")
+            return await guarded(h, r) {
+                guard let name, let md = h.runbook(name) else { return text("no such runbook\n", "text/plain", status: .notFound) }
+                return text(md, "text/markdown; charset=utf-8")
+            }
         }
 
         let bound = BoundPort()
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "drctl"),
+        // Idle keep-alive connections are closed (Hummingbird keeps them forever by default).
+        var server: HTTPServerBuilder = .http1(configuration: .init(idleTimeout: .seconds(Int64(idleTimeout))))
+        if let tls {
+            let chain: [NIOSSLCertificate]
+            let key: NIOSSLPrivateKey
+            do {
+                chain = try NIOSSLCertificate.fromPEMFile(tls.cert)
+                key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
+            } catch {
+                throw TLSFilesError(description: "cannot read --tls-cert \(tls.cert) / --tls-key \(tls.key): \(error)")
+            }
+            guard !chain.isEmpty else { throw TLSFilesError(description: "--tls-cert \(tls.cert) holds no PEM certificate") }
+            var config = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            config.minimumTLSVersion = .tlsv12
+            server = try .tls(server, tlsConfiguration: config)
+        }
+        let app = Application(router: router, server: server,
+                              configuration: .init(address: .hostname(host, port: port), serverName: "drctl"),
                               onServerRunning: { channel in bound.set(channel.localAddress?.port ?? port) },
                               logger: Logger(label: "drctl.http", factory: { _ in SwiftLogNoOpLogHandler() }))
         Task {
@@ -78,6 +139,8 @@ public enum WebServer {
         }
         return try bound.wait()
     }
+
+    public struct TLSFilesError: Error, CustomStringConvertible { public var description: String }
 
     final class BoundPort: @unchecked Sendable {
         let cond = NSCondition()

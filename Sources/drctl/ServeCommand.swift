@@ -1,6 +1,7 @@
 import ArgumentParser
 import Catalog
 import Drill
+import Kube
 import Foundation
 import Layout
 import ObjectStore
@@ -42,6 +43,18 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Cluster drills: the namespace holding the object store credentials Secret.") var credentialsNamespace = "drctl"
     @Option(help: ArgumentHelp("Cluster drills: the image check Jobs run psql from.", valueName: "image")) var checkImage: String?
     @Flag(help: "Do not upload drill evidence to the bucket.") var noUpload = false
+    enum Auth: String, ExpressibleByArgument, CaseIterable { case none, kubernetes }
+    @Option(help: ArgumentHelp("Who may see /, /drills/, /api/ and /runbooks/: none (everyone) or kubernetes (a bearer token the API server accepts, of a user allowed to get drctl.dev/status). /metrics, /healthz and /readyz stay open.", valueName: "mode"))
+    var auth: Auth = .none
+    @Option(help: ArgumentHelp("Seconds an idle connection is kept open.", valueName: "seconds")) var idleTimeout = 60
+    @Option(help: ArgumentHelp("Serve HTTPS with this PEM certificate chain (with --tls-key), e.g. a mounted cert-manager Secret.", valueName: "file"))
+    var tlsCert: String?
+    @Option(help: ArgumentHelp("The PEM private key of --tls-cert.", valueName: "file")) var tlsKey: String?
+
+    func validate() throws {
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
+    }
 
     func run() throws {
         global.bootstrapLogging()
@@ -82,7 +95,13 @@ struct ServeCommand: ParsableCommand {
             state.refresh(log: log.callAsFunction)
             let bound: Int
             do {
-                bound = try WebServer.start(host: bindHost, port: port, handlers: state.handlers(runbooksDir: runbooks))
+                var handlers = state.handlers(runbooksDir: runbooks)
+                if auth == .kubernetes {
+                    let gate = AccessGate(review: AccessReview(client: try kube.client()), log: log.callAsFunction)
+                    handlers.authorize = { gate.check($0) }
+                }
+                bound = try WebServer.start(host: bindHost, port: port, handlers: handlers, idleTimeout: idleTimeout,
+                                            tls: tlsCert.flatMap { c in tlsKey.map { (c, $0) } })
             } catch {
                 let reason = "\(error)".contains("errno: 98") ? "the address is already in use" : "\(error)"
                 throw LocalError("cannot listen on \(bindHost):\(port) (--listen): \(reason)")
@@ -102,6 +121,52 @@ struct ServeCommand: ParsableCommand {
         }
         let host = String(s[..<colon])
         return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+}
+
+/// `--auth kubernetes`: a bearer token is checked by the API server (TokenReview) and its user
+/// must be allowed `get` on the virtual resource `drctl.dev/status` (SubjectAccessReview).
+/// Answers are kept a minute under the token's SHA-256 (never the token), so a page load does
+/// not cost two API requests per asset; an API server that cannot answer is not cached.
+final class AccessGate: @unchecked Sendable {
+    static let permission = AccessReview.Attributes(verb: "get", group: "drctl.dev", resource: "status")
+    let review: AccessReview
+    let log: (String) -> Void
+    let ttl: TimeInterval
+    private let lock = NSLock()
+    private var cache: [String: (WebServer.Access, Date)] = [:]
+
+    init(review: AccessReview, ttl: TimeInterval = 60, log: @escaping (String) -> Void) {
+        self.review = review
+        self.ttl = ttl
+        self.log = log
+    }
+
+    func check(_ header: String?) -> WebServer.Access {
+        guard let header, header.hasPrefix("Bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), !token.isEmpty else {
+            return .unauthenticated
+        }
+        let key = Hash.sha256(Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        let now = Date()
+        if let (answer, at) = lock.withLock({ cache[key] }), now.timeIntervalSince(at) < ttl { return answer }
+        let answer: WebServer.Access
+        do {
+            if let user = try review.authenticate(token) {
+                answer = try review.allowed(user, Self.permission) ? .allowed
+                    : .forbidden("\(user.name) may not \(Self.permission.verb) \(Self.permission.group)/\(Self.permission.resource)")
+            } else {
+                answer = .unauthenticated
+            }
+        } catch {
+            let why = KnownSecrets.shared.redactor.redact("\(error)")
+            log("access check failed: \(why)")
+            return .unavailable(why)
+        }
+        lock.withLock {
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[key] = (answer, now)
+        }
+        return answer
     }
 }
 

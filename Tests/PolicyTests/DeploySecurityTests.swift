@@ -64,4 +64,40 @@ import Yams
         let uid = user.dropFirst(5).split(separator: ":").first.map(String.init) ?? ""
         #expect(Int(uid).map { $0 != 0 } ?? (uid != "root"), "USER \(uid)")
     }
+
+    static func documents(_ file: String) throws -> [[String: Any]] {
+        let text = try String(contentsOf: packageRoot.appendingPathComponent("deploy/\(file)"), encoding: .utf8)
+        return try Yams.load_all(yaml: text).compactMap { $0 as? [String: Any] }
+    }
+
+    /// drctl serve practises what the user's guide asks of every workload, and shows its data
+    /// only to those allowed: a PodDisruptionBudget, bounded scratch space, probes that mean
+    /// something, authentication and TLS, a NetworkPolicy on its port; the catalog sync has no
+    /// Kubernetes token at all.
+    @Test func drctlsDeploymentIsHardened() throws {
+        let serve = try Self.documents("serve.yaml")
+        let deployment = try #require(serve.first { $0["kind"] as? String == "Deployment" })
+        let pod = try #require((((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"]) as? [String: Any])
+        let container = try #require((pod["containers"] as? [[String: Any]])?.first)
+        let args = container["args"] as? [String] ?? []
+        #expect(args.contains("--auth") && args[args.firstIndex(of: "--auth")! + 1] == "kubernetes", "\(args)")
+        #expect(args.contains("--tls-cert") && args.contains("--tls-key"), "\(args)")
+        let requests = (container["resources"] as? [String: Any])?["requests"] as? [String: Any] ?? [:]
+        #expect(requests["ephemeral-storage"] != nil, "an ephemeral-storage request for host drills")
+        let tmp = (pod["volumes"] as? [[String: Any]])?.first { $0["name"] as? String == "tmp" }
+        #expect((tmp?["emptyDir"] as? [String: Any])?["sizeLimit"] != nil, "the scratch emptyDir has a sizeLimit")
+        for probe in ["livenessProbe", "readinessProbe"] {
+            let get = (container[probe] as? [String: Any])?["httpGet"] as? [String: Any]
+            #expect(get?["scheme"] as? String == "HTTPS", "\(probe) over the TLS port")
+        }
+        #expect(serve.contains { $0["kind"] as? String == "PodDisruptionBudget" }, "a PodDisruptionBudget")
+        let network = try Self.documents("network.yaml")
+        let np = try #require(network.first { $0["kind"] as? String == "NetworkPolicy" })
+        #expect(((np["spec"] as? [String: Any])?["policyTypes"] as? [String])?.contains("Ingress") == true)
+        let sync = try #require(try Self.documents("cronjobs.yaml").first { ($0["metadata"] as? [String: Any])?["name"] as? String == "drctl-catalog-sync" })
+        let syncPod = (((((sync["spec"] as? [String: Any])?["jobTemplate"] as? [String: Any])?["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"]) as? [String: Any]
+        #expect(syncPod?["automountServiceAccountToken"] as? Bool == false, "the catalog sync mounts no token")
+        let kustomization = try String(contentsOf: packageRoot.appendingPathComponent("deploy/kustomization.yaml"), encoding: .utf8)
+        for f in ["rbac.yaml", "rbac-serve.yaml", "admission.yaml", "network.yaml", "tls.yaml"] { #expect(kustomization.contains("- \(f)"), "\(f) deployed") }
+    }
 }
