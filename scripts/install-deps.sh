@@ -34,10 +34,10 @@ fi
 # Python tools for the tests, in a venv on Debian's python3 (kept out of git).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV="$ROOT/.venv-tools"
-if ! "$VENV/bin/python3" -c 'import jsonschema, yaml, kubernetes_validate, boto3' 2>/dev/null; then
+if ! "$VENV/bin/python3" -c 'import jsonschema, yaml, kubernetes_validate, boto3, celpy' 2>/dev/null; then
   echo "install-deps: creating $VENV"
   /usr/bin/python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "jsonschema>=4" "pyyaml>=6" "kubernetes-validate>=1.33" "boto3>=1.28"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "jsonschema>=4" "pyyaml>=6" "kubernetes-validate>=1.33" "boto3>=1.28" "cel-python>=0.5"
 fi
 
 # barman-cloud 3.19.1 (the layout CNPG writes), for tests that make real archives.

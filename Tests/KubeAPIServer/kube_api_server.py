@@ -2,45 +2,86 @@
 """A Kubernetes API test server for drctl's tests: no kube-apiserver runs on these machines.
 
 Faithful for what drctl uses, and only that: HTTPS on loopback with a test CA; users by client
-certificate (CN) or bearer token (--tokens FILE: "token user" per line); discovery documents for
-the kinds drctl renders; create/get/list/delete with `Status` errors (401, 404 NotFound, 409
+certificate (CN, groups from O) or bearer token (--tokens FILE: "token user [group1,group2,...]"
+per line), every one of them also in system:authenticated; discovery documents for the kinds
+drctl renders; create/get/list/delete with `Status` errors (401, 403, 404 NotFound, 409
 AlreadyExists/Conflict, 422 Invalid with causes); resourceVersion; label selectors (=, !=,
 exists); `limit`/`continue` pagination; server-side apply (application/apply-patch+yaml) with
 per-manager field ownership, conflicts and `force`, `dryRun=All`; namespaces that go Terminating
-and disappear once their objects are gone; watch streams (resourceVersion, fieldSelector on the
-name, timeoutSeconds, 410 Expired after POST /__compact); pods/log; SelfSubjectAccessReview.
+and disappear once their objects are gone (default and kube-system may not be deleted); watch
+streams (resourceVersion, fieldSelector on the name, timeoutSeconds, 410 Expired after POST
+/__compact); pods/log; SelfSubjectAccessReview, SubjectAccessReview, LocalSubjectAccessReview,
+TokenReview and SelfSubjectReview.
 
 --crds DIR: custom resources are validated on create and apply against their CRD's
 openAPIV3Schema, strictly (unknown fields are errors), as scripts/validate-manifests does: 422
 Invalid with one cause per problem.
---rbac FILE: the Roles, ClusterRoles and bindings in FILE (e.g. deploy/rbac.yaml) authorize
-service-account users (`system:serviceaccount:NS:NAME`): a request no rule allows is 403 Forbidden.
-Other users may do everything. Every authorization decision about a service account is kept for
-GET /__audit. Not modelled: admission, defaulting, aggregated roles, non-resource URLs (discovery is
-allowed to all, as Kubernetes' system:discovery role does).
+--rbac FILE: the objects in FILE (e.g. deploy/rbac.yaml) are put in the store at start, as an
+admin would apply them, and RBAC is then evaluated on every request from the store's current
+Roles, ClusterRoles (aggregated ones too), RoleBindings and ClusterRoleBindings: subjects
+ServiceAccount, User and Group; resourceNames; `*`; subresources (`pods/log`, `*/log`); a
+RoleBinding to a ClusterRole grants in its namespace only. Members of system:masters may do
+everything (not recorded); every other user is held to RBAC, a request no rule allows is 403
+Forbidden, and each such decision is kept for GET /__audit. Escalation prevention: a Role or
+ClusterRole may be written only by someone holding all it grants at its scope (or `escalate`),
+a binding only by someone holding all its role grants at the binding's scope (or `bind` on that
+role, resourceNames honoured); roleRef cannot change. A server-side apply that creates its object
+is authorized as `patch`, as the API server does (it does not ask for `create` as well). Without
+--rbac everyone may do everything.
+Not modelled: non-resource URL enforcement (discovery is allowed to all, as Kubernetes'
+system:discovery role does), impersonation.
+--admission FILE: ValidatingAdmissionPolicies and their bindings in FILE are put in the store at
+start; they can also be created through the API. They are evaluated with CEL (cel-python) on
+every CREATE, UPDATE (each server-side apply, even one that changes nothing, and dry runs too)
+and DELETE, by every user including system:masters and the simulated Velero (as its service
+account); other controller writes are internal and not admitted. Not modelled: paramRef
+selectors, auditAnnotations, the `authorizer` variable, the CEL cost budget.
+NetworkPolicies, PodDisruptionBudgets and Leases are stored and served, not enforced.
+GET /__writes: every change to the store in order (creates, applies that change or create,
+deletes, namespace finalization, controller status updates), with the user or controller that
+made it; objects created at start (default namespaces, --rbac and --admission seeds) as
+"bootstrap".
 
   kube_api_server.py --cert server.pem --key server.key --ca ca.pem --tokens tokens --port-file F
-                     [--controllers] [--crds DIR] [--rbac FILE]
+                     [--controllers] [--crds DIR] [--rbac FILE] [--admission FILE]
 """
-import argparse, base64, copy, http.server, json, os, re, socket, socketserver, ssl, sys, threading, time, urllib.parse, uuid
+import argparse, base64, copy, functools, http.server, json, os, re, socket, socketserver, ssl, sys, threading, time, urllib.parse, uuid
 
 RESOURCES = {
     "v1": [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
            ("services", "Service", True), ("serviceaccounts", "ServiceAccount", True), ("pods", "Pod", True),
-           ("persistentvolumeclaims", "PersistentVolumeClaim", True)],
-    "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True)],
+           ("persistentvolumeclaims", "PersistentVolumeClaim", True), ("persistentvolumes", "PersistentVolume", False)],
+    "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True), ("replicasets", "ReplicaSet", True),
+                ("daemonsets", "DaemonSet", True)],
     "batch/v1": [("cronjobs", "CronJob", True), ("jobs", "Job", True)],
     "rbac.authorization.k8s.io/v1": [("roles", "Role", True), ("rolebindings", "RoleBinding", True),
                                      ("clusterroles", "ClusterRole", False), ("clusterrolebindings", "ClusterRoleBinding", False)],
+    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
+    "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
+    "coordination.k8s.io/v1": [("leases", "Lease", True)],
+    "storage.k8s.io/v1": [("storageclasses", "StorageClass", False)],
+    "admissionregistration.k8s.io/v1": [("validatingadmissionpolicies", "ValidatingAdmissionPolicy", False),
+                                        ("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", False)],
     "velero.io/v1": [("backups", "Backup", True), ("restores", "Restore", True), ("schedules", "Schedule", True),
                      ("backupstoragelocations", "BackupStorageLocation", True)],
     "postgresql.cnpg.io/v1": [("clusters", "Cluster", True), ("scheduledbackups", "ScheduledBackup", True), ("backups", "Backup", True)],
     "barmancloud.cnpg.io/v1": [("objectstores", "ObjectStore", True)],
     "monitoring.coreos.com/v1": [("prometheusrules", "PrometheusRule", True), ("servicemonitors", "ServiceMonitor", True)],
 }
-SERVED = set(os.environ.get("KUBE_TEST_GROUPS", ",".join(RESOURCES)).split(","))
+# Reviews: create-only, answered and never stored, served by every cluster whatever KUBE_TEST_GROUPS says.
+REVIEWS = {
+    "authentication.k8s.io/v1": [("tokenreviews", "TokenReview", False), ("selfsubjectreviews", "SelfSubjectReview", False)],
+    "authorization.k8s.io/v1": [("subjectaccessreviews", "SubjectAccessReview", False), ("selfsubjectaccessreviews", "SelfSubjectAccessReview", False),
+                                ("localsubjectaccessreviews", "LocalSubjectAccessReview", True)],
+}
+SERVED = set(os.environ.get("KUBE_TEST_GROUPS", ",".join(RESOURCES)).split(",")) | set(REVIEWS)
 DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 IGNORED_META = {"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "deletionTimestamp"}
+RBAC_GV = "rbac.authorization.k8s.io/v1"
+ADMISSION_GV = "admissionregistration.k8s.io/v1"
+# kubernetes.io/docs/reference/access-authn-authz/authentication/#users-in-kubernetes: every
+# authenticated user is also in system:authenticated; system:masters is the superuser group.
+AUTHENTICATED, MASTERS = "system:authenticated", "system:masters"
 
 lock = threading.RLock()
 store = {}          # (gv, resource, namespace or "", name) -> object
@@ -49,6 +90,11 @@ rv = [1]
 events = []         # (rv, type, key, object): what watches see
 compacted = [0]     # watches from a resourceVersion below this get 410 Expired
 changed = threading.Condition(lock)
+writes = []         # every change to the store, for GET /__writes
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def record(kind, key, obj):
@@ -58,10 +104,16 @@ def record(kind, key, obj):
     changed.notify_all()
 
 
-def status(code, reason, message, causes=None, name=None, kind=None):
+def log_write(verb, key, user):
+    """One change to the store (call with the lock held, after rv moved): create, update, delete, status, finalize."""
+    writes.append({"rv": rv[0], "time": now(), "verb": verb, "user": user, "apiVersion": key[0], "resource": key[1],
+                   "namespace": key[2], "name": key[3]})
+
+
+def status(code, reason, message, causes=None, name=None, kind=None, group=None):
     d = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
     if causes or name:
-        d["details"] = {k: v for k, v in (("name", name), ("kind", kind), ("causes", causes)) if v}
+        d["details"] = {k: v for k, v in (("name", name), ("group", group), ("kind", kind), ("causes", causes)) if v}
     return code, d
 
 
@@ -139,11 +191,40 @@ def matches(obj, selector):
     return True
 
 
+def selector_matches(sel, labels):
+    """A metav1.LabelSelector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist) against labels;
+    kubernetes.io/docs/concepts/overview/working-with-objects/labels/#resources-that-support-set-based-requirements.
+    An empty selector matches everything; an unknown operator raises ValueError."""
+    labels = labels or {}
+    sel = sel or {}
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in sel.get("matchExpressions") or []:
+        op, k, vals = e.get("operator"), e.get("key"), e.get("values") or []
+        if op == "In" and labels.get(k) not in vals or op == "NotIn" and k in labels and labels[k] in vals:
+            return False
+        if op == "Exists" and k not in labels or op == "DoesNotExist" and k in labels:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ValueError(f"{op!r} is not a valid label selector operator")
+    return True
+
+
 KIND_TO_RESOURCE = {(gv, k): (r, n) for gv, rows in RESOURCES.items() for r, k, n in rows}
+RESOURCE_INFO = {(gv, r): (k, n) for gv, rows in RESOURCES.items() for r, k, n in rows}
 controllers = None   # the simulated controllers module, with --controllers
 schemas = {}         # (apiVersion, kind) -> a strict validator, with --crds
-bindings = None      # [(user, namespace or None for cluster-wide, rules)], with --rbac
-audit = []           # every authorization decision about a service account
+rbac_on = False      # with --rbac: everyone outside system:masters is held to the store's RBAC
+audit = []           # every RBAC decision about a user outside system:masters
+
+
+def group_of(gv):
+    return gv.split("/")[0] if "/" in gv else ""
+
+
+def served_gv(gv):
+    return gv in SERVED and gv in RESOURCES
 
 
 def load_schemas(d):
@@ -164,71 +245,608 @@ def schema_causes(obj):
             for e in sorted(v.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
 
 
-def load_rbac(path):
+def seed(path):
+    """The objects of an --rbac or --admission file, stored as an admin's `kubectl apply` would (no
+    admission: they are the cluster's starting state). Namespaced ones are stored even when their
+    namespace does not exist yet: the tests make the namespaces after the server starts."""
     import yaml
-    docs = [d for d in yaml.safe_load_all(open(path)) if d]
-    roles = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d.get("rules", [])
-             for d in docs if d["kind"] in ("Role", "ClusterRole")}
-    out = []
-    for d in docs:
-        if d["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+    for d in (d for d in yaml.safe_load_all(open(path)) if d):
+        gv, kind, meta = d.get("apiVersion"), d.get("kind"), d.get("metadata") or {}
+        if (gv, kind) not in KIND_TO_RESOURCE:
+            sys.exit(f"kube_api_server: {path}: {gv}/{kind} is not a kind this server serves")
+        resource, namespaced = KIND_TO_RESOURCE[(gv, kind)]
+        ns = meta.get("namespace", "default") if namespaced else ""
+        store_new((gv, resource, ns, meta["name"]), d, ns or None, "kubectl", "Update", "bootstrap")
+
+
+# ---- RBAC: kubernetes.io/docs/reference/access-authn-authz/rbac/ ----
+
+def rbac_objects():
+    """The store's Roles, ClusterRoles, RoleBindings and ClusterRoleBindings (call with the lock held)."""
+    out = {"roles": {}, "clusterroles": {}, "rolebindings": [], "clusterrolebindings": []}
+    for (gv, resource, ns, name), o in store.items():
+        if gv != RBAC_GV:
             continue
-        scope = d["metadata"].get("namespace") if d["kind"] == "RoleBinding" else None
-        ref = d["roleRef"]
-        role_ns = (scope or "") if ref["kind"] == "Role" else ""
-        rules = roles.get((ref["kind"], role_ns, ref["name"]), [])
-        for s in d.get("subjects", []):
-            if s["kind"] == "ServiceAccount":
-                out.append((f"system:serviceaccount:{s['namespace']}:{s['name']}", scope, rules))
+        if resource == "roles":
+            out["roles"][(ns, name)] = o
+        elif resource == "clusterroles":
+            out["clusterroles"][name] = o
+        else:
+            out[resource].append(o)
     return out
 
 
-def authorized(user, verb, group, resource, ns, name, record=True):
-    """RBAC for service accounts (allow rules only, as Kubernetes has); recorded for /__audit."""
-    if bindings is None or not user.startswith("system:serviceaccount:"):
+def role_rules(objs, kind, ns, name, seen=None):
+    """The rules a roleRef grants. An aggregated ClusterRole's rules are those of every ClusterRole its
+    clusterRoleSelectors select (rbac/#aggregated-clusterroles: the controller overwrites `rules`)."""
+    if kind == "Role":
+        role = objs["roles"].get((ns, name))
+        return (role or {}).get("rules") or [] if role else None
+    role = objs["clusterroles"].get(name)
+    if role is None:
+        return None
+    agg = role.get("aggregationRule")
+    if not agg:
+        return role.get("rules") or []
+    seen = (seen or set()) | {name}
+    out = []
+    for other_name, other in sorted(objs["clusterroles"].items()):
+        if other_name in seen:
+            continue
+        labels = other.get("metadata", {}).get("labels")
+        if any(selector_matches(s, labels) for s in agg.get("clusterRoleSelectors") or []):
+            out += role_rules(objs, "ClusterRole", "", other_name, seen) or []
+    return out
+
+
+def subject_matches(s, user, groups, binding_ns):
+    """rbac/#referring-to-subjects; a ServiceAccount subject without a namespace is in the binding's."""
+    kind = s.get("kind")
+    if kind == "ServiceAccount":
+        return user == f"system:serviceaccount:{s.get('namespace') or binding_ns}:{s.get('name')}"
+    if kind == "User":
+        return user == s.get("name")
+    if kind == "Group":
+        return s.get("name") in groups
+    return False
+
+
+def describe_subject(s, binding_ns):
+    if s.get("kind") == "ServiceAccount":
+        return f'ServiceAccount "{s.get("namespace") or binding_ns}/{s.get("name")}"'
+    return f'{s.get("kind")} "{s.get("name")}"'
+
+
+def granted_rules(user, groups, ns):
+    """(rule, why) for every rule granted to the user at this scope: ClusterRoleBindings everywhere,
+    RoleBindings only in their own namespace (rbac/#rolebinding-and-clusterrolebinding)."""
+    with lock:
+        objs = rbac_objects()
+        out = []
+        for b in sorted(objs["clusterrolebindings"], key=lambda b: b["metadata"]["name"]):
+            ref = b.get("roleRef") or {}
+            for s in b.get("subjects") or []:
+                if ref.get("kind") == "ClusterRole" and subject_matches(s, user, groups, ""):
+                    why = f'ClusterRoleBinding "{b["metadata"]["name"]}" of ClusterRole "{ref.get("name")}" to {describe_subject(s, "")}'
+                    out += [(r, why) for r in role_rules(objs, "ClusterRole", "", ref.get("name")) or []]
+                    break
+        if ns:
+            for b in sorted((b for b in objs["rolebindings"] if b["metadata"].get("namespace") == ns), key=lambda b: b["metadata"]["name"]):
+                ref = b.get("roleRef") or {}
+                for s in b.get("subjects") or []:
+                    if subject_matches(s, user, groups, ns):
+                        why = f'RoleBinding "{b["metadata"]["name"]}/{ns}" of {ref.get("kind")} "{ref.get("name")}" to {describe_subject(s, ns)}'
+                        out += [(r, why) for r in role_rules(objs, ref.get("kind"), ns, ref.get("name")) or []]
+                        break
+        return out
+
+
+def resource_matches(rule_resources, resource):
+    """rbac/#referring-to-resources: `*` is every resource and subresource, `*/log` a subresource of
+    every resource; `pods` alone does not grant `pods/log`."""
+    if "*" in rule_resources or resource in rule_resources:
+        return True
+    if "/" in resource:
+        return "*/" + resource.split("/", 1)[1] in rule_resources
+    return False
+
+
+def rule_allows(r, verb, group, resource, name):
+    return ((group in (r.get("apiGroups") or []) or "*" in (r.get("apiGroups") or [])) and
+            resource_matches(r.get("resources") or [], resource) and
+            (verb in (r.get("verbs") or []) or "*" in (r.get("verbs") or [])) and
+            (not r.get("resourceNames") or name in r["resourceNames"]))
+
+
+def decide(user, groups, verb, group, resource, ns, name):
+    """(allowed, reason) as the RBAC authorizer answers; system:masters may do everything."""
+    if MASTERS in groups:
+        return True, ""
+    if not rbac_on:
+        return True, ""
+    for r, why in granted_rules(user, groups, ns):
+        if rule_allows(r, verb, group, resource, name):
+            return True, "RBAC: allowed by " + why
+    return False, ""
+
+
+def authorized(user, groups, verb, group, resource, ns, name, record=True):
+    """RBAC for everyone outside system:masters (allow rules only, as Kubernetes has); kept for /__audit."""
+    if MASTERS in groups or not rbac_on:
         return True
     if resource == "namespaces" and name:
         ns = name   # as the API server does: a namespace's own requests are in that namespace
-    ok = any(u == user and (scope is None or scope == ns) and
-             any((group in r.get("apiGroups", []) or "*" in r.get("apiGroups", [])) and
-                 (resource in r.get("resources", []) or "*" in r.get("resources", [])) and
-                 (verb in r.get("verbs", []) or "*" in r.get("verbs", [])) and
-                 (not r.get("resourceNames") or name in r["resourceNames"]) for r in rules)
-             for u, scope, rules in bindings)
-    if not record:
-        return ok
-    with lock:
-        audit.append({"user": user, "verb": verb, "group": group, "resource": resource, "namespace": ns, "name": name, "allowed": ok})
+    ok = decide(user, groups, verb, group, resource, ns, name)[0]
+    if record:
+        with lock:
+            audit.append({"user": user, "groups": list(groups), "verb": verb, "group": group, "resource": resource,
+                          "namespace": ns, "name": name, "allowed": ok})
     return ok
+
+
+def forbidden(user, verb, group, resource, full, ns, name):
+    where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+    return status(403, "Forbidden", f'{resource}{"." + group if group else ""} "{name or ""}" is forbidden: User "{user}" cannot {verb} '
+                                    f'resource "{full}" in API group "{group}"{where}', name=name, kind=resource, group=group)
+
+
+def rule_atoms(rules):
+    """Each rule broken down to single (group, resource, name, verb) and (url, verb) grants."""
+    out = []
+    for r in rules or []:
+        for v in r.get("verbs") or []:
+            for u in r.get("nonResourceURLs") or []:
+                out.append(("url", u, v))
+            for g in r.get("apiGroups") or []:
+                for res in r.get("resources") or []:
+                    for n in r.get("resourceNames") or [None]:
+                        out.append(("res", g, res, n, v))
+    return out
+
+
+def covers(owner, atom):
+    """rbac/#privilege-escalation-prevention-and-bootstrapping: a grant is held when a held rule covers
+    it; a `*` asked for is covered only by a `*` held, a rule without resourceNames only by one without."""
+    if atom[0] == "url":
+        u, v = atom[1], atom[2]
+        return any(("*" in (r.get("verbs") or []) or v in (r.get("verbs") or [])) and
+                   any(p == u or p == "*" or p.endswith("*") and u.startswith(p[:-1]) for p in r.get("nonResourceURLs") or [])
+                   for r in owner)
+    _, g, res, n, v = atom
+    return any(("*" in (r.get("verbs") or []) or v in (r.get("verbs") or [])) and
+               ("*" in (r.get("apiGroups") or []) or g in (r.get("apiGroups") or [])) and
+               resource_matches(r.get("resources") or [], res) and
+               (not r.get("resourceNames") or n is not None and n in r["resourceNames"]) for r in owner)
+
+
+def go_list(xs):
+    return "[" + " ".join(json.dumps(x) for x in xs) + "]"
+
+
+def escalation(user, groups, rules, ns):
+    """The "not currently held" refusal for `rules` at this scope, or None when every grant is held."""
+    owner = [r for r, _ in granted_rules(user, groups, ns)]
+    missing = [a for a in rule_atoms(rules) if not covers(owner, a)]
+    if not missing:
+        return None
+    compact = {}
+    for a in missing:   # one line per group/resource/name, its verbs together, as CompactRules does
+        compact.setdefault(a[:-1], []).append(a[-1])
+    lines = sorted(f"{{NonResourceURLs:{go_list([k[1]])}, Verbs:{go_list(vs)}}}" if k[0] == "url" else
+                   f"{{APIGroups:{go_list([k[1]])}, Resources:{go_list([k[2]])}, " + (f"ResourceNames:{go_list([k[3]])}, " if k[3] else "") +
+                   f"Verbs:{go_list(vs)}}}" for k, vs in compact.items())
+    return f'user "{user}" (groups={go_list(groups)}) is attempting to grant RBAC permissions not currently held:\n' + "\n".join(lines)
+
+
+def only_gc_fields(obj, old):
+    """Whether an update changes nothing but what the garbage collector uses (rbac registry's IsOnlyMutatingGCFields)."""
+    def strip(o):
+        o = {k: v for k, v in o.items() if k != "status"}
+        o["metadata"] = {k: v for k, v in (o.get("metadata") or {}).items() if k not in IGNORED_META | {"ownerReferences", "finalizers"}}
+        return o
+    return strip(obj) == strip(old)
+
+
+def rbac_write_check(user, groups, resource, obj, old):
+    """Escalation prevention for Roles, ClusterRoles and their bindings (rbac/#privilege-escalation-prevention-and-bootstrapping)."""
+    if MASTERS in groups or not rbac_on:
+        return None
+    meta = obj.get("metadata") or {}
+    ns, name = meta.get("namespace", ""), meta.get("name")
+    if old is not None and only_gc_fields(obj, old):
+        return None   # as the RBAC storage lets through an update of nothing but ownerReferences/finalizers
+    if resource in ("roles", "clusterroles"):
+        # An authorizer decision like any other (and audited as one).
+        if authorized(user, groups, "escalate", "rbac.authorization.k8s.io", resource, ns, name):
+            return None
+        rules = list(obj.get("rules") or [])
+        if obj.get("aggregationRule"):   # it can gather anything: setting one needs everything
+            rules.append({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]})
+        msg = escalation(user, groups, rules, ns)
+    else:
+        ref = obj.get("roleRef") or {}
+        ref_resource = "roles" if ref.get("kind") == "Role" else "clusterroles"
+        # rbac/#restrictions-on-role-binding-creation-or-update: `bind` on the referenced role, by name.
+        if authorized(user, groups, "bind", "rbac.authorization.k8s.io", ref_resource, ns, ref.get("name")):
+            return None
+        with lock:
+            rules = role_rules(rbac_objects(), ref.get("kind"), ns, ref.get("name"))
+        if rules is None:
+            return status(404, "NotFound", f'{ref_resource}.rbac.authorization.k8s.io "{ref.get("name")}" not found',
+                          name=ref.get("name"), kind=ref_resource, group="rbac.authorization.k8s.io")
+        msg = escalation(user, groups, rules, ns)
+    if msg is None:
+        return None
+    return status(403, "Forbidden", f'{resource}.rbac.authorization.k8s.io "{name}" is forbidden: {msg}', name=name, kind=resource,
+                  group="rbac.authorization.k8s.io")
+
+
+def rbac_validation(resource, obj, old):
+    """What the RBAC types' validation refuses (k8s.io/api/rbac/v1 types.go): roleRef is required and immutable."""
+    causes = []
+    if resource in ("rolebindings", "clusterrolebindings"):
+        ref = obj.get("roleRef") or {}
+        kinds = ("Role", "ClusterRole") if resource == "rolebindings" else ("ClusterRole",)
+        if ref.get("kind") not in kinds:
+            causes.append({"reason": "FieldValueNotSupported", "field": "roleRef.kind", "message": f'Unsupported value: "{ref.get("kind")}": supported values: ' + ", ".join(f'"{k}"' for k in kinds)})
+        if not ref.get("name"):
+            causes.append({"reason": "FieldValueRequired", "field": "roleRef.name", "message": "Required value"})
+        if old is not None and (old.get("roleRef") or {}) != ref:
+            causes.append({"reason": "FieldValueInvalid", "field": "roleRef", "message": f"Invalid value: {json.dumps(ref)}: cannot change roleRef"})
+        for i, s in enumerate(obj.get("subjects") or []):
+            if s.get("kind") not in ("ServiceAccount", "User", "Group"):
+                causes.append({"reason": "FieldValueNotSupported", "field": f"subjects[{i}].kind", "message": f'Unsupported value: "{s.get("kind")}"'})
+            elif s.get("kind") == "ServiceAccount" and resource == "clusterrolebindings" and not s.get("namespace"):
+                causes.append({"reason": "FieldValueRequired", "field": f"subjects[{i}].namespace", "message": "Required value"})
+    return causes
+
+
+# ---- ValidatingAdmissionPolicy: kubernetes.io/docs/reference/access-authn-authz/validating-admission-policy/ ----
+
+try:
+    import celpy
+    from celpy import celtypes
+except ImportError:   # scripts/install-deps.sh installs cel-python into .venv-tools
+    celpy = celtypes = None
+
+
+def cel_functions():
+    """The parts of Kubernetes' CEL string and list libraries a policy is likely to use (kubernetes.io/docs/reference/using-api/cel/)."""
+    S, L = celtypes.StringType, celtypes.ListType
+    return {"lowerAscii": lambda s: S(s.lower()), "upperAscii": lambda s: S(s.upper()), "trim": lambda s: S(s.strip()),
+            "split": lambda s, sep: L([S(x) for x in s.split(sep)]), "replace": lambda s, a, b: S(s.replace(a, b)),
+            "indexOf": lambda s, x: celtypes.IntType(s.find(x)), "lastIndexOf": lambda s, x: celtypes.IntType(s.rfind(x)),
+            "join": lambda xs, sep=S(""): S(str(sep).join(str(x) for x in xs))}
+
+
+@functools.lru_cache(maxsize=512)
+def cel_program(expr):
+    """Compiled once per expression text; a syntax error raises."""
+    env = celpy.Environment()
+    return env.program(env.compile(expr), functions=cel_functions())
+
+
+def cel_eval(expr, activation):
+    """The value of an expression, or an Exception for an error (CEL evaluation errors included)."""
+    try:
+        out = cel_program(expr).evaluate(activation)
+    except Exception as e:
+        return e
+    return out if not isinstance(out, Exception) else out
+
+
+class LazyVariables(celtypes.MapType if celtypes else dict):
+    """`variables.NAME`, each computed when first used, in terms of those before it (validating-admission-policy/#variable-composition)."""
+
+    def __init__(self, defs, activation):
+        super().__init__({})
+        self.defs, self.activation, self.done = {d.get("name"): d.get("expression") for d in defs}, activation, {}
+
+    def __getitem__(self, k):
+        k = str(k)
+        if k not in self.defs:
+            raise KeyError(k)
+        if k not in self.done:
+            self.done[k] = cel_eval(self.defs[k], self.activation)
+        if isinstance(self.done[k], Exception):
+            raise self.done[k]
+        return self.done[k]
+
+    def __contains__(self, k):
+        return str(k) in self.defs
+
+
+def is_bool(r):
+    return isinstance(r, (bool, celtypes.BoolType))
+
+
+def vap_expressions(spec):
+    out = [("spec.validations[%d].expression" % i, v.get("expression") or "") for i, v in enumerate(spec.get("validations") or [])]
+    out += [("spec.validations[%d].messageExpression" % i, v["messageExpression"]) for i, v in enumerate(spec.get("validations") or []) if v.get("messageExpression")]
+    out += [("spec.matchConditions[%d].expression" % i, v.get("expression") or "") for i, v in enumerate(spec.get("matchConditions") or [])]
+    out += [("spec.variables[%d].expression" % i, v.get("expression") or "") for i, v in enumerate(spec.get("variables") or [])]
+    return out
+
+
+def admission_validation(resource, obj):
+    """What the API server's validation of the two admission kinds refuses (validating-admission-policy/#creating-a-validatingadmissionpolicy)."""
+    spec, causes = obj.get("spec") or {}, []
+    if resource == "validatingadmissionpolicies":
+        if not (spec.get("matchConstraints") or {}).get("resourceRules"):
+            causes.append({"reason": "FieldValueRequired", "field": "spec.matchConstraints.resourceRules", "message": "Required value"})
+        if not spec.get("validations") and not spec.get("auditAnnotations"):
+            causes.append({"reason": "FieldValueRequired", "field": "spec.validations", "message": "Required value: validations or auditAnnotations must contain at least one item"})
+        if spec.get("failurePolicy", "Fail") not in ("Fail", "Ignore"):
+            causes.append({"reason": "FieldValueNotSupported", "field": "spec.failurePolicy", "message": f'Unsupported value: "{spec.get("failurePolicy")}": supported values: "Fail", "Ignore"'})
+        if celpy is None:
+            causes.append({"reason": "FieldValueInvalid", "field": "spec", "message": "the test server cannot evaluate CEL: install cel-python (scripts/install-deps.sh)"})
+        else:
+            for field, expr in vap_expressions(spec):
+                try:
+                    cel_program(expr)
+                except Exception as e:
+                    causes.append({"reason": "FieldValueInvalid", "field": field, "message": f"Invalid value: {json.dumps(expr)}: compilation failed: {e}"})
+    else:
+        if not spec.get("policyName"):
+            causes.append({"reason": "FieldValueRequired", "field": "spec.policyName", "message": "Required value"})
+        actions = spec.get("validationActions") or []
+        if not actions:
+            causes.append({"reason": "FieldValueRequired", "field": "spec.validationActions", "message": "Required value"})
+        for a in actions:
+            if a not in ("Deny", "Warn", "Audit"):
+                causes.append({"reason": "FieldValueNotSupported", "field": "spec.validationActions", "message": f'Unsupported value: "{a}": supported values: "Audit", "Deny", "Warn"'})
+        if "Deny" in actions and "Warn" in actions:
+            causes.append({"reason": "FieldValueInvalid", "field": "spec.validationActions", "message": "Invalid value: must not contain both Deny and Warn (repeating the same validation failure information in the API response and headers serves no purpose)"})
+    return causes
+
+
+def rule_matches(rule, op, group, version, resource, sub, scope, name):
+    """A NamedRuleWithOperations (kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#matching-requests-rules):
+    `*` is every resource but no subresource, `*/*` everything, `pods/*` every subresource of pods."""
+    ops = rule.get("operations") or []
+    if "*" not in ops and op not in ops:
+        return False
+    if not any(g in ("*", group) for g in rule.get("apiGroups") or []) or not any(v in ("*", version) for v in rule.get("apiVersions") or []):
+        return False
+    full = resource + ("/" + sub if sub else "")
+    ok = False
+    for r in rule.get("resources") or []:
+        rr, _, rs = r.partition("/")
+        if r == "*/*" or r == full or rr == "*" and not rs and not sub or rr == resource and rs == "*" and sub or rr == "*" and rs == sub and sub:
+            ok = True
+    if not ok:
+        return False
+    if rule.get("scope", "*") not in ("*", scope):
+        return False
+    return not rule.get("resourceNames") or name in rule["resourceNames"]
+
+
+def resources_match(m, a, policy_level):
+    """MatchResources: namespaceSelector, objectSelector, resourceRules (required on the policy, optional on
+    a binding), excludeResourceRules. A Namespace is matched by its own labels, any other cluster-scoped
+    object by every namespaceSelector; an object by its new or its old labels (#matching-requests-objectselector)."""
+    m = m or {}
+    rules = m.get("resourceRules")
+    if policy_level or rules:
+        if not any(rule_matches(r, a["op"], a["group"], a["version"], a["resource"], a["sub"], a["scope"], a["name"]) for r in rules or []):
+            return False
+    if any(rule_matches(r, a["op"], a["group"], a["version"], a["resource"], a["sub"], a["scope"], a["name"]) for r in m.get("excludeResourceRules") or []):
+        return False
+    if m.get("namespaceSelector"):
+        if a["resource"] == "namespaces" and a["group"] == "":
+            ns_labels = [((o or {}).get("metadata") or {}).get("labels") for o in (a["object"], a["old"]) if o]
+            if not any(selector_matches(m["namespaceSelector"], l) for l in ns_labels):
+                return False
+        elif a["scope"] == "Namespaced":
+            if not selector_matches(m["namespaceSelector"], ((a["nsobj"] or {}).get("metadata") or {}).get("labels")):
+                return False
+    if m.get("objectSelector"):
+        if not any(selector_matches(m["objectSelector"], ((o or {}).get("metadata") or {}).get("labels")) for o in (a["object"], a["old"]) if o):
+            return False
+    return True
+
+
+EXEMPT = {"validatingwebhookconfigurations", "mutatingwebhookconfigurations", "validatingadmissionpolicies",
+          "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"}
+REASON_CODES = {"Forbidden": 403, "Unauthorized": 401, "RequestEntityTooLarge": 413, "Invalid": 422}
+
+
+def admit(op, key, obj, old, user, groups, warnings, dry_run=False):
+    """Every ValidatingAdmissionPolicyBinding's policy, for one write; None to admit, else the Status of
+    the first denial (validating-admission-policy/#validation-actions). Call with the lock held."""
+    gv, resource, ns, name = key
+    group, version = (gv.split("/") if "/" in gv else ("", gv))
+    if group == "admissionregistration.k8s.io" and resource in EXEMPT:
+        return None   # admission never applies to its own configuration, lest a policy lock itself in
+    kind, namespaced = RESOURCE_INFO.get((gv, resource), ("", False))
+    nsobj = store.get(("v1", "namespaces", "", ns)) if namespaced and ns else None
+    a = {"op": op, "group": group, "version": version, "resource": resource, "sub": "", "name": name,
+         "scope": "Namespaced" if namespaced else "Cluster", "object": obj, "old": old, "nsobj": nsobj}
+    policies = {k[3]: o for k, o in store.items() if k[:2] == (ADMISSION_GV, "validatingadmissionpolicies")}
+    bindings = sorted((o for k, o in store.items() if k[:2] == (ADMISSION_GV, "validatingadmissionpolicybindings")),
+                      key=lambda b: (b.get("spec", {}).get("policyName", ""), b["metadata"]["name"]))
+    request = {"uid": str(uuid.uuid4()), "kind": {"group": group, "version": version, "kind": kind},
+               "resource": {"group": group, "version": version, "resource": resource}, "subResource": "",
+               "requestKind": {"group": group, "version": version, "kind": kind},
+               "requestResource": {"group": group, "version": version, "resource": resource},
+               "name": name, "namespace": name if (gv, resource) == ("v1", "namespaces") and op != "CREATE" else ns, "operation": op, "userInfo": {"username": user, "groups": list(groups)},
+               "dryRun": dry_run}
+    clean = lambda o: None if o is None else {k: v for k, v in o.items() if k != "_terminatingSince"}
+    denied = []
+    for b in bindings:
+        p = policies.get(b["spec"].get("policyName"))
+        if p is None:
+            continue   # "If the referenced resource does not exist, this binding is considered invalid and will be ignored"
+        spec, pname, bname = p.get("spec") or {}, p["metadata"]["name"], b["metadata"]["name"]
+        if not resources_match(spec.get("matchConstraints"), a, True) or not resources_match(b["spec"].get("matchResources"), a, False):
+            continue
+        fail = spec.get("failurePolicy", "Fail") == "Fail"
+        actions = b["spec"].get("validationActions") or []
+        decisions = []   # (message, reason)
+        params = None
+        if spec.get("paramKind"):
+            ref = b["spec"].get("paramRef") or {}
+            pk = spec["paramKind"]
+            found = None
+            if ref.get("name") and (pk.get("apiVersion"), pk.get("kind")) in KIND_TO_RESOURCE:
+                pres, pnamespaced = KIND_TO_RESOURCE[(pk.get("apiVersion"), pk.get("kind"))]
+                found = store.get((pk.get("apiVersion"), pres, (ref.get("namespace") or ns) if pnamespaced else "", ref["name"]))
+            if found is None:
+                if ref.get("parameterNotFoundAction") == "Allow":
+                    continue
+                decisions.append(("failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction", None))
+            params = clean(found)
+        if not decisions:
+            activation = {"object": celpy.json_to_cel(clean(obj)), "oldObject": celpy.json_to_cel(clean(old)),
+                          "request": celpy.json_to_cel(request), "namespaceObject": celpy.json_to_cel(clean(nsobj)),
+                          "params": celpy.json_to_cel(params)}
+            # #matching-requests-matchconditions: any false skips; else any error fails by failurePolicy.
+            results = [cel_eval(c.get("expression", ""), activation) for c in spec.get("matchConditions") or []]
+            if any(is_bool(r) and not bool(r) for r in results):
+                continue
+            errs = [(c, r) for c, r in zip(spec.get("matchConditions") or [], results) if not is_bool(r)]
+            if errs:
+                if not fail:
+                    continue
+                c, r = errs[0]
+                decisions.append((f"failed to evaluate matchCondition '{c.get('name')}': {r}", None))
+            else:
+                activation["variables"] = LazyVariables(spec.get("variables") or [], activation)
+                for v in spec.get("validations") or []:
+                    r = cel_eval(v.get("expression", ""), activation)
+                    if not is_bool(r):
+                        if fail:   # failurePolicy (default Fail): an error denies
+                            decisions.append((f"expression '{v.get('expression')}' resulted in error: {r if isinstance(r, Exception) else 'no such overload'}", None))
+                        continue
+                    if bool(r):
+                        continue
+                    message = ""
+                    if v.get("messageExpression"):
+                        m = cel_eval(v["messageExpression"], activation)
+                        if isinstance(m, str) and len(m.strip()) <= 5120 and "\n" not in m.strip():
+                            message = str(m).strip()
+                    message = message or (v.get("message") or "").strip() or f"failed expression: {(v.get('expression') or '').strip()}"
+                    decisions.append((message, v.get("reason")))
+        for message, reason in decisions:
+            if "Warn" in actions:
+                warnings.append(f"Validation failed for ValidatingAdmissionPolicy '{pname}' with binding '{bname}': {message}")
+            if "Deny" in actions:
+                denied.append((pname, bname, message, reason))
+    if not denied:
+        return None
+    # Every binding is evaluated (their warnings all sent); the first denial is the answer.
+    pname, bname, message, reason = denied[0]
+    text = f"ValidatingAdmissionPolicy '{pname}' with binding '{bname}' denied request: {message}"
+    reason = reason or "Invalid"
+    full = f'{resource}{"." + group if group else ""} "{name}" is forbidden: {text}'
+    return status(REASON_CODES.get(reason, 422), reason, full, causes=[{"message": text}], name=name, kind=resource, group=group)
+
+
+# ---- the store ----
+
+def store_new(key, obj, ns, manager, op, actor):
+    """A new object in the store (call with the lock held)."""
+    obj = copy.deepcopy(obj)
+    meta = obj.setdefault("metadata", {})
+    if ns:
+        meta["namespace"] = ns
+    rv[0] += 1
+    meta.update({"resourceVersion": str(rv[0]), "uid": str(uuid.uuid4()), "creationTimestamp": now()})
+    if key[1] == "namespaces":
+        obj["status"] = {"phase": "Active"}
+    store[key] = obj
+    owners[key] = {manager: (op, set(leaves(obj)))}
+    record("ADDED", key, obj)
+    log_write("create", key, actor)
+
+
+def public(obj, key=None):
+    out = copy.deepcopy(obj)
+    out.pop("_terminatingSince", None)
+    if key is None:
+        key = next((k for k, o in store.items() if o is obj), None)
+    if key is not None:
+        out.setdefault("metadata", {})["managedFields"] = managed(key)
+    return out
 
 
 class API:
     """What the simulated controllers see of the server."""
     store, owners, lock, rv = store, owners, lock, rv
     record = staticmethod(record)
+    log_write = staticmethod(log_write)
+    public = staticmethod(public)
+    selector_matches = staticmethod(selector_matches)
+    KIND_TO_RESOURCE, RESOURCES = KIND_TO_RESOURCE, RESOURCES
 
     @staticmethod
-    def create_object(obj, manager):
+    def served(gv, resource):
+        """(kind, namespaced) when this server serves the resource at that groupVersion, else None."""
+        return RESOURCE_INFO.get((gv, resource)) if served_gv(gv) else None
+
+    @staticmethod
+    def create_object(obj, manager, actor=None, admission_as=None):
+        """Creates as a controller would. With `admission_as` (user, groups) the write goes through
+        admission as that user, as a controller's API call does (Velero's); else it is internal."""
         gv, kind = obj.get("apiVersion"), obj.get("kind")
-        if (gv, kind) not in KIND_TO_RESOURCE:
-            return 422, {"message": f"unknown kind {gv}/{kind}"}
+        if (gv, kind) not in KIND_TO_RESOURCE or not served_gv(gv):
+            return status(404, "NotFound", "the server could not find the requested resource")
         resource, namespaced = KIND_TO_RESOURCE[(gv, kind)]
         meta = obj.get("metadata", {})
         ns = meta.get("namespace", "") if namespaced else ""
         key = (gv, resource, ns, meta.get("name"))
         with lock:
             if namespaced and ("v1", "namespaces", "", ns) not in store:
-                return 404, {"message": f'namespaces "{ns}" not found'}
+                return status(404, "NotFound", f'namespaces "{ns}" not found', name=ns, kind="namespaces")
+            nso = store.get(("v1", "namespaces", "", ns))
+            if nso and nso.get("status", {}).get("phase") == "Terminating":
+                return status(403, "Forbidden", f'{resource} "{meta.get("name")}" is forbidden: unable to create new content in namespace {ns} because it is being terminated')
             if key in store:
-                return 409, {"message": "already exists"}
-            Handler.store_new(None, key, obj, ns or None, manager, "Update")
+                return status(409, "AlreadyExists", f'{resource}{"." + group_of(gv) if group_of(gv) else ""} "{meta.get("name")}" already exists',
+                              name=meta.get("name"), kind=resource, group=group_of(gv))
+            if admission_as:
+                candidate = copy.deepcopy(obj)
+                if ns:
+                    candidate.setdefault("metadata", {})["namespace"] = ns
+                denied = admit("CREATE", key, candidate, None, admission_as[0], admission_as[1], [])
+                if denied:
+                    return denied
+            store_new(key, obj, ns or None, manager, "Update", actor or manager)
         if controllers:
             controllers.reconcile(API, key)
-        return 201, store[key]
+        return 201, public(store[key])
+
+    @staticmethod
+    def update_object(key, obj, manager, actor=None, admission_as=None):
+        """Replaces an object's content as a controller's update does (metadata the server owns kept)."""
+        with lock:
+            current = store.get(key)
+            if current is None:
+                return status(404, "NotFound", f'{key[1]} "{key[3]}" not found', name=key[3], kind=key[1])
+            new = copy.deepcopy(obj)
+            meta = new.setdefault("metadata", {})
+            for k in ("namespace", "uid", "creationTimestamp", "resourceVersion"):
+                if k in current.get("metadata", {}):
+                    meta[k] = current["metadata"][k]
+            if "status" in current:
+                new["status"] = copy.deepcopy(current["status"])
+            if admission_as:
+                denied = admit("UPDATE", key, new, current, admission_as[0], admission_as[1], [])
+                if denied:
+                    return denied
+            if new != current:
+                rv[0] += 1
+                meta["resourceVersion"] = str(rv[0])
+                store[key] = new
+                owners.setdefault(key, {})[manager] = ("Update", set(leaves(new)))
+                record("MODIFIED", key, new)
+                log_write("update", key, actor or manager)
+            return 200, public(store[key])
 
 
 def finalize_namespaces():
-    """Namespaces being deleted go once nothing is left in them."""
+    """Namespaces being deleted go once nothing is left in them: the namespace controller deletes
+    their contents, then finalizes them."""
     while True:
         time.sleep(0.2)
         with lock:
@@ -239,10 +857,12 @@ def finalize_namespaces():
                         rv[0] += 1
                         record("DELETED", k, store.pop(k))
                         owners.pop(k, None)
+                        log_write("delete", k, "namespace-controller")
                     if time.time() - obj["_terminatingSince"] > 0.3:
                         rv[0] += 1
                         record("DELETED", key, store.pop(key))
                         owners.pop(key, None)
+                        log_write("finalize", key, "namespace-controller")
                         if controllers:
                             threading.Thread(target=controllers.namespace_deleted, args=(ns,), daemon=True).start()
 
@@ -264,25 +884,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for w in getattr(self, "warnings", []):   # admission's Warn: RFC 7234 warn-code 299, as the API server sends
+            self.send_header("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
         self.end_headers()
         self.wfile.write(data)
 
     def user(self):
+        """(name, groups): a bearer token from --tokens, else the client certificate's CN and O values."""
         auth = self.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
             return self.server.tokens.get(auth[7:])
         cert = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
         if cert:
+            name, groups = None, []
             for rdn in cert.get("subject", ()):
                 for k, v in rdn:
                     if k == "commonName":
-                        return v
+                        name = v
+                    elif k == "organizationName":
+                        groups.append(v)
+            if name:
+                return name, groups + [AUTHENTICATED]
         return None
 
     def route(self):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         parts = [p for p in u.path.split("/") if p]
+        self.subresource = None
         if parts[:1] == ["api"] and len(parts) >= 2:
             gv, rest = parts[1], parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 3:
@@ -306,6 +935,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return None
 
     def handle_any(self, method):
+        self.warnings = []
         if self.path == "/__shutdown" and method == "POST":
             # The tests' way to stop the server (signals may be blocked in the spawning thread):
             # the simulated controllers' PostgreSQL servers go with it.
@@ -316,6 +946,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/__audit" and method == "GET":
             with lock:
                 self.send(200, {"items": list(audit)})
+            return
+        if self.path == "/__writes" and method == "GET":
+            with lock:
+                self.send(200, {"items": list(writes)})
             return
         if self.path == "/__compact" and method == "POST":
             with lock:   # every resourceVersion so far is now too old to watch from
@@ -329,20 +963,76 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if code is not None:
             self.send(code, out)
 
+    def review(self, gv, resource, ns, user, groups):
+        """The create-only reviews (kubernetes.io/docs/reference/access-authn-authz/authorization/#checking-api-access,
+        .../authentication/#webhook-token-authentication): answered, never stored."""
+        body = self._body if isinstance(self._body, dict) else {}
+        spec = body.get("spec") or {}
+        kind = next(k for r, k, _ in REVIEWS[gv] if r == resource)
+        out = {"kind": kind, "apiVersion": gv, "metadata": {"creationTimestamp": None}, "spec": spec}
+        if resource == "selfsubjectaccessreviews":
+            # "May I?", answered from the same rules, as every user may ask (not audited as a use).
+            a = spec.get("resourceAttributes") or {}
+            full = a.get("resource", "") + ("/" + a["subresource"] if a.get("subresource") else "")
+            ok = authorized(user, groups, a.get("verb", ""), a.get("group", ""), full, a.get("namespace", ""), a.get("name"), record=False)
+            return 201, dict(out, status={"allowed": ok})
+        if resource == "selfsubjectreviews":   # kubectl auth whoami
+            return 201, dict(out, status={"userInfo": {"username": user, "groups": list(groups)}})
+        group = gv.split("/")[0]
+        if not authorized(user, groups, "create", group, resource, ns, None):
+            return forbidden(user, "create", group, resource, resource, ns, None)
+        if resource == "tokenreviews":
+            found = self.server.tokens.get(spec.get("token") or "")
+            st = ({"authenticated": True, "user": {"username": found[0], "groups": list(found[1])}} if found else
+                  {"authenticated": False, "user": {}, "error": "invalid bearer token"})
+            if spec.get("audiences"):
+                st["audiences"] = spec["audiences"]
+            return 201, dict(out, status=st)
+        # (Local)SubjectAccessReview: spec.user/spec.groups as given (nothing added), system:masters allowed.
+        who, their = spec.get("user") or "", list(spec.get("groups") or [])
+        ra, nra = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        causes = []
+        if not who and not their:
+            causes.append({"reason": "FieldValueRequired", "field": "spec.user", "message": "Required value: at least one of user or group must be specified"})
+        if bool(ra) == bool(nra):
+            causes.append({"reason": "FieldValueRequired", "field": "spec.resourceAttributes", "message": "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified"})
+        if resource == "localsubjectaccessreviews" and ra and ra.get("namespace", "") != ns:
+            causes.append({"reason": "FieldValueInvalid", "field": "spec.resourceAttributes.namespace", "message": f"Invalid value: {json.dumps(ra.get('namespace', ''))}: must match metadata.namespace"})
+        if causes:
+            return status(422, "Invalid", f'{kind}.{group} "" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes), causes=causes, kind=resource)
+        if nra:
+            url, verb = nra.get("path", ""), nra.get("verb", "")
+            allowed = MASTERS in their or not rbac_on or any(covers([r], ("url", url, verb)) for r, _ in granted_rules(who, their, ""))
+            return 201, dict(out, status={"allowed": allowed})
+        full = ra.get("resource", "") + ("/" + ra["subresource"] if ra.get("subresource") else "")
+        rns = ra.get("namespace", "")
+        if ra.get("resource") == "namespaces" and ra.get("name"):
+            rns = ra["name"]
+        allowed, reason = decide(who, their, ra.get("verb", ""), ra.get("group", ""), full, rns, ra.get("name"))
+        st = {"allowed": allowed}
+        if reason:
+            st["reason"] = reason
+        return 201, dict(out, status=st)
+
     def dispatch(self, method):
         # Read the body before anything can answer early: unread bytes would be taken for the
         # next request on this keep-alive connection.
         self._body = self.body() if method in ("POST", "PATCH", "PUT", "DELETE") else None
-        user = self.user()
-        if user is None:
+        ident = self.user()
+        if ident is None:
             return status(401, "Unauthorized", "Unauthorized")
-        if self.path.split("?")[0] == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" and method == "POST":
-            # "May I?", answered from the same rules, as every user may ask (not audited as a use).
-            a = (self._body or {}).get("spec", {}).get("resourceAttributes", {})
-            resource = a.get("resource", "") + ("/" + a["subresource"] if a.get("subresource") else "")
-            ok = authorized(user, a.get("verb", ""), a.get("group", ""), resource, a.get("namespace", ""), a.get("name"), record=False)
-            return 201, dict(self._body, status={"allowed": ok})
+        user, groups = ident
         gv, resource, ns, name, q = self.route()
+        if gv in REVIEWS and resource is not None:
+            table = {r: n for r, _, n in REVIEWS[gv]}
+            if resource not in table or name is not None or table[resource] != bool(ns):
+                return status(404, "NotFound", f"the server could not find the requested resource ({resource})")
+            if method != "POST":
+                return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            return self.review(gv, resource, ns, user, groups)
+        if gv in REVIEWS:
+            return 200, {"kind": "APIResourceList", "groupVersion": gv,
+                         "resources": [{"name": r, "kind": k, "namespaced": n, "verbs": ["create"]} for r, k, n in REVIEWS[gv]]}
         if gv is None or gv not in RESOURCES or gv not in SERVED:
             return status(404, "NotFound", "the server could not find the requested resource")
         table = {r: (k, namespaced) for r, k, namespaced in RESOURCES[gv]}
@@ -355,12 +1045,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         kind, namespaced = table[resource]
         verb = {"GET": "watch" if q.get("watch") in ("true", "1") else "get" if name else "list", "POST": "create",
                 "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
-        group = gv.split("/")[0] if "/" in gv else ""
+        group = group_of(gv)
         full = resource + ("/" + self.subresource if self.subresource else "")
-        if not authorized(user, verb, group, full, ns if namespaced else "", name):
-            where = f' in the namespace "{ns}"' if namespaced and ns else " at the cluster scope"
-            return status(403, "Forbidden", f'{resource} "{name or ""}" is forbidden: User "{user}" cannot {verb} resource "{full}" in API group "{group}"{where}',
-                          name=name, kind=resource)
+        if not authorized(user, groups, verb, group, full, ns if namespaced else "", name):
+            return forbidden(user, verb, group, resource, full, ns if namespaced else (name if resource == "namespaces" else ""), name)
         if self.subresource == "log" and resource == "pods" and method == "GET":
             with lock:
                 if (gv, resource, ns, name) not in store:
@@ -393,24 +1081,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 meta = {"resourceVersion": str(rv[0])}
                 if limit and start + limit < len(items):
                     meta["continue"] = base64.b64encode(str(start + limit).encode()).decode()
-                return 200, {"kind": kind + "List", "apiVersion": gv, "metadata": meta, "items": [self.public(o) for o in page]}
+                return 200, {"kind": kind + "List", "apiVersion": gv, "metadata": meta, "items": [public(o) for o in page]}
             if method == "GET":
                 if key not in store:
                     return status(404, "NotFound", f'{resource} "{name}" not found', name=name, kind=resource)
-                return 200, self.public(store[key])
+                return 200, public(store[key])
             if method == "DELETE":
                 if key not in store:
                     return status(404, "NotFound", f'{resource} "{name}" not found', name=name, kind=resource)
+                if resource == "namespaces" and name in ("default", "kube-system", "kube-public"):
+                    # The NamespaceLifecycle admission plugin (kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#namespacelifecycle).
+                    return status(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted', name=name, kind=resource)
+                denied = admit("DELETE", key, None, store[key], user, groups, self.warnings)
+                if denied:
+                    return denied
                 if resource == "namespaces":
-                    store[key].setdefault("status", {})["phase"] = "Terminating"
-                    store[key]["_terminatingSince"] = time.time()
-                    rv[0] += 1
-                    record("MODIFIED", key, store[key])
-                    return 200, self.public(store[key])
+                    if store[key].get("status", {}).get("phase") != "Terminating":
+                        store[key].setdefault("status", {})["phase"] = "Terminating"
+                        store[key]["_terminatingSince"] = time.time()
+                        rv[0] += 1
+                        record("MODIFIED", key, store[key])
+                        log_write("delete", key, user)
+                    return 200, public(store[key])
                 obj = store.pop(key)
                 owners.pop(key, None)
                 rv[0] += 1
                 record("DELETED", key, obj)
+                log_write("delete", key, user)
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": resource}}
             obj = self._body
             if not isinstance(obj, dict):
@@ -432,16 +1129,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
             manager = q.get("fieldManager") or ("kubectl" if method == "POST" else None)
             if method == "POST":
                 if key in store:
-                    return status(409, "AlreadyExists", f'{resource} "{oname}" already exists', name=oname, kind=resource)
-                self.store_new(key, obj, ns if namespaced else None, manager or "unknown", "Update")
+                    return status(409, "AlreadyExists", f'{resource}{"." + group if group else ""} "{oname}" already exists', name=oname, kind=resource, group=group)
+                candidate = copy.deepcopy(obj)
+                candidate.setdefault("metadata", {}).update({"name": oname, **({"namespace": ns} if namespaced else {})})
+                refused = self.checks(key, candidate, None, user, groups, kind, False)
+                if refused:
+                    return refused
+                store_new(key, obj, ns if namespaced else None, manager or "unknown", "Update", user)
                 if controllers:
                     controllers.reconcile(API, key)
-                return 201, self.public(store[key])
+                return 201, public(store[key])
             if method == "PATCH" and self.headers.get("Content-Type", "").startswith("application/apply-patch"):
                 if not manager:
                     return status(422, "Invalid", "fieldManager is required for apply patch")
-                return self.apply(key, obj, ns if namespaced else None, manager, q.get("force") == "true", q.get("dryRun") == "All", kind, resource)
+                return self.apply(key, obj, ns if namespaced else None, manager, q.get("force") == "true", q.get("dryRun") == "All", kind, resource, user, groups)
             return status(415, "UnsupportedMediaType", "this test server takes apply patches only")
+
+    def checks(self, key, obj, old, user, groups, kind, dry):
+        """After authorization, before storing: RBAC's escalation prevention, the kinds' own validation,
+        then validating admission (the API server's order; call with the lock held)."""
+        resource = key[1]
+        if key[0] == RBAC_GV:
+            causes = rbac_validation(resource, obj, old)
+            if causes:
+                return status(422, "Invalid", f'{kind}.rbac.authorization.k8s.io "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
+                              causes=causes, name=key[3], kind=resource, group="rbac.authorization.k8s.io")
+            refused = rbac_write_check(user, groups, resource, obj, old)
+            if refused:
+                return refused
+        if key[0] == ADMISSION_GV:
+            causes = admission_validation(resource, obj)
+            if causes:
+                return status(422, "Invalid", f'{kind}.admissionregistration.k8s.io "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
+                              causes=causes, name=key[3], kind=resource, group="admissionregistration.k8s.io")
+        return admit("UPDATE" if old is not None else "CREATE", key, obj, old, user, groups, self.warnings, dry)
 
     def watch(self, gv, resource, ns, name, q):
         """A watch stream: one JSON event per line, chunked, until timeoutSeconds."""
@@ -463,27 +1184,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             while time.time() < end:
                 batch = [e for e in events if e[0] > since and e[2][:2] == (gv, resource) and (not ns or e[2][2] == ns) and (name is None or e[2][3] == name)]
                 for e in batch:
-                    chunk({"type": e[1], "object": self.public(e[3]) if e[1] != "DELETED" else e[3]})
+                    chunk({"type": e[1], "object": public(e[3]) if e[1] != "DELETED" else e[3]})
                 since = max([since] + [e[0] for e in events])
                 changed.wait(timeout=max(0.0, min(1.0, end - time.time())))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         return None, None
 
-    def store_new(self, key, obj, ns, manager, op):
-        obj = copy.deepcopy(obj)
-        meta = obj.setdefault("metadata", {})
-        if ns:
-            meta["namespace"] = ns
-        rv[0] += 1
-        meta.update({"resourceVersion": str(rv[0]), "uid": str(uuid.uuid4()), "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-        if key[1] == "namespaces":
-            obj["status"] = {"phase": "Active"}
-        store[key] = obj
-        owners[key] = {manager: (op, set(leaves(obj)))}
-        record("ADDED", key, obj)
-
-    def apply(self, key, obj, ns, manager, force, dry, kind, resource):
+    def apply(self, key, obj, ns, manager, force, dry, kind, resource, user, groups):
         applied = leaves(obj)
         # The object as it would be after the apply is what the schema is checked against.
         merged = copy.deepcopy(store.get(key) or {})
@@ -495,12 +1203,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return status(422, "Invalid", f'{kind} "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
                           causes=causes, name=key[3], kind=resource)
         if key not in store:
+            candidate = copy.deepcopy(obj)
+            candidate.setdefault("metadata", {}).update({"name": key[3], **({"namespace": ns} if ns else {})})
+            refused = self.checks(key, candidate, None, user, groups, kind, dry)
+            if refused:
+                return refused
             if not dry:
-                self.store_new(key, obj, ns, manager, "Apply")
+                store_new(key, obj, ns, manager, "Apply", user)
                 if controllers:
                     controllers.reconcile(API, key)
             result = copy.deepcopy(store.get(key) or obj)
-            return 201, self.public(result, key)
+            return 201, public(result, key)
         current = store[key]
         mine = owners.setdefault(key, {})
         conflicts = []
@@ -522,8 +1235,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for p in previously - set(applied) - others:
             del_path(new, p)
         changed_ = new != current
+        # Validating admission sees every update, one that changes nothing included: the API server
+        # drops a no-op write only after admission (and a dry run is admitted too).
+        refused = self.checks(key, new, current, user, groups, kind, dry)
+        if refused:
+            return refused
         if dry:
-            return 200, self.public(new, key)
+            return 200, public(new, key)
         for m, p in conflicts:      # force: the fields change hands
             mine[m][1].discard(p)
         mine[manager] = ("Apply", set(applied))
@@ -532,16 +1250,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             new["metadata"]["resourceVersion"] = str(rv[0])
             store[key] = new
             record("MODIFIED", key, new)
-        return 200, self.public(store[key])
-
-    def public(self, obj, key=None):
-        out = copy.deepcopy(obj)
-        out.pop("_terminatingSince", None)
-        if key is None:
-            key = next((k for k, o in store.items() if o is obj), None)
-        if key is not None:
-            out.setdefault("metadata", {})["managedFields"] = managed(key)
-        return out
+            log_write("update", key, user)
+        return 200, public(store[key])
 
     def do_GET(self): self.handle_any("GET")
     def do_POST(self): self.handle_any("POST")
@@ -558,17 +1268,16 @@ def main():
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
     ap.add_argument("--ca", required=True, help="CA that signs client certificates")
-    ap.add_argument("--tokens", help="file of 'token user' lines")
+    ap.add_argument("--tokens", help="file of 'token user [group1,group2,...]' lines")
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--controllers", action="store_true", help="run the simulated Velero and CNPG controllers (controllers.py)")
     ap.add_argument("--crds", help="validate custom resources against the CRDs in this directory")
-    ap.add_argument("--rbac", help="authorize service accounts by the Roles and bindings in this file")
+    ap.add_argument("--rbac", help="store the objects in this file and hold everyone outside system:masters to RBAC")
+    ap.add_argument("--admission", help="store the ValidatingAdmissionPolicies and bindings in this file")
     args = ap.parse_args()
-    global controllers, schemas, bindings
+    global controllers, schemas, rbac_on
     if args.crds and os.path.isdir(args.crds):
         schemas = load_schemas(args.crds)
-    if args.rbac:
-        bindings = load_rbac(args.rbac)
     if args.controllers:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import controllers as c
@@ -578,8 +1287,9 @@ def main():
     if args.tokens:
         for line in open(args.tokens):
             if line.strip():
-                t, u = line.split(None, 1)
-                srv.tokens[t] = u.strip()
+                t, u, *g = line.split()
+                groups = [x for x in (g[0].split(",") if g else []) if x]
+                srv.tokens[t] = (u, groups + ([AUTHENTICATED] if AUTHENTICATED not in groups else []))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
     ctx.load_verify_locations(args.ca)
@@ -587,7 +1297,14 @@ def main():
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     with lock:
         for ns in ("default", "kube-system"):
-            Handler.store_new(None, ("v1", "namespaces", "", ns), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None, "system", "Update")
+            store_new(("v1", "namespaces", "", ns), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None, "system", "Update", "bootstrap")
+        if args.rbac:
+            seed(args.rbac)
+            rbac_on = True
+        if args.admission:
+            if celpy is None:
+                sys.exit("kube_api_server: --admission needs cel-python (scripts/install-deps.sh)")
+            seed(args.admission)
     threading.Thread(target=finalize_namespaces, daemon=True).start()
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
