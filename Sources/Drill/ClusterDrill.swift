@@ -35,7 +35,7 @@ public struct ClusterDrill {
 
     /// Deletes drill namespaces whose expiry has passed (left by a killed run). A namespace is
     /// only ever deleted with the drill label and the `drill-` prefix both present.
-    public static func janitor(_ kube: KubeClient, now: Date, progress: (String) -> Void) throws -> [String] {
+    public static func janitor(_ kube: KubeClient, now: Date, veleroNamespace: String = "velero", progress: (String) -> Void) throws -> [String] {
         var deleted: [String] = []
         for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
             let meta = ns["metadata"] as? [String: Any] ?? [:]
@@ -44,6 +44,11 @@ public struct ClusterDrill {
             let expires = ((meta["annotations"] as? [String: String])?[DrillManifests.expiresAnnotation]).flatMap(parseTimestamp)
             guard DrillManifests.isDrillNamespace(name: name, labels: labels), let expires, expires < now else { continue }
             if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
+            // A Restore still writing into it would make it again, unlabelled, after the deletion.
+            if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: name), !Self.restoreIsTerminal(r) {
+                progress("janitor: \(name) expired, but its Velero restore is still running; left for the next run")
+                continue
+            }
             try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
             progress("janitor: deleted expired drill namespace \(name)")
             deleted.append(name)
@@ -63,6 +68,7 @@ public struct ClusterDrill {
         var failure: String?
         var created: [String] = []
         var sealed: [String] = []
+        let teardownState = TeardownState()
         var verifiedAt = Date()
         let deadline = started.addingTimeInterval(Double(policy.rto.value.seconds))
         func phase<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
@@ -72,7 +78,7 @@ public struct ClusterDrill {
         }
         progress("cluster drill \(id) of \(workload) in namespace \(ns): target \(target)")
         do {
-            _ = try Self.janitor(kube, now: started, progress: progress)
+            _ = try Self.janitor(kube, now: started, veleroNamespace: veleroNamespace, progress: progress)
             let majors = try precheck(now: started)
             let backup = try veleroBackup(now: started)
             // Every source namespace into a scratch namespace of its own, decided before anything is made.
@@ -84,10 +90,18 @@ public struct ClusterDrill {
             let egress = DrillIsolation.Egress(endpoint: store.endpoint.value)
             let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
+                // On a signal: the Restore settled first (Velero makes a namespace it restores into
+                // again, without drctl's label, if it is deleted under it), then the namespaces.
+                Cleanup.shared.addAction { [kube, veleroNamespace, teardownState] in
+                    let (restore, namespaces) = teardownState.get()
+                    if let restore { Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 60) }
+                    for ns in namespaces { try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
+                }
                 for name in names {
                     _ = try kube.create(Self.plain(DrillManifests.namespace(name, drillID: id, workload: workload, expires: expires)))
                     created.append(name)
-                    Cleanup.shared.addAction { [kube] in try? kube.delete(apiVersion: "v1", kind: "Namespace", name: name) }
+                    teardownState.add(namespace: name)
+                    try bindDrillRole(in: name, progress: progress)
                     // Sealed before anything is restored into it.
                     let clusters = policy.cnpg.filter { placement[$0.cluster.value] == name }.map(\.cluster.value)
                     for o in DrillIsolation.networkPolicies(namespace: name, drctlNamespace: credentialsNamespace, cnpgNamespace: cnpgNamespace,
@@ -105,6 +119,7 @@ public struct ClusterDrill {
                 let rules = DrillIsolation.modifierRules(policy.drill?.modifiers ?? [])
                 _ = try kube.apply(Self.plain(try DrillIsolation.modifiersConfigMap(workload: workload, veleroNamespace: veleroNamespace, rules: rules)),
                                    fieldManager: "drctl", force: true)
+                teardownState.set(restore: ns)
                 restoreName = try startVeleroRestore(backup.name, name: ns, mappings: mappings, modifiers: DrillIsolation.modifiersName(workload: workload),
                                                      progress: progress)
             }
@@ -154,6 +169,9 @@ public struct ClusterDrill {
         }
         if !created.isEmpty && !keep {
             phase("teardown") {
+                if let restore = teardownState.get().0 {
+                    Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 300, progress: progress)
+                }
                 for name in created {
                     do {
                         try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
@@ -182,6 +200,52 @@ public struct ClusterDrill {
         evidence.sealed = sealed.isEmpty ? nil : sealed
         return evidence
     }
+
+    /// What a signal's cleanup must undo, filled in as the drill goes.
+    final class TeardownState: @unchecked Sendable {
+        private let lock = NSLock()
+        private var restore: String?
+        private var namespaces: [String] = []
+        func set(restore r: String) { lock.withLock { restore = r } }
+        func add(namespace ns: String) { lock.withLock { namespaces.append(ns) } }
+        func get() -> (String?, [String]) { lock.withLock { (restore, namespaces) } }
+    }
+
+    static func restoreIsTerminal(_ restore: [String: Any]) -> Bool {
+        let phase = (restore["status"] as? [String: Any])?["phase"] as? String ?? ""
+        return ["Completed", "PartiallyFailed", "Failed", "FailedValidation"].contains(phase)
+    }
+
+    /// Waits (at most `timeout`) until a drill's Restore is no longer running: deleting its
+    /// namespaces before would let Velero make them again, unlabelled, where no janitor looks.
+    static func settle(_ kube: KubeClient, restore: String, veleroNamespace: String, timeout: TimeInterval, progress: (String) -> Void = { _ in }) {
+        do {
+            _ = try kube.waitFor(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore,
+                                 deadline: Date().addingTimeInterval(timeout)) { o in o == nil || restoreIsTerminal(o!) }
+        } catch {
+            progress("Velero restore \(restore) still running after \(Int(timeout))s (\(error)); deleting its namespaces anyway")
+        }
+    }
+
+    /// drctl's powers inside a scratch namespace come from binding the `drctl-drill` ClusterRole
+    /// there, to itself (deploy/rbac.yaml grants nothing of it cluster-wide). An account that
+    /// can already write there (an administrator's) binds nothing.
+    func bindDrillRole(in ns: String, progress: (String) -> Void) throws {
+        if try kube.canI("create", group: "networking.k8s.io", resource: "networkpolicies", namespace: ns) { return }
+        let user = try kube.whoAmI()
+        let parts = user.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let subject: [String: Any] = user.hasPrefix("system:serviceaccount:") && parts.count == 4
+            ? ["kind": "ServiceAccount", "name": parts[3], "namespace": parts[2]]
+            : ["kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user]
+        _ = try kube.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                             "metadata": ["name": Self.drillRole, "namespace": ns, "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]],
+                             "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": Self.drillRole],
+                             "subjects": [subject]])
+        progress("\(ns): ClusterRole \(Self.drillRole) bound to \(user) in this namespace only")
+    }
+
+    /// The ClusterRole of deploy/rbac.yaml a drill binds in its scratch namespaces.
+    public static let drillRole = "drctl-drill"
 
     /// The namespace each recovery Cluster is made in: the scratch namespace its own namespace
     /// is restored into, else the drill's first.

@@ -113,6 +113,16 @@ public final class KubeClient: @unchecked Sendable {
         return (r["status"] as? [String: Any])?["allowed"] as? Bool ?? false
     }
 
+    /// Who the API server takes this client for (a SelfSubjectReview, Kubernetes >= 1.28).
+    public func whoAmI() throws -> String {
+        let review: [String: Any] = ["apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"]
+        let r = try request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body: Array(try JSONSerialization.data(withJSONObject: review)))
+        guard let user = ((r["status"] as? [String: Any])?["userInfo"] as? [String: Any])?["username"] as? String, !user.isEmpty else {
+            throw LocalError("the API server's SelfSubjectReview named no user")
+        }
+        return user
+    }
+
     /// A pod's log (the pods/log subresource): text.
     public func log(namespace: String, pod: String) throws -> String {
         String(decoding: try send("GET", "/api/v1/namespaces/\(namespace)/pods/\(pod)/log", accept: "text/plain"), as: UTF8.self)

@@ -70,21 +70,22 @@ final class ClusterFixture {
     let backupName = VeleroBucketTests.scheduledName()
     var env: [String: String]
 
-    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, user: String = "token", secretName: String = "s3",
-         superuserPassword: String? = nil) throws {
+    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, admission: String? = nil, user: String = "token",
+         secretName: String = "s3", superuserPassword: String? = nil) throws {
         db = try ArchivedDatabase(rgw: rgw, bucket: name)
         self.secretName = secretName
         policies = db.work + "/policies"
-        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac, superuserPassword: superuserPassword)
+        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac, admission: admission, superuserPassword: superuserPassword)
         kubeconfig = try api.kubeconfig(user)
         admin = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("token"), context: nil, namespace: nil))
         env = db.drctlEnvironment
         let bucket = db.bucket, s3 = db.s3
 
-        try putVeleroTarball(Self.tarball())
-        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/velero-backup.json"), bytes: VeleroBucketTests.backupJSON(backupName, phase: "Completed"))
+        try putVeleroTarball(Self.tarball(bucket: bucket))
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/velero-backup.json"),
+                         bytes: VeleroBucketTests.backupJSON(backupName, phase: "Completed", namespaces: ["*"]))
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName)-resource-list.json.gz"),
-                         bytes: VeleroDrillTests.gzip(#"{"apps/v1/Deployment":["n8n-prod/n8n"],"apps/v1/StatefulSet":["n8n-prod/n8n-worker"]}"#))
+                         bytes: VeleroDrillTests.gzip(Self.resourceList(bucket: bucket)))
 
         for ns in ["velero", "n8n-prod", "drctl"] { _ = try admin.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]]) }
         _ = try admin.create(["apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": ["name": "default", "namespace": "velero"],
@@ -94,25 +95,70 @@ final class ClusterFixture {
         try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
     }
 
-    /// n8n-prod's backup: the Deployment n8n and the StatefulSet n8n-worker.
-    static func tarball() throws -> [UInt8] {
-        try VeleroBucketTests.tarball(extra: ["statefulsets.apps/namespaces/n8n-prod/n8n-worker.json":
-            #"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"n8n-worker","namespace":"n8n-prod"},"spec":{"replicas":2}}"#])
+    /// A whole-cluster backup, as Velero takes it of a cluster like the user's: n8n-prod with its
+    /// Deployment (which calls an outside webhook), a StatefulSet, a CronJob, and production's
+    /// database objects (the CNPG Cluster whose backup section points at the production archive,
+    /// its ScheduledBackup, the PVC, pod, Service and Secret CNPG made for it); keycloak with a
+    /// Deployment; a cluster-scoped ClusterRole; the Namespace objects.
+    static func items(bucket: String) -> [String: String] {
+        let cnpg = #""labels":{"cnpg.io/cluster":"app-db"}"#
+        return [
+            "namespaces/cluster/n8n-prod.json": #"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n8n-prod"}}"#,
+            "namespaces/cluster/keycloak.json": #"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"keycloak"}}"#,
+            "clusterroles.rbac.authorization.k8s.io/cluster/prod-admin.json":
+                #"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"prod-admin"},"rules":[{"apiGroups":["*"],"resources":["*"],"verbs":["*"]}]}"#,
+            "deployments.apps/namespaces/n8n-prod/n8n.json":
+                #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"n8n","namespace":"n8n-prod","labels":{"app":"n8n"}},"spec":{"replicas":1,"selector":{"matchLabels":{"app":"n8n"}},"template":{"metadata":{"labels":{"app":"n8n"}},"spec":{"containers":[{"name":"n8n","image":"n8nio/n8n","env":[{"name":"WEBHOOK_URL","value":"https://hooks.example.com/n8n"}]}]}}}}"#,
+            "statefulsets.apps/namespaces/n8n-prod/n8n-worker.json":
+                #"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"n8n-worker","namespace":"n8n-prod"},"spec":{"replicas":2}}"#,
+            "cronjobs.batch/namespaces/n8n-prod/n8n-prune.json":
+                #"{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"n8n-prune","namespace":"n8n-prod"},"spec":{"schedule":"*/5 * * * *","suspend":false,"jobTemplate":{"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"prune","image":"curlimages/curl","args":["https://hooks.example.com/prune"]}]}}}}}}"#,
+            "clusters.postgresql.cnpg.io/namespaces/n8n-prod/app-db.json":
+                #"{"apiVersion":"postgresql.cnpg.io/v1","kind":"Cluster","metadata":{"name":"app-db","namespace":"n8n-prod"},"spec":{"instances":1,"storage":{"size":"1Gi"},"backup":{"barmanObjectStore":{"destinationPath":"s3://\#(bucket)/cnpg","endpointURL":"http://127.0.0.1:1","s3Credentials":{"accessKeyId":{"name":"s3","key":"ACCESS_KEY_ID"},"secretAccessKey":{"name":"s3","key":"SECRET_ACCESS_KEY"}}},"retentionPolicy":"1d"}}}"#,
+            "scheduledbackups.postgresql.cnpg.io/namespaces/n8n-prod/app-db-daily.json":
+                #"{"apiVersion":"postgresql.cnpg.io/v1","kind":"ScheduledBackup","metadata":{"name":"app-db-daily","namespace":"n8n-prod"},"spec":{"schedule":"0 0 4 * * *","cluster":{"name":"app-db"}}}"#,
+            "persistentvolumeclaims/namespaces/n8n-prod/app-db-1.json":
+                #"{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"app-db-1","namespace":"n8n-prod",\#(cnpg)},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}"#,
+            "pods/namespaces/n8n-prod/app-db-1.json":
+                #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"app-db-1","namespace":"n8n-prod",\#(cnpg)},"spec":{"containers":[{"name":"postgres","image":"ghcr.io/cloudnative-pg/postgresql:15"}]}}"#,
+            "services/namespaces/n8n-prod/app-db-rw.json":
+                #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"app-db-rw","namespace":"n8n-prod",\#(cnpg)},"spec":{"clusterIP":"10.96.9.9","ports":[{"port":5432}]}}"#,
+            "secrets/namespaces/n8n-prod/app-db-superuser.json":
+                #"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"app-db-superuser","namespace":"n8n-prod",\#(cnpg)},"data":{"password":"cHJvZHVjdGlvbg=="}}"#,
+            "deployments.apps/namespaces/keycloak/keycloak.json":
+                #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"keycloak","namespace":"keycloak"},"spec":{"replicas":1}}"#,
+        ]
+    }
+
+    static func tarball(bucket: String) throws -> [UInt8] {
+        try VeleroBucketTests.tarball(extra: items(bucket: bucket), base: false)
+    }
+
+    /// The backup's `-resource-list.json.gz` content, from the same items.
+    static func resourceList(bucket: String) throws -> String {
+        var list: [String: [String]] = [:]
+        for json in items(bucket: bucket).values {
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            let meta = o["metadata"] as? [String: Any] ?? [:]
+            let name = meta["name"] as? String ?? "", ns = meta["namespace"] as? String
+            list["\(o["apiVersion"]!)/\(o["kind"]!)", default: []].append(ns.map { "\($0)/\(name)" } ?? name)
+        }
+        return String(decoding: try JSONSerialization.data(withJSONObject: list.mapValues { $0.sorted() }, options: [.sortedKeys]), as: UTF8.self)
     }
 
     func putVeleroTarball(_ bytes: [UInt8]) throws {
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName).tar.gz"), bytes: bytes)
     }
 
-    /// The n8n-prod policy, its SQL check expecting `expect`.
-    func policy(_ expect: String, rto: String = "10m") throws {
+    /// The n8n-prod policy, its SQL check expecting `expect`; `drill`: more lines of its drill.
+    func policy(_ expect: String, rto: String = "10m", namespaces: String = "[n8n-prod]", drill: String = "") throws {
         try (rgw.objectStorePolicy(bucket: bucket, secretName: secretName) + """
             apiVersion: drctl.dev/v1alpha1
             kind: BackupPolicy
             metadata: {name: n8n-prod}
             spec:
               objectStore: rgw
-              namespaces: [n8n-prod]
+              namespaces: \(namespaces)
               objectives: {rpo: 24h, rto: \(rto)}
               velero:
                 volumes: none
@@ -128,6 +174,7 @@ final class ClusterFixture {
                   - freshness: {cluster: app-db, database: postgres, table: t, column: at}
                   - resourceCount: {kind: Deployment, min: 1}
                   - podsReady: {}
+            \(drill)
             """).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
     }
 
@@ -138,6 +185,41 @@ final class ClusterFixture {
     func restore(into ns: String) throws -> (Int32, String) {
         try run(drctlBinary, ["restore", "n8n-prod", "--policies", policies, "--at", "latest", "--namespace", ns, "--yes",
                               "--kubeconfig", kubeconfig, "--quiet"], env: env)
+    }
+
+    /// Every object of the production archive (barman's and Velero's prefixes) with the SHA-256
+    /// of its content: a drill must leave it byte for byte as it was.
+    func archive() throws -> [String: String] {
+        var out: [String: String] = [:]
+        // Velero itself writes restore logs and results under restores/: the backups are the archive.
+        for prefix in ["cnpg/", "velero/backups/"] {
+            var keys: [String] = []
+            try s3.listObjects(bucket: bucket, prefix: prefix) { keys += $0.objects.map(\.key) }
+            for key in keys {
+                var bytes: [UInt8] = []
+                try s3.getObject(S3URL(bucket: bucket, key: key)) { bytes += $0 }
+                out[key] = sha256Hex(bytes)
+            }
+        }
+        return out
+    }
+
+    /// Runs `body` (drills, restores) and checks its blast radius: no write outside drill
+    /// namespaces (by the server's write log) and the production archive unchanged.
+    func contained<T>(_ what: String, allowOutside: (String) -> Bool = { _ in false }, _ body: () throws -> T) throws -> T {
+        let mark = try api.writes().count
+        let before = try archive()
+        let result = try body()
+        let outside = try api.writesOutsideDrills(since: mark).filter { !allowOutside($0) }
+        #expect(outside.isEmpty, "\(what) wrote outside drill namespaces: \(outside)")
+        let after = try archive()
+        let changed = before.filter { after[$0.key] != $0.value }.map(\.key).sorted()
+        #expect(changed.isEmpty, "\(what) changed or removed objects of the production archive: \(changed)")
+        // The source database keeps archiving its own WAL (timeline 1) meanwhile; anything else new
+        // (a timeline history, another timeline's segment, a Velero backup) came from the drill.
+        let foreign = after.keys.filter { before[$0] == nil && !($0.hasPrefix("cnpg/app-db/wals/00000001") && !$0.hasSuffix(".history")) }.sorted()
+        #expect(foreign.isEmpty, "\(what) wrote into the production archive: \(foreign)")
+        return result
     }
 
     func drillNamespaces() throws -> [String] {
@@ -161,10 +243,12 @@ final class ClusterFixture {
         _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-not-ours", "annotations": expired]])
 
         try f.policy("= 42")
-        var (st, out) = try f.verify()
+        // The janitor's deletion of the expired drill namespace is the one write outside this drill's own namespaces.
+        var (st, out) = try f.contained("the drill", allowOutside: { $0.contains("drill-old-20200101000000") }) { try f.verify() }
         print(out)   // the drill's own account, in the test log
         #expect(st == 0 && out.contains("drill of n8n-prod PASSED"), "\(out)")
-        #expect(out.contains("got 42, expected = 42") && out.contains("1 Deployment in drill-n8n-prod-") && out.contains("2 items restored"), "\(out)")
+        // n8n-prod's Deployment, StatefulSet and CronJob; none of its database objects.
+        #expect(out.contains("got 42, expected = 42") && out.contains("1 Deployment in drill-n8n-prod-") && out.contains("3 items restored"), "\(out)")
         #expect(out.contains("checks connect directly to app-db-rw at 127.0.0.1:"), "an admin on the Service network connects directly: \(out)")
         #expect(out.contains("[passed] podsReady: 2 available: Deployment n8n, StatefulSet n8n-worker"), "\(out)")
         #expect(out.contains("janitor: deleted expired drill namespace drill-old-20200101000000"), "\(out)")
@@ -172,13 +256,26 @@ final class ClusterFixture {
         #expect(left == ["drill-not-ours"], "only the unlabelled namespace is left: \(left)")
 
         // The operator's restore into a new namespace: kept, no checks; an existing one is refused.
-        (st, out) = try f.restore(into: "n8n-prod-restored")
+        (st, out) = try f.contained("the restore", allowOutside: { $0.contains("n8n-prod-restored") }) { try f.restore(into: "n8n-prod-restored") }
         print(out)
         #expect(st == 0 && out.contains("Restored n8n-prod into namespace n8n-prod-restored") && out.contains("Cluster in healthy state"), "\(out)")
         #expect(try k.get(apiVersion: "apps/v1", kind: "Deployment", namespace: "n8n-prod-restored", name: "n8n") != nil)
+        // drctl's recovery Cluster is the database: production's Cluster and its ScheduledBackup stay out.
+        let restoredCluster = try k.get(apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", namespace: "n8n-prod-restored", name: "app-db")
+        #expect(((restoredCluster?["spec"] as? [String: Any])?["bootstrap"] as? [String: Any])?["recovery"] != nil && (restoredCluster?["spec"] as? [String: Any])?["backup"] == nil)
+        #expect(try k.list(apiVersion: "postgresql.cnpg.io/v1", kind: "ScheduledBackup", namespace: "n8n-prod-restored").isEmpty)
         (st, out) = try f.restore(into: "n8n-prod-restored")
         #expect(st != 0 && out.contains("namespace n8n-prod-restored exists"), "\(out)")
         try k.delete(apiVersion: "v1", kind: "Namespace", name: "n8n-prod-restored")
+        // A drill's scratch namespace is refused even with --force: its drill or the janitor would delete the restore.
+        _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-n8n-prod-20261201060000-aa", "labels": ["drctl.dev/drill": "true"],
+                                                                                 "annotations": ["drctl.dev/drill-expires": "2999-01-01T00:00:00Z"]]])
+        (st, out) = try run(drctlBinary, ["restore", "n8n-prod", "--policies", f.policies, "--at", "latest", "--namespace", "drill-n8n-prod-20261201060000-aa",
+                                          "--force", "--yes", "--kubeconfig", f.kubeconfig, "--quiet"], env: f.env)
+        #expect(st != 0 && out.contains("is a drill's scratch namespace"), "\(out)")
+        #expect(try k.list(apiVersion: "apps/v1", kind: "Deployment", namespace: "drill-n8n-prod-20261201060000-aa").isEmpty)
+        try k.delete(apiVersion: "v1", kind: "Namespace", name: "drill-n8n-prod-20261201060000-aa")
+        try waitUntil(100, every: 50_000) { try k.get(apiVersion: "v1", kind: "Namespace", name: "drill-n8n-prod-20261201060000-aa") == nil }
 
         // SIGTERM mid-drill: the namespace is deleted on the way out.
         let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
@@ -218,7 +315,7 @@ final class ClusterFixture {
         #expect(left == ["drill-not-ours"], "\(left)")
 
         // A broken WAL chain: refused before anything is created, the missing segment named.
-        try f.putVeleroTarball(ClusterFixture.tarball())
+        try f.putVeleroTarball(ClusterFixture.tarball(bucket: f.bucket))
         var segments: [String] = []
         try f.s3.listObjects(bucket: f.bucket, prefix: "cnpg/app-db/wals/0000000100000000/") { segments += $0.objects.map(\.key).filter { !$0.contains(".backup") } }
         let victim = try #require(segments.sorted().dropLast().last, "\(segments)")
@@ -228,5 +325,67 @@ final class ClusterFixture {
         #expect(st == 1 && out.contains("WAL segment \(name) is missing"), "\(out)")
         left = try f.drillNamespaces()
         #expect(left == ["drill-not-ours"], "\(left)")
+    }
+
+    /// A policy of every namespace (`*`, the shipped `cluster` policy's form) against a backup of
+    /// n8n-prod and keycloak, read as Velero reads a Restore: each namespace lands in a scratch
+    /// namespace of its own, sealed before the Restore was created; production's CNPG objects,
+    /// cluster-scoped resources and live namespaces are untouched; CronJobs come back suspended
+    /// and the policy's modifiers are applied; the evidence says what was sealed.
+    @Test func everyNamespaceDrillIsSealedOffFromProduction() throws {
+        let f = try ClusterFixture(rgw: rgw, bucket: "sealeddrill")
+        let k = f.admin
+        try f.policy("= 42", namespaces: #"["*"]"#, drill: """
+                modifiers:
+                  - conditions: {groupResource: deployments.apps, resourceNameRegex: "^n8n$"}
+                    patches:
+                      - {operation: add, path: /spec/template/spec/containers/0/env/-, value: '{"name": "N8N_DISABLE_PRODUCTION_MAIN_PROCESS", "value": "true"}'}
+            """)
+        let mark = try f.api.writes().count
+        let (st, out) = try f.contained("the * drill") { try f.verify(["--keep"]) }
+        print(out)
+        #expect(st == 0 && out.contains("drill of n8n-prod PASSED"), "\(out)")
+        let scratch = try f.drillNamespaces().sorted()
+        #expect(scratch.count == 2, "n8n-prod and keycloak, each into its own: \(scratch)")
+        defer { for ns in scratch { try? k.delete(apiVersion: "v1", kind: "Namespace", name: ns) } }
+
+        // Nothing went into the live namespaces; no cluster-scoped object came back.
+        #expect(try k.list(apiVersion: "apps/v1", kind: "Deployment", namespace: "n8n-prod").isEmpty)
+        #expect(try k.get(apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", name: "prod-admin") == nil)
+        #expect(try k.get(apiVersion: "v1", kind: "Namespace", name: "keycloak") == nil, "no namespace of the backup was recreated")
+        var deployments: [String: [String: Any]] = [:]
+        for ns in scratch {
+            for d in try k.list(apiVersion: "apps/v1", kind: "Deployment", namespace: ns) {
+                deployments[(d["metadata"] as? [String: Any])?["name"] as? String ?? ""] = d
+            }
+            // The only database is drctl's recovery Cluster; none of production's CNPG-made objects.
+            for c in try k.list(apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", namespace: ns) {
+                let spec = c["spec"] as? [String: Any] ?? [:]
+                #expect((spec["bootstrap"] as? [String: Any])?["recovery"] != nil && spec["backup"] == nil, "\(c)")
+            }
+            #expect(try k.list(apiVersion: "postgresql.cnpg.io/v1", kind: "ScheduledBackup", namespace: ns).isEmpty)
+            #expect(try k.list(apiVersion: "v1", kind: "PersistentVolumeClaim", namespace: ns).isEmpty)
+            #expect(try k.get(apiVersion: "v1", kind: "Secret", namespace: ns, name: "app-db-superuser").map { ($0["data"] as? [String: Any])?["password"] as? String } != "cHJvZHVjdGlvbg==")
+            #expect(try k.get(apiVersion: "v1", kind: "Pod", namespace: ns, name: "app-db-1") == nil)
+            // Sealed: Pod Security and a default-deny NetworkPolicy.
+            let labels = (try k.get(apiVersion: "v1", kind: "Namespace", name: ns)?["metadata"] as? [String: Any])?["labels"] as? [String: String] ?? [:]
+            #expect(labels["pod-security.kubernetes.io/enforce"] == "baseline", "\(labels)")
+            let seal = try #require(try k.get(apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", namespace: ns, name: "drctl-drill-seal"))
+            #expect(((seal["spec"] as? [String: Any])?["policyTypes"] as? [String]) == ["Ingress", "Egress"])
+        }
+        #expect(Set(deployments.keys) == ["n8n", "keycloak"], "\(deployments.keys)")
+        let env = ((((deployments["n8n"]?["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])?["containers"] as? [[String: Any]])?.first?["env"] as? [[String: Any]] ?? []
+        #expect(env.contains { $0["name"] as? String == "N8N_DISABLE_PRODUCTION_MAIN_PROCESS" && $0["value"] as? String == "true" }, "the policy's modifier: \(env)")
+        let cron = try #require(try scratch.lazy.compactMap { try k.get(apiVersion: "batch/v1", kind: "CronJob", namespace: $0, name: "n8n-prune") }.first)
+        #expect((cron["spec"] as? [String: Any])?["suspend"] as? Bool == true, "restored CronJobs are suspended: \(cron)")
+
+        // Each namespace was sealed before the Restore was created (by the server's write log).
+        let writes = try f.api.writes().dropFirst(mark)
+        let restoreAt = try #require(writes.firstIndex { $0["resource"] as? String == "restores" && $0["verb"] as? String == "create" })
+        for ns in scratch {
+            let sealedAt = writes.firstIndex { $0["resource"] as? String == "networkpolicies" && $0["namespace"] as? String == ns }
+            #expect(sealedAt.map { $0 < restoreAt } == true, "\(ns) sealed before the Restore")
+        }
+        #expect(out.contains("sealed: network: default deny") && out.contains("sealed: velero: n8n-prod restored into drill-n8n-prod-"), "\(out)")
     }
 }

@@ -16,7 +16,8 @@ final class KubeAPI {
     /// `network`: "loopback" (Services reachable from the test host) or "cluster" (only from a
     /// Job); `rbac`: a file of Roles and bindings the service account is held to. Custom
     /// resources are validated against ../shared/reference/crds when it is there.
-    init(groups: [String]? = nil, controllers rgw: RGW? = nil, network: String = "loopback", rbac: String? = nil, superuserPassword: String? = nil) throws {
+    init(groups: [String]? = nil, controllers rgw: RGW? = nil, network: String = "loopback", rbac: String? = nil, admission: String? = nil,
+         superuserPassword: String? = nil, extraTokens: [String: String] = [:]) throws {
         dir = tempPath("kube-api")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ args: [String]) throws {
@@ -34,7 +35,11 @@ final class KubeAPI {
             try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/ca.pem", "-CAkey", "\(dir)/ca.key", "-CAcreateserial",
                          "-days", "2", "-out", "\(dir)/\(name).pem"] + (ext ? ["-extfile", "\(dir)/san.ext"] : []))
         }
-        try "\(token) token-user\n\(serviceAccountToken) system:serviceaccount:drctl:drctl\n".write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
+        // "token user groups": the admin is in system:masters, the rest are held to RBAC.
+        var tokens = "\(token) token-user system:masters,system:authenticated\n" +
+            "\(serviceAccountToken) system:serviceaccount:drctl:drctl system:serviceaccounts,system:serviceaccounts:drctl,system:authenticated\n"
+        for (t, user) in extraTokens { tokens += "\(t) \(user) system:authenticated\n" }
+        try tokens.write(toFile: "\(dir)/tokens", atomically: true, encoding: .utf8)
         var env = ProcessInfo.processInfo.environment
         env["KUBE_TEST_SERVICE_NETWORK"] = network
         if let superuserPassword { env["KUBE_TEST_SUPERUSER_PASSWORD"] = superuserPassword }
@@ -50,6 +55,7 @@ final class KubeAPI {
         if rgw != nil { args.append("--controllers") }
         if let crds = referenceDirectory("crds") { args += ["--crds", crds] }
         if let rbac { args += ["--rbac", rbac] }
+        if let admission { args += ["--admission", admission] }
         pid = try spawn(toolsPython, args, env: env, output: "\(dir)/server.log")
         var p: Int?
         for _ in 0..<200 {
@@ -79,6 +85,27 @@ final class KubeAPI {
             throw FixtureError(description: "GET /__audit: \(out)")
         }
         return obj["items"] as? [[String: Any]] ?? []
+    }
+
+    /// Every write the server accepted, in order (its write log): verb, user, resource, namespace, name.
+    func writes() throws -> [[String: Any]] {
+        let (st, out) = try run("/usr/bin/curl", ["-sk", "-m", "30", "\(server)/__writes"])
+        guard st == 0, let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] else {
+            throw FixtureError(description: "GET /__writes: \(out)")
+        }
+        return obj["items"] as? [[String: Any]] ?? []
+    }
+
+    /// The writes since `mark` (a count from `writes()`) that touched anything outside drill
+    /// namespaces, other than drctl's Restores and resource-modifier ConfigMaps in Velero's
+    /// namespace and the Restores' status: each one a breach of a drill's blast radius.
+    func writesOutsideDrills(since mark: Int) throws -> [String] {
+        try writes().dropFirst(mark).compactMap { w in
+            let ns = w["namespace"] as? String ?? "", name = w["name"] as? String ?? "", resource = w["resource"] as? String ?? ""
+            if ns.hasPrefix("drill-") || (resource == "namespaces" && name.hasPrefix("drill-")) { return nil }
+            if ns == "velero" && (resource == "restores" || (resource == "configmaps" && name.hasPrefix("drctl-drill-"))) { return nil }
+            return "\(w["verb"] ?? "?") \(resource) \(ns.isEmpty ? "" : ns + "/")\(name) by \(w["user"] ?? "?")"
+        }
     }
 
     func file(_ name: String) -> String { "\(dir)/\(name)" }

@@ -174,6 +174,51 @@ import TestSupport
         #expect(hst == 200)
     }
 
+    /// `--auth kubernetes` with TLS: the page, drills, API and runbooks need a bearer token the
+    /// API server accepts (TokenReview) of a user allowed `get` on drctl.dev/status
+    /// (SubjectAccessReview), asked with deploy/rbac-serve.yaml's grants as drctl's service
+    /// account; /metrics, /healthz and /readyz stay open; plaintext is not served.
+    @Test func pagesNeedAKubernetesTokenAndRBAC() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "serveauth")
+        let dir = db.work + "/policies"
+        try Self.policy(db, dir: dir, drillSchedule: "0 0 1 1 *")
+        let viewer = "viewer-\(UUID().uuidString.prefix(8))", stranger = "stranger-\(UUID().uuidString.prefix(8))"
+        let rbac = db.work + "/rbac.yaml"
+        let deploy = packageRoot.appendingPathComponent("deploy")
+        try (String(contentsOf: deploy.appendingPathComponent("rbac-serve.yaml"), encoding: .utf8) + """
+
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: ClusterRoleBinding
+            metadata: {name: drctl-viewers}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: drctl-viewer}
+            subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: viewer}]
+            """).write(toFile: rbac, atomically: true, encoding: .utf8)
+        let api = try KubeAPI(rbac: rbac, extraTokens: [viewer: "viewer", stranger: "stranger"])
+        let svc = try Service(["--policies", dir, "--auth", "kubernetes", "--kubeconfig", try api.kubeconfig("serviceaccount"),
+                               "--tls-cert", api.file("server.pem"), "--tls-key", api.file("server.key")],
+                              env: db.drctlEnvironment, log: db.work + "/serve.log")
+        func get(_ path: String, token: String?) throws -> Int {
+            let (st, out) = try run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-m", "20", "-w", "%{http_code}", "--cacert", api.file("ca.pem")]
+                                    + (token.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + ["https://127.0.0.1:\(svc.port)\(path)"])
+            #expect(st == 0, "\(path): \(out)")
+            return Int(out) ?? -1
+        }
+        for path in ["/", "/api/v1/workloads", "/api/v1/drills", "/runbooks/DrctlDrillFailing.md"] {
+            #expect(try get(path, token: nil) == 401, "\(path) without a token")
+            #expect(try get(path, token: "not-a-token") == 401, "\(path) with a token the API server does not know")
+            #expect(try get(path, token: stranger) == 403, "\(path) for a user without the permission")
+            #expect(try get(path, token: viewer) != 401 && (try get(path, token: viewer)) != 403, "\(path) for the viewer")
+        }
+        #expect(try get("/api/v1/workloads", token: viewer) == 200)
+        for path in ["/metrics", "/healthz", "/readyz"] { #expect(try get(path, token: nil) == 200, "\(path) stays open") }
+        let (plain, _) = try run("/usr/bin/curl", ["-s", "-m", "5", "-o", "/dev/null", "http://127.0.0.1:\(svc.port)/metrics"])
+        #expect(plain != 0, "no plaintext HTTP beside TLS")
+        #expect(!svc.text().contains(viewer) && !svc.text().contains(stranger), "tokens never reach the log")
+        let reviews = try api.audit().filter { ["tokenreviews", "subjectaccessreviews"].contains($0["resource"] as? String ?? "") }
+        #expect(!reviews.isEmpty && reviews.allSatisfy { $0["allowed"] as? Bool == true }, "drctl's account may ask: \(reviews)")
+    }
+
     @Test func alertsFireFromRealScrapes() throws {
         try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         let db = try ArchivedDatabase(rgw: rgw, bucket: "alertloop")

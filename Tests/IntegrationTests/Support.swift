@@ -247,3 +247,8 @@ func sha256(file path: String) throws -> String {
 }
 
 
+func sha256Hex(_ bytes: [UInt8]) -> String {
+    var d = Digest(.sha256)
+    d.update(Data(bytes))
+    return d.finish().hex
+}

@@ -45,10 +45,11 @@ import TestSupport
     /// A contents tarball as Velero writes it: resources/<group-resource>/namespaces/<ns>/<name>.json and metadata/version.
     /// A Velero backup tarball of n8n-prod's Deployment n8n, plus `extra` (path under
     /// resources/ -> the object's JSON).
-    static func tarball(extra: [String: String] = [:]) throws -> [UInt8] {
+    /// A Velero tarball: the Deployment n8n-prod/n8n (unless not `base`) and `extra` (paths under resources/).
+    static func tarball(extra: [String: String] = [:], base: Bool = true) throws -> [UInt8] {
         let dir = tempPath("velero-tar")
         try FileManager.default.createDirectory(atPath: "\(dir)/metadata", withIntermediateDirectories: true)
-        let objects = ["deployments.apps/namespaces/n8n-prod/n8n.json": #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"n8n","namespace":"n8n-prod"}}"#]
+        let objects = base ? ["deployments.apps/namespaces/n8n-prod/n8n.json": #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"n8n","namespace":"n8n-prod"}}"#] : [:]
         for (path, json) in objects.merging(extra, uniquingKeysWith: { $1 }) {
             let file = "\(dir)/resources/\(path)"
             try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
