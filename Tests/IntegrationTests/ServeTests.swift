@@ -157,7 +157,7 @@ import TestSupport
               cnpg: [{cluster: ghost-db, baseBackup: {schedule: "0 0 4 * * *"}, retention: 7d}]
             """.write(toFile: dir + "/offline.yaml", atomically: true, encoding: .utf8)
         let env = db.drctlEnvironment
-        let svc = try Service(["--policies", dir, "--sync-schedule", "*/2 * * * * *"], env: env, log: db.work + "/serve.log")
+        let svc = try Service(["--policies", dir, "--sync-schedule", "*/2 * * * * *", "--idle-timeout", "1"], env: env, log: db.work + "/serve.log")
         try waitUntil(600, every: 100_000) { try svc.metric(#"drctl_object_store_up{store="offline"}"#) == 0 && (try svc.metric("drctl_evidence_undecodable_objects") ?? 0) == 1 }
         let (rst, ready) = try svc.get("/readyz")
         #expect(rst == 200, "a store outage leaves the service ready: \(ready)")
@@ -172,6 +172,13 @@ import TestSupport
         #expect(svc.text().contains("evidence drctl/evidence/app/20991231T000000Z-bad.json does not decode: skipped"), "\(svc.text())")
         let (hst, _) = try svc.get("/healthz")
         #expect(hst == 200)
+        // An idle connection is closed by the server after --idle-timeout (Hummingbird keeps it forever by default).
+        let (ist, idle) = try run("/usr/bin/python3", ["-c", """
+            import socket, time
+            s = socket.create_connection(("127.0.0.1", \(svc.port))); s.settimeout(10); t = time.time()
+            print("closed" if s.recv(1) == b"" else "data", round(time.time() - t, 1))
+            """])
+        #expect(ist == 0 && idle.hasPrefix("closed"), "\(idle)")
     }
 
     /// `--auth kubernetes` with TLS: the page, drills, API and runbooks need a bearer token the

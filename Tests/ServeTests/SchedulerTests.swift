@@ -29,6 +29,17 @@ import Testing
         }
     }
 
+    /// The liveness probe's answer: alive while ticks come, not once they stop for 30 s.
+    @Test func aSchedulerThatStopsTickingIsNotAlive() throws {
+        let s = Scheduler(jobs: [], clock: { [t0] in t0 }, log: { _ in })
+        #expect(s.alive(now: t0), "not started yet: alive")
+        s.tick(now: t0)
+        #expect(s.alive(now: t0.addingTimeInterval(29)))
+        #expect(!s.alive(now: t0.addingTimeInterval(31)), "no tick for 31 s")
+        s.tick(now: t0.addingTimeInterval(31))
+        #expect(s.alive(now: t0.addingTimeInterval(32)))
+    }
+
     @Test func drillsAreBoundedAndNeverOverlapPerWorkload() throws {
         let gate = Gate()
         let every = try Cron("* * * * * *", dialect: .drctl)
