@@ -34,24 +34,31 @@ public struct ClusterDrill {
     }
 
     /// Deletes drill namespaces whose expiry has passed (left by a killed run). A namespace is
-    /// only ever deleted with the drill label and the `drill-` prefix both present.
+    /// only ever deleted with the drill label and the `drill-` prefix both present, and not while
+    /// the Restore writing into it runs. One that cannot be deleted is reported and passed over.
     public static func janitor(_ kube: KubeClient, now: Date, veleroNamespace: String = "velero", progress: (String) -> Void) throws -> [String] {
         var deleted: [String] = []
         for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
             let meta = ns["metadata"] as? [String: Any] ?? [:]
             let name = meta["name"] as? String ?? ""
             let labels = meta["labels"] as? [String: String] ?? [:]
-            let expires = ((meta["annotations"] as? [String: String])?[DrillManifests.expiresAnnotation]).flatMap(parseTimestamp)
+            let annotations = meta["annotations"] as? [String: String] ?? [:]
+            let expires = annotations[DrillManifests.expiresAnnotation].flatMap(parseTimestamp)
             guard DrillManifests.isDrillNamespace(name: name, labels: labels), let expires, expires < now else { continue }
             if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
-            // A Restore still writing into it would make it again, unlabelled, after the deletion.
-            if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: name), !Self.restoreIsTerminal(r) {
-                progress("janitor: \(name) expired, but its Velero restore is still running; left for the next run")
-                continue
+            do {
+                // A Restore still writing into it would make it again, unlabelled, after the deletion.
+                let restore = annotations[DrillManifests.restoreAnnotation] ?? name
+                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), !Self.restoreIsTerminal(r) {
+                    progress("janitor: \(name) expired, but Velero restore \(restore) still writes into it; left for the next run")
+                    continue
+                }
+                try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+                progress("janitor: deleted expired drill namespace \(name)")
+                deleted.append(name)
+            } catch {
+                progress("janitor: could not delete expired drill namespace \(name): \(error)")
             }
-            try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
-            progress("janitor: deleted expired drill namespace \(name)")
-            deleted.append(name)
         }
         return deleted
     }
@@ -98,7 +105,8 @@ public struct ClusterDrill {
                     for ns in namespaces { try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
                 }
                 for name in names {
-                    _ = try kube.create(Self.plain(DrillManifests.namespace(name, drillID: id, workload: workload, expires: expires)))
+                    _ = try kube.create(Self.plain(DrillManifests.namespace(name, drillID: id, workload: workload, expires: expires,
+                                                                            restore: backup == nil ? nil : ns)))
                     created.append(name)
                     teardownState.add(namespace: name)
                     try bindDrillRole(in: name, progress: progress)
@@ -338,10 +346,14 @@ public struct ClusterDrill {
         guard let secret = try kube.get(apiVersion: "v1", kind: "Secret", namespace: credentialsNamespace, name: store.credentials.secretName) else {
             throw RecoveryError("Secret \(credentialsNamespace)/\(store.credentials.secretName) not found: the recovery Cluster needs the object store credentials")
         }
-        _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
-                             "metadata": ["name": store.credentials.secretName, "namespace": ns,
-                                          "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]],
-                             "data": secret["data"] ?? [:]])
+        do {
+            _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
+                                 "metadata": ["name": store.credentials.secretName, "namespace": ns,
+                                              "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]],
+                                 "data": secret["data"] ?? [:]])
+        } catch let e as KubeError where e.isConflict {
+            // `restore --force` into a namespace that has it already (the application's own): kept.
+        }
     }
 
     /// The newest completed backup of the policy's schedules at or before the target, with the

@@ -10,11 +10,24 @@ import Policy
 public enum DrillIsolation {
     /// Resources a drill never restores: production's database objects (the `Cluster`'s backup
     /// section and the plugin `ObjectStore` point at the production archive; a `ScheduledBackup`
-    /// would start backups into it) and Velero's own objects.
+    /// would start backups into it); Velero's own objects; production's network policies (they
+    /// add up with the seal: any allow rule of theirs would open it); and what makes a controller
+    /// outside the namespace act on the world: routes and ingresses (a gateway would serve
+    /// production's host names from the drill), certificates and ACME orders, alert rules and
+    /// scrape configs (duplicate pages), external secrets (writes into the production vault).
+    /// Velero drops a name no API serves, so CRDs that are not installed cost nothing.
     public static let excludedResources = [
         "clusters.postgresql.cnpg.io", "scheduledbackups.postgresql.cnpg.io", "backups.postgresql.cnpg.io",
         "poolers.postgresql.cnpg.io", "objectstores.barmancloud.cnpg.io",
         "backups.velero.io", "restores.velero.io", "schedules.velero.io",
+        "networkpolicies.networking.k8s.io", "ciliumnetworkpolicies.cilium.io",
+        "ingresses.networking.k8s.io", "gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
+        "grpcroutes.gateway.networking.k8s.io", "tlsroutes.gateway.networking.k8s.io",
+        "certificates.cert-manager.io", "issuers.cert-manager.io", "certificaterequests.cert-manager.io",
+        "orders.acme.cert-manager.io", "challenges.acme.cert-manager.io",
+        "prometheusrules.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com", "podmonitors.monitoring.coreos.com",
+        "alertmanagerconfigs.monitoring.coreos.com",
+        "externalsecrets.external-secrets.io", "pushsecrets.external-secrets.io",
     ]
 
     /// CNPG labels everything it makes for a Cluster (instance pods, PVCs, Services, Secrets)
@@ -147,7 +160,8 @@ public enum DrillIsolation {
     /// it is one) and the Kubernetes API server (CNPG's instance manager watches its Cluster).
     public struct Egress: Sendable, Equatable {
         public var objectStorePeer: [String: any Sendable]
-        public var objectStorePort: Int
+        /// nil: any port.
+        public var objectStorePort: Int?
         public var apiServerPorts: [Int]
         public var summary: String
 
@@ -156,21 +170,25 @@ public enum DrillIsolation {
         public init(endpoint: String, apiServerPorts: [Int] = [443, 6443]) {
             let url = URLComponents(string: endpoint)
             let host = url?.host ?? ""
-            objectStorePort = url?.port ?? (url?.scheme == "http" ? 80 : 443)
+            let port = url?.port ?? (url?.scheme == "http" ? 80 : 443)
+            objectStorePort = port
             self.apiServerPorts = apiServerPorts
             let labels = host.split(separator: ".").map(String.init)
             if let svc = labels.firstIndex(of: "svc"), svc >= 2 {
+                // Network plugins match a policy's ports after the Service's DNAT, on the pod's
+                // port (Rook's RGW listens on 8080 behind port 80): the namespace, any port.
                 let ns = labels[svc - 1]
                 objectStorePeer = ["namespaceSelector": ["matchLabels": ["kubernetes.io/metadata.name": ns]]]
-                summary = "namespace \(ns) port \(objectStorePort)"
+                objectStorePort = nil
+                summary = "namespace \(ns)"
             } else if host.contains(":") || (labels.count == 4 && labels.allSatisfy { UInt8($0) != nil }) {
                 let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
                 objectStorePeer = ["ipBlock": ["cidr": bare + (bare.contains(":") ? "/128" : "/32")]]
-                summary = "\(bare) port \(objectStorePort)"
+                summary = "\(bare) port \(port)"
             } else {
                 // A name outside the cluster has no address a NetworkPolicy can hold: the port only.
                 objectStorePeer = ["ipBlock": ["cidr": "0.0.0.0/0"]]
-                summary = "any address on port \(objectStorePort) (\(host) is not a cluster Service or an address)"
+                summary = "any address on port \(port) (\(host) is not a cluster Service or an address)"
             }
         }
     }
@@ -210,7 +228,8 @@ public enum DrillIsolation {
                     // CNPG's operator reads each instance's status on 8000 and connects on 5432.
                     "ingress": [["from": [inNamespace(cnpgNamespace)], "ports": [["protocol": "TCP", "port": 8000], ["protocol": "TCP", "port": 5432]] as [[String: any Sendable]]] as [String: any Sendable]],
                     "egress": [
-                        ["to": [egress.objectStorePeer], "ports": [["protocol": "TCP", "port": egress.objectStorePort] as [String: any Sendable]]] as [String: any Sendable],
+                        egress.objectStorePort.map { ["to": [egress.objectStorePeer], "ports": [["protocol": "TCP", "port": $0] as [String: any Sendable]]] as [String: any Sendable] }
+                            ?? ["to": [egress.objectStorePeer]],
                         ["ports": egress.apiServerPorts.map { ["protocol": "TCP", "port": $0] as [String: any Sendable] }] as [String: any Sendable],
                     ],
                 ] as [String: any Sendable],

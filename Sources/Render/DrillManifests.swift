@@ -12,6 +12,8 @@ public enum DrillManifests {
     public static let idAnnotation = "drctl.dev/drill-id"
     public static let workloadAnnotation = "drctl.dev/drill-workload"
     public static let expiresAnnotation = "drctl.dev/drill-expires"
+    /// The Velero Restore that writes into the namespace (the janitor waits for it to settle).
+    public static let restoreAnnotation = "drctl.dev/drill-restore"
     public static let namePrefix = "drill-"
     /// On objects drctl makes outside a scratch namespace for a workload's drills.
     public static let workloadLabel = "drctl.dev/drill-workload"
@@ -34,13 +36,20 @@ public enum DrillManifests {
         name.hasPrefix(namePrefix) && labels[label] == "true"
     }
 
-    public static func namespace(_ name: String, drillID: String, workload: String, expires: String) -> [String: any Sendable] {
+    public static func namespace(_ name: String, drillID: String, workload: String, expires: String, restore: String? = nil) -> [String: any Sendable] {
+        var annotations = [idAnnotation: drillID, workloadAnnotation: workload, expiresAnnotation: expires]
+        if let restore { annotations[restoreAnnotation] = restore }
+        return namespace(name, labels: [label: "true", "app.kubernetes.io/managed-by": "drctl"].merging(DrillIsolation.podSecurityLabels) { a, _ in a },
+                         annotations: annotations)
+    }
+
+    static func namespace(_ name: String, labels: [String: String], annotations: [String: String]) -> [String: any Sendable] {
         [
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": [
                 "name": name,
-                "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"].merging(DrillIsolation.podSecurityLabels) { a, _ in a },
-                "annotations": [idAnnotation: drillID, workloadAnnotation: workload, expiresAnnotation: expires],
+                "labels": labels,
+                "annotations": annotations,
             ] as [String: any Sendable],
         ]
     }

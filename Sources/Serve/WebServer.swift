@@ -62,7 +62,8 @@ public enum WebServer {
             r.headers[.wwwAuthenticate] = "Bearer"
             return r
         case .forbidden(let why): return text("forbidden: \(why)\n", "text/plain", status: .forbidden)
-        case .unavailable(let why): return text("cannot check access: \(why)\n", "text/plain", status: .serviceUnavailable)
+        // The cause goes to the service log, not to a caller nobody has authenticated.
+        case .unavailable: return text("cannot check access now: the Kubernetes API server did not answer\n", "text/plain", status: .serviceUnavailable)
         }
     }
 
@@ -71,7 +72,7 @@ public enum WebServer {
     }
 
     static func json(_ d: Data, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: d)))
+        Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: d)))
     }
 
     /// Starts serving on host:port (port 0: any free port) in the background; returns the bound

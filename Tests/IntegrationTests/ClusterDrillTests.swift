@@ -70,7 +70,8 @@ final class ClusterFixture {
     let backupName = VeleroBucketTests.scheduledName()
     var env: [String: String]
 
-    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil, admission: String? = nil, user: String = "token",
+    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil,
+         admission: String? = packageRoot.appendingPathComponent("deploy/admission.yaml").path, user: String = "token",
          secretName: String = "s3", superuserPassword: String? = nil) throws {
         db = try ArchivedDatabase(rgw: rgw, bucket: name)
         self.secretName = secretName
@@ -125,6 +126,11 @@ final class ClusterFixture {
                 #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"app-db-rw","namespace":"n8n-prod",\#(cnpg)},"spec":{"clusterIP":"10.96.9.9","ports":[{"port":5432}]}}"#,
             "secrets/namespaces/n8n-prod/app-db-superuser.json":
                 #"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"app-db-superuser","namespace":"n8n-prod",\#(cnpg)},"data":{"password":"cHJvZHVjdGlvbg=="}}"#,
+            // A workload whose pods pose as the database's, to get the recovery Cluster's network rule.
+            "deployments.apps/namespaces/n8n-prod/impostor.json":
+                #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"impostor","namespace":"n8n-prod"},"spec":{"replicas":1,"template":{"metadata":{"labels":{"cnpg.io/cluster":"app-db"}},"spec":{"containers":[{"name":"x","image":"busybox"}]}}}}"#,
+            "networkpolicies.networking.k8s.io/namespaces/n8n-prod/allow-all-egress.json":
+                #"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"allow-all-egress","namespace":"n8n-prod"},"spec":{"podSelector":{},"policyTypes":["Egress"],"egress":[{}]}}"#,
             "deployments.apps/namespaces/keycloak/keycloak.json":
                 #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"keycloak","namespace":"keycloak"},"spec":{"replicas":1}}"#,
         ]
@@ -248,7 +254,7 @@ final class ClusterFixture {
         print(out)   // the drill's own account, in the test log
         #expect(st == 0 && out.contains("drill of n8n-prod PASSED"), "\(out)")
         // n8n-prod's Deployment, StatefulSet and CronJob; none of its database objects.
-        #expect(out.contains("got 42, expected = 42") && out.contains("1 Deployment in drill-n8n-prod-") && out.contains("3 items restored"), "\(out)")
+        #expect(out.contains("got 42, expected = 42") && out.contains("1 Deployment in drill-n8n-prod-") && out.contains(" items restored into drill-n8n-prod-"), "\(out)")
         #expect(out.contains("checks connect directly to app-db-rw at 127.0.0.1:"), "an admin on the Service network connects directly: \(out)")
         #expect(out.contains("[passed] podsReady: 2 available: Deployment n8n, StatefulSet n8n-worker"), "\(out)")
         #expect(out.contains("janitor: deleted expired drill namespace drill-old-20200101000000"), "\(out)")
@@ -373,7 +379,11 @@ final class ClusterFixture {
             let seal = try #require(try k.get(apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", namespace: ns, name: "drctl-drill-seal"))
             #expect(((seal["spec"] as? [String: Any])?["policyTypes"] as? [String]) == ["Ingress", "Egress"])
         }
-        #expect(Set(deployments.keys) == ["n8n", "keycloak"], "\(deployments.keys)")
+        #expect(Set(deployments.keys) == ["n8n", "keycloak"], "the impostor is refused by admission: \(deployments.keys)")
+        for ns in scratch {
+            let policies = try k.list(apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", namespace: ns).compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }
+            #expect(!policies.contains("allow-all-egress"), "production's NetworkPolicies would add up with the seal: \(policies)")
+        }
         let env = ((((deployments["n8n"]?["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])?["containers"] as? [[String: Any]])?.first?["env"] as? [[String: Any]] ?? []
         #expect(env.contains { $0["name"] as? String == "N8N_DISABLE_PRODUCTION_MAIN_PROCESS" && $0["value"] as? String == "true" }, "the policy's modifier: \(env)")
         let cron = try #require(try scratch.lazy.compactMap { try k.get(apiVersion: "batch/v1", kind: "CronJob", namespace: $0, name: "n8n-prune") }.first)
@@ -387,5 +397,14 @@ final class ClusterFixture {
             #expect(sealedAt.map { $0 < restoreAt } == true, "\(ns) sealed before the Restore")
         }
         #expect(out.contains("sealed: network: default deny") && out.contains("sealed: velero: n8n-prod restored into drill-n8n-prod-"), "\(out)")
+        // The evidence in the bucket records the seal.
+        var keys: [String] = []
+        try f.s3.listObjects(bucket: f.bucket, prefix: "drctl/evidence/n8n-prod/") { keys += $0.objects.map(\.key) }
+        var bytes: [UInt8] = []
+        try f.s3.getObject(S3URL(bucket: f.bucket, key: try #require(keys.max()))) { bytes += $0 }
+        let evidence = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        let sealed = evidence["sealed"] as? [String] ?? []
+        #expect(sealed.contains { $0.hasPrefix("network: default deny") } && sealed.contains { $0.contains("CronJobs suspended, and 1 rule(s) of the policy") }
+                && sealed.contains { $0.contains("keycloak restored into drill-n8n-prod-") }, "\(sealed)")
     }
 }

@@ -50,14 +50,10 @@ import TestSupport
         let deploy = packageRoot.appendingPathComponent("deploy").path
         let f = try ClusterFixture(rgw: rgw, bucket: "rbacdrill", network: "cluster", rbac: deploy + "/rbac.yaml", admission: deploy + "/admission.yaml",
                                    user: "serviceaccount", secretName: "backup-s3-credentials")
-        // An expired drill namespace for the janitor.
+        // An expired drill namespace for the janitor, with no RoleBinding in it (its drill died before making one).
         _ = try f.admin.create(["apiVersion": "v1", "kind": "Namespace",
                                 "metadata": ["name": "drill-old-20200101000000", "labels": ["drctl.dev/drill": "true"],
                                              "annotations": ["drctl.dev/drill-expires": "2020-01-01T00:00:00Z"]]])
-        _ = try f.admin.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                                "metadata": ["name": "drctl-drill", "namespace": "drill-old-20200101000000"],
-                                "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "drctl-drill"],
-                                "subjects": [["kind": "ServiceAccount", "name": "drctl", "namespace": "drctl"]]])
         try f.policy("= 42")
         var (st, out) = try f.contained("the drill as drctl's service account", allowOutside: { $0.contains("drill-old-20200101000000") }) { try f.verify() }
         print(out)
@@ -106,15 +102,41 @@ import TestSupport
                                "subjects": [["kind": "ServiceAccount", "name": "drctl", "namespace": "drctl"]]])
         }
         refusedByServer("binding a wider role in a drill namespace") {
-            _ = try sa.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-forged-1", "labels": ["drctl.dev/drill": "true"]]])
+            _ = try sa.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-forged-1", "labels": ["drctl.dev/drill": "true",
+                                                                                                              "pod-security.kubernetes.io/enforce": "baseline"]]])
             _ = try sa.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ["name": "x", "namespace": "drill-forged-1"],
                                "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"],
                                "subjects": [["kind": "ServiceAccount", "name": "drctl", "namespace": "drctl"]]])
         }
         refusedByServer("an unlabelled namespace") { _ = try sa.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-unlabelled"]]) }
-        refusedByServer("a Restore of every namespace into their live names") {
+        // Forged Restores that are otherwise exactly what a drill sends: each is refused for its one difference.
+        let valid: [String: Any] = ["backupName": f.backupName, "includeClusterResources": false, "existingResourcePolicy": "none",
+                                    "excludedResources": ["clusters.postgresql.cnpg.io", "networkpolicies.networking.k8s.io"]]
+        refusedByServer("a Restore of every namespace into their live names (a literal * key maps nothing)") {
             _ = try sa.create(["apiVersion": "velero.io/v1", "kind": "Restore", "metadata": ["name": "forged", "namespace": "velero"],
-                               "spec": ["backupName": f.backupName, "includedNamespaces": ["*"], "namespaceMapping": ["*": "drill-forged-1"]]])
+                               "spec": valid.merging(["includedNamespaces": ["*"], "namespaceMapping": ["*": "drill-forged-1"]]) { $1 }])
+        }
+        refusedByServer("a Restore of a glob") {
+            _ = try sa.create(["apiVersion": "velero.io/v1", "kind": "Restore", "metadata": ["name": "forged-glob", "namespace": "velero"],
+                               "spec": valid.merging(["includedNamespaces": ["n8n-*"], "namespaceMapping": ["n8n-*": "drill-forged-1"]]) { $1 }])
+        }
+        refusedByServer("a Restore that overwrites existing objects") {
+            _ = try sa.create(["apiVersion": "velero.io/v1", "kind": "Restore", "metadata": ["name": "forged-update", "namespace": "velero"],
+                               "spec": valid.merging(["includedNamespaces": ["n8n-prod"], "namespaceMapping": ["n8n-prod": "drill-forged-1"],
+                                                      "existingResourcePolicy": "update"]) { $1 }])
+        }
+        refusedByServer("a Velero plugin configuration under drctl's ConfigMap name") {
+            _ = try sa.apply(["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "drctl-drill-n8n-prod", "namespace": "velero",
+                                                                                   "labels": ["velero.io/plugin-config": "", "velero.io/pod-volume-restore": "RestoreItemAction"]],
+                              "data": ["image": "attacker/restore-helper"]], fieldManager: "drctl", force: true)
+        }
+        refusedByServer("binding drctl-drill to everyone") {
+            _ = try sa.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ["name": "everyone", "namespace": "drill-forged-1"],
+                               "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "drctl-drill"],
+                               "subjects": [["kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:authenticated"]]])
+        }
+        refusedByServer("a drill namespace without Pod Security") {
+            _ = try sa.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-forged-2", "labels": ["drctl.dev/drill": "true"]]])
         }
         refusedByServer("a Restore mapped into production") {
             _ = try sa.create(["apiVersion": "velero.io/v1", "kind": "Restore", "metadata": ["name": "forged2", "namespace": "velero"],

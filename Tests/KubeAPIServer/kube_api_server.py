@@ -26,8 +26,8 @@ Forbidden, and each such decision is kept for GET /__audit. Escalation preventio
 ClusterRole may be written only by someone holding all it grants at its scope (or `escalate`),
 a binding only by someone holding all its role grants at the binding's scope (or `bind` on that
 role, resourceNames honoured); roleRef cannot change. A server-side apply that creates its object
-is authorized as `patch`, as the API server does (it does not ask for `create` as well). Without
---rbac everyone may do everything.
+needs `create` as well as `patch`, as the API server's patch handler asks. Without --rbac
+everyone may do everything.
 Not modelled: non-resource URL enforcement (discovery is allowed to all, as Kubernetes'
 system:discovery role does), impersonation.
 --admission FILE: ValidatingAdmissionPolicies and their bindings in FILE are put in the store at
@@ -1203,6 +1203,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return status(422, "Invalid", f'{kind} "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
                           causes=causes, name=key[3], kind=resource)
         if key not in store:
+            # An apply that creates needs `create` as well as `patch`: the API server's patch
+            # handler authorizes the create it turns into (endpoints/handlers/patch.go,
+            # withAuthorization(createValidation, ..., "create")).
+            if not authorized(user, groups, "create", group_of(key[0]), key[1], ns or "", key[3]):
+                return forbidden(user, "create", group_of(key[0]), key[1], key[1], ns or "", key[3])
             candidate = copy.deepcopy(obj)
             candidate.setdefault("metadata", {}).update({"name": key[3], **({"namespace": ns} if ns else {})})
             refused = self.checks(key, candidate, None, user, groups, kind, dry)

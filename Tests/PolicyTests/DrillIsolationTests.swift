@@ -73,7 +73,7 @@ import Yams
         #expect(spec["policyTypes"] as? [String] == ["Ingress", "Egress"])
         let egressRules = try #require(spec["egress"] as? [[String: any Sendable]])
         #expect(egressRules.count == 2 && egressRules.allSatisfy { $0["to"] != nil }, "no rule without a peer (that would allow everything)")
-        #expect(egress.summary == "namespace rook-ceph port 80")
+        #expect(egress.summary == "namespace rook-ceph", "after the DNAT the pod port is matched (8080 behind 80): any port of that namespace")
         #expect(DrillIsolation.Egress(endpoint: "https://10.0.0.7:7480").summary == "10.0.0.7 port 7480")
         let recovery = try #require(policies.last?["spec"] as? [String: any Sendable])
         #expect((recovery["podSelector"] as? [String: any Sendable]).map { "\($0)" }?.contains("app-db") == true)
