@@ -241,7 +241,8 @@ public enum DrillIsolation {
     /// One line per measure, for the evidence.
     public static func sealSummary(mappings: [Mapping], clusters: [String], egress: Egress, modifiers: Int) -> [String] {
         var lines = mappings.map { "velero: \($0.source) restored into \($0.scratch) only" }
-        lines.append("velero: no cluster-scoped resources; not restored: \(excludedResources.joined(separator: ", ")) and anything labelled \(cnpgClusterLabel)")
+        lines.append("velero: no cluster-scoped resources; not restored: \(excludedResources.count) kinds (production's CNPG objects, Velero's, " +
+                     "NetworkPolicies, ingresses and routes, certificates, alert rules, external secrets) and anything labelled \(cnpgClusterLabel)")
         lines.append("network: default deny; allowed: own namespace, cluster DNS, ingress from drctl" +
                      (clusters.isEmpty ? "" : "; recovery Cluster pods (\(clusters.joined(separator: ", "))) also to the object store (\(egress.summary)) and the API server"))
         lines.append("pod security: enforce \(podSecurityLabels["pod-security.kubernetes.io/enforce"]!)")
