@@ -265,7 +265,11 @@ public enum PolicyLoader {
     static func cnpgCluster(_ node: YNode, defaultNamespace: String) -> BackupPolicy.CNPGCluster? {
         guard let c = node.fields("spec.cnpg[]") else { return nil }
         let cluster = c.string("cluster", required: true)
-        let namespace = c.string("namespace")?.value ?? defaultNamespace
+        let explicit = c.string("namespace")
+        let namespace = explicit?.value ?? defaultNamespace
+        if explicit == nil && defaultNamespace.contains(where: { "*?[".contains($0) }) {
+            c.owner.error("spec.cnpg[]: give the cluster's namespace (spec.cnpg[].namespace): spec.namespaces starts with the pattern '\(defaultNamespace)', which names no namespace")
+        }
         let serverName = c.string("serverName")
         let method = c.oneOf("method", ["barmanObjectStore", "plugin"]).flatMap { BackupPolicy.CNPGCluster.Method(rawValue: $0.value) } ?? .plugin
         var schedule: Located<Cron>?, target = "prefer-standby"

@@ -171,6 +171,7 @@ final class ClusterFixture {
                 schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
               cnpg:
                 - cluster: app-db
+                  namespace: n8n-prod
                   baseBackup: {schedule: "0 0 4 * * *"}
                   retention: 7d
               drill:
@@ -397,6 +398,12 @@ final class ClusterFixture {
             #expect(sealedAt.map { $0 < restoreAt } == true, "\(ns) sealed before the Restore")
         }
         #expect(out.contains("sealed: network: default deny") && out.contains("sealed: velero: n8n-prod restored into drill-n8n-prod-"), "\(out)")
+        #expect(out.contains("app-db: recovery Cluster created in \(try #require(deployments["n8n"]?["metadata"] as? [String: Any])["namespace"] ?? "")"),
+                "the recovery Cluster goes where n8n-prod was restored: \(out)")
+        // `restore --namespace` of a backup of several namespaces: refused, nothing made.
+        let (rst, rout) = try f.restore(into: "everything-restored")
+        #expect(rst != 0 && rout.contains("--namespace restores one"), "\(rout)")
+        #expect(try k.get(apiVersion: "v1", kind: "Namespace", name: "everything-restored") == nil)
         // The evidence in the bucket records the seal.
         var keys: [String] = []
         try f.s3.listObjects(bucket: f.bucket, prefix: "drctl/evidence/n8n-prod/") { keys += $0.objects.map(\.key) }

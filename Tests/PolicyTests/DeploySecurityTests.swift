@@ -98,6 +98,6 @@ import Yams
         let syncPod = (((((sync["spec"] as? [String: Any])?["jobTemplate"] as? [String: Any])?["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"]) as? [String: Any]
         #expect(syncPod?["automountServiceAccountToken"] as? Bool == false, "the catalog sync mounts no token")
         let kustomization = try String(contentsOf: packageRoot.appendingPathComponent("deploy/kustomization.yaml"), encoding: .utf8)
-        for f in ["rbac.yaml", "rbac-serve.yaml", "admission.yaml", "network.yaml", "tls.yaml"] { #expect(kustomization.contains("- \(f)"), "\(f) deployed") }
+        for f in ["rbac.yaml", "rbac-serve.yaml", "admission.yaml", "network.yaml"] { #expect(kustomization.contains("- \(f)"), "\(f) deployed") }
     }
 }
