@@ -35,10 +35,13 @@ let package = Package(
             "CCurl", "CLibCrypto",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // One interface to a store, bucket-scoped, read and write sides apart; drivers for S3 (drctl's
+        // own client), a directory laid out as the bucket (file://), and memory (tests, faults).
+        .target(name: "Storage", dependencies: ["ObjectStore"]),
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout"),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
-        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "ObjectStore", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "ObjectStore", "Storage", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
@@ -53,7 +56,7 @@ let package = Package(
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
+            "ObjectStore", "Storage", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -67,12 +70,13 @@ let package = Package(
         // Helpers shared by the test targets (running programs, the built drctl).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Layout", "Paths", "TestSupport", "Kube"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]
 )

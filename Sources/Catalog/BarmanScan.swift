@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 import Layout
 import ObjectStore
 import Codecs
@@ -8,6 +9,20 @@ import Codecs
 public protocol ObjectReader: Sendable {
     func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws
     func read(key: String) throws -> [UInt8]
+}
+
+/// Any store (S3, a directory laid out as the bucket, memory) as an ObjectReader.
+public struct StorageObjectReader: ObjectReader {
+    public let storage: any StorageReader
+    public init(_ storage: any StorageReader) { self.storage = storage }
+
+    public func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
+        try storage.list(prefix: prefix, delimiter: delimiter, startAfter: nil) { objects, prefixes in
+            try page(objects.map { ObjectInfo(key: $0.key, size: $0.size, etag: $0.etag, lastModified: $0.lastModified) }, prefixes)
+        }
+    }
+
+    public func read(key: String) throws -> [UInt8] { try storage.read(key) }
 }
 
 /// An S3 bucket as an ObjectReader.

@@ -5,6 +5,7 @@ import Layout
 import ObjectStore
 import Policy
 import Render
+import Storage
 
 struct BackupsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,9 +25,9 @@ struct BackupsCommand: ParsableCommand {
     @Argument(help: "Workloads (policy names) whose backups to list; needs --policies.") var workloads: [String] = []
     @Option(help: ArgumentHelp("Policy files or directories: list the backups of the named workloads (or all).", valueName: "path"))
     var policies: [String] = []
-    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath), or a copy of it on disk (file:///path).", valueName: "s3://bucket/path")) var source: String?
     @Option(help: "barman-cloud server name (CNPG serverName); default: every server under --source.") var server: String?
-    @Option(help: ArgumentHelp("Velero storage location: bucket and prefix.", valueName: "s3://bucket/prefix")) var velero: String?
+    @Option(help: ArgumentHelp("Velero storage location: bucket and prefix (or file:///path).", valueName: "s3://bucket/prefix")) var velero: String?
     @Flag(help: "Count Velero backups that ended PartiallyFailed as restore points.") var allowPartiallyFailed = false
     @Option(help: ArgumentHelp("Read the catalog file instead of the bucket (after drctl catalog sync).", valueName: "file")) var catalog: String?
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
@@ -47,23 +48,29 @@ struct BackupsCommand: ParsableCommand {
     func run() throws {
         global.bootstrapLogging()
         try runReportingErrors {
-            let client = try s3.makeClient()
             let store = try catalog.map { try CatalogStore(path: $0) }
-            func reader(_ bucket: String) -> ObjectReader { objectReader(client, bucket: bucket, catalog: store) }
+            // s3://bucket/prefix through drctl's client (and the catalog, if given); file:///path
+            // reads a directory laid out as the bucket (a copy on a disk, an air-gapped host).
+            func reader(_ location: String) throws -> (ObjectReader, String) {
+                switch try StorageURL.parse(location) {
+                case .s3(let bucket, let key):
+                    return (objectReader(try s3.makeClient(), bucket: bucket, catalog: store), key)
+                case .file(let root, let key):
+                    return (StorageObjectReader(FileStorage(root: root)), key)
+                }
+            }
             var report = Report(barman: [], velero: [])
             if let source {
-                let url = try S3URL(parsing: source)
-                let reader = reader(url.bucket)
-                let layout = BarmanLayout(root: url.key)
+                let (reader, key) = try reader(source)
+                let layout = BarmanLayout(root: key)
                 let servers = try server.map { [$0] } ?? BarmanScanner.servers(reader, layout: layout)
                 if servers.isEmpty { FileHandle.standardError.write(Data("drctl: no barman-cloud servers under \(source)\n".utf8)) }
                 for s in servers { report.barman.append(try BarmanScanner.scan(reader, layout: layout, server: s)) }
             }
             if !policies.isEmpty { try addPolicyBackups(&report, store: store) }
             if let velero {
-                let url = try S3URL(parsing: velero)
-                report.velero = try VeleroScanner.scan(reader(url.bucket), layout: VeleroLayout(root: url.key),
-                                                       allowPartiallyFailed: allowPartiallyFailed)
+                let (reader, key) = try reader(velero)
+                report.velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: key), allowPartiallyFailed: allowPartiallyFailed)
             }
             switch output {
             case .json:

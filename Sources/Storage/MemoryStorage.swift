@@ -1,0 +1,82 @@
+import Foundation
+
+/// A store in memory, for unit tests: S3's listing order and delimiter rules, and a hook that
+/// makes any operation fail (or corrupt what it returns) to test what a fault does.
+public final class MemoryStorage: StorageWriter, @unchecked Sendable {
+    public enum Operation: String, Sendable { case list, head, get, put, delete }
+    private let lock = NSLock()
+    private var objects: [String: (bytes: [UInt8], modified: Date)] = [:]
+    /// Called before each operation with its key (the prefix for `list`): an error it returns is
+    /// thrown instead of doing it.
+    public var fault: (@Sendable (Operation, String) -> Error?)?
+    /// Every operation done, in order (`get a/b`, `put x`), for tests that count requests.
+    public private(set) var log: [String] = []
+    public let location = "memory:"
+
+    public init(_ initial: [String: [UInt8]] = [:], modified: Date = Date()) {
+        for (k, v) in initial { objects[k] = (v, modified) }
+    }
+
+    func begin(_ op: Operation, _ key: String) throws {
+        let hook = lock.withLock { () -> (@Sendable (Operation, String) -> Error?)? in
+            log.append("\(op.rawValue) \(key)")
+            return fault
+        }
+        if let error = hook?(op, key) { throw error }
+    }
+
+    public var keys: [String] { lock.withLock { objects.keys.sorted() } }
+    public func contents(_ key: String) -> [UInt8]? { lock.withLock { objects[key]?.bytes } }
+
+    public func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws {
+        try begin(.list, prefix)
+        let snapshot = lock.withLock { objects }
+        var out: [StoredObject] = []
+        var prefixes = Set<String>()
+        for key in snapshot.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) where key.hasPrefix(prefix) {
+            if let startAfter, !(key > startAfter) { continue }
+            if let delimiter, let r = key.dropFirst(prefix.count).range(of: delimiter) {
+                prefixes.insert(String(key[..<r.upperBound]))
+                continue
+            }
+            let o = snapshot[key]!
+            out.append(StoredObject(key: key, size: Int64(o.bytes.count), etag: Self.etag(o.bytes), lastModified: o.modified))
+        }
+        try page(out, prefixes.sorted())
+    }
+
+    public func head(_ key: String) throws -> StoredObject? {
+        try begin(.head, key)
+        return lock.withLock { objects[key].map { StoredObject(key: key, size: Int64($0.bytes.count), etag: Self.etag($0.bytes), lastModified: $0.modified) } }
+    }
+
+    public func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
+        try begin(.get, key)
+        guard let bytes = lock.withLock({ objects[key]?.bytes }) else { throw StorageError.notFound(key) }
+        let lo = Int(range?.lowerBound ?? 0), hi = min(bytes.count, Int(range.map { $0.upperBound + 1 } ?? Int64(bytes.count)))
+        guard lo < hi else { return }
+        try bytes[lo..<hi].withUnsafeBytes { try chunk($0) }
+    }
+
+    @discardableResult
+    public func put(_ key: String, bytes: [UInt8]) throws -> StoredObject {
+        try begin(.put, key)
+        let now = Date()
+        lock.withLock { objects[key] = (bytes, now) }
+        return StoredObject(key: key, size: Int64(bytes.count), etag: Self.etag(bytes), lastModified: now)
+    }
+
+    public func delete(_ keys: [String]) throws {
+        for key in keys {
+            try begin(.delete, key)
+            _ = lock.withLock { objects.removeValue(forKey: key) }
+        }
+    }
+
+    /// A content hash standing in for an ETag (FNV-1a: tests compare, nothing trusts it).
+    static func etag(_ bytes: [UInt8]) -> String {
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        return String(h, radix: 16)
+    }
+}
