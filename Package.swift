@@ -49,7 +49,7 @@ let package = Package(
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
         .target(name: "Kube", dependencies: ["ObjectStore", "Paths", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
-        .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Paths", "Policy", "Render", "Kube"]),
+        .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Storage", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
         .target(name: "Serve", dependencies: ["Catalog", "Policy", "ObjectStore", .product(name: "Hummingbird", package: "hummingbird"),
                                             .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HummingbirdTLS", package: "hummingbird"),

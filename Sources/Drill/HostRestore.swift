@@ -4,28 +4,37 @@ import Foundation
 import Layout
 import ObjectStore
 import Paths
+import Storage
 
-/// Where a barman-cloud server's backups are: the bucket, the destinationPath and serverName.
+/// Where a barman-cloud server's backups are: the store (a bucket, or a copy of it on disk),
+/// the destinationPath and serverName.
 public struct BarmanSource: Sendable {
-    public var client: S3Client
-    public var bucket: String
+    public var storage: any StorageReader
     public var layout: BarmanLayout
     public var server: String
     /// drctl options that make `drctl wal-restore` reach the same store (endpoint, region,
-    /// addressing, TLS). The client's keys reach it through a file only the server's user can
-    /// read, never its environment or command line (HostRestore).
+    /// addressing, TLS). The keys (`credentials`) reach it through a file only the server's user
+    /// can read, never its environment or command line (HostRestore).
     public var clientArguments: [String]
+    public var credentials: Credentials?
 
-    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String, clientArguments: [String]) {
-        self.client = client
-        self.bucket = bucket
+    public init(storage: any StorageReader, layout: BarmanLayout, server: String, clientArguments: [String], credentials: Credentials?) {
+        self.storage = storage
         self.layout = layout
         self.server = server
         self.clientArguments = clientArguments
+        self.credentials = credentials
     }
 
-    public var walSource: WALSource { WALSource(client: client, bucket: bucket, layout: layout, server: server) }
-    public var destination: String { "s3://\(bucket)/\(layout.root)" }
+    /// A bucket through drctl's S3 client.
+    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String, clientArguments: [String]) {
+        self.init(storage: S3Storage(client: client, bucket: bucket), layout: layout, server: server, clientArguments: clientArguments,
+                  credentials: client.config.credentials)
+    }
+
+    public var walSource: WALSource { WALSource(storage: storage, layout: layout, server: server) }
+    /// The destination as `drctl wal-restore --source` takes it.
+    public var destination: String { layout.root.isEmpty ? storage.location : "\(storage.location)/\(layout.root)" }
 }
 
 public struct HostRestoreOptions: Sendable {
@@ -136,13 +145,18 @@ public final class HostRestore: @unchecked Sendable {
                     try tar.feed(chunk)
                 }
             }
-            let info = try source.client.getObject(S3URL(bucket: source.bucket, key: archive.key), progress: overall, consumer: consume)
+            var read: Int64 = 0
+            try source.storage.get(archive.key, range: nil) { chunk in
+                try consume(chunk)
+                read += Int64(chunk.count)
+                overall?(read, archive.size)
+            }
             try gz?.finish()
             do { try tar.finish() } catch { throw RecoveryError("\(archive.key): \(error)") }
-            guard info.size == archive.size else {
-                throw RecoveryError("\(archive.key) is \(info.size) bytes, the listing said \(archive.size): it changed during the restore")
+            guard read == archive.size else {
+                throw RecoveryError("\(archive.key) is \(read) bytes, the listing said \(archive.size): it changed during the restore")
             }
-            baseBytes += info.size
+            baseBytes += read
         }
         try prepareDataDirectory(dataDir, binaries: binaries)
         let (setAside, setAsideFiles) = try setAsideConfiguration(dataDir, into: ownsDataDirectory ? scratch.path + "/set-aside" : nil)
@@ -382,7 +396,7 @@ public final class HostRestore: @unchecked Sendable {
     /// user, for `drctl wal-restore`; removed once the server is promoted.
     func writeCredentials(_ dir: String, runAs: RunAs?) throws -> String {
         try FileTree.createPrivateDirectory(dir, owner: runAs)
-        let c = source.client.config.credentials
+        guard let c = source.credentials else { return dir }   // a store on disk needs no keys
         var files = [("ACCESS_KEY_ID", c.accessKeyID), ("SECRET_ACCESS_KEY", c.secretAccessKey)]
         if let t = c.sessionToken { files.append(("SESSION_TOKEN", t)) }
         for (name, value) in files { try FileTree.createPrivateFile(dir + "/" + name, contents: Array(value.utf8), owner: runAs) }

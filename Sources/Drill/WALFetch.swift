@@ -2,17 +2,16 @@ import Codecs
 import Foundation
 import Layout
 import ObjectStore
+import Storage
 
-/// One barman-cloud server's WAL in the bucket, as restore_command reads it.
+/// One barman-cloud server's WAL in a store, as restore_command reads it.
 public struct WALSource: Sendable {
-    public let client: S3Client
-    public let bucket: String
+    public let storage: any StorageReader
     public let layout: BarmanLayout
     public let server: String
 
-    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String) {
-        self.client = client
-        self.bucket = bucket
+    public init(storage: any StorageReader, layout: BarmanLayout, server: String) {
+        self.storage = storage
         self.layout = layout
         self.server = server
     }
@@ -29,8 +28,8 @@ public struct WALSource: Sendable {
         } else {
             throw LocalError("'\(name)' is not a WAL segment or timeline history file name")
         }
-        var found: [ObjectInfo] = []
-        try client.listObjects(bucket: bucket, prefix: prefix) { found += $0.objects }
+        var found: [StoredObject] = []
+        try storage.list(prefix: prefix, delimiter: nil, startAfter: nil) { objects, _ in found += objects }
         let candidates = found.compactMap { o -> RestorePlan.WALFile? in
             switch layout.parse(o.key) {
             case .walSegment(_, _, let c)?, .timelineHistory(_, _, let c)?:
@@ -53,19 +52,19 @@ public struct WALSource: Sendable {
         var closed = false
         defer { if !closed { close(fd) }; unlink(tmp) }
         if let owner { fchown(fd, owner.uid, owner.gid) }
-        var written: Int64 = 0
-        let url = S3URL(bucket: bucket, key: file.key)
+        var written: Int64 = 0, read: Int64 = 0
         let limit: Int64 = 1 << 30
-        let info: ObjectInfo
         switch file.compression {
         case nil:
-            info = try client.getObject(url) { chunk in
+            try storage.get(file.key, range: nil) { chunk in
                 try ObjectStore.writeAll(fd, chunk, path: tmp)
                 written += Int64(chunk.count)
+                read += Int64(chunk.count)
             }
         case Compression.gzip.rawValue?:
             let gz = try GzipStream(limit: limit)
-            info = try client.getObject(url) { chunk in
+            try storage.get(file.key, range: nil) { chunk in
+                read += Int64(chunk.count)
                 try gz.feed(chunk) { out in
                     try ObjectStore.writeAll(fd, out, path: tmp)
                     written += Int64(out.count)
@@ -81,7 +80,7 @@ public struct WALSource: Sendable {
         close(fd)
         closed = true
         guard rename(tmp, path) == 0 else { throw LocalError("rename \(tmp) to \(path): \(String(cString: strerror(errno)))") }
-        return info.size
+        return read
     }
 }
 

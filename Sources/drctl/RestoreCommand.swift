@@ -6,6 +6,7 @@ import Kube
 import Layout
 import ObjectStore
 import Policy
+import Storage
 
 struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,7 +35,7 @@ struct RestoreCommand: ParsableCommand {
     @Argument(help: "Workload (policy name) to restore; or give --source and --server.") var workload: String?
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
     @Option(help: "The workload's CNPG cluster to restore (needed when it has several).") var cluster: String?
-    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath), or a copy of the bucket on disk (file:///path).", valueName: "s3://bucket/path")) var source: String?
     @Option(help: "barman-cloud server name (CNPG serverName).") var server: String?
     @Option(help: ArgumentHelp("Recovery target.", valueName: "time")) var at: String
     @Option(help: ArgumentHelp("New or empty directory for the recovered data directory.", valueName: "dir")) var to: String?
@@ -75,7 +76,7 @@ struct RestoreCommand: ParsableCommand {
             let target = try TargetTime.parse(at, now: now)
             let (barman, label) = try resolveSource()
             log("planning the restore of \(label) to \(target)")
-            let (scan, archive) = try BarmanScanner.scanArchive(S3Reader(client: barman.client, bucket: barman.bucket), layout: barman.layout, server: barman.server)
+            let (scan, archive) = try BarmanScanner.scanArchive(StorageObjectReader(barman.storage), layout: barman.layout, server: barman.server)
             let plan = try RestorePlanner.plan(server: barman.server, scan: scan, archive: archive, target: target, now: now)
             if output == .table {
                 printPlan(plan, label: label)
@@ -147,11 +148,17 @@ struct RestoreCommand: ParsableCommand {
     /// The barman source from the policy's store or from the flags, and a label for messages.
     func resolveSource() throws -> (BarmanSource, String) {
         if let source, let server {
-            let url = try S3URL(parsing: source)
-            let client = try s3.makeClient()
-            return (BarmanSource(client: client, bucket: url.bucket, layout: BarmanLayout(root: url.key), server: server,
-                                 clientArguments: client.restoreCommandArguments()),
-                    "\(source) server \(server)")
+            switch try StorageURL.parse(source) {
+            case .s3(let bucket, let key):
+                let client = try s3.makeClient()
+                return (BarmanSource(client: client, bucket: bucket, layout: BarmanLayout(root: key), server: server,
+                                     clientArguments: client.restoreCommandArguments()),
+                        "\(source) server \(server)")
+            case .file(let root, let key):
+                // A copy of the bucket on a disk: no store, no keys.
+                return (BarmanSource(storage: FileStorage(root: root), layout: BarmanLayout(root: key), server: server, clientArguments: [], credentials: nil),
+                        "\(source) server \(server)")
+            }
         }
         let set = try loadCheckedPolicies(policies)
         guard let p = set.backupPolicies.first(where: { $0.name.value == workload }) else {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Drill
 import Foundation
+import Storage
 import Layout
 import ObjectStore
 
@@ -36,9 +37,13 @@ struct WALRestoreCommand: ParsableCommand {
                 case .notPlanned: break
                 }
             }
-            let url = try S3URL(parsing: source)
-            let client = try s3.makeClient()
-            let wal = WALSource(client: client, bucket: url.bucket, layout: BarmanLayout(root: url.key), server: server)
+            let wal: WALSource
+            switch try StorageURL.parse(source) {
+            case .s3(let bucket, let key):
+                wal = WALSource(storage: S3Storage(client: try s3.makeClient(), bucket: bucket), layout: BarmanLayout(root: key), server: server)
+            case .file(let root, let key):
+                wal = WALSource(storage: FileStorage(root: root), layout: BarmanLayout(root: key), server: server)
+            }
             guard let file = try wal.locate(walFile) else {
                 if WALSegment(name: walFile) != nil {
                     FileHandle.standardError.write(Data("drctl wal-restore: \(walFile) is not in \(source) (server \(server))\n".utf8))
