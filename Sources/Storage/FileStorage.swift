@@ -105,7 +105,12 @@ public struct FileStorage: StorageWriter {
     }
 
     @discardableResult
-    public func put(_ key: String, bytes: [UInt8]) throws -> StoredObject {
+    public func put(_ key: String, bytes: [UInt8]) throws -> StoredObject { try put(key, bytes: bytes, lastModified: nil) }
+
+    /// With `lastModified`, the file's modification time is set to it: a copy of a bucket keeps
+    /// each object's time, which WAL and backup times (and so the RPO evidence) are read from.
+    @discardableResult
+    public func put(_ key: String, bytes: [UInt8], lastModified: Date?) throws -> StoredObject {
         let p = try path(key)
         let dir = (p as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -120,6 +125,12 @@ public struct FileStorage: StorageWriter {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { close(fd); throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
             done += n
+        }
+        if let lastModified {
+            let t = lastModified.timeIntervalSince1970
+            var times = [timespec(tv_sec: Int(t.rounded(.down)), tv_nsec: Int((t - t.rounded(.down)) * 1e9)),
+                         timespec(tv_sec: Int(t.rounded(.down)), tv_nsec: Int((t - t.rounded(.down)) * 1e9))]
+            guard futimens(fd, &times) == 0 else { close(fd); throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
         }
         guard fsync(fd) == 0, close(fd) == 0 else { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
         guard rename(tmp, p) == 0 else { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }

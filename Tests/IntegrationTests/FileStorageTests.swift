@@ -14,7 +14,7 @@ import TestSupport
         let db = try ArchivedDatabase(rgw: rgw, bucket: "filecopy")
         let copy = db.work + "/copy"
         let source = S3Storage(client: db.s3, bucket: db.bucket), target = FileStorage(root: copy)
-        for o in try source.listAll(prefix: "") { try target.put(o.key, bytes: try source.read(o.key, limit: 1 << 30)) }
+        for o in try source.listAll(prefix: "") { try target.put(o.key, bytes: try source.read(o.key, limit: 1 << 30), lastModified: o.lastModified) }
         FileManager.default.createFile(atPath: copy + "/" + FileStorage.marker, contents: nil)
 
         let (st, fromBucket) = try run(drctlBinary, ["backups", "--source", "s3://\(db.bucket)/cnpg", "-o", "json"], env: rgw.environment)
@@ -36,7 +36,7 @@ import TestSupport
         let db = try ArchivedDatabase(rgw: rgw, bucket: "filerestore")
         let copy = db.work + "/copy"
         let source = S3Storage(client: db.s3, bucket: db.bucket), target = FileStorage(root: copy)
-        for o in try source.listAll(prefix: "cnpg/") { try target.put(o.key, bytes: try source.read(o.key, limit: 1 << 30)) }
+        for o in try source.listAll(prefix: "cnpg/") { try target.put(o.key, bytes: try source.read(o.key, limit: 1 << 30), lastModified: o.lastModified) }
         var offline = db.drctlEnvironment
         offline["AWS_ENDPOINT_URL"] = "http://127.0.0.1:1"
         offline.removeValue(forKey: "AWS_ACCESS_KEY_ID")

@@ -96,6 +96,15 @@ import Layout
         }
     }
 
+    @Test func aCopyKeepsEachObjectsTime() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-mtime-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let s = FileStorage(root: dir), when = Date(timeIntervalSince1970: 1_700_000_000.25)
+        try s.put("a/b", bytes: [1], lastModified: when)
+        #expect(try abs(s.head("a/b")!.lastModified!.timeIntervalSince(when)) < 0.001)
+        #expect(try abs(s.listAll(prefix: "a/").first!.lastModified!.timeIntervalSince(when)) < 0.001)
+    }
+
     @Test func faultsInjectedIntoTheMemoryDriverReachTheCaller() throws {
         struct Boom: Error {}
         let s = MemoryStorage(["a/1": [1], "a/2": [2]])
