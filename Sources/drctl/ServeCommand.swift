@@ -97,7 +97,13 @@ struct ServeCommand: ParsableCommand {
             do {
                 var handlers = state.handlers(runbooksDir: runbooks)
                 if auth == .kubernetes {
-                    let gate = AccessGate(review: AccessReview(client: try kube.client()), log: log.callAsFunction)
+                    // A user may see the pages with `get` on the virtual resource drctl.dev/status.
+                    let review = AccessReview(client: try kube.client())
+                    let permission = AccessReview.Attributes(verb: "get", group: "drctl.dev", resource: "status")
+                    let gate = AccessGate<AccessReview.User>(
+                        authenticate: { try review.authenticate($0) },
+                        authorize: { try review.allowed($0, permission) ? nil : "\($0.name) may not get drctl.dev/status" },
+                        log: { log(KnownSecrets.shared.redactor.redact($0)) })
                     handlers.authorize = { gate.check($0) }
                 }
                 bound = try WebServer.start(host: bindHost, port: port, handlers: handlers, idleTimeout: idleTimeout,
@@ -121,52 +127,6 @@ struct ServeCommand: ParsableCommand {
         }
         let host = String(s[..<colon])
         return (host.isEmpty ? "0.0.0.0" : host, port)
-    }
-}
-
-/// `--auth kubernetes`: a bearer token is checked by the API server (TokenReview) and its user
-/// must be allowed `get` on the virtual resource `drctl.dev/status` (SubjectAccessReview).
-/// Answers are kept a minute under the token's SHA-256 (never the token), so a page load does
-/// not cost two API requests per asset; an API server that cannot answer is not cached.
-final class AccessGate: @unchecked Sendable {
-    static let permission = AccessReview.Attributes(verb: "get", group: "drctl.dev", resource: "status")
-    let review: AccessReview
-    let log: (String) -> Void
-    let ttl: TimeInterval
-    private let lock = NSLock()
-    private var cache: [String: (WebServer.Access, Date)] = [:]
-
-    init(review: AccessReview, ttl: TimeInterval = 60, log: @escaping (String) -> Void) {
-        self.review = review
-        self.ttl = ttl
-        self.log = log
-    }
-
-    func check(_ header: String?) -> WebServer.Access {
-        guard let header, header.hasPrefix("Bearer "), case let token = String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces), !token.isEmpty else {
-            return .unauthenticated
-        }
-        let key = Hash.sha256(Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
-        let now = Date()
-        if let (answer, at) = lock.withLock({ cache[key] }), now.timeIntervalSince(at) < ttl { return answer }
-        let answer: WebServer.Access
-        do {
-            if let user = try review.authenticate(token) {
-                answer = try review.allowed(user, Self.permission) ? .allowed
-                    : .forbidden("\(user.name) may not \(Self.permission.verb) \(Self.permission.group)/\(Self.permission.resource)")
-            } else {
-                answer = .unauthenticated
-            }
-        } catch {
-            let why = KnownSecrets.shared.redactor.redact("\(error)")
-            log("access check failed: \(why)")
-            return .unavailable(why)
-        }
-        lock.withLock {
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[key] = (answer, now)
-        }
-        return answer
     }
 }
 
@@ -410,19 +370,5 @@ final class ServiceState: @unchecked Sendable {
             })
         h.alive = { [self] in alive() }
         return h
-    }
-}
-
-/// CronJob mode's metrics: drctl's exposition POSTed to a Prometheus Pushgateway under
-/// job="drctl". POST replaces only the metric names pushed, so `catalog sync` (workloads and
-/// stores) and `verify` (workloads) do not erase each other's.
-func pushMetrics(_ text: String, to gateway: String) throws {
-    let url = gateway.hasSuffix("/") ? String(gateway.dropLast()) : gateway
-    let transport = CurlTransport()
-    let handler = CollectingHandler(limit: 1 << 20)
-    let r = try transport.perform(HTTPRequest(method: "POST", url: url + "/metrics/job/drctl", headers: [("Content-Type", MetricsText.contentType)],
-                                              body: .bytes(Array(text.utf8))), handler: handler)
-    guard (200..<300).contains(r.status) else {
-        throw LocalError("Pushgateway \(url): HTTP \(r.status): \(String(decoding: r.errorBody.prefix(300), as: UTF8.self))")
     }
 }
