@@ -1,4 +1,5 @@
 import Foundation
+import ObjectStore
 
 /// A directory tree laid out exactly as a bucket: the object `a/b/c` is the file `ROOT/a/b/c`.
 /// For a bucket copied to a disk, an air-gapped host or a mounted NAS, and for tests without an
@@ -119,12 +120,11 @@ public struct FileStorage: StorageWriter {
         guard fd >= 0 else { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
         var ok = false
         defer { if !ok { unlink(tmp) } }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, bytes.count - done) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { close(fd); throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
-            done += n
+        do {
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: p) }
+        } catch {
+            close(fd)
+            throw StorageError.io("\(location)/\(key): \(error)")
         }
         if let lastModified {
             let t = lastModified.timeIntervalSince1970

@@ -1,4 +1,5 @@
 import Foundation
+import ObjectStore
 
 /// One object of a store, whatever the store is.
 public struct StoredObject: Sendable, Equatable {
@@ -80,11 +81,9 @@ public enum StorageURL: Equatable, Sendable {
     /// knows (the policy's) is the usual form.
     public static func parse(_ s: String) throws -> StorageURL {
         if s.hasPrefix("s3://") {
-            let rest = s.dropFirst(5)
-            let slash = rest.firstIndex(of: "/")
-            let bucket = String(slash.map { rest[..<$0] } ?? rest)
-            guard !bucket.isEmpty else { throw StorageError.io("'\(s)' names no bucket") }
-            return .s3(bucket: bucket, key: slash.map { String(rest[rest.index(after: $0)...]) } ?? "")
+            // The client's own parser: the same bucket-name rules wherever s3:// is accepted.
+            let url = try S3URL(parsing: s)
+            return .s3(bucket: url.bucket, key: url.key)
         }
         guard s.hasPrefix("file://") else { throw StorageError.io("'\(s)' is neither s3://bucket/path nor file:///path") }
         let path = String(s.dropFirst(7))

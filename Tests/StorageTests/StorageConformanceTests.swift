@@ -124,5 +124,6 @@ import Layout
         #expect(try StorageURL.parse("file://\(dir)/cnpg") == .file(root: dir, key: "cnpg"), "the marked directory is the bucket")
         #expect(throws: StorageError.self) { try StorageURL.parse("file://relative/path") }
         #expect(throws: StorageError.self) { try StorageURL.parse("https://x") }
+        #expect(throws: (any Error).self, "bucket names as S3 has them") { try StorageURL.parse("s3://Not_A_Bucket/x") }
     }
 }
