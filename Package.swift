@@ -43,7 +43,7 @@ let package = Package(
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
         .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "ObjectStore", "Storage", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
-        .target(name: "Policy", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "Policy", dependencies: ["Layout", .product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
         .target(name: "Render", dependencies: ["Policy", "Layout", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.

@@ -1,4 +1,5 @@
 import Foundation
+import Layout
 import Yams
 
 /// Reads policy files into a `PolicySet`, reporting every problem with its file:line:col.
@@ -267,7 +268,7 @@ public enum PolicyLoader {
         let cluster = c.string("cluster", required: true)
         let explicit = c.string("namespace")
         let namespace = explicit?.value ?? defaultNamespace
-        if explicit == nil && defaultNamespace.contains(where: { "*?[".contains($0) }) {
+        if explicit == nil && VeleroNamespaces.isPattern(defaultNamespace) {
             c.owner.error("spec.cnpg[]: give the cluster's namespace (spec.cnpg[].namespace): spec.namespaces starts with the pattern '\(defaultNamespace)', which names no namespace")
         }
         let serverName = c.string("serverName")
