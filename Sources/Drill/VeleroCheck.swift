@@ -27,13 +27,12 @@ public enum VeleroDrillCheck {
         let cutoff = target.date ?? now
         let entries: [VeleroBackupEntry]
         do {
-            entries = try VeleroScanner.scan(reader, layout: layout).filter { $0.schedule.map(names.contains) ?? false }
+            entries = try VeleroScanner.scan(reader, layout: layout)
         } catch {
             add("velero backup", false, "cannot list \(layout.backupsPrefix): \(error)")
             return checks
         }
-        guard let backup = entries.filter({ $0.restorePoint && ($0.completionTime ?? .distantFuture) <= cutoff })
-            .max(by: { $0.completionTime! < $1.completionTime! }) else {
+        guard let backup = Self.restorePoint(entries, schedules: names, at: cutoff) else {
             add("velero backup", false, "no completed Velero backup of schedule(s) \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
             return checks
         }
@@ -77,6 +76,13 @@ public enum VeleroDrillCheck {
             add("velero \(backup.name) manifests", false, "\(error)")
         }
         return checks
+    }
+
+    /// The newest completed backup of `schedules` at or before `cutoff`: what a drill or a
+    /// restore at that time restores.
+    static func restorePoint(_ entries: [VeleroBackupEntry], schedules: Set<String>, at cutoff: Date) -> VeleroBackupEntry? {
+        entries.filter { $0.restorePoint && ($0.schedule.map(schedules.contains) ?? false) && ($0.completionTime ?? .distantFuture) <= cutoff }
+            .max { $0.completionTime! < $1.completionTime! }
     }
 
     /// Every manifest under `resources/`, by `apiVersion/Kind` (the resource list's keys, with
