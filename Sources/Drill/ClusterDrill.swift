@@ -219,9 +219,13 @@ public struct ClusterDrill {
         func get() -> (String?, [String]) { lock.withLock { (restore, namespaces) } }
     }
 
+    /// A Restore's phases after which Velero writes nothing more (velero.io/docs api-types/restore).
+    static let restoreSucceededPhases: Set = ["Completed", "PartiallyFailed"]
+    static let restoreFailedPhases: Set = ["Failed", "FailedValidation"]
+
     static func restoreIsTerminal(_ restore: [String: Any]) -> Bool {
         let phase = (restore["status"] as? [String: Any])?["phase"] as? String ?? ""
-        return ["Completed", "PartiallyFailed", "Failed", "FailedValidation"].contains(phase)
+        return restoreSucceededPhases.contains(phase) || restoreFailedPhases.contains(phase)
     }
 
     /// Waits (at most `timeout`) until a drill's Restore is no longer running: deleting its
@@ -246,7 +250,7 @@ public struct ClusterDrill {
             ? ["kind": "ServiceAccount", "name": parts[3], "namespace": parts[2]]
             : ["kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user]
         _ = try kube.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                             "metadata": ["name": Self.drillRole, "namespace": ns, "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]],
+                             "metadata": ["name": Self.drillRole, "namespace": ns, "labels": DrillManifests.labels],
                              "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": Self.drillRole],
                              "subjects": [subject]])
         progress("\(ns): ClusterRole \(Self.drillRole) bound to \(user) in this namespace only")
@@ -349,7 +353,7 @@ public struct ClusterDrill {
         do {
             _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
                                  "metadata": ["name": store.credentials.secretName, "namespace": ns,
-                                              "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]],
+                                              "labels": DrillManifests.labels],
                                  "data": secret["data"] ?? [:]])
         } catch let e as KubeError where e.isConflict {
             // `restore --force` into a namespace that has it already (the application's own): kept.
@@ -365,8 +369,7 @@ public struct ClusterDrill {
         let reader = S3Reader(client: s3, bucket: store.bucket.value)
         let layout = VeleroLayout(root: store.prefixes.velero.value)
         let entries = try VeleroScanner.scan(reader, layout: layout)
-        guard let backup = entries.filter({ $0.restorePoint && ($0.schedule.map(names.contains) ?? false) && ($0.completionTime ?? .distantFuture) <= cutoff })
-            .max(by: { $0.completionTime! < $1.completionTime! }) else {
+        guard let backup = VeleroDrillCheck.restorePoint(entries, schedules: names, at: cutoff) else {
             throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
         }
         let namespaces: Set<String>?
@@ -383,9 +386,14 @@ public struct ClusterDrill {
     /// mapping that could write outside the targets.
     func startVeleroRestore(_ backup: String, name: String, mappings: [DrillIsolation.Mapping], modifiers: String?, progress: (String) -> Void) throws -> String {
         try DrillIsolation.validate(mappings)
+        return try createRestore(backup, name: name, mappings: mappings, modifiers: modifiers, labels: DrillManifests.labels, progress: progress)
+    }
+
+    func createRestore(_ backup: String, name: String, mappings: [DrillIsolation.Mapping], modifiers: String?, labels: [String: String],
+                       progress: (String) -> Void) throws -> String {
         progress("Velero restore of \(backup): " + mappings.map { "\($0.source) -> \($0.scratch)" }.joined(separator: ", "))
         _ = try kube.create(Self.plain(DrillIsolation.veleroRestore(name: name, backup: backup, mappings: mappings, veleroNamespace: veleroNamespace,
-                                                                    modifiers: modifiers)))
+                                                                    modifiers: modifiers, labels: labels)))
         return name
     }
 
@@ -402,8 +410,8 @@ public struct ClusterDrill {
     func waitVeleroRestore(_ name: String, deadline: Date) throws -> [String: Any] {
         try waitFor("velero.io/v1", "Restore", veleroNamespace, name, deadline: deadline) { s in
             let p = s["phase"] as? String ?? ""
-            if ["Completed", "PartiallyFailed"].contains(p) { return true }
-            if ["Failed", "FailedValidation"].contains(p) {
+            if Self.restoreSucceededPhases.contains(p) { return true }
+            if Self.restoreFailedPhases.contains(p) {
                 throw RecoveryError("Velero restore \(name) \(p): \(s["failureReason"] as? String ?? (s["validationErrors"] as? [String] ?? []).joined(separator: "; "))")
             }
             return false
@@ -457,15 +465,10 @@ public struct ClusterDrill {
         if let backup {
             let mappings = sources.map { DrillIsolation.Mapping(source: $0, scratch: ns) }
             // The same exclusions as a drill (drctl's recovery Cluster is the database), no seal.
-            let name = "\(ns)-\(ScratchDirectory.stamp(now).lowercased().filter { $0.isLetter || $0.isNumber })"
-            var restore = DrillIsolation.veleroRestore(name: String(name.prefix(63)), backup: backup.name, mappings: mappings, veleroNamespace: veleroNamespace, modifiers: nil)
-            if var meta = restore["metadata"] as? [String: any Sendable] {
-                meta["labels"] = ["app.kubernetes.io/managed-by": "drctl"]
-                restore["metadata"] = meta
-            }
-            progress("Velero restore of \(backup.name): " + mappings.map { "\($0.source) -> \($0.scratch)" }.joined(separator: ", "))
-            _ = try kube.create(Self.plain(restore))
-            restoreName = String(name.prefix(63))
+            // Not a drill's: without the drill label.
+            let name = String("\(ns)-\(ScratchDirectory.stamp(now).lowercased().filter { $0.isLetter || $0.isNumber })".prefix(63))
+            restoreName = try createRestore(backup.name, name: name, mappings: mappings, modifiers: nil,
+                                            labels: ["app.kubernetes.io/managed-by": "drctl"], progress: progress)
         }
         var placement: [String: String] = [:]
         for c in policy.cnpg { placement[c.cluster.value] = ns }

@@ -96,7 +96,7 @@ public enum DrillIsolation {
     /// database objects, existing objects left alone; with `modifiers` (the name of a
     /// resource-modifier ConfigMap in Velero's namespace) applied to every item.
     public static func veleroRestore(name: String, backup: String, mappings: [Mapping], veleroNamespace: String,
-                                     modifiers: String?) -> [String: any Sendable] {
+                                     modifiers: String?, labels: [String: String] = DrillManifests.labels) -> [String: any Sendable] {
         var mapping: [String: String] = [:]
         for m in mappings { mapping[m.source] = m.scratch }
         var spec: [String: any Sendable] = [
@@ -112,8 +112,7 @@ public enum DrillIsolation {
         if let modifiers { spec["resourceModifier"] = ["kind": "ConfigMap", "name": modifiers] }
         return [
             "apiVersion": "velero.io/v1", "kind": "Restore",
-            "metadata": ["name": name, "namespace": veleroNamespace,
-                         "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]] as [String: any Sendable],
+            "metadata": ["name": name, "namespace": veleroNamespace, "labels": labels] as [String: any Sendable],
             "spec": spec,
         ]
     }
@@ -150,7 +149,7 @@ public enum DrillIsolation {
         return [
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": ["name": modifiersName(workload: workload), "namespace": veleroNamespace,
-                         "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl", DrillManifests.workloadLabel: workload]] as [String: any Sendable],
+                         "labels": DrillManifests.labels.merging([DrillManifests.workloadLabel: workload]) { a, _ in a }] as [String: any Sendable],
             "data": ["modifiers.yaml": text],
         ]
     }
@@ -200,7 +199,7 @@ public enum DrillIsolation {
     public static func networkPolicies(namespace: String, drctlNamespace: String, cnpgNamespace: String, clusters: [String],
                                        egress: Egress) -> [[String: any Sendable]] {
         func meta(_ name: String) -> [String: any Sendable] {
-            ["name": name, "namespace": namespace, "labels": [DrillManifests.label: "true", "app.kubernetes.io/managed-by": "drctl"]]
+            ["name": name, "namespace": namespace, "labels": DrillManifests.labels]
         }
         func inNamespace(_ ns: String) -> [String: any Sendable] { ["namespaceSelector": ["matchLabels": ["kubernetes.io/metadata.name": ns]]] }
         let dns: [String: any Sendable] = [

@@ -17,6 +17,8 @@ public enum DrillManifests {
     public static let namePrefix = "drill-"
     /// On objects drctl makes outside a scratch namespace for a workload's drills.
     public static let workloadLabel = "drctl.dev/drill-workload"
+    /// The labels of everything drctl makes for a drill.
+    public static let labels = [label: "true", "app.kubernetes.io/managed-by": "drctl"]
 
     /// `drill-<workload>-<yyyymmddhhmmss>-<suffix>`, cut to a DNS label (the suffix keeps two
     /// drills started in the same second apart).
@@ -39,7 +41,7 @@ public enum DrillManifests {
     public static func namespace(_ name: String, drillID: String, workload: String, expires: String, restore: String? = nil) -> [String: any Sendable] {
         var annotations = [idAnnotation: drillID, workloadAnnotation: workload, expiresAnnotation: expires]
         if let restore { annotations[restoreAnnotation] = restore }
-        return namespace(name, labels: [label: "true", "app.kubernetes.io/managed-by": "drctl"].merging(DrillIsolation.podSecurityLabels) { a, _ in a },
+        return namespace(name, labels: labels.merging(DrillIsolation.podSecurityLabels) { a, _ in a },
                          annotations: annotations)
     }
 
@@ -63,7 +65,7 @@ public enum DrillManifests {
         var recovery: [String: any Sendable] = ["source": "origin"]
         if let targetTime { recovery["recoveryTarget"] = ["targetTime": targetTime] }
         let meta: [String: any Sendable] = ["name": c.cluster.value, "namespace": scratch,
-                                            "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"]]
+                                            "labels": labels]
         var out: [[String: any Sendable]] = []
         let origin: [String: any Sendable]
         switch c.method {
@@ -74,7 +76,7 @@ public enum DrillManifests {
         case .plugin:
             var objectStore = Renderer.pluginObjectStore(p, c, store)
             objectStore["metadata"] = ["name": Renderer.pluginObjectName(c), "namespace": scratch,
-                                       "labels": [label: "true", "app.kubernetes.io/managed-by": "drctl"]] as [String: any Sendable]
+                                       "labels": labels] as [String: any Sendable]
             if var spec = objectStore["spec"] as? [String: any Sendable] {
                 spec.removeValue(forKey: "retentionPolicy")   // retention would delete from the production archive
                 objectStore["spec"] = spec
@@ -111,7 +113,7 @@ public enum DrillManifests {
     public static let checkSessionOptions = "-c default_transaction_read_only=on -c session_preload_libraries= -c local_preload_libraries="
 
     public static func checkJob(name: String, namespace: String, cluster: String, psqlArguments: [String], image: String) -> [String: any Sendable] {
-        let labels: [String: String] = [label: "true", "app.kubernetes.io/managed-by": "drctl", "app.kubernetes.io/component": "drill-check"]
+        let labels = Self.labels.merging(["app.kubernetes.io/component": "drill-check"]) { a, _ in a }
         return [
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": ["name": name, "namespace": namespace, "labels": labels] as [String: any Sendable],
