@@ -28,35 +28,43 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
         // Path arithmetic on strings. Pure.
         .target(name: "Paths"),
+        // What every module may need and none owns: errors, threads for blocking calls, redaction
+        // of secrets, byte counts, percent-encoding, whole writes.
+        .target(name: "Support"),
         // Decompression (gzip over zlib) and tar extraction.
-        .target(name: "Codecs", dependencies: ["CZlib", "Paths"]),
+        .target(name: "Codecs", dependencies: ["CZlib", "Paths", "Support"]),
+        // Digests and HMAC over libcrypto (SHA-256, MD5): SigV4, integrity checks, token cache keys.
+        .target(name: "Hashing", dependencies: ["CLibCrypto"]),
+        // HTTP over libcurl (TLS, timeouts, streaming bodies): the transport of S3 and Kube.
+        .target(name: "HTTP", dependencies: ["CCurl", "Support"]),
 
+        // drctl's own S3 client: SigV4, path-style for RGW, parallel listing, resumed downloads.
         .target(name: "ObjectStore", dependencies: [
-            "CCurl", "CLibCrypto",
+            "HTTP", "Hashing", "Support",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // One interface to a store, bucket-scoped, read and write sides apart; drivers for S3 (drctl's
         // own client), a directory laid out as the bucket (file://), and memory (tests, faults).
-        .target(name: "Storage", dependencies: ["ObjectStore"]),
+        .target(name: "Storage", dependencies: ["HTTP", "ObjectStore", "Support"]),
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
-        .target(name: "Layout"),
+        .target(name: "Layout", dependencies: ["Support"]),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
-        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "ObjectStore", "Storage", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "Storage", "Support", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: ["Layout", .product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
         .target(name: "Render", dependencies: ["Policy", "Layout", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
-        .target(name: "Kube", dependencies: ["ObjectStore", "Paths", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Kube", dependencies: ["HTTP", "Support", "Paths", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
-        .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore", "Storage", "Paths", "Policy", "Render", "Kube"]),
+        .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
-        .target(name: "Serve", dependencies: ["Catalog", "Policy", "ObjectStore", .product(name: "Hummingbird", package: "hummingbird"),
+        .target(name: "Serve", dependencies: ["Catalog", "Policy", "Render", "Layout", "Storage", "Support", "HTTP", "Hashing", .product(name: "Hummingbird", package: "hummingbird"),
                                             .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HummingbirdTLS", package: "hummingbird"),
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "Storage", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
+            "ObjectStore", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -64,19 +72,21 @@ let package = Package(
 
         // Every parser of outside input behind one libFuzzer entry point (scripts/fuzz); built
         // normally it replays inputs, and the tests replay the committed corpus with it.
-        .executableTarget(name: "drctl-fuzz", dependencies: ["ObjectStore", "Policy", "Render", "Codecs", "Layout", "Kube"],
+        .executableTarget(name: "drctl-fuzz", dependencies: ["ObjectStore", "Support", "Policy", "Render", "Codecs", "Layout", "Kube"],
                           path: "Tests/Fuzz", exclude: ["corpus"]),
 
         // Helpers shared by the test targets (running programs, the built drctl).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "Support"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "ObjectStore"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
     ]
 )

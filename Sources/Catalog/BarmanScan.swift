@@ -1,56 +1,8 @@
 import Foundation
+import Support
 import Storage
 import Layout
-import ObjectStore
 import Codecs
-
-/// The catalog's view of the bucket: list and read, nothing else. S3Client is one; tests and
-/// air-gapped use can bring another.
-public protocol ObjectReader: Sendable {
-    func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws
-    func read(key: String) throws -> [UInt8]
-}
-
-/// Any store (S3, a directory laid out as the bucket, memory) as an ObjectReader.
-public struct StorageObjectReader: ObjectReader {
-    public let storage: any StorageReader
-    public init(_ storage: any StorageReader) { self.storage = storage }
-
-    public func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
-        try storage.list(prefix: prefix, delimiter: delimiter, startAfter: nil) { objects, prefixes in
-            try page(objects.map { ObjectInfo(key: $0.key, size: $0.size, etag: $0.etag, lastModified: $0.lastModified) }, prefixes)
-        }
-    }
-
-    public func read(key: String) throws -> [UInt8] { try storage.read(key) }
-}
-
-/// An S3 bucket as an ObjectReader.
-public struct S3Reader: ObjectReader {
-    public let client: S3Client
-    public let bucket: String
-    public init(client: S3Client, bucket: String) {
-        self.client = client
-        self.bucket = bucket
-    }
-
-    public func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
-        if delimiter == nil {
-            try client.listObjectsParallel(bucket: bucket, prefix: prefix) { try page($0.objects, []) }
-        } else {
-            try client.listObjects(bucket: bucket, prefix: prefix, delimiter: delimiter) { try page($0.objects, $0.commonPrefixes) }
-        }
-    }
-
-    public func read(key: String) throws -> [UInt8] {
-        var out: [UInt8] = []
-        try client.getObject(S3URL(bucket: bucket, key: key)) { chunk in
-            guard out.count + chunk.count <= 16 << 20 else { throw LocalError("\(key) is larger than 16 MiB; not a metadata file") }
-            out += chunk
-        }
-        return out
-    }
-}
 
 /// One barman-cloud base backup as the bucket shows it.
 public struct BarmanBackup: Sendable, Codable, Equatable {
@@ -115,18 +67,18 @@ public struct BarmanServerScan: Sendable, Codable {
 
 public enum BarmanScanner {
     /// Reads one server's archive: every backup.info, the WAL listing, the history files.
-    public static func scan(_ reader: ObjectReader, layout: BarmanLayout, server: String) throws -> BarmanServerScan {
+    public static func scan(_ reader: any StorageReader, layout: BarmanLayout, server: String) throws -> BarmanServerScan {
         try scanArchive(reader, layout: layout, server: server).scan
     }
 
     /// `scan`, plus the WAL archive as listed: what a restore plans its WAL fetches from.
-    public static func scanArchive(_ reader: ObjectReader, layout: BarmanLayout, server: String) throws -> (scan: BarmanServerScan, archive: WALArchive) {
+    public static func scanArchive(_ reader: any StorageReader, layout: BarmanLayout, server: String) throws -> (scan: BarmanServerScan, archive: WALArchive) {
         var archive = WALArchive()
         var infoKeys: [String: String] = [:]
         var tars: [String: [(name: String, compression: Compression?, size: Int64, key: String)]] = [:]
         var historyKeys: [(UInt32, String, Compression?)] = []
         var unrecognised = 0
-        try reader.list(prefix: layout.serverPrefix(server), delimiter: nil) { objects, _ in
+        try reader.list(prefix: layout.serverPrefix(server), delimiter: nil, startAfter: nil) { objects, _ in
             for o in objects {
                 switch layout.parse(o.key) {
                 case .backupInfo(_, let id)?: infoKeys[id] = o.key
@@ -144,7 +96,7 @@ public enum BarmanScanner {
         var problems: [String] = []
         for (tli, key, c) in historyKeys {
             do {
-                let text = try decompressText(reader.read(key: key), compression: c, key: key)
+                let text = try decompressText(reader.read(key), compression: c, key: key)
                 archive.histories[tli] = try TimelineHistory(timeline: tli, parsing: text)
             } catch {
                 problems.append("\(key): \(error)")
@@ -154,7 +106,7 @@ public enum BarmanScanner {
         for (id, key) in infoKeys.sorted(by: { $0.key < $1.key }) {
             let info: BackupInfo
             do {
-                info = try BackupInfo(parsing: String(decoding: try reader.read(key: key), as: UTF8.self))
+                info = try BackupInfo(parsing: String(decoding: try reader.read(key), as: UTF8.self))
             } catch {
                 problems.append("\(key): \(error)")
                 continue
@@ -189,9 +141,9 @@ public enum BarmanScanner {
     }
 
     /// Server names under a barman destination: the first-level folders.
-    public static func servers(_ reader: ObjectReader, layout: BarmanLayout) throws -> [String] {
+    public static func servers(_ reader: any StorageReader, layout: BarmanLayout) throws -> [String] {
         var out: [String] = []
-        try reader.list(prefix: layout.root.isEmpty ? "" : layout.root + "/", delimiter: "/") { _, prefixes in
+        try reader.list(prefix: layout.root.isEmpty ? "" : layout.root + "/", delimiter: "/", startAfter: nil) { _, prefixes in
             out += prefixes.map { String($0.dropFirst(layout.root.isEmpty ? 0 : layout.root.count + 1).dropLast()) }
         }
         return out

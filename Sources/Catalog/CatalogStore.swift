@@ -1,7 +1,8 @@
 import Foundation
 import GRDB
 import Layout
-import ObjectStore
+import Support
+import Storage
 import Paths
 
 /// drctl's SQLite index of the bucket. It holds the last listing of each synced prefix and the
@@ -87,7 +88,7 @@ public final class CatalogStore: @unchecked Sendable {
     /// only for metadata objects that are new or whose ETag changed. Every step is its own
     /// transaction, so an interrupted sync leaves a consistent catalog that the next run completes.
     public func sync(store: String, prefix: String, kind: PrefixKind = .generic, forceFull: Bool = false,
-                     client: S3Client, bucket: String, progress: ((String) -> Void)? = nil) throws -> SyncResult {
+                     from storage: any StorageReader, progress: ((String) -> Void)? = nil) throws -> SyncResult {
         let started = Date()
         let upper = prefix + "\u{10FFFF}"
         let lastFull = try db.read { db in
@@ -101,10 +102,10 @@ public final class CatalogStore: @unchecked Sendable {
             return db.lastInsertedRowID
         }
         do {
-            let listing = full ? try fullListing(prefix: prefix, client: client, bucket: bucket)
-                               : try incrementalListing(store: store, prefix: prefix, client: client, bucket: bucket)
+            let listing = full ? try fullListing(prefix: prefix, storage: storage)
+                               : try incrementalListing(store: store, prefix: prefix, storage: storage)
             let listed = listing.ranges.flatMap(\.objects)
-            progress?("listed \(listed.count) objects under s3://\(bucket)/\(prefix)\(full ? "" : " (WAL directories sealed since the last full listing taken from the catalog)")")
+            progress?("listed \(listed.count) objects under \(storage.location)/\(prefix)\(full ? "" : " (WAL directories sealed since the last full listing taken from the catalog)")")
             // Replace exactly the listed ranges, in one transaction: readers see the old or the new state.
             try db.write { db in
                 let insert = try db.makeStatement(sql: "INSERT INTO objects (store, key, size, etag, last_modified) VALUES (?, ?, ?, ?, ?)")
@@ -136,14 +137,13 @@ public final class CatalogStore: @unchecked Sendable {
             // Metadata lives in listed ranges only (base/, histories, Velero): sealed WAL directories hold none.
             let wanted = listed.filter { Self.isMetadata($0.key) }
             var fetched = 0
-            let bucketReader = S3Reader(client: client, bucket: bucket)
             let todo = wanted.filter { known[$0.key] != $0.etag }
             // Fetched in parallel and stored a batch per transaction: thousands of small GETs and
             // commits one after another would take minutes. An interrupted sync keeps whole batches.
             let batchSize = 256
             for start in stride(from: 0, to: todo.count, by: batchSize) {
                 let batch = Array(todo[start..<min(start + batchSize, todo.count)])
-                let bodies = try Self.fetchAll(batch.map(\.key), reader: bucketReader, workers: 32)
+                let bodies = try Self.fetchAll(batch.map(\.key), reader: storage, workers: 32)
                 // Stored with the listed ETag, the one the next listing is compared with: if the
                 // object changed in between, the next sync simply fetches it again.
                 try db.write { db in
@@ -176,24 +176,22 @@ public final class CatalogStore: @unchecked Sendable {
     /// Listed key ranges and what to put in them. A shallow range holds only the keys directly
     /// under its prefix; `vanished` are prefixes that are gone from the bucket.
     struct Listing {
-        var ranges: [(prefix: String, shallow: Bool, objects: [ObjectInfo])] = []
+        var ranges: [(prefix: String, shallow: Bool, objects: [StoredObject])] = []
         var vanished: [String] = []
     }
 
-    func fullListing(prefix: String, client: S3Client, bucket: String) throws -> Listing {
-        var all: [ObjectInfo] = []
-        try client.listObjectsParallel(bucket: bucket, prefix: prefix) { all += $0.objects }
-        return Listing(ranges: [(prefix, false, all)])
+    func fullListing(prefix: String, storage: any StorageReader) throws -> Listing {
+        Listing(ranges: [(prefix, false, try storage.listAll(prefix: prefix))])
     }
 
     /// A barman destination, listing only what can have changed: each server's base/, the files
     /// directly under wals/ (timeline histories), WAL directories the catalog does not know, and
     /// each timeline's newest WAL directory. Older WAL directories stay as catalogued: barman only
     /// ever adds to them (retention deletes, which a full listing catches).
-    func incrementalListing(store: String, prefix: String, client: S3Client, bucket: String) throws -> Listing {
-        func level(_ p: String) throws -> (objects: [ObjectInfo], prefixes: [String]) {
-            var o: [ObjectInfo] = [], d: [String] = []
-            try client.listObjects(bucket: bucket, prefix: p, delimiter: "/") { o += $0.objects; d += $0.commonPrefixes }
+    func incrementalListing(store: String, prefix: String, storage: any StorageReader) throws -> Listing {
+        func level(_ p: String) throws -> (objects: [StoredObject], prefixes: [String]) {
+            var o: [StoredObject] = [], d: [String] = []
+            try storage.list(prefix: p, delimiter: "/", startAfter: nil) { o += $0; d += $1 }
             return (o, d)
         }
         /// The sub-directories of `p` the catalog knows: one index seek per directory (skipping
@@ -218,11 +216,6 @@ public final class CatalogStore: @unchecked Sendable {
                 return out
             }
         }
-        func listAll(_ p: String) throws -> [ObjectInfo] {
-            var all: [ObjectInfo] = []
-            try client.listObjectsParallel(bucket: bucket, prefix: p) { all += $0.objects }
-            return all
-        }
         var listing = Listing()
         let top = try level(prefix)
         listing.ranges.append((prefix, true, top.objects))
@@ -233,7 +226,7 @@ public final class CatalogStore: @unchecked Sendable {
             listing.vanished += try catalogedDirs(server).subtracting(s.prefixes)
             for sub in s.prefixes {
                 guard sub == server + "wals/" else {
-                    listing.ranges.append((sub, false, try listAll(sub)))
+                    listing.ranges.append((sub, false, try storage.listAll(prefix: sub)))
                     continue
                 }
                 let wals = try level(sub)
@@ -248,9 +241,7 @@ public final class CatalogStore: @unchecked Sendable {
                 }
                 let open = Set(newest.values)
                 for d in wals.prefixes where open.contains(d) || !known.contains(d) {
-                    var all: [ObjectInfo] = []
-                    try client.listObjects(bucket: bucket, prefix: d) { all += $0.objects }
-                    listing.ranges.append((d, false, all))
+                    listing.ranges.append((d, false, try storage.listAll(prefix: d)))
                 }
             }
         }
@@ -272,8 +263,8 @@ public final class CatalogStore: @unchecked Sendable {
     }
 
     /// The bodies of `keys`, in order, read by `workers` threads; the first error is thrown.
-    static func fetchAll(_ keys: [String], reader: S3Reader, workers: Int) throws -> [[UInt8]] {
-        try Parallel.map(keys, threads: workers) { try reader.read(key: $0) }
+    static func fetchAll(_ keys: [String], reader: any StorageReader, workers: Int) throws -> [[UInt8]] {
+        try Parallel.map(keys, threads: workers) { try reader.read($0) }
     }
 
     /// Keeps a drill's evidence (the bucket holds the same JSON; a rebuild takes it from there).
@@ -294,20 +285,24 @@ public final class CatalogStore: @unchecked Sendable {
         }
     }
 
-    /// A view of one store as an ObjectReader, so the scanners read the catalog like a bucket.
-    public func reader(store: String) -> ObjectReader { CatalogReader(catalog: self, store: store) }
+    /// A view of one store as a (read-only) store, so the scanners read the catalog like the bucket.
+    public func reader(store: String) -> any StorageReader { CatalogReader(catalog: self, store: store) }
 }
 
-struct CatalogReader: ObjectReader {
+/// The catalog's copy of one store: its listing and the metadata objects it fetched. Data
+/// objects (tars, WAL) are listed but not held: reading one is an error naming the store.
+struct CatalogReader: StorageReader {
     let catalog: CatalogStore
     let store: String
+    var location: String { "catalog:\(store)" }
+    var identity: String { store }
 
-    func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
+    func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws {
         let rows = try catalog.db.read { db in
-            try Row.fetchAll(db, sql: "SELECT key, size, etag, last_modified FROM objects WHERE store = ? AND key >= ? AND key < ? ORDER BY key",
-                             arguments: [store, prefix, prefix + "\u{10FFFF}"])
+            try Row.fetchAll(db, sql: "SELECT key, size, etag, last_modified FROM objects WHERE store = ? AND key >= ? AND key < ? AND key > ? ORDER BY key",
+                             arguments: [store, prefix, prefix + "\u{10FFFF}", startAfter ?? ""])
         }
-        var objects: [ObjectInfo] = []
+        var objects: [StoredObject] = []
         var prefixes: [String] = []
         for r in rows {
             let key: String = r["key"]
@@ -317,17 +312,33 @@ struct CatalogReader: ObjectReader {
                 continue
             }
             let modified: Double? = r["last_modified"]
-            objects.append(ObjectInfo(key: key, size: r["size"], etag: r["etag"], lastModified: modified.map { Date(timeIntervalSince1970: $0) }))
+            objects.append(StoredObject(key: key, size: r["size"], etag: r["etag"], lastModified: modified.map { Date(timeIntervalSince1970: $0) }))
         }
         try page(objects, prefixes)
     }
 
-    func read(key: String) throws -> [UInt8] {
+    func head(_ key: String) throws -> StoredObject? {
+        let row = try catalog.db.read { db in
+            try Row.fetchOne(db, sql: "SELECT size, etag, last_modified FROM objects WHERE store = ? AND key = ?", arguments: [store, key])
+        }
+        return row.map { r in
+            let modified: Double? = r["last_modified"]
+            return StoredObject(key: key, size: r["size"], etag: r["etag"], lastModified: modified.map { Date(timeIntervalSince1970: $0) })
+        }
+    }
+
+    func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let body = try catalog.db.read({ db in
             try Data.fetchOne(db, sql: "SELECT body FROM metadata WHERE store = ? AND key = ?", arguments: [store, key])
         }) else {
-            throw LocalError("\(key) is not in the catalog: run drctl catalog sync")
+            throw StorageError.io("\(key) is not in the catalog: run drctl catalog sync")
         }
-        return Array(body)
+        let bytes = Array(body)
+        let lo = Int(range?.lowerBound ?? 0), hi = min(bytes.count, Int(range.map { $0.upperBound + 1 } ?? Int64(bytes.count)))
+        guard lo < hi else { return }
+        try bytes[lo..<hi].withUnsafeBytes { try chunk($0) }
     }
+
+    /// The catalog does not record the bucket's Object Lock: the bucket is asked (Evaluation).
+    func bucketLock() throws -> BucketLock { throw StorageError.io("the catalog does not hold \(store)'s Object Lock configuration") }
 }

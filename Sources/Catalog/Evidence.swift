@@ -1,4 +1,6 @@
 import Foundation
+import Support
+import Storage
 import Layout
 
 /// The record of one restore drill: what was restored, to which point, how long it took, and
@@ -81,81 +83,43 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
 
     /// Where drills of a workload are kept in the bucket, under drctl's prefix.
     public static func prefix(drctlPrefix: String, workload: String) -> String {
-        let root = drctlPrefix.split(separator: "/").joined(separator: "/")
-        return (root.isEmpty ? "" : root + "/") + "evidence/\(workload)/"
+        DrctlLayout(root: drctlPrefix).evidencePrefix(workload: workload)
     }
 
-    /// The object key: ids start with the UTC start time, so keys sort by time.
     public static func key(drctlPrefix: String, workload: String, id: String) -> String {
-        prefix(drctlPrefix: drctlPrefix, workload: workload) + id + ".json"
+        DrctlLayout(root: drctlPrefix).evidenceKey(workload: workload, id: id)
     }
 
-    public static var encoder: JSONEncoder {
-        let e = JSONEncoder()
-        e.dateEncodingStrategy = .custom { d, enc in
-            var c = enc.singleValueContainer()
-            try c.encode(PreciseTime.format(d))
-        }
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return e
-    }
-
-    public static var decoder: JSONDecoder {
-        let d = JSONDecoder()
-        d.dateDecodingStrategy = .custom { dec in
-            let c = try dec.singleValueContainer()
-            let s = try c.decode(String.self)
-            guard let date = PreciseTime.parse(s) else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(s)' is not an RFC 3339 time")
-            }
-            return date
-        }
-        return d
-    }
+    public static var encoder: JSONEncoder { JSONCoding.encoder() }
+    public static var decoder: JSONDecoder { JSONCoding.decoder() }
 
     /// The newest evidence of a workload in a bucket (or the catalog's copy of it).
     /// A workload's drills in the bucket, newest first, at most `limit` (ids begin with their
     /// UTC start, so key order is time order).
     /// An object that does not decode (damaged, or written by someone else) is skipped and named
     /// in `undecodable`: one bad object must not hide every other drill.
-    public static func all(_ reader: ObjectReader, drctlPrefix: String, workload: String, limit: Int = 100) throws -> (drills: [DrillEvidence], undecodable: [String]) {
+    public static func all(_ reader: any StorageReader, drctlPrefix: String, workload: String, limit: Int = 100) throws -> (drills: [DrillEvidence], undecodable: [String]) {
         var keys: [String] = []
-        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in
+        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil, startAfter: nil) { objects, _ in
             keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
         }
         var drills: [DrillEvidence] = [], bad: [String] = []
         for key in keys.sorted(by: >).prefix(limit) {
-            let data = Data(try reader.read(key: key))
+            let data = Data(try reader.read(key))
             if let d = try? decoder.decode(DrillEvidence.self, from: data) { drills.append(d) } else { bad.append(key) }
         }
         return (drills, bad)
     }
 
     /// The newest evidence that decodes (a damaged newer object is passed over, as `all` does).
-    public static func newest(_ reader: ObjectReader, drctlPrefix: String, workload: String) throws -> DrillEvidence? {
+    public static func newest(_ reader: any StorageReader, drctlPrefix: String, workload: String) throws -> DrillEvidence? {
         var keys: [String] = []
-        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil) { objects, _ in
+        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil, startAfter: nil) { objects, _ in
             keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
         }
         for key in keys.sorted(by: >).prefix(20) {
-            if let d = try? decoder.decode(DrillEvidence.self, from: Data(try reader.read(key: key))) { return d }
+            if let d = try? decoder.decode(DrillEvidence.self, from: Data(try reader.read(key))) { return d }
         }
         return nil
     }
-}
-
-/// RFC 3339 with microseconds, the precision PostgreSQL keeps (evidence, targets, messages).
-public enum PreciseTime {
-    public static func format(_ d: Date) -> String {
-        let micros = Int((d.timeIntervalSince1970 * 1_000_000).rounded())
-        let whole = Int((Double(micros) / 1_000_000).rounded(.down))
-        var t = tm()
-        var s = time_t(whole)
-        gmtime_r(&s, &t)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
-                      Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros - whole * 1_000_000)
-    }
-
-    /// Parses `format`'s output (and any RFC 3339 time).
-    public static func parse(_ s: String) -> Date? { parseTimestamp(s) }
 }

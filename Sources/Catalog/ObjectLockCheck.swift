@@ -1,5 +1,6 @@
 import Foundation
-import ObjectStore
+import Support
+import Storage
 
 /// Whether a bucket enforces the Object Lock a policy requires for its barman-cloud archive:
 /// the bucket's default retention (barman-cloud cannot lock objects itself, so the default is
@@ -27,7 +28,7 @@ public enum ObjectLockCheck {
     }
 
     /// `newestWAL`: the newest archived WAL segment as HEAD reports it, if there is one.
-    public static func assess(_ bucket: BucketObjectLock, required: Requirement?, newestWAL: ObjectInfo?) -> Finding {
+    public static func assess(_ bucket: BucketLock, required: Requirement?, newestWAL: StoredObject?) -> Finding {
         func days(_ s: Int) -> String { s % 86400 == 0 ? "\(s / 86400)d" : "\(s / 3600)h" }
         var description = bucket.description
         var problems: [String] = []
@@ -63,9 +64,5 @@ public enum ObjectLockCheck {
         return Finding(description: description, problem: problems.isEmpty ? nil : problems.joined(separator: "; "))
     }
 
-    static func formatUTC(_ d: Date) -> String {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime]
-        return f.string(from: d)
-    }
+    static func formatUTC(_ d: Date) -> String { RFC3339.formatSeconds(d) }
 }

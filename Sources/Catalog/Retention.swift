@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Layout
 
 /// A barman recovery window: `RECOVERY WINDOW OF n DAYS|WEEKS|MONTHS` (a month is 31 days, as in barman).
@@ -147,7 +148,7 @@ public enum BarmanRetention {
         let b = Array(id.utf8)
         guard b.count == 15, b[8] == UInt8(ascii: "T") else { return nil }
         let iso = "\(id.prefix(4))-\(id.dropFirst(4).prefix(2))-\(id.dropFirst(6).prefix(2))T\(id.dropFirst(9).prefix(2)):\(id.dropFirst(11).prefix(2)):\(id.dropFirst(13).prefix(2))Z"
-        return parseTimestamp(iso)
+        return RFC3339.parse(iso)
     }
 
     /// barman's recovery-window report: newest first, every DONE backup is VALID until, and

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Policy
 
 /// The seed guide's backup table, per workload, computed from what the bucket holds.
@@ -194,7 +195,7 @@ public enum StatusEvaluator {
                 worse(.broken, "\(db.cluster): WAL segment \(gap) is missing from the archive: recovery from \(base.backupID) stops at \(base.walChainEnd ?? "its begin")")
             }
             if let t = base.walChainEndTime, let seg = base.walChainEnd {
-                let evidence = "\(db.cluster): WAL \(seg), written \(t.formatted(.iso8601)), from base backup \(base.backupID)"
+                let evidence = "\(db.cluster): WAL \(seg), written \(RFC3339.formatSeconds(t)), from base backup \(base.backupID)"
                 if dbPoint == nil || t < dbPoint!.0 { dbPoint = (t, evidence) }
             }
         }

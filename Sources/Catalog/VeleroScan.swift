@@ -1,6 +1,7 @@
 import Foundation
+import Storage
 import Layout
-import ObjectStore
+import Support
 
 /// One Velero backup as its storage location shows it.
 public struct VeleroBackupEntry: Sendable, Codable, Equatable {
@@ -22,10 +23,10 @@ public struct VeleroBackupEntry: Sendable, Codable, Equatable {
 }
 
 public enum VeleroScanner {
-    public static func scan(_ reader: ObjectReader, layout: VeleroLayout, allowPartiallyFailed: Bool = false) throws -> [VeleroBackupEntry] {
+    public static func scan(_ reader: any StorageReader, layout: VeleroLayout, allowPartiallyFailed: Bool = false) throws -> [VeleroBackupEntry] {
         var metadata: [String: String] = [:]
         var contents: [String: Int64] = [:]
-        try reader.list(prefix: layout.backupsPrefix, delimiter: nil) { objects, _ in
+        try reader.list(prefix: layout.backupsPrefix, delimiter: nil, startAfter: nil) { objects, _ in
             for o in objects {
                 switch layout.parse(o.key) {
                 case .backupMetadata(let b)?: metadata[b] = o.key
@@ -37,7 +38,7 @@ public enum VeleroScanner {
         var out: [VeleroBackupEntry] = []
         for (name, key) in metadata.sorted(by: { $0.key < $1.key }) {
             do {
-                let b = try VeleroBackup.decode(Data(try reader.read(key: key)))
+                let b = try VeleroBackup.decode(Data(try reader.read(key)))
                 let ok = b.phase == "Completed" || (allowPartiallyFailed && b.phase == "PartiallyFailed")
                 out.append(VeleroBackupEntry(name: name, schedule: b.schedule, phase: b.phase, terminal: b.isTerminal,
                                              startTime: b.status?.startTimestamp, completionTime: b.status?.completionTimestamp,

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Paths
 
 public struct TarError: Error, CustomStringConvertible, Sendable {
@@ -281,16 +282,4 @@ public final class TarExtractor {
     }
 
     private func mode(_ b: [UInt8]) -> mode_t { mode_t(octal(b[100..<108]) ?? 0o600) & 0o777 }
-}
-
-func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
-    var off = 0
-    while off < chunk.count {
-        let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw TarError(description: "write \(path): \(String(cString: strerror(errno)))")
-        }
-        off += n
-    }
 }

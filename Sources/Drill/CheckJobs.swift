@@ -1,6 +1,6 @@
 import Foundation
 import Kube
-import ObjectStore
+import Support
 import Render
 
 /// A cluster drill's SQL, run by short-lived Jobs in the scratch namespace: for when drctl

@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Support
 import Policy
 
 /// Runs a policy's drill checks against the restored databases (by CNPG cluster name).
@@ -57,11 +58,11 @@ public enum DrillChecks {
                 name = "freshness \(cluster)/\(database): \(table).\(column) within \(Duration.humanize(rpo))"
                 result = on(cluster) { server in
                     let out = try server.query(freshnessSQL(table: table, column: column), database: database)
-                    guard let newest = PreciseTime.parse(out) else { return (.failed, "\(table) has no rows with a \(column)") }
+                    guard let newest = RFC3339.parse(out) else { return (.failed, "\(table) has no rows with a \(column)") }
                     let age = reference.timeIntervalSince(newest)
                     let ok = age <= Double(rpo)
                     return (ok ? .passed : .failed,
-                            "newest \(column) is \(PreciseTime.format(newest)), \(Duration.humanize(max(0, Int(age)))) before \(PreciseTime.format(reference))\(ok ? "" : ": older than the RPO")")
+                            "newest \(column) is \(RFC3339.format(newest)), \(Duration.humanize(max(0, Int(age)))) before \(RFC3339.format(reference))\(ok ? "" : ": older than the RPO")")
                 }
             case .podsReady:
                 name = "podsReady"

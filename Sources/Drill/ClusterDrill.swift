@@ -2,7 +2,8 @@ import Catalog
 import Foundation
 import Kube
 import Layout
-import ObjectStore
+import Support
+import Storage
 import Policy
 import Render
 
@@ -12,7 +13,7 @@ import Render
 public struct ClusterDrill {
     public var policy: BackupPolicy
     public var store: ObjectStorePolicy
-    public var s3: S3Client
+    public var storage: any StorageReader
     public var kube: KubeClient
     public var target: RecoveryTarget
     public var veleroNamespace = "velero"
@@ -25,10 +26,10 @@ public struct ClusterDrill {
     public var checkImage: String?
     public var keep = false
 
-    public init(policy: BackupPolicy, store: ObjectStorePolicy, s3: S3Client, kube: KubeClient, target: RecoveryTarget) {
+    public init(policy: BackupPolicy, store: ObjectStorePolicy, storage: any StorageReader, kube: KubeClient, target: RecoveryTarget) {
         self.policy = policy
         self.store = store
-        self.s3 = s3
+        self.storage = storage
         self.kube = kube
         self.target = target
     }
@@ -43,7 +44,7 @@ public struct ClusterDrill {
             let name = meta["name"] as? String ?? ""
             let labels = meta["labels"] as? [String: String] ?? [:]
             let annotations = meta["annotations"] as? [String: String] ?? [:]
-            let expires = annotations[DrillManifests.expiresAnnotation].flatMap(parseTimestamp)
+            let expires = annotations[DrillManifests.expiresAnnotation].flatMap(RFC3339.parse)
             guard DrillManifests.isDrillNamespace(name: name, labels: labels), let expires, expires < now else { continue }
             if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
             do {
@@ -95,7 +96,7 @@ public struct ClusterDrill {
             if backup != nil { try DrillIsolation.validate(mappings) }
             let placement = clusterPlacement(mappings, primary: ns)
             let egress = DrillIsolation.Egress(endpoint: store.endpoint.value)
-            let expires = PreciseTime.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
+            let expires = RFC3339.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
                 // On a signal: the Restore settled first (Velero makes a namespace it restores into
                 // again, without drctl's label, if it is deleted under it), then the namespaces.
@@ -154,7 +155,7 @@ public struct ClusterDrill {
                 servers[c.cluster.value] = session
                 let achievedText = try session.query(DrillChecks.achievedSQL, database: "postgres")
                 databases.append(.init(cluster: c.cluster.value, server: c.serverName.value, backupID: "", target: target.description,
-                                       achieved: parseTimestamp(achievedText), stop: "\(status["phase"] as? String ?? ""); checked \(via)",
+                                       achieved: RFC3339.parse(achievedText), stop: "\(status["phase"] as? String ?? ""); checked \(via)",
                                        timeline: nil, walSegments: 0, baseBytes: 0, walBytes: 0))
             }
             try phase("checks") {
@@ -272,7 +273,7 @@ public struct ClusterDrill {
     /// each cluster's PostgreSQL major version.
     @discardableResult
     func precheck(now: Date) throws -> [String: Int] {
-        let reader = S3Reader(client: s3, bucket: store.bucket.value)
+        let reader = storage
         var majors: [String: Int] = [:]
         for c in policy.cnpg {
             let (scan, archive) = try BarmanScanner.scanArchive(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value)
@@ -364,19 +365,19 @@ public struct ClusterDrill {
     /// namespaces it holds (nil when it has no resource list); nil without Velero in the policy.
     func veleroBackup(now: Date) throws -> (name: String, namespaces: Set<String>?)? {
         guard let v = policy.velero else { return nil }
-        let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: policy.name.value, tier: $0.tier.value) })
+        let names = Set(v.schedules.map { VeleroLayout.scheduleName(policy: policy.name.value, tier: $0.tier.value) })
         let cutoff = target.date ?? now
-        let reader = S3Reader(client: s3, bucket: store.bucket.value)
+        let reader = storage
         let layout = VeleroLayout(root: store.prefixes.velero.value)
         let entries = try VeleroScanner.scan(reader, layout: layout)
         guard let backup = VeleroDrillCheck.restorePoint(entries, schedules: names, at: cutoff) else {
-            throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
+            throw RecoveryError("no completed Velero backup of \(names.sorted().joined(separator: ", ")) at or before \(RFC3339.format(cutoff))")
         }
         let namespaces: Set<String>?
         do {
             let list = try VeleroDrillCheck.resourceList(reader: reader, key: layout.sideFileKey(backup: backup.name, suffix: "resource-list.json.gz"))
             namespaces = VeleroNamespaces.inResourceList(list.mapValues(Array.init))
-        } catch let e as S3Error where e.isNotFound {
+        } catch StorageError.notFound {
             namespaces = nil
         }
         return (backup.name, namespaces)

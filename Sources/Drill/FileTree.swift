@@ -1,5 +1,5 @@
 import Foundation
-import ObjectStore
+import Support
 
 /// Whole-tree operations that never follow a symbolic link, even one swapped in while they run:
 /// every directory is opened with `O_NOFOLLOW` relative to its parent's descriptor, and every

@@ -1,7 +1,8 @@
 import Catalog
 import Foundation
 import Layout
-import ObjectStore
+import Support
+import Storage
 import Policy
 
 /// A restore drill of one workload on this host: every database of the policy restored to the
@@ -10,20 +11,17 @@ import Policy
 public struct HostDrill {
     public var policy: BackupPolicy
     public var store: ObjectStorePolicy
-    public var client: S3Client
+    public var access: StoreAccess
     public var target: RecoveryTarget
     public var options: HostRestoreOptions
-    public var clientArguments: [String]
     public var keep = false
 
-    public init(policy: BackupPolicy, store: ObjectStorePolicy, client: S3Client, target: RecoveryTarget, options: HostRestoreOptions,
-                clientArguments: [String]) {
+    public init(policy: BackupPolicy, store: ObjectStorePolicy, access: StoreAccess, target: RecoveryTarget, options: HostRestoreOptions) {
         self.policy = policy
         self.store = store
-        self.client = client
+        self.access = access
         self.target = target
         self.options = options
-        self.clientArguments = clientArguments
     }
 
     /// Runs the drill. Failures (a plan refused, a recovery that fails, a check that fails)
@@ -47,7 +45,7 @@ public struct HostDrill {
             if policy.cnpg.isEmpty && policy.velero == nil {
                 throw RecoveryError("the policy has neither cnpg nor velero backups to restore")
             }
-            let reader = S3Reader(client: client, bucket: store.bucket.value)
+            let reader = access.storage
             let layout = BarmanLayout(root: store.prefixes.barman.value)
             // Plan every database first: a target nothing can reach fails before any download.
             var t = Date()
@@ -69,8 +67,7 @@ public struct HostDrill {
             for (c, plan) in plans {
                 progress("\(c.cluster.value): base backup \(plan.backup.backupID) (\(formatBytes(plan.baseBytes))), WAL \(plan.walRange)")
                 for w in plan.warnings { progress("\(c.cluster.value): warning: \(w)") }
-                let source = BarmanSource(client: client, bucket: store.bucket.value, layout: layout, server: c.serverName.value,
-                                          clientArguments: clientArguments)
+                let source = BarmanSource(access: access, layout: layout, server: c.serverName.value)
                 var o = options
                 o.kind = "drill"
                 let restore = HostRestore(plan: plan, source: source, options: o, progress: { progress("\(c.cluster.value): \($0)") }, transfer: transfer)
@@ -92,7 +89,7 @@ public struct HostDrill {
             let reference = target.date ?? started
             checks = DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: reference, progress: progress)
             if policy.velero != nil {
-                checks += VeleroDrillCheck.run(policy: policy, store: store, client: client, target: target, now: started,
+                checks += VeleroDrillCheck.run(policy: policy, store: store, storage: access.storage, target: target, now: started,
                                                scratchBase: options.scratchBase, owner: options.owner, progress: progress)
             }
             add("checks", Date().timeIntervalSince(t))
@@ -116,9 +113,9 @@ public struct HostDrill {
     }
 
     /// Stores the evidence in the bucket under drctl's prefix.
-    public static func upload(_ e: DrillEvidence, store: ObjectStorePolicy, client: S3Client) throws -> String {
+    public static func upload(_ e: DrillEvidence, store: ObjectStorePolicy, to storage: any StorageWriter) throws -> String {
         let key = DrillEvidence.key(drctlPrefix: store.prefixes.drctl.value, workload: e.workload, id: e.id)
-        try client.putObject(S3URL(bucket: store.bucket.value, key: key), bytes: Array(try DrillEvidence.encoder.encode(e)), contentType: "application/json")
+        try storage.put(key, bytes: Array(try DrillEvidence.encoder.encode(e)), contentType: "application/json")
         return key
     }
 }

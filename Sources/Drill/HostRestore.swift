@@ -2,7 +2,7 @@ import Catalog
 import Codecs
 import Foundation
 import Layout
-import ObjectStore
+import Support
 import Paths
 import Storage
 
@@ -16,20 +16,18 @@ public struct BarmanSource: Sendable {
     /// addressing, TLS). The keys (`credentials`) reach it through a file only the server's user
     /// can read, never its environment or command line (HostRestore).
     public var clientArguments: [String]
-    public var credentials: Credentials?
+    public var secretFiles: [(name: String, value: String)]
 
-    public init(storage: any StorageReader, layout: BarmanLayout, server: String, clientArguments: [String], credentials: Credentials?) {
+    public init(storage: any StorageReader, layout: BarmanLayout, server: String, clientArguments: [String] = [], secretFiles: [(name: String, value: String)] = []) {
         self.storage = storage
         self.layout = layout
         self.server = server
         self.clientArguments = clientArguments
-        self.credentials = credentials
+        self.secretFiles = secretFiles
     }
 
-    /// A bucket through drctl's S3 client.
-    public init(client: S3Client, bucket: String, layout: BarmanLayout, server: String, clientArguments: [String]) {
-        self.init(storage: S3Storage(client: client, bucket: bucket), layout: layout, server: server, clientArguments: clientArguments,
-                  credentials: client.config.credentials)
+    public init(access: StoreAccess, layout: BarmanLayout, server: String) {
+        self.init(storage: access.storage, layout: layout, server: server, clientArguments: access.childArguments, secretFiles: access.secretFiles)
     }
 
     public var walSource: WALSource { WALSource(storage: storage, layout: layout, server: server) }
@@ -255,7 +253,7 @@ public final class HostRestore: @unchecked Sendable {
         guard row.count == 3 else { throw RecoveryError("unexpected answer from the recovered server: \(row)") }
         guard row[0] == "f" else { throw RecoveryError("the server is still in recovery: it was not promoted") }
         // No transaction replayed: the data is as of the backup's consistent point, its end.
-        let achieved = row[1].isEmpty ? plan.backup.endTime : parseTimestamp(row[1])
+        let achieved = row[1].isEmpty ? plan.backup.endTime : RFC3339.parse(row[1])
         let log = server.log()
         let lines = log.split(separator: "\n")
         let stopLine = (lines.last { $0.contains("recovery stopping") } ?? lines.last { $0.contains("last completed transaction was at log time") })
@@ -396,10 +394,8 @@ public final class HostRestore: @unchecked Sendable {
     /// user, for `drctl wal-restore`; removed once the server is promoted.
     func writeCredentials(_ dir: String, runAs: RunAs?) throws -> String {
         try FileTree.createPrivateDirectory(dir, owner: runAs)
-        guard let c = source.credentials else { return dir }   // a store on disk needs no keys
-        var files = [("ACCESS_KEY_ID", c.accessKeyID), ("SECRET_ACCESS_KEY", c.secretAccessKey)]
-        if let t = c.sessionToken { files.append(("SESSION_TOKEN", t)) }
-        for (name, value) in files { try FileTree.createPrivateFile(dir + "/" + name, contents: Array(value.utf8), owner: runAs) }
+        // A store on disk has none.
+        for (name, value) in source.secretFiles { try FileTree.createPrivateFile(dir + "/" + name, contents: Array(value.utf8), owner: runAs) }
         return dir
     }
 

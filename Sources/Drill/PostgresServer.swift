@@ -1,5 +1,5 @@
 import Foundation
-import ObjectStore
+import Support
 
 /// PostgreSQL server binaries of one major version.
 public struct PostgresBinaries: Sendable {

@@ -1,5 +1,5 @@
 import Foundation
-import ObjectStore
+import Support
 import Render
 
 /// Where a drill's checks send their SQL: a restored server reached directly, or through the

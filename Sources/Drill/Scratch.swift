@@ -1,5 +1,5 @@
 import Foundation
-import ObjectStore
+import Support
 
 /// Everything a restore has put on this host that must go when it ends: process groups to
 /// kill and directories to remove. Cleanup runs on the normal path and, through the signal

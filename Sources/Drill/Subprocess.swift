@@ -1,5 +1,5 @@
 import Foundation
-import ObjectStore
+import Support
 
 /// Child processes with posix_spawn: an argument vector, never a shell. Foundation's Process
 /// misses the exit of children whose own children outlive them, which PostgreSQL's do.

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Catalog
 import Layout
 import Policy
@@ -35,7 +36,7 @@ public enum TargetTime {
             }
             return .time(now.addingTimeInterval(-Double(d.seconds)))
         }
-        guard let d = parseTimestamp(s) else {
+        guard let d = RFC3339.parse(s) else {
             throw TargetTimeError(description: "'\(text)' is not a time: use RFC 3339 (2026-11-27T04:20:00Z, 2026-11-27T05:20:00+01:00), '2026-11-27 04:20:00' (UTC), 'latest' or a relative time such as -2h")
         }
         return .time(d)
@@ -46,11 +47,11 @@ public enum TargetTime {
     /// read the same by every PostgreSQL version.
     public static func postgres(_ d: Date) -> String {
         // The same instant and rounding as the RFC 3339 form, with PostgreSQL's separators.
-        var text = PreciseTime.format(d)   // YYYY-MM-DDTHH:MM:SS.ffffffZ
+        var text = RFC3339.format(d)   // YYYY-MM-DDTHH:MM:SS.ffffffZ
         text.removeLast()
         return text.replacingOccurrences(of: "T", with: " ") + "+00"
     }
 
     /// RFC 3339 with microseconds, for messages and evidence.
-    public static func rfc3339(_ d: Date) -> String { PreciseTime.format(d) }
+    public static func rfc3339(_ d: Date) -> String { RFC3339.format(d) }
 }

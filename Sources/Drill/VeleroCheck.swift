@@ -1,8 +1,9 @@
 import Catalog
 import Codecs
 import Foundation
+import Storage
 import Layout
-import ObjectStore
+import Support
 import Policy
 import Render
 
@@ -11,7 +12,7 @@ import Render
 /// exactly those its `-resource-list.json.gz` names, and with file-system volume backup its
 /// pod volume backups must have completed into a repository that holds data.
 public enum VeleroDrillCheck {
-    public static func run(policy: BackupPolicy, store: ObjectStorePolicy, client: S3Client, target: RecoveryTarget, now: Date,
+    public static func run(policy: BackupPolicy, store: ObjectStorePolicy, storage reader: any StorageReader, target: RecoveryTarget, now: Date,
                            scratchBase: String, owner: String, progress: (String) -> Void) -> [DrillEvidence.Check] {
         let t0 = Date()
         var checks: [DrillEvidence.Check] = []
@@ -22,8 +23,7 @@ public enum VeleroDrillCheck {
         }
         guard let velero = policy.velero else { return [] }
         let layout = VeleroLayout(root: store.prefixes.velero.value)
-        let reader = S3Reader(client: client, bucket: store.bucket.value)
-        let names = Set(velero.schedules.map { Renderer.veleroScheduleName(policy: policy.name.value, tier: $0.tier.value) })
+        let names = Set(velero.schedules.map { VeleroLayout.scheduleName(policy: policy.name.value, tier: $0.tier.value) })
         let cutoff = target.date ?? now
         let entries: [VeleroBackupEntry]
         do {
@@ -33,7 +33,7 @@ public enum VeleroDrillCheck {
             return checks
         }
         guard let backup = Self.restorePoint(entries, schedules: names, at: cutoff) else {
-            add("velero backup", false, "no completed Velero backup of schedule(s) \(names.sorted().joined(separator: ", ")) at or before \(PreciseTime.format(cutoff))")
+            add("velero backup", false, "no completed Velero backup of schedule(s) \(names.sorted().joined(separator: ", ")) at or before \(RFC3339.format(cutoff))")
             return checks
         }
         let scratch: ScratchDirectory
@@ -47,7 +47,7 @@ public enum VeleroDrillCheck {
         do {
             let tar = try TarExtractor(root: scratch.path)
             let gz = try GzipStream(limit: 8 << 30)
-            try client.getObject(S3URL(bucket: store.bucket.value, key: layout.contentsKey(backup: backup.name))) { chunk in
+            try reader.get(layout.contentsKey(backup: backup.name), range: nil) { chunk in
                 try gz.feed(chunk) { try tar.feed($0) }
             }
             try gz.finish()
@@ -104,8 +104,8 @@ public enum VeleroDrillCheck {
         return out
     }
 
-    static func resourceList(reader: S3Reader, key: String) throws -> [String: Set<String>] {
-        let raw = try Gzip.decompress(try reader.read(key: key), limit: 256 << 20)
+    static func resourceList(reader: any StorageReader, key: String) throws -> [String: Set<String>] {
+        let raw = try Gzip.decompress(try reader.read(key), limit: 256 << 20)
         guard let obj = try JSONSerialization.jsonObject(with: Data(raw)) as? [String: [String]] else {
             throw LocalError("\(key) is not a resource list")
         }
@@ -114,13 +114,13 @@ public enum VeleroDrillCheck {
 
     /// With file-system backup every PodVolumeBackup must be Completed, and the repository for
     /// its namespace must hold objects.
-    static func volumeData(reader: S3Reader, layout: VeleroLayout, backup: String, items: [String: Set<String>]) throws -> (Bool, String) {
+    static func volumeData(reader: any StorageReader, layout: VeleroLayout, backup: String, items: [String: Set<String>]) throws -> (Bool, String) {
         let key = layout.sideFileKey(backup: backup, suffix: "podvolumebackups.json.gz")
         let pvcs = items["v1/PersistentVolumeClaim"]?.count ?? 0
         let list: [[String: Any]]
         do {
-            list = try JSONSerialization.jsonObject(with: Data(try Gzip.decompress(try reader.read(key: key), limit: 64 << 20))) as? [[String: Any]] ?? []
-        } catch let e as S3Error where e.isNotFound {
+            list = try JSONSerialization.jsonObject(with: Data(try Gzip.decompress(try reader.read(key), limit: 64 << 20))) as? [[String: Any]] ?? []
+        } catch StorageError.notFound {
             return (pvcs == 0, pvcs == 0 ? "no volumes in the backup" : "\(pvcs) PVCs backed up, but no pod volume backups (\(key) is missing)")
         }
         if list.isEmpty { return (pvcs == 0, pvcs == 0 ? "no volumes in the backup" : "\(pvcs) PVCs backed up, but no pod volume backups") }
@@ -134,7 +134,7 @@ public enum VeleroDrillCheck {
         }
         for ns in namespaces.sorted() {
             var count = 0
-            try reader.list(prefix: "\(layout.root.isEmpty ? "" : layout.root + "/")kopia/\(ns)/", delimiter: nil) { objs, _ in count += objs.count }
+            try reader.list(prefix: "\(layout.root.isEmpty ? "" : layout.root + "/")kopia/\(ns)/", delimiter: nil, startAfter: nil) { objs, _ in count += objs.count }
             if count == 0 { bad.append("the kopia repository for \(ns) is empty") }
         }
         return (bad.isEmpty, bad.isEmpty ? "\(list.count) pod volume backups completed, repositories hold data" : bad.joined(separator: "; "))

@@ -1,7 +1,7 @@
 import Codecs
 import Foundation
 import Layout
-import ObjectStore
+import Support
 import Storage
 
 /// One barman-cloud server's WAL in a store, as restore_command reads it.
@@ -57,7 +57,7 @@ public struct WALSource: Sendable {
         switch file.compression {
         case nil:
             try storage.get(file.key, range: nil) { chunk in
-                try ObjectStore.writeAll(fd, chunk, path: tmp)
+                try writeAll(fd, chunk, path: tmp)
                 written += Int64(chunk.count)
                 read += Int64(chunk.count)
             }
@@ -66,7 +66,7 @@ public struct WALSource: Sendable {
             try storage.get(file.key, range: nil) { chunk in
                 read += Int64(chunk.count)
                 try gz.feed(chunk) { out in
-                    try ObjectStore.writeAll(fd, out, path: tmp)
+                    try writeAll(fd, out, path: tmp)
                     written += Int64(out.count)
                 }
             }

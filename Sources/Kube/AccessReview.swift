@@ -1,5 +1,6 @@
 import Foundation
-import ObjectStore
+import HTTP
+import Support
 
 /// Who holds a bearer token and what they may do, asked of the API server (TokenReview, then
 /// SubjectAccessReview): the kube-rbac-proxy pattern, for drctl serve's own pages. drctl's account

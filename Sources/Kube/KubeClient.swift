@@ -1,5 +1,6 @@
 import Foundation
-import ObjectStore
+import HTTP
+import Support
 
 /// An API error, decoded from the `Status` object the server returns.
 public struct KubeError: Error, CustomStringConvertible, Sendable {
@@ -83,7 +84,7 @@ public final class KubeClient: @unchecked Sendable {
         r.token = status["token"] as? String
         r.cert = (status["clientCertificateData"] as? String).map { Array($0.utf8) }
         r.key = (status["clientKeyData"] as? String).map { Array($0.utf8) }
-        r.expires = (status["expirationTimestamp"] as? String).flatMap(parseISO8601)
+        r.expires = (status["expirationTimestamp"] as? String).flatMap(RFC3339.parse)
         guard r.token != nil || (r.cert != nil && r.key != nil) else {
             throw ConfigError("exec credential plugin \(plugin.command) returned neither a token nor a client certificate")
         }

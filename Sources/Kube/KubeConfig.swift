@@ -1,5 +1,6 @@
 import Foundation
-import ObjectStore
+import HTTP
+import Support
 import Yams
 import Paths
 

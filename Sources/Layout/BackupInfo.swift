@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A value of `backup.info`: barman writes Python literals.
 public enum PyValue: Sendable, Equatable {
@@ -127,5 +128,5 @@ public struct BackupInfo: Sendable {
 
     /// `2026-11-27 04:19:50.334721+00:00` (Python's str() of an aware datetime; the
     /// fraction is left out when it is zero).
-    public static func parseTime(_ s: String) -> Date? { parseTimestamp(s) }
+    public static func parseTime(_ s: String) -> Date? { RFC3339.parse(s) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// One object under a Velero storage location's prefix, recognised from its key
 /// (Velero's `pkg/persistence/object_store_layout.go`).
@@ -27,6 +28,10 @@ public struct VeleroLayout: Sendable {
     }
 
     var rootSlash: String { root.isEmpty ? "" : root + "/" }
+
+    /// The Velero Schedule drctl renders for a policy's tier; Velero names its backups
+    /// `<schedule>-<timestamp>` and labels them velero.io/schedule-name.
+    public static func scheduleName(policy: String, tier: String) -> String { "\(policy)-\(tier)" }
     public var backupsPrefix: String { "\(rootSlash)backups/" }
     public func metadataKey(backup: String) -> String { "\(backupsPrefix)\(backup)/velero-backup.json" }
     public func contentsKey(backup: String) -> String { "\(backupsPrefix)\(backup)/\(backup).tar.gz" }
@@ -116,7 +121,7 @@ public struct VeleroBackup: Sendable, Decodable {
             // drctl's own parser: ICU's ISO 8601 parser with fractional seconds traps (SIGFPE) on
             // a long fraction in a malformed date (found by drctl-fuzz velero-backup).
             let s = try dec.singleValueContainer().decode(String.self)
-            if let date = parseTimestamp(s) { return date }
+            if let date = RFC3339.parse(s) { return date }
             throw DecodingError.dataCorrupted(.init(codingPath: dec.codingPath, debugDescription: "not an RFC 3339 time: \(s)"))
         }
         return try d.decode(VeleroBackup.self, from: data)

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Where to look for S3 credentials and settings, in the order the AWS tools use, plus a
 /// directory of files as a Kubernetes Secret is mounted (CNPG's `s3Credentials` layout:

@@ -1,4 +1,6 @@
 import Foundation
+import Hashing
+import Support
 
 /// A multipart upload of one file: parts go up in parallel, each streamed from its slice of
 /// the file and checked against its own ETag; any failure aborts the upload so no orphaned

@@ -1,4 +1,7 @@
 import Foundation
+import HTTP
+import Hashing
+import Support
 
 /// A bucket's S3 Object Lock configuration. Lock can only be enabled when a bucket is created
 /// (it turns versioning on); the default retention then applies to every object written after.
@@ -47,7 +50,7 @@ public struct ObjectLockState: Sendable, Codable, Equatable {
 
     init?(headers r: HTTPResponse) {
         let mode = r.header("x-amz-object-lock-mode")
-        let until = r.header("x-amz-object-lock-retain-until-date").flatMap(parseISO8601)
+        let until = r.header("x-amz-object-lock-retain-until-date").flatMap(RFC3339.parse)
         let hold = r.header("x-amz-object-lock-legal-hold")?.uppercased() == "ON"
         guard mode != nil || until != nil || hold else { return nil }
         self.init(mode: mode, retainUntil: until, legalHold: hold)

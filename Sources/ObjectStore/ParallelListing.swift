@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 extension S3Client {
     /// Lists every key under `prefix` like `listObjects`, but fans out: the level below

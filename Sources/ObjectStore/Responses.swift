@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// The S3 response documents drctl reads, parsed from bytes with no I/O, so that each can be
 /// unit-tested and fuzzed on its own (`drctl-fuzz s3-xml`).
@@ -16,7 +17,7 @@ package enum S3Responses {
                 throw S3ResponseError.malformed("listing entry without Key or Size")
             }
             objects.append(ObjectInfo(key: decode(key), size: size, etag: stripQuotes(c.string("ETag") ?? ""),
-                                      lastModified: c.string("LastModified").flatMap(parseISO8601),
+                                      lastModified: c.string("LastModified").flatMap(RFC3339.parse),
                                       storageClass: c.string("StorageClass")))
         }
         let prefixes = root.all("CommonPrefixes").compactMap { $0.string("Prefix").map(decode) }

@@ -1,4 +1,6 @@
 import Foundation
+import HTTP
+import Support
 import Logging
 
 /// Capped exponential backoff with full jitter, for failures that another try can fix:

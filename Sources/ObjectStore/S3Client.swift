@@ -1,4 +1,7 @@
 import Foundation
+import HTTP
+import Hashing
+import Support
 import Logging
 
 public struct S3Configuration: Sendable {
@@ -63,9 +66,6 @@ public struct DeleteFailure: Sendable, Error, CustomStringConvertible {
     public var message: String
     public var description: String { "\(key): \(code) \(message)" }
 }
-
-/// Progress of a transfer: bytes done and the total when known.
-public typealias TransferProgress = @Sendable (_ done: Int64, _ total: Int64?) -> Void
 
 /// drctl's S3 client: SigV4 signing (written here) over libcurl, path-style for RGW.
 /// Bodies are streamed; nothing holds a whole object in memory.
@@ -192,7 +192,7 @@ public final class S3Client: Sendable {
             throw S3ResponseError.malformed("HEAD \(url) without Content-Length")
         }
         return ObjectInfo(key: url.key, size: size, etag: stripQuotes(r.header("etag") ?? ""),
-                          lastModified: r.header("last-modified").flatMap(parseHTTPDate), contentType: r.header("content-type"),
+                          lastModified: r.header("last-modified").flatMap(HTTPDate.parse), contentType: r.header("content-type"),
                           versionID: r.header("x-amz-version-id").flatMap { $0 == "null" ? nil : $0 }, lock: ObjectLockState(headers: r))
     }
 
@@ -261,8 +261,7 @@ public final class S3Client: Sendable {
         call.headers.append(("Content-MD5", md5.base64))
         if let contentType { call.headers.append(("Content-Type", contentType)) }
         if let retention {
-            let f = ISO8601DateFormatter()
-            call.headers += [("x-amz-object-lock-mode", retention.mode), ("x-amz-object-lock-retain-until-date", f.string(from: retention.until))]
+            call.headers += [("x-amz-object-lock-mode", retention.mode), ("x-amz-object-lock-retain-until-date", RFC3339.formatSeconds(retention.until))]
         }
         let (r, _) = try sendCollecting(call)
         let etag = stripQuotes(r.header("etag") ?? "")
@@ -437,7 +436,7 @@ final class GetState: HTTPResponseHandler {
         }
         etag = tag
         expected = length
-        lastModified = r.header("last-modified").flatMap(parseHTTPDate)
+        lastModified = r.header("last-modified").flatMap(HTTPDate.parse)
         contentType = r.header("content-type")
         if range != nil {
             guard r.status == 206 else { throw IntegrityError(operation: operation, detail: "range request answered with \(r.status)") }
@@ -483,19 +482,6 @@ final class GetState: HTTPResponseHandler {
 
 let writebackWindow: Int64 = 16 << 20
 
-/// write(2) until the whole buffer is written (retrying EINTR and short writes).
-public func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
-    var off = 0
-    while off < chunk.count {
-        let n = write(fd, chunk.baseAddress! + off, chunk.count - off)
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw LocalError("write \(path): \(String(cString: strerror(errno)))")
-        }
-        off += n
-    }
-}
-
 func stripQuotes(_ s: String) -> String {
     var t = Substring(s)
     if t.hasPrefix("\"") { t = t.dropFirst() }
@@ -516,45 +502,3 @@ func parseContentRangeTotal(_ s: String) -> Int64? {
 
 /// `2026-11-27T05:31:57.304Z`, as S3 listings write LastModified. Parsed by hand: a listing
 /// of many thousands of keys should not pay for a formatter per entry.
-package func parseISO8601(_ s: String) -> Date? {
-    let b = Array(s.utf8)
-    guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[10] == UInt8(ascii: "T") else { return nil }
-    func num(_ from: Int, _ len: Int) -> Int? {
-        var v = 0
-        for i in from..<from + len {
-            guard b[i] >= 48 && b[i] <= 57 else { return nil }
-            v = v * 10 + Int(b[i] - 48)
-        }
-        return v
-    }
-    guard let y = num(0, 4), let mo = num(5, 2), let d = num(8, 2), let h = num(11, 2), let mi = num(14, 2), let sec = num(17, 2)
-    else { return nil }
-    var frac = 0.0, i = 19
-    if i < b.count, b[i] == UInt8(ascii: ".") {
-        var scale = 0.1
-        i += 1
-        while i < b.count, b[i] >= 48 && b[i] <= 57 { frac += Double(b[i] - 48) * scale; scale /= 10; i += 1 }
-    }
-    guard i < b.count, b[i] == UInt8(ascii: "Z") else { return nil }
-    var t = tm()
-    t.tm_year = Int32(y - 1900); t.tm_mon = Int32(mo - 1); t.tm_mday = Int32(d)
-    t.tm_hour = Int32(h); t.tm_min = Int32(mi); t.tm_sec = Int32(sec)
-    return Date(timeIntervalSince1970: Double(timegm(&t)) + frac)
-}
-
-/// An HTTP date in its one current form, IMF-fixdate: `Fri, 27 Nov 2026 13:47:56 GMT`. Read here
-/// rather than by DateFormatter, which leaks on some malformed text (found by drctl-fuzz s3-xml).
-package func parseHTTPDate(_ s: String) -> Date? {
-    let parts = s.split(separator: " ")
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-    guard parts.count == 6, parts[0].hasSuffix(","), parts[5] == "GMT",
-          let day = Int(parts[1]), (1...31).contains(day), let month = months.firstIndex(of: String(parts[2])),
-          let year = Int(parts[3]), (1970...9999).contains(year) else { return nil }
-    let hms = parts[4].split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
-    guard hms.count == 3, let h = hms[0], let m = hms[1], let sec = hms[2], (0..<24).contains(h), (0..<60).contains(m), (0...60).contains(sec)
-    else { return nil }
-    var t = tm()
-    t.tm_year = Int32(year - 1900); t.tm_mon = Int32(month); t.tm_mday = Int32(day)
-    t.tm_hour = Int32(h); t.tm_min = Int32(m); t.tm_sec = Int32(sec)
-    return Date(timeIntervalSince1970: Double(timegm(&t)))
-}

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// Where the object store is and how buckets are addressed on it.
 public struct S3Endpoint: Sendable, CustomStringConvertible {
@@ -57,17 +58,6 @@ public struct S3Endpoint: Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(scheme)://\(hostHeader(bucket: nil))" }
-}
-
-/// A problem with a local file or directory (exists, unreadable, disk full).
-public struct LocalError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
 }
 
 /// An `s3://bucket/key` address.

@@ -1,4 +1,6 @@
 import Foundation
+import Hashing
+import Support
 
 /// Access credentials. `description` never shows the secret or the token.
 public struct Credentials: Sendable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// A small element tree of an S3 XML response. S3's documents are shallow and small
 /// (a listing page is at most 1,000 entries), so a tree is simpler than streaming.

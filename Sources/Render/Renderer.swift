@@ -63,9 +63,6 @@ public enum Renderer {
 
     // MARK: Velero
 
-    /// The name of the Velero Schedule for a policy's tier; Velero labels its backups with it.
-    public static func veleroScheduleName(policy: String, tier: String) -> String { "\(policy)-\(tier)" }
-
     static func backupStorageLocation(_ s: ObjectStorePolicy, _ o: RenderOptions) -> [String: any Sendable] {
         var objectStorage: [String: any Sendable] = ["bucket": s.bucket.value, "prefix": s.prefixes.velero.value]
         if let ca = s.ca { objectStorage["caCertRef"] = ["name": ca.name, "key": ca.key] }
@@ -143,7 +140,7 @@ public enum Renderer {
         }
         return [
             "apiVersion": "velero.io/v1", "kind": "Schedule",
-            "metadata": metadata(name: veleroScheduleName(policy: p.name.value, tier: s.tier.value), namespace: o.veleroNamespace, policy: p.name.value,
+            "metadata": metadata(name: VeleroLayout.scheduleName(policy: p.name.value, tier: s.tier.value), namespace: o.veleroNamespace, policy: p.name.value,
                                  extra: ["drctl.dev/tier": s.tier.value]),
             "spec": ["schedule": s.cron.value.expression, "useOwnerReferencesInBackup": false, "template": template] as [String: any Sendable],
         ]

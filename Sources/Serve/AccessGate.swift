@@ -1,5 +1,6 @@
 import Foundation
-import ObjectStore
+import Hashing
+import Support
 
 /// Who may see drctl serve's pages: a bearer token, checked by whoever can say whose it is
 /// (`authenticate`, the API server's TokenReview) and what that user may do (`authorize`, its

@@ -1,5 +1,6 @@
 import Foundation
-import ObjectStore
+import HTTP
+import Support
 
 /// CronJob mode's metrics: drctl's exposition POSTed to a Prometheus Pushgateway under
 /// job="drctl". POST replaces only the metric names pushed, so `catalog sync` (workloads and

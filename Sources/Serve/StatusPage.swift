@@ -1,6 +1,6 @@
 import Catalog
 import Foundation
-import ObjectStore
+import Support
 import Policy
 
 /// The status page: server-rendered HTML with inline CSS and SVG, no script and no external
@@ -215,12 +215,24 @@ public enum StatusPage {
 
     static func cls(_ s: WorkloadStatus.State) -> String { s.rawValue.lowercased().replacingOccurrences(of: " ", with: "-") }
     static func f(_ v: Double) -> String { String(format: "%.1f", v) }
-    static func stamp(_ d: Date) -> String {
-        let c = Calendar(identifier: .gregorian).dateComponents(in: TimeZone(identifier: "UTC")!, from: d)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
-    }
+    static func stamp(_ d: Date) -> String { RFC3339.formatReadable(d) }
     static func dayLabel(_ d: Date) -> String { String(stamp(d).dropFirst(5).prefix(5)) }
 
     /// HTML text and attribute escaping: XML's five entities, which HTML5 reads alike.
-    public static func esc(_ s: String) -> String { xmlEscape(s) }
+    /// HTML-escapes text for an element body or a quoted attribute.
+    public static func esc(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.count)
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&#39;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import ObjectStore
 
 /// A directory tree laid out exactly as a bucket: the object `a/b/c` is the file `ROOT/a/b/c`.
@@ -10,6 +11,7 @@ public struct FileStorage: StorageWriter {
     /// A file in the root that marks it as a bucket's (optional; see `StorageURL.parse`).
     public static let marker = ".drctl-bucket"
     public let root: String
+    public var bucketName: String { root }
     public var location: String { "file://\(root)" }
 
     public init(root: String) {
@@ -106,7 +108,7 @@ public struct FileStorage: StorageWriter {
     }
 
     @discardableResult
-    public func put(_ key: String, bytes: [UInt8]) throws -> StoredObject { try put(key, bytes: bytes, lastModified: nil) }
+    public func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject { try put(key, bytes: bytes, lastModified: nil) }
 
     /// With `lastModified`, the file's modification time is set to it: a copy of a bucket keeps
     /// each object's time, which WAL and backup times (and so the RPO evidence) are read from.
@@ -138,10 +140,15 @@ public struct FileStorage: StorageWriter {
         return try head(key) ?? StoredObject(key: key, size: Int64(bytes.count))
     }
 
-    public func delete(_ keys: [String]) throws {
-        for key in keys {
-            let p = try path(key)
-            if unlink(p) != 0 && errno != ENOENT { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
+    public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
+        var refused: [DeleteRefusal] = []
+        for v in versions {
+            let p = try path(v.key)
+            if unlink(p) != 0 && errno != ENOENT { refused.append(DeleteRefusal(key: v.key, code: "IOError", message: String(cString: strerror(errno)))) }
         }
+        return refused
     }
+
+    /// A directory has no Object Lock (an immutable copy is the file system's business: chattr +i, WORM media).
+    public func bucketLock() throws -> BucketLock { BucketLock(enabled: false) }
 }

@@ -1,11 +1,15 @@
 import Foundation
+import Support
 
 /// A store in memory, for unit tests: S3's listing order and delimiter rules, and a hook that
 /// makes any operation fail (or corrupt what it returns) to test what a fault does.
 public final class MemoryStorage: StorageWriter, @unchecked Sendable {
-    public enum Operation: String, Sendable { case list, head, get, put, delete }
+    public enum Operation: String, Sendable { case list, head, get, put, delete, bucketLock }
     private let lock = NSLock()
     private var objects: [String: (bytes: [UInt8], modified: Date)] = [:]
+    private var locks: [String: VersionLock] = [:]
+    /// What `bucketLock()` answers; set it to test Object Lock handling (nil: access denied).
+    public var objectLock: BucketLock? = BucketLock(enabled: false)
     /// Called before each operation with its key (the prefix for `list`): an error it returns is
     /// thrown instead of doing it.
     public var fault: (@Sendable (Operation, String) -> Error?)?
@@ -28,6 +32,15 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
     public var keys: [String] { lock.withLock { objects.keys.sorted() } }
     public func contents(_ key: String) -> [UInt8]? { lock.withLock { objects[key]?.bytes } }
 
+    /// Locks a key's object as S3 Object Lock would: HEAD reports it, a delete is refused
+    /// with AccessDenied while it holds. Versions are the key's one current version ("v1").
+    public func setLock(_ key: String, _ l: VersionLock?) { lock.withLock { locks[key] = l } }
+
+    func stored(_ key: String, _ o: (bytes: [UInt8], modified: Date), head: Bool) -> StoredObject {
+        StoredObject(key: key, size: Int64(o.bytes.count), etag: Self.etag(o.bytes), lastModified: o.modified,
+                     versionID: head && objectLock?.enabled == true ? "v1" : nil, lock: head ? locks[key] : nil)
+    }
+
     public func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws {
         try begin(.list, prefix)
         let snapshot = lock.withLock { objects }
@@ -39,15 +52,14 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
                 prefixes.insert(String(key[..<r.upperBound]))
                 continue
             }
-            let o = snapshot[key]!
-            out.append(StoredObject(key: key, size: Int64(o.bytes.count), etag: Self.etag(o.bytes), lastModified: o.modified))
+            out.append(stored(key, snapshot[key]!, head: false))
         }
         try page(out, prefixes.sorted())
     }
 
     public func head(_ key: String) throws -> StoredObject? {
         try begin(.head, key)
-        return lock.withLock { objects[key].map { StoredObject(key: key, size: Int64($0.bytes.count), etag: Self.etag($0.bytes), lastModified: $0.modified) } }
+        return lock.withLock { objects[key].map { stored(key, $0, head: true) } }
     }
 
     public func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -59,18 +71,35 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
     }
 
     @discardableResult
-    public func put(_ key: String, bytes: [UInt8]) throws -> StoredObject {
+    public func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject {
         try begin(.put, key)
         let now = Date()
         lock.withLock { objects[key] = (bytes, now) }
         return StoredObject(key: key, size: Int64(bytes.count), etag: Self.etag(bytes), lastModified: now)
     }
 
-    public func delete(_ keys: [String]) throws {
-        for key in keys {
-            try begin(.delete, key)
-            _ = lock.withLock { objects.removeValue(forKey: key) }
+    public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
+        var refused: [DeleteRefusal] = []
+        for v in versions {
+            try begin(.delete, v.key)
+            lock.withLock {
+                if let l = locks[v.key], l.isLocked(at: Date()) {
+                    // S3: a locked version refuses, and a delete without a version on a versioned
+                    // bucket only hides it behind a marker; here both keep the data.
+                    refused.append(DeleteRefusal(key: v.key, code: "AccessDenied", message: "object is locked"))
+                } else {
+                    objects.removeValue(forKey: v.key)
+                    locks.removeValue(forKey: v.key)
+                }
+            }
         }
+        return refused
+    }
+
+    public func bucketLock() throws -> BucketLock {
+        try begin(.bucketLock, "")
+        guard let l = lock.withLock({ objectLock }) else { throw StorageError.accessDenied("memory: no right to read the Object Lock configuration") }
+        return l
     }
 
     /// A content hash standing in for an ETag (FNV-1a: tests compare, nothing trusts it).

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import ObjectStore
 
 /// One object of a store, whatever the store is.
@@ -8,13 +9,70 @@ public struct StoredObject: Sendable, Equatable {
     /// The store's entity tag, without quotes; empty when it has none (a file).
     public var etag: String
     public var lastModified: Date?
-    public init(key: String, size: Int64, etag: String = "", lastModified: Date? = nil) {
+    /// HEAD only: the version (on a versioned bucket) and its Object Lock, if any.
+    public var versionID: String?
+    public var lock: VersionLock?
+    public init(key: String, size: Int64, etag: String = "", lastModified: Date? = nil, versionID: String? = nil, lock: VersionLock? = nil) {
         self.key = key; self.size = size; self.etag = etag; self.lastModified = lastModified
+        self.versionID = versionID; self.lock = lock
     }
+}
+
+/// The lock on one object version (S3 Object Lock): the store refuses to delete it while it holds.
+public struct VersionLock: Sendable, Codable, Equatable {
+    public var mode: String?
+    public var retainUntil: Date?
+    public var legalHold: Bool
+    public init(mode: String?, retainUntil: Date?, legalHold: Bool) {
+        self.mode = mode; self.retainUntil = retainUntil; self.legalHold = legalHold
+    }
+    public func isLocked(at now: Date) -> Bool { legalHold || (retainUntil.map { $0 > now } ?? false) }
+}
+
+/// A store's Object Lock configuration. Lock can only be enabled when a bucket is created (it
+/// turns versioning on); the default retention then applies to every object written after.
+public struct BucketLock: Sendable, Codable, Equatable {
+    public var enabled: Bool
+    /// The default retention's mode (GOVERNANCE or COMPLIANCE), if there is one.
+    public var mode: String?
+    /// The default retention in seconds (a year counted as 365 days, as S3 does).
+    public var defaultRetentionSeconds: Int?
+    public init(enabled: Bool, mode: String?, defaultRetentionSeconds: Int?) {
+        self.enabled = enabled; self.mode = mode; self.defaultRetentionSeconds = defaultRetentionSeconds
+    }
+
+    /// As S3 states a default retention: in days or in years (of 365 days).
+    public init(enabled: Bool, mode: String? = nil, days: Int? = nil, years: Int? = nil) {
+        self.init(enabled: enabled, mode: mode, defaultRetentionSeconds: days.map { $0 * 86400 } ?? years.map { $0 * 365 * 86400 })
+    }
+
+    public var description: String {
+        guard enabled else { return "not enabled" }
+        guard let mode, let seconds = defaultRetentionSeconds else { return "enabled, no default retention" }
+        return "enabled, default retention \(mode) \(seconds / 86400)d"
+    }
+}
+
+/// One version to delete: a key, and the version when the store keeps versions.
+public struct StoredVersion: Sendable, Hashable {
+    public var key: String
+    public var versionID: String?
+    public init(key: String, versionID: String? = nil) { self.key = key; self.versionID = versionID }
+}
+
+/// A key the store did not delete, with its reason (S3's error code: AccessDenied for a locked version).
+public struct DeleteRefusal: Sendable, Equatable, CustomStringConvertible {
+    public var key: String
+    public var code: String
+    public var message: String
+    public init(key: String, code: String, message: String) { self.key = key; self.code = code; self.message = message }
+    public var description: String { "\(key): \(code)\(message.isEmpty ? "" : " \(message)")" }
 }
 
 public enum StorageError: Error, CustomStringConvertible, Equatable {
     case notFound(String)
+    /// The store refused (S3 403): the credentials may not do this.
+    case accessDenied(String)
     /// A key no store of this kind can hold as given (`..`, an empty segment, a NUL): refused
     /// rather than mapped somewhere else.
     case invalidKey(String, String)
@@ -23,6 +81,7 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .notFound(let k): return "\(k): no such object"
+        case .accessDenied(let m): return m
         case .invalidKey(let k, let why): return "'\(k)' is not a key this store can hold: \(why)"
         case .io(let m): return m
         }
@@ -34,23 +93,43 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
 public protocol StorageReader: Sendable {
     /// Where it is, for messages: `s3://bucket`, `file:///path`, `memory:`.
     var location: String { get }
+    /// The catalog's name for it: unique across endpoints (S3: endpoint and bucket).
+    var identity: String { get }
+    /// The bucket's name (a directory store: its root), as records made in it name it.
+    var bucketName: String { get }
     /// Objects under `prefix` in key order, in pages; with `delimiter`, the common prefixes too.
     func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws
     /// nil when there is no such object.
     func head(_ key: String) throws -> StoredObject?
     /// The object's bytes (or `range` of them, inclusive) in chunks; `StorageError.notFound` if none.
     func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws
+    /// The store's Object Lock configuration (`enabled: false` for stores without it);
+    /// `StorageError.accessDenied` when the credentials may not read it.
+    func bucketLock() throws -> BucketLock
 }
 
 /// The write side: what evidence upload, prune and copies need.
 public protocol StorageWriter: StorageReader {
-    /// Stores `bytes` under `key`, whole or not at all.
-    @discardableResult func put(_ key: String, bytes: [UInt8]) throws -> StoredObject
-    /// Deletes each key (a missing one is not an error, as in S3).
-    func delete(_ keys: [String]) throws
+    /// Stores `bytes` under `key`, whole or not at all (`contentType` where the store keeps one).
+    @discardableResult func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject
+    /// Deletes each version (the current one where no version is given; a missing one is not
+    /// an error, as in S3) and returns what was not deleted.
+    func delete(versions: [StoredVersion]) throws -> [DeleteRefusal]
+}
+
+extension StorageWriter {
+    @discardableResult public func put(_ key: String, bytes: [UInt8]) throws -> StoredObject { try put(key, bytes: bytes, contentType: nil) }
+
+    /// Deletes each key; any failure is an error.
+    public func delete(_ keys: [String]) throws {
+        if let f = try delete(versions: keys.map { StoredVersion(key: $0) }).first { throw StorageError.io("\(location)/\(f)") }
+    }
 }
 
 extension StorageReader {
+    public var identity: String { location }
+    public var bucketName: String { location }
+
     /// A small object, whole (refused beyond `limit`: metadata, not data).
     public func read(_ key: String, limit: Int = 16 << 20) throws -> [UInt8] {
         var out: [UInt8] = []
@@ -66,6 +145,19 @@ extension StorageReader {
         var out: [StoredObject] = []
         try list(prefix: prefix, delimiter: nil, startAfter: nil) { objects, _ in out += objects }
         return out
+    }
+}
+
+/// A store as engines receive it: the storage, and what a drctl child process (PostgreSQL's
+/// restore_command running `drctl wal-restore`) needs to reach the same store: its options,
+/// and the keys as the files of a `--credentials-dir` (ACCESS_KEY_ID, …), which HostRestore
+/// hands over in a directory only the server's user can read, never in its environment.
+public struct StoreAccess: Sendable {
+    public var storage: any StorageWriter
+    public var childArguments: [String]
+    public var secretFiles: [(name: String, value: String)]
+    public init(storage: any StorageWriter, childArguments: [String] = [], secretFiles: [(name: String, value: String)] = []) {
+        self.storage = storage; self.childArguments = childArguments; self.secretFiles = secretFiles
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Support
 import Kube
 import ObjectStore
 import Policy

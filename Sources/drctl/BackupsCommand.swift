@@ -2,7 +2,7 @@ import ArgumentParser
 import Catalog
 import Foundation
 import Layout
-import ObjectStore
+import Support
 import Policy
 import Render
 import Storage
@@ -51,13 +51,9 @@ struct BackupsCommand: ParsableCommand {
             let store = try catalog.map { try CatalogStore(path: $0) }
             // s3://bucket/prefix through drctl's client (and the catalog, if given); file:///path
             // reads a directory laid out as the bucket (a copy on a disk, an air-gapped host).
-            func reader(_ location: String) throws -> (ObjectReader, String) {
-                switch try StorageURL.parse(location) {
-                case .s3(let bucket, let key):
-                    return (objectReader(try s3.makeClient(), bucket: bucket, catalog: store), key)
-                case .file(let root, let key):
-                    return (StorageObjectReader(FileStorage(root: root)), key)
-                }
+            func reader(_ location: String) throws -> (any StorageReader, String) {
+                let (access, key) = try s3.open(location)
+                return (backupReader(access.storage, catalog: store), key)
             }
             var report = Report(barman: [], velero: [])
             if let source {
@@ -92,13 +88,12 @@ struct BackupsCommand: ParsableCommand {
         }
         for p in chosen {
             guard let store = set.objectStore(named: p.objectStore.value) else { continue }
-            let client = try s3.makeClient(for: store)
-            let reader = objectReader(client, bucket: store.bucket.value, catalog: catalogStore)
+            let reader = backupReader(try s3.access(for: store).storage, catalog: catalogStore)
             for c in p.cnpg {
                 report.barman.append(try BarmanScanner.scan(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value))
             }
             if let v = p.velero {
-                let names = Set(v.schedules.map { Renderer.veleroScheduleName(policy: p.name.value, tier: $0.tier.value) })
+                let names = Set(v.schedules.map { VeleroLayout.scheduleName(policy: p.name.value, tier: $0.tier.value) })
                 report.velero += try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value),
                                                         allowPartiallyFailed: allowPartiallyFailed).filter { $0.schedule.map(names.contains) ?? false }
             }

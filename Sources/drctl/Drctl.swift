@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Support
 import Logging
 import ObjectStore
 import Policy
@@ -62,10 +63,7 @@ enum Exit {
 
 /// The encoder behind every command's `-o json`: sorted keys, RFC 3339 times, readable.
 func prettyJSONEncoder() -> JSONEncoder {
-    let e = JSONEncoder()
-    e.dateEncodingStrategy = .iso8601
-    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    return e
+    JSONCoding.encoder(precise: false)
 }
 
 func printJSON(_ value: some Encodable) throws {
@@ -89,15 +87,6 @@ struct GlobalOptions: ParsableArguments {
             return h
         }
     }
-}
-
-/// Every secret this process has loaded, so that any message can be scrubbed of them.
-final class KnownSecrets: @unchecked Sendable {
-    static let shared = KnownSecrets()
-    private let lock = NSLock()
-    private var secrets: [String] = []
-    func add(_ more: [String]) { lock.withLock { secrets += more } }
-    var redactor: Redactor { lock.withLock { Redactor(secrets: secrets) } }
 }
 
 /// Loads policies for a command that acts on them: lint errors are printed and refuse the command.

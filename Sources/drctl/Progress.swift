@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import ObjectStore
 
 /// Progress of a transfer on standard error: a redrawn bar on a terminal, a plain line every

@@ -2,7 +2,8 @@ import ArgumentParser
 import Catalog
 import Foundation
 import Layout
-import ObjectStore
+import Storage
+import Support
 import Policy
 
 struct PruneCommand: ParsableCommand {
@@ -24,7 +25,7 @@ struct PruneCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var s3: S3Options
-    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath).", valueName: "s3://bucket/path")) var source: String?
+    @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath), or a copy of the bucket on disk (file:///path).", valueName: "s3://bucket/path")) var source: String?
     @Option(help: "barman-cloud server name (CNPG serverName).") var server: String?
     @Option(help: "Recovery window in CNPG's form: 7d, 4w, 3m (m = 31 days, as in barman).") var retention: String?
     @Option(help: ArgumentHelp("Velero storage location: report the backups whose status.expiration has passed (Velero's garbage collector deletes them, with their snapshots; drctl does not).", valueName: "s3://bucket/prefix"))
@@ -55,10 +56,9 @@ struct PruneCommand: ParsableCommand {
 
     /// Velero's side: what has expired. Velero deletes those itself, snapshots included.
     func reportVelero(_ location: String) throws {
-        let url = try S3URL(parsing: location)
-        let client = try s3.makeClient()
+        let (access, key) = try s3.open(location)
         let now = Date()
-        let entries = try VeleroScanner.scan(S3Reader(client: client, bucket: url.bucket), layout: VeleroLayout(root: url.key)).map {
+        let entries = try VeleroScanner.scan(access.storage, layout: VeleroLayout(root: key)).map {
             VeleroExpiry(name: $0.name, schedule: $0.schedule, phase: $0.phase, expiration: $0.expiration,
                          expired: $0.expiration.map { $0 < now } ?? false)
         }
@@ -81,46 +81,17 @@ struct PruneCommand: ParsableCommand {
         try runReportingErrors {
             if let velero { return try reportVelero(velero) }
             guard let source, let server, let retention else { return }
-            let url = try S3URL(parsing: source)
-            let client = try s3.makeClient()
-            let ev = try evidence.map { try S3URL(parsing: $0) } ?? S3URL(bucket: url.bucket, key: siblingPrefix(url.key, "drctl"))
-            let records = PruneRecords(client: client, prefix: S3URL(bucket: ev.bucket, key: "\(ev.key.isEmpty ? "" : ev.key + "/")prune/\(server)/"))
-            // Object Lock on, or unknown (no right to read the configuration): look at each object before deleting it.
-            let lockConfig = try? client.objectLockConfiguration(bucket: url.bucket)
-            let checkLocks = lockConfig?.enabled ?? true
-            let now = Date()
-
-            let unfinished = try records.unfinished()
-
-            let reader = S3Reader(client: client, bucket: url.bucket)
-            let layout = BarmanLayout(root: url.key)
-            let scan = try BarmanScanner.scan(reader, layout: layout, server: server)
-            var objects: [ObjectRef] = []
-            try reader.list(prefix: layout.serverPrefix(server), delimiter: nil) { page, _ in objects += page.map { ObjectRef(key: $0.key, size: $0.size) } }
-            let window = RecoveryWindow(cnpg: retention)!
-            var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now)
-            var heads: [String: ObjectInfo?]?
-            if checkLocks && !plan.keysToDelete.isEmpty {
-                let found = try Self.heads(plan.keysToDelete, client: client, bucket: url.bucket)
-                heads = found
-                let locked = plan.keysToDelete.compactMap { key -> LockedObject? in
-                    guard let lock = found[key]??.lock, lock.isLocked(at: now) else { return nil }
-                    return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
-                }
-                if !locked.isEmpty {
-                    plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
-                                                now: now, locked: Set(locked.map(\.key)))
-                    plan.locked = locked
-                }
-            }
-            plan.bucket = url.bucket
-            plan.root = layout.root
-            // An interrupted prune is finished only as far as today's plan agrees with it: its
-            // keys that this plan deletes anyway go with this run, the others stay.
-            let interrupted = try unfinished.map { record in
-                try PruneReplay.check(record: records.planURL(record.stamp).description, recorded: record.plan, current: plan,
-                                      layout: layout, server: server, bucket: url.bucket)
-            }
+            let (access, key) = try s3.open(source)
+            // The journal: --evidence, else drctl/ beside the destination.
+            let journal = try evidence.map { e in
+                let (store, key) = try s3.open(e)
+                return PruneJournal(storage: store.storage, layout: DrctlLayout(root: key), server: server)
+            } ?? PruneJournal(storage: access.storage, layout: DrctlLayout.beside(key), server: server)
+            let layout = BarmanLayout(root: key)
+            let prune = BarmanPrune(storage: access.storage, layout: layout, server: server, journal: journal,
+                                    window: RecoveryWindow(cnpg: retention)!, minimumRedundancy: minimumRedundancy)
+            let prepared = try prune.prepare(now: Date())
+            let (scan, plan, interrupted) = (prepared.scan, prepared.plan, prepared.interrupted)
             switch output {
             case .json:
                 var report = plan
@@ -154,145 +125,13 @@ struct PruneCommand: ParsableCommand {
                 if !apply { for k in plan.keysToDelete { print("  \(k)") } }
             }
             guard apply else { return }
-            var stamp: String?
-            if !plan.keysToDelete.isEmpty {
-                // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
-                // Unique even for two runs in one second: a record's name must never be reused.
-                let f = ISO8601DateFormatter()
-                f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-                let name = f.string(from: now) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
-                try records.record(plan, stamp: name)
-                let outcome = try delete(plan.keysToDelete, client: client, bucket: url.bucket, checkLocks: checkLocks, now: now, heads: heads)
-                try records.finish(name, outcome)
-                if output == .table { print("recorded in \(records.planURL(name)); \(outcome.summary)") }
-                try outcome.throwIfFailed()
-                stamp = name
-            }
-            // This run did what each interrupted one may still do: their records are closed.
-            for (record, i) in zip(unfinished, interrupted) {
-                try records.finish(record.stamp, PruneOutcome(deleted: i.stillSelected.count, supersededBy: stamp, keptNoLongerSelected: i.noLongerSelected.count,
-                                                              refused: i.refused.count))
-            }
-        }
-    }
-
-    /// HEAD of each key (nil: gone), 16 at a time: its version and its lock.
-    static func heads(_ keys: [String], client: S3Client, bucket: String) throws -> [String: ObjectInfo?] {
-        let found = try Parallel.map(keys, threads: 16) { try client.headIfPresent(S3URL(bucket: bucket, key: $0)) }
-        return Dictionary(zip(keys, found), uniquingKeysWith: { a, _ in a })
-    }
-
-    /// Deletes `keys`. On a bucket with Object Lock (and so versions) the exact current version
-    /// goes, so the space is freed instead of hidden behind a delete marker; a version still
-    /// locked is left and counted, not reported key by key as an error.
-    func delete(_ keys: [String], client: S3Client, bucket: String, checkLocks: Bool, now: Date, heads known: [String: ObjectInfo?]? = nil) throws -> PruneOutcome {
-        var outcome = PruneOutcome()
-        var versions = keys.map { ObjectVersion(key: $0) }
-        if checkLocks {
-            var heads = known ?? [:]
-            let unknown = keys.filter { !heads.keys.contains($0) }
-            heads.merge(try Self.heads(unknown, client: client, bucket: bucket)) { a, _ in a }
-            versions = []
-            for key in keys {
-                let head = heads[key] ?? nil
-                guard let head else { outcome.deleted += 1; continue }   // gone already (an earlier, interrupted run)
-                if let lock = head.lock, lock.isLocked(at: now) {
-                    outcome.locked.append(LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold))
-                } else {
-                    versions.append(ObjectVersion(key: key, versionID: head.versionID))
-                }
-            }
-        }
-        let failures = try client.deleteObjects(bucket: bucket, versions: versions)
-        for f in failures {
-            if checkLocks && f.code == "AccessDenied" {
-                outcome.locked.append(LockedObject(key: f.key, mode: nil, retainUntil: nil, legalHold: false))
-            } else {
-                outcome.failed.append(f.description)
-            }
-        }
-        outcome.deleted += versions.count - failures.count
-        return outcome
-    }
-
-    /// `cnpg` -> `drctl`, `backups/cnpg` -> `backups/drctl`.
-    func siblingPrefix(_ path: String, _ name: String) -> String {
-        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
-        guard let slash = trimmed.lastIndex(of: "/") else { return name }
-        return String(trimmed[..<slash]) + "/" + name
-    }
-}
-
-/// What a prune did: deleted, left under Object Lock, failed.
-struct PruneOutcome: Codable {
-    var deleted = 0
-    var locked: [LockedObject] = []
-    var failed: [String] = []
-    /// For an interrupted prune closed by a later run: that run's record, and what it kept of this one.
-    var supersededBy: String?
-    var keptNoLongerSelected: Int?
-    var refused: Int?
-
-    var summary: String {
-        var s = "deleted \(deleted) objects"
-        if !locked.isEmpty { s += "; \(locked.count) left under Object Lock" }
-        if !failed.isEmpty { s += "; \(failed.count) not deleted" }
-        return s
-    }
-
-    func throwIfFailed() throws {
-        guard !failed.isEmpty else { return }
-        for f in failed.prefix(10) { FileHandle.standardError.write(Data("drctl: not deleted: \(f)\n".utf8)) }
-        if failed.count > 10 { FileHandle.standardError.write(Data("drctl: … and \(failed.count - 10) more\n".utf8)) }
-        throw Exit.failure
-    }
-}
-
-/// Prune records under drctl's prefix: `<stamp>.json`, the plan, written before any deletion;
-/// `<stamp>.done.json`, the outcome, written after. A plan without its outcome was interrupted.
-struct PruneRecords {
-    let client: S3Client
-    let prefix: S3URL
-
-    func planURL(_ stamp: String) -> S3URL { S3URL(bucket: prefix.bucket, key: prefix.key + stamp + ".json") }
-    func doneURL(_ stamp: String) -> S3URL { S3URL(bucket: prefix.bucket, key: prefix.key + stamp + ".done.json") }
-
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.dateEncodingStrategy = .iso8601
-        e.outputFormatting = [.sortedKeys]
-        return e
-    }()
-
-    func record(_ plan: PrunePlan, stamp: String) throws {
-        try client.putObject(planURL(stamp), bytes: Array(try Self.encoder.encode(plan)), contentType: "application/json")
-    }
-
-    func finish(_ stamp: String, _ outcome: PruneOutcome) throws {
-        guard outcome.failed.isEmpty else { return }   // unfinished: the next --apply tries again
-        try client.putObject(doneURL(stamp), bytes: Array(try Self.encoder.encode(outcome)), contentType: "application/json")
-    }
-
-    /// Recorded plans without an outcome, oldest first.
-    func unfinished() throws -> [(stamp: String, plan: PrunePlan)] {
-        var keys: [String] = []
-        try client.listObjects(bucket: prefix.bucket, prefix: prefix.key) { keys += $0.objects.map(\.key) }
-        let names = Set(keys.map { String($0.dropFirst(prefix.key.count)) })
-        // Records are read back from the bucket: through drctl's own RFC 3339 parser, not ICU's
-        // (which traps on some malformed times).
-        let decoder = DrillEvidence.decoder
-        return try names.filter { $0.hasSuffix(".json") && !$0.hasSuffix(".done.json") && !$0.contains("/") }.sorted().compactMap { name in
-            let stamp = String(name.dropLast(5))
-            guard !names.contains(stamp + ".done.json") else { return nil }
-            var body: [UInt8] = []
-            try client.getObject(planURL(stamp)) { chunk in
-                guard body.count + chunk.count <= 64 << 20 else { throw LocalError("\(planURL(stamp)) is larger than 64 MiB: not a prune record") }
-                body += chunk
-            }
-            do {
-                return (stamp, try decoder.decode(PrunePlan.self, from: Data(body)))
-            } catch {
-                throw LocalError("the unfinished prune record \(planURL(stamp)) cannot be read (\(error)): refused (nothing deleted); remove it if it is not drctl's")
+            let applied = try prune.apply(prepared)
+            guard let record = applied.record, let outcome = applied.outcome else { return }
+            if output == .table { print("recorded in \(prune.journal.planLocation(record)); \(outcome.summary)") }
+            guard outcome.failed.isEmpty else {
+                for f in outcome.failed.prefix(10) { FileHandle.standardError.write(Data("drctl: not deleted: \(f)\n".utf8)) }
+                if outcome.failed.count > 10 { FileHandle.standardError.write(Data("drctl: … and \(outcome.failed.count - 10) more\n".utf8)) }
+                throw Exit.failure
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Drill
 import Foundation
+import Support
 import Kube
 import Layout
 import ObjectStore
@@ -76,7 +77,7 @@ struct RestoreCommand: ParsableCommand {
             let target = try TargetTime.parse(at, now: now)
             let (barman, label) = try resolveSource()
             log("planning the restore of \(label) to \(target)")
-            let (scan, archive) = try BarmanScanner.scanArchive(StorageObjectReader(barman.storage), layout: barman.layout, server: barman.server)
+            let (scan, archive) = try BarmanScanner.scanArchive(barman.storage, layout: barman.layout, server: barman.server)
             let plan = try RestorePlanner.plan(server: barman.server, scan: scan, archive: archive, target: target, now: now)
             if output == .table {
                 printPlan(plan, label: label)
@@ -133,7 +134,7 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("no policy named '\(workload ?? "")' with an ObjectStore")
         }
         let config = try KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: nil)
-        var drill = ClusterDrill(policy: p, store: store, s3: try s3.makeClient(for: store), kube: try makeKubeClient(config), target: target)
+        var drill = ClusterDrill(policy: p, store: store, storage: try s3.access(for: store).storage, kube: try makeKubeClient(config), target: target)
         drill.credentialsNamespace = credentialsNamespace
         let lines = try drill.restore(into: ns, force: force, timeout: TimeInterval(parseSeconds(host.timeout) ?? 7200), progress: log.callAsFunction)
         print("Restored \(p.name.value) into namespace \(ns) (target \(target)):")
@@ -148,17 +149,9 @@ struct RestoreCommand: ParsableCommand {
     /// The barman source from the policy's store or from the flags, and a label for messages.
     func resolveSource() throws -> (BarmanSource, String) {
         if let source, let server {
-            switch try StorageURL.parse(source) {
-            case .s3(let bucket, let key):
-                let client = try s3.makeClient()
-                return (BarmanSource(client: client, bucket: bucket, layout: BarmanLayout(root: key), server: server,
-                                     clientArguments: client.restoreCommandArguments()),
-                        "\(source) server \(server)")
-            case .file(let root, let key):
-                // A copy of the bucket on a disk: no store, no keys.
-                return (BarmanSource(storage: FileStorage(root: root), layout: BarmanLayout(root: key), server: server, clientArguments: [], credentials: nil),
-                        "\(source) server \(server)")
-            }
+            // A copy of the bucket on a disk (file://) needs no keys and no client options.
+            let (access, key) = try s3.open(source)
+            return (BarmanSource(access: access, layout: BarmanLayout(root: key), server: server), "\(source) server \(server)")
         }
         let set = try loadCheckedPolicies(policies)
         guard let p = set.backupPolicies.first(where: { $0.name.value == workload }) else {
@@ -172,9 +165,7 @@ struct RestoreCommand: ParsableCommand {
         if candidates.count > 1 {
             throw ValidationError("workload \(p.name.value) has several CNPG clusters (\(candidates.map(\.cluster.value).joined(separator: ", "))): choose one with --cluster")
         }
-        let client = try s3.makeClient(for: store)
-        return (BarmanSource(client: client, bucket: store.bucket.value, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value,
-                             clientArguments: client.restoreCommandArguments()),
+        return (BarmanSource(access: try s3.access(for: store), layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value),
                 "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))")
     }
 

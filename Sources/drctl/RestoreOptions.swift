@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Drill
 import Foundation
+import Support
 import ObjectStore
 
 /// Options shared by drctl restore and drctl verify: where and how PostgreSQL runs.
@@ -43,18 +44,6 @@ final class StepLog: @unchecked Sendable {
         guard !quiet else { return }
         let t = String(format: "%7.1fs", Date().timeIntervalSince(started))
         FileHandle.standardError.write(Data("[\(t)] \(KnownSecrets.shared.redactor.redact(line))\n".utf8))
-    }
-}
-
-extension S3Client {
-    /// The drctl options that reach this same store from restore_command.
-    func restoreCommandArguments() -> [String] {
-        var a = ["--endpoint", config.endpoint.description, "--region", config.region,
-                 config.endpoint.addressing == .path ? "--path-style" : "--virtual-hosted"]
-        // The client's own TLS settings (a flag's or the policy's CA), absolute for PostgreSQL's working directory.
-        if let ca = config.tls.caBundle { a += ["--ca-bundle", (ca as NSString).standardizingPath.hasPrefix("/") ? ca : FileManager.default.currentDirectoryPath + "/" + ca] }
-        if config.tls.insecure { a.append("--insecure") }
-        return a
     }
 }
 

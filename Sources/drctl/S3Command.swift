@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Support
 import ObjectStore
 
 struct S3Command: ParsableCommand {
@@ -33,9 +34,7 @@ extension S3Command {
                 let out = BufferedStdout()
                 var first = true
                 if output == .json { out.write("[") }
-                let encoder = JSONEncoder()
-                encoder.dateEncodingStrategy = .iso8601
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                let encoder = JSONCoding.encoder(pretty: false, precise: false)
                 let pages: ((ListPage) throws -> Void) throws -> Void = { body in
                     if recursive {
                         try client.listObjectsParallel(bucket: target.bucket, prefix: target.key, parallelism: parallel, page: body)
@@ -273,12 +272,7 @@ func objectURL(_ s: String) throws -> S3URL {
     return u
 }
 
-func formatTimestamp(_ d: Date) -> String {
-    var t = time_t(d.timeIntervalSince1970)
-    var tm = tm()
-    gmtime_r(&t, &tm)
-    return String(format: "%04d-%02d-%02d %02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-}
+func formatTimestamp(_ d: Date) -> String { RFC3339.formatReadable(d) }
 
 func jsonString(_ s: String) -> String {
     String(decoding: try! JSONEncoder().encode(s), as: UTF8.self)

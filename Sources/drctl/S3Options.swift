@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Support
+import HTTP
 import ObjectStore
 
 /// Connection options shared by every command that talks to an object store.

@@ -2,7 +2,7 @@ import ArgumentParser
 import Catalog
 import Foundation
 import Layout
-import ObjectStore
+import Support
 import Policy
 import Render
 import Yams
@@ -27,6 +27,8 @@ struct StatusCommand: ParsableCommand {
     @Argument(help: "Workloads (policy names) to show; default: all.") var workloads: [String] = []
     @Option(help: ArgumentHelp("Read the catalog file instead of the bucket (after drctl catalog sync); measurements are added to its RPO history.", valueName: "file"))
     var catalog: String?
+    @Option(help: ArgumentHelp("Read a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket.", valueName: "url"))
+    var source: String?
     @Option(name: [.short, .long], help: "Output format: table, json or yaml.") var output: StatusFormat = .table
 
     enum StatusFormat: String, ExpressibleByArgument, CaseIterable { case table, json, yaml }
@@ -44,7 +46,7 @@ struct StatusCommand: ParsableCommand {
             }
             let now = Date()
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
-            var results = try evaluateWorkloads(selected, in: set, s3: s3, catalog: catalogDB, now: now).map(\.status)
+            var results = try evaluateWorkloads(selected, in: set, open: try s3.opener(copy: source), catalog: catalogDB, now: now).map(\.status)
             results.sort { $0.workload < $1.workload }
             for r in results { try catalogDB?.recordRPO(r, at: now) }
             notProtected = results.contains { $0.status != .protected }

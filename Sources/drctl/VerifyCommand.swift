@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Drill
 import Foundation
+import Support
 import ObjectStore
 import Policy
 import Serve
@@ -30,7 +31,7 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var host: HostOptions
     @OptionGroup var kube: KubeOptions
     @Option(help: "host: restore into a scratch directory with a local PostgreSQL; cluster: into a scratch namespace (Velero Restore + CNPG recovery).")
-    var mode: Mode = .host
+    var mode: DrillMode = .host
     @Option(help: "Cluster drills: the namespace holding the object store credentials Secret that is copied into the drill namespace.")
     var credentialsNamespace = "drctl"
     @Option(help: ArgumentHelp("Cluster drills: the image check Jobs run psql from, when drctl cannot reach the recovered database itself (default: ghcr.io/cloudnative-pg/postgresql:<major>).", valueName: "image"))
@@ -38,6 +39,8 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "Workloads (policy names) to drill.") var workloads: [String] = []
     @Flag(help: "Drill every workload in the policies.") var all = false
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
+    @Option(help: ArgumentHelp("Drill from a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket; evidence goes to the copy.", valueName: "url"))
+    var source: String?
     @Option(help: ArgumentHelp("Recovery target (RFC 3339, 'YYYY-MM-DD HH:MM:SS' UTC, latest, -2h).", valueName: "time")) var at = "latest"
     @Flag(help: "Keep the scratch directory and leave the restored server running, for inspection.") var keep = false
     @Option(help: ArgumentHelp("The catalog file evidence is recorded in (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
@@ -47,7 +50,6 @@ struct VerifyCommand: ParsableCommand {
     var pushgateway: String?
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case host, cluster }
 
     func validate() throws {
         if workloads.isEmpty && !all { throw ValidationError("name the workloads to drill, or --all") }
@@ -70,8 +72,10 @@ struct VerifyCommand: ParsableCommand {
             let store = try CatalogStore(path: catalog ?? defaultCatalogPath())
             Cleanup.shared.installSignalHandlers()
             var results: [DrillEvidence] = []
-            let runner = DrillRunner(s3: s3, host: host, kube: kube, mode: mode, keep: keep, credentialsNamespace: credentialsNamespace,
-                                     checkImage: checkImage, upload: !noUpload)
+            let open = try s3.opener(copy: source)
+            var runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
+                                          checkImage: checkImage, upload: !noUpload)
+            runner.keep = keep
             for p in chosen {
                 guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
                 let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: store, log: log.callAsFunction)
@@ -81,7 +85,7 @@ struct VerifyCommand: ParsableCommand {
             }
             failed = failed || results.contains { $0.result == .failed }
             if let pushgateway {
-                let evaluated = try evaluateWorkloads(chosen, in: set, s3: s3, catalog: store, now: Date())
+                let evaluated = try evaluateWorkloads(chosen, in: set, open: open, catalog: store, now: Date())
                 let snapshot = Snapshot(generatedAt: Date(), workloads: ServiceState.workloads(evaluated, set: set, runbookBase: "runbooks"), stores: [], drills: [])
                 do {
                     try pushMetrics(MetricsText.render(snapshot), to: pushgateway)
@@ -129,51 +133,20 @@ struct VerifyCommand: ParsableCommand {
     }
 }
 
-/// One restore drill, host or cluster, its evidence recorded in the catalog and (unless told
-/// not to) uploaded to the bucket: what `drctl verify` and `drctl serve` run.
-struct DrillRunner {
-    var s3: S3Options
-    var host: HostOptions
-    var kube: KubeOptions
-    var mode: VerifyCommand.Mode
-    var keep = false
-    var credentialsNamespace = "drctl"
-    var checkImage: String?
-    var upload = true
+extension DrillMode: ExpressibleByArgument {}
 
-    /// The evidence, and whether it reached the bucket (always true without upload).
-    func run(_ p: BackupPolicy, store objectStore: ObjectStorePolicy, target: RecoveryTarget, catalog: CatalogStore,
-             log: @escaping (String) -> Void) throws -> (DrillEvidence, Bool) {
-        let client = try s3.makeClient(for: objectStore)
-        let evidence: DrillEvidence
-        switch mode {
-        case .host:
-            var drill = HostDrill(policy: p, store: objectStore, client: client, target: target, options: try host.restoreOptions(),
-                                  clientArguments: client.restoreCommandArguments())
-            drill.keep = keep
+extension DrillRunner {
+    /// A runner from the command line's options.
+    static func make(open: @escaping StoreOpener, host: HostOptions, kube: KubeOptions, mode: DrillMode, credentialsNamespace: String,
+                     checkImage: String?, upload: Bool) -> DrillRunner {
+        var r = DrillRunner(open: open, mode: mode, hostOptions: { try host.restoreOptions() }, kube: { try kube.client() })
+        r.credentialsNamespace = credentialsNamespace
+        r.checkImage = checkImage
+        r.upload = upload
+        r.transferProgress = {
             let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
-            evidence = drill.run(progress: log, transfer: bar.callback)
-            Cleanup.shared.parkIfAborting()
-            bar.finish()
-        case .cluster:
-            var drill = ClusterDrill(policy: p, store: objectStore, s3: client, kube: try kube.client(), target: target)
-            drill.keep = keep
-            drill.credentialsNamespace = credentialsNamespace
-            drill.checkImage = checkImage
-            evidence = drill.run(progress: log)
-            Cleanup.shared.parkIfAborting()
+            return (bar.callback, bar.finish)
         }
-        try catalog.recordDrill(evidence)
-        var stored = true
-        if upload {
-            do {
-                let key = try HostDrill.upload(evidence, store: objectStore, client: client)
-                log("evidence stored at s3://\(objectStore.bucket.value)/\(key)")
-            } catch {
-                log("could not store the evidence in the bucket: \(error)")
-                stored = false
-            }
-        }
-        return (evidence, stored)
+        return r
     }
 }

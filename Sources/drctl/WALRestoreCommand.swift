@@ -1,6 +1,7 @@
 import ArgumentParser
 import Drill
 import Foundation
+import Support
 import Storage
 import Layout
 import ObjectStore
@@ -37,13 +38,8 @@ struct WALRestoreCommand: ParsableCommand {
                 case .notPlanned: break
                 }
             }
-            let wal: WALSource
-            switch try StorageURL.parse(source) {
-            case .s3(let bucket, let key):
-                wal = WALSource(storage: S3Storage(client: try s3.makeClient(), bucket: bucket), layout: BarmanLayout(root: key), server: server)
-            case .file(let root, let key):
-                wal = WALSource(storage: FileStorage(root: root), layout: BarmanLayout(root: key), server: server)
-            }
+            let (access, key) = try s3.open(source)
+            let wal = WALSource(storage: access.storage, layout: BarmanLayout(root: key), server: server)
             guard let file = try wal.locate(walFile) else {
                 if WALSegment(name: walFile) != nil {
                     FileHandle.standardError.write(Data("drctl wal-restore: \(walFile) is not in \(source) (server \(server))\n".utf8))

@@ -1,21 +1,25 @@
 import Foundation
+import Support
 import Testing
 @testable import Catalog
 import Layout
-import ObjectStore
+import Storage
 
 /// A bucket in memory: enough for BarmanScanner to judge what is restorable from the objects.
-struct MemoryReader: ObjectReader {
+struct MemoryReader: StorageReader {
     var objects: [String: [UInt8]]
-    func list(prefix: String, delimiter: String?, _ page: ([ObjectInfo], [String]) throws -> Void) throws {
+    var location: String { "memory:" }
+    func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws {
         try page(objects.keys.filter { $0.hasPrefix(prefix) }.sorted().map {
-            ObjectInfo(key: $0, size: Int64(objects[$0]!.count), etag: "", lastModified: Date(timeIntervalSince1970: 0))
+            StoredObject(key: $0, size: Int64(objects[$0]!.count), etag: "", lastModified: Date(timeIntervalSince1970: 0))
         }, [])
     }
-    func read(key: String) throws -> [UInt8] {
-        guard let o = objects[key] else { throw LocalError("no \(key)") }
-        return o
+    func head(_ key: String) throws -> StoredObject? { nil }
+    func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let o = objects[key] else { throw StorageError.notFound(key) }
+        try o.withUnsafeBytes { try chunk($0) }
     }
+    func bucketLock() throws -> BucketLock { BucketLock(enabled: false) }
 }
 
 /// Retention never deletes the last way back: the example, A (30 days, restorable),

@@ -1,7 +1,8 @@
 import Foundation
+import Support
 import Testing
 @testable import Catalog
-import ObjectStore
+import Storage
 import Layout
 
 struct StatusTests {
@@ -75,7 +76,7 @@ struct StatusTests {
         var e = Self.drill(.passed, rto: 1.5)
         e.targetTime = Date(timeIntervalSince1970: 1_795_750_000.123456)
         let back = try DrillEvidence.decoder.decode(DrillEvidence.self, from: DrillEvidence.encoder.encode(e))
-        #expect(PreciseTime.format(back.targetTime!) == "2026-11-27T03:26:40.123456Z")
+        #expect(RFC3339.format(back.targetTime!) == "2026-11-27T03:26:40.123456Z")
         #expect(back.id == e.id && back.rtoSeconds == 1.5)
         #expect(DrillEvidence.key(drctlPrefix: "/drctl/", workload: "app", id: "x") == "drctl/evidence/app/x.json")
         #expect(DrillEvidence.key(drctlPrefix: "", workload: "app", id: "x") == "evidence/app/x.json")
@@ -181,34 +182,34 @@ struct RetentionPlanTests {
 
 struct ObjectLockCheckTests {
     let written = Date(timeIntervalSince1970: 1_795_752_000)
-    func wal(lockedFor seconds: TimeInterval?, mode: String = "COMPLIANCE") -> ObjectInfo {
-        ObjectInfo(key: "cnpg/db/wals/0000000100000000/000000010000000000000007.gz", size: 1, etag: "", lastModified: written,
-                   lock: seconds.map { ObjectLockState(mode: mode, retainUntil: written.addingTimeInterval($0), legalHold: false) })
+    func wal(lockedFor seconds: TimeInterval?, mode: String = "COMPLIANCE") -> StoredObject {
+        StoredObject(key: "cnpg/db/wals/0000000100000000/000000010000000000000007.gz", size: 1, etag: "", lastModified: written,
+                   lock: seconds.map { VersionLock(mode: mode, retainUntil: written.addingTimeInterval($0), legalHold: false) })
     }
     let required = ObjectLockCheck.Requirement(mode: "COMPLIANCE", retentionSeconds: 30 * 86400)
 
     @Test func metWhenTheDefaultAndTheNewestSegmentAreLockedLongEnough() {
-        let f = ObjectLockCheck.assess(BucketObjectLock(enabled: true, mode: "COMPLIANCE", days: 30), required: required,
+        let f = ObjectLockCheck.assess(BucketLock(enabled: true, mode: "COMPLIANCE", days: 30), required: required,
                                        newestWAL: wal(lockedFor: 30 * 86400 - 1))
         #expect(f.problem == nil)
         #expect(f.description == "enabled, default retention COMPLIANCE 30d; newest WAL 000000010000000000000007.gz locked (COMPLIANCE) until 2026-12-27T03:59:59Z")
     }
 
     @Test func eachShortfallIsNamed() {
-        let cases: [(BucketObjectLock, ObjectInfo?, String)] = [
-            (BucketObjectLock(enabled: false), wal(lockedFor: nil), "does not have Object Lock enabled"),
-            (BucketObjectLock(enabled: true), nil, "no default retention"),
-            (BucketObjectLock(enabled: true, mode: "GOVERNANCE", days: 30), nil, "mode is GOVERNANCE"),
-            (BucketObjectLock(enabled: true, mode: "COMPLIANCE", days: 7), nil, "default retention is 7d, shorter than the 30d"),
-            (BucketObjectLock(enabled: true, mode: "COMPLIANCE", years: 1), wal(lockedFor: nil), "000000010000000000000007.gz is not locked"),
-            (BucketObjectLock(enabled: true, mode: "COMPLIANCE", days: 30), wal(lockedFor: 86400), "locked only until 2026-11-28"),
+        let cases: [(BucketLock, StoredObject?, String)] = [
+            (BucketLock(enabled: false), wal(lockedFor: nil), "does not have Object Lock enabled"),
+            (BucketLock(enabled: true), nil, "no default retention"),
+            (BucketLock(enabled: true, mode: "GOVERNANCE", days: 30), nil, "mode is GOVERNANCE"),
+            (BucketLock(enabled: true, mode: "COMPLIANCE", days: 7), nil, "default retention is 7d, shorter than the 30d"),
+            (BucketLock(enabled: true, mode: "COMPLIANCE", years: 1), wal(lockedFor: nil), "000000010000000000000007.gz is not locked"),
+            (BucketLock(enabled: true, mode: "COMPLIANCE", days: 30), wal(lockedFor: 86400), "locked only until 2026-11-28"),
         ]
         for (bucket, newest, expected) in cases {
             let f = ObjectLockCheck.assess(bucket, required: required, newestWAL: newest)
             #expect(f.problem?.contains(expected) == true, "\(bucket): \(f.problem ?? "nil")")
         }
         // Nothing required: described, never a problem.
-        #expect(ObjectLockCheck.assess(BucketObjectLock(enabled: false), required: nil, newestWAL: wal(lockedFor: nil)) ==
+        #expect(ObjectLockCheck.assess(BucketLock(enabled: false), required: nil, newestWAL: wal(lockedFor: nil)) ==
                 .init(description: "not enabled", problem: nil))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Testing
 @testable import Catalog
 @testable import Drill
@@ -39,7 +40,7 @@ struct TargetTimeTests {
         let t = try #require(try TargetTime.parse("2026-11-27T05:20:00.000042+01:00", now: Self.now).date)
         #expect(TargetTime.postgres(t) == "2026-11-27 04:20:00.000042+00")
         #expect(TargetTime.rfc3339(t) == "2026-11-27T04:20:00.000042Z")
-        #expect(PreciseTime.parse(TargetTime.rfc3339(t)).map { abs($0.timeIntervalSince(t)) < 0.0000005 } == true)
+        #expect(RFC3339.parse(TargetTime.rfc3339(t)).map { abs($0.timeIntervalSince(t)) < 0.0000005 } == true)
     }
 }
 
@@ -100,9 +101,9 @@ struct RestorePlannerTests {
             do { _ = try RestorePlanner.plan(server: "db", scan: s, archive: a, target: t, now: Self.now); return "" } catch { return "\(error)" }
         }
         let before = message(.time(Self.at(100)))
-        #expect(before.contains("before the first recoverable point") && before.contains(PreciseTime.format(Self.at(250))) && before.contains(PreciseTime.format(Self.at(900))), "\(before)")
+        #expect(before.contains("before the first recoverable point") && before.contains(RFC3339.format(Self.at(250))) && before.contains(RFC3339.format(Self.at(900))), "\(before)")
         let after = message(.time(Self.at(950)))
-        #expect(after.contains("after the newest recoverable point") && after.contains(PreciseTime.format(Self.at(900))), "\(after)")
+        #expect(after.contains("after the newest recoverable point") && after.contains(RFC3339.format(Self.at(900))), "\(after)")
         #expect(message(.time(Self.now.addingTimeInterval(60))).contains("in the future"))
     }
 

@@ -1,5 +1,6 @@
 import Codecs
 import Foundation
+import Support
 import Kube
 import Layout
 import ObjectStore
@@ -50,7 +51,7 @@ enum FuzzTarget: String, CaseIterable {
         }
         // Dates from response headers (Last-Modified, Object Lock's retain-until).
         let head = String(decoding: data.prefix(80), as: UTF8.self)
-        _ = (parseHTTPDate(head), parseISO8601(head))
+        _ = (HTTPDate.parse(head), RFC3339.parse(head))
         let error = S3Error.decode(status: 403, body: data, headers: [:], operation: "fuzz")
         _ = error.description
     }

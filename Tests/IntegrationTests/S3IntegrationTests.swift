@@ -1,6 +1,9 @@
 import Foundation
+import Hashing
+import Support
 import Testing
 @testable import ObjectStore
+import HTTP
 import TestSupport
 
 /// drctl's S3 client against a real Ceph RGW.

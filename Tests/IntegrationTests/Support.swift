@@ -1,5 +1,7 @@
 import Foundation
+import Hashing
 import Logging
+import HTTP
 import ObjectStore
 import TestSupport
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import ObjectStore
+import HTTP
 import TestSupport
 
 /// The policy's CA is what drctl trusts for that store (not only `--ca-bundle`), and every

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import ObjectStore
+import Hashing
+import Support
 
 /// The worked examples of AWS's S3 SigV4 documentation ("Examples: Signature Calculations in
 /// AWS Signature Version 4", header and query forms). These always run.

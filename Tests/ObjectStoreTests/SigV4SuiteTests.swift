@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import ObjectStore
+import Hashing
+import Support
 
 /// The AWS SigV4 test suite (aws-c-auth's `v4` cases), read from `../shared/reference` when present.
 struct SigV4SuiteTests {

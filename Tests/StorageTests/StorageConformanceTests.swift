@@ -89,7 +89,7 @@ import Layout
             try s.put("cnpg/app/base/20261201T040000/data.tar", bytes: [0])
             try s.put("cnpg/app/wals/0000000100000000/000000010000000000000001", bytes: [0])
             try s.put("cnpg/app/wals/0000000100000000/000000010000000000000002", bytes: [0])
-            let reader = StorageObjectReader(s)
+            let reader = s
             #expect(try BarmanScanner.servers(reader, layout: BarmanLayout(root: "cnpg")) == ["app"], "\(name)")
             let scan = try BarmanScanner.scan(reader, layout: BarmanLayout(root: "cnpg"), server: "app")
             #expect(scan.backups.count == 1 && scan.backups[0].status == "DONE" && scan.walSegments == 2, "\(name): \(scan)")

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 /// One HTTP request as the S3 layer builds it. `url` is final: already encoded, never
 /// normalised by the transport.
@@ -74,9 +75,10 @@ public struct TransportError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var retryable: Bool
     public var description: String { "transport error: \(message)" }
+    public init(code: Int, message: String, retryable: Bool) { self.code = code; self.message = message; self.retryable = retryable }
 }
 
-/// The HTTP seam: the S3 client talks to the network only through this.
+/// The HTTP seam: the S3 and Kubernetes clients talk to the network only through this.
 public protocol HTTPTransport: Sendable {
     func perform(_ request: HTTPRequest, handler: HTTPResponseHandler) throws -> HTTPResponse
 }

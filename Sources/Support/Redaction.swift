@@ -1,3 +1,5 @@
+import Foundation
+
 /// Removes secrets from text that is about to be shown: the known secret strings, and any
 /// signature or credential material that looks like SigV4 output.
 public struct Redactor: Sendable {
@@ -22,4 +24,13 @@ public struct Redactor: Sendable {
         }
         return out
     }
+}
+
+/// Every secret this process has loaded, so that any message can be scrubbed of them.
+public final class KnownSecrets: @unchecked Sendable {
+    public static let shared = KnownSecrets()
+    private let lock = NSLock()
+    private var secrets: [String] = []
+    public func add(_ more: [String]) { lock.withLock { secrets += more } }
+    public var redactor: Redactor { lock.withLock { Redactor(secrets: secrets) } }
 }

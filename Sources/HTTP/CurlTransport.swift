@@ -1,5 +1,6 @@
 import CCurl
 import Foundation
+import Support
 
 /// `HTTPTransport` over libcurl's easy interface. Handles are pooled so that connections
 /// are kept alive across requests (listing thousands of pages must not reconnect each time).

@@ -1,28 +1,35 @@
-import Catalog
 import Foundation
 import Layout
-import ObjectStore
 import Policy
-import Render
+import Storage
+
+/// Opens a policy's ObjectStore. The commands (the composition root) choose the driver: drctl's
+/// S3 client for the policy's endpoint, or a copy given with --source file:///path.
+public typealias StoreOpener = (ObjectStorePolicy) throws -> StoreAccess
+
+/// What a command reads backups from: the catalog's copy of the store when one is given, else the store.
+public func backupReader(_ storage: any StorageReader, catalog: CatalogStore?) -> any StorageReader {
+    catalog.map { $0.reader(store: storage.identity) } ?? storage
+}
 
 /// One workload as `drctl status` and `drctl serve` see it: its status and what it was computed from.
-struct EvaluatedWorkload {
-    var policy: BackupPolicy
-    var store: ObjectStorePolicy
-    var status: WorkloadStatus
-    var velero: [VeleroBackupEntry]
+public struct EvaluatedWorkload {
+    public var policy: BackupPolicy
+    public var store: ObjectStorePolicy
+    public var status: WorkloadStatus
+    public var velero: [VeleroBackupEntry]
     /// By serverName: the scan and the WAL archive as listed.
-    var barman: [String: (scan: BarmanServerScan, archive: WALArchive)]
+    public var barman: [String: (scan: BarmanServerScan, archive: WALArchive)]
 }
 
 /// Reads, per object store, the Velero backups and barman archives of `selected` (from the
 /// catalog when given, else the bucket), and evaluates each workload's status with its newest drill.
-func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, s3: S3Options, catalog: CatalogStore?, now: Date) throws -> [EvaluatedWorkload] {
+public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, open: StoreOpener, catalog: CatalogStore?, now: Date) throws -> [EvaluatedWorkload] {
     var out: [EvaluatedWorkload] = []
     for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
         guard let store = set.objectStore(named: storeName) else { continue }
-        let client = try s3.makeClient(for: store)
-        let reader = objectReader(client, bucket: store.bucket.value, catalog: catalog)
+        let storage = try open(store).storage
+        let reader = backupReader(storage, catalog: catalog)
         var velero: [VeleroBackupEntry] = []
         if group.contains(where: { $0.velero != nil }) {
             velero = try VeleroScanner.scan(reader, layout: VeleroLayout(root: store.prefixes.velero.value), allowPartiallyFailed: true)
@@ -30,7 +37,7 @@ func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, s3: S3Opti
         let layout = BarmanLayout(root: store.prefixes.barman.value)
         var barman: [String: (scan: BarmanServerScan, archive: WALArchive)] = [:]
         for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value) } }
-        let lock = catalog == nil ? try barmanObjectLock(client, store: store, barman: barman) : nil
+        let lock = catalog == nil ? try barmanObjectLock(storage, store: store, barman: barman) : nil
         for p in group {
             // The bucket's newest evidence, or a drill recorded here that the catalog has not synced yet.
             let drill = ([try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)]
@@ -53,27 +60,27 @@ func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, s3: S3Opti
 
 /// The bucket's Object Lock against the store policy's requirement, judged on the newest WAL
 /// segment of its archives.
-func barmanObjectLock(_ client: S3Client, store: ObjectStorePolicy, barman: [String: (scan: BarmanServerScan, archive: WALArchive)]) throws -> ObjectLockCheck.Finding? {
+func barmanObjectLock(_ storage: any StorageReader, store: ObjectStorePolicy, barman: [String: (scan: BarmanServerScan, archive: WALArchive)]) throws -> ObjectLockCheck.Finding? {
     let required = store.objectLock.map { ObjectLockCheck.Requirement(mode: $0.mode, retentionSeconds: $0.retention.seconds) }
-    let bucket: BucketObjectLock
+    let bucket: BucketLock
     do {
-        bucket = try client.objectLockConfiguration(bucket: store.bucket.value)
-    } catch let e as S3Error where e.status == 403 {
+        bucket = try storage.bucketLock()
+    } catch StorageError.accessDenied(let why) {
         return ObjectLockCheck.Finding(description: "unknown (no right to read the bucket's Object Lock configuration)",
-                                       problem: required == nil ? nil : "cannot read the bucket's Object Lock configuration: \(e.code)")
+                                       problem: required == nil ? nil : "cannot read the bucket's Object Lock configuration: \(why)")
     }
     let newest = barman.values.compactMap { $0.archive.segments.max { $0.key < $1.key }?.value }.max { ($0.lastModified ?? .distantPast) < ($1.lastModified ?? .distantPast) }
-    let head = try newest.flatMap { try client.headIfPresent(S3URL(bucket: store.bucket.value, key: $0.key)) }
+    let head = try newest.flatMap { try storage.head($0.key) }
     return ObjectLockCheck.assess(bucket, required: required, newestWAL: head)
 }
 
 /// What the evaluation needs of a policy.
-func workloadSpec(_ p: BackupPolicy) -> WorkloadSpec {
+public func workloadSpec(_ p: BackupPolicy) -> WorkloadSpec {
     WorkloadSpec(
         name: p.name.value, rpo: p.rpo.value.seconds,
         velero: (p.velero?.schedules ?? []).map {
             .init(tier: $0.tier.value, schedule: $0.cron.value.expression,
-                  scheduleName: Renderer.veleroScheduleName(policy: p.name.value, tier: $0.tier.value),
+                  scheduleName: VeleroLayout.scheduleName(policy: p.name.value, tier: $0.tier.value),
                   interval: $0.cron.value.longestGap ?? 86400, retention: $0.retention.value.description)
         },
         databases: p.cnpg.map {

@@ -1,0 +1,210 @@
+import Foundation
+import Layout
+import Storage
+import Support
+
+/// What a prune did: deleted, left under Object Lock, failed.
+public struct PruneOutcome: Codable, Sendable {
+    public var deleted = 0
+    public var locked: [LockedObject] = []
+    public var failed: [String] = []
+    /// For an interrupted prune closed by a later run: that run's record, and what it kept of this one.
+    public var supersededBy: String?
+    public var keptNoLongerSelected: Int?
+    public var refused: Int?
+
+    public init(deleted: Int = 0, supersededBy: String? = nil, keptNoLongerSelected: Int? = nil, refused: Int? = nil) {
+        self.deleted = deleted
+        self.supersededBy = supersededBy
+        self.keptNoLongerSelected = keptNoLongerSelected
+        self.refused = refused
+    }
+
+    public var summary: String {
+        var s = "deleted \(deleted) objects"
+        if !locked.isEmpty { s += "; \(locked.count) left under Object Lock" }
+        if !failed.isEmpty { s += "; \(failed.count) not deleted" }
+        return s
+    }
+}
+
+/// A barman server's prune journal under drctl's prefix (DrctlLayout): the plan, written before
+/// any deletion, and the outcome, written after. A plan without its outcome was interrupted.
+public struct PruneJournal {
+    public let storage: any StorageWriter
+    public let layout: DrctlLayout
+    public let server: String
+
+    public init(storage: any StorageWriter, layout: DrctlLayout, server: String) {
+        self.storage = storage
+        self.layout = layout
+        self.server = server
+    }
+
+    /// Where a record is, for messages: `s3://bucket/drctl/prune/db/<stamp>.json`.
+    public func planLocation(_ stamp: String) -> String { "\(storage.location)/\(layout.prunePlanKey(server: server, stamp: stamp))" }
+
+    static let encoder = JSONCoding.encoder(pretty: false)
+
+    public func record(_ plan: PrunePlan, stamp: String) throws {
+        try storage.put(layout.prunePlanKey(server: server, stamp: stamp), bytes: Array(try Self.encoder.encode(plan)), contentType: "application/json")
+    }
+
+    public func finish(_ stamp: String, _ outcome: PruneOutcome) throws {
+        guard outcome.failed.isEmpty else { return }   // unfinished: the next --apply tries again
+        try storage.put(layout.pruneOutcomeKey(server: server, stamp: stamp), bytes: Array(try Self.encoder.encode(outcome)), contentType: "application/json")
+    }
+
+    /// Recorded plans without an outcome, oldest first. A record is read back from the bucket
+    /// like any other input: one that does not decode refuses the prune rather than being skipped.
+    public func unfinished() throws -> [(stamp: String, plan: PrunePlan)] {
+        let prefix = layout.prunePrefix(server: server)
+        let names = Set(try storage.listAll(prefix: prefix).map { String($0.key.dropFirst(prefix.count)) })
+        let decoder = JSONCoding.decoder()
+        return try names.compactMap(DrctlLayout.pruneStamp(planName:)).sorted().compactMap { stamp in
+            guard !names.contains(stamp + ".done.json") else { return nil }
+            let body = try storage.read(layout.prunePlanKey(server: server, stamp: stamp), limit: 64 << 20)
+            do {
+                return (stamp, try decoder.decode(PrunePlan.self, from: Data(body)))
+            } catch {
+                throw LocalError("the unfinished prune record \(planLocation(stamp)) cannot be read (\(error)): refused (nothing deleted); remove it if it is not drctl's")
+            }
+        }
+    }
+
+    /// A record's name: unique even for two runs in one second, as a name must never be reused.
+    public static func stamp(_ now: Date) -> String {
+        RFC3339.format(now) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    }
+}
+
+/// One barman-cloud server's retention, planned and (with `apply`) executed through a store:
+/// what `drctl prune` runs. The plan comes from BarmanRetention (pure); this adds what only the
+/// store can say (Object Lock, interrupted earlier runs) and the deletion itself.
+public struct BarmanPrune {
+    public let storage: any StorageWriter
+    public let layout: BarmanLayout
+    public let server: String
+    public let journal: PruneJournal
+    public let window: RecoveryWindow
+    public let minimumRedundancy: Int
+
+    /// `journal`: where the plan is recorded before anything is deleted (drctl's prefix beside
+    /// the destination, usually in the same store).
+    public init(storage: any StorageWriter, layout: BarmanLayout, server: String, journal: PruneJournal, window: RecoveryWindow, minimumRedundancy: Int) {
+        self.storage = storage
+        self.layout = layout
+        self.server = server
+        self.journal = journal
+        self.window = window
+        self.minimumRedundancy = minimumRedundancy
+    }
+
+    /// Everything a prune decided before deleting anything.
+    public struct Prepared {
+        public var scan: BarmanServerScan
+        public var plan: PrunePlan
+        public var interrupted: [InterruptedPrune]
+        var unfinished: [(stamp: String, plan: PrunePlan)]
+        /// Object Lock on, or unknown (no right to read the configuration): each object is looked at before it is deleted.
+        var checkLocks: Bool
+        var heads: [String: StoredObject?]?
+        var now: Date
+    }
+
+    public struct Applied {
+        /// The new record (nil when nothing was to be deleted).
+        public var record: String?
+        public var outcome: PruneOutcome?
+    }
+
+    public func prepare(now: Date) throws -> Prepared {
+        let lock = try? storage.bucketLock()
+        let checkLocks = lock?.enabled ?? true
+        let unfinished = try journal.unfinished()
+        let scan = try BarmanScanner.scan(storage, layout: layout, server: server)
+        let objects = try storage.listAll(prefix: layout.serverPrefix(server)).map { ObjectRef(key: $0.key, size: $0.size) }
+        var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        var heads: [String: StoredObject?]?
+        if checkLocks && !plan.keysToDelete.isEmpty {
+            let found = try Self.heads(plan.keysToDelete, storage: storage)
+            heads = found
+            let locked = plan.keysToDelete.compactMap { key -> LockedObject? in
+                guard let lock = found[key]??.lock, lock.isLocked(at: now) else { return nil }
+                return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
+            }
+            if !locked.isEmpty {
+                plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
+                                            now: now, locked: Set(locked.map(\.key)))
+                plan.locked = locked
+            }
+        }
+        plan.bucket = storage.bucketName
+        plan.root = layout.root
+        // An interrupted prune is finished only as far as today's plan agrees with it: its
+        // keys that this plan deletes anyway go with this run, the others stay.
+        let interrupted = try unfinished.map { record in
+            try PruneReplay.check(record: journal.planLocation(record.stamp), recorded: record.plan, current: plan,
+                                  layout: layout, server: server, bucket: storage.bucketName)
+        }
+        return Prepared(scan: scan, plan: plan, interrupted: interrupted, unfinished: unfinished, checkLocks: checkLocks, heads: heads, now: now)
+    }
+
+    /// Records the plan, deletes, records the outcome, and closes the interrupted records this
+    /// run did the work of. A failed deletion leaves its record open (the next run finishes it).
+    public func apply(_ p: Prepared) throws -> Applied {
+        var applied = Applied()
+        if !p.plan.keysToDelete.isEmpty {
+            // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
+            let name = PruneJournal.stamp(p.now)
+            try journal.record(p.plan, stamp: name)
+            let outcome = try delete(p.plan.keysToDelete, checkLocks: p.checkLocks, now: p.now, heads: p.heads)
+            try journal.finish(name, outcome)
+            applied = Applied(record: name, outcome: outcome)
+            guard outcome.failed.isEmpty else { return applied }
+        }
+        for (record, i) in zip(p.unfinished, p.interrupted) {
+            try journal.finish(record.stamp, PruneOutcome(deleted: i.stillSelected.count, supersededBy: applied.record,
+                                                          keptNoLongerSelected: i.noLongerSelected.count, refused: i.refused.count))
+        }
+        return applied
+    }
+
+    /// HEAD of each key (nil: gone), 16 at a time: its version and its lock.
+    static func heads(_ keys: [String], storage: any StorageReader) throws -> [String: StoredObject?] {
+        let found = try Parallel.map(keys, threads: 16) { try storage.head($0) }
+        return Dictionary(zip(keys, found), uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Deletes `keys`. On a store with Object Lock (and so versions) the exact current version
+    /// goes, so the space is freed instead of hidden behind a delete marker; a version still
+    /// locked is left and counted, not reported key by key as an error.
+    func delete(_ keys: [String], checkLocks: Bool, now: Date, heads known: [String: StoredObject?]?) throws -> PruneOutcome {
+        var outcome = PruneOutcome()
+        var versions = keys.map { StoredVersion(key: $0) }
+        if checkLocks {
+            var heads = known ?? [:]
+            let unknown = keys.filter { !heads.keys.contains($0) }
+            heads.merge(try Self.heads(unknown, storage: storage)) { a, _ in a }
+            versions = []
+            for key in keys {
+                guard let head = heads[key] ?? nil else { outcome.deleted += 1; continue }   // gone already (an earlier, interrupted run)
+                if let lock = head.lock, lock.isLocked(at: now) {
+                    outcome.locked.append(LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold))
+                } else {
+                    versions.append(StoredVersion(key: key, versionID: head.versionID))
+                }
+            }
+        }
+        let failures = try storage.delete(versions: versions)
+        for f in failures {
+            if checkLocks && f.code == "AccessDenied" {
+                outcome.locked.append(LockedObject(key: f.key, mode: nil, retainUntil: nil, legalHold: false))
+            } else {
+                outcome.failed.append(f.description)
+            }
+        }
+        outcome.deleted += versions.count - failures.count
+        return outcome
+    }
+}

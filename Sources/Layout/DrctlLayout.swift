@@ -1,0 +1,44 @@
+import Foundation
+
+/// drctl's own keys in a bucket, in one place as BarmanLayout holds barman's: drill evidence
+/// and prune journals under the store's drctl prefix. Pure.
+public struct DrctlLayout: Sendable, Equatable {
+    public let root: String
+
+    public init(root: String) {
+        self.root = root.split(separator: "/").joined(separator: "/")
+    }
+
+    var rootSlash: String { root.isEmpty ? "" : root + "/" }
+
+    /// Where the catalog indexes evidence from.
+    public var evidencePrefix: String { rootSlash + "evidence/" }
+
+    /// One workload's drill evidence.
+    public func evidencePrefix(workload: String) -> String { evidencePrefix + "\(workload)/" }
+
+    /// One drill's evidence: ids start with the UTC start time, so keys sort by time.
+    public func evidenceKey(workload: String, id: String) -> String { evidencePrefix(workload: workload) + id + ".json" }
+
+    /// One barman server's prune journal.
+    public func prunePrefix(server: String) -> String { rootSlash + "prune/\(server)/" }
+
+    /// A prune's plan, written before anything is deleted, and its outcome, written after: a
+    /// plan without its outcome was interrupted.
+    public func prunePlanKey(server: String, stamp: String) -> String { prunePrefix(server: server) + stamp + ".json" }
+    public func pruneOutcomeKey(server: String, stamp: String) -> String { prunePrefix(server: server) + stamp + ".done.json" }
+
+    /// The stamp of a plan key's name under the journal, or nil for an outcome or anything else.
+    public static func pruneStamp(planName name: String) -> String? {
+        guard name.hasSuffix(".json"), !name.hasSuffix(".done.json"), !name.contains("/") else { return nil }
+        return String(name.dropLast(5))
+    }
+
+    /// `cnpg` -> `drctl`, `backups/cnpg` -> `backups/drctl`: drctl's prefix beside a tool's
+    /// destination when no policy names one.
+    public static func beside(_ path: String) -> DrctlLayout {
+        let trimmed = path.split(separator: "/").joined(separator: "/")
+        guard let slash = trimmed.lastIndex(of: "/") else { return DrctlLayout(root: "drctl") }
+        return DrctlLayout(root: String(trimmed[..<slash]) + "/drctl")
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Catalog
+import Foundation
+import ObjectStore
+import Policy
+import Storage
+import Support
+
+// The composition root: the only place outside the S3 driver where drctl's S3 client is built
+// and named. Engines get a StoreOpener and see only Storage.
+
+extension S3Options {
+    /// A client for a policy's ObjectStore: its endpoint, region and addressing unless flags or
+    /// the environment say otherwise.
+    func makeClient(for store: ObjectStorePolicy) throws -> S3Client {
+        try makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
+                       defaultAddressing: store.pathStyle ? .path : .virtualHosted, defaultCABundle: caBundle == nil ? policyCABundle(store) : nil)
+    }
+
+    /// The CA file of a store's `caBundle` (a Secret key): `$DRCTL_SECRETS_DIR/<secret>/<key>`,
+    /// `/etc/drctl/secrets/<secret>/<key>` by default, where deploy/ mounts the Secret.
+    func policyCABundle(_ store: ObjectStorePolicy) throws -> String? {
+        guard let ca = store.ca else { return nil }
+        let dir = ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets"
+        let path = "\(dir)/\(ca.name)/\(ca.key)"
+        guard FileManager.default.isReadableFile(atPath: path) else {
+            throw ConfigError("ObjectStore \(store.name.value) (\(store.name.location)): spec.caBundle is key \(ca.key) of Secret \(ca.name), which drctl reads from \(path): not a readable file (mount the Secret at \(dir)/\(ca.name), set DRCTL_SECRETS_DIR, or pass --ca-bundle FILE)")
+        }
+        return path
+    }
+}
+
+extension S3Options {
+    /// A policy's ObjectStore through drctl's S3 client, with what `drctl wal-restore` needs to
+    /// reach it from PostgreSQL's restore_command.
+    func access(for store: ObjectStorePolicy) throws -> StoreAccess {
+        Self.access(try makeClient(for: store), bucket: store.bucket.value)
+    }
+
+    static func access(_ client: S3Client, bucket: String) -> StoreAccess {
+        let c = client.config.credentials
+        var files = [(name: "ACCESS_KEY_ID", value: c.accessKeyID), (name: "SECRET_ACCESS_KEY", value: c.secretAccessKey)]
+        if let t = c.sessionToken { files.append((name: "SESSION_TOKEN", value: t)) }
+        return StoreAccess(storage: S3Storage(client: client, bucket: bucket), childArguments: client.restoreCommandArguments(), secretFiles: files)
+    }
+
+    /// `s3://bucket/prefix` through drctl's client (endpoint and keys from flags, environment or
+    /// profile), or `file:///path`, a directory laid out as the bucket (a copy on a disk, an
+    /// air-gapped host): the store and the key prefix the URL names.
+    func open(_ location: String) throws -> (StoreAccess, String) {
+        switch try StorageURL.parse(location) {
+        case .s3(let bucket, let key):
+            return (Self.access(try makeClient(), bucket: bucket), key)
+        case .file(let root, let key):
+            return (StoreAccess(storage: FileStorage(root: root)), key)
+        }
+    }
+
+    /// The policies' ObjectStores, or with `copy` (`--source`) a copy of the bucket instead: an
+    /// `s3://other-bucket` on the policy's endpoint, or a `file:///path` directory. The
+    /// policy's prefixes stay as they are: a copy is laid out as the bucket.
+    func opener(copy: String?) throws -> StoreOpener {
+        guard let copy else { return { try access(for: $0) } }
+        let parsed = try StorageURL.parse(copy)
+        switch parsed {
+        case .s3(_, let key), .file(_, let key):
+            guard key.isEmpty else {
+                throw ValidationError("--source \(copy): give the copy of the whole bucket (s3://bucket or file:///path); the policy's prefixes are used below it")
+            }
+        }
+        return { store in
+            switch parsed {
+            case .s3(let bucket, _): return Self.access(try makeClient(for: store), bucket: bucket)
+            case .file(let root, _): return StoreAccess(storage: FileStorage(root: root))
+            }
+        }
+    }
+}
+
+extension S3Client {
+    /// The drctl options that reach this same store from restore_command.
+    func restoreCommandArguments() -> [String] {
+        var a = ["--endpoint", config.endpoint.description, "--region", config.region,
+                 config.endpoint.addressing == .path ? "--path-style" : "--virtual-hosted"]
+        // The client's own TLS settings (a flag's or the policy's CA), absolute for PostgreSQL's working directory.
+        if let ca = config.tls.caBundle { a += ["--ca-bundle", (ca as NSString).standardizingPath.hasPrefix("/") ? ca : FileManager.default.currentDirectoryPath + "/" + ca] }
+        if config.tls.insecure { a.append("--insecure") }
+        return a
+    }
+}
