@@ -83,10 +83,12 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
-        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy", "Paths"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RenderTests", dependencies: ["Render", "Policy", "Layout", "TestSupport", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "KubeTests", dependencies: ["Kube", "Support"]),
     ]
 )

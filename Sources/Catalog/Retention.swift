@@ -13,19 +13,13 @@ public struct RecoveryWindow: Sendable, Equatable, CustomStringConvertible {
         self.unit = unit
     }
 
-    /// CNPG's `retentionPolicy` form: `7d`, `4w`, `3m`.
+    /// CNPG's `retentionPolicy` form: `7d`, `4w`, `3m` (TimeSpan's cnpg dialect).
     public init?(cnpg: String) {
-        guard let u = cnpg.last.flatMap({ Unit(rawValue: String($0)) }), let v = Int(cnpg.dropLast()), v > 0 else { return nil }
-        self.init(value: v, unit: u)
+        guard let span = TimeSpan(dialect: .cnpg, cnpg), let u = Unit(rawValue: span.unit) else { return nil }
+        self.init(value: span.amount, unit: u)
     }
 
-    public var seconds: TimeInterval {
-        switch unit {
-        case .days: return Double(value) * 86400
-        case .weeks: return Double(value) * 7 * 86400
-        case .months: return Double(value) * 31 * 86400
-        }
-    }
+    public var seconds: TimeInterval { Double(TimeSpan(dialect: .cnpg, "\(value)\(unit.rawValue)")?.seconds ?? TimeSpan.maximum) }
 
     public var description: String { "RECOVERY WINDOW OF \(value) \(["d": "DAYS", "w": "WEEKS", "m": "MONTHS"][unit.rawValue]!)" }
 }

@@ -227,10 +227,5 @@ public enum StatusEvaluator {
                               sources: sources)
     }
 
-    static func humanize(_ s: Int) -> String {
-        if s < 60 { return "\(s)s" }
-        if s < 3600 { return "\(s / 60)m" }
-        if s < 86400 { return "\(s / 3600)h\(s % 3600 / 60 > 0 ? "\(s % 3600 / 60)m" : "")" }
-        return "\(s / 86400)d\(s % 86400 / 3600 > 0 ? "\(s % 86400 / 3600)h" : "")"
-    }
+    static func humanize(_ s: Int) -> String { TimeSpan.humanizeRoughly(s) }
 }

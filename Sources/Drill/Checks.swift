@@ -55,14 +55,14 @@ public enum DrillChecks {
                     return (ok ? .passed : .failed, detail)
                 }
             case .freshness(let cluster, let database, let table, let column):
-                name = "freshness \(cluster)/\(database): \(table).\(column) within \(Duration.humanize(rpo))"
+                name = "freshness \(cluster)/\(database): \(table).\(column) within \(TimeSpan.humanize(rpo))"
                 result = on(cluster) { server in
                     let out = try server.query(freshnessSQL(table: table, column: column), database: database)
                     guard let newest = RFC3339.parse(out) else { return (.failed, "\(table) has no rows with a \(column)") }
                     let age = reference.timeIntervalSince(newest)
                     let ok = age <= Double(rpo)
                     return (ok ? .passed : .failed,
-                            "newest \(column) is \(RFC3339.format(newest)), \(Duration.humanize(max(0, Int(age)))) before \(RFC3339.format(reference))\(ok ? "" : ": older than the RPO")")
+                            "newest \(column) is \(RFC3339.format(newest)), \(TimeSpan.humanize(max(0, Int(age)))) before \(RFC3339.format(reference))\(ok ? "" : ": older than the RPO")")
                 }
             case .podsReady:
                 name = "podsReady"

@@ -497,7 +497,7 @@ public struct ClusterDrill {
             }
             return o?["status"] as? [String: Any] ?? [:]
         } catch is KubeClient.DeadlineExceeded {
-            throw RecoveryError("\(kind) \(ns)/\(name) not ready within the RTO objective \(Duration.humanize(policy.rto.value.seconds))")
+            throw RecoveryError("\(kind) \(ns)/\(name) not ready within the RTO objective \(TimeSpan.humanize(policy.rto.value.seconds))")
         }
     }
 

@@ -88,9 +88,7 @@ public enum Subprocess {
 
     /// The absolute path of this executable (restore_command must name it exactly).
     public static var currentExecutable: String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        if n > 0 { return String(cString: buf) }
+        if let path = ProcFS.executablePath() { return path }
         return URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
     }
 

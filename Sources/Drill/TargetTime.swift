@@ -31,7 +31,7 @@ public enum TargetTime {
         let s = text.trimmingCharacters(in: .whitespaces)
         if s == "latest" { return .latest }
         if s.hasPrefix("-") {
-            guard let d = Duration(parsing: String(s.dropFirst())) else {
+            guard let d = TimeSpan(dialect: .policy, String(s.dropFirst())) else {
                 throw TargetTimeError(description: "'\(text)': a relative time is a minus sign and a duration, e.g. -30m, -2h, -1d")
             }
             return .time(now.addingTimeInterval(-Double(d.seconds)))

@@ -1,3 +1,4 @@
+import Support
 /// The checks that need the whole policy set: references, name clashes, archive collisions,
 /// prefixes, and whether schedules and retention can meet the objectives. Loading has already
 /// reported syntax, types, unknown fields and invalid cron.
@@ -69,13 +70,13 @@ public enum Linter {
                     continue
                 }
                 if s.retention.value.seconds < gap {
-                    d.error(s.retention.location, "retention \(s.retention.value) is shorter than the time between '\(s.tier.value)' backups (\(Duration.humanize(gap))): each backup expires before the next exists")
+                    d.error(s.retention.location, "retention \(s.retention.value) is shorter than the time between '\(s.tier.value)' backups (\(TimeSpan.humanize(gap))): each backup expires before the next exists")
                 }
             }
             // Without WAL-based recovery, the newest Velero backup is the recovery point.
             if p.cnpg.isEmpty, let best = v.schedules.compactMap({ s in s.cron.value.longestGap.map { (s, $0) } }).min(by: { $0.1 < $1.1 }),
                best.1 > rpo.seconds {
-                d.error(p.rpo.location, "objectives.rpo \(rpo) cannot be met: the most frequent Velero schedule ('\(best.0.tier.value)': \(best.0.cron.value.expression)) leaves up to \(Duration.humanize(best.1)) between backups")
+                d.error(p.rpo.location, "objectives.rpo \(rpo) cannot be met: the most frequent Velero schedule ('\(best.0.tier.value)': \(best.0.cron.value.expression)) leaves up to \(TimeSpan.humanize(best.1)) between backups")
             }
         }
         if !p.declaresBackups {
@@ -88,10 +89,10 @@ public enum Linter {
                     d.error(t.location, "wal.archiveTimeout \(t.value) is longer than objectives.rpo \(rpo): a quiet database may not ship a WAL segment within the RPO")
                 }
             } else if gap > rpo.seconds {
-                d.error(c.schedule.location, "objectives.rpo \(rpo) cannot be met: WAL archiving is off and base backups are up to \(Duration.humanize(gap)) apart")
+                d.error(c.schedule.location, "objectives.rpo \(rpo) cannot be met: WAL archiving is off and base backups are up to \(TimeSpan.humanize(gap)) apart")
             }
             if c.retention.value.seconds < gap {
-                d.error(c.retention.location, "retention \(c.retention.value) is shorter than the time between base backups (\(Duration.humanize(gap))): the recovery window could hold no base backup")
+                d.error(c.retention.location, "retention \(c.retention.value) is shorter than the time between base backups (\(TimeSpan.humanize(gap))): the recovery window could hold no base backup")
             }
             if c.retention.value.seconds < rpo.seconds {
                 d.error(c.retention.location, "retention \(c.retention.value) is shorter than objectives.rpo \(rpo)")

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Layout
 import Yams
 
@@ -200,7 +201,7 @@ public enum PolicyLoader {
         let namespaces = spec.strings("namespaces") ?? []
         if namespaces.isEmpty { diags.error(spec.location, "spec.namespaces: list the namespaces this policy covers (\"*\" for all)") }
         let clusterResources = spec.bool("includeClusterResources") ?? false
-        var rpo: Located<Duration>?, rto: Located<Duration>?
+        var rpo: Located<TimeSpan>?, rto: Located<TimeSpan>?
         if let o = spec.required("objectives")?.fields("spec.objectives") {
             rpo = o.duration("rpo", required: true)
             rto = o.duration("rto", required: true)
@@ -243,7 +244,7 @@ public enum PolicyLoader {
             let command = h.strings("command") ?? []
             if command.isEmpty { item.error("spec.velero.hooks[].command: give the command to run, as a list") }
             let onError = h.oneOf("onError", ["Continue", "Fail"])?.value ?? "Fail"
-            let timeout = h.duration("timeout")?.value ?? Duration(parsing: "30s")!
+            let timeout = h.duration("timeout")?.value ?? TimeSpan(dialect: .policy, "30s")!
             var selector: [String: String] = [:]
             if let l = h.node("labelSelector")?.fields("spec.velero.hooks[].labelSelector") {
                 if case .mapping(let m) = l.owner.node {
@@ -280,7 +281,7 @@ public enum PolicyLoader {
             b.finish(known: ["schedule", "target"])
         }
         var walEnabled = true, walCompression: String? = "gzip", walParallel = 2
-        var archiveTimeout: Located<Duration>?
+        var archiveTimeout: Located<TimeSpan>?
         if let w = c.node("wal")?.fields("spec.cnpg[].wal") {
             walEnabled = w.bool("enabled") ?? true
             if let comp = w.oneOf("compression", ["none", "gzip", "bzip2", "snappy", "lz4", "xz", "zstd"]) { walCompression = comp.value == "none" ? nil : comp.value }
@@ -313,7 +314,7 @@ public enum PolicyLoader {
         if fields.count == 5 && !s.value.hasPrefix("@") {
             let meant = "0 " + fields.joined(separator: " ")
             var what = "a different schedule"
-            if let c = try? Cron(s.value, dialect: .cnpg), let gap = c.longestGap { what = "every \(Duration.humanize(gap))" }
+            if let c = try? Cron(s.value, dialect: .cnpg), let gap = c.longestGap { what = "every \(TimeSpan.humanize(gap))" }
             b.owner.diags.error(s.location, "spec.cnpg[].baseBackup.schedule: '\(s.value)' has five fields, but CNPG schedules have six (seconds first) and CNPG reads this one as \(what); write '\(meant)'")
             return nil
         }

@@ -1,3 +1,4 @@
+import Support
 /// Everything read from a set of policy files.
 public struct PolicySet: Sendable {
     public var objectStores: [ObjectStorePolicy] = []
@@ -35,7 +36,7 @@ public struct ObjectStorePolicy: Sendable {
 
     public struct ObjectLock: Sendable {
         public var mode: String
-        public var retention: Duration
+        public var retention: TimeSpan
     }
 
     public struct Prefixes: Sendable {
@@ -56,8 +57,8 @@ public struct BackupPolicy: Sendable {
     public var objectStore: Located<String>
     public var namespaces: [Located<String>]
     public var includeClusterResources: Bool
-    public var rpo: Located<Duration>
-    public var rto: Located<Duration>
+    public var rpo: Located<TimeSpan>
+    public var rto: Located<TimeSpan>
     public var velero: Velero?
     public var cnpg: [CNPGCluster]
     public var drill: Drill?
@@ -84,7 +85,7 @@ public struct BackupPolicy: Sendable {
     public struct Schedule: Sendable {
         public var tier: Located<String>
         public var cron: Located<Cron>
-        public var retention: Located<Duration>
+        public var retention: Located<TimeSpan>
     }
 
     public struct Hook: Sendable {
@@ -93,7 +94,7 @@ public struct BackupPolicy: Sendable {
         public var container: String
         public var command: [String]
         public var onError: String       // Continue | Fail
-        public var timeout: Duration
+        public var timeout: TimeSpan
         public var labelSelector: [String: String]
     }
 
@@ -108,10 +109,10 @@ public struct BackupPolicy: Sendable {
         public var walEnabled: Bool
         public var walCompression: String?
         public var walMaxParallel: Int
-        public var archiveTimeout: Located<Duration>?
+        public var archiveTimeout: Located<TimeSpan>?
         public var dataCompression: String?
         public var dataJobs: Int
-        public var retention: Located<Duration>
+        public var retention: Located<TimeSpan>
     }
 
     public struct Drill: Sendable {

@@ -1,3 +1,4 @@
+import Support
 import Yams
 
 /// A YAML node with where it came from. Typed getters report problems (wrong type, missing
@@ -120,9 +121,9 @@ final class Fields {
         }
     }
 
-    func duration(_ key: String, required isRequired: Bool = false) -> Located<Duration>? {
+    func duration(_ key: String, required isRequired: Bool = false) -> Located<TimeSpan>? {
         guard let s = string(key, required: isRequired) else { return nil }
-        guard let d = Duration(parsing: s.value) else {
+        guard let d = TimeSpan(dialect: .policy, s.value) else {
             owner.diags.error(s.location, "\(what).\(key): '\(s.value)' is not a duration (examples: 30m, 24h, 7d, 4w, 12mo)")
             return nil
         }

@@ -1,3 +1,4 @@
+import Support
 import Policy
 
 /// drctl's PrometheusRule. Every alert reads a documented drctl metric (or Velero's/CNPG's
@@ -32,7 +33,7 @@ public enum Alerts {
         let limit = overdueAfter(interval: gap)
         return Alert(name: "DrctlBackupMissing", expr: "(time() - \(metric) > \(limit)) or absent(\(metric))",
                      forDuration: "15m", severity: "critical", summary: summary,
-                     description: "The newest \(what) is older than \(Duration.humanize(limit)) (schedule \(schedule)), or none exists.",
+                     description: "The newest \(what) is older than \(TimeSpan.humanize(limit)) (schedule \(schedule)), or none exists.",
                      labels: ["workload": workload, "kind": kind, "source": source])
     }
 
@@ -65,7 +66,7 @@ public enum Alerts {
                                  expr: "(time() - drctl_drill_last_run_timestamp_seconds\(sel) > \(overdueAfter(interval: gap))) or absent(drctl_drill_last_run_timestamp_seconds\(sel))",
                                  forDuration: "30m", severity: "warning",
                                  summary: "No restore drill of \(w) within its interval",
-                                 description: "The last restore drill of \(w) ran more than \(Duration.humanize(overdueAfter(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven.",
+                                 description: "The last restore drill of \(w) ran more than \(TimeSpan.humanize(overdueAfter(interval: gap))) ago (schedule \(d.schedule.value.expression)), or never: its restorability is unproven.",
                                  labels: ["workload": w]))
             }
         }

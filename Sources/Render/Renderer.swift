@@ -1,3 +1,4 @@
+import Support
 import Layout
 import Policy
 
@@ -149,7 +150,7 @@ public enum Renderer {
     // MARK: CNPG
 
     /// CNPG's retention form `^[1-9][0-9]*[dwm]$` (m = months).
-    public static func cnpgRetention(_ d: Duration) -> String {
+    public static func cnpgRetention(_ d: TimeSpan) -> String {
         switch d.unit {
         case "d", "w": return "\(d.amount)\(d.unit)"
         case "mo": return "\(d.amount)m"

@@ -42,10 +42,10 @@ public enum StatusPage {
             h += "<td><a href=\"#tl-\(esc(st.workload))\">\(esc(st.workload))</a></td>"
             h += "<td class=\"state\"><span class=\"light\" title=\"\(esc(st.status.rawValue))\"></span>\(esc(st.status.rawValue))</td>"
             h += "<td>\(st.newestRecoverablePoint.map { esc(stamp($0)) } ?? "none")</td>"
-            h += "<td>\(st.rpoSeconds.map { Duration.humanize($0) } ?? "-") / \(Duration.humanize(st.rpoObjectiveSeconds))</td>"
+            h += "<td>\(st.rpoSeconds.map { TimeSpan.humanize($0) } ?? "-") / \(TimeSpan.humanize(st.rpoObjectiveSeconds))</td>"
             if let d = st.lastDrill {
                 h += "<td><a class=\"\(d.result)\" href=\"drills/\(esc(d.id))\">\(esc(d.result))</a> \(esc(stamp(d.at))) "
-                h += "(\(Duration.humanize(Int(d.rtoSeconds.rounded()))) / \(Duration.humanize(d.rtoObjectiveSeconds)))</td>"
+                h += "(\(TimeSpan.humanize(Int(d.rtoSeconds.rounded()))) / \(TimeSpan.humanize(d.rtoObjectiveSeconds)))</td>"
             } else {
                 h += "<td class=\"muted\">never</td>"
             }
@@ -82,7 +82,7 @@ public enum StatusPage {
         for d in s.drills.prefix(50) {
             h += "<tr class=\"drill \(d.result.rawValue)\"><td><a href=\"drills/\(esc(d.id))\">\(esc(stamp(d.startedAt)))</a></td><td>\(esc(d.workload))</td>"
             h += "<td>\(esc(d.mode))</td><td class=\"\(d.result.rawValue)\">\(d.result.rawValue)</td>"
-            h += "<td>\(String(format: "%.1fs", d.rtoSeconds)) / \(Duration.humanize(d.rtoObjectiveSeconds))</td>"
+            h += "<td>\(String(format: "%.1fs", d.rtoSeconds)) / \(TimeSpan.humanize(d.rtoObjectiveSeconds))</td>"
             h += "<td>\(d.rpoSeconds.map { String(format: "%.0fs", $0) } ?? "-")</td></tr>\n"
         }
         h += "</tbody></table>\n<p class=\"muted\">drctl serve · <a href=\"metrics\">metrics</a> · <a href=\"api/v1/workloads\">API</a></p></body></html>\n"
@@ -96,8 +96,8 @@ public enum StatusPage {
         h += "<table id=\"drill\"><tbody>"
         let rows: [(String, String)] = [
             ("mode", d.mode), ("where", d.host), ("started", stamp(d.startedAt)), ("target", d.target),
-            ("measured RTO / objective", String(format: "%.1fs / ", d.rtoSeconds) + Duration.humanize(d.rtoObjectiveSeconds)),
-            ("data loss / RPO objective", (d.rpoSeconds.map { String(format: "%.1fs", $0) } ?? "-") + " / " + Duration.humanize(d.rpoObjectiveSeconds)),
+            ("measured RTO / objective", String(format: "%.1fs / ", d.rtoSeconds) + TimeSpan.humanize(d.rtoObjectiveSeconds)),
+            ("data loss / RPO objective", (d.rpoSeconds.map { String(format: "%.1fs", $0) } ?? "-") + " / " + TimeSpan.humanize(d.rpoObjectiveSeconds)),
             ("error", d.error ?? "none"),
         ]
         for (k, v) in rows { h += "<tr><th>\(esc(k))</th><td>\(esc(v))</td></tr>" }
@@ -136,7 +136,7 @@ public enum StatusPage {
         var h = "<svg class=\"timeline\" data-workload=\"\(esc(w.status.workload))\" viewBox=\"0 0 \(f(width)) \(f(height))\" role=\"img\" aria-label=\"\(esc(w.status.workload)): last \(days) days\">"
         // The RPO band: the newest recoverable point must fall inside it.
         let band = x(now.addingTimeInterval(-Double(w.status.rpoObjectiveSeconds)))
-        h += "<rect class=\"rpo-band\" x=\"\(f(band))\" y=\"\(f(top - 4))\" width=\"\(f(max(1, x(now) - band)))\" height=\"\(f(Double(lanes) * laneH))\" fill=\"#2e9d4f\" fill-opacity=\"0.10\"><title>RPO objective \(Duration.humanize(w.status.rpoObjectiveSeconds))</title></rect>"
+        h += "<rect class=\"rpo-band\" x=\"\(f(band))\" y=\"\(f(top - 4))\" width=\"\(f(max(1, x(now) - band)))\" height=\"\(f(Double(lanes) * laneH))\" fill=\"#2e9d4f\" fill-opacity=\"0.10\"><title>RPO objective \(TimeSpan.humanize(w.status.rpoObjectiveSeconds))</title></rect>"
         for d in 0...days where d % 5 == 0 {
             let t = start.addingTimeInterval(Double(d) * 86400)
             h += "<line x1=\"\(f(x(t)))\" x2=\"\(f(x(t)))\" y1=\"\(f(top - 6))\" y2=\"\(f(height - 4))\" stroke=\"#e3e6ea\"/>"

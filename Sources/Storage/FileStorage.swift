@@ -1,6 +1,5 @@
 import Foundation
 import Support
-import ObjectStore
 
 /// A directory tree laid out exactly as a bucket: the object `a/b/c` is the file `ROOT/a/b/c`.
 /// For a bucket copied to a disk, an air-gapped host or a mounted NAS, and for tests without an

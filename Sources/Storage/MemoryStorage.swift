@@ -18,8 +18,11 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
     public let location = "memory:"
 
     public init(_ initial: [String: [UInt8]] = [:], modified: Date = Date()) {
-        for (k, v) in initial { objects[k] = (v, modified) }
+        for (k, v) in initial { objects[k] = (v, Self.storeTime(modified)) }
     }
+
+    /// Times as S3 keeps them: whole milliseconds (LastModified in a listing).
+    static func storeTime(_ d: Date) -> Date { Date(timeIntervalSince1970: (d.timeIntervalSince1970 * 1000).rounded(.down) / 1000) }
 
     func begin(_ op: Operation, _ key: String) throws {
         let hook = lock.withLock { () -> (@Sendable (Operation, String) -> Error?)? in
@@ -73,7 +76,7 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject {
         try begin(.put, key)
-        let now = Date()
+        let now = Self.storeTime(Date())
         lock.withLock { objects[key] = (bytes, now) }
         return StoredObject(key: key, size: Int64(bytes.count), etag: Self.etag(bytes), lastModified: now)
     }

@@ -17,6 +17,12 @@ public struct S3Storage: StorageWriter {
         self.bucket = bucket
     }
 
+    /// `s3://bucket/key` by the client's own parser: the same bucket-name rules wherever s3:// is accepted.
+    static func parse(_ s: String) throws -> StorageURL {
+        let url = try S3URL(parsing: s)
+        return .s3(bucket: url.bucket, key: url.key)
+    }
+
     static func stored(_ o: ObjectInfo) -> StoredObject {
         StoredObject(key: o.key, size: o.size, etag: o.etag, lastModified: o.lastModified, versionID: o.versionID,
                      lock: o.lock.map { VersionLock(mode: $0.mode, retainUntil: $0.retainUntil, legalHold: $0.legalHold) })

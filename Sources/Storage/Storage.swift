@@ -1,6 +1,5 @@
 import Foundation
 import Support
-import ObjectStore
 
 /// One object of a store, whatever the store is.
 public struct StoredObject: Sendable, Equatable {
@@ -172,11 +171,7 @@ public enum StorageURL: Equatable, Sendable {
     /// key is empty. Without a marker, `file:///srv/copy` plus the prefix the command already
     /// knows (the policy's) is the usual form.
     public static func parse(_ s: String) throws -> StorageURL {
-        if s.hasPrefix("s3://") {
-            // The client's own parser: the same bucket-name rules wherever s3:// is accepted.
-            let url = try S3URL(parsing: s)
-            return .s3(bucket: url.bucket, key: url.key)
-        }
+        if s.hasPrefix("s3://") { return try S3Storage.parse(s) }
         guard s.hasPrefix("file://") else { throw StorageError.io("'\(s)' is neither s3://bucket/path nor file:///path") }
         let path = String(s.dropFirst(7))
         guard path.hasPrefix("/") else { throw StorageError.io("'\(s)': a file URL has an absolute path (file:///path)") }

@@ -13,26 +13,6 @@ struct Entry {
     }
 }
 
-/// Swift's crash reporter prints every register and the 16 bytes of memory each points at, which
-/// in drctl can be a piece of an S3 key, a token or a password. It reads its settings when the
-/// process starts, so drctl, when nothing chose them, re-executes itself once with the register
-/// dump off: a crash report keeps its backtrace, without memory.
-enum CrashReports {
-    static let settings = "enable=yes,registers=none,images=none"
-
-    static func makeSafe() {
-        #if os(Linux)
-        guard getenv("SWIFT_BACKTRACE") == nil else { return }
-        setenv("SWIFT_BACKTRACE", settings, 1)
-        // The binary's own path (not /proc/self/exe), so the process is still named drctl.
-        var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard readlink("/proc/self/exe", &path, Int(PATH_MAX)) > 0 else { return }
-        execv(path, CommandLine.unsafeArgv)
-        // Not re-executed (no /proc): carry on; the setting is inherited by what drctl starts.
-        #endif
-    }
-}
-
 struct Drctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drctl",
@@ -59,20 +39,6 @@ enum Exit {
     static let config = ExitCode(3)
     /// drctl status: some workload is not PROTECTED.
     static let notProtected = ExitCode(4)
-}
-
-/// The encoder behind every command's `-o json`: sorted keys, RFC 3339 times, readable.
-func prettyJSONEncoder() -> JSONEncoder {
-    JSONCoding.encoder(precise: false)
-}
-
-func printJSON(_ value: some Encodable) throws {
-    print(String(decoding: try prettyJSONEncoder().encode(value), as: UTF8.self))
-}
-
-/// Output format for commands that list things.
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case table, json
 }
 
 struct GlobalOptions: ParsableArguments {

@@ -183,7 +183,7 @@ struct RestoreCommand: ParsableCommand {
         if let d = lastDrill(workload: workload), d.bytesFetched > 0, d.rtoSeconds > 0 {
             let rate = Double(d.bytesFetched) / d.rtoSeconds
             let est = Double(plan.baseBytes + plan.walBytes) / rate
-            rows.append(("estimated time", "~\(Duration.humanize(max(1, Int(est)))) (drill \(d.id): \(formatBytes(d.bytesFetched)) restored and checked in \(Duration.humanize(max(1, Int(d.rtoSeconds)))))"))
+            rows.append(("estimated time", "~\(TimeSpan.humanize(max(1, Int(est)))) (drill \(d.id): \(formatBytes(d.bytesFetched)) restored and checked in \(TimeSpan.humanize(max(1, Int(d.rtoSeconds)))))"))
         } else {
             rows.append(("estimated time", "unknown: no drill recorded yet (drctl verify measures it)"))
         }

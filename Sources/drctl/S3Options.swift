@@ -63,11 +63,5 @@ struct S3Options: ParsableArguments {
     }
 }
 
-/// Parses `3600`, `90s`, `15m`, `12h`, `7d`.
-func parseSeconds(_ s: String) -> Int? {
-    let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-    if let n = Int(s) { return n }
-    guard let unit = s.last, let mult = units[unit], let n = Int(s.dropLast()) else { return nil }
-    let (seconds, overflow) = n.multipliedReportingOverflow(by: mult)
-    return overflow ? nil : seconds
-}
+/// A command-line duration: `3600`, `90s`, `15m`, `12h`, `7d` (TimeSpan's commandLine dialect).
+func parseSeconds(_ s: String) -> Int? { TimeSpan(dialect: .commandLine, s)?.seconds }

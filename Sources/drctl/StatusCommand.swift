@@ -68,8 +68,8 @@ struct StatusCommand: ParsableCommand {
             for r in results {
                 rows.append([r.workload, r.methods.joined(separator: " + "), r.schedules.joined(separator: "; "), r.retention.joined(separator: "; "),
                              t(r.lastBackup), t(r.newestRecoverablePoint),
-                             "\(r.rpoSeconds.map { Duration.humanize($0) } ?? "-") / \(Duration.humanize(r.rpoObjectiveSeconds))",
-                             r.lastDrill.map { "\(t($0.at)) \($0.result) \(Duration.humanize(Int($0.rtoSeconds.rounded()))) / \(Duration.humanize($0.rtoObjectiveSeconds))" } ?? "never",
+                             "\(r.rpoSeconds.map { TimeSpan.humanize($0) } ?? "-") / \(TimeSpan.humanize(r.rpoObjectiveSeconds))",
+                             r.lastDrill.map { "\(t($0.at)) \($0.result) \(TimeSpan.humanize(Int($0.rtoSeconds.rounded()))) / \(TimeSpan.humanize($0.rtoObjectiveSeconds))" } ?? "never",
                              r.status.rawValue])
             }
             printTable(rows)

@@ -111,8 +111,8 @@ struct VerifyCommand: ParsableCommand {
             let passed = e.checks.filter { $0.result == .passed }.count
             rows.append([e.workload, e.result.rawValue.uppercased(), e.targetTime.map(TargetTime.rfc3339) ?? e.target,
                          e.databases.compactMap(\.achieved).min().map(TargetTime.rfc3339) ?? "-",
-                         "\(e.rpoSeconds.map { Duration.humanize(Int($0.rounded())) } ?? "-") / \(Duration.humanize(e.rpoObjectiveSeconds))",
-                         "\(String(format: "%.1fs", e.rtoSeconds)) / \(Duration.humanize(e.rtoObjectiveSeconds))",
+                         "\(e.rpoSeconds.map { TimeSpan.humanize(Int($0.rounded())) } ?? "-") / \(TimeSpan.humanize(e.rpoObjectiveSeconds))",
+                         "\(String(format: "%.1fs", e.rtoSeconds)) / \(TimeSpan.humanize(e.rtoObjectiveSeconds))",
                          formatBytes(e.bytesFetched), "\(passed)/\(e.checks.count) passed"])
         }
         printTable(rows)

@@ -75,7 +75,6 @@ struct WALChainTests {
     }
 }
 
-import Codecs
 
 struct WALCoverageTests {
     func at(_ s: Double) -> Date { Date(timeIntervalSince1970: s) }
@@ -105,23 +104,5 @@ struct WALCoverageTests {
         ])
         let b = try WALChainTests.archive(["0000000100000000000000FE", "0000000100000000000000FF", "000000010000000100000000"])
         #expect(WALChain.coverage(b, segmentSize: WALChainTests.size) == [WALCoverageSpan(from: at(0), to: at(2))])
-    }
-}
-
-struct GzipTests {
-    @Test func roundTripsThroughTheGzipTool() throws {
-        let text = "1\t0/D00B0B0\tno recovery target specified\n"
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-gz-\(UUID().uuidString)").path
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/gzip")
-        p.arguments = ["-n", path]
-        try p.run(); p.waitUntilExit()
-        let gz = try Array(Data(contentsOf: URL(fileURLWithPath: path + ".gz")))
-        try? FileManager.default.removeItem(atPath: path + ".gz")
-        #expect(String(decoding: try Gzip.decompress(gz, limit: 1024), as: UTF8.self) == text)
-        #expect(throws: DecompressionError.self) { try Gzip.decompress(Array(gz.dropLast(12)), limit: 1024) }
-        #expect(throws: DecompressionError.self) { try Gzip.decompress(gz, limit: 10) }
-        #expect(throws: DecompressionError.self) { try Gzip.decompress(Array("not gzip at all".utf8), limit: 1024) }
     }
 }

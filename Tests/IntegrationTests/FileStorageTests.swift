@@ -50,3 +50,73 @@ import TestSupport
         #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "42|42", "40 rows from the base backup, 2 replayed from the copy's WAL: \(rows)")
     }
 }
+
+/// The acceptance of the storage interface: a bucket copied to a plain directory tree serves
+/// every command that reads a bucket, with its RGW stopped (not merely unreachable): listing,
+/// status, catalog, prune, a drill, and an exact point-in-time restore.
+@Suite(.serialized) struct CopyWithTheStoreGoneTests {
+    @Test func everyCommandReadsACopyWhenTheRGWIsStopped() throws {
+        let rgw = try RGW.startPrivate()
+        defer { rgw.stop() }
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "offsite")
+        // A target between two commits: 43 is before it, 44 after.
+        _ = try db.psql("insert into t(id) values (43)")
+        usleep(1_100_000)
+        let target = try db.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        usleep(1_100_000)
+        _ = try db.psql("insert into t(id) values (44)")
+        try rgw.waitArchived(db.psql("select pg_walfile_name(pg_switch_wal())"), s3: db.s3, bucket: db.bucket)
+
+        // A plain tree, as any copy tool leaves it (object times kept).
+        let copy = db.work + "/copy"
+        let source = S3Storage(client: db.s3, bucket: db.bucket), tree = FileStorage(root: copy)
+        for o in try source.listAll(prefix: "") { try tree.put(o.key, bytes: try source.read(o.key, limit: 1 << 30), lastModified: o.lastModified) }
+        // Marks the top of the copy as the bucket: file://copy/cnpg is then the key prefix cnpg.
+        FileManager.default.createFile(atPath: copy + "/" + FileStorage.marker, contents: nil)
+        _ = try run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [db.work + "/src"])
+        rgw.stop()
+        let (down, _) = try run("/usr/bin/curl", ["-sS", "-m", "2", rgw.endpoint])
+        try #require(down != 0, "the RGW is stopped")
+
+        var env = db.drctlEnvironment
+        env["AWS_ENDPOINT_URL"] = rgw.endpoint   // points at the stopped RGW: nothing may need it
+        let policies = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        try (rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db") + """
+              drill:
+                schedule: "0 6 * * *"
+                checks:
+                  - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "= 44"}
+            """).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+
+        let (bst, backups) = try run(drctlBinary, ["backups", "--source", "file://\(copy)/cnpg", "--server", "app-db"], env: env)
+        #expect(bst == 0 && backups.contains("app-db: 1 backups"), "\(backups)")
+
+        let (sst, status) = try run(drctlBinary, ["status", "--policies", policies, "--source", "file://\(copy)", "-o", "json"], env: env)
+        #expect((sst == 0 || sst == 4) && status.contains("\"workload\" : \"app\"") && !status.contains("could not be read"), "\(sst): \(status)")
+
+        let catalog = db.work + "/catalog.sqlite"
+        let (cst, synced) = try run(drctlBinary, ["catalog", "sync", "--policies", policies, "--store-copy", "file://\(copy)", "--catalog", catalog], env: env)
+        #expect(cst == 0 && synced.contains("file://\(copy)/cnpg/"), "\(synced)")
+        let (cbst, fromCatalog) = try run(drctlBinary, ["backups", "--source", "file://\(copy)/cnpg", "--server", "app-db", "--catalog", catalog, "-o", "json"], env: env)
+        let (fbst, fromCopy) = try run(drctlBinary, ["backups", "--source", "file://\(copy)/cnpg", "--server", "app-db", "-o", "json"], env: env)
+        let backupID = try #require(fromCopy.firstMatch(of: /"backupID" : "(\d{8}T\d{6})"/)?.1, "\(fromCopy)")
+        #expect(cbst == 0 && fbst == 0 && fromCatalog.contains("\"backupID\" : \"\(backupID)\""), "the catalog of the copy knows its backup: \(fromCatalog)")
+
+        let (pst, pruned) = try run(drctlBinary, ["prune", "--source", "file://\(copy)/cnpg", "--server", "app-db", "--retention", "7d"], env: env)
+        #expect(pst == 0 && pruned.contains("would delete 0 backups"), "\(pruned)")
+
+        let (vst, drill) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--source", "file://\(copy)", "--scratch-dir", db.work + "/scratch", "-o", "json"], env: env)
+        #expect(vst == 0 && drill.contains("\"result\" : \"passed\""), "\(drill)")
+        let evidence = (try? FileManager.default.contentsOfDirectory(atPath: copy + "/drctl/evidence/app")) ?? []
+        #expect(evidence.count == 1, "the drill's evidence went to the copy: \(evidence)")
+
+        let dir = db.work + "/restored", port = try freePort()
+        let (rst, out) = try run(drctlBinary, ["restore", "--source", "file://\(copy)/cnpg", "--server", "app-db", "--at", target, "--to", dir,
+                                               "--yes", "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch"], env: env)
+        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
+        try #require(rst == 0, "\(out)")
+        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
+        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target: \(rows)")
+    }
+}

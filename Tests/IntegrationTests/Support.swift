@@ -53,6 +53,23 @@ final class RGW: Sendable {
         return try RGW(env: readEnvFile("\(dir)/env"))
     }
 
+    /// A second RGW of the test's own, for a test that stops it (the shared one serves every
+    /// other test); `stop()` ends it and removes its data.
+    static func startPrivate() throws -> RGW {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-rgw-own\(UInt32.random(in: 0...UInt32.max))-\(getpid())").path
+        let (status, output) = try run(packageRoot.appendingPathComponent("scripts/rgw-up.sh").path, [dir, String(try freePort())])
+        guard status == 0 else { throw FixtureError(description: "scripts/rgw-up.sh failed (\(status)): \(output)") }
+        let rgw = try RGW(env: readEnvFile("\(dir)/env"))
+        rgw.privateDirectory = dir
+        return rgw
+    }
+
+    nonisolated(unsafe) private(set) var privateDirectory: String?
+
+    func stop() {
+        if let d = privateDirectory { _ = try? run(packageRoot.appendingPathComponent("scripts/rgw-down.sh").path, [d, "--purge"]) }
+    }
+
     /// This process's environment plus what drctl, barman-cloud and the AWS tools need to reach
     /// the RGW: endpoint, keys, region.
     var environment: [String: String] {

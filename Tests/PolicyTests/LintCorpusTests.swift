@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Testing
 @testable import Policy
 
@@ -62,7 +63,7 @@ struct LintCorpusTests {
         #expect(diags.all.isEmpty, "\(diags.all)")
         #expect(Set(set.backupPolicies.map(\.name.value)).isSuperset(of: ["cluster", "n8n-prod", "keycloak", "audiobookshelf"]))
         let n8n = set.backupPolicies.first { $0.name.value == "n8n-prod" }!
-        #expect(n8n.rpo.value == Duration(parsing: "5m")! && n8n.rto.value == Duration(parsing: "1h")!)
+        #expect(n8n.rpo.value == TimeSpan(dialect: .policy, "5m")! && n8n.rto.value == TimeSpan(dialect: .policy, "1h")!)
         #expect(n8n.cnpg.first?.cluster.value == "n8n-postgres")
         #expect(n8n.cnpg.first?.schedule.value.longestGap == 86400)
     }
@@ -90,16 +91,16 @@ struct LintCorpusTests {
 
 struct DurationAndCronTests {
     @Test func durations() {
-        #expect(Duration(parsing: "30m")?.seconds == 1800)
-        #expect(Duration(parsing: "24h")?.seconds == 86400)
-        #expect(Duration(parsing: "7d")?.seconds == 7 * 86400)
-        #expect(Duration(parsing: "4w")?.seconds == 28 * 86400)
-        #expect(Duration(parsing: "12mo")?.seconds == 365 * 86400)
-        #expect(Duration(parsing: "12mo")?.goDuration == "8760h0m0s")
-        for bad in ["", "7", "d", "-1d", "1.5h", "7days", "0d"] { #expect(Duration(parsing: bad) == nil, "\(bad)") }
+        #expect(TimeSpan(dialect: .policy, "30m")?.seconds == 1800)
+        #expect(TimeSpan(dialect: .policy, "24h")?.seconds == 86400)
+        #expect(TimeSpan(dialect: .policy, "7d")?.seconds == 7 * 86400)
+        #expect(TimeSpan(dialect: .policy, "4w")?.seconds == 28 * 86400)
+        #expect(TimeSpan(dialect: .policy, "12mo")?.seconds == 365 * 86400)
+        #expect(TimeSpan(dialect: .policy, "12mo")?.goDuration == "8760h0m0s")
+        for bad in ["", "7", "d", "-1d", "1.5h", "7days", "0d"] { #expect(TimeSpan(dialect: .policy, bad) == nil, "\(bad)") }
         // Found by drctl-fuzz policy: a number whose seconds overflow trapped; beyond a century is refused.
-        for huge in ["00000009170768352868331975h", "9223372036854775807s", "101y"] { #expect(Duration(parsing: huge) == nil, "\(huge)") }
-        #expect(Duration(parsing: "100y")?.seconds == Duration.maximum)
+        for huge in ["00000009170768352868331975h", "9223372036854775807s", "101y"] { #expect(TimeSpan(dialect: .policy, huge) == nil, "\(huge)") }
+        #expect(TimeSpan(dialect: .policy, "100y")?.seconds == TimeSpan.maximum)
     }
 
     @Test func gapsBetweenRuns() throws {

@@ -144,7 +144,7 @@ import Yams
             .map { "\(Self.policies)/\($0)" }
         let (status, out) = try run(toolsPython, ["-c", script, schema] + shipped)
         #expect(status == 0 && out.contains("invalid documents: 0"), "\(out)")
-        let misspelt = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/lint/unknown-field/policy.yaml").path
+        let misspelt = packageRoot.appendingPathComponent("Tests/PolicyTests/Fixtures/lint/unknown-field/policy.yaml").path
         let (_, badOut) = try run(toolsPython, ["-c", script, schema, misspelt])
         #expect(!badOut.contains("invalid documents: 0"), "\(badOut)")
     }
