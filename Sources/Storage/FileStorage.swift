@@ -4,8 +4,11 @@ import Support
 /// A directory tree laid out exactly as a bucket: the object `a/b/c` is the file `ROOT/a/b/c`.
 /// For a bucket copied to a disk, an air-gapped host or a mounted NAS, and for tests without an
 /// object store. Keys that could name something outside the root (`..`, `.`, empty segments, a
-/// NUL, a leading `/`) are refused; so are links inside the tree, which a copy of a bucket never
-/// holds. Writes go to a temporary file, fsynced, then renamed: whole or not at all.
+/// NUL, a leading `/`) are refused. Below the root every path component is opened relative to
+/// its parent's descriptor with O_NOFOLLOW, so a link anywhere in the tree (planted, or kept by
+/// `rsync -a`) is never followed: not when reading, listing, writing or deleting. A copy of a
+/// bucket holds no links; one found is skipped in a listing and refused by name. Writes go to a
+/// temporary file, fsynced, then renamed: whole or not at all.
 public struct FileStorage: StorageWriter {
     /// A file in the root that marks it as a bucket's (optional; see `StorageURL.parse`).
     public static let marker = ".drctl-bucket"
@@ -17,36 +20,89 @@ public struct FileStorage: StorageWriter {
         self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
     }
 
-    func path(_ key: String) throws -> String {
+    /// The key's directory components and file name, refused when it could leave the root.
+    func split(_ key: String) throws -> (dirs: [String], name: String) {
         guard !key.isEmpty, !key.hasPrefix("/"), !key.contains("\0") else { throw StorageError.invalidKey(key, "empty, absolute or holding a NUL") }
-        for segment in key.split(separator: "/", omittingEmptySubsequences: false) {
-            if segment.isEmpty || segment == "." || segment == ".." { throw StorageError.invalidKey(key, "an empty, '.' or '..' segment") }
-        }
-        return root + "/" + key
+        let parts = key.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        for p in parts where p.isEmpty || p == "." || p == ".." { throw StorageError.invalidKey(key, "an empty, '.' or '..' segment") }
+        return (Array(parts.dropLast()), parts.last!)
     }
 
-    /// Regular files only, never through a link (lstat).
-    func stat(_ path: String) -> (size: Int64, modified: Date, isDirectory: Bool)? {
+    func failure(_ what: String) -> StorageError { .io("\(location)/\(what): \(String(cString: strerror(errno)))") }
+
+    /// The root's descriptor; the root itself is the operator's path and may be a link (a mount point).
+    func openRoot() throws -> Int32 {
+        let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { throw StorageError.notFound(root) }
+            throw StorageError.io("\(location): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    /// The directory `dirs` below the root, each component opened with O_NOFOLLOW from its
+    /// parent's descriptor (`create`: made where missing). nil when one is missing, or is a link
+    /// or a file (nothing is stored there, as far as a bucket goes).
+    func openDirectory(_ dirs: [String], create: Bool) throws -> Int32? {
+        // A copy being written starts with its root (the operator's path, links and all).
+        if create && !FileManager.default.fileExists(atPath: root) {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        }
+        var fd = try openRoot()
+        for d in dirs {
+            var next = openat(fd, d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 && errno == ENOENT && create {
+                if mkdirat(fd, d, 0o755) != 0 && errno != EEXIST { let e = failure(d); close(fd); throw e }
+                next = openat(fd, d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            if next < 0 {
+                let missing = errno == ENOENT || errno == ENOTDIR || errno == ELOOP
+                let e = failure(dirs.joined(separator: "/"))
+                close(fd)
+                if missing { return nil }
+                throw e
+            }
+            close(fd)
+            fd = next
+        }
+        return fd
+    }
+
+    /// A regular file or directory in `dirfd`, never through a link.
+    static func stat(_ dirfd: Int32, _ name: String) -> (size: Int64, modified: Date, isDirectory: Bool)? {
         var st = Foundation.stat()
-        guard lstat(path, &st) == 0 else { return nil }
+        guard fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
         let kind = st.st_mode & S_IFMT
         guard kind == S_IFREG || kind == S_IFDIR else { return nil }
         let modified = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
         return (Int64(st.st_size), modified, kind == S_IFDIR)
     }
 
+    /// The names in a directory (without `.` and `..`).
+    static func entries(_ fd: Int32) throws -> [String] {
+        let dup = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard dup >= 0, let dir = fdopendir(dup) else { throw StorageError.io("readdir: \(String(cString: strerror(errno)))") }
+        defer { closedir(dir) }
+        var out: [String] = []
+        while let e = readdir(dir) {
+            let name = withUnsafePointer(to: e.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+            if name != "." && name != ".." { out.append(name) }
+        }
+        return out
+    }
+
     public func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws {
         // Walk only the directory the prefix is in; keys sort as byte strings, as S3's do.
         let dirKey = prefix.contains("/") ? String(prefix[...prefix.lastIndex(of: "/")!]) : ""
+        let startDirs = dirKey.split(separator: "/").map(String.init)
+        if startDirs.contains(where: { $0 == "." || $0 == ".." }) { throw StorageError.invalidKey(prefix, "a '.' or '..' segment") }
         var objects: [StoredObject] = []
         var prefixes = Set<String>()
-        func walk(_ dirKey: String) throws {
-            let dir = dirKey.isEmpty ? root : root + "/" + dirKey.dropLast()
-            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-            for name in entries where !(dirKey.isEmpty && name == Self.marker) {
+        func walk(_ fd: Int32, _ dirKey: String) throws {
+            for name in try Self.entries(fd) where !(dirKey.isEmpty && name == Self.marker) {
                 if name.hasPrefix(".drctl-tmp-") { continue }
                 let key = dirKey + name
-                guard let st = stat(dir + "/" + name) else { continue }
+                guard let st = Self.stat(fd, name) else { continue }   // a link or a device: not an object
                 if st.isDirectory {
                     let sub = key + "/"
                     guard sub.hasPrefix(prefix) || prefix.hasPrefix(sub) else { continue }
@@ -54,7 +110,13 @@ public struct FileStorage: StorageWriter {
                         prefixes.insert(sub)
                         continue
                     }
-                    try walk(sub)
+                    let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    guard child >= 0 else {
+                        if errno == ENOENT || errno == ELOOP || errno == ENOTDIR { continue }   // gone or replaced meanwhile
+                        throw failure(sub)
+                    }
+                    defer { close(child) }
+                    try walk(child, sub)
                 } else if key.hasPrefix(prefix) {
                     if let delimiter, let r = key.dropFirst(prefix.count).range(of: delimiter) {
                         prefixes.insert(String(key[..<r.upperBound]))
@@ -64,7 +126,11 @@ public struct FileStorage: StorageWriter {
                 }
             }
         }
-        try walk(dirKey)
+        // A missing root is an error (a typo must not read as an empty bucket); a missing prefix is empty.
+        if let fd = try openDirectory(startDirs, create: false) {
+            defer { close(fd) }
+            try walk(fd, dirKey)
+        }
         objects.sort { Array($0.key.utf8).lexicographicallyPrecedes(Array($1.key.utf8)) }
         if let startAfter { objects = objects.filter { Array($0.key.utf8).lexicographicallyPrecedes(Array(startAfter.utf8)) == false && $0.key != startAfter } }
         let sortedPrefixes = prefixes.filter { startAfter == nil || $0 > startAfter! }.sorted()
@@ -77,19 +143,27 @@ public struct FileStorage: StorageWriter {
     }
 
     public func head(_ key: String) throws -> StoredObject? {
-        let p = try path(key)
-        guard let st = stat(p), !st.isDirectory else { return nil }
+        let (dirs, name) = try split(key)
+        guard let fd = try openDirectory(dirs, create: false) else { return nil }
+        defer { close(fd) }
+        guard let st = Self.stat(fd, name), !st.isDirectory else { return nil }
         return StoredObject(key: key, size: st.size, lastModified: st.modified)
     }
 
     public func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let p = try path(key)
-        let fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let (dirs, name) = try split(key)
+        guard let dirfd = try openDirectory(dirs, create: false) else { throw StorageError.notFound(key) }
+        let fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        let openErrno = errno
+        close(dirfd)
         guard fd >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { throw StorageError.notFound(key) }
-            throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))")
+            if openErrno == ENOENT || openErrno == ENOTDIR { throw StorageError.notFound(key) }
+            if openErrno == ELOOP { throw StorageError.invalidKey(key, "a link, which a copy of a bucket does not hold") }
+            throw StorageError.io("\(location)/\(key): \(String(cString: strerror(openErrno)))")
         }
         defer { close(fd) }
+        var st = Foundation.stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw StorageError.notFound(key) }
         var offset = range?.lowerBound ?? 0
         let end = range.map { $0.upperBound + 1 } ?? Int64.max
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -98,7 +172,7 @@ public struct FileStorage: StorageWriter {
             let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))")
+                throw failure(key)
             }
             if n == 0 { break }
             try buffer.withUnsafeBytes { try chunk(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -113,16 +187,18 @@ public struct FileStorage: StorageWriter {
     /// each object's time, which WAL and backup times (and so the RPO evidence) are read from.
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], lastModified: Date?) throws -> StoredObject {
-        let p = try path(key)
-        let dir = (p as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let tmp = dir + "/.drctl-tmp-\(UUID().uuidString)"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
+        let (dirs, name) = try split(key)
+        guard let dirfd = try openDirectory(dirs, create: true) else {
+            throw StorageError.invalidKey(key, "a path through a link or a file, which a copy of a bucket does not hold")
+        }
+        defer { close(dirfd) }
+        let tmp = ".drctl-tmp-\(UUID().uuidString)"
+        let fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure(key) }
         var ok = false
-        defer { if !ok { unlink(tmp) } }
+        defer { if !ok { unlinkat(dirfd, tmp, 0) } }
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: p) }
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") }
         } catch {
             close(fd)
             throw StorageError.io("\(location)/\(key): \(error)")
@@ -131,10 +207,11 @@ public struct FileStorage: StorageWriter {
             let t = lastModified.timeIntervalSince1970
             var times = [timespec(tv_sec: Int(t.rounded(.down)), tv_nsec: Int((t - t.rounded(.down)) * 1e9)),
                          timespec(tv_sec: Int(t.rounded(.down)), tv_nsec: Int((t - t.rounded(.down)) * 1e9))]
-            guard futimens(fd, &times) == 0 else { close(fd); throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
+            guard futimens(fd, &times) == 0 else { let e = failure(key); close(fd); throw e }
         }
-        guard fsync(fd) == 0, close(fd) == 0 else { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
-        guard rename(tmp, p) == 0 else { throw StorageError.io("\(location)/\(key): \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0, close(fd) == 0 else { throw failure(key) }
+        // renameat replaces a file, or a link, of that name: it never writes through it.
+        guard renameat(dirfd, tmp, dirfd, name) == 0 else { throw failure(key) }
         ok = true
         return try head(key) ?? StoredObject(key: key, size: Int64(bytes.count))
     }
@@ -142,8 +219,12 @@ public struct FileStorage: StorageWriter {
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
         var refused: [DeleteRefusal] = []
         for v in versions {
-            let p = try path(v.key)
-            if unlink(p) != 0 && errno != ENOENT { refused.append(DeleteRefusal(key: v.key, code: "IOError", message: String(cString: strerror(errno)))) }
+            let (dirs, name) = try split(v.key)
+            guard let dirfd = try openDirectory(dirs, create: false) else { continue }   // nothing there: as S3, no error
+            if unlinkat(dirfd, name, 0) != 0 && errno != ENOENT {
+                refused.append(DeleteRefusal(key: v.key, code: "IOError", message: String(cString: strerror(errno))))
+            }
+            close(dirfd)
         }
         return refused
     }

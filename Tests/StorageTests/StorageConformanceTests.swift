@@ -66,6 +66,22 @@ import Layout
         symlink(parent + "/secret", root + "/link")
         #expect(try s.listAll(prefix: "").isEmpty)
         #expect(throws: StorageError.self) { try s.read("link") }
+
+        // A linked directory anywhere on the path (rsync -a keeps links): never followed, for
+        // reading, listing, writing or deleting.
+        let outside = parent + "/outside-dir"
+        try FileManager.default.createDirectory(atPath: outside + "/db", withIntermediateDirectories: true)
+        try "keep".write(toFile: outside + "/db/x", atomically: true, encoding: .utf8)
+        symlink(outside, root + "/cnpg")
+        #expect(try s.listAll(prefix: "cnpg/").isEmpty && s.listAll(prefix: "cnpg/db/").isEmpty)
+        #expect(try s.head("cnpg/db/x") == nil)
+        #expect(throws: StorageError.notFound("cnpg/db/x")) { try s.read("cnpg/db/x") }
+        #expect(throws: StorageError.self) { try s.put("cnpg/db/new", bytes: [1]) }
+        #expect(!FileManager.default.fileExists(atPath: outside + "/db/new"))
+        try s.delete(["cnpg/db/x"])
+        #expect(FileManager.default.fileExists(atPath: outside + "/db/x"), "a deletion never reaches through a link")
+        #expect(throws: StorageError.self) { try s.listAll(prefix: "../") }
+        #expect(throws: StorageError.notFound(parent + "/no-such-copy")) { try FileStorage(root: parent + "/no-such-copy").listAll(prefix: "") }
     }
 
     @Test func aBucketOnDiskIsScannedLikeTheBucket() throws {
