@@ -38,14 +38,16 @@ let package = Package(
         // HTTP over libcurl (TLS, timeouts, streaming bodies): the transport of S3 and Kube.
         .target(name: "HTTP", dependencies: ["CCurl", "Support"]),
 
-        // drctl's own S3 client: SigV4, path-style for RGW, parallel listing, resumed downloads.
+        // AWS Signature Version 4, written here: canonical requests, signing keys, presigning. Pure.
+        .target(name: "SigV4", dependencies: ["Hashing", "Support"]),
+        // drctl's own S3 client: path-style for RGW, parallel listing, resumed downloads.
         .target(name: "ObjectStore", dependencies: [
-            "HTTP", "Hashing", "Support",
+            "HTTP", "Hashing", "SigV4", "Support",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // One interface to a store, bucket-scoped, read and write sides apart; drivers for S3 (drctl's
         // own client), a directory laid out as the bucket (file://), and memory (tests, faults).
-        .target(name: "Storage", dependencies: ["HTTP", "ObjectStore", "Support"]),
+        .target(name: "Storage", dependencies: ["HTTP", "ObjectStore", "SigV4", "Support"]),
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout", dependencies: ["Support"]),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
@@ -53,7 +55,7 @@ let package = Package(
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: ["Layout", .product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
-        .target(name: "Render", dependencies: ["Policy", "Layout", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Render", dependencies: ["Policy", "Layout", "Support", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
         .target(name: "Kube", dependencies: ["HTTP", "Support", "Paths", .product(name: "Yams", package: "Yams")]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
@@ -64,7 +66,7 @@ let package = Package(
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
+            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -79,14 +81,15 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
-        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "Support"]),
+        .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "Hashing", "Support"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy", "Paths"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "SigV4", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RenderTests", dependencies: ["Render", "Policy", "Layout", "TestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "Support"]),

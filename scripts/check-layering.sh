@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-types='S3Client|S3URL|S3Error|S3Configuration|S3Endpoint|S3Responses|S3ResponseError|ObjectInfo|ObjectVersion|BucketObjectLock|ObjectLockState|ListPage|MultipartUpload|CredentialResolver|SigV4Signer|S3Reader'
+types='S3Client|S3URL|S3Error|S3Configuration|S3Endpoint|S3Responses|S3ResponseError|ObjectInfo|ObjectVersion|BucketObjectLock|ObjectLockState|ListPage|MultipartUpload|CredentialResolver|S3Reader'
 allowed='^Sources/(ObjectStore/|Storage/S3Storage\.swift|drctl/)'
 status=0
 

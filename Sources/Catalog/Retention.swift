@@ -19,7 +19,7 @@ public struct RecoveryWindow: Sendable, Equatable, CustomStringConvertible {
         self.init(value: span.amount, unit: u)
     }
 
-    public var seconds: TimeInterval { Double(TimeSpan(dialect: .cnpg, "\(value)\(unit.rawValue)")?.seconds ?? TimeSpan.maximum) }
+    public var seconds: TimeInterval { Double(value * TimeSpan.unitSeconds(unit.rawValue, dialect: .cnpg)!) }
 
     public var description: String { "RECOVERY WINDOW OF \(value) \(["d": "DAYS", "w": "WEEKS", "m": "MONTHS"][unit.rawValue]!)" }
 }

@@ -39,12 +39,7 @@ public struct ScratchDirectory: Sendable {
         return dir
     }
 
-    static func stamp(_ d: Date) -> String {
-        var t = tm()
-        var s = time_t(d.timeIntervalSince1970)
-        gmtime_r(&s, &t)
-        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
-    }
+    static func stamp(_ d: Date) -> String { RFC3339.formatBasic(d) }
 
     public func remove() {
         Cleanup.removeTree(path)

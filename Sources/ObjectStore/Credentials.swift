@@ -1,4 +1,5 @@
 import Foundation
+import SigV4
 import Support
 
 /// Where to look for S3 credentials and settings, in the order the AWS tools use, plus a

@@ -1,5 +1,6 @@
 import Foundation
 import Hashing
+import SigV4
 import Support
 
 /// A multipart upload of one file: parts go up in parallel, each streamed from its slice of

@@ -84,11 +84,6 @@ extension S3Responses {
 }
 
 extension S3Client {
-    /// HEAD, or nil when the object does not exist.
-    public func headIfPresent(_ url: S3URL) throws -> ObjectInfo? {
-        do { return try headObject(url) } catch let e as S3Error where e.status == 404 { return nil }
-    }
-
     /// The bucket's Object Lock configuration; `enabled: false` when it has none.
     public func objectLockConfiguration(bucket: String) throws -> BucketObjectLock {
         do {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTP
 import Hashing
+import SigV4
 import Support
 import Logging
 

@@ -1,5 +1,6 @@
 import Foundation
 import Policy
+import Support
 
 /// The objects of a restore drill in a cluster: a labelled scratch namespace, a Velero Restore
 /// mapped into it, and for each database a CNPG Cluster that recovers from the object store —
@@ -23,10 +24,8 @@ public enum DrillManifests {
     /// `drill-<workload>-<yyyymmddhhmmss>-<suffix>`, cut to a DNS label (the suffix keeps two
     /// drills started in the same second apart).
     public static func namespaceName(workload: String, at date: Date, suffix: String = String(UInt16.random(in: 0...UInt16.max), radix: 16)) -> String {
-        var t = tm()
-        var s = time_t(date.timeIntervalSince1970)
-        gmtime_r(&s, &t)
-        let stamp = String(format: "%04d%02d%02d%02d%02d%02d", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday), Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
+        // A DNS label: the basic form without its T and Z.
+        let stamp = RFC3339.formatBasic(date).filter(\.isNumber)
         let room = 63 - namePrefix.count - 1 - stamp.count - 1 - suffix.count
         var w = String(workload.prefix(room))
         while w.hasSuffix("-") { w.removeLast() }

@@ -68,10 +68,17 @@ public enum RFC3339 {
                       Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec), micros)
     }
 
-    /// `2026-11-27T05:31:57Z`: whole seconds (S3 retention dates, journal names, reports).
+    /// `2026-11-27T05:31:57Z`: whole seconds (S3 retention dates, reports, `-o json`).
     public static func formatSeconds(_ d: Date) -> String {
         let (t, _) = utc(d)
         return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
+                      Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
+    }
+
+    /// `20261127T053157Z`: ISO 8601's basic form, for names (scratch directories, drill ids, SigV4's date).
+    public static func formatBasic(_ d: Date) -> String {
+        let (t, _) = utc(Date(timeIntervalSince1970: d.timeIntervalSince1970.rounded(.down)))
+        return String(format: "%04d%02d%02dT%02d%02d%02dZ", Int(t.tm_year) + 1900, Int(t.tm_mon) + 1, Int(t.tm_mday),
                       Int(t.tm_hour), Int(t.tm_min), Int(t.tm_sec))
     }
 

@@ -25,6 +25,9 @@ public struct TimeSpan: Sendable, Hashable, Comparable, CustomStringConvertible 
         }
     }
 
+    /// Seconds in one `unit` of `dialect` (`m` in cnpg: 31 days), nil for a unit it does not have.
+    public static func unitSeconds(_ unit: String, dialect: Dialect) -> Int? { units(dialect).first { $0.0 == unit }?.1 }
+
     public init?(dialect: Dialect, _ text: String) {
         if dialect == .commandLine, !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(text), n <= Self.maximum {
             (seconds, amount, unit) = (n, n, "s")

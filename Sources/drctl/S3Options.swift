@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SigV4
 import Support
 import HTTP
 import ObjectStore

@@ -1,4 +1,5 @@
 import Foundation
+import SigV4
 import Hashing
 import Logging
 import HTTP

@@ -1,4 +1,5 @@
 import Foundation
+import SigV4
 import Testing
 import Layout
 import ObjectStore

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import ObjectStore
+@testable import SigV4
 import Hashing
 import Support
 

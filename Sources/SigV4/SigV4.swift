@@ -198,11 +198,7 @@ public struct AmzDate: Sendable {
     public let short: String
 
     public init(_ date: Date) {
-        var t = time_t(floor(date.timeIntervalSince1970))
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        long = String(format: "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec)
+        long = RFC3339.formatBasic(date)
         short = String(long.prefix(8))
     }
 }
