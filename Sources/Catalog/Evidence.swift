@@ -71,6 +71,9 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     /// How a cluster drill was kept from production (namespaces it restored into, what it left
     /// out, network and Pod Security seal, modifiers), one line each.
     public var sealed: [String]?
+    /// Set when the drill restored from a copy of the bucket (`drctl verify --source`), not from
+    /// the policy's store: what it proves is that the copy restores.
+    public var source: String?
 
     public init(id: String, workload: String, mode: String, host: String, startedAt: Date, finishedAt: Date, target: String,
                 targetTime: Date?, result: Result, error: String?, databases: [Database], checks: [Check], rtoSeconds: Double,

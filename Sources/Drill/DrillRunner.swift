@@ -23,6 +23,8 @@ public struct DrillRunner: @unchecked Sendable {
     public var credentialsNamespace = "drctl"
     public var checkImage: String?
     public var upload = true
+    /// The copy of the bucket drills restore from (`drctl verify --source`), recorded in the evidence.
+    public var copy: String?
     /// A progress display for the base backup's download: its callback and what ends it.
     public var transferProgress: () -> (TransferProgress?, () -> Void) = { (nil, {}) }
 
@@ -33,11 +35,12 @@ public struct DrillRunner: @unchecked Sendable {
         self.kube = kube
     }
 
-    /// The evidence, and whether it reached the store (always true without upload).
-    public func run(_ p: BackupPolicy, store objectStore: ObjectStorePolicy, target: RecoveryTarget, catalog: CatalogStore,
+    /// The evidence, and whether it reached the store (always true without upload). `catalog`:
+    /// where the evidence is recorded besides the store (nil: nowhere else).
+    public func run(_ p: BackupPolicy, store objectStore: ObjectStorePolicy, target: RecoveryTarget, catalog: CatalogStore?,
                     log: @escaping (String) -> Void) throws -> (DrillEvidence, Bool) {
         let access = try open(objectStore)
-        let evidence: DrillEvidence
+        var evidence: DrillEvidence
         switch mode {
         case .host:
             var drill = HostDrill(policy: p, store: objectStore, access: access, target: target, options: try hostOptions())
@@ -54,7 +57,8 @@ public struct DrillRunner: @unchecked Sendable {
             evidence = drill.run(progress: log)
             Cleanup.shared.parkIfAborting()
         }
-        try catalog.recordDrill(evidence)
+        evidence.source = copy
+        try catalog?.recordDrill(evidence)
         var stored = true
         if upload {
             do {

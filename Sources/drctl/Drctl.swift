@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Storage
 import Support
 import Logging
 import ObjectStore
@@ -82,6 +83,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
         FileHandle.standardError.write(Data("drctl: error: \(message)\n".utf8))
         switch error {
         case let e as S3Error where e.isNotFound: throw Exit.notFound
+        case StorageError.notFound: throw Exit.notFound
         case is ConfigError, is CredentialResolver.NotFound: throw Exit.config
         default: throw Exit.failure
         }

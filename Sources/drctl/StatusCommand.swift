@@ -33,6 +33,12 @@ struct StatusCommand: ParsableCommand {
 
     enum StatusFormat: String, ExpressibleByArgument, CaseIterable { case table, json, yaml }
 
+    func validate() throws {
+        if source != nil && catalog != nil {
+            throw ValidationError("--catalog indexes the policies' stores and keeps their RPO history; --source reads a copy: give one of them")
+        }
+    }
+
     func run() throws {
         global.bootstrapLogging()
         var notProtected = false

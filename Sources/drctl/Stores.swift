@@ -68,7 +68,12 @@ extension S3Options {
                 throw ValidationError("--source \(copy): give the copy of the whole bucket (s3://bucket or file:///path); the policy's prefixes are used below it")
             }
         }
+        // One copy is one bucket's: policies on two stores cannot both be judged from it.
+        let first = FirstStore()
         return { store in
+            if let other = first.claim(store.name.value) {
+                throw ValidationError("--source \(copy) is a copy of one bucket, and the policies use ObjectStores \(other) and \(store.name.value): name the workloads of one store")
+            }
             switch parsed {
             case .s3(let bucket, _): return Self.access(try makeClient(for: store), bucket: bucket)
             case .file(let root, _): return StoreAccess(storage: FileStorage(root: root))
@@ -86,5 +91,19 @@ extension S3Client {
         if let ca = config.tls.caBundle { a += ["--ca-bundle", (ca as NSString).standardizingPath.hasPrefix("/") ? ca : FileManager.default.currentDirectoryPath + "/" + ca] }
         if config.tls.insecure { a.append("--insecure") }
         return a
+    }
+}
+
+/// The first ObjectStore a copy was opened for.
+private final class FirstStore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var name: String?
+    /// nil when `store` is the first or the same; else the first one's name.
+    func claim(_ store: String) -> String? {
+        lock.withLock {
+            if let name, name != store { return name }
+            name = store
+            return nil
+        }
     }
 }

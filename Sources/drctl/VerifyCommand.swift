@@ -39,7 +39,7 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "Workloads (policy names) to drill.") var workloads: [String] = []
     @Flag(help: "Drill every workload in the policies.") var all = false
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
-    @Option(help: ArgumentHelp("Drill from a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket; evidence goes to the copy.", valueName: "url"))
+    @Option(help: ArgumentHelp("Drill from a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket. The evidence (marked with the copy) goes to the copy, and to a catalog only with --catalog.", valueName: "url"))
     var source: String?
     @Option(help: ArgumentHelp("Recovery target (RFC 3339, 'YYYY-MM-DD HH:MM:SS' UTC, latest, -2h).", valueName: "time")) var at = "latest"
     @Flag(help: "Keep the scratch directory and leave the restored server running, for inspection.") var keep = false
@@ -52,6 +52,9 @@ struct VerifyCommand: ParsableCommand {
 
 
     func validate() throws {
+        if source != nil && pushgateway != nil {
+            throw ValidationError("--pushgateway reports the policies' stores; a drill from a copy (--source) is not theirs")
+        }
         if workloads.isEmpty && !all { throw ValidationError("name the workloads to drill, or --all") }
         if !workloads.isEmpty && all { throw ValidationError("give workloads or --all, not both") }
     }
@@ -69,13 +72,15 @@ struct VerifyCommand: ParsableCommand {
                 return p
             }
             let target = try TargetTime.parse(at, now: Date())
-            let store = try CatalogStore(path: catalog ?? defaultCatalogPath())
+            // A drill of a copy proves the copy: it goes to the copy, and to a catalog only when named.
+            let store = try (source == nil ? catalog ?? defaultCatalogPath() : catalog).map { try CatalogStore(path: $0) }
             Cleanup.shared.installSignalHandlers()
             var results: [DrillEvidence] = []
             let open = try s3.opener(copy: source)
             var runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
                                           checkImage: checkImage, upload: !noUpload)
             runner.keep = keep
+            runner.copy = source
             for p in chosen {
                 guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
                 let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: store, log: log.callAsFunction)
@@ -85,7 +90,7 @@ struct VerifyCommand: ParsableCommand {
             }
             failed = failed || results.contains { $0.result == .failed }
             if let pushgateway {
-                let evaluated = try evaluateWorkloads(chosen, in: set, open: open, catalog: store, now: Date())
+                let evaluated = try evaluateWorkloads(chosen, in: set, open: open, catalog: store, now: Date())   // no copy: validate()
                 let snapshot = Snapshot(generatedAt: Date(), workloads: ServiceState.workloads(evaluated, set: set, runbookBase: "runbooks"), stores: [], drills: [])
                 do {
                     try pushMetrics(MetricsText.render(snapshot), to: pushgateway)

@@ -110,6 +110,14 @@ import TestSupport
         #expect(vst == 0 && drill.contains("\"result\" : \"passed\""), "\(drill)")
         let evidence = (try? FileManager.default.contentsOfDirectory(atPath: copy + "/drctl/evidence/app")) ?? []
         #expect(evidence.count == 1, "the drill's evidence went to the copy: \(evidence)")
+        let named = drill.contains("\"source\" : \"file://\(copy)\"") || drill.contains("\"source\" : \"file:\\/\\/\(copy.replacingOccurrences(of: "/", with: "\\/"))\"")
+        #expect(named, "the evidence names the copy it proves: \(drill)")
+        // A drill of a copy is not the policies' store's: it is kept out of their metrics, and a
+        // copy's status is not written into a catalog's RPO history.
+        let (pgst, pgerr) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--source", "file://\(copy)", "--pushgateway", "http://127.0.0.1:9"], env: env)
+        #expect(pgst == 64 && pgerr.contains("--pushgateway"), "\(pgst): \(pgerr)")
+        let (scst, scerr) = try run(drctlBinary, ["status", "--policies", policies, "--source", "file://\(copy)", "--catalog", catalog], env: env)
+        #expect(scst == 64 && scerr.contains("--catalog"), "\(scst): \(scerr)")
 
         let dir = db.work + "/restored", port = try freePort()
         let (rst, out) = try run(drctlBinary, ["restore", "--source", "file://\(copy)/cnpg", "--server", "app-db", "--at", target, "--to", dir,
