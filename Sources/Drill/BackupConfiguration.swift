@@ -40,12 +40,14 @@ public enum BackupConfiguration {
     /// postgresql.conf and postgresql.auto.conf. Settings exist from a major version on (an
     /// unknown name stops the server): archive_library from 15; the rest from 12, the oldest drctl
     /// restores.
+    /// `preload`: the libraries the policy allows (`spec.drill.preloadLibraries`, names only, found
+    /// in `$libdir`), none by default.
     public static func safetySettings(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String,
-                                      restoreCommand: String?) -> [(name: String, value: String)] {
+                                      restoreCommand: String?, preload: [String] = []) -> [(name: String, value: String)] {
         var settings: [(name: String, value: String)] = major >= 15 ? [("archive_library", "")] : []
         settings += [
             ("archive_mode", "off"), ("archive_command", ""), ("archive_cleanup_command", ""),
-            ("recovery_end_command", ""), ("shared_preload_libraries", ""), ("session_preload_libraries", ""),
+            ("recovery_end_command", ""), ("shared_preload_libraries", preload.joined(separator: ",")), ("session_preload_libraries", ""),
             ("local_preload_libraries", ""), ("dynamic_library_path", "$libdir"), ("jit", "off"), ("ssl", "off"),
             ("ssl_passphrase_command", ""), ("listen_addresses", "127.0.0.1"), ("port", String(port)),
             ("unix_socket_directories", socketDirectory), ("unix_socket_permissions", "0700"), ("hba_file", hbaFile),
@@ -57,9 +59,10 @@ public enum BackupConfiguration {
     }
 
     /// `safetySettings` as the server's command-line options.
-    public static func safetyOptions(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?) -> [String] {
+    public static func safetyOptions(major: Int, port: Int, socketDirectory: String, hbaFile: String, identFile: String, restoreCommand: String?,
+                                     preload: [String] = []) -> [String] {
         commandLine(safetySettings(major: major, port: port, socketDirectory: socketDirectory, hbaFile: hbaFile, identFile: identFile,
-                                   restoreCommand: restoreCommand))
+                                   restoreCommand: restoreCommand, preload: preload))
     }
 
     /// Settings as `postgres` options: `-c name=value` each.

@@ -70,6 +70,7 @@ public struct HostDrill {
                 let source = BarmanSource(access: access, layout: layout, server: c.serverName.value)
                 var o = options
                 o.kind = "drill"
+                o.preloadLibraries = policy.drill?.preloadLibraries ?? []
                 let restore = HostRestore(plan: plan, source: source, options: o, progress: { progress("\(c.cluster.value): \($0)") }, transfer: transfer)
                 restores.append(restore)
                 do {

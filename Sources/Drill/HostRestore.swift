@@ -54,6 +54,8 @@ public struct HostRestoreOptions: Sendable {
     /// drctl's owner id (ScratchDirectory.ownerID): marks the directories this restore makes, and
     /// is the only proof that a leftover directory is drctl's to clean up.
     public var owner = ""
+    /// Libraries the restored server may preload (the policy's `drill.preloadLibraries`).
+    public var preloadLibraries: [String] = []
     public init() {}
 }
 
@@ -183,7 +185,8 @@ public final class HostRestore: @unchecked Sendable {
         }
         let port = try options.port ?? freeLoopbackPort()
         let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
-                                    logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser)
+                                    logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser,
+                                    preload: options.preloadLibraries)
         self.server = server
         let credentials = try writeCredentials(scratch.path + "/credentials", runAs: runAs)
         credentialsDirectory = credentials

@@ -47,12 +47,14 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     public let logFile: String
     public let runAs: RunAs?
     public let user: String
+    /// Libraries the policy allows the server to preload (names in $libdir).
+    public let preload: [String]
     public private(set) var pid: pid_t = 0
     /// The restore_command of the last configuration written (nil after recovery).
     private var restoreCommand: String?
 
     public init(binaries: PostgresBinaries, dataDir: String, configDir: String, socketDir: String, port: Int, logFile: String,
-                runAs: RunAs?, user: String) {
+                runAs: RunAs?, user: String, preload: [String] = []) {
         self.binaries = binaries
         self.dataDir = dataDir
         self.configDir = configDir
@@ -61,6 +63,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
         self.logFile = logFile
         self.runAs = runAs
         self.user = user
+        self.preload = preload
     }
 
     public var configFile: String { configDir + "/drctl-postgresql.conf" }
@@ -110,7 +113,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// drctl's settings for this server (BackupConfiguration), with the last restore_command written.
     var safetySettings: [(name: String, value: String)] {
         BackupConfiguration.safetySettings(major: binaries.major, port: port, socketDirectory: socketDir, hbaFile: hbaFile,
-                                           identFile: identFile, restoreCommand: restoreCommand)
+                                           identFile: identFile, restoreCommand: restoreCommand, preload: preload)
     }
 
     /// Starts `postgres` in a process group of its own (registered for cleanup).

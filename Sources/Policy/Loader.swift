@@ -371,9 +371,16 @@ public enum PolicyLoader {
         for item in d.node("modifiers")?.items("spec.drill.modifiers") ?? [] {
             if let m = modifier(item) { modifiers.append(m) }
         }
-        d.finish(known: ["schedule", "checks", "modifiers"])
+        var preload: [String] = []
+        for item in d.node("preloadLibraries")?.items("spec.drill.preloadLibraries") ?? [] {
+            guard let name = item.string else { item.error("spec.drill.preloadLibraries[]: a library name"); continue }
+            if LibraryName.isValid(name) { preload.append(name) } else {
+                item.error("spec.drill.preloadLibraries[]: '\(name)' is not a library name (letters, digits and _, looked up in PostgreSQL's $libdir; no paths or lists)")
+            }
+        }
+        d.finish(known: ["schedule", "checks", "modifiers", "preloadLibraries"])
         guard let schedule else { return nil }
-        return .init(schedule: schedule, checks: checks, modifiers: modifiers)
+        return .init(schedule: schedule, checks: checks, modifiers: modifiers, preloadLibraries: preload)
     }
 
     static func modifier(_ item: YNode) -> BackupPolicy.Modifier? {

@@ -121,6 +121,10 @@ public struct BackupPolicy: Sendable {
         /// Velero resource-modifier rules applied to what a drill restores, after drctl's own
         /// (CronJobs suspended): scale a Deployment to 0, drop an env var, ….
         public var modifiers: [Modifier] = []
+        /// Libraries a restored server may preload (`shared_preload_libraries`), by name: a drill
+        /// loads nothing the backup asks for, so checks that need an extension's library (e.g.
+        /// pg_stat_statements, timescaledb) name it here, reviewed with the policy.
+        public var preloadLibraries: [String] = []
     }
 
     /// One Velero resource-modifier rule (velero.io/docs/v1.19/restore-resource-modifiers), JSON
@@ -158,6 +162,15 @@ public struct BackupPolicy: Sendable {
         case freshness(cluster: String, database: String, table: String, column: String)
         case podsReady
         case resourceCount(kind: String, min: Int)
+    }
+}
+
+/// Library names a policy may allow a restored server to preload.
+public enum LibraryName {
+    /// Letters, digits and `_`: a name PostgreSQL looks up in `$libdir`, never a path (a `/` would
+    /// load any file on the host) or a list.
+    public static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 63 && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
 }
 

@@ -96,9 +96,16 @@ public enum DrillManifests {
                 "storage": ["size": storageSize],
                 "bootstrap": ["recovery": recovery],
                 "externalClusters": [origin],
-            ] as [String: any Sendable],
+            ].merging(preload(p)) { a, _ in a } as [String: any Sendable],
         ])
         return out
+    }
+
+    /// The libraries the policy lets a recovered server preload (CNPG adds them to its own:
+    /// cloudnative-pg.io/documentation/current/postgresql_conf/#shared-preload-libraries).
+    static func preload(_ p: BackupPolicy) -> [String: any Sendable] {
+        guard let names = p.drill?.preloadLibraries, !names.isEmpty else { return [:] }
+        return ["postgresql": ["shared_preload_libraries": names] as [String: any Sendable]]
     }
 
     /// CNPG's PostgreSQL image of a major version: what a check Job runs psql from by default.

@@ -75,7 +75,7 @@ struct RestoreCommand: ParsableCommand {
             let log = StepLog(quiet: host.quiet)
             let now = Date()
             let target = try TargetTime.parse(at, now: now)
-            let (barman, label) = try resolveSource()
+            let (barman, label, preload) = try resolveSource()
             log("planning the restore of \(label) to \(target)")
             let (scan, archive) = try BarmanScanner.scanArchive(barman.storage, layout: barman.layout, server: barman.server)
             let plan = try RestorePlanner.plan(server: barman.server, scan: scan, archive: archive, target: target, now: now)
@@ -105,6 +105,7 @@ struct RestoreCommand: ParsableCommand {
             options.targetDirectory = to.hasPrefix("/") ? to : FileManager.default.currentDirectoryPath + "/" + to
             options.port = port
             options.allowTCP = true
+            options.preloadLibraries = preload
             let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
             let restore = HostRestore(plan: plan, source: barman, options: options, progress: log.callAsFunction, transfer: bar.callback)
             let outcome: RecoveryOutcome
@@ -146,12 +147,13 @@ struct RestoreCommand: ParsableCommand {
             """)
     }
 
-    /// The barman source from the policy's store or from the flags, and a label for messages.
-    func resolveSource() throws -> (BarmanSource, String) {
+    /// The barman source from the policy's store or from the flags, a label for messages, and
+    /// the libraries the policy lets the restored server preload.
+    func resolveSource() throws -> (BarmanSource, String, [String]) {
         if let source, let server {
             // A copy of the bucket on a disk (file://) needs no keys and no client options.
             let (access, key) = try s3.open(source)
-            return (BarmanSource(access: access, layout: BarmanLayout(root: key), server: server), "\(source) server \(server)")
+            return (BarmanSource(access: access, layout: BarmanLayout(root: key), server: server), "\(source) server \(server)", [])
         }
         let set = try loadCheckedPolicies(policies)
         guard let p = set.backupPolicies.first(where: { $0.name.value == workload }) else {
@@ -166,7 +168,7 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("workload \(p.name.value) has several CNPG clusters (\(candidates.map(\.cluster.value).joined(separator: ", "))): choose one with --cluster")
         }
         return (BarmanSource(access: try s3.access(for: store), layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value),
-                "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))")
+                "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))", p.drill?.preloadLibraries ?? [])
     }
 
     func printPlan(_ plan: RestorePlan, label: String) {

@@ -251,6 +251,10 @@ struct BackupConfigurationTests {
         }
         #expect(set["archive_mode"] == "off" && set["archive_command"] == "" && set["listen_addresses"] == "127.0.0.1")
         #expect(set["restore_command"] == "drctl wal-restore %f %p")
+        #expect(set["shared_preload_libraries"] == "", "nothing preloaded unless the policy says")
+        let allowed = BackupConfiguration.safetyOptions(major: 15, port: 1, socketDirectory: "/s", hbaFile: "/h", identFile: "/i", restoreCommand: nil,
+                                                        preload: ["pg_stat_statements", "timescaledb"])
+        #expect(allowed.contains("shared_preload_libraries=pg_stat_statements,timescaledb") && allowed.contains("dynamic_library_path=$libdir"))
         // PostgreSQL 14 has no archive_library: naming it would stop the server.
         #expect(!BackupConfiguration.safetyOptions(major: 14, port: 1, socketDirectory: "/s", hbaFile: "/h", identFile: "/i", restoreCommand: nil)
             .contains { $0.hasPrefix("archive_library=") })

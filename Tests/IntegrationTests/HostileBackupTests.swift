@@ -28,10 +28,11 @@ import TestSupport
     }
 
     /// A policy directory for the database's workload "app" with a drill of these `sql` checks.
-    static func drillPolicy(_ db: ArchivedDatabase, checks: [String]) throws -> String {
+    static func drillPolicy(_ db: ArchivedDatabase, checks: [String], preload: [String] = []) throws -> String {
         let dir = db.work + "/policies"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let drill = "  drill:\n    schedule: \"0 6 * * *\"\n    checks:\n" + checks.map { "      - sql: \($0)\n" }.joined()
+        let drill = "  drill:\n    schedule: \"0 6 * * *\"\n" + (preload.isEmpty ? "" : "    preloadLibraries: [\(preload.joined(separator: ", "))]\n")
+            + "    checks:\n" + checks.map { "      - sql: \($0)\n" }.joined()
         try (db.rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", spec: drill)).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         return dir
     }
@@ -88,7 +89,7 @@ import TestSupport
             archive_mode = 'on'
             archive_command = 'touch \(markers)/archived-%f'
             restore_command = 'touch \(markers)/restored-%f; false'
-            shared_preload_libraries = 'pg_stat_statements'
+            shared_preload_libraries = 'auto_explain'
             listen_addresses = '*'
             log_min_messages = 'warning'
             """
@@ -133,8 +134,12 @@ import TestSupport
             }
         }
 
-        // A drill of the same backup: passes, records what it did not read, archives nothing.
-        let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "select count(*) from t", expect: ">= 40"}"#])
+        // A drill of the same backup: passes, records what it did not read, archives nothing; it
+        // preloads what the policy allows (not what the backup asked for).
+        let preloaded = #"select count(*) from pg_settings where name = 'shared_preload_libraries' and setting = 'pg_stat_statements' and source = 'command line'"#
+        let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "select count(*) from t", expect: ">= 40"}"#,
+                                                         "{cluster: app-db, database: postgres, query: \"\(preloaded)\", expect: \"= 1\"}"],
+                                            preload: ["pg_stat_statements"])
         let (vst, vout) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch", "-o", "json"], env: db.drctlEnvironment)
         #expect(vst == 0, "\(vout)")
         // The evidence array on stdout, after the step log on stderr.

@@ -201,7 +201,8 @@ import TestSupport
             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: drctl-viewer}
             subjects: [{kind: User, apiGroup: rbac.authorization.k8s.io, name: viewer}]
             """).write(toFile: rbac, atomically: true, encoding: .utf8)
-        let api = try KubeAPI(rbac: rbac, extraTokens: [viewer: "viewer", stranger: "stranger"])
+        // Under deploy/'s admission policy as well: the API server admits reviews like any create.
+        let api = try KubeAPI(rbac: rbac, admission: deploy.appendingPathComponent("admission.yaml").path, extraTokens: [viewer: "viewer", stranger: "stranger"])
         let svc = try Service(["--policies", dir, "--auth", "kubernetes", "--kubeconfig", try api.kubeconfig("serviceaccount"),
                                "--tls-cert", api.file("server.pem"), "--tls-key", api.file("server.key")],
                               env: db.drctlEnvironment, log: db.work + "/serve.log")
@@ -211,7 +212,7 @@ import TestSupport
             #expect(st == 0, "\(path): \(out)")
             return Int(out) ?? -1
         }
-        for path in ["/", "/api/v1/workloads", "/api/v1/drills", "/runbooks/DrctlDrillFailing.md"] {
+        for path in ["/", "/api/v1/workloads", "/api/v1/drills", "/api/v1/workloads/app/backups", "/drills/20261127T042000Z-1", "/runbooks/DrctlDrillFailing.md"] {
             #expect(try get(path, token: nil) == 401, "\(path) without a token")
             #expect(try get(path, token: "not-a-token") == 401, "\(path) with a token the API server does not know")
             #expect(try get(path, token: stranger) == 403, "\(path) for a user without the permission")

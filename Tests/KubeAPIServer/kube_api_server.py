@@ -658,7 +658,7 @@ def admit(op, key, obj, old, user, groups, warnings, dry_run=False):
     group, version = (gv.split("/") if "/" in gv else ("", gv))
     if group == "admissionregistration.k8s.io" and resource in EXEMPT:
         return None   # admission never applies to its own configuration, lest a policy lock itself in
-    kind, namespaced = RESOURCE_INFO.get((gv, resource), ("", False))
+    kind, namespaced = RESOURCE_INFO.get((gv, resource)) or next(((k, n) for r, k, n in REVIEWS.get(gv, []) if r == resource), ("", False))
     nsobj = store.get(("v1", "namespaces", "", ns)) if namespaced and ns else None
     a = {"op": op, "group": group, "version": version, "resource": resource, "sub": "", "name": name,
          "scope": "Namespaced" if namespaced else "Cluster", "object": obj, "old": old, "nsobj": nsobj}
@@ -970,6 +970,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         spec = body.get("spec") or {}
         kind = next(k for r, k, _ in REVIEWS[gv] if r == resource)
         out = {"kind": kind, "apiVersion": gv, "metadata": {"creationTimestamp": None}, "spec": spec}
+        # Reviews are creates and go through validating admission like any other: kube-apiserver's
+        # REST Create of TokenReview, SubjectAccessReview and the self reviews calls createValidation
+        # (pkg/registry/authentication/tokenreview/storage.go, pkg/registry/authorization/*/rest.go).
+        # A policy matching every resource on CREATE therefore also judges drctl's own reviews.
+        group = gv.split("/")[0]
+        if resource not in ("selfsubjectaccessreviews", "selfsubjectreviews") and not authorized(user, groups, "create", group, resource, ns, None):
+            return forbidden(user, "create", group, resource, resource, ns, None)
+        with lock:
+            denied = admit("CREATE", (gv, resource, ns, ""), dict(body, apiVersion=gv, kind=kind), None, user, groups, self.warnings)
+        if denied:
+            return denied
         if resource == "selfsubjectaccessreviews":
             # "May I?", answered from the same rules, as every user may ask (not audited as a use).
             a = spec.get("resourceAttributes") or {}
@@ -978,9 +989,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return 201, dict(out, status={"allowed": ok})
         if resource == "selfsubjectreviews":   # kubectl auth whoami
             return 201, dict(out, status={"userInfo": {"username": user, "groups": list(groups)}})
-        group = gv.split("/")[0]
-        if not authorized(user, groups, "create", group, resource, ns, None):
-            return forbidden(user, "create", group, resource, resource, ns, None)
         if resource == "tokenreviews":
             found = self.server.tokens.get(spec.get("token") or "")
             st = ({"authenticated": True, "user": {"username": found[0], "groups": list(found[1])}} if found else

@@ -121,6 +121,56 @@ import Yams
         #expect(text.contains("'replce' is not one of") && text.contains("is not a JSON pointer"), "\(text)")
     }
 
+    /// A recovered server preloads no library the backup names, only those the policy allows,
+    /// by name (a path would load any file on the host).
+    @Test func preloadLibrariesAreNamesFromThePolicy() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-preload-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func load(_ names: String) -> (PolicySet, String) {
+            try? """
+                apiVersion: drctl.dev/v1alpha1
+                kind: ObjectStore
+                metadata: {name: s}
+                spec: {endpoint: "http://127.0.0.1:1", bucket: b, credentials: {secretName: c}}
+                ---
+                apiVersion: drctl.dev/v1alpha1
+                kind: BackupPolicy
+                metadata: {name: w}
+                spec:
+                  objectStore: s
+                  namespaces: [w]
+                  objectives: {rpo: 1h, rto: 1h}
+                  velero: {volumes: none, schedules: [{tier: daily, schedule: "0 1 * * *", retention: 7d}]}
+                  drill:
+                    schedule: "0 6 * * *"
+                    checks: [{podsReady: {}}]
+                    preloadLibraries: \(names)
+                """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+            let diags = Diagnostics()
+            let set = PolicyLoader.load(paths: [dir], diagnostics: diags)
+            return (set, diags.all.map(\.description).joined(separator: "\n"))
+        }
+        let (set, clean) = load("[pg_stat_statements, timescaledb]")
+        #expect(clean.isEmpty, "\(clean)")
+        #expect(set.backupPolicies.first?.drill?.preloadLibraries == ["pg_stat_statements", "timescaledb"])
+        for bad in ["['/tmp/evil.so']", "['a,b']", "['$libdir/x']", "[\"\"]"] {
+            let (_, text) = load(bad)
+            #expect(text.contains("spec.drill.preloadLibraries[]") && text.contains("is not a library name"), "\(bad): \(text)")
+        }
+
+        let shipped = DrillManifestTests.policySet()
+        var p = try #require(shipped.backupPolicies.first { !$0.cnpg.isEmpty })
+        let store = try #require(shipped.objectStore(named: p.objectStore.value))
+        func preload(_ p: BackupPolicy) -> [String]? {
+            let cluster = DrillManifests.recoveryCluster(policy: p, cluster: p.cnpg[0], store: store, namespace: "drill-x", targetTime: nil).first { $0["kind"] as? String == "Cluster" }
+            return ((cluster?["spec"] as? [String: any Sendable])?["postgresql"] as? [String: any Sendable])?["shared_preload_libraries"] as? [String]
+        }
+        #expect(preload(p) == nil, "nothing by default")
+        p.drill?.preloadLibraries = ["pg_stat_statements"]
+        #expect(preload(p) == ["pg_stat_statements"])
+    }
+
     @Test func backupsSkipTheDataOfCNPGVolumes() throws {
         let set = DrillManifestTests.policySet()
         let files = Renderer.render(set, policyFiles: [], options: RenderOptions())
