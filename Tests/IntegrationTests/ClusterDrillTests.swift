@@ -286,38 +286,42 @@ final class ClusterFixture {
         try waitUntil(100, every: 50_000) { try k.get(apiVersion: "v1", kind: "Namespace", name: "drill-n8n-prod-20261201060000-aa") == nil }
 
         // SIGTERM mid-drill: the namespace is deleted on the way out.
-        let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
-        try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
-        kill(pid, SIGTERM)
-        let raw = reap(pid)
-        #expect(raw & 0x7f == 0 ? (raw >> 8) & 0xff == 143 : raw & 0x7f == SIGTERM, "exit status \(raw)")
-        try waitUntil(100, every: 50_000) { try f.drillNamespaces().count <= 1 }
+        try f.contained("a drill stopped by SIGTERM") {
+            let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
+            try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
+            kill(pid, SIGTERM)
+            let raw = reap(pid)
+            #expect(raw & 0x7f == 0 ? (raw >> 8) & 0xff == 143 : raw & 0x7f == SIGTERM, "exit status \(raw)")
+            try waitUntil(100, every: 50_000) { try f.drillNamespaces().count <= 1 }
+        }
         left = try f.drillNamespaces()
         #expect(left == ["drill-not-ours"], "after SIGTERM: \(left)")
 
         // SIGKILL mid-drill leaves the namespace; once its expiry has passed (moved into the past
         // here rather than waited for), the next run's janitor deletes it.
-        let killed = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
-        try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
-        kill(killed, SIGKILL)
-        _ = reap(killed)
+        try f.contained("a drill killed by SIGKILL") {
+            let killed = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
+            try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
+            kill(killed, SIGKILL)
+            _ = reap(killed)
+        }
         let stale = try #require(try f.drillNamespaces().first { $0 != "drill-not-ours" }, "the killed drill's namespace")
         usleep(500_000)
         #expect(try f.drillNamespaces().contains(stale), "nothing deletes it before its expiry")
         _ = try k.apply(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": stale, "annotations": ["drctl.dev/drill-expires": "2020-01-01T00:00:00Z"]]],
                         fieldManager: "test", force: true)
-        (st, out) = try f.verify()
+        (st, out) = try f.contained("the next drill") { try f.verify() }
         #expect(st == 0 && out.contains("janitor: deleted expired drill namespace \(stale)"), "\(out)")
         left = try f.drillNamespaces()
         #expect(left == ["drill-not-ours"], "after the janitor: \(left)")
 
         // A check that fails, and a corrupt Velero tarball: non-zero, named, torn down.
         try f.policy("= 999")
-        (st, out) = try f.verify()
+        (st, out) = try f.contained("a drill whose check fails") { try f.verify() }
         #expect(st == 1 && out.contains("got 42, expected = 999"), "\(out)")
         try f.policy("= 42")
         try f.putVeleroTarball(Array("not a tarball".utf8))
-        (st, out) = try f.verify()
+        (st, out) = try f.contained("a drill of a corrupt Velero backup") { try f.verify() }
         #expect(st == 1 && out.contains("is corrupt"), "\(out)")
         left = try f.drillNamespaces()
         #expect(left == ["drill-not-ours"], "\(left)")
@@ -328,7 +332,7 @@ final class ClusterFixture {
         try f.s3.listObjects(bucket: f.bucket, prefix: "cnpg/app-db/wals/0000000100000000/") { segments += $0.objects.map(\.key).filter { !$0.contains(".backup") } }
         let victim = try #require(segments.sorted().dropLast().last, "\(segments)")
         try f.s3.deleteObject(S3URL(bucket: f.bucket, key: victim))
-        (st, out) = try f.verify()
+        (st, out) = try f.contained("a drill of a broken WAL chain") { try f.verify() }
         let name = String(victim.split(separator: "/").last!.prefix(24))
         #expect(st == 1 && out.contains("WAL segment \(name) is missing"), "\(out)")
         left = try f.drillNamespaces()
