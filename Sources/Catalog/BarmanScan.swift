@@ -36,6 +36,8 @@ public struct BarmanBackup: Sendable, Codable, Equatable {
     public var walGaps: [String]
     /// DONE, its tars present, and its own WAL (beginWAL...endWAL) in the archive.
     public var restorable: Bool
+    /// The data directory's size when barman took the backup (backup.info `cluster_size`).
+    public var clusterSize: Int64? = nil
 }
 
 /// One tar of a base backup: `data.tar[.gz]`, `data_<n>.tar`, or `<tablespace oid>.tar`.
@@ -121,7 +123,8 @@ public enum BarmanScanner {
                                  archiveFiles: parts.map { ArchiveFile(name: $0.name, key: $0.key, size: $0.size, compression: $0.compression?.rawValue) }
                                     .sorted { ($0.isData ? 0 : 1, $0.name.count, $0.name) < ($1.isData ? 0 : 1, $1.name.count, $1.name) },
                                  segmentSize: info.segmentSize,
-                                 walChainEnd: nil, walChainEndTime: nil, walGaps: [], restorable: false)
+                                 walChainEnd: nil, walChainEndTime: nil, walGaps: [], restorable: false,
+                                 clusterSize: info.clusterSize.map { max($0, 0) })
             if let begin = info.beginWAL {
                 let chain = WALChain.analyze(begin: begin, end: info.endWAL, archive: archive, segmentSize: info.segmentSize)
                 b.walChainEnd = chain.end?.name

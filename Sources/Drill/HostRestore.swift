@@ -125,6 +125,13 @@ public final class HostRestore: @unchecked Sendable {
         let dataDir = options.targetDirectory.map { ($0 as NSString).standardizingPath } ?? scratch.path + "/data"
         ownsDataDirectory = options.targetDirectory == nil
         var phases: [String: Double] = [:]
+        let segment = plan.backup.segmentSize
+        let needs = [("the data directory", dataDir, ScratchSpace.dataDirectory(clusterSize: plan.backup.clusterSize, archivedBytes: plan.baseBytes,
+                                                                             walNeeded: plan.walNeeded, segmentSize: segment)),
+                     ("the WAL read-ahead", scratch.path, ScratchSpace.spool(prefetchWindow: options.prefetchWindow, segmentSize: segment))]
+        if let short = ScratchSpace.shortfall(needs, free: ScratchSpace.free(at:)) {
+            throw RecoveryError("not enough disk for this restore: \(short); make room, or restore elsewhere (--scratch-dir, --to)")
+        }
 
         // 1. Base backup: stream each tar from the bucket through gzip into the data directory.
         var t0 = Date()

@@ -310,3 +310,29 @@ struct ScratchOwnerTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["scratch-owner"], "no temporary file left")
     }
 }
+
+/// The disk a host restore asks for before it fetches anything.
+struct ScratchSpaceTests {
+    let seg: UInt64 = 16 << 20
+
+    @Test func theDataDirectoryNeedsTheClusterSizeAndTheWALRecoveryKeeps() {
+        let mib: Int64 = 1 << 20
+        // barman's cluster_size wins over the (compressed) archives; WAL is capped at max_wal_size.
+        #expect(ScratchSpace.dataDirectory(clusterSize: 500 * mib, archivedBytes: 100 * mib, walNeeded: 3, segmentSize: seg) == 500 * mib + 48 * mib + 64 * mib)
+        #expect(ScratchSpace.dataDirectory(clusterSize: nil, archivedBytes: 100 * mib, walNeeded: 10_000, segmentSize: seg) == 100 * mib + 1024 * mib + 64 * mib)
+        // A forged backup.info: a negative size counts as none, an absurd one does not overflow.
+        #expect(ScratchSpace.dataDirectory(clusterSize: -5, archivedBytes: 1, walNeeded: 0, segmentSize: seg) == 1 + 64 * mib)
+        #expect(ScratchSpace.dataDirectory(clusterSize: .max, archivedBytes: 1, walNeeded: .max, segmentSize: .max) == .max)
+        #expect(ScratchSpace.spool(prefetchWindow: 16, segmentSize: seg) == 17 * 16 * mib)
+    }
+
+    @Test func needsOnOneFilesystemAreAddedUp() {
+        let disks: [String: (bytes: Int64, device: UInt64)] = ["/scratch": (100, 1), "/scratch/data": (100, 1), "/big": (1000, 2)]
+        let free = { (p: String) in disks[p] }
+        #expect(ScratchSpace.shortfall([("data", "/scratch/data", 60), ("spool", "/scratch", 30)], free: free) == nil)
+        let short = ScratchSpace.shortfall([("data", "/scratch/data", 60), ("spool", "/scratch", 50)], free: free)
+        #expect(short?.contains("data about 60 B in /scratch/data and spool about 50 B in /scratch, but that filesystem has 100 B free") == true, "\(short ?? "")")
+        #expect(ScratchSpace.shortfall([("data", "/big", 900), ("spool", "/scratch", 50)], free: free) == nil, "apart, each fits")
+        #expect(ScratchSpace.free(at: NSTemporaryDirectory() + "/does/not/exist") != nil, "asks the nearest existing parent")
+    }
+}

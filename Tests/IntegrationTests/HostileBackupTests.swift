@@ -197,6 +197,28 @@ import TestSupport
 
     /// A drill's checks run in read-only transactions: a policy SQL that writes fails the check
     /// instead of changing the restored database.
+    /// A backup that would not fit is refused before anything is fetched, with the sizes, and
+    /// leaves nothing behind (here a backup.info claiming a 1 PiB data directory).
+    @Test func aRestoreThatCannotFitIsRefusedBeforeItStarts() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "nospace")
+        var keys: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/base/") { keys += $0.objects.map(\.key) }
+        let infoKey = try #require(keys.first { $0.hasSuffix("/backup.info") }, "\(keys)")
+        var info = ""
+        try db.s3.getObject(S3URL(bucket: db.bucket, key: infoKey)) { info += String(decoding: $0, as: UTF8.self) }
+        let doctored = info.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.hasPrefix("cluster_size=") ? "cluster_size=\(Int64(1) << 50)" : String($0) }.joined(separator: "\n")
+        try #require(doctored != info, "backup.info has a cluster_size: \(info)")
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: infoKey), bytes: Array(doctored.utf8))
+        let scratch = db.work + "/scratch", dir = db.work + "/restored"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let (st, out) = try run(drctlBinary, ["restore", "--source", "s3://\(db.bucket)/cnpg", "--server", "app-db", "--at", "latest", "--to", dir,
+                                              "--yes", "--scratch-dir", scratch], env: Self.sourceEnvironment(db))
+        #expect(st == 1 && out.contains("not enough disk for this restore: the data directory about 1024.0 TiB in \(dir)"), "\(out)")
+        #expect(!out.contains("fetching "), "nothing was fetched: \(out)")
+        #expect(Self.tree(dir).isEmpty && Self.tree(scratch).isEmpty, "left behind: \(Self.tree(dir)) \(Self.tree(scratch))")
+    }
+
     @Test func checksCannotWrite() throws {
         let db = try ArchivedDatabase(rgw: rgw, bucket: "readonly")
         let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "insert into t(id) values (5000) returning 1", expect: "= 1"}"#,
