@@ -47,7 +47,7 @@ let package = Package(
         ]),
         // One interface to a store, bucket-scoped, read and write sides apart; drivers for S3 (drctl's
         // own client), a directory laid out as the bucket (file://), and memory (tests, faults).
-        .target(name: "Storage", dependencies: ["HTTP", "ObjectStore", "SigV4", "Support"]),
+        .target(name: "Storage", dependencies: ["HTTP", "Hashing", "ObjectStore", "SigV4", "Support"]),
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout", dependencies: ["Support"]),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "Render", dependencies: ["Policy", "Layout", "Support", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
         .target(name: "Kube", dependencies: ["HTTP", "Support", "Paths", .product(name: "Yams", package: "Yams")]),
+        // Copies of a store to another (3-2-1): planning (pure) and the copy itself, through Storage only.
+        .target(name: "Replication", dependencies: ["Storage", "Hashing", "Support"]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
@@ -66,7 +68,7 @@ let package = Package(
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths",
+            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -83,6 +85,7 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "Hashing", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Storage", "Hashing"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),

@@ -1,3 +1,4 @@
+import Foundation
 import Support
 /// The checks that need the whole policy set: references, name clashes, archive collisions,
 /// prefixes, and whether schedules and retention can meet the objectives. Loading has already
@@ -17,6 +18,47 @@ public enum Linter {
             objectives(policy, d)
         }
         sharedArchives(set, d)
+        for store in set.objectStores { copies(store, set, d) }
+    }
+
+    /// A copy goes to another, known store, never onto the objects it copies, and is held to an
+    /// objective no looser than the RPO of the workloads it protects.
+    static func copies(_ store: ObjectStorePolicy, _ set: PolicySet, _ d: Diagnostics) {
+        var seen = Set<String>()
+        for copy in store.copies {
+            let name = copy.to.value
+            guard let target = set.objectStore(named: name) else {
+                let known = set.objectStores.map(\.name.value).filter { $0 != store.name.value }
+                var msg = "spec.copies[].to: no ObjectStore named '\(name)'"
+                if let s = closest(name, among: known) { msg += " (did you mean '\(s)'?)" }
+                d.error(copy.to.location, msg)
+                continue
+            }
+            if !seen.insert(name).inserted { d.error(copy.to.location, "spec.copies[].to: '\(name)' is named twice") }
+            if name == store.name.value {
+                d.error(copy.to.location, "spec.copies[].to: a copy of ObjectStore '\(name)' onto itself is no copy")
+                continue
+            }
+            if sameBucket(store, target) {
+                for kind in copy.kinds {
+                    let (from, to) = (store.prefix(kind), target.prefix(kind))
+                    let overlaps = from == to || from.isEmpty || to.isEmpty || from.hasPrefix(to + "/") || to.hasPrefix(from + "/")
+                    if overlaps {
+                        d.error(copy.to.location, "spec.copies[].to: '\(name)' is the same bucket (\(store.endpoint.value) \(store.bucket.value)) and its \(kind.rawValue) prefix '\(to)' overlaps '\(from)': the copy would be written onto what it copies")
+                    }
+                }
+            }
+            guard let lag = copy.maxLag else { continue }
+            for p in set.backupPolicies where p.objectStore.value == store.name.value && lag.value.seconds > p.rpo.value.seconds {
+                d.warning(lag.location, "spec.copies[].maxLag \(lag.value) is looser than workload \(p.name.value)'s RPO \(p.rpo.value): losing this store leaves only the copy, older than the RPO allows")
+            }
+        }
+    }
+
+    /// Two stores naming the same endpoint and bucket.
+    static func sameBucket(_ a: ObjectStorePolicy, _ b: ObjectStorePolicy) -> Bool {
+        func host(_ e: String) -> String { e.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "/")) }
+        return host(a.endpoint.value) == host(b.endpoint.value) && a.bucket.value == b.bucket.value
     }
 
     static func duplicateNames(_ set: PolicySet, _ d: Diagnostics) {

@@ -177,10 +177,28 @@ public enum PolicyLoader {
             }
             p.finish(known: ["velero", "barman", "drctl"])
         }
-        spec.finish(known: ["endpoint", "bucket", "region", "pathStyle", "caBundle", "credentials", "objectLock", "prefixes"])
+        var copies: [ObjectStorePolicy.Copy] = []
+        for item in spec.node("copies")?.items("spec.copies") ?? [] {
+            guard let c = item.fields("spec.copies[]") else { continue }
+            let to = c.string("to", required: true)
+            var kinds = ObjectStorePolicy.Copy.Kind.allCases
+            if let listed = c.strings("prefixes") {
+                kinds = []
+                for k in listed {
+                    if let kind = ObjectStorePolicy.Copy.Kind(rawValue: k.value) { if !kinds.contains(kind) { kinds.append(kind) } } else {
+                        spec.owner.diags.error(k.location, "spec.copies[].prefixes: '\(k.value)' is not one of barman, velero, drctl")
+                    }
+                }
+                if listed.isEmpty { item.error("spec.copies[].prefixes: name at least one of barman, velero, drctl (or leave it out for all)") }
+            }
+            let maxLag = c.duration("maxLag")
+            c.finish(known: ["to", "prefixes", "maxLag"])
+            if let to { copies.append(.init(to: to, kinds: kinds, maxLag: maxLag, location: item.location)) }
+        }
+        spec.finish(known: ["endpoint", "bucket", "region", "pathStyle", "caBundle", "credentials", "objectLock", "prefixes", "copies"])
         guard let endpoint, let bucket, let creds else { return nil }
         return ObjectStorePolicy(name: name, endpoint: endpoint, bucket: bucket, region: region, pathStyle: pathStyle, ca: ca,
-                                 credentials: creds, objectLock: lock, prefixes: prefixes)
+                                 credentials: creds, objectLock: lock, prefixes: prefixes, copies: copies)
     }
 
     // MARK: BackupPolicy

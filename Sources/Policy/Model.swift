@@ -24,6 +24,8 @@ public struct ObjectStorePolicy: Sendable {
     public var credentials: Credentials
     public var objectLock: ObjectLock?
     public var prefixes: Prefixes
+    /// Other stores this one's backups are copied to (3-2-1: another Ceph, site or disk).
+    public var copies: [Copy] = []
 
     public struct Credentials: Sendable {
         /// A Secret present in every namespace that needs it (velero, each database's, drctl's).
@@ -43,6 +45,26 @@ public struct ObjectStorePolicy: Sendable {
         public var velero: Located<String>
         public var barman: Located<String>
         public var drctl: Located<String>
+    }
+
+    /// One copy of this store: what goes to which other ObjectStore, and how far behind it may fall.
+    public struct Copy: Sendable {
+        /// The kinds of objects a copy takes, each from this store's prefix to the target's.
+        public enum Kind: String, Sendable, CaseIterable { case barman, velero, drctl }
+        public var to: Located<String>
+        public var kinds: [Kind]
+        /// How old the oldest object not yet on the copy may get before the workload is AT RISK.
+        public var maxLag: Located<TimeSpan>?
+        public var location: SourceLocation
+    }
+
+    /// The key prefix of one kind of object in this store.
+    public func prefix(_ kind: Copy.Kind) -> String {
+        switch kind {
+        case .barman: return prefixes.barman.value
+        case .velero: return prefixes.velero.value
+        case .drctl: return prefixes.drctl.value
+        }
     }
 
     /// barman-cloud's destinationPath for this store.

@@ -187,6 +187,11 @@ public struct FileStorage: StorageWriter {
     /// each object's time, which WAL and backup times (and so the RPO evidence) are read from.
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], lastModified: Date?) throws -> StoredObject {
+        try put(key, lastModified: lastModified) { fd in try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") } }
+    }
+
+    /// `write` fills the new file's descriptor; the file replaces `key` only once written and synced.
+    func put(_ key: String, lastModified: Date?, _ write: (Int32) throws -> Void) throws -> StoredObject {
         let (dirs, name) = try split(key)
         guard let dirfd = try openDirectory(dirs, create: true) else {
             throw StorageError.invalidKey(key, "a path through a link or a file, which a copy of a bucket does not hold")
@@ -198,7 +203,7 @@ public struct FileStorage: StorageWriter {
         var ok = false
         defer { if !ok { unlinkat(dirfd, tmp, 0) } }
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") }
+            try write(fd)
         } catch {
             close(fd)
             throw StorageError.io("\(location)/\(key): \(error)")
@@ -213,7 +218,25 @@ public struct FileStorage: StorageWriter {
         // renameat replaces a file, or a link, of that name: it never writes through it.
         guard renameat(dirfd, tmp, dirfd, name) == 0 else { throw failure(key) }
         ok = true
-        return try head(key) ?? StoredObject(key: key, size: Int64(bytes.count))
+        guard let stored = try head(key) else { throw StorageError.io("\(location)/\(key): gone right after it was written") }
+        return stored
+    }
+
+    /// Streamed from the file in 1 MiB reads, through the same no-link, temporary-then-rename path.
+    @discardableResult
+    public func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject {
+        let src = open(path, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw StorageError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(src) }
+        return try put(key, lastModified: lastModified) { fd in
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { Glibc.read(src, $0.baseAddress!, $0.count) }
+                if n < 0 { if errno == EINTR { continue }; throw StorageError.io("\(path): \(String(cString: strerror(errno)))") }
+                if n == 0 { return }
+                try buffer.withUnsafeBytes { try writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n]), path: "\(location)/\(key)") }
+            }
+        }
     }
 
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {

@@ -1,4 +1,5 @@
 import Foundation
+import Hashing
 import Support
 
 /// A store in memory, for unit tests: S3's listing order and delimiter rules, and a hook that
@@ -105,10 +106,6 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
         return l
     }
 
-    /// A content hash standing in for an ETag (FNV-1a: tests compare, nothing trusts it).
-    static func etag(_ bytes: [UInt8]) -> String {
-        var h: UInt64 = 0xcbf29ce484222325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100000001b3 }
-        return String(h, radix: 16)
-    }
+    /// S3's ETag of an object put whole: the hex MD5 of its content.
+    static func etag(_ bytes: [UInt8]) -> String { Hash.md5(bytes).hex }
 }

@@ -62,6 +62,21 @@ public struct S3Storage: StorageWriter {
         Self.stored(try client.putObject(S3URL(bucket: bucket, key: key), bytes: bytes, contentType: contentType))
     }
 
+    /// The client's resumed, checked download (a changed object restarts it from the start).
+    public func download(_ key: String, to path: String) throws -> StoredObject {
+        do {
+            return Self.stored(try client.download(S3URL(bucket: bucket, key: key), to: path, overwrite: true))
+        } catch let e as S3Error where e.isNotFound {
+            throw StorageError.notFound(key)
+        }
+    }
+
+    /// The client's upload: parallel multipart above its threshold, each part checked by its ETag.
+    @discardableResult
+    public func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject {
+        Self.stored(try client.upload(file: path, to: S3URL(bucket: bucket, key: key)))
+    }
+
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
         try client.deleteObjects(bucket: bucket, versions: versions.map { ObjectVersion(key: $0.key, versionID: $0.versionID) })
             .map { DeleteRefusal(key: $0.key, code: $0.code, message: $0.message) }

@@ -105,12 +105,18 @@ public protocol StorageReader: Sendable {
     /// The store's Object Lock configuration (`enabled: false` for stores without it);
     /// `StorageError.accessDenied` when the credentials may not read it.
     func bucketLock() throws -> BucketLock
+    /// The object into a new file at `path` (0600, synced), and the object as it was read (its
+    /// ETag that of the bytes written, which may be newer than a listing's).
+    func download(_ key: String, to path: String) throws -> StoredObject
 }
 
 /// The write side: what evidence upload, prune and copies need.
 public protocol StorageWriter: StorageReader {
     /// Stores `bytes` under `key`, whole or not at all (`contentType` where the store keeps one).
     @discardableResult func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject
+    /// Stores the file at `path` under `key`, whole or not at all, streamed (large objects never sit
+    /// in memory); `lastModified` is kept where the store can keep it (a directory).
+    @discardableResult func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject
     /// Deletes each version (the current one where no version is given; a missing one is not
     /// an error, as in S3) and returns what was not deleted.
     func delete(versions: [StoredVersion]) throws -> [DeleteRefusal]
@@ -125,9 +131,39 @@ extension StorageWriter {
     }
 }
 
+extension StorageWriter {
+    /// Reads the file whole: for stores that hold objects in memory.
+    @discardableResult
+    public func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject {
+        guard let data = FileManager.default.contents(atPath: path) else { throw StorageError.io("cannot read \(path)") }
+        return try put(key, bytes: Array(data), contentType: nil)
+    }
+}
+
 extension StorageReader {
     public var identity: String { location }
     public var bucketName: String { location }
+
+    /// Streams `get` into the file (created new, 0600) and syncs it.
+    public func download(_ key: String, to path: String) throws -> StoredObject {
+        let before = try head(key)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StorageError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
+        var size: Int64 = 0
+        do {
+            try get(key, range: nil) { chunk in
+                try writeAll(fd, chunk, path: path)
+                size += Int64(chunk.count)
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        guard fsync(fd) == 0, close(fd) == 0 else { throw StorageError.io("\(path): \(String(cString: strerror(errno)))") }
+        var o = before ?? StoredObject(key: key, size: size)
+        if o.size != size { o = StoredObject(key: key, size: size, lastModified: o.lastModified) }   // changed in between: no ETag to vouch for it
+        return o
+    }
 
     /// A small object, whole (refused beyond `limit`: metadata, not data).
     public func read(_ key: String, limit: Int = 16 << 20) throws -> [UInt8] {

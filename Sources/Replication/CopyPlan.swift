@@ -1,0 +1,122 @@
+import Foundation
+import Storage
+
+/// One kind of object a copy takes: every key under `from` in the source goes under `to` in the
+/// target, the rest of the key unchanged (so the copy is laid out as its own policy says).
+public struct CopyRoute: Sendable, Equatable {
+    public var from: String
+    public var to: String
+    /// Folders below `from` (and `to`) that are never copied nor counted: drctl's own copy records.
+    public var skip: [String]
+
+    public init(from: String, to: String, skip: [String] = []) {
+        (self.from, self.to, self.skip) = (Self.folder(from), Self.folder(to), skip)
+    }
+
+    /// `cnpg` -> `cnpg/`, `` -> `` (the bucket's root).
+    static func folder(_ p: String) -> String {
+        let t = p.split(separator: "/").joined(separator: "/")
+        return t.isEmpty ? "" : t + "/"
+    }
+
+    /// The target's key for a source key under this route, nil for one it does not take.
+    public func target(of key: String) -> String? {
+        guard key.hasPrefix(from) else { return nil }
+        let rest = key.dropFirst(from.count)
+        guard !rest.isEmpty, !skip.contains(where: { rest.hasPrefix($0) }) else { return nil }
+        return to + rest
+    }
+
+    /// Whether a target key is one this route writes (not a skipped folder).
+    public func owns(target key: String) -> Bool {
+        guard key.hasPrefix(to) else { return false }
+        let rest = key.dropFirst(to.count)
+        return !rest.isEmpty && !skip.contains { rest.hasPrefix($0) }
+    }
+}
+
+/// What a copy has put in its target, kept in the target (the bucket is the truth): per target
+/// key, the source object it came from and the content checksum drctl computed while copying. An
+/// S3 ETag is no content hash once an object went up in parts (RGW, AWS: the MD5 of the parts'
+/// MD5s), so the checksum is drctl's own.
+public struct CopyState: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        /// The source object's version as listed: its ETag, or size and time where a store has none.
+        public var source: String
+        public var size: Int64
+        /// SHA-256 of the bytes copied; nil when an object already on the copy was recognised by
+        /// its single-part ETag (the MD5 of its content) after an interrupted run.
+        public var sha256: String?
+        /// The target object's ETag as the put returned it ("" for a directory).
+        public var etag: String
+        public var copiedAt: Date
+    }
+    public var version = 1
+    /// The source store (its identity) this state is of.
+    public var source: String
+    public var objects: [String: Entry] = [:]
+    /// The last run that copied everything it listed, and when that listing started.
+    public var lastSuccess: Date?
+    public var listedAt: Date?
+
+    public init(source: String) { self.source = source }
+}
+
+/// What to copy: every source object whose copy is missing, differs or is not the one recorded.
+public struct CopyPlan: Sendable {
+    public struct Item: Sendable, Equatable {
+        public var sourceKey: String
+        public var targetKey: String
+        public var size: Int64
+        public var version: String
+        public var lastModified: Date?
+    }
+    public var copy: [Item]
+    /// Source objects whose recorded copy is in place.
+    public var upToDate: Int
+    /// Objects on the copy that the source no longer has: kept (deletions never propagate, so a
+    /// wiped primary cannot wipe its copy); the copy's own retention removes them.
+    public var onlyOnCopy: [String]
+    /// Recognised on the copy by their single-part ETag (after a run stopped before recording them).
+    public var adopted: [(String, CopyState.Entry)]
+
+    public var bytes: Int64 { copy.reduce(0) { $0 + $1.size } }
+
+    /// How long the oldest object not yet on the copy has waited (0 when none does).
+    public func lag(now: Date) -> TimeInterval {
+        copy.compactMap(\.lastModified).map { max(0, now.timeIntervalSince($0)) }.max() ?? 0
+    }
+}
+
+public enum CopyPlanner {
+    /// A source object's version: its ETag where the store gives one.
+    public static func version(_ o: StoredObject) -> String {
+        o.etag.isEmpty ? "\(o.size)@\(o.lastModified.map { String(format: "%.3f", $0.timeIntervalSince1970) } ?? "-")" : o.etag
+    }
+
+    /// A single-part S3 ETag is the MD5 of the content: equal ones (and sizes) are the same bytes.
+    static func contentETag(_ etag: String) -> Bool { etag.count == 32 && etag.allSatisfy(\.isHexDigit) }
+
+    public static func plan(routes: [CopyRoute], source: [StoredObject], target: [StoredObject], state: CopyState, now: Date) -> CopyPlan {
+        let onCopy = Dictionary(target.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var copy: [CopyPlan.Item] = [], upToDate = 0, adopted: [(String, CopyState.Entry)] = []
+        var expected = Set<String>()
+        for o in source {
+            guard let key = routes.lazy.compactMap({ $0.target(of: o.key) }).first else { continue }
+            expected.insert(key)
+            let v = version(o)
+            if let e = state.objects[key], e.source == v, e.size == o.size, let t = onCopy[key], t.size == e.size, e.etag.isEmpty || t.etag == e.etag {
+                upToDate += 1
+                continue
+            }
+            if let t = onCopy[key], t.size == o.size, contentETag(o.etag), t.etag == o.etag {
+                adopted.append((key, .init(source: v, size: o.size, sha256: nil, etag: t.etag, copiedAt: now)))
+                upToDate += 1
+                continue
+            }
+            copy.append(.init(sourceKey: o.key, targetKey: key, size: o.size, version: v, lastModified: o.lastModified))
+        }
+        let only = target.map(\.key).filter { k in !expected.contains(k) && routes.contains { $0.owns(target: k) } }
+        return CopyPlan(copy: copy, upToDate: upToDate, onlyOnCopy: only.sorted(), adopted: adopted)
+    }
+}

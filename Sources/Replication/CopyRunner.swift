@@ -1,0 +1,218 @@
+import Foundation
+import Hashing
+import Storage
+import Support
+
+/// What one copy run did.
+public struct CopyReport: Sendable, Codable {
+    public struct Failure: Sendable, Codable { public var key: String; public var error: String }
+    public var source: String
+    public var target: String
+    public var listed: Int
+    public var copied: Int
+    public var bytes: Int64
+    public var upToDate: Int
+    /// Source objects that changed while they were being copied, and were copied again.
+    public var changedDuringCopy: [String]
+    /// Objects the copy keeps although the source no longer has them.
+    public var onlyOnCopy: Int
+    public var failed: [Failure]
+    public var seconds: Double
+    public var stateKey: String
+    /// The oldest uncopied object's wait when the run listed (after a run without failures: 0).
+    public var lagSeconds: Double
+}
+
+/// Copies what a plan says from one store to another: in parallel, each object whole or not at
+/// all (a put is atomic; a multipart upload that fails is aborted), large ones through a file in
+/// a private spool directory so memory stays bounded, each checked after its put: a source
+/// object that changed meanwhile is copied again. What is on the copy is recorded in the copy's
+/// state object as the run goes (every few seconds and after every large object), so a killed
+/// run's successor copies only what is not recorded there and not recognisable on the copy.
+/// Nothing is ever deleted on the copy.
+public struct CopyRunner: Sendable {
+    public let source: any StorageReader
+    public let target: any StorageWriter
+    public let stateKey: String
+    public var workers = 8
+    /// Objects up to this size are copied from memory; larger ones through the spool.
+    public var inMemoryLimit: Int64 = 1 << 20
+    public var spoolBase = NSTemporaryDirectory()
+    public var checkpointInterval: TimeInterval = 5
+    public var progress: @Sendable (String) -> Void = { _ in }
+
+    public init(source: any StorageReader, target: any StorageWriter, stateKey: String) {
+        self.source = source
+        self.target = target
+        self.stateKey = stateKey
+    }
+
+    /// The state object on the target, or a new one. A state that is not drctl's (undecodable, or
+    /// of another source) is not trusted: everything is compared afresh, nothing is deleted.
+    public func loadState() throws -> CopyState {
+        let fresh = CopyState(source: source.identity)
+        guard try target.head(stateKey) != nil else { return fresh }
+        do {
+            let s = try JSONCoding.decoder().decode(CopyState.self, from: Data(try target.read(stateKey, limit: 256 << 20)))
+            guard s.source == source.identity else {
+                progress("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
+                return fresh
+            }
+            return s
+        } catch let e as StorageError {
+            throw e
+        } catch {
+            progress("\(target.location)/\(stateKey) is not a copy record drctl can read (\(error)): comparing every object afresh")
+            return fresh
+        }
+    }
+
+    public func run(routes: [CopyRoute], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
+        let started = now()
+        var state = try loadState()
+        var sourceObjects: [StoredObject] = []
+        var targetObjects: [StoredObject] = []
+        for r in routes {
+            sourceObjects += try source.listAll(prefix: r.from)
+            targetObjects += try target.listAll(prefix: r.to)
+        }
+        let plan = CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: started)
+        for (key, entry) in plan.adopted { state.objects[key] = entry }
+        progress("\(plan.copy.count) objects to copy (\(formatBytes(plan.bytes))), \(plan.upToDate) up to date"
+                 + (plan.onlyOnCopy.isEmpty ? "" : ", \(plan.onlyOnCopy.count) only on the copy (kept)"))
+
+        let spool = try makeSpool()
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let book = Ledger(state: state)
+        let target = self.target, stateKey = self.stateKey, interval = checkpointInterval
+        let save: @Sendable (Bool) -> Void = { force in
+            guard let snapshot = book.snapshotIfDue(force: force, interval: interval, now: now()) else { return }
+            do {
+                try target.put(stateKey, bytes: Array(try JSONCoding.encoder(pretty: false).encode(snapshot)), contentType: "application/json")
+            } catch {
+                book.saveFailed("\(error)")
+            }
+        }
+        let me = self
+        let total = plan.copy.count
+        _ = try Parallel.map(plan.copy, threads: workers) { item -> Bool in
+            do {
+                let (entry, changed) = try me.copyOne(item, spool: spool, now: now)
+                book.record(item.targetKey, entry, changed: changed ? item.sourceKey : nil)
+            } catch {
+                book.fail(item.sourceKey, "\(error)")
+            }
+            let (done, bytes) = book.progress(item.size)
+            if done % 100 == 0 || done == total { me.progress("\(done)/\(total) objects, \(formatBytes(bytes))") }
+            save(item.size > me.inMemoryLimit)
+            return true
+        }
+        if book.failures.isEmpty {
+            book.finish(listedAt: started, at: now())
+        }
+        save(true)
+        if let e = book.saveError { throw StorageError.io("the copy's record \(target.location)/\(stateKey) could not be written: \(e)") }
+        return CopyReport(source: source.location, target: target.location, listed: sourceObjects.count, copied: book.copied, bytes: book.bytes,
+                          upToDate: plan.upToDate, changedDuringCopy: book.changed.sorted(), onlyOnCopy: plan.onlyOnCopy.count,
+                          failed: book.failures.sorted { $0.key < $1.key }, seconds: now().timeIntervalSince(started), stateKey: stateKey,
+                          lagSeconds: book.failures.isEmpty ? 0 : plan.lag(now: started))
+    }
+
+    /// One object, whole; checked against the source after its put and copied again (up to three
+    /// times) when the source changed meanwhile.
+    func copyOne(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, Bool) {
+        var changed = false
+        for _ in 0..<3 {
+            let (entry, copiedVersion) = try transfer(item, spool: spool, now: now)
+            guard let after = try source.head(item.sourceKey) else {
+                return (entry, changed)   // deleted at the source since: the copy keeps what it had
+            }
+            if CopyPlanner.version(after) == copiedVersion && after.size == entry.size { return (entry, changed) }
+            changed = true
+            progress("\(item.sourceKey) changed during the copy: copying it again")
+        }
+        throw StorageError.io("\(item.sourceKey) kept changing during the copy (three tries)")
+    }
+
+    func transfer(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, String) {
+        if item.size <= inMemoryLimit {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(Int(item.size))
+            // Checked against the listing's version after the put: a change in between is caught there.
+            try source.get(item.sourceKey, range: nil) { bytes.append(contentsOf: $0) }
+            let version = item.version
+            let put = try target.put(item.targetKey, bytes: bytes, contentType: nil)
+            guard put.size == Int64(bytes.count) else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(bytes.count)") }
+            return (.init(source: version, size: Int64(bytes.count), sha256: Hash.sha256(bytes).hex, etag: put.etag, copiedAt: now()), version)
+        }
+        let file = spool + "/" + UUID().uuidString
+        defer { unlink(file) }
+        let got = try source.download(item.sourceKey, to: file)
+        let sha = try Self.sha256(file: file)
+        let put = try target.put(item.targetKey, file: file, lastModified: got.lastModified ?? item.lastModified)
+        guard put.size == got.size else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, read \(got.size)") }
+        let version = CopyPlanner.version(got)
+        return (.init(source: version, size: got.size, sha256: sha, etag: put.etag, copiedAt: now()), version)
+    }
+
+    static func sha256(file: String) throws -> String {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StorageError.io("\(file): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var d = Digest(.sha256)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw StorageError.io("\(file): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { d.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        return d.finish().hex
+    }
+
+    func makeSpool() throws -> String {
+        let dir = (spoolBase as NSString).appendingPathComponent("drctl-copy-\(UUID().uuidString.prefix(8))")
+        guard mkdir(dir, 0o700) == 0 else { throw StorageError.io("cannot create \(dir): \(String(cString: strerror(errno)))") }
+        return dir
+    }
+}
+
+/// The run's shared record: entries, counts, failures; snapshots for checkpoints.
+private final class Ledger: @unchecked Sendable {
+    private let lock = NSLock()
+    private var state: CopyState
+    private var lastSave = Date.distantPast
+    private var dirty = false
+    private(set) var copied = 0
+    private(set) var bytes: Int64 = 0
+    private var done = 0
+    private var doneBytes: Int64 = 0
+    private(set) var changed: [String] = []
+    private(set) var failures: [CopyReport.Failure] = []
+    private(set) var saveError: String?
+
+    init(state: CopyState) { self.state = state }
+
+    func record(_ key: String, _ e: CopyState.Entry, changed c: String?) {
+        lock.withLock {
+            state.objects[key] = e
+            copied += 1
+            bytes += e.size
+            dirty = true
+            if let c { changed.append(c) }
+        }
+    }
+    func fail(_ key: String, _ error: String) { lock.withLock { failures.append(.init(key: key, error: error)) } }
+    func progress(_ size: Int64) -> (Int, Int64) { lock.withLock { done += 1; doneBytes += size; return (done, doneBytes) } }
+    func finish(listedAt: Date, at: Date) { lock.withLock { state.lastSuccess = at; state.listedAt = listedAt; dirty = true } }
+    func saveFailed(_ e: String) { lock.withLock { saveError = e } }
+    /// The state to write now, or nil when nothing is new or the last write was too recent.
+    func snapshotIfDue(force: Bool, interval: TimeInterval, now: Date) -> CopyState? {
+        lock.withLock {
+            guard dirty, force || now.timeIntervalSince(lastSave) >= interval else { return nil }
+            dirty = false
+            lastSave = now
+            return state
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+@testable import Replication
+@testable import Storage
+import Hashing
+
+/// Copies between in-memory stores: what goes where, what a re-run skips, what a change, a
+/// failure, a lost record or a forged one do. Nothing on the copy is ever deleted.
+struct CopyTests {
+    static let routes = [CopyRoute(from: "cnpg", to: "offsite/cnpg"), CopyRoute(from: "velero", to: "offsite/velero"),
+                         CopyRoute(from: "drctl", to: "offsite/drctl", skip: ["copies/"])]
+    static let stateKey = "offsite/drctl/copies/primary.json"
+
+    static func primary() -> MemoryStorage {
+        MemoryStorage([
+            "cnpg/db/base/20261201T000000/backup.info": Array("status=DONE\n".utf8),
+            "cnpg/db/base/20261201T000000/data.tar.gz": Array(repeating: 7, count: 5000),
+            "cnpg/db/wals/0000000100000000/000000010000000000000001.gz": Array(repeating: 1, count: 3000),
+            "velero/backups/n8n-daily/velero-backup.json": Array("{}".utf8),
+            "drctl/evidence/app/1.json": Array("{}".utf8),
+            "drctl/copies/elsewhere.json": Array("{}".utf8),   // a record of the primary's own copies: not copied
+            "unrelated/key": [1],
+        ])
+    }
+
+    func runner(_ source: MemoryStorage, _ target: MemoryStorage) -> CopyRunner {
+        var r = CopyRunner(source: source, target: target, stateKey: Self.stateKey)
+        r.inMemoryLimit = 4000   // the 5000-byte tar goes through the spool
+        r.workers = 3
+        return r
+    }
+
+    func puts(_ s: MemoryStorage, since n: Int) -> [String] {
+        s.log.dropFirst(n).filter { $0.hasPrefix("put ") && !$0.hasSuffix("primary.json") }.map { String($0.dropFirst(4)) }
+    }
+
+    @Test func copiesEachKindUnderTheTargetsPrefixesAndARerunCopiesNothing() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        let report = try runner(src, dst).run(routes: Self.routes)
+        #expect(report.copied == 5 && report.failed.isEmpty && report.lagSeconds == 0, "\(report)")
+        for key in ["cnpg/db/base/20261201T000000/data.tar.gz", "cnpg/db/wals/0000000100000000/000000010000000000000001.gz",
+                    "velero/backups/n8n-daily/velero-backup.json", "drctl/evidence/app/1.json"] {
+            #expect(dst.contents("offsite/" + key) == src.contents(key), "\(key)")
+        }
+        #expect(dst.contents("offsite/drctl/copies/elsewhere.json") == nil && dst.contents("offsite/unrelated/key") == nil)
+        let state = try runner(src, dst).loadState()
+        #expect(state.objects.count == 5 && state.lastSuccess != nil)
+        #expect(state.objects["offsite/cnpg/db/base/20261201T000000/data.tar.gz"]?.sha256 == "\(sha(Array(repeating: 7, count: 5000)))")
+
+        let mark = dst.log.count
+        let again = try runner(src, dst).run(routes: Self.routes)
+        #expect(again.copied == 0 && again.upToDate == 5, "\(again)")
+        #expect(puts(dst, since: mark).isEmpty, "\(dst.log.dropFirst(mark))")
+    }
+
+    @Test func aChangedObjectIsCopiedAgainAndAVanishedOneIsKept() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        _ = try runner(src, dst).run(routes: Self.routes)
+        try src.put("cnpg/db/base/20261201T000000/backup.info", bytes: Array("status=DONE\nerror=\n".utf8))
+        try src.delete(["cnpg/db/wals/0000000100000000/000000010000000000000001.gz"])
+        let mark = dst.log.count
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(puts(dst, since: mark) == ["offsite/cnpg/db/base/20261201T000000/backup.info"], "\(dst.log.dropFirst(mark))")
+        #expect(r.onlyOnCopy == 1, "the WAL the primary lost stays on the copy")
+        #expect(dst.contents("offsite/cnpg/db/wals/0000000100000000/000000010000000000000001.gz") != nil)
+        #expect(!dst.log.contains { $0.hasPrefix("delete") }, "a copy never deletes")
+    }
+
+    @Test func aPrimaryWipedOutLeavesTheCopyWhole() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        _ = try runner(src, dst).run(routes: Self.routes)
+        let before = dst.keys
+        try src.delete(src.keys)
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(r.copied == 0 && r.onlyOnCopy == 5 && dst.keys == before, "\(r)")
+    }
+
+    @Test func anObjectThatChangesWhileItIsCopiedIsCopiedAgain() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        let key = "cnpg/db/base/20261201T000000/data.tar.gz"
+        let changed = Flag()
+        src.fault = { op, k in
+            // The first read of the tar: the primary rewrites it right after (a new backup under the same name).
+            if op == .get && k == key && changed.setOnce() {
+                DispatchQueue.global().sync { _ = try? src.put(key, bytes: Array(repeating: 9, count: 6000)) }
+            }
+            return nil
+        }
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(r.changedDuringCopy == [key], "\(r)")
+        #expect(dst.contents("offsite/" + key) == Array(repeating: 9, count: 6000), "the copy holds the object as it is now")
+        let entry = try runner(src, dst).loadState().objects["offsite/" + key]
+        #expect(entry?.size == 6000 && entry?.sha256 == sha(Array(repeating: 9, count: 6000)))
+    }
+
+    @Test func failuresAreReportedAndTheNextRunCopiesOnlyWhatIsMissing() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        let wal = "offsite/cnpg/db/wals/0000000100000000/000000010000000000000001.gz"
+        dst.fault = { op, k in op == .put && k == wal ? StorageError.io("the copy's store refused \(k)") : nil }
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(r.failed.map(\.key) == ["cnpg/db/wals/0000000100000000/000000010000000000000001.gz"] && r.copied == 4 && r.lagSeconds >= 0, "\(r)")
+        #expect(try runner(src, dst).loadState().lastSuccess == nil, "a run with failures is no success")
+        dst.fault = nil
+        let mark = dst.log.count
+        let again = try runner(src, dst).run(routes: Self.routes)
+        #expect(puts(dst, since: mark) == [wal] && again.failed.isEmpty, "\(dst.log.dropFirst(mark))")
+    }
+
+    /// A run killed after its puts but before its record: the next run recognises the objects by
+    /// their single-part ETag (the content's MD5) and copies nothing twice.
+    @Test func objectsPutButNotRecordedAreRecognisedNotCopiedAgain() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        _ = try runner(src, dst).run(routes: Self.routes)
+        try dst.delete([Self.stateKey])
+        let mark = dst.log.count
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(r.copied == 0 && puts(dst, since: mark).isEmpty, "\(r)")
+        #expect(try runner(src, dst).loadState().objects.count == 5, "recorded now")
+    }
+
+    /// The record lives in the copy's bucket, where others may write: a forged or foreign record
+    /// can make drctl copy more, never delete, and never skip an object whose copy differs.
+    @Test func aForgedRecordNeitherHidesADifferenceNorDeletes() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        _ = try runner(src, dst).run(routes: Self.routes)
+        let tar = "offsite/cnpg/db/base/20261201T000000/data.tar.gz"
+        try dst.put(tar, bytes: Array(repeating: 0, count: 10))   // the copy damaged; the record still says it is fine
+        var mark = dst.log.count
+        _ = try runner(src, dst).run(routes: Self.routes)
+        #expect(puts(dst, since: mark) == [tar] && dst.contents(tar) == Array(repeating: 7, count: 5000))
+        for forged in [Array("not json".utf8), Array(#"{"version":1,"source":"s3://someone-else","objects":{}}"#.utf8)] {
+            try dst.put(Self.stateKey, bytes: forged)
+            mark = dst.log.count
+            let r = try runner(src, dst).run(routes: Self.routes)
+            #expect(r.copied == 0 && r.upToDate == 5 && !dst.log.dropFirst(mark).contains { $0.hasPrefix("delete") }, "\(r)")
+        }
+    }
+
+    @Test func theSpoolIsPrivateAndGoesAway() throws {
+        let base = NSTemporaryDirectory() + "drctl-spool-test-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        var r = runner(Self.primary(), MemoryStorage())
+        r.spoolBase = base
+        _ = try r.run(routes: Self.routes)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: base).isEmpty)
+    }
+
+    @Test func lagIsTheOldestUncopiedObjectsWait() {
+        let now = Date()
+        let src = [StoredObject(key: "cnpg/a", size: 1, etag: "e1", lastModified: now.addingTimeInterval(-3600)),
+                   StoredObject(key: "cnpg/b", size: 1, etag: "e2", lastModified: now.addingTimeInterval(-60))]
+        let plan = CopyPlanner.plan(routes: [CopyRoute(from: "cnpg", to: "cnpg")], source: src, target: [], state: CopyState(source: "x"), now: now)
+        #expect(plan.copy.count == 2 && abs(plan.lag(now: now) - 3600) < 1)
+        #expect(CopyPlanner.plan(routes: [CopyRoute(from: "cnpg", to: "cnpg")], source: [], target: [], state: CopyState(source: "x"), now: now).lag(now: now) == 0)
+    }
+}
+
+func sha(_ b: [UInt8]) -> String {
+    var d = Hashing.Digest(.sha256)
+    d.update(b)
+    return d.finish().map { String(format: "%02x", $0) }.joined()
+}
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    func setOnce() -> Bool { lock.withLock { if set { return false }; set = true; return true } }
+}
