@@ -34,6 +34,12 @@ public struct DrctlLayout: Sendable, Equatable {
         return String(name.dropLast(5))
     }
 
+    /// Below drctl's prefix in a copy: what each copy into it has put there. Never copied itself.
+    public static let copiesFolder = "copies/"
+
+    /// The record of the copy of store `source` into the store of this layout.
+    public func copyStateKey(source: String) -> String { rootSlash + Self.copiesFolder + source + ".json" }
+
     /// `cnpg` -> `drctl`, `backups/cnpg` -> `backups/drctl`: drctl's prefix beside a tool's
     /// destination when no policy names one.
     public static func beside(_ path: String) -> DrctlLayout {

@@ -67,16 +67,22 @@ public struct CopyRunner: Sendable {
         }
     }
 
-    public func run(routes: [CopyRoute], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
-        let started = now()
-        var state = try loadState()
+    /// The plan from both listings and the copy's record, with the record and the source's object count.
+    public func plan(routes: [CopyRoute], now: Date) throws -> (CopyPlan, CopyState, Int) {
+        let state = try loadState()
         var sourceObjects: [StoredObject] = []
         var targetObjects: [StoredObject] = []
         for r in routes {
             sourceObjects += try source.listAll(prefix: r.from)
             targetObjects += try target.listAll(prefix: r.to)
         }
-        let plan = CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: started)
+        return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now), state, sourceObjects.count)
+    }
+
+    public func run(routes: [CopyRoute], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
+        let started = now()
+        let (plan, recorded, listed) = try self.plan(routes: routes, now: started)
+        var state = recorded
         for (key, entry) in plan.adopted { state.objects[key] = entry }
         progress("\(plan.copy.count) objects to copy (\(formatBytes(plan.bytes))), \(plan.upToDate) up to date"
                  + (plan.onlyOnCopy.isEmpty ? "" : ", \(plan.onlyOnCopy.count) only on the copy (kept)"))
@@ -112,7 +118,7 @@ public struct CopyRunner: Sendable {
         }
         save(true)
         if let e = book.saveError { throw StorageError.io("the copy's record \(target.location)/\(stateKey) could not be written: \(e)") }
-        return CopyReport(source: source.location, target: target.location, listed: sourceObjects.count, copied: book.copied, bytes: book.bytes,
+        return CopyReport(source: source.location, target: target.location, listed: listed, copied: book.copied, bytes: book.bytes,
                           upToDate: plan.upToDate, changedDuringCopy: book.changed.sorted(), onlyOnCopy: plan.onlyOnCopy.count,
                           failed: book.failures.sorted { $0.key < $1.key }, seconds: now().timeIntervalSince(started), stateKey: stateKey,
                           lagSeconds: book.failures.isEmpty ? 0 : plan.lag(now: started))

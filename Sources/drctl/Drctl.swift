@@ -25,7 +25,7 @@ struct Drctl: ParsableCommand {
             is not PROTECTED; 64 usage error.
             """,
         version: DrctlVersion.string,
-        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, S3Command.self]
+        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, S3Command.self]
     )
 }
 

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Catalog
 import Foundation
+import HTTP
 import ObjectStore
+import SigV4
 import Policy
 import Storage
 import Support
@@ -79,6 +81,41 @@ extension S3Options {
             case .file(let root, _): return StoreAccess(storage: FileStorage(root: root))
             }
         }
+    }
+}
+
+extension S3Options {
+    /// The store a copy goes to, reached with its own policy and its own keys, never the
+    /// source's: its endpoint (or `endpoint`), region, addressing and CA from its ObjectStore, its
+    /// credentials from `credentialsDir` or where deploy/ mounts its Secret
+    /// (`$DRCTL_SECRETS_DIR/<credentials.secretName>/`), or `url` (file:///path, s3://bucket) instead of its bucket.
+    func copyTarget(_ store: ObjectStorePolicy, credentialsDir: String?, endpoint: String?, url: String?) throws -> any StorageWriter {
+        if let url, case .file(let root, let key) = try StorageURL.parse(url) {
+            guard key.isEmpty else { throw ValidationError("--target \(url): give the copy's whole tree (file:///path); the policy's prefixes are used below it") }
+            return FileStorage(root: root)
+        }
+        let secrets = ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets"
+        let dir = credentialsDir ?? "\(secrets)/\(store.credentials.secretName)"
+        let names = (store.credentials.accessKeyIdKey, store.credentials.secretAccessKeyKey)
+        guard names == ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY") || credentialsDir != nil else {
+            throw ConfigError("ObjectStore \(store.name.value): its credentials use keys \(names.0)/\(names.1); give --to-credentials-dir with files ACCESS_KEY_ID and SECRET_ACCESS_KEY")
+        }
+        let credentials: Credentials
+        do {
+            credentials = try CredentialResolver(credentialsDir: dir, environment: [:]).resolve()
+        } catch {
+            throw ConfigError("the keys of ObjectStore \(store.name.value) (the copy's own, never the source's): \(error) (mount Secret \(store.credentials.secretName) at \(dir), or give --to-credentials-dir)")
+        }
+        KnownSecrets.shared.add(credentials.secrets)
+        var ep = try S3Endpoint(url: endpoint ?? store.endpoint.value, addressing: store.pathStyle ? .path : .virtualHosted)
+        var config = S3Configuration(endpoint: ep, region: store.region, credentials: credentials)
+        config.tls = TLSOptions(caBundle: try policyCABundle(store), insecure: insecure)
+        var bucket = store.bucket.value
+        if let url, case .s3(let b, let key) = try StorageURL.parse(url) {
+            guard key.isEmpty else { throw ValidationError("--target \(url): give the copy's whole bucket (s3://bucket)") }
+            bucket = b
+        }
+        return S3Storage(client: S3Client(config: config), bucket: bucket)
     }
 }
 

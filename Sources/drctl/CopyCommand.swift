@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Layout
+import Policy
+import Replication
+import Storage
+import Support
+
+struct CopyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy",
+        abstract: "Copy each ObjectStore's backups to the stores its policy names in spec.copies (3-2-1).",
+        discussion: """
+            Copies what is missing or changed, by key, size and the checksum drctl recorded in the \
+            copy (<drctl prefix>/copies/<store>.json in the copy's bucket): a re-run copies nothing \
+            that is in place, and a run stopped by a kill is finished by the next one without \
+            copying anything twice or half. Each kind of object (barman, velero, drctl) goes from \
+            the source's prefix to the copy's. Nothing is ever deleted on the copy, whatever the \
+            source lost (the copy's own retention, `drctl prune --source`, removes what it no \
+            longer needs). The copy is reached with its own ObjectStore's endpoint and its own \
+            keys (--to-credentials-dir, or its Secret mounted at $DRCTL_SECRETS_DIR/<secretName>), \
+            never the source's. Exit status 1 when any object failed; the next run retries it.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var s3: S3Options
+    @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
+    @Option(help: ArgumentHelp("Only the copies of this ObjectStore (default: every store with spec.copies).", valueName: "name")) var store: String?
+    @Option(help: ArgumentHelp("Only the copy to this ObjectStore.", valueName: "name")) var to: String?
+    @Option(help: ArgumentHelp("Directory of the copy's key files (ACCESS_KEY_ID, SECRET_ACCESS_KEY); default: $DRCTL_SECRETS_DIR (/etc/drctl/secrets)/<its credentials.secretName>.", valueName: "dir"))
+    var toCredentialsDir: String?
+    @Option(help: ArgumentHelp("The copy's endpoint instead of its policy's (e.g. from outside its cluster).", valueName: "url")) var toEndpoint: String?
+    @Option(help: ArgumentHelp("Copy into this instead of the copy's bucket: file:///path (a disk laid out as the bucket) or s3://bucket on the copy's endpoint.", valueName: "url"))
+    var target: String?
+    @Flag(help: "Show what would be copied, copy nothing.") var dryRun = false
+    @Option(help: "Objects copied at once.") var workers = 8
+    @Option(help: ArgumentHelp("Where large objects pass through (a private directory, removed afterwards).", valueName: "dir")) var scratchDir: String?
+    @Flag(name: .shortAndLong, help: "No progress lines on standard error.") var quiet = false
+    @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
+
+    func validate() throws {
+        if workers < 1 || workers > 64 { throw ValidationError("--workers must be 1...64") }
+        if target != nil && to == nil { throw ValidationError("--target replaces one copy's bucket: name it with --to") }
+    }
+
+    struct Planned: Encodable {
+        var source: String
+        var target: String
+        var toCopy: Int
+        var bytes: Int64
+        var upToDate: Int
+        var onlyOnCopy: Int
+        var lagSeconds: Double
+        var keys: [String]
+    }
+
+    func run() throws {
+        global.bootstrapLogging()
+        var failed = false
+        try runReportingErrors {
+            let set = try loadCheckedPolicies(policies)
+            if let store, set.objectStore(named: store) == nil {
+                throw ValidationError("no ObjectStore named '\(store)' (have: \(set.objectStores.map(\.name.value).sorted().joined(separator: ", ")))")
+            }
+            let pairs = set.objectStores.filter { store == nil || $0.name.value == store }.flatMap { s in
+                s.copies.filter { to == nil || $0.to.value == to }.compactMap { c in set.objectStore(named: c.to.value).map { (s, c, $0) } }
+            }
+            guard !pairs.isEmpty else {
+                throw ValidationError(to.map { "no copy to ObjectStore '\($0)' in the policies" } ?? "no ObjectStore of the policies names spec.copies")
+            }
+            let log = StepLog(quiet: quiet)
+            var reports: [CopyReport] = [], plans: [Planned] = []
+            for (source, copy, targetStore) in pairs {
+                let from = try s3.access(for: source).storage
+                let into = try s3.copyTarget(targetStore, credentialsDir: toCredentialsDir, endpoint: toEndpoint, url: target)
+                guard from.identity != into.identity else {
+                    throw ConfigError("ObjectStore \(source.name.value) and its copy \(targetStore.name.value) are the same bucket (\(from.identity))")
+                }
+                let routes = copy.kinds.map { k in
+                    CopyRoute(from: source.prefix(k), to: targetStore.prefix(k), skip: k == .drctl ? [DrctlLayout.copiesFolder] : [])
+                }
+                var runner = CopyRunner(source: from, target: into, stateKey: DrctlLayout(root: targetStore.prefixes.drctl.value).copyStateKey(source: source.name.value))
+                runner.workers = workers
+                if let scratchDir { runner.spoolBase = scratchDir }
+                let label = "\(source.name.value) -> \(targetStore.name.value)"
+                runner.progress = { log("\(label): \($0)") }
+                if dryRun {
+                    let now = Date()
+                    let (plan, _, _) = try runner.plan(routes: routes, now: now)
+                    plans.append(Planned(source: from.location, target: into.location, toCopy: plan.copy.count, bytes: plan.bytes, upToDate: plan.upToDate,
+                                         onlyOnCopy: plan.onlyOnCopy.count, lagSeconds: plan.lag(now: now), keys: plan.copy.map(\.sourceKey)))
+                    continue
+                }
+                log("\(label): copying \(from.location) (\(copy.kinds.map(\.rawValue).joined(separator: ", "))) to \(into.location)")
+                let report = try runner.run(routes: routes)
+                reports.append(report)
+                failed = failed || !report.failed.isEmpty
+            }
+            if dryRun {
+                if output == .json { return try printJSON(plans) }
+                for p in plans {
+                    print("\(p.source) -> \(p.target): would copy \(p.toCopy) objects (\(formatBytes(p.bytes))); \(p.upToDate) up to date; "
+                          + "\(p.onlyOnCopy) only on the copy (kept); lag \(TimeSpan.humanize(Int(p.lagSeconds)))")
+                    for k in p.keys.prefix(20) { print("  \(k)") }
+                    if p.keys.count > 20 { print("  … and \(p.keys.count - 20) more") }
+                }
+                return
+            }
+            if output == .json { return try printJSON(reports) }
+            for r in reports {
+                print("\(r.source) -> \(r.target): copied \(r.copied) objects (\(formatBytes(r.bytes))) in \(String(format: "%.1f", r.seconds))s; "
+                      + "\(r.upToDate) up to date; \(r.onlyOnCopy) only on the copy (kept)"
+                      + (r.changedDuringCopy.isEmpty ? "" : "; \(r.changedDuringCopy.count) changed during the copy and copied again")
+                      + "; record \(r.target)/\(r.stateKey)")
+                for f in r.failed { print("  FAILED \(f.key): \(f.error)") }
+            }
+        }
+        if failed { throw Exit.failure }
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import Hashing
+import ObjectStore
+import Storage
+import Support
+import Testing
+import TestSupport
+
+/// `drctl copy` between two real RGWs: the copy has every object byte for byte, a re-run copies
+/// nothing, a run killed midway is finished by the next without starting over, a primary that
+/// lost everything leaves its copy whole, and with the primary's RGW stopped the copy gives an
+/// exact point-in-time restore.
+@Suite(.serialized) struct CopyToAnotherStoreTests {
+    @Test func aCopyOnAnotherRGWRestoresExactlyWithThePrimaryGone() throws {
+        let primary = try RGW.startPrivate()
+        defer { primary.stop() }
+        let offsite = try RGW.get()
+        let db = try ArchivedDatabase(rgw: primary, bucket: "primary")
+        let copyBucket = "offsite-\(UInt32.random(in: 0...UInt32.max))"
+        let copyS3 = try offsite.client()
+        try copyS3.createBucket(copyBucket)
+        // The copy's keys, where deploy/ mounts its Secret; the environment holds the primary's.
+        let secrets = db.work + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
+        try offsite.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try offsite.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        let policies = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        try (primary.objectStorePolicy(bucket: db.bucket, extra: "  copies: [{to: offsite, maxLag: 1h}]\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec:
+              endpoint: \(offsite.endpoint)
+              bucket: \(copyBucket)
+              credentials: {secretName: offsite-keys}
+            ---
+
+            """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = db.drctlEnvironment
+        env["DRCTL_SECRETS_DIR"] = secrets
+        env.removeValue(forKey: "AWS_ENDPOINT_URL")   // each store's endpoint from its policy
+
+        func objects(_ s3: S3Client, _ bucket: String, _ prefix: String) throws -> [String: String] {
+            var keys: [String] = []
+            try s3.listObjects(bucket: bucket, prefix: prefix) { keys += $0.objects.map(\.key) }
+            var out: [String: String] = [:]
+            for k in keys where !k.hasPrefix("drctl/copies/") {
+                var bytes: [UInt8] = []
+                try s3.getObject(S3URL(bucket: bucket, key: k)) { bytes += $0 }
+                out[k] = sha256Hex(bytes)
+            }
+            return out
+        }
+        func copied(_ out: String) -> Int? { out.firstMatch(of: /copied (\d+) objects/).flatMap { Int($0.1) } }
+
+        var (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
+        try #require(st == 0, "\(out)")
+        let first = try #require(copied(out), "\(out)")
+        #expect(first > 0 && out.contains("record s3://\(copyBucket)/drctl/copies/rgw.json"), "\(out)")
+        #expect(try objects(copyS3, copyBucket, "cnpg/") == objects(db.s3, db.bucket, "cnpg/"), "the copy holds every barman object, byte for byte")
+        #expect(!out.contains(primary.secretKey) && !out.contains(offsite.secretKey))
+
+        (st, out) = try run(drctlBinary, ["copy", "--policies", policies, "-o", "json"], env: env)
+        #expect(st == 0 && out.contains("\"copied\" : 0"), "an unchanged re-run copies nothing: \(out)")
+
+        // New WAL, then a target between two commits (43 before, 44 after).
+        _ = try db.psql("insert into t(id) values (43)")
+        usleep(1_100_000)
+        let target = try db.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        usleep(1_100_000)
+        _ = try db.psql("insert into t(id) values (44)")
+        try primary.waitArchived(db.psql("select pg_walfile_name(pg_switch_wal())"), s3: db.s3, bucket: db.bucket)
+        // Enough new objects that a copy takes a while (as a day of Velero backups would).
+        let bulk = (0..<400).map { "velero/backups/bulk/\($0).json" }
+        let (s3, bucket) = (db.s3, db.bucket)
+        _ = try Parallel.map(bulk, threads: 8) { key in try s3.putObject(S3URL(bucket: bucket, key: key), bytes: Array(repeating: UInt8(key.count), count: 16 << 10)) }
+        let (dryst, dry) = try run(drctlBinary, ["copy", "--policies", policies, "--dry-run", "-o", "json"], env: env)
+        let pending = try #require(dry.firstMatch(of: /"toCopy" : (\d+)/).flatMap { Int($0.1) }, "\(dry)")
+        #expect(dryst == 0 && pending > 0 && dry.contains("\"lagSeconds\""), "\(dry)")
+
+        // Killed as soon as it starts copying; the next run finishes without starting over.
+        let pid = try spawn(drctlBinary, ["copy", "--policies", policies, "--workers", "2"], env: env, output: db.work + "/killed.log")
+        let killedLog = { (try? String(contentsOfFile: db.work + "/killed.log", encoding: .utf8)) ?? "" }
+        try #require(waitUntil(600, every: 50_000) { killedLog().contains(" 100/") }, "the copy got going: \(killedLog())")
+        kill(pid, SIGKILL)
+        _ = reap(pid)
+        print("the killed copy had got this far:\n" + killedLog())
+        (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
+        try #require(st == 0, "\(out)")
+        // What the killed run put (at least 100 objects, unrecorded yet) is recognised, not copied again.
+        #expect((copied(out) ?? .max) <= pending - 100, "after the kill only what was still missing is copied: \(out) (pending before: \(pending))")
+        #expect(try objects(copyS3, copyBucket, "velero/") == objects(db.s3, db.bucket, "velero/"))
+        _ = try run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [db.work + "/src"])
+        let archived = try objects(db.s3, db.bucket, "cnpg/")
+        #expect(try objects(copyS3, copyBucket, "cnpg/") == archived, "after the kill and the re-run, the copy is whole")
+
+        // The primary wiped out (ransomware, a mistaken rm): the next copy deletes nothing.
+        var keys: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "") { keys += $0.objects.map(\.key) }
+        for chunk in stride(from: 0, to: keys.count, by: 500) { _ = try db.s3.deleteObjects(bucket: db.bucket, keys: Array(keys[chunk..<min(chunk + 500, keys.count)])) }
+        (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
+        #expect(st == 0 && out.contains("copied 0 objects") && out.contains("only on the copy (kept)"), "\(out)")
+        #expect(try objects(copyS3, copyBucket, "cnpg/") == archived, "the copy keeps what the primary lost")
+
+        // The primary's RGW gone: an exact point-in-time restore from the copy.
+        primary.stop()
+        var fromCopy = offsite.environment
+        fromCopy["DRCTL_DATA_DIR"] = db.work + "/data"
+        let dir = db.work + "/restored", port = try freePort()
+        let (rst, rout) = try run(drctlBinary, ["restore", "--source", "s3://\(copyBucket)/cnpg", "--server", "app-db", "--at", target, "--to", dir,
+                                                "--yes", "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch"], env: fromCopy)
+        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
+        try #require(rst == 0, "\(rout)")
+        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
+        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target: \(rows)")
+    }
+
+    /// The copy's keys are its own: without them drctl refuses, naming where it looked, and never
+    /// falls back to the source's.
+    @Test func aCopyWithoutItsOwnKeysIsRefused() throws {
+        let rgw = try RGW.get()
+        let dir = tempPath("copy-keys")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try (rgw.objectStorePolicy(bucket: "nokeys-src", extra: "  copies: [{to: offsite}]\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec: {endpoint: "\(rgw.endpoint)", bucket: nokeys-dst, credentials: {secretName: offsite-keys}}
+            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = rgw.environment
+        env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
+        let (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
+        #expect(st == 3 && out.contains("the keys of ObjectStore offsite (the copy's own, never the source's)") && out.contains(dir + "/secrets/offsite-keys"), "\(out)")
+        #expect(!out.contains(rgw.secretKey))
+    }
+}
