@@ -53,7 +53,8 @@ struct LintCorpusTests {
     @Test func corpusCoversEveryRule() {
         #expect(Set(Self.cases).isSuperset(of: ["unknown-field", "cnpg-five-field-cron", "velero-six-field-cron", "rpo-velero-only",
                                                 "rpo-archive-timeout", "retention-too-short", "shared-barman-archive",
-                                                "prefix-inside-velero", "missing-object-store", "duplicate-names"]))
+                                                "prefix-inside-velero", "missing-object-store", "duplicate-names",
+                                                "copy-unknown-store", "copy-onto-itself", "copy-lag-looser-than-rpo"]))
     }
 
     @Test func shippedPoliciesAreClean() {
