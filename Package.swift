@@ -51,7 +51,7 @@ let package = Package(
         // The object layouts backup tools write (barman-cloud, Velero): keys <-> typed values. Pure.
         .target(name: "Layout", dependencies: ["Support"]),
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
-        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "Storage", "Support", "Policy", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "Storage", "Support", "Policy", "Replication", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
         .target(name: "Policy", dependencies: ["Layout", .product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.

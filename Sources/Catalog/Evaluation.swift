@@ -6,6 +6,8 @@ import Storage
 /// Opens a policy's ObjectStore. The commands (the composition root) choose the driver: drctl's
 /// S3 client for the policy's endpoint, or a copy given with --source file:///path.
 public typealias StoreOpener = (ObjectStorePolicy) throws -> StoreAccess
+/// Opens the store a copy goes to, with the copy's own keys (never the source's).
+public typealias CopyOpener = (ObjectStorePolicy) throws -> any StorageReader
 
 /// What a command reads backups from: the catalog's copy of the store when one is given, else the store.
 public func backupReader(_ storage: any StorageReader, catalog: CatalogStore?) -> any StorageReader {
@@ -24,7 +26,10 @@ public struct EvaluatedWorkload {
 
 /// Reads, per object store, the Velero backups and barman archives of `selected` (from the
 /// catalog when given, else the bucket), and evaluates each workload's status with its newest drill.
-public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, open: StoreOpener, catalog: CatalogStore?, now: Date) throws -> [EvaluatedWorkload] {
+/// With `copies`, each store's copies (spec.copies) are read too, and a copy lagging past its
+/// maxLag (or unreadable) puts the store's workloads AT RISK.
+public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, open: StoreOpener, catalog: CatalogStore?, now: Date,
+                              copies: CopyOpener? = nil) throws -> [EvaluatedWorkload] {
     var out: [EvaluatedWorkload] = []
     for (storeName, group) in Dictionary(grouping: selected, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
         guard let store = set.objectStore(named: storeName) else { continue }
@@ -38,6 +43,7 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
         var barman: [String: (scan: BarmanServerScan, archive: WALArchive)] = [:]
         for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value) } }
         let lock = catalog == nil ? try barmanObjectLock(storage, store: store, barman: barman) : nil
+        let copyStates = copies.map { StoreCopies.inspect(store, in: set, source: storage, open: $0, now: now) } ?? []
         for p in group {
             // The bucket's newest evidence, or a drill recorded here that the catalog has not synced yet.
             let drill = ([try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)]
@@ -51,6 +57,7 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
                     status.reasons.append("Object Lock: \(problem)")
                 }
             }
+            if !copyStates.isEmpty { StoreCopies.judge(copyStates, into: &status) }
             out.append(EvaluatedWorkload(policy: p, store: store, status: status, velero: velero,
                                          barman: barman.filter { s in p.cnpg.contains { $0.serverName.value == s.key } }))
         }

@@ -30,6 +30,22 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var sources: [Source] = []
     /// Whether the bucket locks the barman-cloud archive (read from the bucket; nil from a catalog).
     public var objectLock: String?
+    /// The copies of the workload's store (spec.copies), as last read.
+    public var copies: [Copy] = []
+
+    public struct Copy: Sendable, Codable, Equatable {
+        /// The copy's ObjectStore.
+        public var store: String
+        /// How long the oldest object not yet on the copy has waited (0: the copy is complete).
+        public var lagSeconds: Double?
+        public var maxLagSeconds: Int?
+        /// Objects still to copy.
+        public var pending: Int?
+        /// End of the last copy run that copied everything it listed.
+        public var lastSuccess: Date?
+        /// Why the copy could not be read.
+        public var error: String?
+    }
 
     public struct Source: Sendable, Codable, Equatable {
         /// `velero` or `cnpg`.

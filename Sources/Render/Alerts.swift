@@ -20,7 +20,7 @@ public enum Alerts {
     public static let names = [
         "DrctlBackupMissing", "DrctlBackupFailed", "DrctlVeleroBackupPartiallyFailed", "DrctlWALArchivingStale",
         "DrctlWALArchivingFailing", "DrctlWALGap", "DrctlRPOBreached", "DrctlRestoreDrillFailed", "DrctlRestoreDrillNotRun",
-        "DrctlRTOExceeded", "DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable",
+        "DrctlRTOExceeded", "DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable", "DrctlCopyLagging",
     ]
 
 
@@ -99,6 +99,10 @@ public enum Alerts {
             Alert(name: "DrctlObjectStoreUnreachable", expr: "drctl_object_store_up == 0", forDuration: "10m", severity: "critical",
                   summary: "Object store {{ $labels.store }} is unreachable",
                   description: "drctl's last requests to {{ $labels.store }} failed: backups may not be landing, and restores would fail."),
+            Alert(name: "DrctlCopyLagging",
+                  expr: "(drctl_copy_lag_seconds > on(workload, copy) drctl_copy_max_lag_seconds) or (drctl_copy_up == 0)",
+                  forDuration: "10m", severity: "critical", summary: "The copy of {{ $labels.workload }}'s backups in {{ $labels.copy }} is behind or unreadable",
+                  description: "Objects of {{ $labels.workload }}'s store have waited longer than the copy's maxLag to reach {{ $labels.copy }}, or drctl cannot read the copy: losing the primary store now would lose more than the objective allows."),
         ]
         return out
     }

@@ -3,6 +3,42 @@ import Hashing
 import Storage
 import Support
 
+/// Reading a copy without writing it: its record and what it lacks (status, metrics, --dry-run).
+public enum CopyInspector {
+    /// The state object on the target, or a new one. A state that is not drctl's (undecodable, or
+    /// of another source) is not trusted: everything is compared afresh, nothing is deleted.
+    public static func state(source: any StorageReader, target: any StorageReader, stateKey: String, note: (String) -> Void = { _ in }) throws -> CopyState {
+        let fresh = CopyState(source: source.identity)
+        guard try target.head(stateKey) != nil else { return fresh }
+        do {
+            let s = try JSONCoding.decoder().decode(CopyState.self, from: Data(try target.read(stateKey, limit: 256 << 20)))
+            guard s.source == source.identity else {
+                note("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
+                return fresh
+            }
+            return s
+        } catch let e as StorageError {
+            throw e
+        } catch {
+            note("\(target.location)/\(stateKey) is not a copy record drctl can read (\(error)): comparing every object afresh")
+            return fresh
+        }
+    }
+
+    /// The plan from both listings and the copy's record, with the record and the source's object count.
+    public static func plan(source: any StorageReader, target: any StorageReader, stateKey: String, routes: [CopyRoute], now: Date,
+                            note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
+        let state = try self.state(source: source, target: target, stateKey: stateKey, note: note)
+        var sourceObjects: [StoredObject] = []
+        var targetObjects: [StoredObject] = []
+        for r in routes {
+            sourceObjects += try source.listAll(prefix: r.from)
+            targetObjects += try target.listAll(prefix: r.to)
+        }
+        return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now), state, sourceObjects.count)
+    }
+}
+
 /// What one copy run did.
 public struct CopyReport: Sendable, Codable {
     public struct Failure: Sendable, Codable { public var key: String; public var error: String }
@@ -47,36 +83,13 @@ public struct CopyRunner: Sendable {
         self.stateKey = stateKey
     }
 
-    /// The state object on the target, or a new one. A state that is not drctl's (undecodable, or
-    /// of another source) is not trusted: everything is compared afresh, nothing is deleted.
     public func loadState() throws -> CopyState {
-        let fresh = CopyState(source: source.identity)
-        guard try target.head(stateKey) != nil else { return fresh }
-        do {
-            let s = try JSONCoding.decoder().decode(CopyState.self, from: Data(try target.read(stateKey, limit: 256 << 20)))
-            guard s.source == source.identity else {
-                progress("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
-                return fresh
-            }
-            return s
-        } catch let e as StorageError {
-            throw e
-        } catch {
-            progress("\(target.location)/\(stateKey) is not a copy record drctl can read (\(error)): comparing every object afresh")
-            return fresh
-        }
+        try CopyInspector.state(source: source, target: target, stateKey: stateKey, note: progress)
     }
 
     /// The plan from both listings and the copy's record, with the record and the source's object count.
     public func plan(routes: [CopyRoute], now: Date) throws -> (CopyPlan, CopyState, Int) {
-        let state = try loadState()
-        var sourceObjects: [StoredObject] = []
-        var targetObjects: [StoredObject] = []
-        for r in routes {
-            sourceObjects += try source.listAll(prefix: r.from)
-            targetObjects += try target.listAll(prefix: r.to)
-        }
-        return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now), state, sourceObjects.count)
+        try CopyInspector.plan(source: source, target: target, stateKey: stateKey, routes: routes, now: now, note: progress)
     }
 
     public func run(routes: [CopyRoute], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {

@@ -63,6 +63,15 @@ public enum MetricsText {
         family("drctl_drill_last_duration_seconds", "gauge", "Measured RTO of the newest restore drill: start until the data was verified.",
                per { $0.status.lastDrill.map(\.rtoSeconds) })
         family("drctl_rto_objective_seconds", "gauge", "The policy's RTO objective.", per { Double($0.rtoObjectiveSeconds) })
+        func copies(_ value: (WorkloadStatus.Copy) -> Double?) -> [([(String, String)], Double)] {
+            ws.flatMap { w in w.status.copies.compactMap { c in value(c).map { ([("workload", w.status.workload), ("copy", c.store)], $0) } } }
+        }
+        family("drctl_copy_lag_seconds", "gauge", "How long the oldest object not yet on the copy has waited (0: the copy is complete).",
+               copies { $0.error == nil ? $0.lagSeconds : nil })
+        family("drctl_copy_max_lag_seconds", "gauge", "The copy's maxLag objective.", copies { $0.maxLagSeconds.map(Double.init) })
+        family("drctl_copy_last_success_timestamp_seconds", "gauge", "End of the last copy run that copied everything it listed.",
+               copies { $0.lastSuccess?.timeIntervalSince1970 })
+        family("drctl_copy_up", "gauge", "1 if the copy could be read at the last evaluation.", copies { $0.error == nil ? 1 : 0 })
         family("drctl_workload_status", "gauge", "1 for the workload's current status (PROTECTED, AT RISK, BROKEN, NOT CONFIGURED, UNKNOWN).",
                ws.map { ([("workload", $0.status.workload), ("status", $0.status.status.rawValue)], 1) })
         family("drctl_drill_runs_total", "counter", "Restore drills this service ran, by result.",

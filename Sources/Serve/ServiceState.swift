@@ -34,6 +34,8 @@ public final class ServiceState: @unchecked Sendable {
     private var pageCache: (Int, Date, String)?
     public var failures: @Sendable () -> [String: Int] = { [:] }
     public var alive: @Sendable () -> (Bool, String) = { (true, "") }
+    /// Opens the stores' copies (spec.copies) with their own keys; nil: copies are not read.
+    public var copies: CopyOpener?
 
     /// `catalogPath`: the file `catalog` is open on, whose lock each sync holds.
     public init(set: PolicySet, open: @escaping StoreOpener, catalog: CatalogStore, catalogPath: String, runbookBase: String) {
@@ -101,7 +103,7 @@ public final class ServiceState: @unchecked Sendable {
         var problems: [String] = []
         for (storeName, group) in Dictionary(grouping: set.backupPolicies, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
             do {
-                let evaluated = try evaluateWorkloads(group, in: set, open: open, catalog: catalog, now: now)
+                let evaluated = try evaluateWorkloads(group, in: set, open: open, catalog: catalog, now: now, copies: copies)
                 for e in evaluated {
                     let reader = backupReader(try open(e.store).storage, catalog: catalog)
                     let (found, undecodable) = try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)

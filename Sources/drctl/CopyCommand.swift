@@ -1,4 +1,5 @@
 import ArgumentParser
+import Catalog
 import Foundation
 import Layout
 import Policy
@@ -76,10 +77,8 @@ struct CopyCommand: ParsableCommand {
                 guard from.identity != into.identity else {
                     throw ConfigError("ObjectStore \(source.name.value) and its copy \(targetStore.name.value) are the same bucket (\(from.identity))")
                 }
-                let routes = copy.kinds.map { k in
-                    CopyRoute(from: source.prefix(k), to: targetStore.prefix(k), skip: k == .drctl ? [DrctlLayout.copiesFolder] : [])
-                }
-                var runner = CopyRunner(source: from, target: into, stateKey: DrctlLayout(root: targetStore.prefixes.drctl.value).copyStateKey(source: source.name.value))
+                let routes = StoreCopies.routes(source, copy, targetStore)
+                var runner = CopyRunner(source: from, target: into, stateKey: StoreCopies.stateKey(source, targetStore))
                 runner.workers = workers
                 if let scratchDir { runner.spoolBase = scratchDir }
                 let label = "\(source.name.value) -> \(targetStore.name.value)"

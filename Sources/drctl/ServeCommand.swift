@@ -69,6 +69,7 @@ struct ServeCommand: ParsableCommand {
             let runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
                                           checkImage: checkImage, upload: !noUpload)
             let state = ServiceState(set: set, open: open, catalog: db, catalogPath: catalogPath, runbookBase: "runbooks")
+            state.copies = { [s3] in try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
             let log = ServiceLog()
             let syncCron: Cron
             do { syncCron = try Cron(syncSchedule, dialect: .drctl) } catch { throw ValidationError("--sync-schedule '\(syncSchedule)': \(error)") }

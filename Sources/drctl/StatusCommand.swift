@@ -29,6 +29,8 @@ struct StatusCommand: ParsableCommand {
     var catalog: String?
     @Option(help: ArgumentHelp("Read a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket.", valueName: "url"))
     var source: String?
+    @Flag(help: "Do not read the stores' copies (spec.copies); by default each is read with its own keys and a copy lagging past its maxLag makes the workload AT RISK.")
+    var skipCopies = false
     @Option(name: [.short, .long], help: "Output format: table, json or yaml.") var output: StatusFormat = .table
 
     enum StatusFormat: String, ExpressibleByArgument, CaseIterable { case table, json, yaml }
@@ -52,7 +54,9 @@ struct StatusCommand: ParsableCommand {
             }
             let now = Date()
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
-            var results = try evaluateWorkloads(selected, in: set, open: try s3.opener(copy: source), catalog: catalogDB, now: now).map(\.status)
+            // A copy read with --source is judged as a store, not against its own copies.
+            let copies: CopyOpener? = skipCopies || source != nil ? nil : { try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
+            var results = try evaluateWorkloads(selected, in: set, open: try s3.opener(copy: source), catalog: catalogDB, now: now, copies: copies).map(\.status)
             results.sort { $0.workload < $1.workload }
             for r in results { try catalogDB?.recordRPO(r, at: now) }
             notProtected = results.contains { $0.status != .protected }
@@ -83,6 +87,17 @@ struct StatusCommand: ParsableCommand {
             if !locks.isEmpty {
                 Swift.print("\nObject Lock of the barman-cloud archives:")
                 for (w, l) in locks { Swift.print("  \(w): \(l)") }
+            }
+            let copies = results.filter { !$0.copies.isEmpty }
+            if !copies.isEmpty {
+                Swift.print("\nCopies (drctl copy):")
+                for r in copies {
+                    for c in r.copies {
+                        let lag = c.error.map { "could not be read: \($0)" }
+                            ?? "lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), \(c.pending ?? 0) objects to copy, last complete copy \(t(c.lastSuccess))"
+                        Swift.print("  \(r.workload) -> \(c.store): \(lag)")
+                    }
+                }
             }
             for r in results where !r.reasons.isEmpty {
                 Swift.print("\n\(r.workload): \(r.status.rawValue)")

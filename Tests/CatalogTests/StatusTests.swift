@@ -213,3 +213,26 @@ struct ObjectLockCheckTests {
                 .init(description: "not enabled", problem: nil))
     }
 }
+
+/// A store's copy against its maxLag: behind or unreadable is AT RISK; within it changes nothing.
+struct CopyStatusTests {
+    func judged(_ copies: [WorkloadStatus.Copy]) -> WorkloadStatus {
+        var s = StatusEvaluator.evaluate(StatusTests.db, velero: [], barman: StatusTests.scan([StatusTests.backup("20261127T040000")]), drill: nil, now: StatusTests.now)
+        StoreCopies.judge(copies, into: &s)
+        return s
+    }
+
+    @Test func aCopyWithinItsMaxLagChangesNothing() {
+        let s = judged([WorkloadStatus.Copy(store: "offsite", lagSeconds: 600, maxLagSeconds: 3600, pending: 3, lastSuccess: StatusTests.ago(900))])
+        #expect(s.status == .protected && s.copies.count == 1, "\(s.reasons)")
+    }
+
+    @Test func aLaggingOrUnreadableCopyIsAtRisk() {
+        var s = judged([WorkloadStatus.Copy(store: "offsite", lagSeconds: 7300, maxLagSeconds: 3600, pending: 12)])
+        #expect(s.status == .atRisk && s.reasons.contains("copy to offsite is 2h1m40s behind (maxLag 1h; 12 objects to copy): run drctl copy"), "\(s.reasons)")
+        s = judged([WorkloadStatus.Copy(store: "usb", error: "connection refused")])
+        #expect(s.status == .atRisk && s.reasons.contains("copy to usb could not be read: connection refused"), "\(s.reasons)")
+        // No objective: reported, never judged.
+        #expect(judged([WorkloadStatus.Copy(store: "nas", lagSeconds: 1e6, maxLagSeconds: nil, pending: 1)]).status == .protected)
+    }
+}

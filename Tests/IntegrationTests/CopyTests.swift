@@ -75,6 +75,10 @@ import TestSupport
         let bulk = (0..<400).map { "velero/backups/bulk/\($0).json" }
         let (s3, bucket) = (db.s3, db.bucket)
         _ = try Parallel.map(bulk, threads: 8) { key in try s3.putObject(S3URL(bucket: bucket, key: key), bytes: Array(repeating: UInt8(key.count), count: 16 << 10)) }
+        // Status reads the copy with its own keys: behind by the new objects, within its maxLag.
+        let (sst, status) = try run(drctlBinary, ["status", "--policies", policies, "-o", "json"], env: env)
+        #expect((sst == 0 || sst == 4) && status.contains("\"store\" : \"offsite\"") && status.contains("\"maxLagSeconds\" : 3600")
+                && status.firstMatch(of: /"pending" : [1-9]/) != nil && !status.contains("could not be read"), "\(status)")
         let (dryst, dry) = try run(drctlBinary, ["copy", "--policies", policies, "--dry-run", "-o", "json"], env: env)
         let pending = try #require(dry.firstMatch(of: /"toCopy" : (\d+)/).flatMap { Int($0.1) }, "\(dry)")
         #expect(dryst == 0 && pending > 0 && dry.contains("\"lagSeconds\""), "\(dry)")
@@ -91,6 +95,8 @@ import TestSupport
         // What the killed run put (at least 100 objects, unrecorded yet) is recognised, not copied again.
         #expect((copied(out) ?? .max) <= pending - 100, "after the kill only what was still missing is copied: \(out) (pending before: \(pending))")
         #expect(try objects(copyS3, copyBucket, "velero/") == objects(db.s3, db.bucket, "velero/"))
+        let (_, caught) = try run(drctlBinary, ["status", "--policies", policies], env: env)
+        #expect(caught.contains("app -> offsite: lag 0s (maxLag 1h), 0 objects to copy, last complete copy 20"), "\(caught)")
         _ = try run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [db.work + "/src"])
         let archived = try objects(db.s3, db.bucket, "cnpg/")
         #expect(try objects(copyS3, copyBucket, "cnpg/") == archived, "after the kill and the re-run, the copy is whole")

@@ -16,10 +16,13 @@ func sampleSnapshot(now: Date) -> Snapshot {
                               checks: [.init(name: "sql", result: .passed, detail: "got 42, expected = 42", seconds: 0.1)],
                               rtoSeconds: 9.5, rtoObjectiveSeconds: 600, rpoSeconds: 1, rpoObjectiveSeconds: 3600,
                               phases: ["download_unpack": 2, "wal_replay": 6.5, "checks": 1], bytesFetched: 1000)
+    var appStatus = status("app", .protected, newest: now.addingTimeInterval(-120), drill: DrillSummary(drill),
+                           sources: [.init(kind: "cnpg", source: "app-db", lastSuccess: now.addingTimeInterval(-3600), lastFailure: nil,
+                                           walLastArchived: now.addingTimeInterval(-120), walGaps: 0)])
+    appStatus.copies = [.init(store: "offsite", lagSeconds: 90, maxLagSeconds: 3600, pending: 2, lastSuccess: now.addingTimeInterval(-300)),
+                        .init(store: "usb", error: "not mounted")]
     let app = Snapshot.Workload(
-        status: status("app", .protected, newest: now.addingTimeInterval(-120), drill: DrillSummary(drill),
-                       sources: [.init(kind: "cnpg", source: "app-db", lastSuccess: now.addingTimeInterval(-3600), lastFailure: nil,
-                                       walLastArchived: now.addingTimeInterval(-120), walGaps: 0)]),
+        status: appStatus,
         rtoObjectiveSeconds: 600, store: "rgw",
         timeline: .init(points: [.init(kind: "cnpg", source: "app-db", id: "20261127T090000", at: now.addingTimeInterval(-3600), restorable: true)],
                         wal: [.init(cluster: "app-db", from: now.addingTimeInterval(-3600), to: now.addingTimeInterval(-120))]),
@@ -65,6 +68,11 @@ func sampleSnapshot(now: Date) -> Snapshot {
             #"drctl_catalog_sync_errors_total{store="rgw"} 2"#,
             #"drctl_catalog_objects{store="rgw"} 1234"#,
             #"drctl_job_failures_total{job="drill app"} 1"#,
+            #"drctl_copy_lag_seconds{workload="app",copy="offsite"} 90"#,
+            #"drctl_copy_max_lag_seconds{workload="app",copy="offsite"} 3600"#,
+            #"drctl_copy_last_success_timestamp_seconds{workload="app",copy="offsite"} 1795777500"#,
+            #"drctl_copy_up{workload="app",copy="offsite"} 1"#,
+            #"drctl_copy_up{workload="app",copy="usb"} 0"#,
             "# TYPE drctl_drill_runs_total counter",
         ] {
             #expect(lines.contains(expected), "missing: \(expected)\n\(text)")
