@@ -72,17 +72,10 @@ struct CopyCommand: ParsableCommand {
             let log = StepLog(quiet: quiet)
             var reports: [CopyReport] = [], plans: [Planned] = []
             for (source, copy, targetStore) in pairs {
-                let from = try s3.access(for: source).storage
-                let into = try s3.copyTarget(targetStore, credentialsDir: toCredentialsDir, endpoint: toEndpoint, url: target)
-                guard from.identity != into.identity else {
-                    throw ConfigError("ObjectStore \(source.name.value) and its copy \(targetStore.name.value) are the same bucket (\(from.identity))")
-                }
-                let routes = StoreCopies.routes(source, copy, targetStore)
-                var runner = CopyRunner(source: from, target: into, stateKey: StoreCopies.stateKey(source, targetStore))
-                runner.workers = workers
-                if let scratchDir { runner.spoolBase = scratchDir }
+                let (runner, routes) = try s3.copyRunner(source, copy, targetStore, credentialsDir: toCredentialsDir, endpoint: toEndpoint, url: target,
+                                                         workers: workers, spool: scratchDir, log: log.callAsFunction)
+                let (from, into) = (runner.source, runner.target)
                 let label = "\(source.name.value) -> \(targetStore.name.value)"
-                runner.progress = { log("\(label): \($0)") }
                 if dryRun {
                     let now = Date()
                     let (plan, _, _) = try runner.plan(routes: routes, now: now)
@@ -115,5 +108,25 @@ struct CopyCommand: ParsableCommand {
             }
         }
         if failed { throw Exit.failure }
+    }
+}
+
+extension S3Options {
+    /// The copy of `source` into `target` as the policy names it, ready to run: the source with
+    /// the source's keys, the target with its own (see `copyTarget`).
+    func copyRunner(_ source: ObjectStorePolicy, _ copy: ObjectStorePolicy.Copy, _ target: ObjectStorePolicy, credentialsDir: String? = nil,
+                    endpoint: String? = nil, url: String? = nil, workers: Int = 8, spool: String? = nil,
+                    log: @escaping @Sendable (String) -> Void) throws -> (CopyRunner, [CopyRoute]) {
+        let from = try access(for: source).storage
+        let into = try copyTarget(target, credentialsDir: credentialsDir, endpoint: endpoint, url: url)
+        guard from.identity != into.identity else {
+            throw ConfigError("ObjectStore \(source.name.value) and its copy \(target.name.value) are the same bucket (\(from.identity))")
+        }
+        var runner = CopyRunner(source: from, target: into, stateKey: StoreCopies.stateKey(source, target))
+        runner.workers = workers
+        if let spool { runner.spoolBase = spool }
+        let label = "\(source.name.value) -> \(target.name.value)"
+        runner.progress = { log("\(label): \($0)") }
+        return (runner, StoreCopies.routes(source, copy, target))
     }
 }

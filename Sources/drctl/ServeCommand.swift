@@ -37,6 +37,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "At most this many drills run at the same time.") var maxDrills = 1
     @Option(help: ArgumentHelp("When to sync the catalog of every object store (cron, five or six fields).", valueName: "cron"))
     var syncSchedule = "*/15 * * * *"
+    @Option(help: ArgumentHelp("When to copy each store to the stores its spec.copies names (cron, five or six fields).", valueName: "cron"))
+    var copySchedule = "*/30 * * * *"
     @Option(help: ArgumentHelp("The catalog file (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
     var catalog: String?
     @Option(help: ArgumentHelp("Directory of the runbooks served at /runbooks/ and linked from the status page.", valueName: "dir"))
@@ -79,6 +81,19 @@ struct ServeCommand: ParsableCommand {
                 jobs.append(.init(name: "catalog-sync \(store.name.value)", kind: .sync, cron: syncCron) {
                     try state.sync(store, log: log.callAsFunction)
                 })
+            }
+            let copyCron: Cron
+            do { copyCron = try Cron(copySchedule, dialect: .drctl) } catch { throw ValidationError("--copy-schedule '\(copySchedule)': \(error)") }
+            for store in set.objectStores {
+                for copy in store.copies {
+                    guard let target = set.objectStore(named: copy.to.value) else { continue }
+                    jobs.append(.init(name: "copy \(store.name.value) -> \(target.name.value)", kind: .sync, cron: copyCron) { [s3] in
+                        let (runner, routes) = try s3.copyRunner(store, copy, target, spool: host.scratchDir, log: log.callAsFunction)
+                        let r = try runner.run(routes: routes)
+                        log("copy \(store.name.value) -> \(target.name.value): copied \(r.copied) objects (\(formatBytes(r.bytes))), \(r.upToDate) up to date, \(r.failed.count) failed")
+                        if let f = r.failed.first { throw LocalError("\(r.failed.count) objects failed to copy, e.g. \(f.key): \(f.error)") }
+                    })
+                }
             }
             for p in set.backupPolicies {
                 guard let d = p.drill, let store = set.objectStore(named: p.objectStore.value) else { continue }

@@ -122,6 +122,41 @@ import TestSupport
         #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target: \(rows)")
     }
 
+    /// `drctl serve` copies on its schedule and reports each copy: lag 0 once done, the time of
+    /// the last complete copy, the copy up.
+    @Test func serveCopiesOnItsScheduleAndReportsEachCopy() throws {
+        let rgw = try RGW.get()
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "servecopy")
+        let copyBucket = "servecopy-dst-\(UInt32.random(in: 0...UInt32.max))"
+        try rgw.client().createBucket(copyBucket)
+        let secrets = db.work + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
+        try rgw.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try rgw.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        let policies = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        try (rgw.objectStorePolicy(bucket: db.bucket, extra: "  copies: [{to: offsite, maxLag: 1h}]\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec: {endpoint: "\(rgw.endpoint)", bucket: \(copyBucket), credentials: {secretName: offsite-keys}}
+            ---
+
+            """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = db.drctlEnvironment
+        env["DRCTL_SECRETS_DIR"] = secrets
+        let svc = try ServeTests.Service(["--policies", policies, "--copy-schedule", "*/2 * * * * *", "--sync-schedule", "*/2 * * * * *",
+                                          "--catalog", db.work + "/catalog.sqlite", "--scratch-dir", db.work], env: env, log: db.work + "/serve.log")
+        let done = try waitUntil(600, every: 100_000) {
+            try svc.metric(#"drctl_copy_lag_seconds{workload="app",copy="offsite"}"#) == 0
+                && (try svc.metric(#"drctl_copy_last_success_timestamp_seconds{workload="app",copy="offsite"}"#) ?? 0) > Date().timeIntervalSince1970 - 600
+        }
+        #expect(done, "\(svc.text().suffix(3000))")
+        #expect(try svc.metric(#"drctl_copy_up{workload="app",copy="offsite"}"#) == 1)
+        #expect(svc.text().contains("copy rgw -> offsite: copied "), "\(svc.text().suffix(2000))")
+        #expect(try rgw.client().headObject(S3URL(bucket: copyBucket, key: "drctl/copies/rgw.json")).size > 0)
+    }
+
     /// The copy's keys are its own: without them drctl refuses, naming where it looked, and never
     /// falls back to the source's.
     @Test func aCopyWithoutItsOwnKeysIsRefused() throws {
