@@ -58,11 +58,28 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
                 }
             }
             if !copyStates.isEmpty { StoreCopies.judge(copyStates, into: &status) }
+            for c in p.cnpg {
+                guard let found = barman[c.serverName.value] else { continue }
+                let unreadable = unreadableCompressions(found.scan, found.archive)
+                if !unreadable.isEmpty {
+                    status.status = max(status.status, .atRisk)
+                    status.reasons.append("\(c.cluster.value): drctl cannot verify \(unreadable.joined(separator: ", "))-compressed WAL or base backups: restore, verify and copy read gzip and uncompressed archives only (set compression: gzip)")
+                }
+            }
             out.append(EvaluatedWorkload(policy: p, store: store, status: status, velero: velero,
                                          barman: barman.filter { s in p.cnpg.contains { $0.serverName.value == s.key } }))
         }
     }
     return out.sorted { $0.status.workload < $1.status.workload }
+}
+
+/// Compressions in a barman archive that drctl cannot read (it reads gzip and plain tar/WAL).
+public func unreadableCompressions(_ scan: BarmanServerScan, _ archive: WALArchive) -> [String] {
+    let unreadable = Compression.allCases.filter { !BarmanCompression.readable.contains($0) }
+    var found = Set<String>()
+    for o in archive.segments.values { for c in unreadable where o.key.hasSuffix("." + c.rawValue) { found.insert("\(c)") } }
+    for b in scan.backups { for f in b.archiveFiles { if let s = f.compression, let c = Compression(rawValue: s), unreadable.contains(c) { found.insert("\(c)") } } }
+    return found.sorted()
 }
 
 /// The bucket's Object Lock against the store policy's requirement, judged on the newest WAL

@@ -3,6 +3,13 @@ public enum Compression: String, Sendable, CaseIterable {
     case gzip = "gz", bzip2 = "bz2", xz, snappy, zstd = "zst", lz4
 }
 
+/// What drctl itself reads of barman-cloud's compressions (restore, verify, copy with encryption).
+public enum BarmanCompression {
+    public static let readable: Set<Compression> = [.gzip]
+    /// The policy's names (CNPG's `compression` values) drctl reads: gzip, and none.
+    public static let readableNames: Set<String> = ["none", "gzip"]
+}
+
 /// One object of a barman-cloud archive, recognised from its key.
 public enum BarmanObject: Sendable, Equatable {
     case backupInfo(server: String, backupID: String)

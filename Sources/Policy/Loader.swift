@@ -302,14 +302,20 @@ public enum PolicyLoader {
         var archiveTimeout: Located<TimeSpan>?
         if let w = c.node("wal")?.fields("spec.cnpg[].wal") {
             walEnabled = w.bool("enabled") ?? true
-            if let comp = w.oneOf("compression", ["none", "gzip", "bzip2", "snappy", "lz4", "xz", "zstd"]) { walCompression = comp.value == "none" ? nil : comp.value }
+            if let comp = w.oneOf("compression", ["none", "gzip", "bzip2", "snappy", "lz4", "xz", "zstd"]) {
+                walCompression = comp.value == "none" ? nil : comp.value
+                Self.checkReadable(comp, field: "spec.cnpg[].wal.compression", node.diags)
+            }
             walParallel = w.int("maxParallel", range: 1...64) ?? walParallel
             archiveTimeout = w.duration("archiveTimeout")
             w.finish(known: ["enabled", "compression", "maxParallel", "archiveTimeout"])
         }
         var dataCompression: String? = "gzip", dataJobs = 2
         if let d = c.node("data")?.fields("spec.cnpg[].data") {
-            if let comp = d.oneOf("compression", ["none", "gzip", "bzip2", "snappy"]) { dataCompression = comp.value == "none" ? nil : comp.value }
+            if let comp = d.oneOf("compression", ["none", "gzip", "bzip2", "snappy"]) {
+                dataCompression = comp.value == "none" ? nil : comp.value
+                Self.checkReadable(comp, field: "spec.cnpg[].data.compression", node.diags)
+            }
             dataJobs = d.int("jobs", range: 1...64) ?? dataJobs
             d.finish(known: ["compression", "jobs"])
         }
@@ -342,6 +348,13 @@ public enum PolicyLoader {
             b.owner.diags.error(s.location, "spec.cnpg[].baseBackup.schedule: invalid cron '\(s.value)': \(error)")
             return nil
         }
+    }
+
+    /// barman-cloud offers more compressions than drctl reads: a backup drctl cannot restore in a
+    /// drill is a backup nobody has proven.
+    static func checkReadable(_ comp: Located<String>, field: String, _ diags: Diagnostics) {
+        guard !BarmanCompression.readableNames.contains(comp.value) else { return }
+        diags.error(comp.location, "\(field): '\(comp.value)' is a compression barman-cloud writes but drctl cannot read yet: restore, verify and copy read gzip and uncompressed archives only, so these backups could not be proven (use gzip)")
     }
 
     /// A check's database is a name, never a connection string: psql reads a `-d` value with

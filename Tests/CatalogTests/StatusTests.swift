@@ -236,3 +236,17 @@ struct CopyStatusTests {
         #expect(judged([WorkloadStatus.Copy(store: "nas", lagSeconds: 1e6, maxLagSeconds: nil, pending: 1)]).status == .protected)
     }
 }
+
+/// An archive drctl cannot read cannot be proven: named, so status can say AT RISK before a drill fails.
+struct UnreadableCompressionTests {
+    @Test func zstdWALAndBzip2BackupsAreNamed() {
+        var archive = WALArchive()
+        archive.segments[WALSegment(name: "000000010000000000000004")!] = .init(key: "db/wals/0000000100000000/000000010000000000000004.zst", size: 1, lastModified: nil)
+        archive.segments[WALSegment(name: "000000010000000000000005")!] = .init(key: "db/wals/0000000100000000/000000010000000000000005.gz", size: 1, lastModified: nil)
+        var backup = StatusTests.backup("20261127T040000")
+        backup.archiveFiles = [ArchiveFile(name: "data", key: "db/base/20261127T040000/data.tar.bz2", size: 1, compression: "bz2")]
+        let scan = StatusTests.scan([backup])["db"]!
+        #expect(unreadableCompressions(scan, archive) == ["bzip2", "zstd"])
+        #expect(unreadableCompressions(StatusTests.scan([StatusTests.backup("20261127T040000")])["db"]!, WALArchive()).isEmpty, "gzip is read")
+    }
+}

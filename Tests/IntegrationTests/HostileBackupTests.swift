@@ -219,6 +219,15 @@ import TestSupport
         #expect(Self.tree(dir).isEmpty && Self.tree(scratch).isEmpty, "left behind: \(Self.tree(dir)) \(Self.tree(scratch))")
     }
 
+    /// WAL in a compression drctl cannot read (barman-cloud's zstd) makes status say so, before a drill fails on it.
+    @Test func anArchiveDrctlCannotReadIsAtRisk() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "zstd")
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/wals/0000000100000000/0000000100000000000000F0.zst"), bytes: [0x28, 0xb5, 0x2f, 0xfd])
+        let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "select 1", expect: "= 1"}"#])
+        let (st, out) = try run(drctlBinary, ["status", "--policies", policies], env: db.drctlEnvironment)
+        #expect(st == 4 && out.contains("app-db: drctl cannot verify zstd-compressed WAL or base backups"), "\(out)")
+    }
+
     @Test func checksCannotWrite() throws {
         let db = try ArchivedDatabase(rgw: rgw, bucket: "readonly")
         let policies = try Self.drillPolicy(db, checks: [#"{cluster: app-db, database: postgres, query: "insert into t(id) values (5000) returning 1", expect: "= 1"}"#,
