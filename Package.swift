@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "Render", dependencies: ["Policy", "Layout", "Support", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
         .target(name: "Kube", dependencies: ["HTTP", "Support", "Paths", .product(name: "Yams", package: "Yams")]),
+        // The age file format (age-encryption.org/v1) over libcrypto: what copies are encrypted with.
+        .target(name: "Age", dependencies: ["CLibCrypto", "Hashing"]),
         // Copies of a store to another (3-2-1): planning (pure) and the copy itself, through Storage only.
         .target(name: "Replication", dependencies: ["Storage", "Hashing", "Support"]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
@@ -85,6 +87,7 @@ let package = Package(
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "Hashing", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
+        .testTarget(name: "AgeTests", dependencies: ["Age", "TestSupport"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Storage", "Hashing"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),

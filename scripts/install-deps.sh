@@ -17,6 +17,8 @@ PACKAGES=(
   chromium prometheus-pushgateway wrk
   # hardening tests: a clock 20 minutes off for one process
   faketime
+  # encrypted copies: Debian's age decrypts what drctl encrypts, and the other way round
+  age
 )
 
 missing=()
