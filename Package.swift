@@ -53,7 +53,7 @@ let package = Package(
         // Backup catalog: restore points, WAL continuity, RPO evidence. Analysis is pure.
         .target(name: "Catalog", dependencies: ["Layout", "Codecs", "Paths", "Storage", "Support", "Policy", "Replication", .product(name: "GRDB", package: "GRDB.swift")]),
         // Policy model, loading with file:line:col diagnostics, lint rules. Pure: no I/O but reading files.
-        .target(name: "Policy", dependencies: ["Layout", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Policy", dependencies: ["Layout", "Age", .product(name: "Yams", package: "Yams")]),
         // Policies -> Kubernetes manifests. Pure and deterministic.
         .target(name: "Render", dependencies: ["Policy", "Layout", "Support", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client over libcurl: kubeconfig and in-cluster auth, discovery, apply.
@@ -61,7 +61,7 @@ let package = Package(
         // The age file format (age-encryption.org/v1) over libcrypto: what copies are encrypted with.
         .target(name: "Age", dependencies: ["CLibCrypto", "Hashing"]),
         // Copies of a store to another (3-2-1): planning (pure) and the copy itself, through Storage only.
-        .target(name: "Replication", dependencies: ["Storage", "Hashing", "Support"]),
+        .target(name: "Replication", dependencies: ["Storage", "Age", "Hashing", "Layout", "Support"]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
@@ -70,7 +70,7 @@ let package = Package(
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication",
+            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication", "Age",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "Hashing", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
         .testTarget(name: "AgeTests", dependencies: ["Age", "TestSupport"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Storage", "Hashing"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Storage", "Hashing", "Age"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),

@@ -18,6 +18,10 @@ public enum Age {
         public let publicKey: [UInt8]
         public init(_ text: String) throws {
             guard let (hrp, data) = Bech32.decode(text), hrp == "age", data.count == 32, text == text.lowercased() else {
+                // Never echo what may be a private key pasted in the wrong place.
+                if text.uppercased().hasPrefix("AGE-SECRET-KEY-") {
+                    throw Failure("this is an age identity, a private key: it does not belong here (and should be rotated now); give its recipient, `age-keygen -y FILE`")
+                }
                 throw Failure("'\(text.prefix(80))' is not an age X25519 recipient (age1…)")
             }
             publicKey = data
@@ -276,7 +280,7 @@ public enum Age {
         public func finish(_ output: ([UInt8]) throws -> Void) throws {
             guard let key else { throw Failure("age: the object ends inside its header (truncated)") }
             guard pending.count >= 16, let plain = Primitives.open(key: key, nonce: nonce(last: true), pending[...]) else {
-                throw Failure("age: the object ends without its final chunk (truncated or changed)")
+                throw Failure("age: the final chunk does not authenticate (the object was changed or truncated)")
             }
             guard !plain.isEmpty || chunks == 0 else { throw Failure("age: an empty final chunk after others") }
             finished = true

@@ -54,6 +54,8 @@ public struct HostRestoreOptions: Sendable {
     /// drctl's owner id (ScratchDirectory.ownerID): marks the directories this restore makes, and
     /// is the only proof that a leftover directory is drctl's to clean up.
     public var owner = ""
+    /// Refuse up front a restore the disk cannot hold (ScratchSpace).
+    public var checkSpace = true
     /// Libraries the restored server may preload (the policy's `drill.preloadLibraries`).
     public var preloadLibraries: [String] = []
     public init() {}
@@ -129,7 +131,7 @@ public final class HostRestore: @unchecked Sendable {
         let needs = [("the data directory", dataDir, ScratchSpace.dataDirectory(clusterSize: plan.backup.clusterSize, archivedBytes: plan.baseBytes,
                                                                              walNeeded: plan.walNeeded, segmentSize: segment)),
                      ("the WAL read-ahead", scratch.path, ScratchSpace.spool(prefetchWindow: options.prefetchWindow, segmentSize: segment))]
-        if let short = ScratchSpace.shortfall(needs, free: ScratchSpace.free(at:)) {
+        if options.checkSpace, let short = ScratchSpace.shortfall(needs, free: ScratchSpace.free(at:)) {
             throw RecoveryError("not enough disk for this restore: \(short); make room, or restore elsewhere (--scratch-dir, --to)")
         }
 

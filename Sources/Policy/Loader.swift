@@ -1,5 +1,6 @@
 import Foundation
 import Support
+import Age
 import Layout
 import Yams
 
@@ -192,8 +193,19 @@ public enum PolicyLoader {
                 if listed.isEmpty { item.error("spec.copies[].prefixes: name at least one of barman, velero, drctl (or leave it out for all)") }
             }
             let maxLag = c.duration("maxLag")
-            c.finish(known: ["to", "prefixes", "maxLag"])
-            if let to { copies.append(.init(to: to, kinds: kinds, maxLag: maxLag, location: item.location)) }
+            var recipients: [String] = []
+            if let e = c.node("encryption")?.fields("spec.copies[].encryption") {
+                let listed = e.strings("recipients") ?? []
+                for r in listed {
+                    do { recipients.append(try Age.Recipient(r.value).description) } catch {
+                        spec.owner.diags.error(r.location, "spec.copies[].encryption.recipients: \(error)")
+                    }
+                }
+                if listed.isEmpty { e.owner.error("spec.copies[].encryption: name at least one age recipient (age1…, from age-keygen)") }
+                e.finish(known: ["recipients"])
+            }
+            c.finish(known: ["to", "prefixes", "maxLag", "encryption"])
+            if let to { copies.append(.init(to: to, kinds: kinds, maxLag: maxLag, recipients: recipients, location: item.location)) }
         }
         spec.finish(known: ["endpoint", "bucket", "region", "pathStyle", "caBundle", "credentials", "objectLock", "prefixes", "copies"])
         guard let endpoint, let bucket, let creds else { return nil }

@@ -55,6 +55,8 @@ public struct ObjectStorePolicy: Sendable {
         public var kinds: [Kind]
         /// How old the oldest object not yet on the copy may get before the workload is AT RISK.
         public var maxLag: Located<TimeSpan>?
+        /// age recipients (`age1…`) the copy is encrypted to before it leaves; empty: plain.
+        public var recipients: [String] = []
         public var location: SourceLocation
     }
 

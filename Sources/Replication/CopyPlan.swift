@@ -50,6 +50,10 @@ public struct CopyState: Codable, Sendable, Equatable {
         /// The target object's ETag as the put returned it ("" for a directory).
         public var etag: String
         public var copiedAt: Date
+        /// Encrypted (age) on the copy: the object there is this large; `size` is the plaintext's.
+        public var stored: Int64? = nil
+        /// The age recipients it is encrypted to.
+        public var recipients: [String]? = nil
     }
     public var version = 1
     /// The source store (its identity) this state is of.
@@ -97,7 +101,10 @@ public enum CopyPlanner {
     /// A single-part S3 ETag is the MD5 of the content: equal ones (and sizes) are the same bytes.
     static func contentETag(_ etag: String) -> Bool { etag.count == 32 && etag.allSatisfy(\.isHexDigit) }
 
-    public static func plan(routes: [CopyRoute], source: [StoredObject], target: [StoredObject], state: CopyState, now: Date) -> CopyPlan {
+    /// `recipients`: the copy is encrypted to these (an object on the copy encrypted otherwise, or
+    /// not at all, is copied again); empty: plain.
+    public static func plan(routes: [CopyRoute], source: [StoredObject], target: [StoredObject], state: CopyState, now: Date,
+                            recipients: [String] = []) -> CopyPlan {
         let onCopy = Dictionary(target.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var copy: [CopyPlan.Item] = [], upToDate = 0, adopted: [(String, CopyState.Entry)] = []
         var expected = Set<String>()
@@ -105,11 +112,13 @@ public enum CopyPlanner {
             guard let key = routes.lazy.compactMap({ $0.target(of: o.key) }).first else { continue }
             expected.insert(key)
             let v = version(o)
-            if let e = state.objects[key], e.source == v, e.size == o.size, let t = onCopy[key], t.size == e.size, e.etag.isEmpty || t.etag == e.etag {
+            if let e = state.objects[key], e.source == v, e.size == o.size, let t = onCopy[key], t.size == (e.stored ?? e.size),
+               e.etag.isEmpty || t.etag == e.etag, (e.recipients ?? []).sorted() == recipients.sorted() {
                 upToDate += 1
                 continue
             }
-            if let t = onCopy[key], t.size == o.size, contentETag(o.etag), t.etag == o.etag {
+            // Recognised by content only when plain: ciphertext differs from its source by design.
+            if recipients.isEmpty, let t = onCopy[key], t.size == o.size, contentETag(o.etag), t.etag == o.etag {
                 adopted.append((key, .init(source: v, size: o.size, sha256: nil, etag: t.etag, copiedAt: now)))
                 upToDate += 1
                 continue

@@ -1,3 +1,4 @@
+import Age
 import Foundation
 import Hashing
 import Storage
@@ -27,7 +28,7 @@ public enum CopyInspector {
 
     /// The plan from both listings and the copy's record, with the record and the source's object count.
     public static func plan(source: any StorageReader, target: any StorageReader, stateKey: String, routes: [CopyRoute], now: Date,
-                            note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
+                            recipients: [String] = [], note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
         let state = try self.state(source: source, target: target, stateKey: stateKey, note: note)
         var sourceObjects: [StoredObject] = []
         var targetObjects: [StoredObject] = []
@@ -35,7 +36,7 @@ public enum CopyInspector {
             sourceObjects += try source.listAll(prefix: r.from)
             targetObjects += try target.listAll(prefix: r.to)
         }
-        return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now), state, sourceObjects.count)
+        return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now, recipients: recipients), state, sourceObjects.count)
     }
 }
 
@@ -75,6 +76,8 @@ public struct CopyRunner: Sendable {
     public var inMemoryLimit: Int64 = 1 << 20
     public var spoolBase = NSTemporaryDirectory()
     public var checkpointInterval: TimeInterval = 5
+    /// age recipients every object is encrypted to before it is put; empty: copied as it is.
+    public var recipients: [Age.Recipient] = []
     public var progress: @Sendable (String) -> Void = { _ in }
 
     public init(source: any StorageReader, target: any StorageWriter, stateKey: String) {
@@ -89,7 +92,7 @@ public struct CopyRunner: Sendable {
 
     /// The plan from both listings and the copy's record, with the record and the source's object count.
     public func plan(routes: [CopyRoute], now: Date) throws -> (CopyPlan, CopyState, Int) {
-        try CopyInspector.plan(source: source, target: target, stateKey: stateKey, routes: routes, now: now, note: progress)
+        try CopyInspector.plan(source: source, target: target, stateKey: stateKey, routes: routes, now: now, recipients: recipients.map(\.description), note: progress)
     }
 
     public func run(routes: [CopyRoute], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
@@ -154,24 +157,56 @@ public struct CopyRunner: Sendable {
     }
 
     func transfer(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, String) {
+        let names = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
         if item.size <= inMemoryLimit {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(item.size))
             // Checked against the listing's version after the put: a change in between is caught there.
             try source.get(item.sourceKey, range: nil) { bytes.append(contentsOf: $0) }
             let version = item.version
-            let put = try target.put(item.targetKey, bytes: bytes, contentType: nil)
-            guard put.size == Int64(bytes.count) else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(bytes.count)") }
-            return (.init(source: version, size: Int64(bytes.count), sha256: Hash.sha256(bytes).hex, etag: put.etag, copiedAt: now()), version)
+            let body = recipients.isEmpty ? bytes : try Age.encrypt(bytes, to: recipients)
+            let put = try target.put(item.targetKey, bytes: body, contentType: nil)
+            guard put.size == Int64(body.count) else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(body.count)") }
+            return (.init(source: version, size: Int64(bytes.count), sha256: Hash.sha256(bytes).hex, etag: put.etag, copiedAt: now(),
+                          stored: names == nil ? nil : put.size, recipients: names), version)
         }
         let file = spool + "/" + UUID().uuidString
         defer { unlink(file) }
         let got = try source.download(item.sourceKey, to: file)
         let sha = try Self.sha256(file: file)
-        let put = try target.put(item.targetKey, file: file, lastModified: got.lastModified ?? item.lastModified)
-        guard put.size == got.size else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, read \(got.size)") }
+        var upload = file
+        if !recipients.isEmpty {
+            upload = file + ".age"
+            try Self.encrypt(file, into: upload, to: recipients)
+        }
+        defer { if upload != file { unlink(upload) } }
+        let put = try target.put(item.targetKey, file: upload, lastModified: got.lastModified ?? item.lastModified)
+        let sent = names == nil ? got.size : Int64(try FileManager.default.attributesOfItem(atPath: upload)[.size] as? Int ?? -1)
+        guard put.size == sent else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(sent)") }
         let version = CopyPlanner.version(got)
-        return (.init(source: version, size: got.size, sha256: sha, etag: put.etag, copiedAt: now()), version)
+        return (.init(source: version, size: got.size, sha256: sha, etag: put.etag, copiedAt: now(), stored: names == nil ? nil : put.size, recipients: names), version)
+    }
+
+    /// `file` encrypted (age) into a new file, in 1 MiB reads.
+    static func encrypt(_ file: String, into out: String, to recipients: [Age.Recipient]) throws {
+        let src = open(file, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw StorageError.io("\(file): \(String(cString: strerror(errno)))") }
+        defer { close(src) }
+        let dst = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard dst >= 0 else { throw StorageError.io("\(out): \(String(cString: strerror(errno)))") }
+        defer { close(dst) }
+        let e = try Age.Encryptor(recipients: recipients)
+        try e.header.withUnsafeBytes { try writeAll(dst, $0, path: out) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(src, $0.baseAddress!, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw StorageError.io("\(file): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            let sealed = buffer.withUnsafeBytes { e.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            try sealed.withUnsafeBytes { try writeAll(dst, $0, path: out) }
+        }
+        try e.finish().withUnsafeBytes { try writeAll(dst, $0, path: out) }
+        guard fsync(dst) == 0 else { throw StorageError.io("\(out): \(String(cString: strerror(errno)))") }
     }
 
     static func sha256(file: String) throws -> String {

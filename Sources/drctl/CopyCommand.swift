@@ -1,3 +1,4 @@
+import Age
 import ArgumentParser
 import Catalog
 import Foundation
@@ -124,6 +125,7 @@ extension S3Options {
         }
         var runner = CopyRunner(source: from, target: into, stateKey: StoreCopies.stateKey(source, target))
         runner.workers = workers
+        runner.recipients = try copy.recipients.map(Age.Recipient.init)
         if let spool { runner.spoolBase = spool }
         let label = "\(source.name.value) -> \(target.name.value)"
         runner.progress = { log("\(label): \($0)") }

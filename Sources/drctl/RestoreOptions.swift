@@ -15,6 +15,7 @@ struct HostOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Give up on WAL replay after this long (e.g. 30m).", valueName: "duration")) var timeout = "2h"
     @Option(help: "WAL segments to read ahead of replay.") var readAhead = 16
     @Flag(help: "No progress output.") var quiet = false
+    @Flag(help: "Start even when the disk looks too small (the estimate: the backup's cluster_size plus the WAL recovery keeps).") var skipSpaceCheck = false
 
     func validate() throws {
         guard parseSeconds(timeout) != nil else { throw ValidationError("--timeout \(timeout): not a duration (e.g. 90s, 30m, 2h)") }
@@ -31,6 +32,7 @@ struct HostOptions: ParsableArguments {
         o.timeout = TimeInterval(parseSeconds(timeout) ?? 7200)
         o.prefetchWindow = readAhead
         o.prefetchWorkers = min(4, readAhead)
+        o.checkSpace = !skipSpaceCheck
         return o
     }
 }

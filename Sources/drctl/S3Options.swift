@@ -31,6 +31,9 @@ struct S3Options: ParsableArguments {
     @Flag(help: "Do not verify the server's TLS certificate (testing only).")
     var insecure = false
 
+    @Option(name: .customLong("identity"), help: ArgumentHelp("age identity file (AGE-SECRET-KEY-1…, from age-keygen) for reading a copy drctl copy encrypted; repeatable, for rotation (default: $DRCTL_AGE_IDENTITY_FILE, or AGE_IDENTITY in --credentials-dir).", valueName: "file"))
+    var identityFiles: [String] = []
+
     func validate() throws {
         if pathStyle && virtualHosted { throw ValidationError("--path-style and --virtual-hosted exclude each other") }
         if let caBundle, !FileManager.default.isReadableFile(atPath: caBundle) {

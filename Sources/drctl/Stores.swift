@@ -1,10 +1,13 @@
+import Age
 import ArgumentParser
 import Catalog
 import Foundation
 import HTTP
+import Layout
 import ObjectStore
 import SigV4
 import Policy
+import Replication
 import Storage
 import Support
 
@@ -52,10 +55,40 @@ extension S3Options {
     func open(_ location: String) throws -> (StoreAccess, String) {
         switch try StorageURL.parse(location) {
         case .s3(let bucket, let key):
-            return (Self.access(try makeClient(), bucket: bucket), key)
+            return (try decrypting(Self.access(try makeClient(), bucket: bucket), drctlRoot: DrctlLayout.beside(key).root), key)
         case .file(let root, let key):
-            return (StoreAccess(storage: FileStorage(root: root)), key)
+            return (try decrypting(StoreAccess(storage: FileStorage(root: root)), drctlRoot: DrctlLayout.beside(key).root), key)
         }
+    }
+
+    /// A copy `drctl copy` encrypted, read through its age identities (and handing them to
+    /// `drctl wal-restore` in the 0600 credentials directory, as the keys are); any other store as it is.
+    func decrypting(_ access: StoreAccess, drctlRoot: String) throws -> StoreAccess {
+        let records = try DecryptedCopy.records(access.storage, drctlRoot: drctlRoot)
+        let recipients = DecryptedCopy.recipients(records)
+        guard !recipients.isEmpty else { return access }
+        var files = identityFiles
+        if files.isEmpty, let f = ProcessInfo.processInfo.environment["DRCTL_AGE_IDENTITY_FILE"], !f.isEmpty { files = [f] }
+        if files.isEmpty, let dir = credentialsDir ?? ProcessInfo.processInfo.environment["DRCTL_CREDENTIALS_DIR"],
+           FileManager.default.fileExists(atPath: dir + "/AGE_IDENTITY") { files = [dir + "/AGE_IDENTITY"] }
+        guard !files.isEmpty else {
+            throw ConfigError("\(access.storage.location) is a copy encrypted with age to \(recipients.joined(separator: ", ")): give the identity with --identity FILE (or DRCTL_AGE_IDENTITY_FILE)")
+        }
+        var identities: [Age.Identity] = [], text = ""
+        for f in files {
+            guard let t = try? String(contentsOfFile: f, encoding: .utf8) else { throw ConfigError("--identity \(f): not a readable file") }
+            do { identities += try Age.Identity.file(t) } catch { throw ConfigError("--identity \(f): \(error)") }
+            text += t + "\n"
+        }
+        KnownSecrets.shared.add(text.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("AGE-SECRET-KEY-") })
+        let have = Set(identities.map(\.recipient.description))
+        if have.isDisjoint(with: recipients) {
+            throw ConfigError("\(access.storage.location) is encrypted to \(recipients.joined(separator: ", ")); the identities given are for \(have.sorted().joined(separator: ", "))")
+        }
+        var out = access
+        out.storage = DecryptedCopy(access.storage, identities: identities, records: records)
+        out.secretFiles.append((name: "AGE_IDENTITY", value: text))
+        return out
     }
 
     /// The policies' ObjectStores, or with `copy` (`--source`) a copy of the bucket instead: an
@@ -77,8 +110,8 @@ extension S3Options {
                 throw ValidationError("--source \(copy) is a copy of one bucket, and the policies use ObjectStores \(other) and \(store.name.value): name the workloads of one store")
             }
             switch parsed {
-            case .s3(let bucket, _): return Self.access(try makeClient(for: store), bucket: bucket)
-            case .file(let root, _): return StoreAccess(storage: FileStorage(root: root))
+            case .s3(let bucket, _): return try decrypting(Self.access(try makeClient(for: store), bucket: bucket), drctlRoot: store.prefixes.drctl.value)
+            case .file(let root, _): return try decrypting(StoreAccess(storage: FileStorage(root: root)), drctlRoot: store.prefixes.drctl.value)
             }
         }
     }

@@ -122,6 +122,94 @@ import TestSupport
         #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target: \(rows)")
     }
 
+    /// An encrypted copy (age): nothing readable leaves, Debian's age decrypts it, and with the
+    /// primary's RGW stopped drctl restores from it exactly, given the identity, and says which
+    /// one it needs when it is missing; a changed object fails clearly.
+    @Test func anEncryptedCopyRestoresExactlyAndHoldsNoPlaintext() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/age-keygen"), "Debian's age is missing: run scripts/install-deps.sh")
+        let primary = try RGW.startPrivate()
+        defer { primary.stop() }
+        let offsite = try RGW.get()
+        let db = try ArchivedDatabase(rgw: primary, bucket: "plain")
+        _ = try db.psql("create table secret_rows(v text); insert into secret_rows values ('the-plaintext-row-4711')")
+        _ = try db.psql("insert into t(id) values (43)")
+        usleep(1_100_000)
+        let target = try db.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        usleep(1_100_000)
+        _ = try db.psql("insert into t(id) values (44)")
+        try primary.waitArchived(db.psql("select pg_walfile_name(pg_switch_wal())"), s3: db.s3, bucket: db.bucket)
+        _ = try run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [db.work + "/src"])
+
+        let key = db.work + "/age-key.txt"
+        try #require(try run("/usr/bin/age-keygen", ["-o", key]).0 == 0)
+        let recipient = try run("/usr/bin/age-keygen", ["-y", key]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let copyBucket = "sealed-\(UInt32.random(in: 0...UInt32.max))"
+        let copyS3 = try offsite.client()
+        try copyS3.createBucket(copyBucket)
+        let secrets = db.work + "/secrets"
+        try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
+        try offsite.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try offsite.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        let policies = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        try (primary.objectStorePolicy(bucket: db.bucket, extra: "  copies: [{to: offsite, encryption: {recipients: [\(recipient)]}}]\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec: {endpoint: "\(offsite.endpoint)", bucket: \(copyBucket), credentials: {secretName: offsite-keys}}
+            ---
+
+            """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = db.drctlEnvironment
+        env["DRCTL_SECRETS_DIR"] = secrets
+        env.removeValue(forKey: "AWS_ENDPOINT_URL")
+        let (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
+        try #require(st == 0, "\(out)")
+
+        // Every copied object is an age file: no gzip magic, no page header, no known row.
+        var keys: [String] = []
+        try copyS3.listObjects(bucket: copyBucket, prefix: "cnpg/") { keys += $0.objects.map(\.key) }
+        try #require(!keys.isEmpty)
+        for k in keys {
+            var bytes: [UInt8] = []
+            try copyS3.getObject(S3URL(bucket: copyBucket, key: k)) { bytes += $0 }
+            #expect(bytes.starts(with: Array("age-encryption.org/v1\n".utf8)), "\(k) is not an age file")
+            #expect(!String(decoding: bytes, as: UTF8.self).contains("the-plaintext-row-4711") && !bytes.starts(with: [0x1f, 0x8b]), "\(k) holds plaintext")
+        }
+        // Debian's age decrypts any of them without drctl.
+        let wal = try #require(keys.first { $0.contains("/wals/") && $0.hasSuffix(".gz") })
+        _ = try copyS3.download(S3URL(bucket: copyBucket, key: wal), to: db.work + "/wal.age", overwrite: true)
+        let (dst, dout) = try run("/usr/bin/age", ["-d", "-i", key, "-o", db.work + "/wal.gz", db.work + "/wal.age"])
+        #expect(dst == 0, "\(dout)")
+        var original: [UInt8] = []
+        try db.s3.getObject(S3URL(bucket: db.bucket, key: wal)) { original += $0 }
+        #expect(FileManager.default.contents(atPath: db.work + "/wal.gz").map(Array.init) == original)
+
+        primary.stop()
+        var fromCopy = offsite.environment
+        fromCopy["DRCTL_DATA_DIR"] = db.work + "/data"
+        let source = "s3://\(copyBucket)/cnpg"
+        let (nst, nout) = try run(drctlBinary, ["backups", "--source", source, "--server", "app-db"], env: fromCopy)
+        #expect(nst == 3 && nout.contains("encrypted with age to \(recipient)") && nout.contains("--identity"), "\(nout)")
+        let dir = db.work + "/restored", port = try freePort()
+        let (rst, rout) = try run(drctlBinary, ["restore", "--source", source, "--server", "app-db", "--at", target, "--to", dir, "--identity", key,
+                                                "--yes", "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch"], env: fromCopy)
+        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
+        try #require(rst == 0, "\(rout)")
+        #expect(!rout.contains("AGE-SECRET-KEY-"), "the identity is never printed")
+        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
+        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target, from the encrypted copy: \(rows)")
+
+        // One flipped byte in the copy: refused, named, not silently short.
+        let info = try #require(keys.first { $0.hasSuffix("/backup.info") })
+        var sealed: [UInt8] = []
+        try copyS3.getObject(S3URL(bucket: copyBucket, key: info)) { sealed += $0 }
+        sealed[sealed.count - 3] ^= 0x40
+        _ = try copyS3.putObject(S3URL(bucket: copyBucket, key: info), bytes: sealed)
+        let (fst, fout) = try run(drctlBinary, ["backups", "--source", source, "--server", "app-db", "--identity", key], env: fromCopy)
+        #expect(fout.contains("problem: \(info): ") && fout.contains("does not authenticate (the object was changed or truncated)"), "\(fst): \(fout)")
+    }
+
     /// `drctl serve` copies on its schedule and reports each copy: lag 0 once done, the time of
     /// the last complete copy, the copy up.
     @Test func serveCopiesOnItsScheduleAndReportsEachCopy() throws {

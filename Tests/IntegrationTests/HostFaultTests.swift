@@ -49,6 +49,10 @@ import TestSupport
         try #require(mst == 0, "mount tmpfs: \(mout)")
         defer { _ = try? run("/bin/umount", ["-l", small]) }
         var (st, out, ev) = try verify(small)
+        #expect(st == 1 && out.contains("not enough disk for this restore") && !out.contains("fetching "), "refused before fetching: \(out)")
+        #expect(empty(small))
+        // Past the estimate (--skip-space-check), the disk really fills: named, and removed.
+        (st, out, ev) = try verify(small, ["--skip-space-check"])
         #expect(st == 1 && out.contains("No space left on device"), "\(out)")
         #expect(ev?["result"] as? String == "failed" && (ev?["error"] as? String ?? "").contains("No space left on device"), "\(ev ?? [:])")
         #expect(empty(small), "the partial restore is removed: \((try? FileManager.default.contentsOfDirectory(atPath: small)) ?? [])")
@@ -69,7 +73,7 @@ import TestSupport
         let (wst, wout) = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(baseBytes + 8 << 20),mode=0711", "tmpfs", walRoom])
         try #require(wst == 0, "mount tmpfs: \(wout)")
         defer { _ = try? run("/bin/umount", ["-l", walRoom]) }
-        (st, out, ev) = try verify(walRoom)
+        (st, out, ev) = try verify(walRoom, ["--skip-space-check"])
         #expect(st == 1 && out.contains("No space left on device") && out.contains("WAL"), "\(out)")
         #expect(ev?["result"] as? String == "failed" && (ev?["error"] as? String ?? "").contains("No space left on device"), "\(ev ?? [:])")
         #expect(out.contains("base backup") && out.contains("unpacked"), "the base backup itself fits: \(out)")

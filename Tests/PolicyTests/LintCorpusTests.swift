@@ -54,7 +54,7 @@ struct LintCorpusTests {
         #expect(Set(Self.cases).isSuperset(of: ["unknown-field", "cnpg-five-field-cron", "velero-six-field-cron", "rpo-velero-only",
                                                 "rpo-archive-timeout", "retention-too-short", "shared-barman-archive",
                                                 "prefix-inside-velero", "missing-object-store", "duplicate-names",
-                                                "copy-unknown-store", "copy-onto-itself", "copy-lag-looser-than-rpo", "compression-drctl-cannot-read"]))
+                                                "copy-unknown-store", "copy-onto-itself", "copy-lag-looser-than-rpo", "compression-drctl-cannot-read", "copy-bad-recipient"]))
     }
 
     @Test func shippedPoliciesAreClean() {

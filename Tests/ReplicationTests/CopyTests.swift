@@ -3,6 +3,7 @@ import Testing
 @testable import Replication
 @testable import Storage
 import Hashing
+import Age
 
 /// Copies between in-memory stores: what goes where, what a re-run skips, what a change, a
 /// failure, a lost record or a forged one do. Nothing on the copy is ever deleted.
@@ -166,4 +167,33 @@ final class Flag: @unchecked Sendable {
     private let lock = NSLock()
     private var set = false
     func setOnce() -> Bool { lock.withLock { if set { return false }; set = true; return true } }
+}
+
+/// Encrypted copies between in-memory stores: ciphertext on the copy, plaintext through
+/// DecryptedCopy with the plaintext's sizes, a change of recipients copies again.
+struct EncryptedCopyTests {
+    @Test func theCopyHoldsAgeAndReadsBackPlain() throws {
+        let (id, _) = Age.Identity.generate()
+        let src = CopyTests.primary(), dst = MemoryStorage()
+        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
+        r.recipients = [id.recipient]
+        r.inMemoryLimit = 4000
+        let report = try r.run(routes: CopyTests.routes)
+        #expect(report.copied == 5)
+        let tar = "cnpg/db/base/20261201T000000/data.tar.gz"
+        #expect(dst.contents("offsite/" + tar)?.starts(with: Array("age-encryption.org/v1\n".utf8)) == true)
+        let state = try r.loadState()
+        let view = DecryptedCopy(dst, identities: [id], records: [state])
+        #expect(try view.read("offsite/" + tar) == src.contents(tar))
+        #expect(try view.head("offsite/" + tar)?.size == 5000, "listed with the plaintext's size")
+        var ranged: [UInt8] = []
+        try view.get("offsite/" + tar, range: 4990...4999) { ranged += $0 }
+        #expect(ranged == Array(src.contents(tar)!.suffix(10)))
+        // A re-run with the same recipients copies nothing; new recipients re-encrypt everything.
+        #expect(try r.run(routes: CopyTests.routes).copied == 0)
+        let (other, _) = Age.Identity.generate()
+        r.recipients = [other.recipient]
+        #expect(try r.run(routes: CopyTests.routes).copied == 5)
+        #expect(throws: StorageError.self) { try DecryptedCopy(dst, identities: [id], records: [try r.loadState()]).read("offsite/" + tar) }
+    }
 }
