@@ -46,6 +46,18 @@ final class ArchivedDatabase {
     }
 
     /// The environment drctl runs with: the test keys, its data directory under the work directory.
+    /// Commits row 43, then (a second later) the returned target time, then row 44, and waits
+    /// until the WAL holding both is archived: an exact point-in-time restore to the target has 43, not 44.
+    func targetBetweenTwoCommits() throws -> String {
+        _ = try psql("insert into t(id) values (43)")
+        usleep(1_100_000)
+        let target = try psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+        usleep(1_100_000)
+        _ = try psql("insert into t(id) values (44)")
+        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+        return target
+    }
+
     var drctlEnvironment: [String: String] {
         var env = rgw.environment
         env.removeValue(forKey: "AWS_ENDPOINT_URL")

@@ -6,6 +6,29 @@ import Support
 import Testing
 import TestSupport
 
+/// Policies of `db`'s store copied to `copyBucket` on `offsite` (ObjectStore "offsite", keys in
+/// a Secret mounted where deploy/ mounts it), and drctl's environment for them.
+func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: String, copy: String) throws -> (String, [String: String]) {
+    let secrets = db.work + "/secrets"
+    try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
+    try offsite.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+    try offsite.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+    let policies = db.work + "/policies"
+    try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+    try (db.rgw.objectStorePolicy(bucket: db.bucket, extra: "  copies: [\(copy)]\n") + """
+        apiVersion: drctl.dev/v1alpha1
+        kind: ObjectStore
+        metadata: {name: offsite}
+        spec: {endpoint: "\(offsite.endpoint)", bucket: \(copyBucket), credentials: {secretName: offsite-keys}}
+        ---
+
+        """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+    var env = db.drctlEnvironment
+    env["DRCTL_SECRETS_DIR"] = secrets
+    env.removeValue(forKey: "AWS_ENDPOINT_URL")   // each store's endpoint from its policy
+    return (policies, env)
+}
+
 /// `drctl copy` between two real RGWs: the copy has every object byte for byte, a re-run copies
 /// nothing, a run killed midway is finished by the next without starting over, a primary that
 /// lost everything leaves its copy whole, and with the primary's RGW stopped the copy gives an
@@ -20,26 +43,7 @@ import TestSupport
         let copyS3 = try offsite.client()
         try copyS3.createBucket(copyBucket)
         // The copy's keys, where deploy/ mounts its Secret; the environment holds the primary's.
-        let secrets = db.work + "/secrets"
-        try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
-        try offsite.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-        try offsite.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
-        let policies = db.work + "/policies"
-        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        try (primary.objectStorePolicy(bucket: db.bucket, extra: "  copies: [{to: offsite, maxLag: 1h}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec:
-              endpoint: \(offsite.endpoint)
-              bucket: \(copyBucket)
-              credentials: {secretName: offsite-keys}
-            ---
-
-            """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
-        var env = db.drctlEnvironment
-        env["DRCTL_SECRETS_DIR"] = secrets
-        env.removeValue(forKey: "AWS_ENDPOINT_URL")   // each store's endpoint from its policy
+        let (policies, env) = try copyPolicies(db, to: offsite, bucket: copyBucket, copy: "{to: offsite, maxLag: 1h}")
 
         func objects(_ s3: S3Client, _ bucket: String, _ prefix: String) throws -> [String: String] {
             var keys: [String] = []
@@ -65,12 +69,7 @@ import TestSupport
         #expect(st == 0 && out.contains("\"copied\" : 0"), "an unchanged re-run copies nothing: \(out)")
 
         // New WAL, then a target between two commits (43 before, 44 after).
-        _ = try db.psql("insert into t(id) values (43)")
-        usleep(1_100_000)
-        let target = try db.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_100_000)
-        _ = try db.psql("insert into t(id) values (44)")
-        try primary.waitArchived(db.psql("select pg_walfile_name(pg_switch_wal())"), s3: db.s3, bucket: db.bucket)
+        let target = try db.targetBetweenTwoCommits()
         // Enough new objects that a copy takes a while (as a day of Velero backups would).
         let bulk = (0..<400).map { "velero/backups/bulk/\($0).json" }
         let (s3, bucket) = (db.s3, db.bucket)
@@ -132,12 +131,7 @@ import TestSupport
         let offsite = try RGW.get()
         let db = try ArchivedDatabase(rgw: primary, bucket: "plain")
         _ = try db.psql("create table secret_rows(v text); insert into secret_rows values ('the-plaintext-row-4711')")
-        _ = try db.psql("insert into t(id) values (43)")
-        usleep(1_100_000)
-        let target = try db.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_100_000)
-        _ = try db.psql("insert into t(id) values (44)")
-        try primary.waitArchived(db.psql("select pg_walfile_name(pg_switch_wal())"), s3: db.s3, bucket: db.bucket)
+        let target = try db.targetBetweenTwoCommits()
         _ = try run(packageRoot.appendingPathComponent("scripts/pg-down.sh").path, [db.work + "/src"])
 
         let key = db.work + "/age-key.txt"
@@ -146,23 +140,7 @@ import TestSupport
         let copyBucket = "sealed-\(UInt32.random(in: 0...UInt32.max))"
         let copyS3 = try offsite.client()
         try copyS3.createBucket(copyBucket)
-        let secrets = db.work + "/secrets"
-        try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
-        try offsite.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-        try offsite.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
-        let policies = db.work + "/policies"
-        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        try (primary.objectStorePolicy(bucket: db.bucket, extra: "  copies: [{to: offsite, encryption: {recipients: [\(recipient)]}}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec: {endpoint: "\(offsite.endpoint)", bucket: \(copyBucket), credentials: {secretName: offsite-keys}}
-            ---
-
-            """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
-        var env = db.drctlEnvironment
-        env["DRCTL_SECRETS_DIR"] = secrets
-        env.removeValue(forKey: "AWS_ENDPOINT_URL")
+        let (policies, env) = try copyPolicies(db, to: offsite, bucket: copyBucket, copy: "{to: offsite, encryption: {recipients: [\(recipient)]}}")
         let (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
         try #require(st == 0, "\(out)")
 
@@ -217,22 +195,7 @@ import TestSupport
         let db = try ArchivedDatabase(rgw: rgw, bucket: "servecopy")
         let copyBucket = "servecopy-dst-\(UInt32.random(in: 0...UInt32.max))"
         try rgw.client().createBucket(copyBucket)
-        let secrets = db.work + "/secrets"
-        try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
-        try rgw.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-        try rgw.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
-        let policies = db.work + "/policies"
-        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        try (rgw.objectStorePolicy(bucket: db.bucket, extra: "  copies: [{to: offsite, maxLag: 1h}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec: {endpoint: "\(rgw.endpoint)", bucket: \(copyBucket), credentials: {secretName: offsite-keys}}
-            ---
-
-            """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
-        var env = db.drctlEnvironment
-        env["DRCTL_SECRETS_DIR"] = secrets
+        let (policies, env) = try copyPolicies(db, to: rgw, bucket: copyBucket, copy: "{to: offsite, maxLag: 1h}")
         let svc = try ServeTests.Service(["--policies", policies, "--copy-schedule", "*/2 * * * * *", "--sync-schedule", "*/2 * * * * *",
                                           "--catalog", db.work + "/catalog.sqlite", "--scratch-dir", db.work], env: env, log: db.work + "/serve.log")
         let done = try waitUntil(600, every: 100_000) {

@@ -60,12 +60,7 @@ import TestSupport
         defer { rgw.stop() }
         let db = try ArchivedDatabase(rgw: rgw, bucket: "offsite")
         // A target between two commits: 43 is before it, 44 after.
-        _ = try db.psql("insert into t(id) values (43)")
-        usleep(1_100_000)
-        let target = try db.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
-        usleep(1_100_000)
-        _ = try db.psql("insert into t(id) values (44)")
-        try rgw.waitArchived(db.psql("select pg_walfile_name(pg_switch_wal())"), s3: db.s3, bucket: db.bucket)
+        let target = try db.targetBetweenTwoCommits()
 
         // A plain tree, as any copy tool leaves it (object times kept).
         let copy = db.work + "/copy"

@@ -9,6 +9,31 @@ import Yams
 /// reads it: `*` and globs in includedNamespaces select namespaces, namespaceMapping keys are
 /// literal, unset includeClusterResources restores cluster-scoped objects.
 @Suite struct DrillIsolationTests {
+    /// A workload with a drill of `podsReady` and these more lines of `spec.drill`, loaded from `dir`.
+    static func loadDrill(in dir: String, _ drillLines: String) -> (PolicySet, Diagnostics) {
+        try? """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: s}
+            spec: {endpoint: "http://127.0.0.1:1", bucket: b, credentials: {secretName: c}}
+            ---
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: w}
+            spec:
+              objectStore: s
+              namespaces: [w]
+              objectives: {rpo: 1h, rto: 1h}
+              velero: {volumes: none, schedules: [{tier: daily, schedule: "0 1 * * *", retention: 7d}]}
+              drill:
+                schedule: "0 6 * * *"
+                checks: [{podsReady: {}}]
+
+            """.appending(drillLines + "\n").write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        let diags = Diagnostics()
+        return (PolicyLoader.load(paths: [dir], diagnostics: diags), diags)
+    }
+
     let backup: Set<String> = ["n8n-prod", "keycloak", "kube-system", "drctl", "drill-n8n-prod-20261101060000-ab12"]
 
     @Test func wildcardsExpandFromTheBackupAndEachSourceGetsItsOwnScratchNamespace() throws {
@@ -83,30 +108,7 @@ import Yams
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-modifiers-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        func load(_ modifiers: String) -> (PolicySet, Diagnostics) {
-            try? """
-                apiVersion: drctl.dev/v1alpha1
-                kind: ObjectStore
-                metadata: {name: s}
-                spec: {endpoint: "http://127.0.0.1:1", bucket: b, credentials: {secretName: c}}
-                ---
-                apiVersion: drctl.dev/v1alpha1
-                kind: BackupPolicy
-                metadata: {name: w}
-                spec:
-                  objectStore: s
-                  namespaces: [w]
-                  objectives: {rpo: 1h, rto: 1h}
-                  velero: {volumes: none, schedules: [{tier: daily, schedule: "0 1 * * *", retention: 7d}]}
-                  drill:
-                    schedule: "0 6 * * *"
-                    checks: [{podsReady: {}}]
-                    modifiers:
-                \(modifiers)
-                """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
-            let diags = Diagnostics()
-            return (PolicyLoader.load(paths: [dir], diagnostics: diags), diags)
-        }
+        func load(_ modifiers: String) -> (PolicySet, Diagnostics) { Self.loadDrill(in: dir, "    modifiers:\n" + modifiers) }
         var (set, diags) = load("""
                   - conditions: {groupResource: deployments.apps, resourceNameRegex: "^n8n$"}
                     patches: [{operation: replace, path: /spec/replicas, value: "0"}]
@@ -128,27 +130,7 @@ import Yams
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func load(_ names: String) -> (PolicySet, String) {
-            try? """
-                apiVersion: drctl.dev/v1alpha1
-                kind: ObjectStore
-                metadata: {name: s}
-                spec: {endpoint: "http://127.0.0.1:1", bucket: b, credentials: {secretName: c}}
-                ---
-                apiVersion: drctl.dev/v1alpha1
-                kind: BackupPolicy
-                metadata: {name: w}
-                spec:
-                  objectStore: s
-                  namespaces: [w]
-                  objectives: {rpo: 1h, rto: 1h}
-                  velero: {volumes: none, schedules: [{tier: daily, schedule: "0 1 * * *", retention: 7d}]}
-                  drill:
-                    schedule: "0 6 * * *"
-                    checks: [{podsReady: {}}]
-                    preloadLibraries: \(names)
-                """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
-            let diags = Diagnostics()
-            let set = PolicyLoader.load(paths: [dir], diagnostics: diags)
+            let (set, diags) = Self.loadDrill(in: dir, "    preloadLibraries: \(names)")
             return (set, diags.all.map(\.description).joined(separator: "\n"))
         }
         let (set, clean) = load("[pg_stat_statements, timescaledb]")
