@@ -49,7 +49,10 @@ public enum StatusPage {
             } else {
                 h += "<td class=\"muted\">never</td>"
             }
-            h += "<td><ul class=\"reasons\">" + (st.reasons.isEmpty ? "<li class=\"muted\">restorable within its objectives</li>" : st.reasons.map { "<li>\(esc($0))</li>" }.joined()) + "</ul>"
+            let copies = st.copies.filter { $0.error == nil }.map { c in
+                "<li class=\"muted\">copy to \(esc(c.store)): lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), last complete copy \(c.lastSuccess.map { RFC3339.formatReadable($0) + " UTC" } ?? "never")</li>"
+            }.joined()
+            h += "<td><ul class=\"reasons\">" + (st.reasons.isEmpty ? "<li class=\"muted\">restorable within its objectives</li>" : st.reasons.map { "<li>\(esc($0))</li>" }.joined()) + copies + "</ul>"
             h += runbookLinks(concerning: relevantAlerts(w, now: now), all: w.runbooks) + "</td></tr>\n"
         }
         h += "</tbody></table>\n"
@@ -192,6 +195,7 @@ public enum StatusPage {
         if st.sources.contains(where: { s in s.lastFailure.map { f in s.lastSuccess.map { f > $0 } ?? true } ?? false }) { out.append("DrctlBackupFailed") }
         if st.reasons.contains(where: { $0.contains(" old (schedule ") || $0.hasPrefix("no ") }) { out.append("DrctlBackupMissing") }
         if let p = st.newestRecoverablePoint, now.timeIntervalSince(p) > Double(st.rpoObjectiveSeconds) { out.append("DrctlRPOBreached") }
+        if st.copies.contains(where: { c in c.error != nil || (c.lagSeconds ?? 0) > Double(c.maxLagSeconds ?? .max) }) { out.append("DrctlCopyLagging") }
         if let d = st.lastDrill {
             if d.result == "failed" { out.append("DrctlRestoreDrillFailed") }
             if d.rtoSeconds > Double(d.rtoObjectiveSeconds) { out.append("DrctlRTOExceeded") }
