@@ -306,14 +306,18 @@ import TestSupport
         try proxy.inject("stallbody", count: 1, method: "GET", afterBytes: 512 << 10, seconds: 60)
         let started = Date()
         try s3.download(url, to: dst)
-        // The proxy notices the closed connection on its next poll: wait for it, briefly.
+        let elapsed = Date().timeIntervalSince(started)
+        // The proxy notices the closed connection on its next poll, which a loaded machine may
+        // delay: the proof that drctl gave up itself is that the download ended long before the
+        // server's minute of silence did, whole.
         var log = try proxy.requests()
         _ = try waitUntil(50, every: 100_000) {
             log = try proxy.requests()
             return log.contains { $0.method == "ABANDONED" || $0.method == "LEFT" }
         }
-        let seen = "after \(String(format: "%.1f", Date().timeIntervalSince(started)))s: \(log.filter { $0.method != "PUT" })"
-        #expect(log.contains { $0.method == "ABANDONED" || $0.method == "LEFT" }, "drctl gave up on the silent server itself, \(seen)")
+        let seen = "after \(String(format: "%.1f", elapsed))s: \(log.filter { $0.method != "PUT" })"
+        #expect(elapsed < 30, "drctl gave up on the silent server itself (it stays silent for 60 s), \(seen)")
+        #expect(log.filter { $0.method == "GET" }.count >= 2, "a second request after the stall, \(seen)")
         #expect(try Array(Data(contentsOf: URL(fileURLWithPath: dst))) == body)
         if log.contains(where: { $0.method == "ABANDONED" }) {
             #expect(log.contains { $0.method == "GET" && $0.range?.hasPrefix("bytes=524288-") == true }, "resumed where the stall began, \(seen)")
