@@ -134,6 +134,14 @@ public enum Age {
         }
     }
 
+    /// A payload chunk's nonce: an 11-byte big-endian counter, then 1 for the final chunk, else 0.
+    static func chunkNonce(_ counter: UInt64, last: Bool) -> [UInt8] {
+        var n = [UInt8](repeating: 0, count: 12)
+        for b in 0..<8 { n[10 - b] = UInt8((counter >> (8 * UInt64(b))) & 0xff) }
+        n[11] = last ? 1 : 0
+        return n
+    }
+
     // MARK: encryption
 
     /// Streaming encryption: `header` first, then `update`'s output, then `finish`'s.
@@ -162,12 +170,7 @@ public enum Age {
             key = Primitives.hkdf(ikm: fileKey, salt: nonce, info: "payload")
         }
 
-        func nonce(last: Bool) -> [UInt8] {
-            var n = [UInt8](repeating: 0, count: 12)
-            for b in 0..<8 { n[10 - b] = UInt8((counter >> (8 * UInt64(b))) & 0xff) }
-            n[11] = last ? 1 : 0
-            return n
-        }
+        func nonce(last: Bool) -> [UInt8] { chunkNonce(counter, last: last) }
 
         /// Encrypted chunks for what `bytes` completes; a full chunk is held back until more
         /// follows, since the final chunk is marked as such.
@@ -247,12 +250,7 @@ public enum Age {
             return fileKey
         }
 
-        func nonce(last: Bool) -> [UInt8] {
-            var n = [UInt8](repeating: 0, count: 12)
-            for b in 0..<8 { n[10 - b] = UInt8((counter >> (8 * UInt64(b))) & 0xff) }
-            n[11] = last ? 1 : 0
-            return n
-        }
+        func nonce(last: Bool) -> [UInt8] { chunkNonce(counter, last: last) }
 
         public func feed(_ bytes: UnsafeRawBufferPointer, _ output: ([UInt8]) throws -> Void) throws {
             guard !finished else { throw Failure("age: data after the final chunk") }
