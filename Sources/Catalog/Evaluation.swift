@@ -109,7 +109,7 @@ public func workloadSpec(_ p: BackupPolicy) -> WorkloadSpec {
         },
         databases: p.cnpg.map {
             .init(cluster: $0.cluster.value, serverName: $0.serverName.value, schedule: $0.schedule.value.expression,
-                  interval: $0.schedule.value.longestGap ?? 86400, retention: $0.retention.value.description)
+                  interval: $0.schedule.value.longestGap ?? 86400, retention: $0.retention.value.description, tiers: $0.tiers)
         },
         rto: p.rto.value.seconds, drills: p.drill != nil)
 }

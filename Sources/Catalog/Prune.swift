@@ -88,16 +88,20 @@ public struct BarmanPrune {
     public let journal: PruneJournal
     public let window: RecoveryWindow
     public let minimumRedundancy: Int
+    /// Base backups kept beyond the window, each with only its own WAL.
+    public let tiers: RetentionTiers
 
     /// `journal`: where the plan is recorded before anything is deleted (drctl's prefix beside
     /// the destination, usually in the same store).
-    public init(storage: any StorageWriter, layout: BarmanLayout, server: String, journal: PruneJournal, window: RecoveryWindow, minimumRedundancy: Int) {
+    public init(storage: any StorageWriter, layout: BarmanLayout, server: String, journal: PruneJournal, window: RecoveryWindow, minimumRedundancy: Int,
+                tiers: RetentionTiers = .none) {
         self.storage = storage
         self.layout = layout
         self.server = server
         self.journal = journal
         self.window = window
         self.minimumRedundancy = minimumRedundancy
+        self.tiers = tiers
     }
 
     /// Everything a prune decided before deleting anything.
@@ -124,7 +128,7 @@ public struct BarmanPrune {
         let unfinished = try journal.unfinished()
         let scan = try BarmanScanner.scan(storage, layout: layout, server: server)
         let objects = try storage.listAll(prefix: layout.serverPrefix(server)).map { ObjectRef(key: $0.key, size: $0.size) }
-        var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now, tiers: tiers)
         var heads: [String: StoredObject?]?
         if checkLocks && !plan.keysToDelete.isEmpty {
             let found = try Self.heads(plan.keysToDelete, storage: storage)
@@ -135,7 +139,7 @@ public struct BarmanPrune {
             }
             if !locked.isEmpty {
                 plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
-                                            now: now, locked: Set(locked.map(\.key)))
+                                            now: now, locked: Set(locked.map(\.key)), tiers: tiers)
                 plan.locked = locked
             }
         }

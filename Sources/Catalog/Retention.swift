@@ -149,7 +149,30 @@ public enum BarmanRetention {
     /// including, the first one that ended before the point of recoverability; older DONE
     /// backups are OBSOLETE unless minimum redundancy keeps them. The newest DONE backup is
     /// therefore always kept.
-    public static func report(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date) -> [String: String] {
+    ///
+    /// With `tiers`, an OBSOLETE or POTENTIALLY_OBSOLETE backup a tier selects is kept instead
+    /// (`KEPT_DAILY`, `KEPT_WEEKLY_MONTHLY`, …). Only restorable backups (DONE, data present,
+    /// their own WAL in the archive) fill a tier: a tier that kept one that cannot be restored
+    /// would be a promise drctl cannot keep.
+    public static func report(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date,
+                              tiers: RetentionTiers = .none) -> [String: String] {
+        var report = windowReport(backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        guard !tiers.isEmpty else { return report }
+        let candidates = backups.filter { $0.status == "DONE" && $0.restorable && suspect($0) == nil }
+            .compactMap { b in b.endTime.map { (id: b.backupID, at: $0) } }
+        for (id, chosen) in tiers.select(candidates) where report[id] == "OBSOLETE" || report[id] == "POTENTIALLY_OBSOLETE" {
+            report[id] = "KEPT_" + chosen.map { $0.rawValue.uppercased() }.joined(separator: "_")
+        }
+        return report
+    }
+
+    /// Whether a report status is one a tier gave.
+    public static func isTierKept(_ status: String?) -> Bool {
+        guard let s = status, s.hasPrefix("KEPT_") else { return false }
+        return s.dropFirst(5).split(separator: "_").allSatisfy { RetentionTiers.Tier(rawValue: $0.lowercased()) != nil }
+    }
+
+    static func windowReport(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date) -> [String: String] {
         let point = now.addingTimeInterval(-window.seconds)
         var report: [String: String] = [:]
         var found = false
@@ -181,8 +204,13 @@ public enum BarmanRetention {
     /// Objects in `locked` (under Object Lock) stay: a backup with any locked object is kept
     /// whole (OBSOLETE_LOCKED), with the WAL it needs, since deleting part of a backup would leave
     /// one that looks restorable and is not; a locked WAL segment just stays.
+    ///
+    /// With `tiers`, WAL follows drctl's rule instead of barman's (which has no tiers): every WAL
+    /// object before the oldest begin_wal of a backup the window keeps goes, except the
+    /// begin_wal...end_wal of each tier-kept backup, which is what makes it consistent. A tier
+    /// backup is then a restore point, no longer the start of a point-in-time range.
     public static func plan(scan: BarmanServerScan, objects: [ObjectRef], layout: BarmanLayout, window: RecoveryWindow,
-                            minimumRedundancy: Int, now: Date, locked: Set<String> = []) -> PrunePlan {
+                            minimumRedundancy: Int, now: Date, locked: Set<String> = [], tiers: RetentionTiers = .none) -> PrunePlan {
         // WAL objects by barman's WAL name (the key's file name without its compression suffix).
         var wals: [(name: String, key: String)] = []
         var baseObjects: [String: [String]] = [:]
@@ -195,7 +223,7 @@ public enum BarmanRetention {
             default: break
             }
         }
-        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now, tiers: tiers)
         for (id, keys) in baseObjects where report[id] == "OBSOLETE" && keys.contains(where: locked.contains) { report[id] = "OBSOLETE_LOCKED" }
         // Stricter than barman: the newest backup that can really be restored (DONE, its data
         // present, its WAL continuous to its end) is never deleted, whatever the window ranks
@@ -205,6 +233,10 @@ public enum BarmanRetention {
             if report[newest.backupID]?.hasPrefix("OBSOLETE") == true {
                 report[newest.backupID] = "KEPT_RESTORABLE"
                 kept.append("\(newest.backupID): the newest restorable backup (DONE, data present, WAL continuous to its end); the newer ones are not restorable, so the window alone would delete the last way back")
+            } else if isTierKept(report[newest.backupID]) {
+                // A tier keeps only a backup's own WAL: the newest way back keeps all WAL after it too.
+                report[newest.backupID] = "KEPT_RESTORABLE"
+                kept.append("\(newest.backupID): the newest restorable backup, kept with all the WAL after it (not as a tier's point only); the newer ones are not restorable")
             }
         } else {
             let doomed = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
@@ -223,6 +255,15 @@ public enum BarmanRetention {
         let staying = scan.backups.filter { !toDelete.contains($0.backupID) && ($0.status == "DONE" || report[$0.backupID]?.hasPrefix("SUSPECT") == true) }
         let walFloor = staying.compactMap(\.beginWAL).min()
         var keys: [String] = []
+        let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
+        var policy = window.description
+        if !tiers.isEmpty {
+            policy += " + \(tiers)"
+            keys = tieredKeys(scan: scan, report: report, toDelete: toDelete, baseObjects: baseObjects, wals: wals, layout: layout, locked: locked)
+            return PrunePlan(server: scan.server, policy: policy, pointOfRecoverability: now.addingTimeInterval(-window.seconds),
+                             report: report, backupsToDelete: toDelete, keysToDelete: keys, bytes: keys.reduce(0) { $0 + (sizes[$1] ?? 0) },
+                             kept: kept.isEmpty ? nil : kept)
+        }
         var deletedWAL = Set<String>()
         for id in toDelete {
             guard let b = available[id] else { continue }
@@ -255,10 +296,46 @@ public enum BarmanRetention {
             if base.contains(info) { keys.append(info) }
             available.removeValue(forKey: id)
         }
-        let sizes = Dictionary(objects.map { ($0.key, $0.size) }, uniquingKeysWith: { a, _ in a })
-        return PrunePlan(server: scan.server, policy: window.description, pointOfRecoverability: now.addingTimeInterval(-window.seconds),
+        return PrunePlan(server: scan.server, policy: policy, pointOfRecoverability: now.addingTimeInterval(-window.seconds),
                          report: report, backupsToDelete: toDelete, keysToDelete: keys, bytes: keys.reduce(0) { $0 + (sizes[$1] ?? 0) },
                          kept: kept.isEmpty ? nil : kept)
+    }
+}
+
+extension BarmanRetention {
+    /// The keys a tiered plan deletes: the deleted backups' archives, then the WAL no kept backup
+    /// needs, then the deleted backups' backup.info (last, so an interrupted prune is seen again).
+    static func tieredKeys(scan: BarmanServerScan, report: [String: String], toDelete: [String], baseObjects: [String: [String]],
+                           wals: [(name: String, key: String)], layout: BarmanLayout, locked: Set<String>) -> [String] {
+        let doomed = Set(toDelete)
+        // Everything from the oldest begin_wal of a backup kept for the window (or kept for any
+        // reason other than a tier, suspect ones included) stays: that is the PITR range.
+        let window = scan.backups.filter { b in
+            !doomed.contains(b.backupID) && !isTierKept(report[b.backupID]) && (b.status == "DONE" || report[b.backupID]?.hasPrefix("SUSPECT") == true)
+        }
+        // No backup keeps a PITR range: delete no WAL (only archives), rather than guess.
+        guard let floor = window.compactMap(\.beginWAL).min() else {
+            return toDelete.flatMap { id in (baseObjects[id] ?? []).sorted() }
+        }
+        let ranges = scan.backups.filter { isTierKept(report[$0.backupID]) }.compactMap { b -> ClosedRange<String>? in
+            guard let begin = b.beginWAL, let end = b.endWAL, begin <= end else { return nil }
+            return begin...end
+        }
+        var keys: [String] = []
+        var infos: [String] = []
+        for id in toDelete {
+            let info = layout.backupInfoKey(server: scan.server, backupID: id)
+            let base = baseObjects[id] ?? []
+            keys += base.filter { $0 != info }.sorted()
+            if base.contains(info) { infos.append(info) }
+        }
+        for w in wals.sorted(by: { $0.name < $1.name }) where !locked.contains(w.key) {
+            // The segment a .partial or .backup file belongs to decides: its first 24 characters.
+            let segment = String(w.name.prefix(24))
+            guard segment.count == 24, segment < floor, !ranges.contains(where: { $0.contains(segment) }) else { continue }
+            keys.append(w.key)
+        }
+        return keys + infos
     }
 }
 

@@ -60,6 +60,11 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
         /// Backups past the policy's retention that are still in the bucket: the retention report
         /// (CNPG's barman retention or Velero's garbage collector is not removing them).
         public var retentionOverdue: Int?
+        /// Databases: the start of the point-in-time range (the end of the oldest restorable base
+        /// backup whose WAL runs unbroken to the newest), and older restorable backups that are
+        /// restore points only (long-term tiers keep only each one's own WAL).
+        public var pitrFrom: Date? = nil
+        public var points: [Date]? = nil
     }
 }
 
@@ -105,8 +110,10 @@ public struct WorkloadSpec: Sendable {
         public var schedule: String
         public var interval: Int
         public var retention: String
-        public init(cluster: String, serverName: String, schedule: String, interval: Int, retention: String) {
+        public var tiers: RetentionTiers
+        public init(cluster: String, serverName: String, schedule: String, interval: Int, retention: String, tiers: RetentionTiers = .none) {
             self.cluster = cluster; self.serverName = serverName; self.schedule = schedule; self.interval = interval; self.retention = retention
+            self.tiers = tiers
         }
     }
     public var name: String
@@ -182,14 +189,23 @@ public enum StatusEvaluator {
             let done = scan.backups.filter { $0.restorable }
             let usable = done.max(by: { ($0.endTime ?? .distantPast) < ($1.endTime ?? .distantPast) })
             // barman's own recovery-window report, as CNPG applies it (minimum redundancy 1).
-            let overdue = RecoveryWindow(cnpg: db.retention).map { w in
-                BarmanRetention.report(scan.backups, window: w, minimumRedundancy: 1, now: now).values.filter { $0 == "OBSOLETE" }.count
+            // The policy's form (3mo) as barman's window (3 months).
+            let window = RecoveryWindow(cnpg: db.retention) ?? TimeSpan(dialect: .policy, db.retention).flatMap { RecoveryWindow(cnpg: $0.cnpgRetention) }
+            let overdue = window.map { w in
+                BarmanRetention.report(scan.backups, window: w, minimumRedundancy: 1, now: now, tiers: db.tiers).values.filter { $0 == "OBSOLETE" }.count
             }
+            // Continuous from a backup: every segment from its begin_wal to the newest is there.
+            let continuous = done.filter { $0.walGaps.isEmpty }.compactMap(\.endTime)
+            let pitrFrom = continuous.min()
+            let points = done.compactMap { b in b.walGaps.isEmpty ? nil : b.endTime }.filter { t in pitrFrom.map { t < $0 } ?? true }.sorted()
             sources.append(.init(kind: "cnpg", source: db.cluster, lastSuccess: usable?.endTime,
                                  lastFailure: scan.backups.filter { $0.status == "FAILED" }.compactMap { $0.endTime ?? $0.beginTime }.max(),
-                                 walLastArchived: scan.newestSegmentTime, walGaps: usable?.walGaps.count, retentionOverdue: overdue))
+                                 walLastArchived: scan.newestSegmentTime, walGaps: usable?.walGaps.count, retentionOverdue: overdue,
+                                 pitrFrom: pitrFrom, points: points.isEmpty ? nil : points))
             if let overdue, overdue > 0 {
-                reasons.append("\(db.cluster): \(overdue) base backups are past the retention of \(db.retention) and still in the bucket: is CNPG's retentionPolicy applied? (drctl prune shows and removes them)")
+                let who = db.tiers.isEmpty ? "is CNPG's retentionPolicy applied?" : "is drctl prune running (the tiers leave CNPG's retentionPolicy out)?"
+                let kept = db.tiers.isEmpty ? db.retention : "\(db.retention) + \(db.tiers)"
+                reasons.append("\(db.cluster): \(overdue) base backups are past the retention of \(kept) and still in the bucket: \(who) (drctl prune shows and removes them)")
             }
             guard let base = usable else {
                 worse(.broken, "\(db.cluster): no restorable base backup (\(scan.backups.count) in the bucket)")
@@ -237,7 +253,8 @@ public enum StatusEvaluator {
         return WorkloadStatus(workload: w.name,
                               methods: (w.velero.isEmpty ? [] : ["Velero"]) + (w.databases.isEmpty ? [] : ["CNPG barman-cloud"]),
                               schedules: w.velero.map { "\($0.tier) \($0.schedule)" } + w.databases.map { "\($0.cluster) \($0.schedule)" },
-                              retention: w.velero.map { "\($0.tier) \($0.retention)" } + w.databases.map { "\($0.cluster) \($0.retention)" },
+                              retention: w.velero.map { "\($0.tier) \($0.retention)" }
+                                + w.databases.map { "\($0.cluster) \($0.retention)" + ($0.tiers.isEmpty ? "" : " + \($0.tiers)") },
                               lastBackup: lastBackup, newestRecoverablePoint: rpoPoint?.0, recoverablePointEvidence: rpoPoint?.1,
                               rpoSeconds: rpo, rpoObjectiveSeconds: w.rpo, status: state, reasons: reasons, lastDrill: drill.map(DrillSummary.init),
                               sources: sources)

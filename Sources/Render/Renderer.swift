@@ -1,3 +1,4 @@
+import Foundation
 import Support
 import Layout
 import Policy
@@ -150,14 +151,7 @@ public enum Renderer {
     // MARK: CNPG
 
     /// CNPG's retention form `^[1-9][0-9]*[dwm]$` (m = months).
-    public static func cnpgRetention(_ d: TimeSpan) -> String {
-        switch d.unit {
-        case "d", "w": return "\(d.amount)\(d.unit)"
-        case "mo": return "\(d.amount)m"
-        case "y": return "\(d.amount * 12)m"
-        default: return "\(max(1, (d.seconds + 86399) / 86400))d"
-        }
-    }
+    public static func cnpgRetention(_ d: TimeSpan) -> String { d.cnpgRetention }
 
     /// `archive_timeout`: the policy's, or half the RPO (at least a minute), so a quiet
     /// database still ships a segment well within the RPO.
@@ -187,7 +181,19 @@ public enum Renderer {
     }
 
     static func clusterPatchHeader(_ c: BackupPolicy.CNPGCluster) -> String {
-        "Strategic-merge patch for the existing Cluster \(c.namespace)/\(c.cluster.value): add it to the kustomization that holds that Cluster."
+        var h = "Strategic-merge patch for the existing Cluster \(c.namespace)/\(c.cluster.value): add it to the kustomization that holds that Cluster."
+        if !c.tiers.isEmpty {
+            h += " Retention has long-term tiers (\(c.tiers)), which CNPG cannot keep: its retentionPolicy is left out (null here removes one already set), and drctl prune applies the window and the tiers."
+        }
+        return h
+    }
+
+    /// CNPG's retentionPolicy, or with tiers none at all: CNPG applies its recovery window with
+    /// barman-cloud-backup-delete, which would delete every tier backup older than the window.
+    /// CNPG and the plugin clean up only through `.spec.retentionPolicy` (plugin-barman-cloud docs,
+    /// "Retention Policies"), so without it they delete nothing.
+    static func cnpgRetentionPolicy(_ c: BackupPolicy.CNPGCluster) -> any Sendable {
+        c.tiers.isEmpty ? cnpgRetention(c.retention.value) : NSNull()
     }
 
     static func clusterPatchInTree(_ p: BackupPolicy, _ c: BackupPolicy.CNPGCluster, _ store: ObjectStorePolicy) -> [String: any Sendable] {
@@ -197,7 +203,7 @@ public enum Renderer {
             "spec": [
                 "backup": [
                     "barmanObjectStore": barmanConfiguration(c, store),
-                    "retentionPolicy": cnpgRetention(c.retention.value),
+                    "retentionPolicy": cnpgRetentionPolicy(c),
                     "target": c.target,
                 ] as [String: any Sendable],
                 "postgresql": ["parameters": ["archive_timeout": archiveTimeout(p, c)]],
@@ -213,7 +219,8 @@ public enum Renderer {
         return [
             "apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore",
             "metadata": metadata(name: pluginObjectName(c), namespace: c.namespace, policy: p.name.value),
-            "spec": ["configuration": conf, "retentionPolicy": cnpgRetention(c.retention.value)] as [String: any Sendable],
+            "spec": c.tiers.isEmpty ? ["configuration": conf, "retentionPolicy": cnpgRetention(c.retention.value)] as [String: any Sendable]
+                                    : ["configuration": conf] as [String: any Sendable],
         ]
     }
 

@@ -52,7 +52,12 @@ public enum StatusPage {
             let copies = st.copies.filter { $0.error == nil }.map { c in
                 "<li class=\"muted\">copy to \(esc(c.store)): lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), last complete copy \(c.lastSuccess.map { RFC3339.formatReadable($0) + " UTC" } ?? "never")</li>"
             }.joined()
-            h += "<td><ul class=\"reasons\">" + (st.reasons.isEmpty ? "<li class=\"muted\">restorable within its objectives</li>" : st.reasons.map { "<li>\(esc($0))</li>" }.joined()) + copies + "</ul>"
+            // Long-term tiers: restore points, never shown as a range.
+            let points = st.sources.filter { $0.points != nil }.map { s in
+                "<li class=\"muted\">\(esc(s.source)): point-in-time from \(s.pitrFrom.map { RFC3339.formatReadable($0) + " UTC" } ?? "nowhere"); "
+                    + "restore points only: \((s.points ?? []).map { RFC3339.formatReadable($0) }.joined(separator: ", "))</li>"
+            }.joined()
+            h += "<td><ul class=\"reasons\">" + (st.reasons.isEmpty ? "<li class=\"muted\">restorable within its objectives</li>" : st.reasons.map { "<li>\(esc($0))</li>" }.joined()) + copies + points + "</ul>"
             h += runbookLinks(concerning: relevantAlerts(w, now: now), all: w.runbooks) + "</td></tr>\n"
         }
         h += "</tbody></table>\n"

@@ -54,6 +54,17 @@ public struct TimeSpan: Sendable, Hashable, Comparable, CustomStringConvertible 
 
     public var description: String { unit == "s" ? Self.humanize(seconds) : "\(amount)\(unit)" }
 
+    /// This span as CNPG's retentionPolicy (`^[1-9][0-9]*[dwm]$`, m = months): months stay months,
+    /// a year is 12 of them, anything shorter than a day rounds up to days.
+    public var cnpgRetention: String {
+        switch unit {
+        case "d", "w": return "\(amount)\(unit)"
+        case "mo": return "\(amount)m"
+        case "y": return "\(amount * 12)m"
+        default: return "\(max(1, (seconds + 86399) / 86400))d"
+        }
+    }
+
     public static func < (a: TimeSpan, b: TimeSpan) -> Bool { a.seconds < b.seconds }
     public static func == (a: TimeSpan, b: TimeSpan) -> Bool { a.seconds == b.seconds }
     public func hash(into h: inout Hasher) { h.combine(seconds) }
