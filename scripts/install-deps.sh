@@ -19,6 +19,10 @@ PACKAGES=(
   faketime
   # encrypted copies: Debian's age decrypts what drctl encrypts, and the other way round
   age
+  # copies: rclone is the peer scripts/bench-copy measures drctl against
+  rclone
+  # the alert path: a real Alertmanager receives drctl's synthetic alerts in tests
+  prometheus-alertmanager
 )
 
 missing=()

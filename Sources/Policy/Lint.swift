@@ -16,6 +16,7 @@ public enum Linter {
                 d.error(policy.objectStore.location, msg)
             }
             objectives(policy, d)
+            drillSource(policy, set, d)
         }
         sharedArchives(set, d)
         for store in set.objectStores { copies(store, set, d) }
@@ -48,10 +49,32 @@ public enum Linter {
                     }
                 }
             }
+            // A copy that keeps less than its source would lose what the source still has (and get
+            // it again at the next copy): its own retention may only keep longer.
+            if let r = copy.retention {
+                for p in set.backupPolicies where p.objectStore.value == store.name.value {
+                    for c in p.cnpg where r.window.value.seconds < c.retention.value.seconds {
+                        d.warning(r.window.location, "spec.copies[].retention.window \(r.window.value) is shorter than \(p.name.value)/\(c.cluster.value)'s retention \(c.retention.value): the copy would prune what its source keeps, and the next copy would bring it back")
+                    }
+                }
+            }
             guard let lag = copy.maxLag else { continue }
             for p in set.backupPolicies where p.objectStore.value == store.name.value && lag.value.seconds > p.rpo.value.seconds {
                 d.warning(lag.location, "spec.copies[].maxLag \(lag.value) is looser than workload \(p.name.value)'s RPO \(p.rpo.value): losing this store leaves only the copy, older than the RPO allows")
             }
+        }
+    }
+
+    /// `drill.from` names a copy of the workload's store: a drill from anywhere else would prove nothing about this workload.
+    static func drillSource(_ p: BackupPolicy, _ set: PolicySet, _ d: Diagnostics) {
+        guard let from = p.drill?.from, let store = set.objectStore(named: p.objectStore.value), from.value != store.name.value else { return }
+        guard store.copies.contains(where: { $0.to.value == from.value }) else {
+            let copies = store.copies.map(\.to.value)
+            d.error(from.location, "spec.drill.from: '\(from.value)' is not a copy of ObjectStore \(store.name.value) (its spec.copies: \(copies.isEmpty ? "none" : copies.joined(separator: ", ")))")
+            return
+        }
+        if let c = store.copies.first(where: { $0.to.value == from.value }), !c.kinds.contains(.barman) && !p.cnpg.isEmpty {
+            d.error(from.location, "spec.drill.from: the copy to '\(from.value)' does not take barman objects (spec.copies[].prefixes), so it holds none of \(p.name.value)'s databases")
         }
     }
 

@@ -204,8 +204,14 @@ public enum PolicyLoader {
                 if listed.isEmpty { e.owner.error("spec.copies[].encryption: name at least one age recipient (age1…, from age-keygen)") }
                 e.finish(known: ["recipients"])
             }
-            c.finish(known: ["to", "prefixes", "maxLag", "encryption"])
-            if let to { copies.append(.init(to: to, kinds: kinds, maxLag: maxLag, recipients: recipients, location: item.location)) }
+            // The copy's own retention, for `drctl prune --store <copy>`: it may keep longer than the source.
+            let retention = c.node("retention").flatMap { Self.retention($0, field: "spec.copies[].retention", diags: spec.owner.diags, mapping: true) }
+            let lock = c.oneOf("objectLock", ["required", "optional"])
+            c.finish(known: ["to", "prefixes", "maxLag", "encryption", "retention", "objectLock"])
+            if let to {
+                copies.append(.init(to: to, kinds: kinds, maxLag: maxLag, recipients: recipients, retention: retention,
+                                    requireObjectLock: lock?.value == "required", location: item.location))
+            }
         }
         spec.finish(known: ["endpoint", "bucket", "region", "pathStyle", "caBundle", "credentials", "objectLock", "prefixes", "copies"])
         guard let endpoint, let bucket, let creds else { return nil }
@@ -331,15 +337,40 @@ public enum PolicyLoader {
             dataJobs = d.int("jobs", range: 1...64) ?? dataJobs
             d.finish(known: ["compression", "jobs"])
         }
-        let retention = c.duration("retention", required: true)
-        if let r = retention, !["d", "w", "mo"].contains(r.value.unit) {
-            node.diags.error(r.location, "spec.cnpg[].retention: CNPG's recovery window is counted in days, weeks or months (e.g. 7d, 4w, 3mo), not '\(r.value)'")
-        }
+        let parsed = c.required("retention").flatMap { Self.retention($0, field: "spec.cnpg[].retention", diags: node.diags, mapping: false) }
+        let retention = parsed?.window
         c.finish(known: ["cluster", "namespace", "serverName", "method", "baseBackup", "wal", "data", "retention"])
         guard let cluster, let schedule, let retention else { return nil }
         return .init(cluster: cluster, namespace: namespace, serverName: serverName ?? cluster, method: method, schedule: schedule,
                      target: target, walEnabled: walEnabled, walCompression: walCompression, walMaxParallel: walParallel,
-                     archiveTimeout: archiveTimeout, dataCompression: dataCompression, dataJobs: dataJobs, retention: retention)
+                     archiveTimeout: archiveTimeout, dataCompression: dataCompression, dataJobs: dataJobs, retention: retention,
+                     tiers: parsed?.tiers ?? .none)
+    }
+
+    /// A retention: a recovery window (`7d`), or with long-term tiers
+    /// `{window: 7d, daily: 7, weekly: 4, monthly: 12}` (`mapping`: only the second form).
+    static func retention(_ n: YNode, field: String, diags: Diagnostics, mapping: Bool) -> BackupPolicy.Retention? {
+        func window(_ s: Located<TimeSpan>?) -> Located<TimeSpan>? {
+            guard let s else { return nil }
+            guard ["d", "w", "mo"].contains(s.value.unit) else {
+                diags.error(s.location, "\(field): CNPG's recovery window is counted in days, weeks or months (e.g. 7d, 4w, 3mo), not '\(s.value)'")
+                return nil
+            }
+            return s
+        }
+        if !mapping, n.string != nil {
+            guard let s = n.string, let d = TimeSpan(dialect: .policy, s) else {
+                n.error("\(field): '\(n.string ?? "")' is not a duration (examples: 7d, 4w, 3mo), nor {window: 7d, daily: 7, weekly: 4, monthly: 12}")
+                return nil
+            }
+            return window(Located(d, n.location)).map { .init(window: $0, tiers: .none) }
+        }
+        guard let f = n.fields(field) else { return nil }
+        let w = window(f.duration("window", required: true))
+        let tiers = RetentionTiers(daily: f.int("daily", range: 0...3660) ?? 0, weekly: f.int("weekly", range: 0...520) ?? 0,
+                                   monthly: f.int("monthly", range: 0...1200) ?? 0)
+        f.finish(known: ["window", "daily", "weekly", "monthly"])
+        return w.map { .init(window: $0, tiers: tiers) }
     }
 
     /// CNPG's ScheduledBackup takes six fields, seconds first, and reads a five-field
@@ -421,9 +452,10 @@ public enum PolicyLoader {
                 item.error("spec.drill.preloadLibraries[]: '\(name)' is not a library name (letters, digits and _, looked up in PostgreSQL's $libdir; no paths or lists)")
             }
         }
-        d.finish(known: ["schedule", "checks", "modifiers", "preloadLibraries"])
+        let from = d.string("from")
+        d.finish(known: ["schedule", "checks", "modifiers", "preloadLibraries", "from"])
         guard let schedule else { return nil }
-        return .init(schedule: schedule, checks: checks, modifiers: modifiers, preloadLibraries: preload)
+        return .init(schedule: schedule, checks: checks, modifiers: modifiers, preloadLibraries: preload, from: from)
     }
 
     static func modifier(_ item: YNode) -> BackupPolicy.Modifier? {

@@ -57,6 +57,10 @@ public struct ObjectStorePolicy: Sendable {
         public var maxLag: Located<TimeSpan>?
         /// age recipients (`age1…`) the copy is encrypted to before it leaves; empty: plain.
         public var recipients: [String] = []
+        /// The copy's own retention (`drctl prune --store <copy>`); nil: the source's.
+        public var retention: BackupPolicy.Retention? = nil
+        /// `objectLock: required`: copy nothing into a bucket without Object Lock.
+        public var requireObjectLock = false
         public var location: SourceLocation
     }
 
@@ -136,7 +140,16 @@ public struct BackupPolicy: Sendable {
         public var archiveTimeout: Located<TimeSpan>?
         public var dataCompression: String?
         public var dataJobs: Int
+        /// The recovery window (CNPG's retentionPolicy unless tiers are set).
         public var retention: Located<TimeSpan>
+        /// Base backups kept beyond the window, each with only its own WAL (drctl prune).
+        public var tiers: RetentionTiers = .none
+    }
+
+    /// A recovery window and the long-term tiers kept beyond it.
+    public struct Retention: Sendable {
+        public var window: Located<TimeSpan>
+        public var tiers: RetentionTiers
     }
 
     public struct Drill: Sendable {
@@ -149,6 +162,9 @@ public struct BackupPolicy: Sendable {
         /// loads nothing the backup asks for, so checks that need an extension's library (e.g.
         /// pg_stat_statements, timescaledb) name it here, reviewed with the policy.
         public var preloadLibraries: [String] = []
+        /// The ObjectStore drills restore from: a copy of the workload's store (spec.copies[].to),
+        /// so the drill proves the copy; nil: the workload's own store.
+        public var from: Located<String>? = nil
     }
 
     /// One Velero resource-modifier rule (velero.io/docs/v1.19/restore-resource-modifiers), JSON

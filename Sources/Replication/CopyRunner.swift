@@ -79,6 +79,9 @@ public struct CopyRunner: Sendable {
     /// age recipients every object is encrypted to before it is put; empty: copied as it is.
     public var recipients: [Age.Recipient] = []
     public var progress: @Sendable (String) -> Void = { _ in }
+    /// Copy nothing unless the target's bucket locks what is written to it (Object Lock with a
+    /// default retention): a copy that whoever holds its keys can delete is no last line.
+    public var requireObjectLock = false
 
     public init(source: any StorageReader, target: any StorageWriter, stateKey: String) {
         self.source = source
@@ -95,7 +98,22 @@ public struct CopyRunner: Sendable {
         try CopyInspector.plan(source: source, target: target, stateKey: stateKey, routes: routes, now: now, recipients: recipients.map(\.description), note: progress)
     }
 
+    /// Why the target does not meet `requireObjectLock`, if it does not.
+    public func objectLockShortfall() -> String? {
+        guard requireObjectLock else { return nil }
+        let lock: BucketLock
+        do { lock = try target.bucketLock() } catch { return "its Object Lock configuration cannot be read (\(error))" }
+        guard lock.enabled else { return "\(target.location) has no Object Lock (it can only be enabled when the bucket is created)" }
+        guard lock.mode != nil, (lock.defaultRetentionSeconds ?? 0) > 0 else {
+            return "\(target.location) has Object Lock but no default retention, so the objects drctl writes would not be locked"
+        }
+        return nil
+    }
+
     public func run(routes: [CopyRoute], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
+        if let why = objectLockShortfall() {
+            throw StorageError.io("the copy requires Object Lock (spec.copies[].objectLock: required) and \(why): nothing copied")
+        }
         let started = now()
         let (plan, recorded, listed) = try self.plan(routes: routes, now: started)
         var state = recorded

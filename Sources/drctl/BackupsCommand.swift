@@ -28,6 +28,7 @@ struct BackupsCommand: ParsableCommand {
     @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath), or a copy of it on disk (file:///path).", valueName: "s3://bucket/path")) var source: String?
     @Option(help: "barman-cloud server name (CNPG serverName); default: every server under --source.") var server: String?
     @Option(help: ArgumentHelp("Velero storage location: bucket and prefix (or file:///path).", valueName: "s3://bucket/prefix")) var velero: String?
+    @OptionGroup var choice: StoreChoice
     @Flag(help: "Count Velero backups that ended PartiallyFailed as restore points.") var allowPartiallyFailed = false
     @Option(help: ArgumentHelp("Read the catalog file instead of the bucket (after drctl catalog sync).", valueName: "file")) var catalog: String?
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
@@ -38,6 +39,7 @@ struct BackupsCommand: ParsableCommand {
         }
         if !workloads.isEmpty && policies.isEmpty { throw ValidationError("workload names need --policies DIR") }
         if server != nil && source == nil { throw ValidationError("--server goes with --source") }
+        if choice.store != nil && policies.isEmpty { throw ValidationError("--store reads the workloads' copy: give --policies DIR") }
     }
 
     struct Report: Encodable {
@@ -79,7 +81,7 @@ struct BackupsCommand: ParsableCommand {
 
     /// The backups of the chosen workloads: their CNPG servers and their Velero schedules.
     func addPolicyBackups(_ report: inout Report, store catalogStore: CatalogStore?) throws {
-        let set = try loadCheckedPolicies(policies)
+        let (set, open) = try choice.resolve(try loadCheckedPolicies(policies), s3, copy: nil)
         let chosen = try workloads.isEmpty ? set.backupPolicies : workloads.map { name in
             guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
                 throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
@@ -88,7 +90,7 @@ struct BackupsCommand: ParsableCommand {
         }
         for p in chosen {
             guard let store = set.objectStore(named: p.objectStore.value) else { continue }
-            let reader = backupReader(try s3.access(for: store).storage, catalog: catalogStore)
+            let reader = backupReader(try open(store).storage, catalog: catalogStore)
             for c in p.cnpg {
                 report.barman.append(try BarmanScanner.scan(reader, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value))
             }

@@ -54,6 +54,8 @@ struct CopyCommand: ParsableCommand {
         var onlyOnCopy: Int
         var lagSeconds: Double
         var keys: [String]
+        /// Why the copy would copy nothing (Object Lock required and missing).
+        var refused: String?
     }
 
     func run() throws {
@@ -81,7 +83,9 @@ struct CopyCommand: ParsableCommand {
                     let now = Date()
                     let (plan, _, _) = try runner.plan(routes: routes, now: now)
                     plans.append(Planned(source: from.location, target: into.location, toCopy: plan.copy.count, bytes: plan.bytes, upToDate: plan.upToDate,
-                                         onlyOnCopy: plan.onlyOnCopy.count, lagSeconds: plan.lag(now: now), keys: plan.copy.map(\.sourceKey)))
+                                         onlyOnCopy: plan.onlyOnCopy.count, lagSeconds: plan.lag(now: now), keys: plan.copy.map(\.sourceKey),
+                                         refused: runner.objectLockShortfall()))
+                    failed = failed || runner.objectLockShortfall() != nil
                     continue
                 }
                 log("\(label): copying \(from.location) (\(copy.kinds.map(\.rawValue).joined(separator: ", "))) to \(into.location)")
@@ -94,6 +98,7 @@ struct CopyCommand: ParsableCommand {
                 for p in plans {
                     print("\(p.source) -> \(p.target): would copy \(p.toCopy) objects (\(formatBytes(p.bytes))); \(p.upToDate) up to date; "
                           + "\(p.onlyOnCopy) only on the copy (kept); lag \(TimeSpan.humanize(Int(p.lagSeconds)))")
+                    if let why = p.refused { print("  refused: Object Lock is required (spec.copies[].objectLock) and \(why)") }
                     for k in p.keys.prefix(20) { print("  \(k)") }
                     if p.keys.count > 20 { print("  … and \(p.keys.count - 20) more") }
                 }
@@ -126,6 +131,7 @@ extension S3Options {
         var runner = CopyRunner(source: from, target: into, stateKey: StoreCopies.stateKey(source, target))
         runner.workers = workers
         runner.recipients = try copy.recipients.map(Age.Recipient.init)
+        runner.requireObjectLock = copy.requireObjectLock
         if let spool { runner.spoolBase = spool }
         let label = "\(source.name.value) -> \(target.name.value)"
         runner.progress = { log("\(label): \($0)") }

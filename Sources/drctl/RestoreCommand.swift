@@ -38,6 +38,7 @@ struct RestoreCommand: ParsableCommand {
     @Option(help: "The workload's CNPG cluster to restore (needed when it has several).") var cluster: String?
     @Option(help: ArgumentHelp("barman-cloud destination (CNPG destinationPath), or a copy of the bucket on disk (file:///path).", valueName: "s3://bucket/path")) var source: String?
     @Option(help: "barman-cloud server name (CNPG serverName).") var server: String?
+    @OptionGroup var choice: StoreChoice
     @Option(help: ArgumentHelp("Recovery target.", valueName: "time")) var at: String
     @Option(help: ArgumentHelp("New or empty directory for the recovered data directory.", valueName: "dir")) var to: String?
     @Option(name: .customLong("namespace"), help: ArgumentHelp("Restore into this new Kubernetes namespace instead (Velero Restore + CNPG recovery; needs a WORKLOAD).", valueName: "ns"))
@@ -58,6 +59,8 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("give a WORKLOAD (with --policies), or --source s3://bucket/path and --server NAME")
         }
         if workload != nil && source != nil { throw ValidationError("give either a WORKLOAD or --source, not both") }
+        if choice.store != nil && workload == nil { throw ValidationError("--store reads a WORKLOAD's copy: name the workload") }
+        if choice.store != nil && intoNamespace != nil { throw ValidationError("--store: a namespace restore reads the workload's own store (give --source for a file copy on the host)") }
         if to == nil && intoNamespace == nil && !dryRun { throw ValidationError("--to DIR or --namespace NEW is required (or --dry-run)") }
         if to != nil && intoNamespace != nil { throw ValidationError("--to and --namespace exclude each other") }
         if intoNamespace != nil && workload == nil { throw ValidationError("--namespace restores a WORKLOAD from its policy") }
@@ -155,7 +158,7 @@ struct RestoreCommand: ParsableCommand {
             let (access, key) = try s3.open(source)
             return (BarmanSource(access: access, layout: BarmanLayout(root: key), server: server), "\(source) server \(server)", [])
         }
-        let set = try loadCheckedPolicies(policies)
+        let (set, open) = try choice.resolve(try loadCheckedPolicies(policies), s3, copy: nil)
         guard let p = set.backupPolicies.first(where: { $0.name.value == workload }) else {
             throw ValidationError("no policy named '\(workload ?? "")' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
         }
@@ -167,7 +170,7 @@ struct RestoreCommand: ParsableCommand {
         if candidates.count > 1 {
             throw ValidationError("workload \(p.name.value) has several CNPG clusters (\(candidates.map(\.cluster.value).joined(separator: ", "))): choose one with --cluster")
         }
-        return (BarmanSource(access: try s3.access(for: store), layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value),
+        return (BarmanSource(access: try open(store), layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value),
                 "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))", p.drill?.preloadLibraries ?? [])
     }
 

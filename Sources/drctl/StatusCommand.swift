@@ -29,6 +29,7 @@ struct StatusCommand: ParsableCommand {
     var catalog: String?
     @Option(help: ArgumentHelp("Read a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket.", valueName: "url"))
     var source: String?
+    @OptionGroup var choice: StoreChoice
     @Flag(help: "Do not read the stores' copies (spec.copies); by default each is read with its own keys and a copy lagging past its maxLag makes the workload AT RISK.")
     var skipCopies = false
     @Option(name: [.short, .long], help: "Output format: table, json or yaml.") var output: StatusFormat = .table
@@ -36,7 +37,7 @@ struct StatusCommand: ParsableCommand {
     enum StatusFormat: String, ExpressibleByArgument, CaseIterable { case table, json, yaml }
 
     func validate() throws {
-        if source != nil && catalog != nil {
+        if (source != nil || choice.store != nil) && catalog != nil {
             throw ValidationError("--catalog indexes the policies' stores and keeps their RPO history; --source reads a copy: give one of them")
         }
     }
@@ -45,7 +46,7 @@ struct StatusCommand: ParsableCommand {
         global.bootstrapLogging()
         var notProtected = false
         try runReportingErrors {
-            let set = try loadCheckedPolicies(policies)
+            let (set, open) = try choice.resolve(try loadCheckedPolicies(policies), s3, copy: source)
             let selected = workloads.isEmpty ? set.backupPolicies : try workloads.map { name in
                 guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
                     throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
@@ -55,8 +56,8 @@ struct StatusCommand: ParsableCommand {
             let now = Date()
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
             // A copy read with --source is judged as a store, not against its own copies.
-            let copies: CopyOpener? = skipCopies || source != nil ? nil : { try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
-            var results = try evaluateWorkloads(selected, in: set, open: try s3.opener(copy: source), catalog: catalogDB, now: now, copies: copies).map(\.status)
+            let copies: CopyOpener? = skipCopies || source != nil || choice.store != nil ? nil : { try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
+            var results = try evaluateWorkloads(selected, in: set, open: open, catalog: catalogDB, now: now, copies: copies).map(\.status)
             results.sort { $0.workload < $1.workload }
             for r in results { try catalogDB?.recordRPO(r, at: now) }
             notProtected = results.contains { $0.status != .protected }
@@ -97,6 +98,15 @@ struct StatusCommand: ParsableCommand {
                             ?? "lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), \(c.pending ?? 0) objects to copy, last complete copy \(t(c.lastSuccess))"
                         Swift.print("  \(r.workload) -> \(c.store): \(lag)")
                     }
+                }
+            }
+            // Long-term tiers: older backups that restore to their own end only, not to any time.
+            let pointed = results.flatMap { r in r.sources.filter { $0.points != nil }.map { (r.workload, $0) } }
+            if !pointed.isEmpty {
+                Swift.print("\nRestore points before the point-in-time range (each backup to its own end only):")
+                for (w, s) in pointed {
+                    let range = s.pitrFrom.map { "any time from \(t($0)) to the newest WAL" } ?? "no point-in-time range"
+                    Swift.print("  \(w) \(s.source): \(range); points \((s.points ?? []).map { t($0) }.joined(separator: ", "))")
                 }
             }
             for r in results where !r.reasons.isEmpty {

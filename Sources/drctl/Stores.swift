@@ -127,6 +127,17 @@ extension S3Options {
             guard key.isEmpty else { throw ValidationError("--target \(url): give the copy's whole tree (file:///path); the policy's prefixes are used below it") }
             return FileStorage(root: root)
         }
+        var bucket = store.bucket.value
+        if let url, case .s3(let b, let key) = try StorageURL.parse(url) {
+            guard key.isEmpty else { throw ValidationError("--target \(url): give the copy's whole bucket (s3://bucket)") }
+            bucket = b
+        }
+        return S3Storage(client: try ownClient(store, credentialsDir: credentialsDir, endpoint: endpoint), bucket: bucket)
+    }
+
+    /// A client for ObjectStore `store` with its own keys (see `copyTarget`), never the ones of
+    /// the flags or the environment, which are the source's.
+    func ownClient(_ store: ObjectStorePolicy, credentialsDir: String?, endpoint: String?) throws -> S3Client {
         let secrets = ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets"
         let dir = credentialsDir ?? "\(secrets)/\(store.credentials.secretName)"
         let names = (store.credentials.accessKeyIdKey, store.credentials.secretAccessKeyKey)
@@ -140,15 +151,58 @@ extension S3Options {
             throw ConfigError("the keys of ObjectStore \(store.name.value) (the copy's own, never the source's): \(error) (mount Secret \(store.credentials.secretName) at \(dir), or give --to-credentials-dir)")
         }
         KnownSecrets.shared.add(credentials.secrets)
-        var ep = try S3Endpoint(url: endpoint ?? store.endpoint.value, addressing: store.pathStyle ? .path : .virtualHosted)
+        let ep = try S3Endpoint(url: endpoint ?? store.endpoint.value, addressing: store.pathStyle ? .path : .virtualHosted)
         var config = S3Configuration(endpoint: ep, region: store.region, credentials: credentials)
         config.tls = TLSOptions(caBundle: try policyCABundle(store), insecure: insecure)
-        var bucket = store.bucket.value
-        if let url, case .s3(let b, let key) = try StorageURL.parse(url) {
-            guard key.isEmpty else { throw ValidationError("--target \(url): give the copy's whole bucket (s3://bucket)") }
-            bucket = b
+        return S3Client(config: config)
+    }
+
+    /// `--store NAME`: the policies read from ObjectStore NAME. Workloads whose store copies to
+    /// NAME (spec.copies[].to) are pointed at it: its bucket, prefixes and endpoint, and its own
+    /// keys (`credentialsDir`, else its mounted Secret: see `copyTarget`); an encrypted copy is
+    /// read through the age identities. Workloads of NAME itself read it as usual; any other
+    /// workload's store fails to open, naming its copies.
+    func readingStore(_ name: String, in set: PolicySet, credentialsDir: String?, endpoint: String?) throws -> (PolicySet, StoreOpener) {
+        guard let target = set.objectStore(named: name) else {
+            throw ValidationError("--store \(name): no ObjectStore named '\(name)' (have: \(set.objectStores.map(\.name.value).sorted().joined(separator: ", ")))")
         }
-        return S3Storage(client: S3Client(config: config), bucket: bucket)
+        let sources = set.objectStores.filter { $0.copies.contains { $0.to.value == name } }.map(\.name.value)
+        var out = set
+        for i in out.backupPolicies.indices where sources.contains(out.backupPolicies[i].objectStore.value) {
+            out.backupPolicies[i].objectStore.value = name
+        }
+        let asCopy = !sources.isEmpty
+        let open: StoreOpener = { store in
+            guard store.name.value == name else {
+                let copies = store.copies.map(\.to.value)
+                throw ValidationError("--store \(name): ObjectStore \(store.name.value) is not copied there (its spec.copies: \(copies.isEmpty ? "none" : copies.joined(separator: ", ")))")
+            }
+            guard asCopy else { return try access(for: target) }
+            let client = try ownClient(target, credentialsDir: credentialsDir, endpoint: endpoint)
+            return try decrypting(Self.access(client, bucket: target.bucket.value), drctlRoot: target.prefixes.drctl.value)
+        }
+        return (out, open)
+    }
+}
+
+/// `--store NAME`: read the workloads from a copy of their store, by its policy name.
+struct StoreChoice: ParsableArguments {
+    @Option(help: ArgumentHelp("Read the workloads from this ObjectStore, a copy of their store (spec.copies[].to): its bucket, prefixes and own keys.", valueName: "name"))
+    var store: String?
+    @Option(help: ArgumentHelp("With --store: directory of that store's key files (ACCESS_KEY_ID, SECRET_ACCESS_KEY); default: $DRCTL_SECRETS_DIR (/etc/drctl/secrets)/<its credentials.secretName>.", valueName: "dir"))
+    var storeCredentialsDir: String?
+    @Option(help: ArgumentHelp("With --store: that store's endpoint instead of its policy's.", valueName: "url"))
+    var storeEndpoint: String?
+
+    func validate() throws {
+        if store == nil && (storeCredentialsDir != nil || storeEndpoint != nil) { throw ValidationError("--store-credentials-dir and --store-endpoint go with --store") }
+    }
+
+    /// The policies and how to open their stores: from `--store`, from a copy URL (`--source`), or as they are.
+    func resolve(_ set: PolicySet, _ s3: S3Options, copy: String?) throws -> (PolicySet, StoreOpener) {
+        guard let store else { return (set, try s3.opener(copy: copy)) }
+        guard copy == nil else { throw ValidationError("--store names a copy by its ObjectStore, --source by its URL: give one of them") }
+        return try s3.readingStore(store, in: set, credentialsDir: storeCredentialsDir, endpoint: storeEndpoint)
     }
 }
 

@@ -41,6 +41,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var policies: [String] = ["policies"]
     @Option(help: ArgumentHelp("Drill from a copy of the ObjectStore's bucket instead (file:///path, or s3://bucket on the policy's endpoint), laid out as the bucket. The evidence (marked with the copy) goes to the copy, and to a catalog only with --catalog.", valueName: "url"))
     var source: String?
+    @OptionGroup var choice: StoreChoice
     @Option(help: ArgumentHelp("Recovery target (RFC 3339, 'YYYY-MM-DD HH:MM:SS' UTC, latest, -2h).", valueName: "time")) var at = "latest"
     @Flag(help: "Keep the scratch directory and leave the restored server running, for inspection.") var keep = false
     @Option(help: ArgumentHelp("The catalog file evidence is recorded in (default: $DRCTL_DATA_DIR/catalog.sqlite, else ~/.local/share/drctl/catalog.sqlite).", valueName: "file"))
@@ -52,7 +53,7 @@ struct VerifyCommand: ParsableCommand {
 
 
     func validate() throws {
-        if source != nil && pushgateway != nil {
+        if (source != nil || choice.store != nil) && pushgateway != nil {
             throw ValidationError("--pushgateway reports the policies' stores; a drill from a copy (--source) is not theirs")
         }
         if workloads.isEmpty && !all { throw ValidationError("name the workloads to drill, or --all") }
@@ -65,7 +66,7 @@ struct VerifyCommand: ParsableCommand {
         try runReportingErrors {
             let log = StepLog(quiet: host.quiet)
             let set = try loadCheckedPolicies(policies)
-            let chosen = try all ? set.backupPolicies : workloads.map { name in
+            var chosen = try all ? set.backupPolicies : workloads.map { name in
                 guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
                     throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
                 }
@@ -73,24 +74,36 @@ struct VerifyCommand: ParsableCommand {
             }
             let target = try TargetTime.parse(at, now: Date())
             // A drill of a copy proves the copy: it goes to the copy, and to a catalog only when named.
-            let store = try (source == nil ? catalog ?? defaultCatalogPath() : catalog).map { try CatalogStore(path: $0) }
+            // A drill of a copy (--source, --store, or the policy's drill.from) proves the copy:
+            // its evidence goes to the copy, and to a catalog only when named.
+            let named = try catalog.map { try CatalogStore(path: $0) }
+            let anyFromPrimary = source == nil && choice.store == nil && chosen.contains { $0.drill?.from == nil }
+            let primaryCatalog = try anyFromPrimary ? (named ?? CatalogStore(path: defaultCatalogPath())) : named
             Cleanup.shared.installSignalHandlers()
             var results: [DrillEvidence] = []
-            let open = try s3.opener(copy: source)
-            var runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
-                                          checkImage: checkImage, upload: !noUpload)
-            runner.keep = keep
-            runner.copy = source
-            for p in chosen {
+            let (readSet, open) = try choice.resolve(set, s3, copy: source)
+            chosen = chosen.map { p in readSet.backupPolicies.first { $0.name.value == p.name.value } ?? p }
+            for var p in chosen {
+                var runnerOpen = open, readFrom = source ?? choice.store.map { "ObjectStore \($0)" }
+                // drill.from: this workload drills from its copy unless the command line chose a source.
+                if source == nil && choice.store == nil, let from = p.drill?.from, from.value != p.objectStore.value {
+                    let (copied, copyOpen) = try s3.readingStore(from.value, in: set, credentialsDir: nil, endpoint: nil)
+                    p = copied.backupPolicies.first { $0.name.value == p.name.value } ?? p
+                    (runnerOpen, readFrom) = (copyOpen, "ObjectStore \(from.value) (drill.from)")
+                }
+                var runner = DrillRunner.make(open: runnerOpen, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
+                                              checkImage: checkImage, upload: !noUpload)
+                runner.keep = keep
+                runner.copy = readFrom
                 guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
-                let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: store, log: log.callAsFunction)
+                let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: readFrom == nil ? primaryCatalog : named, log: log.callAsFunction)
                 failed = failed || !stored
                 log("drill of \(p.name.value) \(evidence.result.rawValue.uppercased())\(evidence.error.map { ": \($0)" } ?? "")")
                 results.append(evidence)
             }
             failed = failed || results.contains { $0.result == .failed }
             if let pushgateway {
-                let evaluated = try evaluateWorkloads(chosen, in: set, open: open, catalog: store, now: Date())   // no copy: validate()
+                let evaluated = try evaluateWorkloads(chosen, in: set, open: open, catalog: primaryCatalog, now: Date())   // no copy: validate()
                 let snapshot = Snapshot(generatedAt: Date(), workloads: ServiceState.workloads(evaluated, set: set, runbookBase: "runbooks"), stores: [], drills: [])
                 do {
                     try pushMetrics(MetricsText.render(snapshot), to: pushgateway)
