@@ -58,6 +58,18 @@ final class ArchivedDatabase {
         return target
     }
 
+    /// `drctl restore ARGS --at target` into a new directory, started, and the rows of `t` it
+    /// holds as psql prints them (`count|max`); the restored server is stopped afterwards.
+    func restoredRows(_ args: [String], at target: String, env: [String: String], into name: String = "restored") throws -> (status: Int32, output: String, rows: String) {
+        let dir = work + "/" + name, port = try freePort()
+        let (st, out) = try run(drctlBinary, ["restore"] + args + ["--at", target, "--to", dir, "--yes", "--start", "--port", String(port),
+                                                                   "--scratch-dir", work + "/scratch-" + name], env: env)
+        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
+        guard st == 0 else { return (st, out, "") }
+        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
+        return (st, out, qst == 0 ? rows.trimmingCharacters(in: .whitespacesAndNewlines) : "psql failed: \(rows)")
+    }
+
     var drctlEnvironment: [String: String] {
         var env = rgw.environment
         env.removeValue(forKey: "AWS_ENDPOINT_URL")

@@ -108,17 +108,89 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         #expect(st == 0 && out.contains("copied 0 objects") && out.contains("only on the copy (kept)"), "\(out)")
         #expect(try objects(copyS3, copyBucket, "cnpg/") == archived, "the copy keeps what the primary lost")
 
-        // The primary's RGW gone: an exact point-in-time restore from the copy.
+        // The primary's RGW gone: an exact point-in-time restore from the copy, by its URL with
+        // the copy's keys in the environment, and by its ObjectStore's name with its own mounted keys.
         primary.stop()
         var fromCopy = offsite.environment
         fromCopy["DRCTL_DATA_DIR"] = db.work + "/data"
-        let dir = db.work + "/restored", port = try freePort()
-        let (rst, rout) = try run(drctlBinary, ["restore", "--source", "s3://\(copyBucket)/cnpg", "--server", "app-db", "--at", target, "--to", dir,
-                                                "--yes", "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch"], env: fromCopy)
-        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
-        try #require(rst == 0, "\(rout)")
-        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
-        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target: \(rows)")
+        let byURL = try db.restoredRows(["--source", "s3://\(copyBucket)/cnpg", "--server", "app-db"], at: target, env: fromCopy)
+        try #require(byURL.status == 0, "\(byURL.output)")
+        #expect(byURL.rows == "43|43", "exactly up to the target: \(byURL.rows)")
+        let byName = try db.restoredRows(["app", "--policies", policies, "--store", "offsite"], at: target, env: env, into: "by-name")
+        try #require(byName.status == 0, "\(byName.output)")
+        #expect(byName.rows == "43|43" && byName.output.contains("s3://\(copyBucket)/cnpg"), "from ObjectStore offsite, exactly: \(byName.rows) \(byName.output)")
+        let (sst2, onCopy) = try run(drctlBinary, ["status", "app", "--policies", policies, "--store", "offsite", "-o", "json"], env: env)
+        #expect((sst2 == 0 || sst2 == 4) && onCopy.contains("\"workload\" : \"app\"") && !onCopy.contains("no barman-cloud archive"), "status reads the copy by name: \(onCopy)")
+        let (pst, pruned) = try run(drctlBinary, ["prune", "app", "--policies", policies, "--store", "offsite"], env: env)
+        #expect(pst == 0 && pruned.contains("on ObjectStore offsite (s3://\(copyBucket)/cnpg)") && pruned.contains("would delete 0 backups"), "\(pruned)")
+        let (wst, wrong) = try run(drctlBinary, ["status", "app", "--policies", policies, "--store", "nosuch"], env: env)
+        #expect(wst == 64 && wrong.contains("no ObjectStore named 'nosuch'"), "\(wst): \(wrong)")
+
+        // drill.from: the policy's scheduled drill proves the copy, the primary still down.
+        try (try String(contentsOfFile: policies + "/p.yaml", encoding: .utf8) + """
+              drill:
+                schedule: "0 5 * * *"
+                from: offsite
+                checks:
+                  - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: ">= 43"}
+
+            """).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        let (vst, drill) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch-drill", "-o", "json"], env: env)
+        #expect(vst == 0 && drill.contains("\"result\" : \"passed\"") && drill.contains("ObjectStore offsite (drill.from)"), "\(drill)")
+        var evidence: [String] = []
+        try copyS3.listObjects(bucket: copyBucket, prefix: "drctl/evidence/app/") { evidence += $0.objects.map(\.key) }
+        #expect(evidence.count == 1, "the drill's evidence went to the copy it proves: \(evidence)")
+    }
+
+    /// `objectLock: required`: nothing is copied into a bucket that does not lock what is written
+    /// to it; a bucket with Object Lock and a default retention takes the copy, locked.
+    @Test func aCopyThatRequiresObjectLockRefusesABucketWithout() throws {
+        let rgw = try RGW.get()
+        let s3 = try rgw.client()
+        let source = try rgw.bucket(s3, "lock-src")
+        let wal = "cnpg/app-db/wals/0000000100000000/000000010000000000000001.gz"
+        try s3.putObject(S3URL(bucket: source, key: wal), bytes: [1, 2, 3])
+        let plain = try rgw.bucket(s3, "lock-plain")
+        let suffix = UInt32.random(in: 0...UInt32.max)
+        let unset = "lock-nodefault-\(suffix)", locked = "lock-dst-\(suffix)"
+        try s3.createBucket(unset, objectLock: BucketObjectLock(enabled: true))
+        try s3.createBucket(locked, objectLock: BucketObjectLock(enabled: true, mode: "GOVERNANCE", days: 1))
+        let dir = tempPath("copy-lock")
+        try FileManager.default.createDirectory(atPath: dir + "/secrets/copy-keys", withIntermediateDirectories: true)
+        try rgw.accessKey.write(toFile: dir + "/secrets/copy-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try rgw.secretKey.write(toFile: dir + "/secrets/copy-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        func policies(_ target: String) throws {
+            try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [barman], objectLock: required}]\n") + """
+                apiVersion: drctl.dev/v1alpha1
+                kind: ObjectStore
+                metadata: {name: offsite}
+                spec: {endpoint: "\(rgw.endpoint)", bucket: \(target), pathStyle: true, credentials: {secretName: copy-keys}}
+                """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        }
+        func keys(_ bucket: String) throws -> [String] {
+            var keys: [String] = []
+            try s3.listObjects(bucket: bucket, prefix: "") { keys += $0.objects.map(\.key) }
+            return keys
+        }
+        var env = rgw.environment
+        env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
+        try policies(plain)
+        var (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
+        #expect(st != 0 && out.contains("requires Object Lock") && out.contains("has no Object Lock"), "\(st): \(out)")
+        #expect(try keys(plain).isEmpty, "nothing was copied")
+        (st, out) = try run(drctlBinary, ["copy", "--policies", dir, "--dry-run"], env: env)
+        #expect(st != 0 && out.contains("refused: Object Lock is required"), "\(st): \(out)")
+
+        try policies(unset)
+        (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
+        #expect(st != 0 && out.contains("no default retention"), "\(st): \(out)")
+        #expect(try keys(unset).isEmpty, "nothing was copied")
+
+        try policies(locked)
+        (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
+        #expect(st == 0 && out.contains("copied 1 objects"), "\(out)")
+        let head = try #require(try S3Storage(client: s3, bucket: locked).head(wal))
+        #expect(head.lock?.retainUntil.map { $0 > Date() } == true, "the copied object is locked by the bucket's default retention: \(String(describing: head.lock))")
     }
 
     /// An encrypted copy (age): nothing readable leaves, Debian's age decrypts it, and with the
@@ -169,14 +241,12 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let source = "s3://\(copyBucket)/cnpg"
         let (nst, nout) = try run(drctlBinary, ["backups", "--source", source, "--server", "app-db"], env: fromCopy)
         #expect(nst == 3 && nout.contains("encrypted with age to \(recipient)") && nout.contains("--identity"), "\(nout)")
-        let dir = db.work + "/restored", port = try freePort()
-        let (rst, rout) = try run(drctlBinary, ["restore", "--source", source, "--server", "app-db", "--at", target, "--to", dir, "--identity", key,
-                                                "--yes", "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch"], env: fromCopy)
-        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
-        try #require(rst == 0, "\(rout)")
-        #expect(!rout.contains("AGE-SECRET-KEY-"), "the identity is never printed")
-        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
-        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target, from the encrypted copy: \(rows)")
+        let restored = try db.restoredRows(["--source", source, "--server", "app-db", "--identity", key], at: target, env: fromCopy)
+        try #require(restored.status == 0, "\(restored.output)")
+        #expect(!restored.output.contains("AGE-SECRET-KEY-"), "the identity is never printed")
+        #expect(restored.rows == "43|43", "exactly up to the target, from the encrypted copy: \(restored.rows)")
+        let byName = try db.restoredRows(["app", "--policies", policies, "--store", "offsite", "--identity", key], at: target, env: env, into: "by-name")
+        #expect(byName.status == 0 && byName.rows == "43|43", "by the copy's ObjectStore, encrypted: \(byName.rows) \(byName.output)")
 
         // One flipped byte in the copy: refused, named, not silently short.
         let info = try #require(keys.first { $0.hasSuffix("/backup.info") })

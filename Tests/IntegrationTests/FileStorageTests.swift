@@ -114,12 +114,8 @@ import TestSupport
         let (scst, scerr) = try run(drctlBinary, ["status", "--policies", policies, "--source", "file://\(copy)", "--catalog", catalog], env: env)
         #expect(scst == 64 && scerr.contains("--catalog"), "\(scst): \(scerr)")
 
-        let dir = db.work + "/restored", port = try freePort()
-        let (rst, out) = try run(drctlBinary, ["restore", "--source", "file://\(copy)/cnpg", "--server", "app-db", "--at", target, "--to", dir,
-                                               "--yes", "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch"], env: env)
-        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D", dir, "-m", "immediate", "-w", "stop"]) }
-        try #require(rst == 0, "\(out)")
-        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
-        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "exactly up to the target: \(rows)")
+        let restored = try db.restoredRows(["--source", "file://\(copy)/cnpg", "--server", "app-db"], at: target, env: env)
+        try #require(restored.status == 0, "\(restored.output)")
+        #expect(restored.rows == "43|43", "exactly up to the target: \(restored.rows)")
     }
 }
