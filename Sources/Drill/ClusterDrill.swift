@@ -401,7 +401,8 @@ public struct ClusterDrill {
     func createClusters(_ placement: [String: String], progress: (String) -> Void) throws {
         for c in policy.cnpg {
             guard let ns = placement[c.cluster.value] else { continue }
-            for o in DrillManifests.recoveryCluster(policy: policy, cluster: c, store: store, namespace: ns, targetTime: target.date.map(TargetTime.postgres)) {
+            for o in DrillManifests.recoveryCluster(policy: policy, cluster: c, store: store, namespace: ns, targetTime: target.date.map(TargetTime.postgres),
+                                                             backupID: { if case .backup(let id) = target { return id } else { return nil } }()) {
                 _ = try kube.create(Self.plain(o))
             }
             progress("\(c.cluster.value): recovery Cluster created in \(ns)")

@@ -202,7 +202,8 @@ public final class HostRestore: @unchecked Sendable {
         let clientArguments = try Self.readableCABundle(source.clientArguments, copyInto: credentials, runAs: runAs)
         let restoreCommand = RecoveryServer.restoreCommand([Subprocess.currentExecutable, "wal-restore", "--spool", spool] + clientArguments
                                                            + ["--credentials-dir", credentials, "--source", source.destination, "--server", source.server])
-        try server.writeConfig(restoreCommand: restoreCommand, target: plan.targetTime.map { .time($0) } ?? .latest, allowTCP: options.allowTCP)
+        let target: RecoveryTarget = plan.immediate == true ? .backup(plan.backup.backupID) : plan.targetTime.map { .time($0) } ?? .latest
+        try server.writeConfig(restoreCommand: restoreCommand, target: target, allowTCP: options.allowTCP)
         if let runAs { try runAs.chownTree(dataDir); try runAs.chownTree(spool) }
         let prefetcher = WALPrefetcher(source: source.walSource, files: plan.wal, spool: spool, window: options.prefetchWindow,
                                        workers: options.prefetchWorkers, owner: runAs)

@@ -100,6 +100,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
             if case .time(let t)? = target {
                 lines += ["recovery_target_time = \(Self.conf(TargetTime.postgres(t)))", "recovery_target_inclusive = on"]
             }
+            if case .backup? = target { lines.append("recovery_target = 'immediate'") }
         }
         try (lines.joined(separator: "\n") + "\n").write(toFile: configFile, atomically: true, encoding: .utf8)
         // Local connections through the 0700 socket directory only; TCP from loopback needs the

@@ -16,6 +16,8 @@ public struct RestorePlan: Sendable, Codable {
     /// `latest` or PostgreSQL's recovery_target_time.
     public var target: String
     public var targetTime: Date?
+    /// Set for a restore point (`--at BACKUP_ID`): recovery stops as soon as the backup is consistent.
+    public var immediate: Bool?
     public var backup: BarmanBackup
     /// The backup's tars, data first.
     public var archives: [ArchiveFile]
@@ -61,22 +63,33 @@ public enum RestorePlanner {
             }
             throw PlanError("server \(server) has no restorable base backup\(seen.isEmpty ? " (no backups in the bucket)" : ": " + seen.joined(separator: ", "))")
         }
-        let first = restorable.map { $0.endTime! }.min()!
+        // The point-in-time range starts at the oldest backup whose WAL runs on unbroken; older
+        // restorable backups (long-term tiers) are restore points only.
+        let continuous = restorable.filter { $0.walGaps.isEmpty }
+        let first = (continuous.isEmpty ? restorable : continuous).map { $0.endTime! }.min()!
+        let points = restorable.filter { !$0.walGaps.isEmpty && $0.endTime! < first }.sorted { $0.endTime! < $1.endTime! }
         let newest = restorable.compactMap(\.walChainEndTime).max()
         func range() -> String {
             "[\(TargetTime.rfc3339(first)), \(newest.map(TargetTime.rfc3339) ?? "unknown")]"
+                + (points.isEmpty ? "" : "; before it, restore points only (--at BACKUP_ID): " + points.map { "\($0.backupID) (ended \(TargetTime.rfc3339($0.endTime!)))" }.joined(separator: ", "))
         }
         var warnings: [String] = []
         let chosen: BarmanBackup
         switch target {
         case .latest:
             chosen = restorable.max { $0.endTime! < $1.endTime! }!
+        case .backup(let id):
+            guard let b = restorable.first(where: { $0.backupID == id }) else {
+                let why = scan.backups.first { $0.backupID == id }.map { "it is \($0.status)\($0.restorable ? "" : ", not restorable")" } ?? "no such backup"
+                throw PlanError("backup \(id) of \(server): \(why); restorable: \(restorable.map(\.backupID).sorted().joined(separator: ", "))")
+            }
+            chosen = b
         case .time(let t):
             if t > now {
                 throw PlanError("target \(TargetTime.rfc3339(t)) is in the future (now \(TargetTime.rfc3339(now)))")
             }
             if t < first {
-                throw PlanError("target \(TargetTime.rfc3339(t)) is before the first recoverable point of \(server): the recoverable range is \(range()) (the oldest restorable base backup ended at \(TargetTime.rfc3339(first)))")
+                throw PlanError("target \(TargetTime.rfc3339(t)) is before the first recoverable point of \(server): the recoverable range is \(range()) (the oldest base backup with unbroken WAL ended at \(TargetTime.rfc3339(first)))")
             }
             chosen = restorable.filter { $0.endTime! <= t }.max { $0.endTime! < $1.endTime! }!
             let reach = chosen.walChainEndTime ?? chosen.endTime!
@@ -111,6 +124,8 @@ public enum RestorePlanner {
         if case .time(let t) = target {
             if let i = run.firstIndex(where: { (archive.segments[$0]!.lastModified ?? .distantFuture) >= t }) { needed = i + 1 }
         }
+        // A restore point reads the backup's own WAL, to its end_wal.
+        if case .backup = target, let end = chosen.endWAL, let i = run.firstIndex(where: { $0.name == end }) { needed = i + 1 }
         if case .latest = target, let gap = chosen.walGaps.first {
             warnings.append("WAL segment \(gap) is missing: recovery stops at \(chosen.walChainEnd ?? "?"); later segments are unreachable")
         }
@@ -120,7 +135,9 @@ public enum RestorePlanner {
             histories[name] = .init(name: name, key: o.key, size: o.size, compression: Self.suffix(of: o.key, after: name))
         }
         let timelines = WALChain.path(from: begin.timeline, archive: archive, segmentSize: segmentSize).map(\.tli)
-        return RestorePlan(server: server, target: target.description, targetTime: target.date, backup: chosen,
+        var immediate: Bool?
+        if case .backup = target { immediate = true }
+        return RestorePlan(server: server, target: target.description, targetTime: target.date, immediate: immediate, backup: chosen,
                            archives: chosen.archiveFiles, wal: wal, walNeeded: needed, histories: histories, timelines: timelines,
                            pgMajor: version / 10000, firstRecoverable: first, newestRecoverable: newest, warnings: warnings)
     }

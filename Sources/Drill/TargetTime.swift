@@ -10,12 +10,17 @@ public enum RecoveryTarget: Sendable, Equatable, CustomStringConvertible {
     case latest
     /// Stop before the first transaction that committed after this instant.
     case time(Date)
+    /// This base backup, to the point where it is consistent and no further
+    /// (`recovery_target = 'immediate'`): a restore point, such as a long-term tier backup,
+    /// which keeps no WAL beyond its own.
+    case backup(String)
 
     public var date: Date? { if case .time(let d) = self { return d } else { return nil } }
     public var description: String {
         switch self {
         case .latest: return "latest"
         case .time(let d): return TargetTime.postgres(d)
+        case .backup(let id): return "backup \(id) (consistent point)"
         }
     }
 }
@@ -30,6 +35,10 @@ public enum TargetTime {
     public static func parse(_ text: String, now: Date) throws -> RecoveryTarget {
         let s = text.trimmingCharacters(in: .whitespaces)
         if s == "latest" { return .latest }
+        // A barman backup id (YYYYMMDDTHHMMSS): that backup's consistent point.
+        if s.utf8.count == 15, s.enumerated().allSatisfy({ $0.offset == 8 ? $0.element == "T" : $0.element.isASCII && $0.element.isNumber }) {
+            return .backup(s)
+        }
         if s.hasPrefix("-") {
             guard let d = TimeSpan(dialect: .policy, String(s.dropFirst())) else {
                 throw TargetTimeError(description: "'\(text)': a relative time is a minus sign and a duration, e.g. -30m, -2h, -1d")
@@ -37,7 +46,7 @@ public enum TargetTime {
             return .time(now.addingTimeInterval(-Double(d.seconds)))
         }
         guard let d = RFC3339.parse(s) else {
-            throw TargetTimeError(description: "'\(text)' is not a time: use RFC 3339 (2026-11-27T04:20:00Z, 2026-11-27T05:20:00+01:00), '2026-11-27 04:20:00' (UTC), 'latest' or a relative time such as -2h")
+            throw TargetTimeError(description: "'\(text)' is not a time: use RFC 3339 (2026-11-27T04:20:00Z, 2026-11-27T05:20:00+01:00), '2026-11-27 04:20:00' (UTC), 'latest', a relative time such as -2h, or a backup id (20261127T040000) for that backup's consistent point")
         }
         return .time(d)
     }

@@ -60,9 +60,12 @@ public enum DrillManifests {
     /// Barman Cloud Plugin, the ObjectStore it reads is returned too (it must sit in the
     /// Cluster's namespace).
     public static func recoveryCluster(policy p: BackupPolicy, cluster c: BackupPolicy.CNPGCluster, store: ObjectStorePolicy,
-                                       namespace scratch: String, targetTime: String?, storageSize: String = "10Gi") -> [[String: any Sendable]] {
+                                       namespace scratch: String, targetTime: String?, backupID: String? = nil,
+                                       storageSize: String = "10Gi") -> [[String: any Sendable]] {
         var recovery: [String: any Sendable] = ["source": "origin"]
         if let targetTime { recovery["recoveryTarget"] = ["targetTime": targetTime] }
+        // A restore point: CNPG's recoveryTarget.backupID with targetImmediate (stop when consistent).
+        if let backupID { recovery["recoveryTarget"] = ["backupID": backupID, "targetImmediate": true] as [String: any Sendable] }
         let meta: [String: any Sendable] = ["name": c.cluster.value, "namespace": scratch,
                                             "labels": labels]
         var out: [[String: any Sendable]] = []

@@ -27,7 +27,7 @@ struct RestoreCommand: ParsableCommand {
             a 0600 file that is removed once the server is promoted, never its environment. Works from a policy \
             (WORKLOAD --policies DIR) or from the bucket alone (--source s3://bucket/path --server NAME). \
             --at takes RFC 3339 (2026-11-27T04:20:00Z, any offset), '2026-11-27 04:20:00' (UTC), \
-            'latest', or a relative time such as -2h.
+            'latest', a relative time such as -2h, or a base backup's id (20261027T040000) to             restore that backup to its consistent point only (recovery_target = 'immediate'): how a             long-term tier backup, which keeps only its own WAL, is restored. --store NAME reads             the workload's copy on ObjectStore NAME with that store's own keys.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -177,7 +177,8 @@ struct RestoreCommand: ParsableCommand {
     func printPlan(_ plan: RestorePlan, label: String) {
         let b = plan.backup
         var rows: [(String, String)] = [
-            ("target", plan.targetTime.map { "\(TargetTime.postgres($0)) (\(TargetTime.rfc3339($0)))" } ?? "latest (every archived transaction)"),
+            ("target", plan.immediate == true ? "backup \(plan.backup.backupID) to its consistent point (recovery_target = 'immediate')"
+                : plan.targetTime.map { "\(TargetTime.postgres($0)) (\(TargetTime.rfc3339($0)))" } ?? "latest (every archived transaction)"),
             ("recoverable range", "\(TargetTime.rfc3339(plan.firstRecoverable)) .. \(plan.newestRecoverable.map(TargetTime.rfc3339) ?? "?")"),
             ("base backup", "\(b.backupID)\(b.name.map { " (\($0))" } ?? ""), ended \(b.endTime.map(TargetTime.rfc3339) ?? "?"), \(b.compression.isEmpty || b.compression == "none" ? "plain tar" : b.compression), \(formatBytes(plan.baseBytes))"),
             ("WAL", "\(plan.walRange) (\(plan.walNeeded) segments, \(formatBytes(plan.walBytes)); \(plan.wal.count) archived after the backup)"),

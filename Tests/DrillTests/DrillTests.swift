@@ -28,6 +28,9 @@ struct TargetTimeTests {
         #expect(try TargetTime.parse("-2h", now: Self.now) == .time(Self.now.addingTimeInterval(-7200)))
         #expect(try TargetTime.parse("-90m", now: Self.now) == .time(Self.now.addingTimeInterval(-5400)))
         #expect(try TargetTime.parse("-1d", now: Self.now) == .time(Self.now.addingTimeInterval(-86400)))
+        // A barman backup id: that backup's consistent point (a long-term tier's restore point).
+        #expect(try TargetTime.parse("20261027T040000", now: Self.now) == .backup("20261027T040000"))
+        #expect(throws: TargetTimeError.self) { try TargetTime.parse("20261027X040000", now: Self.now) }
     }
 
     @Test(arguments: ["yesterday", "2026-11-27", "2026-13-01 00:00:00", "2026-11-27T04:20:00+0", "-2", "-2x", "2026-11-27 04:20:00.", "2026-11-27T04:20:00Zjunk"])

@@ -27,11 +27,17 @@ final class ArchivedDatabase {
                                   [work + "/src", String(port), rgw.barmanArchiveCommand(dest: dest, server: "app-db")])
         try #require(up == 0, "\(upOut)")
         _ = try psql("create table t(id int primary key, at timestamptz default clock_timestamp()); insert into t(id) select generate_series(1, 40)")
-        let (bst, bout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/opt/drctl-barman/bin/barman-cloud-backup", "--endpoint-url", rgw.endpoint,
-                                                       "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", dest, "app-db"], env: rgw.environment)
-        try #require(bst == 0, "\(bout)")
+        try baseBackup()
         _ = try psql("insert into t(id) values (41), (42)")
         try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+    }
+
+    /// One more gzip base backup with real barman-cloud-backup.
+    func baseBackup() throws {
+        let (bst, bout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/opt/drctl-barman/bin/barman-cloud-backup", "--endpoint-url", rgw.endpoint,
+                                                       "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres",
+                                                       "s3://\(bucket)/cnpg", "app-db"], env: rgw.environment)
+        try #require(bst == 0, "\(bout)")
     }
 
     deinit {
