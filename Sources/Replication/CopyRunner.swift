@@ -82,6 +82,8 @@ public struct CopyRunner: Sendable {
     /// Copy nothing unless the target's bucket locks what is written to it (Object Lock with a
     /// default retention): a copy that whoever holds its keys can delete is no last line.
     public var requireObjectLock = false
+    /// Failed objects in a row (each retried by the client) after which the rest are not tried.
+    public var giveUpAfter = 16
 
     public init(source: any StorageReader, target: any StorageWriter, stateKey: String) {
         self.source = source
@@ -135,7 +137,12 @@ public struct CopyRunner: Sendable {
         }
         let me = self
         let total = plan.copy.count
+        let giveUp = giveUpAfter
         _ = try Parallel.map(plan.copy, threads: workers) { item -> Bool in
+            if let last = book.down(after: giveUp) {
+                book.skip(item.sourceKey, "not tried: the last \(giveUp) objects failed in a row, the copy's store looks down (last error: \(last))")
+                return true
+            }
             do {
                 let (entry, changed) = try me.copyOne(item, spool: spool, now: now)
                 book.record(item.targetKey, entry, changed: changed ? item.sourceKey : nil)
@@ -151,11 +158,14 @@ public struct CopyRunner: Sendable {
             book.finish(listedAt: started, at: now())
         }
         save(true)
-        if let e = book.saveError { throw StorageError.io("the copy's record \(target.location)/\(stateKey) could not be written: \(e)") }
+        // An unwritten record fails the run too, but loses nothing: the next run recognises what
+        // this one put by its ETag.
+        var failed = book.failures.sorted { $0.key < $1.key }
+        if let e = book.saveError { failed.insert(.init(key: stateKey, error: "the copy's record could not be written: \(e)"), at: 0) }
         return CopyReport(source: source.location, target: target.location, listed: listed, copied: book.copied, bytes: book.bytes,
                           upToDate: plan.upToDate, changedDuringCopy: book.changed.sorted(), onlyOnCopy: plan.onlyOnCopy.count,
-                          failed: book.failures.sorted { $0.key < $1.key }, seconds: now().timeIntervalSince(started), stateKey: stateKey,
-                          lagSeconds: book.failures.isEmpty ? 0 : plan.lag(now: started))
+                          failed: failed, seconds: now().timeIntervalSince(started), stateKey: stateKey,
+                          lagSeconds: failed.isEmpty ? 0 : plan.lag(now: started))
     }
 
     /// One object, whole; checked against the source after its put and copied again (up to three
@@ -268,16 +278,23 @@ private final class Ledger: @unchecked Sendable {
     func record(_ key: String, _ e: CopyState.Entry, changed c: String?) {
         lock.withLock {
             state.objects[key] = e
+            inARow = 0
             copied += 1
             bytes += e.size
             dirty = true
             if let c { changed.append(c) }
         }
     }
-    func fail(_ key: String, _ error: String) { lock.withLock { failures.append(.init(key: key, error: error)) } }
+    func fail(_ key: String, _ error: String) { lock.withLock { failures.append(.init(key: key, error: error)); inARow += 1; lastError = error } }
+    private var inARow = 0
+    private var lastError = ""
+    /// After `limit` failures in a row (each already retried by the client): the store is down,
+    /// and trying every remaining object would only take hours to say so.
+    func down(after limit: Int) -> String? { lock.withLock { inARow >= limit ? lastError : nil } }
     func progress(_ size: Int64) -> (Int, Int64) { lock.withLock { done += 1; doneBytes += size; return (done, doneBytes) } }
     func finish(listedAt: Date, at: Date) { lock.withLock { state.lastSuccess = at; state.listedAt = listedAt; dirty = true } }
     func saveFailed(_ e: String) { lock.withLock { saveError = e } }
+    func skip(_ key: String, _ why: String) { lock.withLock { failures.append(.init(key: key, error: why)) } }
     /// The state to write now, or nil when nothing is new or the last write was too recent.
     func snapshotIfDue(force: Bool, interval: TimeInterval, now: Date) -> CopyState? {
         lock.withLock {

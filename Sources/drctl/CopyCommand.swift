@@ -110,7 +110,10 @@ struct CopyCommand: ParsableCommand {
                       + "\(r.upToDate) up to date; \(r.onlyOnCopy) only on the copy (kept)"
                       + (r.changedDuringCopy.isEmpty ? "" : "; \(r.changedDuringCopy.count) changed during the copy and copied again")
                       + "; record \(r.target)/\(r.stateKey)")
-                for f in r.failed { print("  FAILED \(f.key): \(f.error)") }
+                let notTried = r.failed.filter { $0.error.hasPrefix("not tried:") }, tried = r.failed.filter { !$0.error.hasPrefix("not tried:") }
+                for f in tried.prefix(10) { print("  FAILED \(f.key): \(f.error)") }
+                if tried.count > 10 { print("  … and \(tried.count - 10) more failed (-o json lists them all)") }
+                if let first = notTried.first { print("  FAILED \(notTried.count) objects \(first.error)") }
             }
         }
         if failed { throw Exit.failure }

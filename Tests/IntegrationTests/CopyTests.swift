@@ -142,6 +142,48 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         #expect(evidence.count == 1, "the drill's evidence went to the copy it proves: \(evidence)")
     }
 
+    /// The copy's store going down in the middle of a copy (every PUT answered 503 from then on):
+    /// the run gives up after a run of failures instead of retrying every object, names them and
+    /// exits 1; with the store back, the next run copies only what is missing.
+    @Test func theCopysStoreGoingDownMidCopyFailsByNameAndTheNextRunFinishes() throws {
+        let rgw = try RGW.get()
+        let s3 = try rgw.client()
+        let source = try rgw.bucket(s3, "down-src"), target = try rgw.bucket(s3, "down-dst")
+        let keys = (0..<300).map { "velero/backups/bulk/\($0).json" }
+        _ = try Parallel.map(keys, threads: 8) { key in try s3.putObject(S3URL(bucket: source, key: key), bytes: Array(repeating: UInt8(key.count), count: 16 << 10)) }
+        let dir = tempPath("copy-down")
+        try FileManager.default.createDirectory(atPath: dir + "/secrets/copy-keys", withIntermediateDirectories: true)
+        try rgw.accessKey.write(toFile: dir + "/secrets/copy-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try rgw.secretKey.write(toFile: dir + "/secrets/copy-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [velero]}]\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec: {endpoint: "\(rgw.endpoint)", bucket: \(target), pathStyle: true, credentials: {secretName: copy-keys}}
+            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = rgw.environment
+        env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
+        let proxy = try FaultProxy(upstreamPort: rgw.port)
+        let logFile = dir + "/copy.log"
+        let pid = try spawn(drctlBinary, ["copy", "--policies", dir, "--to", "offsite", "--to-endpoint", proxy.endpoint, "--workers", "2"], env: env, output: logFile)
+        let log = { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+        try #require(waitUntil(600, every: 50_000) { log().contains(" 100/") }, "the copy got going: \(log())")
+        try proxy.inject("503", count: 1_000_000, method: "PUT")
+        let status = (reap(pid) >> 8) & 0xff   // the exit status from the raw wait status
+        let out = log()
+        #expect(status == 1 && out.contains("not tried: the last 16 objects failed in a row") && out.contains("FAILED"), "\(status): \(out.suffix(3000))")
+        let tries = try proxy.requests().filter { $0.method == "PUT" }.count
+        #expect(tries < 100 + 300, "once the store was seen down the rest were not tried: \(tries) PUTs")
+
+        // The store back: only what is missing is copied, and the copy is whole.
+        let (st, again) = try run(drctlBinary, ["copy", "--policies", dir, "--to", "offsite"], env: env)
+        let copied = again.firstMatch(of: /copied (\d+) objects/).flatMap { Int($0.1) } ?? -1
+        #expect(st == 0 && copied > 0 && copied <= 200, "\(again)")
+        var onCopy: [String] = []
+        try s3.listObjects(bucket: target, prefix: "velero/") { onCopy += $0.objects.map(\.key) }
+        #expect(Set(onCopy) == Set(keys), "\(onCopy.count) of \(keys.count)")
+    }
+
     /// `objectLock: required`: nothing is copied into a bucket that does not lock what is written
     /// to it; a bucket with Object Lock and a default retention takes the copy, locked.
     @Test func aCopyThatRequiresObjectLockRefusesABucketWithout() throws {

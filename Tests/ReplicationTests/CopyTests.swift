@@ -107,6 +107,25 @@ struct CopyTests {
         #expect(puts(dst, since: mark) == [wal] && again.failed.isEmpty, "\(dst.log.dropFirst(mark))")
     }
 
+    /// The copy's store down for the whole run: after `giveUpAfter` failures in a row the rest
+    /// are not tried (each would be retried in vain), every object is named, and the next run,
+    /// with the store back, copies them all.
+    @Test func aStoreThatIsDownIsGivenUpOnAndTheNextRunCopiesEverything() throws {
+        let src = MemoryStorage(Dictionary(uniqueKeysWithValues: (0..<200).map { ("velero/backups/b/\($0).json", Array("{\"n\":\($0)}".utf8)) }))
+        let dst = MemoryStorage()
+        dst.fault = { op, k in op == .put && !k.hasSuffix("primary.json") ? StorageError.io("connection refused") : nil }
+        var r = runner(src, dst)
+        r.giveUpAfter = 10
+        let report = try r.run(routes: Self.routes)
+        let tried = dst.log.filter { $0.hasPrefix("put offsite/velero/") }.count
+        #expect(report.failed.count == 200 && report.copied == 0, "\(report.failed.count)")
+        #expect(tried >= 10 && tried <= 10 + r.workers, "only \(tried) objects were tried once the store was seen down")
+        #expect(report.failed.contains { $0.error.hasPrefix("not tried: the last 10 objects failed in a row") && $0.error.contains("connection refused") })
+        dst.fault = nil
+        let again = try r.run(routes: Self.routes)
+        #expect(again.copied == 200 && again.failed.isEmpty, "\(again.failed.prefix(3))")
+    }
+
     /// A run killed after its puts but before its record: the next run recognises the objects by
     /// their single-part ETag (the content's MD5) and copies nothing twice.
     @Test func objectsPutButNotRecordedAreRecognisedNotCopiedAgain() throws {
