@@ -68,7 +68,7 @@ public struct CopyReport: Sendable, Codable {
 /// run's successor copies only what is not recorded there and not recognisable on the copy.
 /// Nothing is ever deleted on the copy.
 public struct CopyRunner: Sendable {
-    public let source: any StorageReader
+    public var source: any StorageReader
     public let target: any StorageWriter
     public let stateKey: String
     public var workers = 8
@@ -170,6 +170,63 @@ public struct CopyRunner: Sendable {
 
     /// One object, whole; checked against the source after its put and copied again (up to three
     /// times) when the source changed meanwhile.
+    /// `drctl copy --reencrypt`: every object the copy's record lists as encrypted to other
+    /// recipients than `recipients` (or, with none, encrypted at all) is rewritten for them, read
+    /// from the copy itself through `identities`, so what the source no longer has is re-encrypted
+    /// too. The record keeps each object's source version, so a normal copy still sees it in
+    /// place; a plaintext that no longer matches its recorded SHA-256 is refused by name.
+    public func reencrypt(identities: [Age.Identity], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
+        let started = now()
+        let state = try loadState()
+        let want = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
+        let stale = state.objects.filter { $0.value.recipients != want && ($0.value.recipients != nil || want != nil) }.sorted { $0.key < $1.key }
+        progress("\(stale.count) of \(state.objects.count) objects on the copy to re-encrypt" + (want.map { " for \($0.joined(separator: ", "))" } ?? " as plain objects"))
+        var reader = self
+        reader.source = DecryptedCopy(target, identities: identities, records: [state])
+        let spool = try makeSpool()
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let book = Ledger(state: state)
+        let me = reader
+        _ = try Parallel.map(stale, threads: workers) { key, old -> Bool in
+            do {
+                book.record(key, try me.rewrite(key, old, spool: spool), changed: nil)
+            } catch {
+                book.fail(key, "\(error)")
+            }
+            return true
+        }
+        if let snapshot = book.snapshotIfDue(force: true, interval: 0, now: now()) {
+            try target.put(stateKey, bytes: Array(try JSONCoding.encoder(pretty: false).encode(snapshot)), contentType: "application/json")
+        }
+        return CopyReport(source: target.location, target: target.location, listed: state.objects.count, copied: book.copied, bytes: book.bytes,
+                          upToDate: state.objects.count - stale.count, changedDuringCopy: [], onlyOnCopy: 0,
+                          failed: book.failures.sorted { $0.key < $1.key }, seconds: now().timeIntervalSince(started), stateKey: stateKey, lagSeconds: 0)
+    }
+
+    /// One object of the copy, read back (decrypted) through `source`, checked against its
+    /// record, and put again for `recipients`. Anyone can encrypt to a public recipient, so an
+    /// object whose plaintext is not the recorded one is left alone and named, not re-sealed.
+    func rewrite(_ key: String, _ old: CopyState.Entry, spool: String) throws -> CopyState.Entry {
+        let file = spool + "/" + UUID().uuidString
+        defer { unlink(file) }
+        let got = try source.download(key, to: file)
+        let sha = try Self.sha256(file: file)
+        if let recorded = old.sha256, recorded != sha {
+            throw StorageError.io("\(key): its plaintext is not the one drctl copied (SHA-256 \(sha), recorded \(recorded)): not re-encrypted; the next drctl copy replaces it from the source")
+        }
+        let names = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
+        var upload = file
+        if !recipients.isEmpty {
+            upload = file + ".age"
+            try Self.encrypt(file, into: upload, to: recipients)
+        }
+        defer { if upload != file { unlink(upload) } }
+        let put = try target.put(key, file: upload, lastModified: nil)
+        let sent = Int64(try FileManager.default.attributesOfItem(atPath: upload)[.size] as? Int ?? -1)
+        guard put.size == sent else { throw StorageError.io("\(target.location)/\(key): stored \(put.size) bytes, sent \(sent)") }
+        return .init(source: old.source, size: got.size, sha256: sha, etag: put.etag, copiedAt: old.copiedAt, stored: names == nil ? nil : put.size, recipients: names)
+    }
+
     func copyOne(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, Bool) {
         var changed = false
         for _ in 0..<3 {

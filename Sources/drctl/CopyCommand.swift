@@ -35,6 +35,8 @@ struct CopyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Copy into this instead of the copy's bucket: file:///path (a disk laid out as the bucket) or s3://bucket on the copy's endpoint.", valueName: "url"))
     var target: String?
     @Flag(help: "Show what would be copied, copy nothing.") var dryRun = false
+    @Flag(help: "Rewrite every object on the copy that is encrypted to other recipients than the policy's (or, with none, encrypted at all), read back from the copy itself with --identity: objects the source no longer has included. Copies nothing new.")
+    var reencrypt = false
     @Option(help: "Objects copied at once.") var workers = 8
     @Option(help: ArgumentHelp("Where large objects pass through (a private directory, removed afterwards).", valueName: "dir")) var scratchDir: String?
     @Flag(name: .shortAndLong, help: "No progress lines on standard error.") var quiet = false
@@ -43,6 +45,7 @@ struct CopyCommand: ParsableCommand {
     func validate() throws {
         if workers < 1 || workers > 64 { throw ValidationError("--workers must be 1...64") }
         if target != nil && to == nil { throw ValidationError("--target replaces one copy's bucket: name it with --to") }
+        if reencrypt && dryRun { throw ValidationError("--reencrypt rewrites objects: it has no --dry-run (drctl status shows each copy's recipients)") }
     }
 
     struct Planned: Encodable {
@@ -79,6 +82,16 @@ struct CopyCommand: ParsableCommand {
                                                          workers: workers, spool: scratchDir, log: log.callAsFunction)
                 let (from, into) = (runner.source, runner.target)
                 let label = "\(source.name.value) -> \(targetStore.name.value)"
+                if reencrypt {
+                    guard let (identities, _) = try s3.ageIdentities() else {
+                        throw ConfigError("--reencrypt reads the copy back: give the identities it is encrypted to now with --identity FILE (or DRCTL_AGE_IDENTITY_FILE)")
+                    }
+                    log("\(label): re-encrypting \(into.location) for \(copy.recipients.isEmpty ? "no recipients (plain)" : copy.recipients.joined(separator: ", "))")
+                    let report = try runner.reencrypt(identities: identities)
+                    reports.append(report)
+                    failed = failed || !report.failed.isEmpty
+                    continue
+                }
                 if dryRun {
                     let now = Date()
                     let (plan, _, _) = try runner.plan(routes: routes, now: now)
@@ -106,6 +119,12 @@ struct CopyCommand: ParsableCommand {
             }
             if output == .json { return try printJSON(reports) }
             for r in reports {
+                if reencrypt {
+                    print("\(r.target): re-encrypted \(r.copied) objects (\(formatBytes(r.bytes))) in \(String(format: "%.1f", r.seconds))s; \(r.upToDate) already for these recipients; record \(r.target)/\(r.stateKey)")
+                    for f in r.failed.prefix(10) { print("  FAILED \(f.key): \(f.error)") }
+                    if r.failed.count > 10 { print("  … and \(r.failed.count - 10) more failed (-o json lists them all)") }
+                    continue
+                }
                 print("\(r.source) -> \(r.target): copied \(r.copied) objects (\(formatBytes(r.bytes))) in \(String(format: "%.1f", r.seconds))s; "
                       + "\(r.upToDate) up to date; \(r.onlyOnCopy) only on the copy (kept)"
                       + (r.changedDuringCopy.isEmpty ? "" : "; \(r.changedDuringCopy.count) changed during the copy and copied again")

@@ -67,20 +67,9 @@ extension S3Options {
         let records = try DecryptedCopy.records(access.storage, drctlRoot: drctlRoot)
         let recipients = DecryptedCopy.recipients(records)
         guard !recipients.isEmpty else { return access }
-        var files = identityFiles
-        if files.isEmpty, let f = ProcessInfo.processInfo.environment["DRCTL_AGE_IDENTITY_FILE"], !f.isEmpty { files = [f] }
-        if files.isEmpty, let dir = credentialsDir ?? ProcessInfo.processInfo.environment["DRCTL_CREDENTIALS_DIR"],
-           FileManager.default.fileExists(atPath: dir + "/AGE_IDENTITY") { files = [dir + "/AGE_IDENTITY"] }
-        guard !files.isEmpty else {
+        guard let (identities, text) = try ageIdentities() else {
             throw ConfigError("\(access.storage.location) is a copy encrypted with age to \(recipients.joined(separator: ", ")): give the identity with --identity FILE (or DRCTL_AGE_IDENTITY_FILE)")
         }
-        var identities: [Age.Identity] = [], text = ""
-        for f in files {
-            guard let t = try? String(contentsOfFile: f, encoding: .utf8) else { throw ConfigError("--identity \(f): not a readable file") }
-            do { identities += try Age.Identity.file(t) } catch { throw ConfigError("--identity \(f): \(error)") }
-            text += t + "\n"
-        }
-        KnownSecrets.shared.add(text.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("AGE-SECRET-KEY-") })
         let have = Set(identities.map(\.recipient.description))
         if have.isDisjoint(with: recipients) {
             throw ConfigError("\(access.storage.location) is encrypted to \(recipients.joined(separator: ", ")); the identities given are for \(have.sorted().joined(separator: ", "))")
@@ -89,6 +78,25 @@ extension S3Options {
         out.storage = DecryptedCopy(access.storage, identities: identities, records: records)
         out.secretFiles.append((name: "AGE_IDENTITY", value: text))
         return out
+    }
+
+    /// The age identities of `--identity`, `DRCTL_AGE_IDENTITY_FILE` or the credentials
+    /// directory's AGE_IDENTITY (nil: none given), and their text (for wal-restore's 0600
+    /// directory); each key is registered as a secret so no message ever shows it.
+    func ageIdentities() throws -> ([Age.Identity], String)? {
+        var files = identityFiles
+        if files.isEmpty, let f = ProcessInfo.processInfo.environment["DRCTL_AGE_IDENTITY_FILE"], !f.isEmpty { files = [f] }
+        if files.isEmpty, let dir = credentialsDir ?? ProcessInfo.processInfo.environment["DRCTL_CREDENTIALS_DIR"],
+           FileManager.default.fileExists(atPath: dir + "/AGE_IDENTITY") { files = [dir + "/AGE_IDENTITY"] }
+        guard !files.isEmpty else { return nil }
+        var identities: [Age.Identity] = [], text = ""
+        for f in files {
+            guard let t = try? String(contentsOfFile: f, encoding: .utf8) else { throw ConfigError("--identity \(f): not a readable file") }
+            KnownSecrets.shared.add(t.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("AGE-SECRET-KEY-") })
+            do { identities += try Age.Identity.file(t) } catch { throw ConfigError("--identity \(f): \(error)") }
+            text += t + "\n"
+        }
+        return (identities, text)
     }
 
     /// The policies' ObjectStores, or with `copy` (`--source`) a copy of the bucket instead: an

@@ -290,13 +290,34 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let byName = try db.restoredRows(["app", "--policies", policies, "--store", "offsite", "--identity", key], at: target, env: env, into: "by-name")
         #expect(byName.status == 0 && byName.rows == "43|43", "by the copy's ObjectStore, encrypted: \(byName.rows) \(byName.output)")
 
+        // Key rotation with the primary still down: --reencrypt rewrites the copy from itself for
+        // the new recipient; Debian's age opens it with the new key only.
+        let newKey = db.work + "/age-key-2.txt"
+        try #require(try run("/usr/bin/age-keygen", ["-o", newKey]).0 == 0)
+        let newRecipient = try run("/usr/bin/age-keygen", ["-y", newKey]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let policyFile = policies + "/p.yaml"
+        try (try String(contentsOfFile: policyFile, encoding: .utf8)).replacingOccurrences(of: recipient, with: newRecipient)
+            .write(toFile: policyFile, atomically: true, encoding: .utf8)
+        let (rest, rout) = try run(drctlBinary, ["copy", "--policies", policies, "--reencrypt", "--identity", key], env: env)
+        let rewritten = rout.firstMatch(of: /re-encrypted (\d+) objects/).flatMap { Int($0.1) } ?? 0
+        #expect(rest == 0 && rewritten >= keys.count, "every object, the barman ones among them: \(rout)")
+        #expect(!rout.contains("AGE-SECRET-KEY-"))
+        let wal2 = try #require(keys.first { $0.contains("/wals/") })
+        var rotated: [UInt8] = []
+        try copyS3.getObject(S3URL(bucket: copyBucket, key: wal2)) { rotated += $0 }
+        try Data(rotated).write(to: URL(fileURLWithPath: db.work + "/rotated.age"))
+        #expect(try run("/usr/bin/age", ["-d", "-i", newKey, "-o", db.work + "/rotated.out", db.work + "/rotated.age"]).0 == 0, "the new key opens it")
+        #expect(try run("/usr/bin/age", ["-d", "-i", key, "-o", "/dev/null", db.work + "/rotated.age"]).0 != 0, "the old key no longer does")
+        let (again, aout) = try run(drctlBinary, ["copy", "--policies", policies, "--reencrypt", "--identity", newKey], env: env)
+        #expect(again == 0 && aout.contains("re-encrypted 0 objects"), "\(aout)")
+
         // One flipped byte in the copy: refused, named, not silently short.
         let info = try #require(keys.first { $0.hasSuffix("/backup.info") })
         var sealed: [UInt8] = []
         try copyS3.getObject(S3URL(bucket: copyBucket, key: info)) { sealed += $0 }
         sealed[sealed.count - 3] ^= 0x40
         _ = try copyS3.putObject(S3URL(bucket: copyBucket, key: info), bytes: sealed)
-        let (fst, fout) = try run(drctlBinary, ["backups", "--source", source, "--server", "app-db", "--identity", key], env: fromCopy)
+        let (fst, fout) = try run(drctlBinary, ["backups", "--source", source, "--server", "app-db", "--identity", newKey], env: fromCopy)
         #expect(fout.contains("problem: \(info): ") && fout.contains("does not authenticate (the object was changed or truncated)"), "\(fst): \(fout)")
     }
 

@@ -215,4 +215,34 @@ struct EncryptedCopyTests {
         #expect(try r.run(routes: CopyTests.routes).copied == 5)
         #expect(throws: StorageError.self) { try DecryptedCopy(dst, identities: [id], records: [try r.loadState()]).read("offsite/" + tar) }
     }
+
+    /// `--reencrypt`: objects the source no longer has are rewritten for the new recipients from
+    /// the copy itself; the record stays in step (a copy afterwards copies nothing); a forgery
+    /// encrypted to the old public recipient is named and left alone, never re-sealed.
+    @Test func reencryptRewritesWhatOnlyTheCopyHasAndRefusesAForgery() throws {
+        let (old, _) = Age.Identity.generate(), (new, _) = Age.Identity.generate()
+        let src = CopyTests.primary(), dst = MemoryStorage()
+        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
+        r.recipients = [old.recipient]
+        r.inMemoryLimit = 4000
+        _ = try r.run(routes: CopyTests.routes)
+        let tar = "cnpg/db/base/20261201T000000/data.tar.gz", info = "cnpg/db/base/20261201T000000/backup.info"
+        let plain = src.contents(tar)!
+        try src.delete([tar])   // only the copy has it now
+        // Someone who can write the copy replaces backup.info with their own, validly encrypted to the public recipient.
+        try dst.put("offsite/" + info, bytes: try Age.encrypt(Array("status=DONE\nforged=1\n".utf8), to: [old.recipient]))
+
+        r.recipients = [new.recipient]
+        let report = try r.reencrypt(identities: [old])
+        #expect(report.copied == 4 && report.failed.map(\.key) == ["offsite/" + info], "\(report)")
+        #expect(report.failed.first?.error.contains("not the one drctl copied") == true)
+        let state = try r.loadState()
+        #expect(try DecryptedCopy(dst, identities: [new], records: [state]).read("offsite/" + tar) == plain, "re-encrypted from the copy itself")
+        #expect(throws: StorageError.self) { try DecryptedCopy(dst, identities: [old], records: [state]).read("offsite/" + tar) }
+        #expect(state.objects["offsite/" + tar]?.recipients == [new.recipient.description])
+        // A copy now: the forgery is replaced from the source, nothing else is copied.
+        let after = try r.run(routes: CopyTests.routes)
+        #expect(after.copied == 1, "\(after)")
+        #expect(try DecryptedCopy(dst, identities: [new], records: [try r.loadState()]).read("offsite/" + info) == src.contents(info))
+    }
 }
