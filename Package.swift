@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "Hashing", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
         .testTarget(name: "AgeTests", dependencies: ["Age", "TestSupport"]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Storage", "Hashing", "Age"]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Storage", "Hashing", "Age", "Catalog", "Layout"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),

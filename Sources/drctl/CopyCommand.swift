@@ -145,7 +145,7 @@ extension S3Options {
     func copyRunner(_ source: ObjectStorePolicy, _ copy: ObjectStorePolicy.Copy, _ target: ObjectStorePolicy, credentialsDir: String? = nil,
                     endpoint: String? = nil, url: String? = nil, workers: Int = 8, spool: String? = nil,
                     log: @escaping @Sendable (String) -> Void) throws -> (CopyRunner, [CopyRoute]) {
-        let from = try access(for: source).storage
+        let from = try rawAccess(for: source).storage   // copied as stored: Velero's own age files stay sealed
         let into = try copyTarget(target, credentialsDir: credentialsDir, endpoint: endpoint, url: url)
         guard from.identity != into.identity else {
             throw ConfigError("ObjectStore \(source.name.value) and its copy \(target.name.value) are the same bucket (\(from.identity))")

@@ -39,6 +39,14 @@ extension S3Options {
     /// A policy's ObjectStore through drctl's S3 client, with what `drctl wal-restore` needs to
     /// reach it from PostgreSQL's restore_command.
     func access(for store: ObjectStorePolicy) throws -> StoreAccess {
+        var a = try rawAccess(for: store)
+        // Velero may encrypt the storage location's objects with age.
+        a.storage = AgeObjects(a.storage, identities: (try? ageIdentities())??.0 ?? [])
+        return a
+    }
+
+    /// The store's objects exactly as stored (what a copy copies: never decrypted on the way).
+    func rawAccess(for store: ObjectStorePolicy) throws -> StoreAccess {
         Self.access(try makeClient(for: store), bucket: store.bucket.value)
     }
 
@@ -66,7 +74,12 @@ extension S3Options {
     func decrypting(_ access: StoreAccess, drctlRoot: String) throws -> StoreAccess {
         let records = try DecryptedCopy.records(access.storage, drctlRoot: drctlRoot)
         let recipients = DecryptedCopy.recipients(records)
-        guard !recipients.isEmpty else { return access }
+        guard !recipients.isEmpty else {
+            // Not a copy drctl encrypted: any object may still be Velero's own age encryption.
+            var out = access
+            out.storage = AgeObjects(access.storage, identities: (try? ageIdentities())??.0 ?? [])
+            return out
+        }
         guard let (identities, text) = try ageIdentities() else {
             throw ConfigError("\(access.storage.location) is a copy encrypted with age to \(recipients.joined(separator: ", ")): give the identity with --identity FILE (or DRCTL_AGE_IDENTITY_FILE)")
         }

@@ -63,6 +63,36 @@ import TestSupport
         return try Array(Data(contentsOf: URL(fileURLWithPath: "\(dir).tar.gz")))
     }
 
+    /// A storage location Velero encrypts with age (spec.encryption.type: age: every object a
+    /// whole age file, by filippo.io/age, which is what Debian's age is): read with its identity
+    /// like a plain one; without it each backup is named as encrypted, and no key is printed.
+    @Test func anAgeEncryptedStorageLocationIsReadWithItsIdentity() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/age-keygen"), "Debian's age is missing: run scripts/install-deps.sh")
+        let s3 = try rgw.client()
+        let bucket = try rgw.bucket(s3, "velero-age")
+        let dir = tempPath("velero-age")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let key = dir + "/key.txt"
+        try #require(try run("/usr/bin/age-keygen", ["-o", key]).0 == 0)
+        let recipient = try run("/usr/bin/age-keygen", ["-y", key]).1.trimmingCharacters(in: .whitespacesAndNewlines)
+        func sealed(_ bytes: [UInt8]) throws -> [UInt8] {
+            try Data(bytes).write(to: URL(fileURLWithPath: dir + "/plain"))
+            let (st, out) = try run("/usr/bin/age", ["-r", recipient, "-o", dir + "/sealed", dir + "/plain"])
+            try #require(st == 0, "\(out)")
+            return try Array(Data(contentsOf: URL(fileURLWithPath: dir + "/sealed")))
+        }
+        let name = "n8n-prod-daily-sealed"
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/\(name).tar.gz"), bytes: try sealed(try Self.tarball()))
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/velero-backup.json"), bytes: try sealed(Self.backupJSON(name, phase: "Completed")))
+
+        let (st, out) = try run(drctlBinary, ["backups", "--velero", "s3://\(bucket)/velero", "--identity", key, "-o", "json"], env: rgw.environment)
+        #expect(st == 0 && out.contains("\"phase\" : \"Completed\"") && out.contains("\"restorePoint\" : true"), "\(out)")
+        let (bst, blind) = try run(drctlBinary, ["backups", "--velero", "s3://\(bucket)/velero"], env: rgw.environment)
+        #expect(bst == 0 && blind.contains("Unreadable") && blind.contains("is encrypted with age") && blind.contains("--identity"), "\(blind)")
+        #expect(!out.contains("AGE-SECRET-KEY-") && !blind.contains("AGE-SECRET-KEY-"))
+    }
+
     @Test func phasesAreClassified() throws {
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "velero")
