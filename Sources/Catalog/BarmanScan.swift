@@ -38,6 +38,10 @@ public struct BarmanBackup: Sendable, Codable, Equatable {
     public var restorable: Bool
     /// The data directory's size when barman took the backup (backup.info `cluster_size`).
     public var clusterSize: Int64? = nil
+    /// Its data tar present and every segment from begin_wal to end_wal archived on its own
+    /// timeline, by name: consistent whatever timeline history files claim (what a long-term
+    /// tier keeps of it).
+    public var selfContained: Bool? = nil
 }
 
 /// One tar of a base backup: `data.tar[.gz]`, `data_<n>.tar`, or `<tablespace oid>.tar`.
@@ -131,6 +135,12 @@ public enum BarmanScanner {
                 b.walChainEndTime = chain.endObjectTime
                 b.walGaps = chain.gaps.map { $0.lowerBound == $0.upperBound ? $0.lowerBound.name : "\($0.lowerBound.name)-\($0.upperBound.name)" }
                 b.restorable = info.status == .done && parts.contains { $0.name == "data" } && chain.consistent
+                if let end = info.endWAL, end.timeline == begin.timeline {
+                    let (lo, hi) = (begin.number(segmentSize: info.segmentSize), end.number(segmentSize: info.segmentSize))
+                    let per = WALSegment.segmentsPerLog(info.segmentSize)
+                    b.selfContained = info.status == .done && parts.contains { $0.name == "data" } && lo <= hi && hi - lo < 1 << 20
+                        && (lo...hi).allSatisfy { n in archive.segments[WALSegment(timeline: begin.timeline, log: UInt32(n / per), segment: UInt32(n % per))] != nil }
+                }
             }
             backups.append(b)
         }

@@ -158,9 +158,12 @@ public enum BarmanRetention {
                               tiers: RetentionTiers = .none) -> [String: String] {
         var report = windowReport(backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
         guard !tiers.isEmpty else { return report }
-        let candidates = backups.filter { $0.status == "DONE" && $0.restorable && suspect($0) == nil }
-            .compactMap { b in b.endTime.map { (id: b.backupID, at: $0) } }
-        for (id, chosen) in tiers.select(candidates) where report[id] == "OBSOLETE" || report[id] == "POTENTIALLY_OBSOLETE" {
+        // Consistent by its own WAL, by name (a forged timeline history cannot unseat a pick),
+        // and not ending in the future (a forged backup.info cannot take every slot ahead).
+        let candidates = backups.filter { $0.status == "DONE" && ($0.selfContained ?? $0.restorable) && suspect($0) == nil }
+            .compactMap { b in b.endTime.flatMap { $0 <= now.addingTimeInterval(3600) ? (id: b.backupID, at: $0) : nil } }
+        // Only what the window would delete: minimum redundancy keeps its backups whole.
+        for (id, chosen) in tiers.select(candidates) where report[id] == "OBSOLETE" {
             report[id] = "KEPT_" + chosen.map { $0.rawValue.uppercased() }.joined(separator: "_")
         }
         return report
@@ -314,8 +317,13 @@ extension BarmanRetention {
             !doomed.contains(b.backupID) && !isTierKept(report[b.backupID]) && (b.status == "DONE" || report[b.backupID]?.hasPrefix("SUSPECT") == true)
         }
         // No backup keeps a PITR range: delete no WAL (only archives), rather than guess.
+        // No backup restorable: nothing at all is deleted, as without tiers.
+        guard scan.backups.contains(where: \.restorable) else { return [] }
+        // No backup keeps a PITR range: delete no WAL (only archives, each backup.info last), rather than guess.
         guard let floor = window.compactMap(\.beginWAL).min() else {
-            return toDelete.flatMap { id in (baseObjects[id] ?? []).sorted() }
+            let info = { (id: String) in layout.backupInfoKey(server: scan.server, backupID: id) }
+            return toDelete.flatMap { id in (baseObjects[id] ?? []).filter { $0 != info(id) }.sorted() }
+                + toDelete.map(info).filter { k in baseObjects.values.contains { $0.contains(k) } }
         }
         let ranges = scan.backups.filter { isTierKept(report[$0.backupID]) }.compactMap { b -> ClosedRange<String>? in
             guard let begin = b.beginWAL, let end = b.endWAL, begin <= end else { return nil }

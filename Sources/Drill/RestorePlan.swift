@@ -65,12 +65,14 @@ public enum RestorePlanner {
         }
         // The point-in-time range starts at the oldest backup whose WAL runs on unbroken; older
         // restorable backups (long-term tiers) are restore points only.
-        let continuous = restorable.filter { $0.walGaps.isEmpty }
-        let first = (continuous.isEmpty ? restorable : continuous).map { $0.endTime! }.min()!
-        let points = restorable.filter { !$0.walGaps.isEmpty && $0.endTime! < first }.sorted { $0.endTime! < $1.endTime! }
+        // Any restorable backup reaches every time from its end to the end of its unbroken WAL;
+        // the message names the older ones that reach no further than their own end.
+        let first = restorable.map { $0.endTime! }.min()!
+        let continuous = restorable.filter { $0.walGaps.isEmpty }.map { $0.endTime! }.min()
+        let points = restorable.filter { b in !b.walGaps.isEmpty && continuous.map { b.endTime! < $0 } ?? false }.sorted { $0.endTime! < $1.endTime! }
         let newest = restorable.compactMap(\.walChainEndTime).max()
         func range() -> String {
-            "[\(TargetTime.rfc3339(first)), \(newest.map(TargetTime.rfc3339) ?? "unknown")]"
+            "[\(TargetTime.rfc3339(continuous ?? first)), \(newest.map(TargetTime.rfc3339) ?? "unknown")]"
                 + (points.isEmpty ? "" : "; before it, restore points only (--at BACKUP_ID): " + points.map { "\($0.backupID) (ended \(TargetTime.rfc3339($0.endTime!)))" }.joined(separator: ", "))
         }
         var warnings: [String] = []
@@ -89,7 +91,7 @@ public enum RestorePlanner {
                 throw PlanError("target \(TargetTime.rfc3339(t)) is in the future (now \(TargetTime.rfc3339(now)))")
             }
             if t < first {
-                throw PlanError("target \(TargetTime.rfc3339(t)) is before the first recoverable point of \(server): the recoverable range is \(range()) (the oldest base backup with unbroken WAL ended at \(TargetTime.rfc3339(first)))")
+                throw PlanError("target \(TargetTime.rfc3339(t)) is before the first recoverable point of \(server): the recoverable range is \(range()) (the oldest restorable base backup ended at \(TargetTime.rfc3339(first)))")
             }
             chosen = restorable.filter { $0.endTime! <= t }.max { $0.endTime! < $1.endTime! }!
             let reach = chosen.walChainEndTime ?? chosen.endTime!

@@ -30,11 +30,15 @@ public enum CopyInspector {
     public static func plan(source: any StorageReader, target: any StorageReader, stateKey: String, routes: [CopyRoute], now: Date,
                             recipients: [String] = [], note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
         let state = try self.state(source: source, target: target, stateKey: stateKey, note: note)
+        // Every listing at once (both stores, every prefix): an unchanged re-run is these round trips.
+        let jobs = routes.flatMap { [(true, $0.from), (false, $0.to)] }
+        let listed = try Parallel.map(jobs, threads: max(1, jobs.count)) { job in
+            try (job.0 ? source : target).listAll(prefix: job.1)
+        }
         var sourceObjects: [StoredObject] = []
         var targetObjects: [StoredObject] = []
-        for r in routes {
-            sourceObjects += try source.listAll(prefix: r.from)
-            targetObjects += try target.listAll(prefix: r.to)
+        for (job, objects) in zip(jobs, listed) {
+            if job.0 { sourceObjects += objects } else { targetObjects += objects }
         }
         return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now, recipients: recipients), state, sourceObjects.count)
     }
@@ -175,11 +179,30 @@ public struct CopyRunner: Sendable {
     /// from the copy itself through `identities`, so what the source no longer has is re-encrypted
     /// too. The record keeps each object's source version, so a normal copy still sees it in
     /// place; a plaintext that no longer matches its recorded SHA-256 is refused by name.
-    public func reencrypt(identities: [Age.Identity], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
+    public func reencrypt(routes: [CopyRoute], identities: [Age.Identity], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
         let started = now()
         let state = try loadState()
         let want = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
-        let stale = state.objects.filter { $0.value.recipients != want && ($0.value.recipients != nil || want != nil) }.sorted { $0.key < $1.key }
+        // The record is input from the copy's bucket: only keys this copy's routes write (never a
+        // record), and only objects still the ones recorded (their ETag), are rewritten.
+        let onCopy = Dictionary(try routes.flatMap { try target.listAll(prefix: $0.to) }.map { ($0.key, $0.etag) }, uniquingKeysWith: { a, _ in a })
+        func routed(_ key: String) -> Bool {
+            routes.contains { r in key.hasPrefix(r.to) && !r.skip.contains { key.dropFirst(r.to.count).hasPrefix($0) } }
+        }
+        var stale: [(key: String, value: CopyState.Entry)] = []
+        var refused: [CopyReport.Failure] = []
+        for (key, entry) in state.objects.sorted(by: { $0.key < $1.key })
+        where entry.recipients != want && (entry.recipients != nil || want != nil) {
+            guard routed(key), key != stateKey else {
+                refused.append(.init(key: key, error: "not an object this copy writes: its record entry is ignored, nothing rewritten"))
+                continue
+            }
+            guard let etag = onCopy[key], etag == entry.etag || entry.etag.isEmpty else {
+                refused.append(.init(key: key, error: "not the object drctl copied (ETag \(onCopy[key] ?? "missing"), recorded \(entry.etag)): not re-encrypted; the next drctl copy replaces it from the source"))
+                continue
+            }
+            stale.append((key, entry))
+        }
         progress("\(stale.count) of \(state.objects.count) objects on the copy to re-encrypt" + (want.map { " for \($0.joined(separator: ", "))" } ?? " as plain objects"))
         var reader = self
         reader.source = DecryptedCopy(target, identities: identities, records: [state])
@@ -199,8 +222,8 @@ public struct CopyRunner: Sendable {
             try target.put(stateKey, bytes: Array(try JSONCoding.encoder(pretty: false).encode(snapshot)), contentType: "application/json")
         }
         return CopyReport(source: target.location, target: target.location, listed: state.objects.count, copied: book.copied, bytes: book.bytes,
-                          upToDate: state.objects.count - stale.count, changedDuringCopy: [], onlyOnCopy: 0,
-                          failed: book.failures.sorted { $0.key < $1.key }, seconds: now().timeIntervalSince(started), stateKey: stateKey, lagSeconds: 0)
+                          upToDate: state.objects.count - stale.count - refused.count, changedDuringCopy: [], onlyOnCopy: 0,
+                          failed: (book.failures + refused).sorted { $0.key < $1.key }, seconds: now().timeIntervalSince(started), stateKey: stateKey, lagSeconds: 0)
     }
 
     /// One object of the copy, read back (decrypted) through `source`, checked against its

@@ -87,7 +87,7 @@ struct CopyCommand: ParsableCommand {
                         throw ConfigError("--reencrypt reads the copy back: give the identities it is encrypted to now with --identity FILE (or DRCTL_AGE_IDENTITY_FILE)")
                     }
                     log("\(label): re-encrypting \(into.location) for \(copy.recipients.isEmpty ? "no recipients (plain)" : copy.recipients.joined(separator: ", "))")
-                    let report = try runner.reencrypt(identities: identities)
+                    let report = try runner.reencrypt(routes: routes, identities: identities)
                     reports.append(report)
                     failed = failed || !report.failed.isEmpty
                     continue

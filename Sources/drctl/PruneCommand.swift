@@ -143,8 +143,10 @@ struct PruneCommand: ParsableCommand {
     }
 
     func prune(_ p: BackupPolicy, on store: ObjectStorePolicy, _ databases: [BackupPolicy.CNPGCluster], open: StoreOpener, policySet: PolicySet) throws {
-        // On a copy with its own retention, that one; else the database's.
-        let copyRetention = policySet.objectStores.flatMap(\.copies).first { $0.to.value == store.name.value && choice.store != nil }?.retention
+        // On a copy with its own retention, that one (the copy of this workload's own store); else the database's.
+        let home = policySet.backupPolicies.first { $0.name.value == p.name.value }?.objectStore.value
+        let copyRetention = choice.store == nil || home == store.name.value ? nil
+            : policySet.objectStore(named: home ?? "")?.copies.first { $0.to.value == store.name.value }?.retention
         let access = try open(store)
         for c in databases {
             let window = copyRetention?.window ?? c.retention, tiers = copyRetention?.tiers ?? c.tiers

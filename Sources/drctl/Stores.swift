@@ -88,7 +88,9 @@ extension S3Options {
             throw ConfigError("\(access.storage.location) is encrypted to \(recipients.joined(separator: ", ")); the identities given are for \(have.sorted().joined(separator: ", "))")
         }
         var out = access
-        out.storage = DecryptedCopy(access.storage, identities: identities, records: records)
+        // An object the records miss (a lost or forged record) may still be an age file: never
+        // handed out as ciphertext.
+        out.storage = AgeObjects(DecryptedCopy(access.storage, identities: identities, records: records), identities: identities)
         out.secretFiles.append((name: "AGE_IDENTITY", value: text))
         return out
     }

@@ -172,6 +172,7 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let status = (reap(pid) >> 8) & 0xff   // the exit status from the raw wait status
         let out = log()
         #expect(status == 1 && out.contains("not tried: the last 16 objects failed in a row") && out.contains("FAILED"), "\(status): \(out.suffix(3000))")
+        print("$ drctl copy --to offsite\n" + out.split(separator: "\n").filter { !$0.contains(" warning ") }.joined(separator: "\n"))
         let tries = try proxy.requests().filter { $0.method == "PUT" }.count
         #expect(tries < 100 + 300, "once the store was seen down the rest were not tried: \(tries) PUTs")
 
@@ -219,9 +220,11 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         try policies(plain)
         var (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
         #expect(st != 0 && out.contains("requires Object Lock") && out.contains("has no Object Lock"), "\(st): \(out)")
+        print("$ drctl copy\n" + out)
         #expect(try keys(plain).isEmpty, "nothing was copied")
         (st, out) = try run(drctlBinary, ["copy", "--policies", dir, "--dry-run"], env: env)
         #expect(st != 0 && out.contains("refused: Object Lock is required"), "\(st): \(out)")
+        print("$ drctl copy --dry-run\n" + out)
 
         try policies(unset)
         (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
@@ -302,6 +305,7 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let rewritten = rout.firstMatch(of: /re-encrypted (\d+) objects/).flatMap { Int($0.1) } ?? 0
         #expect(rest == 0 && rewritten >= keys.count, "every object, the barman ones among them: \(rout)")
         #expect(!rout.contains("AGE-SECRET-KEY-"))
+        print("$ drctl copy --reencrypt --identity old-key.txt\n" + rout)
         let wal2 = try #require(keys.first { $0.contains("/wals/") })
         var rotated: [UInt8] = []
         try copyS3.getObject(S3URL(bucket: copyBucket, key: wal2)) { rotated += $0 }

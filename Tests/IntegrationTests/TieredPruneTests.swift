@@ -105,6 +105,7 @@ import TestSupport
         // The plan: the window keeps b4 and b3 (the first before its start), the weekly tier b2, b1 goes.
         let (pst, plan) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--keep-weekly", "3"], env: env)
         try #require(pst == 0, "\(plan)")
+        print("$ drctl prune --source \(source) --server app-db --retention 7d --keep-weekly 3\n" + plan)
         #expect(plan.contains("RECOVERY WINDOW OF 7 DAYS + weekly 3"), "\(plan)")
         for (id, status) in [(b1, "OBSOLETE"), (b2, "KEPT_WEEKLY"), (b3, "VALID"), (b4, "VALID")] {
             let row = plan.split(separator: "\n").first { $0.hasPrefix(id) }.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
@@ -114,6 +115,7 @@ import TestSupport
         try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/wals/") { walBefore += $0.objects.map(\.key) }
         let (ast, applied) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--keep-weekly", "3", "--apply"], env: env)
         try #require(ast == 0, "\(applied)")
+        print(applied.split(separator: "\n").filter { !$0.hasPrefix("  ") }.joined(separator: "\n"))
 
         // What stays: b2 with exactly its begin_wal...end_wal, everything from b3's begin_wal on.
         let after = try listing()
@@ -136,10 +138,12 @@ import TestSupport
         let point = try db.restoredRows(["--source", source, "--server", "app-db"], at: b2, env: env, into: "point")
         try #require(point.status == 0, "\(point.output)")
         #expect(point.rows == "50|50", "backup \(b2) holds rows up to 50: \(point.rows)")
-        // A time between it and the window is no point anyone can reach: refused, naming the points.
-        let between = RFC3339.format(k2.endTime!.addingTimeInterval(86400))
+        // A time before it is no point anyone can reach: refused, naming the restore points.
+        // (Between it and the window cannot be shown here: its WAL objects were written today.)
+        let between = RFC3339.format(k2.endTime!.addingTimeInterval(-86400))
         let (bst, bout) = try run(drctlBinary, ["restore", "--source", source, "--server", "app-db", "--at", between, "--to", db.work + "/never", "--dry-run"], env: env)
         #expect(bst != 0 && bout.contains("restore points only (--at BACKUP_ID): \(b2)"), "\(bst): \(bout)")
+        print("$ drctl restore --at \(between) …\n" + bout + "\n$ drctl restore --at \(b2) …\n" + point.output)
         // The window is a point-in-time range as before: latest has every row.
         let latest = try db.restoredRows(["--source", source, "--server", "app-db"], at: "latest", env: env, into: "latest")
         try #require(latest.status == 0, "\(latest.output)")
@@ -151,6 +155,7 @@ import TestSupport
         try (rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db").replacingOccurrences(of: "retention: 7d", with: "retention: {window: 7d, weekly: 3}"))
             .write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
         let (_, status) = try run(drctlBinary, ["status", "--policies", policies], env: env)
+        print("$ drctl status\n" + status)
         #expect(status.contains("Restore points before the point-in-time range") && status.contains("app app-db: any time from")
                 && status.contains("7d + weekly 3") && !status.contains("past the retention"), "\(status)")
         let (rst, rendered) = try run(drctlBinary, ["render", policies, "--out", db.work + "/rendered"], env: env)

@@ -149,6 +149,69 @@ import Yams
         #expect(!badOut.contains("invalid documents: 0"), "\(badOut)")
     }
 
+    /// Long-term tiers: CNPG must not apply its own window (it would delete the tier backups), so
+    /// the plugin ObjectStore has no retentionPolicy and the Cluster patch removes one already
+    /// set; the policy's new fields (tiers, a copy's own retention and objectLock, drill.from)
+    /// match the JSON schema.
+    @Test func tieredRetentionLeavesCNPGsRetentionPolicyOut() throws {
+        let dir = tempPath("render-tiers")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: ceph-rgw}
+            spec:
+              endpoint: http://rgw.example:80
+              bucket: backups
+              credentials: {secretName: s3}
+              copies:
+                - {to: offsite, retention: {window: 30d, monthly: 24}, objectLock: required}
+            ---
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec: {endpoint: "https://s3.other.example", bucket: copy, credentials: {secretName: offsite-s3}}
+            ---
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: db}
+            spec:
+              objectStore: ceph-rgw
+              namespaces: [app]
+              objectives: {rpo: 1h, rto: 1h}
+              cnpg:
+                - cluster: in-tree
+                  method: barmanObjectStore
+                  baseBackup: {schedule: "0 0 2 * * *"}
+                  wal: {archiveTimeout: 5m}
+                  retention: {window: 7d, daily: 7, weekly: 4, monthly: 12}
+                - cluster: plugged
+                  baseBackup: {schedule: "0 0 3 * * *"}
+                  wal: {archiveTimeout: 5m}
+                  retention: {window: 7d, monthly: 12}
+              drill:
+                schedule: "0 5 * * *"
+                from: offsite
+            """.write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        let files = Dictionary(uniqueKeysWithValues: try Self.render([dir]).map { ($0.path, try $0.yaml()) })
+        let patch = try #require(files["cnpg/app-in-tree-cluster-patch.yaml"])
+        let backup = try #require(((try Yams.load(yaml: patch) as? [String: Any])?["spec"] as? [String: Any])?["backup"] as? [String: Any])
+        #expect(backup.keys.contains("retentionPolicy") && backup["retentionPolicy"] is NSNull, "null removes a retentionPolicy already set: \(patch)")
+        #expect(patch.contains("daily 7, weekly 4, monthly 12") && patch.contains("drctl prune applies the window and the tiers"))
+        let objectStore = try #require(files["cnpg/app-plugged-objectstore.yaml"])
+        #expect(!objectStore.contains("retentionPolicy"), "\(objectStore)")
+
+        try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
+        let script = """
+            import json, sys, yaml, jsonschema
+            v = jsonschema.Draft202012Validator(json.load(open(sys.argv[1])))
+            print("invalid:", [e.message for d in yaml.safe_load_all(open(sys.argv[2])) for e in v.iter_errors(d)])
+            """
+        let (status, out) = try run(toolsPython, ["-c", script, packageRoot.appendingPathComponent("policies/schema/policy.schema.json").path, dir + "/p.yaml"])
+        #expect(status == 0 && out.contains("invalid: []"), "\(out)")
+    }
+
     @Test func promtoolAcceptsAndUnitTestsTheRules() throws {
         try #require(FileManager.default.isExecutableFile(atPath: toolsPython), "no .venv-tools: run scripts/install-deps.sh")
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/promtool"), "promtool missing: run scripts/install-deps.sh")
