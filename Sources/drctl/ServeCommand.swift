@@ -95,10 +95,21 @@ struct ServeCommand: ParsableCommand {
                     })
                 }
             }
-            for p in set.backupPolicies {
-                guard let d = p.drill, let store = set.objectStore(named: p.objectStore.value) else { continue }
+            for var p in set.backupPolicies {
+                guard let d = p.drill, var store = set.objectStore(named: p.objectStore.value) else { continue }
+                var drillRunner = runner
+                // drill.from: the scheduled drill proves the copy (its evidence names it and goes there).
+                if let from = d.from, from.value != store.name.value {
+                    let (copied, copyOpen) = try s3.readingStore(from.value, in: set, credentialsDir: nil, endpoint: nil)
+                    p = copied.backupPolicies.first { $0.name.value == p.name.value } ?? p
+                    store = copied.objectStore(named: from.value) ?? store
+                    drillRunner = DrillRunner.make(open: copyOpen, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
+                                                   checkImage: checkImage, upload: !noUpload)
+                    drillRunner.copy = "ObjectStore \(from.value) (drill.from)"
+                }
+                let (policy, drillStore, r) = (p, store, drillRunner)
                 jobs.append(.init(name: "drill \(p.name.value)", kind: .drill(workload: p.name.value), cron: d.schedule.value) {
-                    let (evidence, _) = try runner.run(p, store: store, target: .latest, catalog: db) { log("drill \(p.name.value): \($0)") }
+                    let (evidence, _) = try r.run(policy, store: drillStore, target: .latest, catalog: db) { log("drill \(policy.name.value): \($0)") }
                     state.drillFinished(evidence)
                     if evidence.result == .failed { throw LocalError("drill FAILED: \(evidence.error ?? "")") }
                 })

@@ -77,7 +77,7 @@ struct VerifyCommand: ParsableCommand {
             // A drill of a copy (--source, --store, or the policy's drill.from) proves the copy:
             // its evidence goes to the copy, and to a catalog only when named.
             let named = try catalog.map { try CatalogStore(path: $0) }
-            let anyFromPrimary = source == nil && choice.store == nil && chosen.contains { $0.drill?.from == nil }
+            let anyFromPrimary = source == nil && choice.store == nil
             let primaryCatalog = try anyFromPrimary ? (named ?? CatalogStore(path: defaultCatalogPath())) : named
             Cleanup.shared.installSignalHandlers()
             var results: [DrillEvidence] = []
@@ -96,7 +96,9 @@ struct VerifyCommand: ParsableCommand {
                 runner.keep = keep
                 runner.copy = readFrom
                 guard let objectStore = set.objectStore(named: p.objectStore.value) else { continue }
-                let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: readFrom == nil ? primaryCatalog : named, log: log.callAsFunction)
+                // The policy's own drill.from is the workload's drill (recorded in its catalog); an ad-hoc --source/--store one is not.
+                let adHoc = source != nil || choice.store != nil
+                let (evidence, stored) = try runner.run(p, store: objectStore, target: target, catalog: adHoc ? named : primaryCatalog, log: log.callAsFunction)
                 failed = failed || !stored
                 log("drill of \(p.name.value) \(evidence.result.rawValue.uppercased())\(evidence.error.map { ": \($0)" } ?? "")")
                 results.append(evidence)
