@@ -20,16 +20,31 @@ public enum StoreCopies {
 
     /// Each copy of `store` read against the store itself: its lag and last success. A copy that
     /// cannot be read says so (the 3-2-1 promise is then unproven), nothing is thrown.
-    public static func inspect(_ store: ObjectStorePolicy, in set: PolicySet, source: any StorageReader, open: CopyOpener, now: Date) -> [WorkloadStatus.Copy] {
+    ///
+    /// `servers`: the barman servers whose newest recoverable point on each copy is wanted (the
+    /// copy's own: the end of the unbroken WAL run from its newest restorable backup there); a
+    /// copy encrypted with age is not read for it (the identity is not the service's to hold).
+    public static func inspect(_ store: ObjectStorePolicy, in set: PolicySet, source: any StorageReader, open: CopyOpener, now: Date,
+                               servers: [String] = []) -> [WorkloadStatus.Copy] {
         store.copies.compactMap { copy -> WorkloadStatus.Copy? in
             guard let target = set.objectStore(named: copy.to.value) else { return nil }
             var out = WorkloadStatus.Copy(store: target.name.value, maxLagSeconds: copy.maxLag?.value.seconds)
             do {
-                let (plan, state, _) = try CopyInspector.plan(source: source, target: try open(target), stateKey: stateKey(store, target),
+                let storage = try open(target)
+                let (plan, state, _) = try CopyInspector.plan(source: source, target: storage, stateKey: stateKey(store, target),
                                                               routes: routes(store, copy, target), now: now)
                 out.lagSeconds = plan.lag(now: now)
                 out.pending = plan.copy.count
                 out.lastSuccess = state.lastSuccess
+                if copy.kinds.contains(.barman) && copy.recipients.isEmpty && !servers.isEmpty {
+                    let layout = BarmanLayout(root: target.prefixes.barman.value)
+                    var points: [String: Date] = [:]
+                    for server in servers {
+                        let scan = try BarmanScanner.scan(storage, layout: layout, server: server)
+                        if let t = scan.backups.filter(\.restorable).compactMap({ $0.walChainEndTime ?? $0.endTime }).max() { points[server] = t }
+                    }
+                    out.serverPoints = points
+                }
             } catch {
                 out.error = KnownSecrets.shared.redactor.redact("\(error)")
             }
@@ -38,8 +53,17 @@ public enum StoreCopies {
     }
 
     /// What a copy's state does to the workload: AT RISK when it lags past its maxLag or cannot be read.
-    public static func judge(_ copies: [WorkloadStatus.Copy], into status: inout WorkloadStatus) {
-        status.copies = copies
+    public static func judge(_ copies: [WorkloadStatus.Copy], servers: [String] = [], into status: inout WorkloadStatus) {
+        // Each copy's newest recoverable point for this workload: its oldest database's.
+        status.copies = copies.map { c in
+            var c = c
+            if let points = c.serverPoints, !servers.isEmpty {
+                let mine = servers.map { points[$0] }
+                c.newestRecoverablePoint = mine.contains(where: { $0 == nil }) ? nil : mine.compactMap { $0 }.min()
+            }
+            c.serverPoints = nil
+            return c
+        }
         for c in copies {
             if let e = c.error {
                 status.status = max(status.status, .atRisk)

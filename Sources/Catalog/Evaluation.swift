@@ -43,7 +43,8 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
         var barman: [String: (scan: BarmanServerScan, archive: WALArchive)] = [:]
         for p in group { for c in p.cnpg { barman[c.serverName.value] = try BarmanScanner.scanArchive(reader, layout: layout, server: c.serverName.value) } }
         let lock = catalog == nil ? try barmanObjectLock(storage, store: store, barman: barman) : nil
-        let copyStates = copies.map { StoreCopies.inspect(store, in: set, source: storage, open: $0, now: now) } ?? []
+        let copyStates = copies.map { StoreCopies.inspect(store, in: set, source: storage, open: $0, now: now,
+                                                          servers: group.flatMap { $0.cnpg.map(\.serverName.value) }) } ?? []
         for p in group {
             // The bucket's newest evidence, or a drill recorded here that the catalog has not synced yet.
             let drill = ([try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)]
@@ -57,7 +58,7 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
                     status.reasons.append("Object Lock: \(problem)")
                 }
             }
-            if !copyStates.isEmpty { StoreCopies.judge(copyStates, into: &status) }
+            if !copyStates.isEmpty { StoreCopies.judge(copyStates, servers: p.cnpg.map(\.serverName.value), into: &status) }
             for c in p.cnpg {
                 guard let found = barman[c.serverName.value] else { continue }
                 let unreadable = unreadableCompressions(found.scan, found.archive)

@@ -45,6 +45,11 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
         public var lastSuccess: Date?
         /// Why the copy could not be read.
         public var error: String?
+        /// The copy's own newest recoverable point for the workload's databases (what a restore
+        /// from the copy alone reaches); nil when it holds none or is encrypted.
+        public var newestRecoverablePoint: Date? = nil
+        /// While inspecting: that point per barman server.
+        public var serverPoints: [String: Date]? = nil
     }
 
     public struct Source: Sendable, Codable, Equatable {

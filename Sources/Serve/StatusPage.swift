@@ -50,7 +50,7 @@ public enum StatusPage {
                 h += "<td class=\"muted\">never</td>"
             }
             let copies = st.copies.filter { $0.error == nil }.map { c in
-                "<li class=\"muted\">copy to \(esc(c.store)): lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), last complete copy \(c.lastSuccess.map { RFC3339.formatReadable($0) + " UTC" } ?? "never")</li>"
+                "<li class=\"muted\">copy to \(esc(c.store)): lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), last complete copy \(c.lastSuccess.map { RFC3339.formatReadable($0) + " UTC" } ?? "never")\(c.newestRecoverablePoint.map { ", newest recoverable point on it " + RFC3339.formatReadable($0) + " UTC" } ?? "")</li>"
             }.joined()
             // Long-term tiers: restore points, never shown as a range.
             let points = st.sources.filter { $0.points != nil }.map { s in

@@ -95,7 +95,7 @@ struct StatusCommand: ParsableCommand {
                 for r in copies {
                     for c in r.copies {
                         let lag = c.error.map { "could not be read: \($0)" }
-                            ?? "lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), \(c.pending ?? 0) objects to copy, last complete copy \(t(c.lastSuccess))"
+                            ?? "lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), \(c.pending ?? 0) objects to copy, last complete copy \(t(c.lastSuccess))\(c.newestRecoverablePoint.map { ", newest recoverable point on the copy \(t($0))" } ?? "")"
                         Swift.print("  \(r.workload) -> \(c.store): \(lag)")
                     }
                 }
