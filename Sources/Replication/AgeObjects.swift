@@ -1,6 +1,7 @@
 import Age
 import Foundation
 import Storage
+import Support
 
 /// A store in which any object may be a whole age file: Velero's client-side encryption of a
 /// BackupStorageLocation (`spec.encryption.type: age`) streams every object it puts through
@@ -77,12 +78,13 @@ public struct AgeObjects: StorageWriter {
         guard start == Self.header else { return got }
         let plain = path + ".plain"
         defer { unlink(plain) }
-        _ = FileManager.default.createFile(atPath: plain, contents: nil, attributes: [.posixPermissions: 0o600])
-        guard let out = FileHandle(forWritingAtPath: plain) else { throw StorageError.io("\(plain): cannot be written") }
-        defer { try? out.close() }
+        // Written as every spool file is: new (never through a name already there), whole, synced.
+        let out = open(plain, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard out >= 0 else { throw StorageError.io("\(plain): \(String(cString: strerror(errno)))") }
+        defer { close(out) }
         let file = FileStorage(root: (path as NSString).deletingLastPathComponent)
-        try AgeObjects(file, identities: identities).get((path as NSString).lastPathComponent, range: nil) { out.write(Data($0)) }
-        try out.close()
+        try AgeObjects(file, identities: identities).get((path as NSString).lastPathComponent, range: nil) { try writeAll(out, $0, path: plain) }
+        guard fsync(out) == 0 else { throw StorageError.io("\(plain): \(String(cString: strerror(errno)))") }
         guard rename(plain, path) == 0 else { throw StorageError.io("\(path): \(String(cString: strerror(errno)))") }
         var m = got
         m.size = Int64((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)

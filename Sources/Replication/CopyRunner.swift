@@ -82,6 +82,8 @@ public struct CopyRunner: Sendable {
     public var checkpointInterval: TimeInterval = 5
     /// age recipients every object is encrypted to before it is put; empty: copied as it is.
     public var recipients: [Age.Recipient] = []
+    /// `recipients` as the record holds them (sorted); nil for a plain copy.
+    var recipientNames: [String]? { recipients.isEmpty ? nil : recipients.map(\.description).sorted() }
     public var progress: @Sendable (String) -> Void = { _ in }
     /// Copy nothing unless the target's bucket locks what is written to it (Object Lock with a
     /// default retention): a copy that whoever holds its keys can delete is no last line.
@@ -172,8 +174,6 @@ public struct CopyRunner: Sendable {
                           lagSeconds: failed.isEmpty ? 0 : plan.lag(now: started))
     }
 
-    /// One object, whole; checked against the source after its put and copied again (up to three
-    /// times) when the source changed meanwhile.
     /// `drctl copy --reencrypt`: every object the copy's record lists as encrypted to other
     /// recipients than `recipients` (or, with none, encrypted at all) is rewritten for them, read
     /// from the copy itself through `identities`, so what the source no longer has is re-encrypted
@@ -182,7 +182,7 @@ public struct CopyRunner: Sendable {
     public func reencrypt(routes: [CopyRoute], identities: [Age.Identity], now: @escaping @Sendable () -> Date = Date.init) throws -> CopyReport {
         let started = now()
         let state = try loadState()
-        let want = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
+        let want = recipientNames
         // The record is input from the copy's bucket: only keys this copy's routes write (never a
         // record), and only objects still the ones recorded (their ETag), are rewritten.
         let onCopy = Dictionary(try routes.flatMap { try target.listAll(prefix: $0.to) }.map { ($0.key, $0.etag) }, uniquingKeysWith: { a, _ in a })
@@ -237,19 +237,28 @@ public struct CopyRunner: Sendable {
         if let recorded = old.sha256, recorded != sha {
             throw StorageError.io("\(key): its plaintext is not the one drctl copied (SHA-256 \(sha), recorded \(recorded)): not re-encrypted; the next drctl copy replaces it from the source")
         }
-        let names = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
+        let put = try putSealed(file, as: key, lastModified: nil)
+        return .init(source: old.source, size: got.size, sha256: sha, etag: put.etag, copiedAt: old.copiedAt,
+                     stored: recipientNames == nil ? nil : put.size, recipients: recipientNames)
+    }
+
+    /// `file` put at `key`, encrypted to `recipients` on the way when there are any (through a
+    /// second spool file), and checked to be stored whole.
+    func putSealed(_ file: String, as key: String, lastModified: Date?) throws -> StoredObject {
         var upload = file
         if !recipients.isEmpty {
             upload = file + ".age"
             try Self.encrypt(file, into: upload, to: recipients)
         }
         defer { if upload != file { unlink(upload) } }
-        let put = try target.put(key, file: upload, lastModified: nil)
+        let put = try target.put(key, file: upload, lastModified: lastModified)
         let sent = Int64(try FileManager.default.attributesOfItem(atPath: upload)[.size] as? Int ?? -1)
         guard put.size == sent else { throw StorageError.io("\(target.location)/\(key): stored \(put.size) bytes, sent \(sent)") }
-        return .init(source: old.source, size: got.size, sha256: sha, etag: put.etag, copiedAt: old.copiedAt, stored: names == nil ? nil : put.size, recipients: names)
+        return put
     }
 
+    /// One object, whole; checked against the source after its put and copied again (up to three
+    /// times) when the source changed meanwhile.
     func copyOne(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, Bool) {
         var changed = false
         for _ in 0..<3 {
@@ -265,7 +274,7 @@ public struct CopyRunner: Sendable {
     }
 
     func transfer(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, String) {
-        let names = recipients.isEmpty ? nil : recipients.map(\.description).sorted()
+        let names = recipientNames
         if item.size <= inMemoryLimit {
             var bytes: [UInt8] = []
             bytes.reserveCapacity(Int(item.size))
@@ -282,15 +291,7 @@ public struct CopyRunner: Sendable {
         defer { unlink(file) }
         let got = try source.download(item.sourceKey, to: file)
         let sha = try Self.sha256(file: file)
-        var upload = file
-        if !recipients.isEmpty {
-            upload = file + ".age"
-            try Self.encrypt(file, into: upload, to: recipients)
-        }
-        defer { if upload != file { unlink(upload) } }
-        let put = try target.put(item.targetKey, file: upload, lastModified: got.lastModified ?? item.lastModified)
-        let sent = names == nil ? got.size : Int64(try FileManager.default.attributesOfItem(atPath: upload)[.size] as? Int ?? -1)
-        guard put.size == sent else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(sent)") }
+        let put = try putSealed(file, as: item.targetKey, lastModified: got.lastModified ?? item.lastModified)
         let version = CopyPlanner.version(got)
         return (.init(source: version, size: got.size, sha256: sha, etag: put.etag, copiedAt: now(), stored: names == nil ? nil : put.size, recipients: names), version)
     }

@@ -41,7 +41,7 @@ extension S3Options {
     func access(for store: ObjectStorePolicy) throws -> StoreAccess {
         var a = try rawAccess(for: store)
         // Velero may encrypt the storage location's objects with age.
-        a.storage = AgeObjects(a.storage, identities: (try? ageIdentities())??.0 ?? [])
+        a.storage = veleroEncryption(a.storage)
         return a
     }
 
@@ -77,7 +77,7 @@ extension S3Options {
         guard !recipients.isEmpty else {
             // Not a copy drctl encrypted: any object may still be Velero's own age encryption.
             var out = access
-            out.storage = AgeObjects(access.storage, identities: (try? ageIdentities())??.0 ?? [])
+            out.storage = veleroEncryption(access.storage)
             return out
         }
         guard let (identities, text) = try ageIdentities() else {
@@ -93,6 +93,11 @@ extension S3Options {
         out.storage = AgeObjects(DecryptedCopy(access.storage, identities: identities, records: records), identities: identities)
         out.secretFiles.append((name: "AGE_IDENTITY", value: text))
         return out
+    }
+
+    /// A store whose objects Velero may have encrypted with age, read through the identities given (if any).
+    func veleroEncryption(_ storage: any StorageWriter) -> any StorageWriter {
+        AgeObjects(storage, identities: (try? ageIdentities())??.0 ?? [])
     }
 
     /// The age identities of `--identity`, `DRCTL_AGE_IDENTITY_FILE` or the credentials

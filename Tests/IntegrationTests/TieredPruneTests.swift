@@ -10,13 +10,7 @@ import TestSupport
 /// WAL, and restores to its consistent point; the window still restores to any time; barman
 /// itself still reads the archive.
 @Suite(.serialized) struct TieredPruneTests {
-    static func stamp(_ d: Date, _ format: String) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = format
-        return f.string(from: d)
-    }
+    static func stamp(_ d: Date, _ format: String) -> String { PruneDifferentialTests.stamp(d, format) }
 
     static func parse(_ s: String, _ format: String) -> Date? {
         let f = DateFormatter()
