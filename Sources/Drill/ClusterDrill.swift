@@ -25,6 +25,8 @@ public struct ClusterDrill {
     /// The image check Jobs run psql from (default: CNPG's PostgreSQL image of the backup's major).
     public var checkImage: String?
     public var keep = false
+    /// `drctl serve`'s schedule slot, annotated on the scratch namespaces.
+    public var slot: String?
 
     public init(policy: BackupPolicy, store: ObjectStorePolicy, storage: any StorageReader, kube: KubeClient, target: RecoveryTarget) {
         self.policy = policy
@@ -32,6 +34,26 @@ public struct ClusterDrill {
         self.storage = storage
         self.kube = kube
         self.target = target
+    }
+
+    /// Deletes the scratch namespaces of a drill whose runner went away (a leader killed
+    /// mid-drill): drill namespaces (label and prefix) annotated with `slot`, each after the
+    /// Restore writing into it has settled. Returns the namespaces deleted.
+    public static func removeAbandoned(_ kube: KubeClient, slot: String, veleroNamespace: String = "velero", progress: (String) -> Void) throws -> [String] {
+        var deleted: [String] = []
+        for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
+            let meta = ns["metadata"] as? [String: Any] ?? [:]
+            let name = meta["name"] as? String ?? ""
+            let labels = meta["labels"] as? [String: String] ?? [:]
+            let annotations = meta["annotations"] as? [String: String] ?? [:]
+            guard DrillManifests.isDrillNamespace(name: name, labels: labels), annotations[DrillManifests.slotAnnotation] == slot else { continue }
+            if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
+            settle(kube, restore: annotations[DrillManifests.restoreAnnotation] ?? name, veleroNamespace: veleroNamespace, timeout: 60, progress: progress)
+            try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+            progress("deleted \(name), left by the drill of slot \(slot)")
+            deleted.append(name)
+        }
+        return deleted
     }
 
     /// Deletes drill namespaces whose expiry has passed (left by a killed run). A namespace is
@@ -107,7 +129,7 @@ public struct ClusterDrill {
                 }
                 for name in names {
                     _ = try kube.create(Self.plain(DrillManifests.namespace(name, drillID: id, workload: workload, expires: expires,
-                                                                            restore: backup == nil ? nil : ns)))
+                                                                            restore: backup == nil ? nil : ns, slot: slot)))
                     created.append(name)
                     teardownState.add(namespace: name)
                     try bindDrillRole(in: name, progress: progress)

@@ -25,6 +25,8 @@ public struct DrillRunner: @unchecked Sendable {
     public var upload = true
     /// The copy of the bucket drills restore from (`drctl verify --source`), recorded in the evidence.
     public var copy: String?
+    /// `drctl serve`'s schedule slot the drill runs for (cluster drills annotate it).
+    public var slot: String?
     /// A progress display for the base backup's download: its callback and what ends it.
     public var transferProgress: () -> (TransferProgress?, () -> Void) = { (nil, {}) }
 
@@ -54,6 +56,7 @@ public struct DrillRunner: @unchecked Sendable {
             drill.keep = keep
             drill.credentialsNamespace = credentialsNamespace
             drill.checkImage = checkImage
+            drill.slot = slot
             evidence = drill.run(progress: log)
             Cleanup.shared.parkIfAborting()
         }

@@ -23,8 +23,20 @@ public final class KubeClient: @unchecked Sendable {
     let transport: any HTTPTransport
     private let lock = NSLock()
     private var execCredential: (token: String, expires: Date?)?
+    /// Sent as User-Agent, which the API server's audit log records: one replica's requests
+    /// told from another's of the same service account.
+    public var userAgent = KubeClient.processUserAgent
 
-    public init(config: KubeConfig, transport: (any HTTPTransport)? = nil) throws {
+    private static let agentLock = NSLock()
+    nonisolated(unsafe) private static var agent = "drctl"
+    /// The User-Agent of clients made from now on (drctl serve names its replica in it).
+    public static var processUserAgent: String {
+        get { agentLock.withLock { agent } }
+        set { agentLock.withLock { agent = newValue } }
+    }
+
+    /// `timeouts`: the transport's (a lease renewal must fail fast, not wait out a stall).
+    public init(config: KubeConfig, transport: (any HTTPTransport)? = nil, timeouts: TimeoutOptions = TimeoutOptions()) throws {
         self.config = config
         var tls = config.tls
         if case .exec(let plugin) = config.auth {
@@ -33,7 +45,7 @@ public final class KubeClient: @unchecked Sendable {
             if let cert = cred.cert, let key = cred.key { tls.clientCertificatePEM = cert; tls.clientKeyPEM = key }
             if let t = cred.token { execCredential = (t, cred.expires) }
         }
-        self.transport = transport ?? CurlTransport(tls: tls)
+        self.transport = transport ?? CurlTransport(tls: tls, timeouts: timeouts)
     }
 
     /// The Authorization header for the next request.
@@ -135,7 +147,7 @@ public final class KubeClient: @unchecked Sendable {
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(URIEncoding.encode($0.1))" }.joined(separator: "&")
         }
-        var headers: [(name: String, value: String)] = [("Accept", accept)]
+        var headers: [(name: String, value: String)] = [("Accept", accept), ("User-Agent", userAgent)]
         if body != nil { headers.append(("Content-Type", contentType)) }
         if let t = try bearer() { headers.append(("Authorization", "Bearer \(t)")) }
         let handler = CollectingHandler()
@@ -252,7 +264,7 @@ public final class KubeClient: @unchecked Sendable {
         if let name { q.append(("fieldSelector", "metadata.name=\(name)")) }
         let path = try path(apiVersion: apiVersion, kind: kind, namespace: namespace)
         let url = config.server + path + "?" + q.map { "\($0.0)=\(URIEncoding.encode($0.1))" }.joined(separator: "&")
-        var headers: [(name: String, value: String)] = [("Accept", "application/json")]
+        var headers: [(name: String, value: String)] = [("Accept", "application/json"), ("User-Agent", userAgent)]
         if let t = try bearer() { headers.append(("Authorization", "Bearer \(t)")) }
         // The stream only lives for this call: the handler never outlives it.
         return try withoutActuallyEscaping(handler) { handler in

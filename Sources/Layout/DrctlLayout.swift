@@ -34,6 +34,12 @@ public struct DrctlLayout: Sendable, Equatable {
         return String(name.dropLast(5))
     }
 
+    /// A leader-only job's schedule slots (`drctl serve` with several replicas): claimed before
+    /// the job starts, so a slot runs once across replicas and failovers, and ended after.
+    public func slotPrefix(job: String) -> String { rootSlash + "slots/\(job)/" }
+    public func slotKey(job: String, stamp: String) -> String { slotPrefix(job: job) + stamp + ".json" }
+    public func slotDoneKey(job: String, stamp: String) -> String { slotPrefix(job: job) + stamp + ".done.json" }
+
     /// Below drctl's prefix in a copy: what each copy into it has put there. Never copied itself.
     public static let copiesFolder = "copies/"
 

@@ -15,6 +15,9 @@ public enum DrillManifests {
     public static let expiresAnnotation = "drctl.dev/drill-expires"
     /// The Velero Restore that writes into the namespace (the janitor waits for it to settle).
     public static let restoreAnnotation = "drctl.dev/drill-restore"
+    /// `drctl serve`'s schedule slot (job/stamp) the drill runs for: what a new leader looks
+    /// for to clean up after a leader that died mid-drill.
+    public static let slotAnnotation = "drctl.dev/drill-slot"
     public static let namePrefix = "drill-"
     /// On objects drctl makes outside a scratch namespace for a workload's drills.
     public static let workloadLabel = "drctl.dev/drill-workload"
@@ -37,9 +40,10 @@ public enum DrillManifests {
         name.hasPrefix(namePrefix) && labels[label] == "true"
     }
 
-    public static func namespace(_ name: String, drillID: String, workload: String, expires: String, restore: String? = nil) -> [String: any Sendable] {
+    public static func namespace(_ name: String, drillID: String, workload: String, expires: String, restore: String? = nil, slot: String? = nil) -> [String: any Sendable] {
         var annotations = [idAnnotation: drillID, workloadAnnotation: workload, expiresAnnotation: expires]
         if let restore { annotations[restoreAnnotation] = restore }
+        if let slot { annotations[slotAnnotation] = slot }
         return namespace(name, labels: labels.merging(DrillIsolation.podSecurityLabels) { a, _ in a },
                          annotations: annotations)
     }

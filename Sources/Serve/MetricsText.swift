@@ -13,9 +13,19 @@ public enum MetricsText {
         public init() {}
     }
 
+    /// This replica's part in a replicated `drctl serve` (nil: it runs alone).
+    public struct Role: Sendable, Equatable {
+        public var replica: String
+        public var leader: Bool
+        public init(replica: String, leader: Bool) { self.replica = replica; self.leader = leader }
+    }
+
     /// `now`: the measured RPO is the age of the newest recoverable point at scrape time, so it
-    /// keeps growing between catalog syncs as a real loss would.
-    public static func render(_ s: Snapshot, counters: Counters = Counters(), now: Date = Date()) -> String {
+    /// keeps growing between catalog syncs as a real loss would. A follower (`role.leader`
+    /// false) leaves out the workload, drill, copy and job families: every replica reads the
+    /// same bucket, and the alerts on them would fire once per replica. Its own catalog syncs
+    /// and the store's reachability it reports as every replica does.
+    public static func render(_ s: Snapshot, counters: Counters = Counters(), now: Date = Date(), role: Role? = nil) -> String {
         var out = ""
         out.reserveCapacity(256 + s.workloads.count * 1500)
         func family(_ name: String, _ type: String, _ help: String, _ samples: [([(String, String)], Double)]) {
@@ -27,7 +37,12 @@ public enum MetricsText {
                 out += " " + format(value) + "\n"
             }
         }
-        let ws = s.workloads.sorted { $0.status.workload < $1.status.workload }
+        if let role {
+            family("drctl_leader", "gauge", "1 if this replica holds the lease and runs the scheduled work, else 0.",
+                   [([("replica", role.replica)], role.leader ? 1 : 0)])
+        }
+        let follower = role.map { !$0.leader } ?? false
+        let ws = follower ? [] : s.workloads.sorted { $0.status.workload < $1.status.workload }
         func per(_ value: (Snapshot.Workload) -> Double?) -> [([(String, String)], Double)] {
             ws.compactMap { w in value(w).map { ([("workload", w.status.workload)], $0) } }
         }
@@ -75,11 +90,11 @@ public enum MetricsText {
         family("drctl_workload_status", "gauge", "1 for the workload's current status (PROTECTED, AT RISK, BROKEN, NOT CONFIGURED, UNKNOWN).",
                ws.map { ([("workload", $0.status.workload), ("status", $0.status.status.rawValue)], 1) })
         family("drctl_drill_runs_total", "counter", "Restore drills this service ran, by result.",
-               counters.drillRuns.sorted { $0.key < $1.key }.flatMap { w, results in
+               follower ? [] : counters.drillRuns.sorted { $0.key < $1.key }.flatMap { w, results in
                    results.sorted { $0.key < $1.key }.map { ([("workload", w), ("result", $0.key)], Double($0.value)) }
                })
         family("drctl_evidence_undecodable_objects", "gauge", "Drill evidence objects in the bucket that do not decode (skipped).",
-               [([], Double(s.undecodableEvidence))])
+               follower ? [] : [([], Double(s.undecodableEvidence))])
         let stores = s.stores.sorted { $0.name < $1.name }
         family("drctl_object_store_up", "gauge", "1 if the last request to the object store succeeded.",
                stores.compactMap { st in st.up.map { ([("store", st.name)], $0 ? 1 : 0) } })
@@ -92,7 +107,7 @@ public enum MetricsText {
         family("drctl_catalog_objects", "gauge", "Objects the catalog indexes for the store.",
                stores.map { ([("store", $0.name)], Double($0.objectsIndexed)) })
         family("drctl_job_failures_total", "counter", "Scheduled jobs of this service that failed, by job.",
-               counters.jobFailures.sorted { $0.key < $1.key }.map { ([("job", $0.key)], Double($0.value)) })
+               (follower ? [:] : counters.jobFailures).sorted { $0.key < $1.key }.map { ([("job", $0.key)], Double($0.value)) })
         return out
     }
 

@@ -34,6 +34,8 @@ public final class ServiceState: @unchecked Sendable {
     private var pageCache: (Int, Date, String)?
     public var failures: @Sendable () -> [String: Int] = { [:] }
     public var alive: @Sendable () -> (Bool, String) = { (true, "") }
+    /// This replica's part when replicated (nil: alone); asked at each scrape.
+    public var role: @Sendable () -> MetricsText.Role? = { nil }
     /// Opens the stores' copies (spec.copies) with their own keys; nil: copies are not read.
     public var copies: CopyOpener?
 
@@ -220,10 +222,11 @@ public final class ServiceState: @unchecked Sendable {
             metrics: { [self] in
                 // Rendered again on each new snapshot or drill count, on a job failure, and at
                 // least once a second (the RPO is measured at scrape time).
-                let key = [lock.withLock { version }, failures().values.reduce(0, +), Int(Date().timeIntervalSince1970)]
+                let r = role()
+                let key = [lock.withLock { version }, failures().values.reduce(0, +), Int(Date().timeIntervalSince1970), r.map { $0.leader ? 1 : 0 } ?? 2]
                 if let (cached, text) = lock.withLock({ metricsCache }), cached == key { return text }
                 let (s, c, _) = current()
-                let text = MetricsText.render(s, counters: c)
+                let text = MetricsText.render(s, counters: c, role: r)
                 lock.withLock { metricsCache = (key, text) }
                 return text
             },

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Support
 import Kube
+import HTTP
 import ObjectStore
 import Policy
 import Render
@@ -14,16 +15,16 @@ struct KubeOptions: ParsableArguments {
     @Option(help: "kubeconfig context (default: its current-context).") var context: String?
     @Option(name: [.short, .long], help: "Namespace for objects that do not name one (default: the context's).") var namespace: String?
 
-    func client() throws -> KubeClient {
-        try makeKubeClient(KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: namespace))
+    func client(timeouts: TimeoutOptions = TimeoutOptions()) throws -> KubeClient {
+        try makeKubeClient(KubeConfig.resolve(kubeconfig: kubeconfig, context: context, namespace: namespace), timeouts: timeouts)
     }
 }
 
 /// A client for `config`: its token registered for redaction, its unsafe transports warned about.
-func makeKubeClient(_ config: KubeConfig) throws -> KubeClient {
+func makeKubeClient(_ config: KubeConfig, timeouts: TimeoutOptions = TimeoutOptions()) throws -> KubeClient {
     if case .token(let t) = config.auth { KnownSecrets.shared.add([t]) }
     for w in config.transportWarnings { warnOnce(w) }
-    return try KubeClient(config: config)
+    return try KubeClient(config: config, timeouts: timeouts)
 }
 
 struct ApplyCommand: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Catalog
 import Drill
 import Kube
+import HTTP
 import Foundation
 import Layout
 import Storage
@@ -24,6 +25,15 @@ struct ServeCommand: ParsableCommand {
             Endpoints: / (status page), /drills/ID, /metrics, /healthz, /readyz, /api/v1/workloads, \
             /api/v1/workloads/NAME/backups, /api/v1/drills, /runbooks/NAME.md. SIGTERM aborts a \
             running drill with its teardown and exits 0.
+
+            With --leader-election, several replicas run side by side: the one holding the Lease \
+            --lease-namespace/--lease-name (coordination.k8s.io/v1, client-go's semantics) runs the \
+            drills and copies; every replica syncs its own catalog and serves the page, the API and \
+            /metrics. Each drill and copy slot is claimed in the bucket before it starts, so it runs \
+            once across failovers; a new leader deletes the scratch namespaces of a drill whose \
+            leader went away. A leader that cannot renew within --renew-deadline stops starting work, \
+            tears its drill down and exits 1 (its restart rejoins as a follower), before any other \
+            replica may take the lease (--lease-duration).
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -53,10 +63,26 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve HTTPS with this PEM certificate chain (with --tls-key), e.g. a mounted cert-manager Secret.", valueName: "file"))
     var tlsCert: String?
     @Option(help: ArgumentHelp("The PEM private key of --tls-cert.", valueName: "file")) var tlsKey: String?
+    @Flag(help: "Run as one of several replicas: only the holder of the Lease runs drills and copies.") var leaderElection = false
+    @Option(help: ArgumentHelp("The Lease's namespace (default: --credentials-namespace).", valueName: "namespace")) var leaseNamespace: String?
+    @Option(help: ArgumentHelp("The Lease's name.", valueName: "name")) var leaseName = "drctl"
+    @Option(help: ArgumentHelp("This replica's name in the Lease and the metrics (default: $POD_NAME, else the host name).", valueName: "name"))
+    var replica: String?
+    @Option(help: ArgumentHelp("Seconds a follower waits on an unrenewed Lease before taking it.", valueName: "seconds")) var leaseDuration = 15.0
+    @Option(help: ArgumentHelp("Seconds a leader may go without renewing before it stops acting.", valueName: "seconds")) var renewDeadline = 10.0
+    @Option(help: ArgumentHelp("Seconds between tries to take or renew the Lease.", valueName: "seconds")) var retryPeriod = 2.0
 
     func validate() throws {
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
+        if let p = leaseTiming.problems().first { throw ValidationError("--lease-duration \(leaseDuration), --renew-deadline \(renewDeadline), --retry-period \(retryPeriod): \(p)") }
+    }
+
+    var leaseTiming: LeaseTiming { LeaseTiming(leaseDuration: leaseDuration, renewDeadline: renewDeadline, retryPeriod: retryPeriod) }
+
+    /// This replica's name: the flag, the pod's name, or the host's.
+    var replicaName: String {
+        replica ?? ProcessInfo.processInfo.environment["POD_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.hostName
     }
 
     func run() throws {
@@ -67,12 +93,42 @@ struct ServeCommand: ParsableCommand {
             let catalogPath = catalog ?? defaultCatalogPath()
             try FileManager.default.createDirectory(atPath: Paths.parent(catalogPath), withIntermediateDirectories: true)
             let db = try CatalogStore(path: catalogPath)
-            let open = try s3.opener(copy: nil)
+            // Only builds clients from the command line's values: safe from any thread.
+            nonisolated(unsafe) let open = try s3.opener(copy: nil)
             let runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
                                           checkImage: checkImage, upload: !noUpload)
             let state = ServiceState(set: set, open: open, catalog: db, catalogPath: catalogPath, runbookBase: "runbooks")
             state.copies = { [s3] in try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
             let log = ServiceLog()
+            let me = replicaName
+            var elector: LeaderElector?
+            if leaderElection {
+                KubeClient.processUserAgent = "drctl (replica \(me))"
+                // Short transport timeouts: a renewal that hangs must not outlast the deadline.
+                let leaseClient = try kube.client(timeouts: TimeoutOptions(connect: 2, stall: Int(max(1, retryPeriod))))
+                elector = LeaderElector(kube: leaseClient, namespace: leaseNamespace ?? credentialsNamespace, name: leaseName,
+                                        identity: me, timing: leaseTiming, log: log.callAsFunction)
+            }
+            /// A leader-only job's body run once per slot: claimed in `store`'s bucket first
+            /// (replicated only), its end recorded after.
+            func once(_ job: String, in store: ObjectStorePolicy, _ body: @escaping @Sendable (_ slot: String?) throws -> Void) -> @Sendable (Date) throws -> Void {
+                { [elector] slot in
+                    guard let elector else { return try body(nil) }
+                    let journal = SlotJournal(storage: try open(store).storage, drctlPrefix: store.prefixes.drctl.value, job: job)
+                    let stamp = SlotJournal.stamp(slot)
+                    if let c = try journal.claim(slot: slot, holder: elector.identity, now: Date()) {
+                        log("\(job): slot \(stamp) was started by \(c.holder) at \(RFC3339.format(c.startedAt)); not run again")
+                        return
+                    }
+                    do {
+                        try body("\(job)/\(stamp)")
+                        try journal.end(slot: slot, result: "done", by: elector.identity, now: Date())
+                    } catch {
+                        try? journal.end(slot: slot, result: "failed", by: elector.identity, now: Date())
+                        throw error
+                    }
+                }
+            }
             let syncCron: Cron
             do { syncCron = try Cron(syncSchedule, dialect: .drctl) } catch { throw ValidationError("--sync-schedule '\(syncSchedule)': \(error)") }
 
@@ -87,12 +143,13 @@ struct ServeCommand: ParsableCommand {
             for store in set.objectStores {
                 for copy in store.copies {
                     guard let target = set.objectStore(named: copy.to.value) else { continue }
-                    jobs.append(.init(name: "copy \(store.name.value) -> \(target.name.value)", kind: .sync, cron: copyCron) { [s3] in
+                    let job = "copy-\(store.name.value)-\(target.name.value)"
+                    jobs.append(.init(name: "copy \(store.name.value) -> \(target.name.value)", kind: .copy, cron: copyCron, slotted: once(job, in: store) { [s3] _ in
                         let (runner, routes) = try s3.copyRunner(store, copy, target, spool: host.scratchDir, log: log.callAsFunction)
                         let r = try runner.run(routes: routes)
                         log("copy \(store.name.value) -> \(target.name.value): copied \(r.copied) objects (\(formatBytes(r.bytes))), \(r.upToDate) up to date, \(r.failed.count) failed")
                         if let f = r.failed.first { throw LocalError("\(r.failed.count) objects failed to copy, e.g. \(f.key): \(f.error)") }
-                    })
+                    }))
                 }
             }
             for var p in set.backupPolicies {
@@ -108,14 +165,20 @@ struct ServeCommand: ParsableCommand {
                     drillRunner.copy = "ObjectStore \(from.value) (drill.from)"
                 }
                 let (policy, drillStore, r) = (p, store, drillRunner)
-                jobs.append(.init(name: "drill \(p.name.value)", kind: .drill(workload: p.name.value), cron: d.schedule.value) {
+                jobs.append(.init(name: "drill \(p.name.value)", kind: .drill(workload: p.name.value), cron: d.schedule.value,
+                                  slotted: once("drill-\(p.name.value)", in: drillStore) { slot in
+                    var r = r
+                    r.slot = slot
                     let (evidence, _) = try r.run(policy, store: drillStore, target: .latest, catalog: db) { log("drill \(policy.name.value): \($0)") }
                     state.drillFinished(evidence)
                     if evidence.result == .failed { throw LocalError("drill FAILED: \(evidence.error ?? "")") }
-                })
+                }))
             }
-            let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, log: log.callAsFunction)
+            let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector?.isLeader ?? true }, log: log.callAsFunction)
             state.failures = { scheduler.failures }
+            if let elector {
+                state.role = { MetricsText.Role(replica: me, leader: elector.isLeader) }
+            }
             state.alive = { scheduler.alive(now: Date()) ? (true, "") : (false, "the scheduler has not ticked for 30 s") }
 
             Cleanup.shared.exitZeroOnTerm = true
@@ -146,7 +209,48 @@ struct ServeCommand: ParsableCommand {
             for store in set.objectStores {
                 Thread.detachNewThread { try? state.sync(store, log: log.callAsFunction) }
             }
+            if let elector {
+                let adopt: @Sendable () -> Void = { [kube, mode] in
+                    Self.adoptAbandoned(set: set, open: open, replica: me, kube: mode == .cluster ? { try kube.client() } : nil, log: log.callAsFunction)
+                }
+                Cleanup.shared.addAction { elector.release() }
+                Thread.detachNewThread {
+                    elector.run(started: { Thread.detachNewThread { adopt() } }, stopped: { lost in
+                        guard lost else { return }
+                        // Another replica may take the lease once it has expired: stop writing
+                        // before then. The drill's teardown gets two seconds, the next leader
+                        // deletes what it leaves; the restart rejoins as a follower.
+                        log("stopping: leadership lost; a running drill is torn down and the process exits 1")
+                        Thread.detachNewThread { Cleanup.shared.runAll() }
+                        Thread.sleep(forTimeInterval: 2)
+                        _exit(1)
+                    })
+                }
+            }
             scheduler.runForever()
+        }
+    }
+
+    /// A new leader's first duty: the slots another replica claimed and never ended (it died or
+    /// was cut off mid-job) are ended as adopted, after deleting the scratch namespaces of their
+    /// drills (cluster mode; a host drill's directory went with its pod).
+    static func adoptAbandoned(set: PolicySet, open: StoreOpener, replica: String, kube: (() throws -> KubeClient)?, log: (String) -> Void) {
+        for p in set.backupPolicies where p.drill != nil {
+            guard let store = set.objectStore(named: (p.drill?.from ?? p.objectStore).value) ?? set.objectStore(named: p.objectStore.value) else { continue }
+            let job = "drill-\(p.name.value)"
+            do {
+                let journal = SlotJournal(storage: try open(store).storage, drctlPrefix: store.prefixes.drctl.value, job: job)
+                for c in try journal.unfinished() where c.holder != replica {
+                    let slot = "\(job)/\(SlotJournal.stamp(c.slot))"
+                    if let kube {
+                        let gone = try ClusterDrill.removeAbandoned(try kube(), slot: slot) { log("adopting \(slot): \($0)") }
+                        log("adopting \(slot) of \(c.holder): \(gone.count) scratch namespaces deleted")
+                    }
+                    try journal.end(slot: c.slot, result: "adopted", by: replica, now: Date())
+                }
+            } catch {
+                log("adopting the unfinished drills of \(p.name.value): \(error)")
+            }
         }
     }
 

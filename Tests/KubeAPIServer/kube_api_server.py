@@ -36,7 +36,11 @@ every CREATE, UPDATE (each server-side apply, even one that changes nothing, and
 and DELETE, by every user including system:masters and the simulated Velero (as its service
 account); other controller writes are internal and not admitted. Not modelled: paramRef
 selectors, auditAnnotations, the `authorizer` variable, the CEL cost budget.
-NetworkPolicies, PodDisruptionBudgets and Leases are stored and served, not enforced.
+NetworkPolicies and PodDisruptionBudgets are stored and served, not enforced. Leases are
+validated as the API server does and updated (PUT) with resourceVersion conflicts: they are how
+drctl serve's replicas elect a leader.
+POST /__partition {"token": T, "cut": bool}: the requests of the client with bearer token T go
+unanswered until healed, as across a network partition.
 GET /__writes: every change to the store in order (creates, applies that change or create,
 deletes, namespace finalization, controller status updates), with the user or controller that
 made it; objects created at start (default namespaces, --rbac and --admission seeds) as
@@ -88,6 +92,8 @@ store = {}          # (gv, resource, namespace or "", name) -> object
 owners = {}         # same key -> {manager: set(paths)}
 rv = [1]
 events = []         # (rv, type, key, object): what watches see
+request_context = threading.local()   # the User-Agent of the request being handled (the audit log's userAgent)
+partitioned = set() # bearer tokens whose requests go unanswered (POST /__partition)
 compacted = [0]     # watches from a resourceVersion below this get 410 Expired
 changed = threading.Condition(lock)
 writes = []         # every change to the store, for GET /__writes
@@ -106,7 +112,7 @@ def record(kind, key, obj):
 
 def log_write(verb, key, user):
     """One change to the store (call with the lock held, after rv moved): create, update, delete, status, finalize."""
-    writes.append({"rv": rv[0], "time": now(), "verb": verb, "user": user, "apiVersion": key[0], "resource": key[1],
+    writes.append({"rv": rv[0], "time": now(), "at": time.time(), "verb": verb, "user": user, "userAgent": getattr(request_context, "agent", None), "apiVersion": key[0], "resource": key[1],
                    "namespace": key[2], "name": key[3]})
 
 
@@ -235,6 +241,29 @@ def load_schemas(d):
     vm = importlib.util.module_from_spec(importlib.util.spec_from_loader("validate_manifests", loader))
     loader.exec_module(vm)
     return {key: jsonschema.Draft7Validator(vm.strict(schema)) for key, schema in vm.load_crds(d).items()}
+
+
+MICROTIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+
+def lease_validation(obj):
+    """pkg/apis/coordination/validation ValidateLeaseSpec: leaseDurationSeconds and
+    leaseTransitions are not negative, and the duration, when set, is more than 0; acquireTime
+    and renewTime are MicroTime (RFC 3339 with microseconds), which the API server cannot
+    decode otherwise."""
+    spec = obj.get("spec") or {}
+    causes = []
+    d = spec.get("leaseDurationSeconds")
+    if d is not None and (not isinstance(d, int) or d <= 0):
+        causes.append({"reason": "FieldValueInvalid", "field": "spec.leaseDurationSeconds", "message": f"Invalid value: {d}: must be greater than 0"})
+    t = spec.get("leaseTransitions")
+    if t is not None and (not isinstance(t, int) or t < 0):
+        causes.append({"reason": "FieldValueInvalid", "field": "spec.leaseTransitions", "message": f"Invalid value: {t}: must be greater than or equal to 0"})
+    for f in ("acquireTime", "renewTime"):
+        v = spec.get(f)
+        if v is not None and (not isinstance(v, str) or not MICROTIME.match(v)):
+            causes.append({"reason": "FieldValueInvalid", "field": "spec." + f, "message": f"Invalid value: {v!r}: not a MicroTime"})
+    return causes
 
 
 def schema_causes(obj):
@@ -936,6 +965,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_any(self, method):
         self.warnings = []
+        request_context.agent = self.headers.get("User-Agent")
         if self.path == "/__shutdown" and method == "POST":
             # The tests' way to stop the server (signals may be blocked in the spawning thread):
             # the simulated controllers' PostgreSQL servers go with it.
@@ -950,6 +980,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/__writes" and method == "GET":
             with lock:
                 self.send(200, {"items": list(writes)})
+            return
+        if self.path == "/__partition" and method == "POST":
+            # {"token": T, "cut": true|false}: requests bearing bearer token T get no answer (a
+            # network partition drops packets: the client sees silence, then its own timeout),
+            # until the cut is healed.
+            req = self.body() or {}
+            with lock:
+                (partitioned.add if req.get("cut", True) else partitioned.discard)(req.get("token", ""))
+            self.send(200, {})
+            return
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and auth[7:] in partitioned:
+            while auth[7:] in partitioned:
+                time.sleep(0.1)
+            self.close_connection = True   # the healed link does not carry the old request
             return
         if self.path == "/__compact" and method == "POST":
             with lock:   # every resourceVersion so far is now too old to watch from
@@ -1151,7 +1196,47 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if not manager:
                     return status(422, "Invalid", "fieldManager is required for apply patch")
                 return self.apply(key, obj, ns if namespaced else None, manager, q.get("force") == "true", q.get("dryRun") == "All", kind, resource, user, groups)
+            if method == "PUT":
+                return self.update(key, obj, name, manager or "unknown", kind, resource, group, user, groups)
             return status(415, "UnsupportedMediaType", "this test server takes apply patches only")
+
+    def update(self, key, obj, name, manager, kind, resource, group, user, groups):
+        """PUT, a whole-object update (call with the lock held). Optimistic concurrency as
+        kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions documents: a
+        metadata.resourceVersion that is not the current one is 409 Conflict, "the object has been
+        modified"; one left out is an unconditional update, which Leases allow (their strategy's
+        AllowUnconditionalUpdate is true), so a client that forgets it overwrites another's lease
+        and the test sees two leaders. The name in the body must be the URL's (400)."""
+        if obj.get("metadata", {}).get("name") not in (None, name):
+            return status(400, "BadRequest", f'the name of the object ({obj["metadata"]["name"]}) does not match the name on the URL ({name})')
+        current = store.get(key)
+        if current is None:
+            return status(404, "NotFound", f'{resource}{"." + group if group else ""} "{name}" not found', name=name, kind=resource, group=group)
+        sent = obj.get("metadata", {}).get("resourceVersion")
+        if sent and sent != current["metadata"]["resourceVersion"]:
+            return status(409, "Conflict", f'Operation cannot be fulfilled on {resource}{"." + group if group else ""} "{name}": the object has been modified; please apply your changes to the latest version and try again',
+                          name=name, kind=resource, group=group)
+        new = copy.deepcopy(obj)
+        # The main resource's PUT leaves a status subresource as it is.
+        if "status" in current:
+            new["status"] = copy.deepcopy(current["status"])
+        else:
+            new.pop("status", None)
+        meta = new.setdefault("metadata", {})
+        meta["name"] = name
+        for k in ("namespace", "uid", "creationTimestamp"):
+            if k in current["metadata"]:
+                meta[k] = current["metadata"][k]
+        refused = self.checks(key, new, current, user, groups, kind, False)
+        if refused:
+            return refused
+        rv[0] += 1
+        meta["resourceVersion"] = str(rv[0])
+        store[key] = new
+        owners.setdefault(key, {})[manager] = ("Update", set(leaves(new)))
+        record("MODIFIED", key, new)
+        log_write("update", key, user)
+        return 200, public(store[key])
 
     def checks(self, key, obj, old, user, groups, kind, dry):
         """After authorization, before storing: RBAC's escalation prevention, the kinds' own validation,
@@ -1165,6 +1250,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             refused = rbac_write_check(user, groups, resource, obj, old)
             if refused:
                 return refused
+        if key[0] == "coordination.k8s.io/v1":
+            causes = lease_validation(obj)
+            if causes:
+                return status(422, "Invalid", f'Lease.coordination.k8s.io "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
+                              causes=causes, name=key[3], kind=resource, group="coordination.k8s.io")
         if key[0] == ADMISSION_GV:
             causes = admission_validation(resource, obj)
             if causes:
@@ -1270,6 +1360,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self): self.handle_any("POST")
     def do_PATCH(self): self.handle_any("PATCH")
     def do_DELETE(self): self.handle_any("DELETE")
+    def do_PUT(self): self.handle_any("PUT")
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

@@ -86,3 +86,44 @@ import Testing
         #expect(s.tick(now: t0.addingTimeInterval(5)).isEmpty)
     }
 }
+
+/// Leader-only work on a replica that is not the leader, and the slot it runs on taking over.
+@Suite struct SchedulerLeadershipTests {
+    let t0 = ISO8601DateFormatter().date(from: "2026-11-27T10:00:00Z")!
+
+    final class Flag: @unchecked Sendable {
+        let lock = NSLock()
+        var value = false
+        var runs: [(String, Date)] = []
+        func set(_ v: Bool) { lock.withLock { value = v } }
+        func get() -> Bool { lock.withLock { value } }
+        func ran(_ name: String, _ slot: Date) { lock.withLock { runs.append((name, slot)) } }
+        var all: [(String, Date)] { lock.withLock { runs } }
+    }
+
+    /// A follower syncs but never drills or copies; once it leads, the newest missed slot of each
+    /// runs once (not every missed one), with that slot's time, and later slots run as usual.
+    @Test func aFollowerRunsOnlySyncsAndTheNewLeaderRunsTheNewestMissedSlotOnce() throws {
+        let leader = Flag()
+        let minutely = try Cron("0 * * * * *", dialect: .drctl)
+        let jobs = [
+            Scheduler.Job(name: "sync", kind: .sync, cron: minutely, slotted: { leader.ran("sync", $0) }),
+            Scheduler.Job(name: "drill a", kind: .drill(workload: "a"), cron: minutely, slotted: { leader.ran("drill a", $0) }),
+            Scheduler.Job(name: "copy", kind: .copy, cron: minutely, slotted: { leader.ran("copy", $0) }),
+        ]
+        let s = Scheduler(jobs: jobs, clock: { [t0] in t0 }, leads: { leader.get() }, log: { _ in })
+        for m in 1...3 { s.tick(now: t0.addingTimeInterval(Double(m * 60) + 1)); _ = s.waitIdle(timeout: 5) }
+        #expect(s.runningJobs.isEmpty)
+        #expect(leader.all.map(\.0) == ["sync", "sync", "sync"], "\(leader.all)")
+        leader.set(true)
+        let takeover = t0.addingTimeInterval(3 * 60 + 20)
+        s.tick(now: takeover)
+        _ = s.waitIdle(timeout: 5)
+        let led = leader.all.dropFirst(3)
+        #expect(Set(led.map(\.0)) == ["drill a", "copy"], "each leader-only job once: \(led)")
+        #expect(led.allSatisfy { $0.1 == t0.addingTimeInterval(180) }, "for the newest slot passed, 10:03: \(led)")
+        s.tick(now: t0.addingTimeInterval(4 * 60 + 1))
+        _ = s.waitIdle(timeout: 5)
+        #expect(leader.all.filter { $0.1 == t0.addingTimeInterval(240) }.count == 3, "the next slot as scheduled: \(leader.all)")
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Support
+
+/// The spec of a coordination.k8s.io/v1 Lease as client-go's leader election writes it.
+public struct LeaseRecord: Equatable, Sendable {
+    /// "": nobody holds it (a leader that stepped down released it).
+    public var holder: String
+    public var durationSeconds: Int
+    public var acquireTime: Date?
+    public var renewTime: Date?
+    public var transitions: Int
+
+    public init(holder: String, durationSeconds: Int, acquireTime: Date?, renewTime: Date?, transitions: Int) {
+        self.holder = holder; self.durationSeconds = durationSeconds
+        self.acquireTime = acquireTime; self.renewTime = renewTime; self.transitions = transitions
+    }
+
+    /// From a Lease object's spec (missing fields as client-go reads them: zero, empty).
+    public init(spec: [String: Any]) {
+        holder = spec["holderIdentity"] as? String ?? ""
+        durationSeconds = spec["leaseDurationSeconds"] as? Int ?? 0
+        acquireTime = (spec["acquireTime"] as? String).flatMap(RFC3339.parse)
+        renewTime = (spec["renewTime"] as? String).flatMap(RFC3339.parse)
+        transitions = spec["leaseTransitions"] as? Int ?? 0
+    }
+
+    /// The spec to write: MicroTime is RFC 3339 with microseconds.
+    public var spec: [String: Any] {
+        var s: [String: Any] = ["holderIdentity": holder, "leaseDurationSeconds": durationSeconds, "leaseTransitions": transitions]
+        if let acquireTime { s["acquireTime"] = RFC3339.format(acquireTime) }
+        if let renewTime { s["renewTime"] = RFC3339.format(renewTime) }
+        return s
+    }
+}
+
+/// client-go's leader election timing (k8s.io/client-go/tools/leaderelection): a leader that
+/// has not renewed for `renewDeadline` stops acting; a follower takes the lease only after it has
+/// seen it unchanged for the holder's lease duration. With leaseDuration > renewDeadline, an old
+/// leader has stopped before anyone else can start (clock rates, not clocks, must agree).
+public struct LeaseTiming: Sendable, Equatable {
+    public var leaseDuration: TimeInterval
+    public var renewDeadline: TimeInterval
+    public var retryPeriod: TimeInterval
+    /// The defaults client-go's users (kube-controller-manager, controller-runtime) run with.
+    public static let standard = LeaseTiming(leaseDuration: 15, renewDeadline: 10, retryPeriod: 2)
+
+    public init(leaseDuration: TimeInterval, renewDeadline: TimeInterval, retryPeriod: TimeInterval) {
+        self.leaseDuration = leaseDuration; self.renewDeadline = renewDeadline; self.retryPeriod = retryPeriod
+    }
+
+    /// client-go's own checks (NewLeaderElector), with its jitter factor 1.2.
+    public func problems() -> [String] {
+        var out: [String] = []
+        if leaseDuration <= renewDeadline { out.append("the lease duration must be greater than the renew deadline") }
+        if renewDeadline <= 1.2 * retryPeriod { out.append("the renew deadline must be greater than 1.2 × the retry period") }
+        if leaseDuration < 1 || renewDeadline <= 0 || retryPeriod <= 0 { out.append("every period must be positive (the lease duration at least 1 s)") }
+        return out
+    }
+}
+
+/// One replica's view of the election, as client-go's tryAcquireOrRenew keeps it: the last
+/// record it saw and when (by its own clock), and when its last renewal that succeeded began.
+/// Pure: the caller reads and writes the Lease.
+public struct LeaseElection: Sendable {
+    public let identity: String
+    public let timing: LeaseTiming
+    public private(set) var observed: LeaseRecord?
+    public private(set) var observedAt: Date?
+    /// The start of the last attempt that wrote the lease as ours: the deadlines count from
+    /// before the request went out, so a slow answer never extends them.
+    public private(set) var renewedAt: Date?
+
+    public init(identity: String, timing: LeaseTiming) {
+        self.identity = identity
+        self.timing = timing
+    }
+
+    /// Whether this replica may act as leader at `now`: its lease is ours and was renewed
+    /// within the renew deadline.
+    public func leads(at now: Date) -> Bool {
+        guard observed?.holder == identity, let renewedAt else { return false }
+        return now.timeIntervalSince(renewedAt) < timing.renewDeadline
+    }
+
+    /// What to write at `now`, having read `current` (nil: no Lease yet), or nil when another
+    /// holder's lease is still valid. A new record seen starts its holder's term afresh.
+    public mutating func attempt(current: LeaseRecord?, now: Date) -> LeaseRecord? {
+        let fresh = LeaseRecord(holder: identity, durationSeconds: Int(timing.leaseDuration.rounded(.up)), acquireTime: now, renewTime: now, transitions: 0)
+        guard let current else { return fresh }
+        if current != observed {
+            observed = current
+            observedAt = now
+        }
+        let ours = current.holder == identity
+        if !current.holder.isEmpty && !ours, let seen = observedAt,
+           seen.addingTimeInterval(TimeInterval(current.durationSeconds)) > now {
+            return nil
+        }
+        var next = fresh
+        if ours {
+            next.acquireTime = current.acquireTime ?? now
+            next.transitions = current.transitions
+        } else {
+            next.transitions = current.transitions + 1
+        }
+        return next
+    }
+
+    /// The write of `record`, begun at `startedAt`, succeeded.
+    public mutating func wrote(_ record: LeaseRecord, startedAt: Date, now: Date) {
+        observed = record
+        observedAt = now
+        if record.holder == identity { renewedAt = startedAt }
+    }
+
+    /// The record that hands the lease back on a clean stop (client-go ReleaseOnCancel): no
+    /// holder, a one-second duration, so a follower takes over at its next retry.
+    public func release(now: Date) -> LeaseRecord? {
+        guard let o = observed, o.holder == identity else { return nil }
+        return LeaseRecord(holder: "", durationSeconds: 1, acquireTime: now, renewTime: now, transitions: o.transitions)
+    }
+}
+
+/// Runs an election on a Lease through the API server: tries every retry period, renews while
+/// leading, and calls `stoppedLeading` once when a renewal has not succeeded within the deadline.
+public final class LeaderElector: @unchecked Sendable {
+    public let namespace: String
+    public let name: String
+    let kube: KubeClient
+    let clock: @Sendable () -> Date
+    let log: @Sendable (String) -> Void
+    private let lock = NSLock()
+    private var election: LeaseElection
+    private var resourceVersion: String?
+    private var stopping = false
+    private var leaderNow: String?
+
+    public init(kube: KubeClient, namespace: String, name: String, identity: String, timing: LeaseTiming = .standard,
+                clock: @escaping @Sendable () -> Date = Date.init, log: @escaping @Sendable (String) -> Void) {
+        self.kube = kube; self.namespace = namespace; self.name = name
+        self.clock = clock; self.log = log
+        election = LeaseElection(identity: identity, timing: timing)
+    }
+
+    public var identity: String { election.identity }
+
+    /// Whether this replica may act as leader now (read by the scheduler before each start).
+    public var isLeader: Bool { lock.withLock { election.leads(at: clock()) } }
+
+    /// Who holds the lease as last seen ("" or nil: nobody).
+    public var holder: String? { lock.withLock { leaderNow } }
+
+    var path: String { "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases/\(name)" }
+
+    /// One try: read the Lease, write it as ours if we may. Returns whether we hold it now.
+    @discardableResult
+    public func tryAcquireOrRenew() -> Bool {
+        let started = clock()
+        do {
+            let current: LeaseRecord?
+            do {
+                let o = try kube.request("GET", path)
+                current = LeaseRecord(spec: o["spec"] as? [String: Any] ?? [:])
+                lock.withLock { resourceVersion = (o["metadata"] as? [String: Any])?["resourceVersion"] as? String }
+            } catch let e as KubeError where e.isNotFound {
+                current = nil
+            }
+            let next = lock.withLock { () -> LeaseRecord? in
+                let n = election.attempt(current: current, now: clock())
+                leaderNow = election.observed?.holder
+                return n
+            }
+            guard let next else { return false }
+            try write(next, create: current == nil)
+            lock.withLock {
+                election.wrote(next, startedAt: started, now: clock())
+                leaderNow = next.holder
+            }
+            return true
+        } catch {
+            log("lease \(namespace)/\(name): \(error)")
+            return false
+        }
+    }
+
+    func write(_ record: LeaseRecord, create: Bool) throws {
+        var meta: [String: Any] = ["name": name, "namespace": namespace, "labels": ["app.kubernetes.io/name": "drctl"]]
+        // The resourceVersion read: a write over anyone else's (409 Conflict) fails this try.
+        if !create, let rv = lock.withLock({ resourceVersion }) { meta["resourceVersion"] = rv }
+        let object: [String: Any] = ["apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": record.spec]
+        let body = Array(try JSONSerialization.data(withJSONObject: object))
+        let answer = create ? try kube.request("POST", "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases", body: body)
+                            : try kube.request("PUT", path, body: body)
+        lock.withLock { resourceVersion = (answer["metadata"] as? [String: Any])?["resourceVersion"] as? String }
+    }
+
+    /// Campaigns until leading, calls `started`, renews every retry period, and calls `stopped`
+    /// when leadership is lost (the renew deadline passed) or `stop()` was called.
+    public func run(started: @escaping @Sendable () -> Void, stopped: @escaping @Sendable (_ lost: Bool) -> Void) {
+        let timing = election.timing
+        var leading = false
+        while !lock.withLock({ stopping }) {
+            let ok = tryAcquireOrRenew()
+            let leads = isLeader
+            if leads && !leading {
+                leading = true
+                log("lease \(namespace)/\(name): \(identity) is the leader")
+                started()
+            } else if leading && !leads {
+                log("lease \(namespace)/\(name): \(identity) could not renew within \(Int(timing.renewDeadline)) s; no longer the leader")
+                stopped(true)
+                return
+            }
+            _ = ok
+            // client-go's JitterUntil for the follower (factor 1.2); a leader renews on the period.
+            let wait = leading ? timing.retryPeriod : timing.retryPeriod * Double.random(in: 1...1.2)
+            Thread.sleep(forTimeInterval: wait)
+        }
+        if leading { stopped(false) }
+    }
+
+    /// Stops campaigning; a leader hands the lease back (ReleaseOnCancel). Bounded by the
+    /// transport's timeouts.
+    public func release() {
+        lock.withLock { stopping = true }
+        guard let r = lock.withLock({ election.release(now: clock()) }) else { return }
+        do {
+            try write(r, create: false)
+            log("lease \(namespace)/\(name): released")
+        } catch {
+            log("lease \(namespace)/\(name): could not release (a follower takes over when it expires): \(error)")
+        }
+    }
+}
