@@ -103,11 +103,12 @@ final class ClusterFixture {
 
     init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil,
          admission: String? = packageRoot.appendingPathComponent("deploy/admission.yaml").path, user: String = "token",
-         secretName: String = "s3", superuserPassword: String? = nil) throws {
+         secretName: String = "s3", superuserPassword: String? = nil, extraTokens: [String: String] = [:]) throws {
         db = try ArchivedDatabase(rgw: rgw, bucket: name)
         self.secretName = secretName
         policies = db.work + "/policies"
-        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac, admission: admission, superuserPassword: superuserPassword)
+        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac, admission: admission, superuserPassword: superuserPassword,
+                          extraTokens: extraTokens)
         kubeconfig = try api.kubeconfig(user)
         admin = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("token"), context: nil, namespace: nil))
         env = db.drctlEnvironment
@@ -188,7 +189,7 @@ final class ClusterFixture {
     }
 
     /// The n8n-prod policy, its SQL check expecting `expect`; `drill`: more lines of its drill.
-    func policy(_ expect: String, rto: String = "10m", namespaces: String = "[n8n-prod]", drill: String = "") throws {
+    func policy(_ expect: String, rto: String = "10m", namespaces: String = "[n8n-prod]", drill: String = "", schedule: String = "0 6 * * *") throws {
         try (rgw.objectStorePolicy(bucket: bucket, secretName: secretName) + """
             apiVersion: drctl.dev/v1alpha1
             kind: BackupPolicy
@@ -206,7 +207,7 @@ final class ClusterFixture {
                   baseBackup: {schedule: "0 0 4 * * *"}
                   retention: 7d
               drill:
-                schedule: "0 6 * * *"
+                schedule: "\(schedule)"
                 checks:
                   - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "\(expect)"}
                   - freshness: {cluster: app-db, database: postgres, table: t, column: at}

@@ -111,6 +111,20 @@ final class KubeAPI {
     func file(_ name: String) -> String { "\(dir)/\(name)" }
     func base64(_ name: String) throws -> String { try Data(contentsOf: URL(fileURLWithPath: file(name))).base64EncodedString() }
 
+    /// A kubeconfig with bearer token `bearer` (one of `extraTokens`), named `name`.
+    func kubeconfig(bearer: String, name: String) throws -> String {
+        let text = try String(contentsOfFile: try kubeconfig("token"), encoding: .utf8)
+        let path = file("kubeconfig-\(name)")
+        try text.replacingOccurrences(of: "token: \(token)", with: "token: \(bearer)").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Cuts (or heals) the client with bearer token `bearer` off the server, as a partition would.
+    func partition(_ bearer: String, cut: Bool) throws {
+        let (st, out) = try run("/usr/bin/curl", ["-sk", "-m", "10", "-X", "POST", "-d", "{\"token\": \"\(bearer)\", \"cut\": \(cut)}", "\(server)/__partition"])
+        guard st == 0 else { throw FixtureError(description: "POST /__partition: \(out)") }
+    }
+
     /// A kubeconfig for one way of authenticating: "cert" (inline data), "cert-files", "token", "exec".
     func kubeconfig(_ mode: String, ca: Bool = true) throws -> String {
         var user: String

@@ -76,7 +76,7 @@ import Yams
     /// Kubernetes token at all.
     @Test func drctlsDeploymentIsHardened() throws {
         let serve = try Self.documents("serve.yaml")
-        let deployment = try #require(serve.first { $0["kind"] as? String == "Deployment" })
+        let deployment = try #require(serve.first { $0["kind"] as? String == "StatefulSet" })
         let pod = try #require((((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"]) as? [String: Any])
         let container = try #require((pod["containers"] as? [[String: Any]])?.first)
         let args = container["args"] as? [String] ?? []
@@ -93,7 +93,20 @@ import Yams
             let get = (container[probe] as? [String: Any])?["httpGet"] as? [String: Any]
             #expect(get?["scheme"] as? String == "HTTPS", "\(probe) over the TLS port")
         }
-        #expect(serve.contains { $0["kind"] as? String == "PodDisruptionBudget" }, "a PodDisruptionBudget")
+        // Not a single point of failure: two replicas, never on one node, one of them always up,
+        // electing their leader (the Lease's RBAC in drctl's namespace only).
+        let spec = try #require(deployment["spec"] as? [String: Any])
+        #expect(spec["replicas"] as? Int == 2)
+        #expect(args.contains("--leader-election"), "\(args)")
+        let anti = ((pod["affinity"] as? [String: Any])?["podAntiAffinity"] as? [String: Any])?["requiredDuringSchedulingIgnoredDuringExecution"] as? [[String: Any]]
+        #expect(anti?.first?["topologyKey"] as? String == "kubernetes.io/hostname", "required anti-affinity over nodes")
+        let pdb = try #require(serve.first { $0["kind"] as? String == "PodDisruptionBudget" }, "a PodDisruptionBudget")
+        #expect((pdb["spec"] as? [String: Any])?["minAvailable"] as? Int == 1)
+        let leaseRoles = try Self.documents("rbac-serve.yaml").filter { d in
+            ((d["rules"] as? [[String: Any]]) ?? []).contains { ($0["resources"] as? [String])?.contains("leases") == true }
+        }
+        #expect(leaseRoles.count == 1 && leaseRoles.allSatisfy { $0["kind"] as? String == "Role" && ($0["metadata"] as? [String: Any])?["namespace"] as? String == "drctl" },
+                "Leases granted by one Role in drctl's namespace: \(leaseRoles)")
         let network = try Self.documents("network.yaml")
         let np = try #require(network.first { $0["kind"] as? String == "NetworkPolicy" })
         #expect(((np["spec"] as? [String: Any])?["policyTypes"] as? [String])?.contains("Ingress") == true)
