@@ -63,14 +63,16 @@ let package = Package(
         // Copies of a store to another (3-2-1): planning (pure) and the copy itself, through Storage only.
         .target(name: "Replication", dependencies: ["Storage", "Age", "Hashing", "Layout", "Support"]),
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
+        // Proving drctl's alerts reach someone: test alerts through Alertmanager, its counters read back.
+        .target(name: "AlertPath", dependencies: ["HTTP", "Policy", "Render", "Support"]),
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
-        .target(name: "Serve", dependencies: ["Catalog", "Policy", "Render", "Layout", "Storage", "Support", "HTTP", "Hashing", .product(name: "Hummingbird", package: "hummingbird"),
+        .target(name: "Serve", dependencies: ["AlertPath", "Catalog", "Policy", "Render", "Layout", "Storage", "Support", "HTTP", "Hashing", .product(name: "Hummingbird", package: "hummingbird"),
                                             .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HummingbirdTLS", package: "hummingbird"),
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication", "Age",
+            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication", "Age", "AlertPath",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -95,6 +97,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy", "Paths"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
+        .testTarget(name: "AlertPathTests", dependencies: ["AlertPath", "Policy"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "SigV4", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RenderTests", dependencies: ["Render", "Policy", "Layout", "TestSupport", .product(name: "Yams", package: "Yams")]),

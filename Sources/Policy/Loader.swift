@@ -61,7 +61,7 @@ public enum PolicyLoader {
             if let a = apiVersion, a.value != apiVersion_ {
                 diagnostics.error(a.location, "apiVersion '\(a.value)' is not \(apiVersion_)")
             }
-            let kind = f.oneOf("kind", ["ObjectStore", "BackupPolicy"], required: true)
+            let kind = f.oneOf("kind", ["ObjectStore", "BackupPolicy", "Alerting"], required: true)
             var name: Located<String>?
             if let meta = f.required("metadata")?.fields("metadata") {
                 name = meta.string("name", required: true)
@@ -77,6 +77,14 @@ public enum PolicyLoader {
             switch kind.value {
             case "ObjectStore":
                 if let s = objectStore(name, spec) { set.objectStores.append(s) }
+            case "Alerting":
+                if let a = alerting(name, spec) {
+                    if let first = set.alerting {
+                        diagnostics.error(name.location, "a second kind: Alerting ('\(name.value)'); '\(first.name.value)' at \(first.name.location) is the one")
+                    } else {
+                        set.alerting = a
+                    }
+                }
             default:
                 if let p = backupPolicy(name, spec, at: root.location) { set.backupPolicies.append(p) }
             }
@@ -217,6 +225,62 @@ public enum PolicyLoader {
         guard let endpoint, let bucket, let creds else { return nil }
         return ObjectStorePolicy(name: name, endpoint: endpoint, bucket: bucket, region: region, pathStyle: pathStyle, ca: ca,
                                  credentials: creds, objectLock: lock, prefixes: prefixes, copies: copies)
+    }
+
+    // MARK: Alerting
+
+    static func alerting(_ name: Located<String>, _ spec: Fields) -> AlertingPolicy? {
+        let am = spec.string("alertmanager")
+        if let a = am, !(a.value.hasPrefix("http://") || a.value.hasPrefix("https://")) {
+            spec.owner.diags.error(a.location, "spec.alertmanager '\(a.value)' must be an http:// or https:// URL")
+        }
+        let page = spec.string("statusPage")?.value
+        let schedule = spec.node("checkSchedule") != nil ? cron(spec, "checkSchedule", .drctl, what: "spec.checkSchedule") : nil
+        var receivers: [AlertingPolicy.Receiver] = []
+        func secretRef(_ f: Fields, _ field: String) -> SecretKeyRef? {
+            guard let r = f.node(field)?.fields(field) else { return nil }
+            defer { r.finish(known: ["secretName", "key"]) }
+            guard let n = r.string("secretName", required: true), let k = r.string("key", required: true) else { return nil }
+            return SecretKeyRef(name: n.value, key: k.value)
+        }
+        for item in spec.required("receivers")?.items("spec.receivers") ?? [] {
+            guard let r = item.fields("spec.receivers[]") else { continue }
+            let rname = r.string("name", required: true)
+            if let n = rname, !isDNSLabel(n.value) {
+                spec.owner.diags.error(n.location, "spec.receivers[].name '\(n.value)' must be a DNS label")
+            }
+            if let n = rname, receivers.contains(where: { $0.name.value == n.value }) {
+                spec.owner.diags.error(n.location, "spec.receivers[].name '\(n.value)' is given twice")
+            }
+            let watchdog = r.bool("watchdog") ?? false
+            var target: AlertingPolicy.Receiver.Target?
+            if let sl = r.node("slack")?.fields("spec.receivers[].slack") {
+                let channel = sl.string("channel", required: true)
+                let url = secretRef(sl, "apiURL")
+                if url == nil { sl.owner.error("spec.receivers[].slack.apiURL: the Secret (secretName, key) holding the incoming webhook URL is required") }
+                sl.finish(known: ["channel", "apiURL"])
+                if let channel, let url { target = .slack(channel: channel.value, apiURL: url) }
+            }
+            if let wh = r.node("webhook")?.fields("spec.receivers[].webhook") {
+                let url = wh.string("url")
+                if let u = url, !(u.value.hasPrefix("http://") || u.value.hasPrefix("https://")) {
+                    spec.owner.diags.error(u.location, "spec.receivers[].webhook.url '\(u.value)' must be an http:// or https:// URL")
+                }
+                let secret = secretRef(wh, "urlSecret")
+                if (url == nil) == (secret == nil) { wh.owner.error("spec.receivers[].webhook: give url or urlSecret (a Secret holding it), one of them") }
+                wh.finish(known: ["url", "urlSecret"])
+                if target != nil { r.owner.error("spec.receivers[]: one of slack or webhook, not both") } else if url != nil || secret != nil { target = .webhook(url: url?.value, urlSecret: secret) }
+            } else if target == nil && r.node("slack") == nil {
+                r.owner.error("spec.receivers[]: say where it sends: slack or webhook")
+            }
+            r.finish(known: ["name", "slack", "webhook", "watchdog"])
+            if let rname, let target { receivers.append(.init(name: rname, target: target, watchdog: watchdog)) }
+        }
+        if !receivers.isEmpty && receivers.allSatisfy(\.watchdog) {
+            spec.owner.error("spec.receivers: every receiver is a watchdog; drctl's alerts need one that is not")
+        }
+        spec.finish(known: ["alertmanager", "statusPage", "checkSchedule", "receivers"])
+        return AlertingPolicy(name: name, alertmanager: am, statusPage: page, checkSchedule: schedule, receivers: receivers)
     }
 
     // MARK: BackupPolicy

@@ -3,6 +3,8 @@ import Support
 public struct PolicySet: Sendable {
     public var objectStores: [ObjectStorePolicy] = []
     public var backupPolicies: [BackupPolicy] = []
+    /// Where drctl's alerts go (at most one `kind: Alerting`).
+    public var alerting: AlertingPolicy?
     public init() {}
 
     public func objectStore(named name: String) -> ObjectStorePolicy? { objectStores.first { $0.name.value == name } }
@@ -221,5 +223,36 @@ public enum DatabaseName {
     public static func isValid(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 63, name.first != "-" else { return false }
         return name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_$.-".unicodeScalars.contains($0) }
+    }
+}
+
+/// `kind: Alerting` — the receivers drctl's alerts go to through Alertmanager, and how the
+/// path to them is checked (`drctl alerts check`): a backup alert nobody receives is no alert.
+public struct AlertingPolicy: Sendable {
+    public var name: Located<String>
+    /// Alertmanager's base URL (its v2 API and /metrics), e.g. http://alertmanager-operated.monitoring:9093.
+    public var alertmanager: Located<String>?
+    /// The status page linked from every notification.
+    public var statusPage: String?
+    /// When `drctl serve` checks the path (cron).
+    public var checkSchedule: Located<Cron>?
+    public var receivers: [Receiver]
+
+    public struct Receiver: Sendable {
+        public enum Target: Sendable, Equatable {
+            /// A Slack incoming webhook: its URL is a secret.
+            case slack(channel: String, apiURL: SecretKeyRef)
+            /// A webhook (a heartbeat service, a pager's endpoint): the URL itself, or a Secret holding it.
+            case webhook(url: String?, urlSecret: SecretKeyRef?)
+        }
+        public var name: Located<String>
+        public var target: Target
+        /// Receives DrctlWatchdog, the alert that always fires, and nothing else: a dead man's
+        /// switch that pages when the watchdog stops arriving.
+        public var watchdog: Bool
+        /// Alertmanager's name of the integration (the `integration` label of its metrics).
+        public var integration: String {
+            switch target { case .slack: return "slack"; case .webhook: return "webhook" }
+        }
     }
 }

@@ -21,7 +21,13 @@ public enum Alerts {
         "DrctlBackupMissing", "DrctlBackupFailed", "DrctlVeleroBackupPartiallyFailed", "DrctlWALArchivingStale",
         "DrctlWALArchivingFailing", "DrctlWALGap", "DrctlRPOBreached", "DrctlRestoreDrillFailed", "DrctlRestoreDrillNotRun",
         "DrctlRTOExceeded", "DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable", "DrctlCopyLagging",
+        "DrctlWatchdog", "DrctlAlertRouteBroken",
     ]
+
+    /// The label drctl's synthetic check alert carries: the receiver whose path it tests.
+    public static let checkReceiverLabel = "drctl_check_receiver"
+    /// The check alert's name (it goes only to the receiver it names).
+    public static let checkAlertName = "DrctlAlertPathCheck"
 
 
     static func q(_ s: String) -> String { "\"\(s)\"" }
@@ -74,11 +80,14 @@ public enum Alerts {
             Alert(name: "DrctlBackupFailed", expr: "drctl_backup_last_failure_timestamp_seconds > drctl_backup_last_success_timestamp_seconds",
                   forDuration: "0m", severity: "critical", summary: "The newest backup of {{ $labels.workload }} ({{ $labels.kind }} {{ $labels.source }}) failed",
                   description: "The newest {{ $labels.kind }} backup of {{ $labels.workload }} ({{ $labels.source }}) in the bucket is FAILED/Failed; nothing newer succeeded."),
-            Alert(name: "DrctlVeleroBackupPartiallyFailed", expr: "increase(velero_backup_partial_failure_total{schedule!=\"\"}[2h]) > 0",
+            // Velero's and CNPG's series carry their own namespace, kept as source_namespace: every
+            // alert of drctl's is labelled namespace=drctl (below), which the Prometheus
+            // Operator's AlertmanagerConfig route matches on.
+            Alert(name: "DrctlVeleroBackupPartiallyFailed", expr: sourceNamespace("increase(velero_backup_partial_failure_total{schedule!=\"\"}[2h]) > 0"),
                   forDuration: "0m", severity: "warning", summary: "Velero backup of schedule {{ $labels.schedule }} partially failed",
                   description: "A backup of Velero schedule {{ $labels.schedule }} finished PartiallyFailed in the last 2 hours: some items or volumes are missing from it."),
-            Alert(name: "DrctlWALArchivingFailing", expr: "cnpg_pg_stat_archiver_last_failed_time > cnpg_pg_stat_archiver_last_archived_time",
-                  forDuration: "5m", severity: "critical", summary: "WAL archiving of {{ $labels.namespace }}/{{ $labels.pod }} is failing",
+            Alert(name: "DrctlWALArchivingFailing", expr: sourceNamespace("cnpg_pg_stat_archiver_last_failed_time > cnpg_pg_stat_archiver_last_archived_time"),
+                  forDuration: "5m", severity: "critical", summary: "WAL archiving of {{ $labels.source_namespace }}/{{ $labels.pod }} is failing",
                   description: "PostgreSQL's last archive attempt failed after its last success: WAL piles up in pg_wal and point-in-time recovery stops at the last archived segment."),
             Alert(name: "DrctlWALGap", expr: "drctl_wal_gaps > 0", forDuration: "0m", severity: "critical",
                   summary: "Missing WAL segments in the archive of {{ $labels.workload }}/{{ $labels.cluster }}",
@@ -103,16 +112,33 @@ public enum Alerts {
                   expr: "(drctl_copy_lag_seconds > on(workload, copy) drctl_copy_max_lag_seconds) or (drctl_copy_up == 0)",
                   forDuration: "10m", severity: "critical", summary: "The copy of {{ $labels.workload }}'s backups in {{ $labels.copy }} is behind or unreadable",
                   description: "Objects of {{ $labels.workload }}'s store have waited longer than the copy's maxLag to reach {{ $labels.copy }}, or drctl cannot read the copy: losing the primary store now would lose more than the objective allows."),
+            // The dead man's switch: always firing, routed to the watchdog receiver only; its
+            // absence there is what pages.
+            Alert(name: "DrctlWatchdog", expr: "vector(1)", forDuration: "0m", severity: "none",
+                  summary: "drctl's alert pipeline is alive (this alert always fires)",
+                  description: "Always firing, sent to the watchdog receiver (a dead man's switch): when it stops arriving there, Prometheus, its rules or Alertmanager are down and no other alert would arrive either."),
+            Alert(name: "DrctlAlertRouteBroken", expr: "drctl_alert_route_up == 0", forDuration: "0m", severity: "critical",
+                  summary: "Alerts to receiver {{ $labels.receiver }} ({{ $labels.integration }}) do not arrive",
+                  description: "drctl's test alert through Alertmanager to {{ $labels.receiver }} failed at its {{ $labels.integration }} integration: every alert routed there reaches nobody. Sent to the other receivers."),
         ]
         return out
     }
 
+    /// `expr`'s series with their `namespace` copied to `source_namespace`.
+    static func sourceNamespace(_ expr: String) -> String {
+        "label_replace(\(expr), \"source_namespace\", \"$1\", \"namespace\", \"(.*)\")"
+    }
+
     public static func prometheusRule(_ set: PolicySet, _ o: RenderOptions) -> [String: any Sendable] {
         let rules: [[String: any Sendable]] = alerts(set).map { a in
+            var annotations = ["summary": a.summary, "description": a.description, "runbook_url": "\(o.runbookBaseURL)/\(a.name).md"]
+            if let page = set.alerting?.statusPage { annotations["status_page"] = page }
             var r: [String: any Sendable] = [
                 "alert": a.name, "expr": a.expr,
-                "labels": a.labels.merging(["severity": a.severity]) { $1 },
-                "annotations": ["summary": a.summary, "description": a.description, "runbook_url": "\(o.runbookBaseURL)/\(a.name).md"],
+                // namespace: what an AlertmanagerConfig in drctl's namespace is matched on (an
+                // absent() alert has no labels of its own).
+                "labels": a.labels.merging(["severity": a.severity, "namespace": o.drctlNamespace]) { $1 },
+                "annotations": annotations,
             ]
             if a.forDuration != "0m" { r["for"] = a.forDuration }
             return r
@@ -123,4 +149,59 @@ public enum Alerts {
             "spec": ["groups": [["name": "drctl.backups", "rules": rules] as [String: any Sendable]]],
         ]
     }
+}
+
+/// The Alertmanager route and receivers for drctl's alerts, as a Prometheus Operator
+/// AlertmanagerConfig (monitoring.coreos.com/v1alpha1) in drctl's namespace. The operator nests
+/// its route under Alertmanager's root with a `namespace="<its namespace>"` matcher, which every
+/// drctl alert carries. Order matters (first match wins unless `continue`): the watchdog to its
+/// receiver only; each receiver's check alert to that receiver only; every other drctl alert to
+/// every non-watchdog receiver.
+public enum AlertRouting {
+    public static func config(_ a: AlertingPolicy, _ o: RenderOptions) -> [String: any Sendable] {
+        let real = a.receivers.filter { !$0.watchdog }
+        var routes: [[String: any Sendable]] = []
+        let watchdog = a.receivers.first(where: \.watchdog)?.name.value ?? "drctl-null"
+        routes.append(["receiver": watchdog, "matchers": [matcher("alertname", "DrctlWatchdog")],
+                       "groupWait": "0s", "groupInterval": "1m", "repeatInterval": "5m"])
+        for r in a.receivers {
+            routes.append(["receiver": r.name.value, "matchers": [matcher(Alerts.checkReceiverLabel, r.name.value)],
+                           "groupBy": ["drctl_check_id"], "groupWait": "0s", "groupInterval": "1m", "repeatInterval": "1h"])
+        }
+        for r in real {
+            routes.append(["receiver": r.name.value, "continue": true])
+        }
+        var receivers: [[String: any Sendable]] = a.receivers.map { r in
+            switch r.target {
+            case .slack(let channel, let url):
+                return ["name": r.name.value, "slackConfigs": [[
+                    "apiURL": ["name": url.name, "key": url.key], "channel": channel, "sendResolved": true,
+                    "title": "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }}{{ if .CommonLabels.workload }} {{ .CommonLabels.workload }}{{ end }}",
+                    "text": "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ .Annotations.description }}\nRunbook: {{ .Annotations.runbook_url }}\n{{ end }}"
+                        + (a.statusPage.map { "Status page: \($0)" } ?? ""),
+                ] as [String: any Sendable]]]
+            case .webhook(let url, let secret):
+                var c: [String: any Sendable] = ["sendResolved": true]
+                if let url { c["url"] = url }
+                if let secret { c["urlSecret"] = ["name": secret.name, "key": secret.key] }
+                return ["name": r.name.value, "webhookConfigs": [c]]
+            }
+        }
+        if !a.receivers.contains(where: \.watchdog) { receivers.append(["name": "drctl-null"]) }
+        return [
+            "apiVersion": "monitoring.coreos.com/v1alpha1", "kind": "AlertmanagerConfig",
+            "metadata": metadata(name: "drctl", namespace: o.drctlNamespace),
+            "spec": [
+                "route": [
+                    "receiver": real.first?.name.value ?? watchdog,
+                    "matchers": [["name": "alertname", "value": "Drctl.*", "matchType": "=~"] as [String: any Sendable]],
+                    "groupBy": ["alertname", "workload"], "groupWait": "30s", "groupInterval": "5m", "repeatInterval": "4h",
+                    "routes": routes,
+                ] as [String: any Sendable],
+                "receivers": receivers,
+            ] as [String: any Sendable],
+        ]
+    }
+
+    static func matcher(_ name: String, _ value: String) -> [String: any Sendable] { ["name": name, "value": value, "matchType": "="] }
 }

@@ -54,6 +54,10 @@ public enum Renderer {
             }
         }
         files.append(RenderedFile(path: "prometheus/prometheusrule-drctl.yaml", objects: [Alerts.prometheusRule(set, options)]))
+        if let a = set.alerting {
+            files.append(RenderedFile(path: "alertmanager/alertmanagerconfig-drctl.yaml", objects: [AlertRouting.config(a, options)],
+                                      header: "Where drctl's alerts go (policy \(a.name.value)). `drctl alerts check` proves each receiver gets them."))
+        }
         files.append(RenderedFile(path: "drctl/policies-configmap.yaml", objects: [policiesConfigMap(policyFiles, options)]))
         let resources = files.map(\.path).filter { !$0.hasSuffix("-cluster-patch.yaml") }.sorted()
         let patches = files.map(\.path).filter { $0.hasSuffix("-cluster-patch.yaml") }.sorted()

@@ -22,10 +22,10 @@ struct Drctl: ParsableCommand {
             drctl works against the object store that holds your Velero and CloudNativePG \
             (barman-cloud) backups. Exit status: 0 success; 1 the operation failed; \
             2 the object or bucket does not exist; 3 bad configuration or credentials; 4 (status) a workload \
-            is not PROTECTED; 64 usage error.
+            is not PROTECTED; 5 (alerts check) Alertmanager did not answer; 64 usage error.
             """,
         version: DrctlVersion.string,
-        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, S3Command.self]
+        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, AlertsCommand.self, S3Command.self]
     )
 }
 

@@ -1,0 +1,199 @@
+import Foundation
+import Policy
+import Render
+import Support
+
+/// What drctl asks of Alertmanager (its v2 API and /metrics): small, so the check's logic is
+/// tested without a server and the HTTP client stays at the edge.
+public protocol AlertmanagerAPI: Sendable {
+    /// POST /api/v2/alerts.
+    func post(_ alerts: [PostedAlert]) throws
+    /// GET /api/v2/alerts?filter=label="value": each alert's receivers, as Alertmanager routed it.
+    func receivers(ofAlertLabelled label: String, _ value: String) throws -> [String]?
+    /// GET /metrics: the Prometheus text exposition.
+    func metrics() throws -> String
+}
+
+public struct PostedAlert: Sendable, Equatable {
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    public var startsAt: Date
+    public var endsAt: Date
+    public init(labels: [String: String], annotations: [String: String], startsAt: Date, endsAt: Date) {
+        self.labels = labels; self.annotations = annotations; self.startsAt = startsAt; self.endsAt = endsAt
+    }
+}
+
+/// Alertmanager's notification counters by integration (slack, webhook, …), summed over any
+/// further labels (later versions add receiver_name and reason). Pure.
+public struct NotificationCounters: Sendable, Equatable {
+    /// Notifications (after retries) and their failures: alertmanager_notifications_total / _failed_total.
+    public var notifications: [String: Double] = [:]
+    public var notificationsFailed: [String: Double] = [:]
+    /// Each request to the integration, retries included: alertmanager_notification_requests_total / _failed_total.
+    public var requests: [String: Double] = [:]
+    public var requestsFailed: [String: Double] = [:]
+    /// Attempts that got an answer (or gave up): alertmanager_notification_latency_seconds_count,
+    /// observed after each request. A request counted here and not among the failures succeeded.
+    public var answered: [String: Double] = [:]
+
+    public init() {}
+
+    public init(parsing text: String) {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let brace = line.firstIndex(of: "{"), let close = line.lastIndex(of: "}"), brace < close else { continue }
+            let name = line[..<brace]
+            guard let value = Double(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") else { continue }
+            let labels = line[line.index(after: brace)..<close]
+            guard let i = labels.range(of: "integration=\"") else { continue }
+            let rest = labels[i.upperBound...]
+            guard let end = rest.firstIndex(of: "\"") else { continue }
+            let integration = String(rest[..<end])
+            switch name {
+            case "alertmanager_notifications_total": notifications[integration, default: 0] += value
+            case "alertmanager_notifications_failed_total": notificationsFailed[integration, default: 0] += value
+            case "alertmanager_notification_requests_total": requests[integration, default: 0] += value
+            case "alertmanager_notification_requests_failed_total": requestsFailed[integration, default: 0] += value
+            case "alertmanager_notification_latency_seconds_count": answered[integration, default: 0] += value
+            default: continue
+            }
+        }
+    }
+
+    /// What happened on `integration` since `before`: requests that got their answer, and failures.
+    /// A request is counted when it starts and its failure when its answer came, so only an
+    /// answered request says whether it worked.
+    public func since(_ before: NotificationCounters, integration i: String) -> (answered: Double, failures: Double) {
+        let answered = (answered[i] ?? 0) - (before.answered[i] ?? 0)
+        let failures = max((requestsFailed[i] ?? 0) - (before.requestsFailed[i] ?? 0), (notificationsFailed[i] ?? 0) - (before.notificationsFailed[i] ?? 0))
+        return (max(answered, failures), failures)
+    }
+}
+
+/// One receiver's path, as the last check found it.
+public struct ReceiverCheck: Sendable, Codable, Equatable {
+    public enum State: String, Sendable, Codable { case delivered, failed, notRouted = "not-routed", noAttempt = "no-attempt", unknown }
+    public var receiver: String
+    public var integration: String
+    public var state: State
+    /// Why, in a line: the failure, where the alert went instead, or why nothing is known.
+    public var detail: String
+    public var checkedAt: Date
+    public var up: Bool { state == .delivered }
+}
+
+/// The result of one `drctl alerts check`.
+public struct AlertPathReport: Sendable, Codable, Equatable {
+    public var alertmanager: String
+    /// Whether Alertmanager answered; when not, every receiver is `unknown`, not "broken".
+    public var alertmanagerUp: Bool
+    public var error: String?
+    public var receivers: [ReceiverCheck]
+    public var checkedAt: Date
+    public var healthy: Bool { alertmanagerUp && receivers.allSatisfy(\.up) }
+}
+
+/// Sends a uniquely labelled test alert to each receiver through Alertmanager (the rendered
+/// route takes `drctl_check_receiver=<name>` to that receiver only) and confirms delivery from
+/// Alertmanager's own counters for the receiver's integration. Receivers are checked one after
+/// another, so a failure is the checked receiver's; two receivers sharing an integration are
+/// told apart only by that order (another alert notifying on it at the same moment can blur it).
+public struct AlertPathCheck: Sendable {
+    public let policy: AlertingPolicy
+    public let api: any AlertmanagerAPI
+    public let alertmanager: String
+    public var namespace = "drctl"
+    public var runbookBase = "runbooks"
+    /// How long to wait for Alertmanager to route and attempt each notification.
+    public var timeout: TimeInterval = 60
+    public var poll: TimeInterval = 0.5
+    public var clock: @Sendable () -> Date = Date.init
+    public var sleep: @Sendable (TimeInterval) -> Void = { Thread.sleep(forTimeInterval: $0) }
+
+    public init(policy: AlertingPolicy, api: any AlertmanagerAPI, alertmanager: String) {
+        self.policy = policy; self.api = api; self.alertmanager = alertmanager
+    }
+
+    /// Alertmanager's receiver name for ours: the Prometheus Operator names an AlertmanagerConfig's
+    /// receivers `<namespace>/<config>/<name>`; a hand-written configuration uses the name.
+    static func matches(_ routed: String, _ receiver: String) -> Bool { routed == receiver || routed.hasSuffix("/" + receiver) }
+
+    public func run(progress: (String) -> Void = { _ in }) -> AlertPathReport {
+        let started = clock()
+        var out: [ReceiverCheck] = []
+        var before: NotificationCounters
+        do {
+            before = NotificationCounters(parsing: try api.metrics())
+        } catch {
+            let why = KnownSecrets.shared.redactor.redact("\(error)")
+            return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: false, error: why,
+                                   receivers: policy.receivers.map { ReceiverCheck(receiver: $0.name.value, integration: $0.integration, state: .unknown,
+                                                                                   detail: "Alertmanager did not answer: \(why)", checkedAt: started) },
+                                   checkedAt: started)
+        }
+        for r in policy.receivers {
+            let name = r.name.value
+            let id = UUID().uuidString.lowercased()
+            let now = clock()
+            let alert = PostedAlert(labels: ["alertname": Alerts.checkAlertName, Alerts.checkReceiverLabel: name, "drctl_check_id": id,
+                                             "namespace": namespace, "severity": "none"],
+                                    annotations: ["summary": "drctl alert path check of receiver \(name) (no action needed)",
+                                                  "description": "A test alert drctl alerts check sends through Alertmanager to prove \(name) receives alerts.",
+                                                  "runbook_url": "\(runbookBase)/DrctlAlertRouteBroken.md"],
+                                    startsAt: now, endsAt: now.addingTimeInterval(max(300, timeout * 2)))
+            progress("\(name): test alert \(id) posted")
+            var result: ReceiverCheck
+            do {
+                try api.post([alert])
+                result = try waitForOutcome(name, r.integration, id: id, since: before, deadline: now.addingTimeInterval(timeout))
+                // Resolved: nothing stays firing after the check.
+                var resolved = alert
+                resolved.endsAt = clock()
+                try? api.post([resolved])
+                before = NotificationCounters(parsing: (try? api.metrics()) ?? "")
+            } catch {
+                let why = KnownSecrets.shared.redactor.redact("\(error)")
+                result = ReceiverCheck(receiver: name, integration: r.integration, state: .unknown, detail: "Alertmanager did not answer: \(why)", checkedAt: clock())
+                out.append(result)
+                progress("\(name): \(result.state.rawValue): \(result.detail)")
+                return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: false, error: why,
+                                       receivers: out + policy.receivers.dropFirst(out.count).map {
+                                           ReceiverCheck(receiver: $0.name.value, integration: $0.integration, state: .unknown, detail: "not checked: Alertmanager did not answer", checkedAt: clock())
+                                       }, checkedAt: started)
+            }
+            progress("\(name): \(result.state.rawValue)\(result.detail.isEmpty ? "" : ": " + result.detail)")
+            out.append(result)
+        }
+        return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: true, error: nil, receivers: out, checkedAt: started)
+    }
+
+    func waitForOutcome(_ name: String, _ integration: String, id: String, since before: NotificationCounters, deadline: Date) throws -> ReceiverCheck {
+        var routed: [String]?
+        while true {
+            if routed == nil || !(routed ?? []).contains(where: { Self.matches($0, name) }) {
+                routed = try api.receivers(ofAlertLabelled: "drctl_check_id", id)
+            }
+            if let routed, !routed.contains(where: { Self.matches($0, name) }) {
+                return ReceiverCheck(receiver: name, integration: integration, state: .notRouted,
+                                     detail: "no route takes drctl's alerts to \(name): Alertmanager sent the test alert to \(routed.isEmpty ? "no receiver" : routed.joined(separator: ", "))",
+                                     checkedAt: clock())
+            }
+            let (attempts, failures) = NotificationCounters(parsing: try api.metrics()).since(before, integration: integration)
+            if failures > 0 {
+                return ReceiverCheck(receiver: name, integration: integration, state: .failed,
+                                     detail: "\(integration) notification failed (\(Int(failures)) of \(Int(max(attempts, failures))) attempts; Alertmanager's log has the answer, e.g. a 404 for a revoked Slack webhook)",
+                                     checkedAt: clock())
+            }
+            if attempts > 0 {
+                return ReceiverCheck(receiver: name, integration: integration, state: .delivered, detail: "", checkedAt: clock())
+            }
+            if clock() >= deadline {
+                return ReceiverCheck(receiver: name, integration: integration, state: routed == nil ? .unknown : .noAttempt,
+                                     detail: routed == nil ? "Alertmanager did not list the test alert within \(Int(timeout)) s"
+                                                           : "routed to \(name), but Alertmanager made no \(integration) notification within \(Int(timeout)) s (silenced, inhibited, or a long group_wait)",
+                                     checkedAt: clock())
+            }
+            sleep(poll)
+        }
+    }
+}
