@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy", "Paths"]),
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
-        .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy"]),
+        .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy", "AlertPath"]),
         .testTarget(name: "AlertPathTests", dependencies: ["AlertPath", "Policy"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "SigV4", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),

@@ -1,3 +1,4 @@
+import AlertPath
 import Catalog
 import Foundation
 
@@ -106,6 +107,15 @@ public enum MetricsText {
                stores.map { ([("store", $0.name)], Double($0.syncErrors)) })
         family("drctl_catalog_objects", "gauge", "Objects the catalog indexes for the store.",
                stores.map { ([("store", $0.name)], Double($0.objectsIndexed)) })
+        if let a = follower ? nil : s.alerts {
+            family("drctl_alertmanager_up", "gauge", "1 if Alertmanager answered the last alert path check.",
+                   [([("alertmanager", a.alertmanager)], a.alertmanagerUp ? 1 : 0)])
+            // Unknown (Alertmanager down) is no sample: a path nobody could test is not broken.
+            family("drctl_alert_route_up", "gauge", "1 if the last test alert reached the receiver through its integration, 0 if it failed or no route took it there.",
+                   a.receivers.filter { $0.state != .unknown }.map { ([("receiver", $0.receiver), ("integration", $0.integration)], $0.up ? 1 : 0) })
+            family("drctl_alert_check_last_run_timestamp_seconds", "gauge", "Start of the last alert path check.",
+                   [([], a.checkedAt.timeIntervalSince1970)])
+        }
         family("drctl_job_failures_total", "counter", "Scheduled jobs of this service that failed, by job.",
                (follower ? [:] : counters.jobFailures).sorted { $0.key < $1.key }.map { ([("job", $0.key)], Double($0.value)) })
         return out

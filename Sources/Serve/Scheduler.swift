@@ -11,7 +11,7 @@ import Policy
 /// (once, not each one missed); the job itself checks the slot was not already started.
 public final class Scheduler: @unchecked Sendable {
     public struct Job: Sendable {
-        public enum Kind: Sendable { case sync, copy, drill(workload: String) }
+        public enum Kind: Sendable { case sync, copy, check, drill(workload: String) }
         public var name: String
         public var kind: Kind
         public var cron: Cron
@@ -24,7 +24,7 @@ public final class Scheduler: @unchecked Sendable {
             self.name = name; self.kind = kind; self.cron = cron; self.run = run
         }
         var workload: String? { if case .drill(let w) = kind { return w } else { return nil } }
-        /// Work that writes (drills, copies): the leader's alone.
+        /// Work that writes or notifies (drills, copies, alert checks): the leader's alone.
         public var leaderOnly: Bool { if case .sync = kind { return false } else { return true } }
     }
 

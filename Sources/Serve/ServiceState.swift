@@ -1,3 +1,4 @@
+import AlertPath
 import Catalog
 import Foundation
 import Layout
@@ -28,6 +29,7 @@ public final class ServiceState: @unchecked Sendable {
     private var stores: [String: Snapshot.Store] = [:]
     private var counters = MetricsText.Counters()
     private var catalogProblem: String?
+    private var alertReport: AlertPathReport?
     private var reportedBad = Set<String>()
     private var version = 0
     private var metricsCache: ([Int], String)?
@@ -36,6 +38,8 @@ public final class ServiceState: @unchecked Sendable {
     public var alive: @Sendable () -> (Bool, String) = { (true, "") }
     /// This replica's part when replicated (nil: alone); asked at each scrape.
     public var role: @Sendable () -> MetricsText.Role? = { nil }
+    /// Who holds the lease as last seen (replicated only).
+    public var leaderName: @Sendable () -> String? = { nil }
     /// Opens the stores' copies (spec.copies) with their own keys; nil: copies are not read.
     public var copies: CopyOpener?
 
@@ -83,6 +87,14 @@ public final class ServiceState: @unchecked Sendable {
             throw error
         }
         refresh(log: log)
+    }
+
+    /// The result of an alert path check, for the metrics and the page.
+    public func alertsChecked(_ r: AlertPathReport) {
+        lock.withLock {
+            alertReport = r
+            version += 1
+        }
     }
 
     public func drillFinished(_ e: DrillEvidence) {
@@ -212,6 +224,7 @@ public final class ServiceState: @unchecked Sendable {
             c.jobFailures = f
             var s = snapshot
             s.stores = stores.values.sorted { $0.name < $1.name }
+            s.alerts = alertReport
             return (s, c, version)
         }
     }
@@ -231,7 +244,8 @@ public final class ServiceState: @unchecked Sendable {
                 return text
             },
             statusPage: { [self] in
-                let (s, _, v) = current()
+                var (s, _, v) = current()
+                if let r = role() { s.replica = r.replica; s.leader = r.leader ? r.replica : leaderName() }
                 // The page moves with the clock (the RPO band, the 30 days): re-drawn at least every 10 s.
                 if let (cv, at, html) = lock.withLock({ pageCache }), cv == v, Date().timeIntervalSince(at) < 10 { return html }
                 let html = StatusPage.render(s, now: Date())

@@ -1,3 +1,4 @@
+import AlertPath
 import Catalog
 import Foundation
 
@@ -12,6 +13,11 @@ public struct Snapshot: Sendable, Codable {
     public var drills: [DrillEvidence]
     /// Evidence objects in the bucket that did not decode (skipped, not shown).
     public var undecodableEvidence = 0
+    /// The last `alerts check` of the alert path (nil: none yet, or no Alerting policy).
+    public var alerts: AlertPathReport?
+    /// This replica, and who leads (replicated serve only).
+    public var replica: String?
+    public var leader: String?
 
     public init(generatedAt: Date, workloads: [Workload], stores: [Store], drills: [DrillEvidence]) {
         self.generatedAt = generatedAt

@@ -1,3 +1,4 @@
+import AlertPath
 import Catalog
 import Foundation
 import Support
@@ -21,9 +22,25 @@ public enum StatusPage {
         ul.reasons{margin:0;padding-left:1.1em}.runbooks a{margin-right:.6em;font-size:.9em}.concerns a{font-weight:600}
         details.runbooks summary{font-size:.85em;color:#6b7580;cursor:pointer}
         .muted{color:#6b7580}.passed{color:#2e9d4f}.failed{color:#d1342f}
+        p.alerts{padding:.4em .6em;background:#fff;border:1px solid #e3e6ea}p.alerts.broken{border-color:#d1342f;color:#d1342f}
         svg.timeline{display:block;width:100%;max-width:980px;height:auto;background:#fff;border:1px solid #e3e6ea;margin:.3em 0 1em}
         .legend span{margin-right:1em;font-size:.85em}
         """
+
+    /// The alert path, red when a receiver does not get drctl's alerts, named with its integration and why.
+    static func alertsLine(_ a: AlertPathReport) -> String {
+        let when = "checked \(esc(stamp(a.checkedAt))) UTC"
+        if !a.alertmanagerUp {
+            return "<p id=\"alerts\" class=\"alerts unknown\"><span class=\"light\"></span>alerts: Alertmanager \(esc(a.alertmanager)) did not answer (\(esc(a.error ?? "no answer"))); whether alerts arrive is unknown (\(when)).</p>\n"
+        }
+        let bad = a.receivers.filter { !$0.up }
+        if bad.isEmpty {
+            return "<p id=\"alerts\" class=\"alerts protected\"><span class=\"light\"></span>alerts: every receiver got the test alert (\(a.receivers.map { esc("\($0.receiver) (\($0.integration))") }.joined(separator: ", ")); \(when)).</p>\n"
+        }
+        return "<p id=\"alerts\" class=\"alerts broken\"><span class=\"light\"></span>alerts: "
+            + bad.map { "<b>\(esc($0.receiver))</b> (\(esc($0.integration))) \(esc($0.state.rawValue)): \(esc($0.detail))" }.joined(separator: "; ")
+            + " (\(when)) <span class=\"runbooks\"><a href=\"runbooks/DrctlAlertRouteBroken.md\">DrctlAlertRouteBroken</a></span></p>\n"
+    }
 
     public static func render(_ s: Snapshot, now: Date) -> String {
         var h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">"
@@ -32,6 +49,10 @@ public enum StatusPage {
         h += "<h1>drctl — can we restore?</h1><p class=\"muted\">As of \(esc(stamp(s.generatedAt))) UTC: "
         h += WorkloadStatus.State.allCases.compactMap { st in counts[st].map { "\($0) \(st.rawValue)" } }.joined(separator: ", ")
         h += ". Times in UTC.</p>\n"
+        if let a = s.alerts { h += alertsLine(a) }
+        if let me = s.replica {
+            h += "<p class=\"muted\" id=\"replica\">Replica \(esc(me)): \(s.leader == me ? "the leader (runs the drills and copies)" : "a follower; the leader is \(esc(s.leader ?? "not known yet"))").</p>\n"
+        }
 
         h += "<h2>Workloads</h2>\n<table id=\"workloads\"><thead><tr><th>Workload</th><th>Status</th><th>Newest recoverable point</th>"
         h += "<th>RPO measured / objective</th><th>Last drill (RTO / objective)</th><th>Why</th></tr></thead><tbody>\n"

@@ -1,3 +1,4 @@
+import AlertPath
 import ArgumentParser
 import Catalog
 import Drill
@@ -23,7 +24,9 @@ struct ServeCommand: ParsableCommand {
             Never two drills of one workload at once, at most --max-drills together; a failing job \
             is logged and counted (drctl_job_failures_total) and runs again on schedule. \
             Endpoints: / (status page), /drills/ID, /metrics, /healthz, /readyz, /api/v1/workloads, \
-            /api/v1/workloads/NAME/backups, /api/v1/drills, /runbooks/NAME.md. SIGTERM aborts a \
+            /api/v1/workloads/NAME/backups, /api/v1/drills, /runbooks/NAME.md. With a kind: Alerting \
+            policy and an Alertmanager URL, the alert path is checked on its spec.checkSchedule as drctl \
+            alerts check does (drctl_alert_route_up, the page's alerts line). SIGTERM aborts a \
             running drill with its teardown and exits 0.
 
             With --leader-election, several replicas run side by side: the one holding the Lease \
@@ -63,6 +66,8 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Serve HTTPS with this PEM certificate chain (with --tls-key), e.g. a mounted cert-manager Secret.", valueName: "file"))
     var tlsCert: String?
     @Option(help: ArgumentHelp("The PEM private key of --tls-cert.", valueName: "file")) var tlsKey: String?
+    @Option(help: ArgumentHelp("Alertmanager's base URL for the alert path check (default: the Alerting policy's spec.alertmanager).", valueName: "url"))
+    var alertmanager: String?
     @Flag(help: "Run as one of several replicas: only the holder of the Lease runs drills and copies.") var leaderElection = false
     @Option(help: ArgumentHelp("The Lease's namespace (default: --credentials-namespace).", valueName: "namespace")) var leaseNamespace: String?
     @Option(help: ArgumentHelp("The Lease's name.", valueName: "name")) var leaseName = "drctl"
@@ -174,10 +179,24 @@ struct ServeCommand: ParsableCommand {
                     if evidence.result == .failed { throw LocalError("drill FAILED: \(evidence.error ?? "")") }
                 }))
             }
+            if let a = set.alerting, let url = alertmanager ?? a.alertmanager?.value {
+                // The alert path, proven on its own schedule: a test alert to each receiver (DrctlAlertRouteBroken reads the result).
+                let cron = try a.checkSchedule?.value ?? Cron("*/15 * * * *", dialect: .drctl)
+                let check = AlertPathCheck(policy: a, api: AlertmanagerClient(base: url), alertmanager: url)
+                jobs.append(.init(name: "alerts-check", kind: .check, cron: cron) {
+                    let r = check.run()
+                    state.alertsChecked(r)
+                    let bad = r.receivers.filter { !$0.up }
+                    log("alerts-check: " + (!r.alertmanagerUp ? "Alertmanager \(url) did not answer: \(r.error ?? "")"
+                        : bad.isEmpty ? "every receiver delivered" : bad.map { "\($0.receiver) (\($0.integration)) \($0.state.rawValue): \($0.detail)" }.joined(separator: "; ")))
+                    if !r.healthy { throw LocalError("the alert path is not healthy") }
+                })
+            }
             let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector?.isLeader ?? true }, log: log.callAsFunction)
             state.failures = { scheduler.failures }
             if let elector {
                 state.role = { MetricsText.Role(replica: me, leader: elector.isLeader) }
+                state.leaderName = { elector.holder }
             }
             state.alive = { scheduler.alive(now: Date()) ? (true, "") : (false, "the scheduler has not ticked for 30 s") }
 

@@ -153,6 +153,30 @@ final class Alertmanager {
         let slack = try sink.received("/slack")
         #expect(slack.contains { $0.contains("Runbook: runbooks/DrctlAlertRouteBroken.md") && $0.contains("Status page: https://drctl.example/") }, "\(slack)")
 
+        // drctl serve checks on the policy's schedule (every 3 s here): the 404 turns the metric and
+        // the page's alerts line red within one interval; mended, green again.
+        try sink.answer("/slack", 404)
+        let creds = work + "/creds"
+        try FileManager.default.createDirectory(atPath: creds, withIntermediateDirectories: true)
+        try "AKIDEXAMPLE".write(toFile: creds + "/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try "not-a-real-secret".write(toFile: creds + "/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        var env = ProcessInfo.processInfo.environment
+        env["DRCTL_CREDENTIALS_DIR"] = creds
+        env["DRCTL_DATA_DIR"] = work + "/data"
+        do {
+            let serve = try ServeTests.Service(["--policies", policies, "--alertmanager", am.url], env: env, log: work + "/serve.log")
+            let route = "drctl_alert_route_up{receiver=\"slack-platform\",integration=\"slack\"}"
+            let red = try waitUntil(200, every: 100_000) { try serve.metric(route) == 0 }
+            #expect(red, "\(serve.text())")
+            #expect(try serve.metric("drctl_alert_route_up{receiver=\"heartbeat\",integration=\"webhook\"}") == 1)
+            let page = try serve.get("/").1
+            #expect(page.contains("class=\"alerts broken\"") && page.contains("<b>slack-platform</b> (slack) failed"), "\(page)")
+            try sink.answer("/slack", 200)
+            let green = try waitUntil(200, every: 100_000) { try serve.metric(route) == 1 }
+            #expect(green, "\(serve.text())")
+            #expect(try serve.get("/").1.contains("class=\"alerts protected\""))
+        }
+
         // A real drctl alert as its rule labels it goes to Slack; the watchdog to the heartbeat
         // only; DrctlAlertRouteBroken for the heartbeat goes to the other receiver, Slack. An alert
         // without the namespace label falls to the root's null receiver: why every rule carries it.

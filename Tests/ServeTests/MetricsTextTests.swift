@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import AlertPath
 @testable import Catalog
 @testable import Policy
 @testable import Serve
@@ -111,5 +112,43 @@ func sampleSnapshot(now: Date) -> Snapshot {
         #expect(broken < ok)
         let drill = StatusPage.drill(sampleSnapshot(now: now).drills[0])
         #expect(drill.contains(#"data-phase="wal_replay""#) && drill.contains("got 42, expected = 42"))
+    }
+}
+
+/// A replica's metrics and page: followers leave the bucket's families to the leader, and the
+/// alert path shows as it was found.
+@Suite struct ReplicaAndAlertPathRenderingTests {
+    let now = Date(timeIntervalSince1970: 1_800_000_000)
+
+    @Test func aFollowerExportsItsLeadershipAndNoWorkloadFamilies() {
+        let s = sampleSnapshot(now: now)
+        let follower = MetricsText.render(s, now: now, role: .init(replica: "drctl-1", leader: false))
+        #expect(follower.contains("drctl_leader{replica=\"drctl-1\"} 0"))
+        #expect(!follower.contains("drctl_rpo_seconds") && !follower.contains("drctl_drill_last_success") && !follower.contains("drctl_copy_"))
+        let leader = MetricsText.render(s, now: now, role: .init(replica: "drctl-0", leader: true))
+        #expect(leader.contains("drctl_leader{replica=\"drctl-0\"} 1") && leader.contains("drctl_rpo_seconds{workload=\"app\"}"))
+        #expect(!MetricsText.render(s, now: now).contains("drctl_leader"), "alone: no leader family")
+    }
+
+    @Test func theAlertPathIsAMetricPerReceiverAndALineOnThePage() {
+        var s = sampleSnapshot(now: now)
+        s.alerts = AlertPathReport(alertmanager: "http://am:9093", alertmanagerUp: true, error: nil, receivers: [
+            .init(receiver: "slack", integration: "slack", state: .failed, detail: "slack notification failed", checkedAt: now),
+            .init(receiver: "beat", integration: "webhook", state: .delivered, detail: "", checkedAt: now),
+        ], checkedAt: now)
+        let m = MetricsText.render(s, now: now)
+        #expect(m.contains("drctl_alert_route_up{receiver=\"slack\",integration=\"slack\"} 0") && m.contains("drctl_alert_route_up{receiver=\"beat\",integration=\"webhook\"} 1"))
+        #expect(m.contains("drctl_alertmanager_up{alertmanager=\"http://am:9093\"} 1"))
+        let page = StatusPage.render(s, now: now)
+        #expect(page.contains("class=\"alerts broken\"") && page.contains("<b>slack</b> (slack) failed: slack notification failed"))
+        var a = s.alerts!
+        a.alertmanagerUp = false
+        a.error = "connection refused"
+        a.receivers = a.receivers.map { var r = $0; r.state = .unknown; return r }
+        s.alerts = a
+        let down = MetricsText.render(s, now: now)
+        #expect(!down.contains("drctl_alert_route_up{"), "unknown is no sample, not a broken route")
+        #expect(down.contains("drctl_alertmanager_up{alertmanager=\"http://am:9093\"} 0"))
+        #expect(StatusPage.render(s, now: now).contains("did not answer (connection refused)"))
     }
 }
