@@ -65,14 +65,16 @@ let package = Package(
         // Restores and restore drills: planning (pure), the host restore engine, WAL read-ahead, checks, evidence.
         // Proving drctl's alerts reach someone: test alerts through Alertmanager, its counters read back.
         .target(name: "AlertPath", dependencies: ["HTTP", "Policy", "Render", "Support"]),
+        // `drctl report`: RPO met, drills and RTOs over a window, from the catalog's history (pure).
+        .target(name: "Report", dependencies: ["Catalog", "Policy", "Support"]),
         .target(name: "Drill", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Paths", "Policy", "Render", "Kube"]),
         // `drctl serve`: the schedule engine, metrics and status page (pure renderers) and their HTTP server.
-        .target(name: "Serve", dependencies: ["AlertPath", "Catalog", "Policy", "Render", "Layout", "Storage", "Support", "HTTP", "Hashing", .product(name: "Hummingbird", package: "hummingbird"),
+        .target(name: "Serve", dependencies: ["AlertPath", "Report", "Catalog", "Policy", "Render", "Layout", "Storage", "Support", "HTTP", "Hashing", .product(name: "Hummingbird", package: "hummingbird"),
                                             .product(name: "HummingbirdCore", package: "hummingbird"), .product(name: "HummingbirdTLS", package: "hummingbird"),
                                             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                                             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "drctl", dependencies: [
-            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication", "Age", "AlertPath",
+            "ObjectStore", "SigV4", "HTTP", "Storage", "Support", "Policy", "Render", "Catalog", "Layout", "Drill", "Kube", "Serve", "Paths", "Replication", "Age", "AlertPath", "Report",
             .product(name: "Yams", package: "Yams"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -98,6 +100,7 @@ let package = Package(
         .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy", "AlertPath"]),
         .testTarget(name: "AlertPathTests", dependencies: ["AlertPath", "Policy"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report", "Catalog"]),
         .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "SigV4", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "TestSupport", "Kube"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RenderTests", dependencies: ["Render", "Policy", "Layout", "TestSupport", .product(name: "Yams", package: "Yams")]),

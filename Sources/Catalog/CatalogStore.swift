@@ -50,6 +50,13 @@ public final class CatalogStore: @unchecked Sendable {
                 CREATE INDEX drills_by_workload ON drills (workload, started_at);
                 """)
         }
+        m.registerMigration("v4") { db in
+            // Why a measurement was not PROTECTED: what drctl report names as a breach's cause.
+            try db.execute(sql: """
+                ALTER TABLE rpo_history ADD COLUMN reasons TEXT;
+                CREATE INDEX rpo_history_by_time ON rpo_history (measured_at);
+                """)
+        }
         return m
     }
 
@@ -257,8 +264,46 @@ public final class CatalogStore: @unchecked Sendable {
 
     public func recordRPO(_ s: WorkloadStatus, at: Date) throws {
         try db.write { db in
-            try db.execute(sql: "INSERT INTO rpo_history (workload, measured_at, rpo_seconds, objective_seconds, status, evidence) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [s.workload, at.timeIntervalSince1970, s.rpoSeconds, s.rpoObjectiveSeconds, s.status.rawValue, s.recoverablePointEvidence])
+            try db.execute(sql: "INSERT INTO rpo_history (workload, measured_at, rpo_seconds, objective_seconds, status, evidence, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [s.workload, at.timeIntervalSince1970, s.rpoSeconds, s.rpoObjectiveSeconds, s.status.rawValue, s.recoverablePointEvidence,
+                                       s.reasons.isEmpty ? nil : s.reasons.joined(separator: "; ")])
+        }
+    }
+
+    /// One RPO measurement (drctl status --catalog and drctl serve record them).
+    public struct RPOSample: Sendable, Codable, Equatable {
+        public var workload: String
+        public var at: Date
+        public var rpoSeconds: Int?
+        public var objectiveSeconds: Int
+        public var status: String
+        public var reasons: String?
+        public init(workload: String, at: Date, rpoSeconds: Int?, objectiveSeconds: Int, status: String, reasons: String?) {
+            self.workload = workload; self.at = at; self.rpoSeconds = rpoSeconds; self.objectiveSeconds = objectiveSeconds
+            self.status = status; self.reasons = reasons
+        }
+    }
+
+    /// The measurements from `since` on, oldest first, with the last one before it (it holds at `since`).
+    public func rpoHistory(since: Date) throws -> [RPOSample] {
+        try db.read { db in
+            let sql = """
+                SELECT workload, measured_at, rpo_seconds, objective_seconds, status, reasons FROM rpo_history h
+                WHERE measured_at >= ?1 OR measured_at = (SELECT MAX(measured_at) FROM rpo_history p WHERE p.workload = h.workload AND p.measured_at < ?1)
+                ORDER BY measured_at
+                """
+            return try Row.fetchAll(db, sql: sql, arguments: [since.timeIntervalSince1970]).map { r in
+                RPOSample(workload: r["workload"], at: Date(timeIntervalSince1970: r["measured_at"]), rpoSeconds: r["rpo_seconds"],
+                          objectiveSeconds: r["objective_seconds"], status: r["status"], reasons: r["reasons"])
+            }
+        }
+    }
+
+    /// The drills started from `since` on, oldest first.
+    public func drills(since: Date) throws -> [DrillEvidence] {
+        try db.read { db in
+            try Data.fetchAll(db, sql: "SELECT evidence FROM drills WHERE started_at >= ? ORDER BY started_at", arguments: [since.timeIntervalSince1970])
+                .map { try DrillEvidence.decoder.decode(DrillEvidence.self, from: $0) }
         }
     }
 

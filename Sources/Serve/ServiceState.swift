@@ -4,6 +4,7 @@ import Foundation
 import Layout
 import Policy
 import Render
+import Report
 import Storage
 import Support
 
@@ -125,6 +126,10 @@ public final class ServiceState: @unchecked Sendable {
                     bad += undecodable
                 }
                 var evaluatedWorkloads = Self.workloads(evaluated, set: set, runbookBase: runbookBase)
+                // The RPO history drctl report reads: measured from the catalog, not during a store outage.
+                if lock.withLock({ stores[storeName]?.up }) != false {
+                    for w in evaluatedWorkloads { try? catalog.recordRPO(w.status, at: now) }
+                }
                 // The catalog still answers, but from the last sync: nothing is known of now.
                 if let down = lock.withLock({ stores[storeName] }), down.up == false {
                     for i in evaluatedWorkloads.indices {
@@ -266,6 +271,17 @@ public final class ServiceState: @unchecked Sendable {
                 return text
             })
         h.alive = { [self] in alive() }
+        h.report = { [self] since in
+            guard let window = TimeSpan(dialect: .commandLine, since ?? "30d"), window.seconds > 0 else { return nil }
+            let now = Date()
+            let statuses = current().0.workloads.map(\.status)
+            do {
+                return ReportRendering.html(try UptimeReport.from(catalog: catalog, set: set, statuses: statuses,
+                                                                 since: now.addingTimeInterval(-Double(window.seconds)), now: now))
+            } catch {
+                return "<!DOCTYPE html><p>The report could not be made: \(KnownSecrets.shared.redactor.redact("\(error)").replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;"))</p>"
+            }
+        }
         return h
     }
 }

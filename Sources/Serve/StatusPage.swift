@@ -114,7 +114,7 @@ public enum StatusPage {
             h += "<td>\(String(format: "%.1fs", d.rtoSeconds)) / \(TimeSpan.humanize(d.rtoObjectiveSeconds))</td>"
             h += "<td>\(d.rpoSeconds.map { String(format: "%.0fs", $0) } ?? "-")</td></tr>\n"
         }
-        h += "</tbody></table>\n<p class=\"muted\">drctl serve · <a href=\"metrics\">metrics</a> · <a href=\"api/v1/workloads\">API</a></p></body></html>\n"
+        h += "</tbody></table>\n<p class=\"muted\">drctl serve · <a href=\"report\">30-day report</a> · <a href=\"metrics\">metrics</a> · <a href=\"api/v1/workloads\">API</a></p></body></html>\n"
         return h
     }
 

@@ -21,6 +21,8 @@ public enum WebServer {
         public var drills: @Sendable () -> Data
         /// A runbook's Markdown by file name (nil: none).
         public var runbook: @Sendable (String) -> String?
+        /// The report page for a window (`?since=30d`; nil: the default); nil result: a bad window.
+        public var report: @Sendable (String?) -> String? = { _ in nil }
         /// (alive, why not): the liveness probe's answer (the scheduler still turns).
         public var alive: @Sendable () -> (Bool, String) = { (true, "") }
         /// Who may see the page, the drills, the API and the runbooks, from the request's
@@ -103,6 +105,13 @@ public enum WebServer {
             return await guarded(h, r) {
                 guard let name, let d = h.backups(name) else { return json(Data(#"{"error":"no such workload"}"#.utf8), status: .notFound) }
                 return json(d)
+            }
+        }
+        router.get("/report") { r, _ in
+            let since = r.uri.queryParameters.get("since")
+            return await guarded(h, r) {
+                guard let page = h.report(since) else { return text("bad window: expected ?since=30d (a duration)\n", "text/plain", status: .badRequest) }
+                return text(page, "text/html; charset=utf-8")
             }
         }
         router.get("/api/v1/drills") { r, _ in await guarded(h, r) { json(h.drills()) } }
