@@ -124,8 +124,8 @@ public enum ReportRendering {
 
     /// The measured share against each phase's estimate, on a scale from 95 % to 100 %.
     static func uptimeChart(_ r: UptimeReport) -> String {
-        let left = 160.0, width = 1000.0, row = 22.0
-        func x(_ share: Double) -> Double { left + (width - left - 60) * min(1, max(0, (share - 0.95) / 0.05)) }
+        let left = 230.0, width = 1000.0, row = 22.0
+        func x(_ share: Double) -> Double { left + (width - left - 70) * min(1, max(0, (share - 0.95) / 0.05)) }
         let bars = r.uptime.phases.map { ($0.phase + " (" + $0.estimate + ")", $0.target, "#9aa3ad") } + (r.uptime.measuredShare.map { [("Measured", $0, "#2e6fd1")] } ?? [])
         var s = "<svg class=\"uptime\" viewBox=\"0 0 \(f(width)) \(f(Double(bars.count) * row + 16))\" role=\"img\" aria-label=\"Uptime: estimates against measured\">"
         for (i, b) in bars.enumerated() {
@@ -143,7 +143,7 @@ public enum ReportRendering {
         guard !rows.isEmpty else { return "<p class=\"muted\">No passed drill in the window.</p>\n" }
         let left = 140.0, width = 1000.0, lane = 26.0
         let top = rows.map { max($0.rtoP95Seconds ?? 0, Double($0.rtoObjectiveSeconds)) }.max() ?? 1
-        func x(_ v: Double) -> Double { left + (width - left - 80) * v / max(top, 1) }
+        func x(_ v: Double) -> Double { left + (width - left - 160) * v / max(top, 1) }
         var s = "<svg class=\"rto\" viewBox=\"0 0 \(f(width)) \(f(Double(rows.count) * lane + 10))\" role=\"img\" aria-label=\"RTO against objective\">"
         for (i, w) in rows.enumerated() {
             let y = 6 + Double(i) * lane
@@ -151,7 +151,7 @@ public enum ReportRendering {
             s += "<rect x=\"\(f(left))\" y=\"\(f(y))\" width=\"\(f(max(1, x(w.rtoP95Seconds!) - left)))\" height=\"9\" fill=\"#e3a008\"><title>p95 \(esc(span(w.rtoP95Seconds!)))</title></rect>"
             s += "<rect x=\"\(f(left))\" y=\"\(f(y + 10))\" width=\"\(f(max(1, x(w.rtoP50Seconds!) - left)))\" height=\"9\" fill=\"#2e9d4f\"><title>p50 \(esc(span(w.rtoP50Seconds!)))</title></rect>"
             s += "<line class=\"objective\" x1=\"\(f(x(Double(w.rtoObjectiveSeconds))))\" x2=\"\(f(x(Double(w.rtoObjectiveSeconds))))\" y1=\"\(f(y - 2))\" y2=\"\(f(y + 21))\" stroke=\"#d1342f\" stroke-width=\"2\"><title>objective \(esc(span(Double(w.rtoObjectiveSeconds))))</title></line>"
-            s += "<text x=\"\(f(x(max(w.rtoP95Seconds!, Double(w.rtoObjectiveSeconds))) + 6))\" y=\"\(f(y + 14))\" font-size=\"11\">p50 \(esc(span(w.rtoP50Seconds!))) · p95 \(esc(span(w.rtoP95Seconds!)))</text>"
+            s += "<text x=\"\(f(x(w.rtoP95Seconds!) + 6))\" y=\"\(f(y + 14))\" font-size=\"11\">p50 \(esc(span(w.rtoP50Seconds!))) · p95 \(esc(span(w.rtoP95Seconds!)))</text>"
         }
         return s + "</svg>\n"
     }

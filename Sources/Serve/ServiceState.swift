@@ -126,8 +126,9 @@ public final class ServiceState: @unchecked Sendable {
                     bad += undecodable
                 }
                 var evaluatedWorkloads = Self.workloads(evaluated, set: set, runbookBase: runbookBase)
-                // The RPO history drctl report reads: measured from the catalog, not during a store outage.
-                if lock.withLock({ stores[storeName]?.up }) != false {
+                // The RPO history drctl report reads: from a catalog this service has synced (the first
+                // picture, before any sync, is no measurement), not during a store outage.
+                if let st = lock.withLock({ stores[storeName] }), st.up == true, st.lastSyncSuccess != nil {
                     for w in evaluatedWorkloads { try? catalog.recordRPO(w.status, at: now) }
                 }
                 // The catalog still answers, but from the last sync: nothing is known of now.

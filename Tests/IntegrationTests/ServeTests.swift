@@ -358,6 +358,61 @@ import TestSupport
         #expect(dom.contains("runbook: <a href=\"runbooks/DrctlWALGap.md\">DrctlWALGap</a>"), "the row links the runbook of its alert")
     }
 
+    /// The uptime report from a real drill and 30 days of RPO history (the hourly measurements
+    /// drctl serve records, written here relative to now, with one 6-hour breach ten days ago),
+    /// from `drctl report` and from /report in headless Chromium.
+    @Test func theUptimeReportFromTheHistoryInHeadlessChromium() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "install chromium (scripts/install-deps.sh)")
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "report")
+        let dir = db.work + "/policies"
+        try Self.policy(db, dir: dir, drillSchedule: "0 6 * * *")
+        let catalog = db.work + "/catalog.sqlite"
+        let (vst, vout) = try run(drctlBinary, ["verify", "app", "--policies", dir, "--catalog", catalog, "--scratch-dir", db.work + "/scratch"], env: db.drctlEnvironment)
+        #expect(vst == 0, "\(vout)")
+        let script = """
+            import sqlite3, sys, time
+            con = sqlite3.connect(sys.argv[1]); now = time.time(); h = 3600
+            for i in range(720, 0, -1):
+                breach = 240 <= i < 246
+                con.execute("INSERT INTO rpo_history (workload, measured_at, rpo_seconds, objective_seconds, status, evidence, reasons) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            ("app", now - i * h, 7200 if breach else 120, 3600, "AT RISK" if breach else "PROTECTED", None,
+                             "WAL archiving of app-db stopped: the newest segment is 2h old" if breach else None))
+            con.commit()
+            """
+        let (pst, pout) = try run("/usr/bin/python3", ["-c", script, catalog])
+        try #require(pst == 0, "\(pout)")
+
+        let (cst, cout) = try run(drctlBinary, ["catalog", "sync", "--policies", dir, "--catalog", catalog], env: db.drctlEnvironment)
+        #expect(cst == 0, "\(cout)")
+        let (rst, md) = try run(drctlBinary, ["report", "--policies", dir, "--catalog", catalog, "--skip-copies"], env: db.drctlEnvironment)
+        #expect(rst == 0, "\(md)")
+        #expect(md.contains("| app | 99.17 % | 1h | 1 (6h) | 1 / 1 |"), "\(md)")
+        #expect(md.contains("WAL archiving of app-db stopped: the newest segment is 2h old"), "the longest breach's cause: \(md)")
+        #expect(md.contains("| app | CNPG barman-cloud") && md.contains("| PROTECTED |"), "the guide's backup status table: \(md)")
+        // 6 h of 30 days in breach: 99.17 %, the guide's phase 0 (95-96 %), short of phase 1 (99.5 %).
+        #expect(md.contains("reaches the guide's Current (Phase 0) estimate (95-96%)") && md.contains("| Phase 1 Complete | 99.5% | not reached |"), "\(md)")
+
+        let svc = try Service(["--policies", dir, "--catalog", catalog, "--sync-schedule", "0 * * * *"], env: db.drctlEnvironment, log: db.work + "/serve.log")
+        let deadline = Date().addingTimeInterval(60)
+        while try (svc.metric(#"drctl_catalog_objects{store="rgw"}"#) ?? 0) == 0 && Date() < deadline { usleep(200_000) }
+        let url = "http://127.0.0.1:\(svc.port)/report"
+        let artifacts = packageRoot.appendingPathComponent(".build/test-artifacts").path
+        try FileManager.default.createDirectory(atPath: artifacts, withIntermediateDirectories: true)
+        let shot = artifacts + "/report.png"
+        unlink(shot)
+        let flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=\(db.work)/chromium",
+                     "--window-size=1280,1300"]
+        let (sst, sout) = try run("/usr/bin/chromium", flags + ["--screenshot=\(shot)", url], env: ["HOME": db.work, "PATH": "/usr/bin:/bin"])
+        #expect(sst == 0, "\(sout)")
+        print("report screenshot: \(shot) (\((try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0) bytes)")
+        let (dst, dom) = try run("/usr/bin/chromium", flags + ["--dump-dom", url], env: ["HOME": db.work, "PATH": "/usr/bin:/bin"])
+        try #require(dst == 0, "\(dom)")
+        #expect(dom.contains("<tr class=\"workload\" data-workload=\"app\"><td>app</td><td class=\"missed\">99.17 %</td>"), "\(dom.prefix(3000))")
+        #expect(dom.components(separatedBy: "class=\"breach\"").count - 1 == 1, "one breach on the chart")
+        #expect(dom.contains("<svg class=\"rto\"") && dom.contains("<svg class=\"uptime\""), "the RTO and uptime charts")
+        #expect(dom.contains("Phase 2 Complete (99.9%)"))
+    }
+
     /// CronJob mode: `drctl catalog sync` and `drctl verify` push to a real Prometheus
     /// Pushgateway, and neither erases the other's metrics.
     @Test func cronJobsPushToAPushgateway() throws {
