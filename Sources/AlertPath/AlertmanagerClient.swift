@@ -20,7 +20,7 @@ public struct AlertmanagerClient: AlertmanagerAPI {
         do {
             r = try transport.perform(HTTPRequest(method: method, url: base + path, headers: headers, body: body.map { .bytes($0) } ?? .empty), handler: handler)
         } catch let e as TransportError {
-            throw LocalError("\(method) \(base)\(path): \(e.message)")
+            throw LocalError(e.message)   // it names the request
         }
         guard (200..<300).contains(r.status) else {
             throw LocalError("\(method) \(base)\(path): HTTP \(r.status) \(String(decoding: r.errorBody.prefix(200), as: UTF8.self))")

@@ -144,6 +144,9 @@ import TestSupport
         try waitFor("every scratch namespace gone", 90) { try f.drillNamespaces().isEmpty }
         #expect(try Self.leaseHolder(f.admin) == "", "c released the lease on SIGTERM")
 
+        for (name, r) in [("b", b), ("c", c)] {
+            print("replica \(name):\n" + r.text().split(separator: "\n").filter { $0.contains("lease") || $0.contains("adopting") || $0.contains("stopping") || $0.contains("not run again") }.joined(separator: "\n"))
+        }
         let after = try f.archive()
         #expect(before.filter { after[$0.key] != $0.value }.isEmpty, "the production archive is unchanged")
         let refused = try f.api.audit().filter { ($0["user"] as? String) == Self.serviceAccount && $0["allowed"] as? Bool != true }

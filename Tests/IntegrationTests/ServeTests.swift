@@ -265,7 +265,7 @@ import TestSupport
         try waitFor("a catalog sync after the stop") { try (svc.metric(syncs) ?? 0) > syncedAt + 1 }
         #expect(try svc.metric(lastArchived) == before, "nothing new archived")
         try scrape("WAL archiving stopped", eval: "12m",
-                   firing: [["alert": "DrctlWALArchivingStale", "labels": ["workload": "app", "cluster": "app-db", "severity": "critical"]]])
+                   firing: [["alert": "DrctlWALArchivingStale", "labels": ["workload": "app", "cluster": "app-db", "severity": "critical", "namespace": "drctl"]]])
 
         // A drill fails: the base backup's data is damaged in the bucket.
         var keys: [String] = []
@@ -276,7 +276,7 @@ import TestSupport
         try waitFor("a failed drill") { try (svc.metric(failed) ?? 0) >= 1 }
         #expect(try svc.metric(#"drctl_drill_last_success{workload="app"}"#) == 0)
         try scrape("drill failed", eval: "1m",
-                   firing: [["alert": "DrctlRestoreDrillFailed", "labels": ["workload": "app", "severity": "critical"]]])
+                   firing: [["alert": "DrctlRestoreDrillFailed", "labels": ["workload": "app", "severity": "critical", "namespace": "drctl"]]])
         kill(svc.pid, SIGTERM)
         _ = reap(svc.pid)
 
@@ -386,6 +386,7 @@ import TestSupport
         #expect(cst == 0, "\(cout)")
         let (rst, md) = try run(drctlBinary, ["report", "--policies", dir, "--catalog", catalog, "--skip-copies"], env: db.drctlEnvironment)
         #expect(rst == 0, "\(md)")
+        print(md)
         #expect(md.contains("| app | 99.17 % | 1h | 1 (6h) | 1 / 1 |"), "\(md)")
         #expect(md.contains("WAL archiving of app-db stopped: the newest segment is 2h old"), "the longest breach's cause: \(md)")
         #expect(md.contains("| app | CNPG barman-cloud") && md.contains("| PROTECTED |"), "the guide's backup status table: \(md)")
