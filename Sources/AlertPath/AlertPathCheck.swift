@@ -60,13 +60,20 @@ public struct NotificationCounters: Sendable, Equatable {
         }
     }
 
-    /// What happened on `integration` since `before`: requests that got their answer, and failures.
-    /// A request is counted when it starts and its failure when its answer came, so only an
-    /// answered request says whether it worked.
-    public func since(_ before: NotificationCounters, integration i: String) -> (answered: Double, failures: Double) {
-        let answered = (answered[i] ?? 0) - (before.answered[i] ?? 0)
-        let failures = max((requestsFailed[i] ?? 0) - (before.requestsFailed[i] ?? 0), (notificationsFailed[i] ?? 0) - (before.notificationsFailed[i] ?? 0))
-        return (max(answered, failures), failures)
+    /// What happened on `integration` since `before`. A request is counted when it starts and
+    /// its failure once its answer came, so only an answered request that did not fail says it
+    /// worked; a notification fails for good (notifications_failed) only when Alertmanager stops
+    /// retrying it: at once for a 4xx such as Slack's 404, after its retries for a 5xx or 429.
+    public struct Outcome: Sendable, Equatable {
+        public var succeeded: Double
+        public var failedRequests: Double
+        public var failedNotifications: Double
+    }
+
+    public func since(_ before: NotificationCounters, integration i: String) -> Outcome {
+        func d(_ k: KeyPath<NotificationCounters, [String: Double]>) -> Double { max(0, (self[keyPath: k][i] ?? 0) - (before[keyPath: k][i] ?? 0)) }
+        let failedRequests = d(\.requestsFailed)
+        return Outcome(succeeded: max(0, d(\.answered) - failedRequests), failedRequests: failedRequests, failedNotifications: d(\.notificationsFailed))
     }
 }
 
@@ -114,9 +121,12 @@ public struct AlertPathCheck: Sendable {
         self.policy = policy; self.api = api; self.alertmanager = alertmanager
     }
 
+    /// The AlertmanagerConfig drctl renders (its name; its namespace is `namespace`).
+    public var configName = "drctl"
+
     /// Alertmanager's receiver name for ours: the Prometheus Operator names an AlertmanagerConfig's
     /// receivers `<namespace>/<config>/<name>`; a hand-written configuration uses the name.
-    static func matches(_ routed: String, _ receiver: String) -> Bool { routed == receiver || routed.hasSuffix("/" + receiver) }
+    func matches(_ routed: String, _ receiver: String) -> Bool { routed == receiver || routed == "\(namespace)/\(configName)/\(receiver)" }
 
     public func run(progress: (String) -> Void = { _ in }) -> AlertPathReport {
         let started = clock()
@@ -130,6 +140,13 @@ public struct AlertPathCheck: Sendable {
                                    receivers: policy.receivers.map { ReceiverCheck(receiver: $0.name.value, integration: $0.integration, state: .unknown,
                                                                                    detail: "Alertmanager did not answer: \(why)", checkedAt: started) },
                                    checkedAt: started)
+        }
+        var posted: [PostedAlert] = []
+        // Resolved once every receiver is checked: a resolved notification to one receiver must
+        // not land in the next one's window.
+        defer {
+            let end = clock()
+            try? api.post(posted.map { var a = $0; a.endsAt = end; return a })
         }
         for r in policy.receivers {
             let name = r.name.value
@@ -145,11 +162,8 @@ public struct AlertPathCheck: Sendable {
             var result: ReceiverCheck
             do {
                 try api.post([alert])
+                posted.append(alert)
                 result = try waitForOutcome(name, r.integration, id: id, since: before, deadline: now.addingTimeInterval(timeout))
-                // Resolved: nothing stays firing after the check.
-                var resolved = alert
-                resolved.endsAt = clock()
-                try? api.post([resolved])
                 before = NotificationCounters(parsing: (try? api.metrics()) ?? "")
             } catch {
                 let why = KnownSecrets.shared.redactor.redact("\(error)")
@@ -170,24 +184,28 @@ public struct AlertPathCheck: Sendable {
     func waitForOutcome(_ name: String, _ integration: String, id: String, since before: NotificationCounters, deadline: Date) throws -> ReceiverCheck {
         var routed: [String]?
         while true {
-            if routed == nil || !(routed ?? []).contains(where: { Self.matches($0, name) }) {
+            if routed == nil || !(routed ?? []).contains(where: { matches($0, name) }) {
                 routed = try api.receivers(ofAlertLabelled: "drctl_check_id", id)
             }
-            if let routed, !routed.contains(where: { Self.matches($0, name) }) {
+            if let routed, !routed.contains(where: { matches($0, name) }) {
                 return ReceiverCheck(receiver: name, integration: integration, state: .notRouted,
                                      detail: "no route takes drctl's alerts to \(name): Alertmanager sent the test alert to \(routed.isEmpty ? "no receiver" : routed.joined(separator: ", "))",
                                      checkedAt: clock())
             }
-            let (attempts, failures) = NotificationCounters(parsing: try api.metrics()).since(before, integration: integration)
-            if failures > 0 {
-                return ReceiverCheck(receiver: name, integration: integration, state: .failed,
-                                     detail: "\(integration) notification failed (\(Int(failures)) of \(Int(max(attempts, failures))) attempts; Alertmanager's log has the answer, e.g. a 404 for a revoked Slack webhook)",
-                                     checkedAt: clock())
-            }
-            if attempts > 0 {
+            let o = NotificationCounters(parsing: try api.metrics()).since(before, integration: integration)
+            if o.succeeded > 0 {
                 return ReceiverCheck(receiver: name, integration: integration, state: .delivered, detail: "", checkedAt: clock())
             }
+            if o.failedNotifications > 0 {
+                return ReceiverCheck(receiver: name, integration: integration, state: .failed,
+                                     detail: "\(integration) notification failed (\(Int(o.failedRequests)) failed requests, not retried further; Alertmanager's log has the answer, e.g. a 404 for a revoked Slack webhook)",
+                                     checkedAt: clock())
+            }
             if clock() >= deadline {
+                if o.failedRequests > 0 {
+                    return ReceiverCheck(receiver: name, integration: integration, state: .failed,
+                                         detail: "\(integration): \(Int(o.failedRequests)) requests failed in \(Int(timeout)) s and none succeeded (Alertmanager still retries)", checkedAt: clock())
+                }
                 return ReceiverCheck(receiver: name, integration: integration, state: routed == nil ? .unknown : .noAttempt,
                                      detail: routed == nil ? "Alertmanager did not list the test alert within \(Int(timeout)) s"
                                                            : "routed to \(name), but Alertmanager made no \(integration) notification within \(Int(timeout)) s (silenced, inhibited, or a long group_wait)",

@@ -10,6 +10,8 @@ public final class Cleanup: @unchecked Sendable {
     private var groups: [pid_t] = []
     private var dirs: [String] = []
     private var actions: [@Sendable () -> Void] = []
+    private var first: [@Sendable () -> Void] = []
+    private var last: [@Sendable () -> Void] = []
     private var sources: [DispatchSourceSignal] = []
     private var installed = false
     private var aborting = false
@@ -25,6 +27,10 @@ public final class Cleanup: @unchecked Sendable {
     public func addDirectory(_ path: String) { lock.withLock { dirs.append(path) } }
     /// Something else to undo on a signal (e.g. delete a drill namespace).
     public func addAction(_ action: @escaping @Sendable () -> Void) { lock.withLock { actions.append(action) } }
+    /// Runs before every other action (e.g. stop leading, so nothing new starts) and after them
+    /// all (e.g. hand the lease back once the drill is torn down), on every cleanup.
+    public func addFirstAction(_ action: @escaping @Sendable () -> Void) { lock.withLock { first.append(action) } }
+    public func addLastAction(_ action: @escaping @Sendable () -> Void) { lock.withLock { last.append(action) } }
 
     /// Registers a directory just created, unless a signal is already being handled (then the
     /// caller removes it and stops): no directory is created that the cleanup would miss.
@@ -46,6 +52,7 @@ public final class Cleanup: @unchecked Sendable {
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { [self] in
                 lock.withLock { aborting = true }
+                for action in lock.withLock({ self.first }) { action() }
                 FileHandle.standardError.write(Data("\ndrctl: \(sig == SIGINT ? "interrupted" : "terminated"); stopping PostgreSQL and removing the scratch directory\n".utf8))
                 let groups = lock.withLock { self.groups }
                 for g in groups { Self.killGroup(g) }
@@ -70,11 +77,14 @@ public final class Cleanup: @unchecked Sendable {
 
     /// Kills every registered process group and removes every registered directory.
     public func runAll() {
+        let (f, l) = lock.withLock { (first, last) }
+        for action in f { action() }
         let (g, d, a) = lock.withLock { (groups, dirs, actions) }
         for action in a { action() }
         for pgid in g { Self.killGroup(pgid) }
         for dir in d { Self.removeTree(dir) }
         lock.withLock { groups.removeAll(); dirs.removeAll(); actions.removeAll() }
+        for action in l { action() }
     }
 
     /// SIGQUIT (PostgreSQL's immediate shutdown) to the group, then SIGKILL to whatever is left.

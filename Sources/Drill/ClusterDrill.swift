@@ -37,10 +37,12 @@ public struct ClusterDrill {
     }
 
     /// Deletes the scratch namespaces of a drill whose runner went away (a leader killed
-    /// mid-drill): drill namespaces (label and prefix) annotated with `slot`, each after the
-    /// Restore writing into it has settled. Returns the namespaces deleted.
-    public static func removeAbandoned(_ kube: KubeClient, slot: String, veleroNamespace: String = "velero", progress: (String) -> Void) throws -> [String] {
-        var deleted: [String] = []
+    /// mid-drill): drill namespaces (label and prefix) annotated with `slot`, each once the
+    /// Restore writing into it has settled. Returns the namespaces deleted, and those left (a
+    /// Restore still running, a refused deletion) to the janitor, which deletes them at expiry.
+    public static func removeAbandoned(_ kube: KubeClient, slot: String, veleroNamespace: String = "velero",
+                                       progress: (String) -> Void) throws -> (deleted: [String], left: [String]) {
+        var deleted: [String] = [], left: [String] = []
         for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
             let meta = ns["metadata"] as? [String: Any] ?? [:]
             let name = meta["name"] as? String ?? ""
@@ -48,12 +50,24 @@ public struct ClusterDrill {
             let annotations = meta["annotations"] as? [String: String] ?? [:]
             guard DrillManifests.isDrillNamespace(name: name, labels: labels), annotations[DrillManifests.slotAnnotation] == slot else { continue }
             if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
-            settle(kube, restore: annotations[DrillManifests.restoreAnnotation] ?? name, veleroNamespace: veleroNamespace, timeout: 60, progress: progress)
-            try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
-            progress("deleted \(name), left by the drill of slot \(slot)")
-            deleted.append(name)
+            do {
+                // A Restore still writing into it would make it again, unlabelled, after the deletion.
+                let restore = annotations[DrillManifests.restoreAnnotation] ?? name
+                settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 60)
+                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), !restoreIsTerminal(r) {
+                    progress("\(name): Velero restore \(restore) still writes into it; left to the janitor")
+                    left.append(name)
+                    continue
+                }
+                try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+                progress("deleted \(name), left by the drill of slot \(slot)")
+                deleted.append(name)
+            } catch {
+                progress("could not delete \(name) (the janitor will at its expiry): \(error)")
+                left.append(name)
+            }
         }
-        return deleted
+        return (deleted, left)
     }
 
     /// Deletes drill namespaces whose expiry has passed (left by a killed run). A namespace is

@@ -133,7 +133,10 @@ public final class LeaderElector: @unchecked Sendable {
     private var election: LeaseElection
     private var resourceVersion: String?
     private var stopping = false
+    /// Set by `resign()`: from then on this replica does not lead, whatever the lease says.
+    private var resigned = false
     private var leaderNow: String?
+    private var since: Date?
 
     public init(kube: KubeClient, namespace: String, name: String, identity: String, timing: LeaseTiming = .standard,
                 clock: @escaping @Sendable () -> Date = Date.init, log: @escaping @Sendable (String) -> Void) {
@@ -145,10 +148,22 @@ public final class LeaderElector: @unchecked Sendable {
     public var identity: String { election.identity }
 
     /// Whether this replica may act as leader now (read by the scheduler before each start).
-    public var isLeader: Bool { lock.withLock { election.leads(at: clock()) } }
+    public var isLeader: Bool { lock.withLock { !resigned && election.leads(at: clock()) } }
 
     /// Who holds the lease as last seen ("" or nil: nobody).
     public var holder: String? { lock.withLock { leaderNow } }
+
+    /// When this replica's current term began (nil: not leading).
+    public var leadingSince: Date? { lock.withLock { since } }
+
+    /// Whether another replica holds a lease that has not expired by our observation: while
+    /// nobody does, a follower keeps exporting what the leader would.
+    public var anotherLeads: Bool {
+        lock.withLock {
+            guard let o = election.observed, !o.holder.isEmpty, o.holder != election.identity, let at = election.observedAt else { return false }
+            return at.addingTimeInterval(TimeInterval(o.durationSeconds)) > clock()
+        }
+    }
 
     var path: String { "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases/\(name)" }
 
@@ -194,35 +209,51 @@ public final class LeaderElector: @unchecked Sendable {
         lock.withLock { resourceVersion = (answer["metadata"] as? [String: Any])?["resourceVersion"] as? String }
     }
 
-    /// Campaigns until leading, calls `started`, renews every retry period, and calls `stopped`
-    /// when leadership is lost (the renew deadline passed) or `stop()` was called.
+    /// Campaigns until leading, calls `started`, renews every retry period, and calls
+    /// `stopped(true)` once when leadership is lost: when the renew deadline passes, measured by
+    /// the clock on a thread of its own, so a renewal that hangs in the network cannot extend it.
+    /// Returns after `resign()`.
     public func run(started: @escaping @Sendable () -> Void, stopped: @escaping @Sendable (_ lost: Bool) -> Void) {
         let timing = election.timing
+        Thread.detachNewThread { [self] in
+            var was = false
+            while !lock.withLock({ stopping }) {
+                let now = isLeader
+                if was && !now {
+                    if lock.withLock({ stopping }) { return }
+                    log("lease \(namespace)/\(name): \(identity) could not renew within \(Int(timing.renewDeadline)) s; no longer the leader")
+                    lock.withLock { since = nil }
+                    stopped(true)
+                    return
+                }
+                was = now
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
         var leading = false
         while !lock.withLock({ stopping }) {
-            let ok = tryAcquireOrRenew()
-            let leads = isLeader
-            if leads && !leading {
+            tryAcquireOrRenew()
+            if !leading && isLeader {
                 leading = true
+                lock.withLock { since = clock() }
                 log("lease \(namespace)/\(name): \(identity) is the leader")
                 started()
-            } else if leading && !leads {
-                log("lease \(namespace)/\(name): \(identity) could not renew within \(Int(timing.renewDeadline)) s; no longer the leader")
-                stopped(true)
-                return
             }
-            _ = ok
             // client-go's JitterUntil for the follower (factor 1.2); a leader renews on the period.
-            let wait = leading ? timing.retryPeriod : timing.retryPeriod * Double.random(in: 1...1.2)
-            Thread.sleep(forTimeInterval: wait)
+            Thread.sleep(forTimeInterval: leading ? timing.retryPeriod : timing.retryPeriod * Double.random(in: 1...1.2))
         }
-        if leading { stopped(false) }
     }
 
-    /// Stops campaigning; a leader hands the lease back (ReleaseOnCancel). Bounded by the
-    /// transport's timeouts.
+    /// Stops leading at once (nothing new starts) and stops campaigning; `release()` then hands
+    /// the lease back once the work in hand is torn down.
+    public func resign() {
+        lock.withLock { resigned = true; stopping = true; since = nil }
+    }
+
+    /// Hands the lease back (client-go's ReleaseOnCancel): no holder, a one-second duration, so
+    /// a follower takes over at its next try. Bounded by the transport's timeouts.
     public func release() {
-        lock.withLock { stopping = true }
+        resign()
         guard let r = lock.withLock({ election.release(now: clock()) }) else { return }
         do {
             try write(r, create: false)

@@ -20,6 +20,17 @@ public enum Linter {
         }
         sharedArchives(set, d)
         for store in set.objectStores { copies(store, set, d) }
+        if let a = set.alerting { alerting(a, d) }
+    }
+
+    /// A webhook URL written in the policy ends up in git, the policies ConfigMap and the
+    /// AlertmanagerConfig; heartbeat and pager URLs are credentials.
+    static func alerting(_ a: AlertingPolicy, _ d: Diagnostics) {
+        for r in a.receivers {
+            if case .webhook(let url?, nil) = r.target {
+                d.warning(r.name.location, "spec.receivers[].webhook.url of '\(r.name.value)' is written in the policy (a URL on \(URLComponents(string: url)?.host ?? "?")): a heartbeat or pager URL is a credential; give it in a Secret (urlSecret)")
+            }
+        }
     }
 
     /// A copy goes to another, known store, never onto the objects it copies, and is held to an

@@ -113,10 +113,11 @@ public enum Alerts {
                   forDuration: "10m", severity: "critical", summary: "The copy of {{ $labels.workload }}'s backups in {{ $labels.copy }} is behind or unreadable",
                   description: "Objects of {{ $labels.workload }}'s store have waited longer than the copy's maxLag to reach {{ $labels.copy }}, or drctl cannot read the copy: losing the primary store now would lose more than the objective allows."),
             // The dead man's switch: always firing, routed to the watchdog receiver only; its
-            // absence there is what pages.
-            Alert(name: "DrctlWatchdog", expr: "vector(1)", forDuration: "0m", severity: "none",
+            // absence there is what pages. It also stops while a receiver is broken, so that the
+            // heartbeat service pages even when the broken receiver was the only other one.
+            Alert(name: "DrctlWatchdog", expr: "vector(1) unless on() (drctl_alert_route_up == 0)", forDuration: "0m", severity: "none",
                   summary: "drctl's alert pipeline is alive (this alert always fires)",
-                  description: "Always firing, sent to the watchdog receiver (a dead man's switch): when it stops arriving there, Prometheus, its rules or Alertmanager are down and no other alert would arrive either."),
+                  description: "Always firing, sent to the watchdog receiver (a dead man's switch): when it stops arriving there, Prometheus, its rules or Alertmanager are down and no other alert would arrive either, or drctl found a receiver that does not get alerts (DrctlAlertRouteBroken)."),
             Alert(name: "DrctlAlertRouteBroken", expr: "drctl_alert_route_up == 0", forDuration: "0m", severity: "critical",
                   summary: "Alerts to receiver {{ $labels.receiver }} ({{ $labels.integration }}) do not arrive",
                   description: "drctl's test alert through Alertmanager to {{ $labels.receiver }} failed at its {{ $labels.integration }} integration: every alert routed there reaches nobody. Sent to the other receivers."),

@@ -97,8 +97,10 @@ public struct UptimeReport: Sendable, Codable, Equatable {
         public init(workload: String, rpoSeconds: Int, rtoSeconds: Int) { self.workload = workload; self.rpoSeconds = rpoSeconds; self.rtoSeconds = rtoSeconds }
     }
 
+    /// `hold`: how long one measurement stands for at most; a longer silence (drctl serve down,
+    /// the store unreachable) is unmeasured time, not time the objective was met.
     public static func build(objectives: [Objectives], samples: [CatalogStore.RPOSample], drills: [DrillEvidence], statuses: [WorkloadStatus],
-                             since: Date, now: Date) -> UptimeReport {
+                             since: Date, now: Date, hold: TimeInterval = 2 * 3600) -> UptimeReport {
         var workloads: [Workload] = []
         // Per workload: [since, now] cut into stretches by its measurements.
         var timelines: [String: [Span]] = [:]
@@ -109,9 +111,11 @@ public struct UptimeReport: Sendable, Codable, Equatable {
             var open: Breach?
             for (i, s) in mine.enumerated() {
                 let from = max(s.at, since)
-                let to = min(i + 1 < mine.count ? mine[i + 1].at : now, now)
+                let to = min(i + 1 < mine.count ? mine[i + 1].at : now, now, s.at.addingTimeInterval(hold))
                 guard to > from else { continue }
                 let met = s.rpoSeconds.map { $0 <= s.objectiveSeconds } ?? false
+                // A silence before this measurement ends an open breach: what happened then is not known.
+                if let b = open, b.to < from { breaches.append(b); open = nil }
                 spans.append(Span(from: from, to: to, met: met))
                 if met {
                     if let b = open { breaches.append(b); open = nil }

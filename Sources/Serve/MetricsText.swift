@@ -18,14 +18,20 @@ public enum MetricsText {
     public struct Role: Sendable, Equatable {
         public var replica: String
         public var leader: Bool
-        public init(replica: String, leader: Bool) { self.replica = replica; self.leader = leader }
+        /// Whether it exports the workload, drill, copy and alert families: the leader, and a
+        /// follower while no other replica holds a valid lease (the alerts must not go blind).
+        public var exportsWork: Bool
+        public init(replica: String, leader: Bool, exportsWork: Bool? = nil) {
+            self.replica = replica; self.leader = leader; self.exportsWork = exportsWork ?? leader
+        }
     }
 
     /// `now`: the measured RPO is the age of the newest recoverable point at scrape time, so it
     /// keeps growing between catalog syncs as a real loss would. A follower (`role.leader`
     /// false) leaves out the workload, drill, copy and job families: every replica reads the
     /// same bucket, and the alerts on them would fire once per replica. Its own catalog syncs
-    /// and the store's reachability it reports as every replica does.
+    /// and the store's reachability it reports as every replica does. While no replica holds a
+    /// valid lease, every replica exports them all.
     public static func render(_ s: Snapshot, counters: Counters = Counters(), now: Date = Date(), role: Role? = nil) -> String {
         var out = ""
         out.reserveCapacity(256 + s.workloads.count * 1500)
@@ -42,7 +48,7 @@ public enum MetricsText {
             family("drctl_leader", "gauge", "1 if this replica holds the lease and runs the scheduled work, else 0.",
                    [([("replica", role.replica)], role.leader ? 1 : 0)])
         }
-        let follower = role.map { !$0.leader } ?? false
+        let follower = role.map { !$0.exportsWork } ?? false
         let ws = follower ? [] : s.workloads.sorted { $0.status.workload < $1.status.workload }
         func per(_ value: (Snapshot.Workload) -> Double?) -> [([(String, String)], Double)] {
             ws.compactMap { w in value(w).map { ([("workload", w.status.workload)], $0) } }

@@ -55,15 +55,17 @@ public struct SlotJournal: Sendable {
         try storage.put(layout.slotDoneKey(job: job, stamp: Self.stamp(slot)), bytes: Array(try Self.encoder.encode(e)), contentType: "application/json")
     }
 
-    /// Claims without an end, newest first (at most `limit`): jobs a replica started and did not finish.
-    public func unfinished(limit: Int = 50) throws -> [Claim] {
+    /// Claims without an end, newest first (at most `limit`), whose object was last written
+    /// before `modifiedBefore` (the store's Last-Modified, not anything the record says): jobs a
+    /// replica started and did not finish.
+    public func unfinished(modifiedBefore: Date, limit: Int = 50) throws -> [Claim] {
         var claims: [String] = []
         var ends = Set<String>()
         try storage.list(prefix: layout.slotPrefix(job: job), delimiter: "/", startAfter: nil) { objects, _ in
             for o in objects {
                 let name = String(o.key.dropFirst(layout.slotPrefix(job: job).count))
                 if name.hasSuffix(".done.json") { ends.insert(String(name.dropLast(10))) }
-                else if name.hasSuffix(".json") { claims.append(String(name.dropLast(5))) }
+                else if name.hasSuffix(".json"), let at = o.lastModified, at < modifiedBefore { claims.append(String(name.dropLast(5))) }
             }
         }
         var out: [Claim] = []

@@ -106,13 +106,16 @@ struct ServeCommand: ParsableCommand {
             state.copies = { [s3] in try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
             let log = ServiceLog()
             let me = replicaName
+            // This process's name in the Lease: a restarted pod keeps its name but is not its
+            // predecessor (it adopts what that one left, and waits out its lease), as controller-runtime does.
+            let identity = "\(me)_\(UUID().uuidString.prefix(8).lowercased())"
             var elector: LeaderElector?
             if leaderElection {
                 KubeClient.processUserAgent = "drctl (replica \(me))"
                 // Short transport timeouts: a renewal that hangs must not outlast the deadline.
                 let leaseClient = try kube.client(timeouts: TimeoutOptions(connect: 2, stall: Int(max(1, retryPeriod))))
                 elector = LeaderElector(kube: leaseClient, namespace: leaseNamespace ?? credentialsNamespace, name: leaseName,
-                                        identity: me, timing: leaseTiming, log: log.callAsFunction)
+                                        identity: identity, timing: leaseTiming, log: log.callAsFunction)
             }
             /// A leader-only job's body run once per slot: claimed in `store`'s bucket first
             /// (replicated only), its end recorded after.
@@ -181,7 +184,7 @@ struct ServeCommand: ParsableCommand {
             }
             if let a = set.alerting, let url = alertmanager ?? a.alertmanager?.value {
                 // The alert path, proven on its own schedule: a test alert to each receiver (DrctlAlertRouteBroken reads the result).
-                let cron = try a.checkSchedule?.value ?? Cron("*/15 * * * *", dialect: .drctl)
+                let cron = try a.checkSchedule?.value ?? Cron("0 * * * *", dialect: .drctl)
                 let check = AlertPathCheck(policy: a, api: AlertmanagerClient(base: url), alertmanager: url)
                 jobs.append(.init(name: "alerts-check", kind: .check, cron: cron) {
                     let r = check.run()
@@ -195,7 +198,7 @@ struct ServeCommand: ParsableCommand {
             let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector?.isLeader ?? true }, log: log.callAsFunction)
             state.failures = { scheduler.failures }
             if let elector {
-                state.role = { MetricsText.Role(replica: me, leader: elector.isLeader) }
+                state.role = { MetricsText.Role(replica: me, leader: elector.isLeader, exportsWork: elector.isLeader || !elector.anotherLeads) }
                 state.leaderName = { elector.holder }
             }
             state.alive = { scheduler.alive(now: Date()) ? (true, "") : (false, "the scheduler has not ticked for 30 s") }
@@ -230,16 +233,21 @@ struct ServeCommand: ParsableCommand {
             }
             if let elector {
                 let adopt: @Sendable () -> Void = { [kube, mode] in
-                    Self.adoptAbandoned(set: set, open: open, replica: me, kube: mode == .cluster ? { try kube.client() } : nil, log: log.callAsFunction)
+                    // Claims made before this term began: what a replica that went away left.
+                    guard let since = elector.leadingSince else { return }
+                    Self.adoptAbandoned(set: set, open: open, identity: identity, before: since,
+                                        kube: mode == .cluster ? { try kube.client() } : nil, log: log.callAsFunction)
                 }
-                Cleanup.shared.addAction { elector.release() }
+                // On SIGTERM: lead no more before anything is torn down, hand the lease back after.
+                Cleanup.shared.addFirstAction { elector.resign() }
+                Cleanup.shared.addLastAction { elector.release() }
                 Thread.detachNewThread {
-                    elector.run(started: { Thread.detachNewThread { adopt() } }, stopped: { lost in
-                        guard lost else { return }
+                    elector.run(started: { Thread.detachNewThread { adopt() } }, stopped: { _ in
                         // Another replica may take the lease once it has expired: stop writing
                         // before then. The drill's teardown gets two seconds, the next leader
                         // deletes what it leaves; the restart rejoins as a follower.
                         log("stopping: leadership lost; a running drill is torn down and the process exits 1")
+                        elector.resign()
                         Thread.detachNewThread { Cleanup.shared.runAll() }
                         Thread.sleep(forTimeInterval: 2)
                         _exit(1)
@@ -250,22 +258,26 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
-    /// A new leader's first duty: the slots another replica claimed and never ended (it died or
-    /// was cut off mid-job) are ended as adopted, after deleting the scratch namespaces of their
-    /// drills (cluster mode; a host drill's directory went with its pod).
-    static func adoptAbandoned(set: PolicySet, open: StoreOpener, replica: String, kube: (() throws -> KubeClient)?, log: (String) -> Void) {
+    /// A new leader's first duty: the slots another process claimed before this term began and
+    /// never ended (it died or was cut off mid-job) are ended as adopted, after deleting the
+    /// scratch namespaces of their drills (cluster mode; a host drill's directory went with its
+    /// pod). "Before" is the claim object's Last-Modified, which the store sets: a claim rewritten
+    /// since (by anyone) is not adopted, so a forged holder cannot get a live drill torn down.
+    static func adoptAbandoned(set: PolicySet, open: StoreOpener, identity: String, before: Date, kube: (() throws -> KubeClient)?, log: (String) -> Void) {
         for p in set.backupPolicies where p.drill != nil {
             guard let store = set.objectStore(named: (p.drill?.from ?? p.objectStore).value) ?? set.objectStore(named: p.objectStore.value) else { continue }
             let job = "drill-\(p.name.value)"
             do {
                 let journal = SlotJournal(storage: try open(store).storage, drctlPrefix: store.prefixes.drctl.value, job: job)
-                for c in try journal.unfinished() where c.holder != replica {
+                for c in try journal.unfinished(modifiedBefore: before) where c.holder != identity {
                     let slot = "\(job)/\(SlotJournal.stamp(c.slot))"
+                    var note = "adopted"
                     if let kube {
-                        let gone = try ClusterDrill.removeAbandoned(try kube(), slot: slot) { log("adopting \(slot): \($0)") }
-                        log("adopting \(slot) of \(c.holder): \(gone.count) scratch namespaces deleted")
+                        let (gone, left) = try ClusterDrill.removeAbandoned(try kube(), slot: slot) { log("adopting \(slot): \($0)") }
+                        log("adopting \(slot) of \(c.holder): \(gone.count) scratch namespaces deleted\(left.isEmpty ? "" : ", \(left.joined(separator: ", ")) left to the janitor")")
+                        if !left.isEmpty { note = "adopted; left to the janitor: \(left.joined(separator: ", "))" }
                     }
-                    try journal.end(slot: c.slot, result: "adopted", by: replica, now: Date())
+                    try journal.end(slot: c.slot, result: note, by: identity, now: Date())
                 }
             } catch {
                 log("adopting the unfinished drills of \(p.name.value): \(error)")

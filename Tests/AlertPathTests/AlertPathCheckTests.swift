@@ -15,7 +15,9 @@ import Testing
         var integration: [String: String] = [:]
         var down = false
         var posted: [PostedAlert] = []
-        var requests: [String: Int] = [:], failed: [String: Int] = [:]
+        var requests: [String: Int] = [:], failed: [String: Int] = [:], notificationsFailed: [String: Int] = [:]
+        /// receiver -> its requests fail but Alertmanager keeps retrying (a 5xx): no final failure.
+        var retrying: Set<String> = []
 
         func post(_ alerts: [PostedAlert]) throws {
             try lock.withLock {
@@ -27,7 +29,10 @@ import Testing
                         let name = String(target.split(separator: "/").last ?? "")
                         let i = integration[name] ?? "webhook"
                         requests[i, default: 0] += 1
-                        if outcome[name] == false { failed[i, default: 0] += 1 }
+                        if outcome[name] == false {
+                            failed[i, default: 0] += 1
+                            if !retrying.contains(name) { notificationsFailed[i, default: 0] += 1 }
+                        }
                     }
                 }
             }
@@ -45,7 +50,8 @@ import Testing
                 return (["slack", "webhook"].map { i in
                     "alertmanager_notification_requests_total{integration=\"\(i)\"} \(requests[i] ?? 0)\n" +
                     "alertmanager_notification_latency_seconds_count{integration=\"\(i)\"} \(requests[i] ?? 0)\n" +
-                    "alertmanager_notification_requests_failed_total{integration=\"\(i)\"} \(failed[i] ?? 0)\n"
+                    "alertmanager_notification_requests_failed_total{integration=\"\(i)\"} \(failed[i] ?? 0)\n" +
+                    "alertmanager_notifications_failed_total{integration=\"\(i)\"} \(notificationsFailed[i] ?? 0)\n"
                 }).joined()
             }
         }
@@ -78,7 +84,27 @@ import Testing
         let firing = am.posted.filter { $0.endsAt > $0.startsAt.addingTimeInterval(1) }
         #expect(Set(firing.map { $0.labels["drctl_check_id"] ?? "" }).count == 2)
         #expect(am.posted.count == 4)
+        // Resolved only after both were checked.
+        #expect(am.posted.prefix(2).allSatisfy { $0.endsAt > $0.startsAt.addingTimeInterval(1) } && am.posted.suffix(2).allSatisfy { $0.endsAt <= $0.startsAt.addingTimeInterval(1) })
         #expect(firing.allSatisfy { $0.labels["alertname"] == "DrctlAlertPathCheck" && $0.labels["namespace"] == "drctl" })
+    }
+
+    /// A 5xx Alertmanager retries is not yet a broken route: failed only if no request succeeded
+    /// by the timeout.
+    @Test func failuresStillRetriedAreFailedOnlyAtTheTimeout() {
+        let am = FakeAlertmanager()
+        am.outcome = ["slack": false, "heartbeat": true]
+        am.retrying = ["slack"]
+        let r = check(am)
+        #expect(r.receivers[0].state == .failed && r.receivers[0].detail.contains("Alertmanager still retries"), "\(r.receivers[0])")
+    }
+
+    /// Another namespace's receiver of the same name is not ours.
+    @Test func anotherConfigsReceiverOfTheSameNameIsNotRouted() {
+        let am = FakeAlertmanager()
+        am.outcome = ["slack": true, "heartbeat": true]
+        am.route = ["slack": ["team-b/alerts/slack"]]
+        #expect(check(am).receivers[0].state == .notRouted)
     }
 
     @Test func anAlertRoutedElsewhereIsNotRouted() {
@@ -110,7 +136,7 @@ import Testing
             """
         let c = NotificationCounters(parsing: text)
         #expect(c.notificationsFailed["slack"] == 3 && c.notifications["slack"] == 7 && c.requests["webhook"] == 3)
-        let (attempts, failures) = c.since(NotificationCounters(), integration: "slack")
-        #expect(attempts == 5 && failures == 3, "answered requests, not started ones")
+        let o = c.since(NotificationCounters(), integration: "slack")
+        #expect(o.failedNotifications == 3 && o.succeeded == 5, "answered requests, not started ones: \(o)")
     }
 }

@@ -63,7 +63,8 @@ def receiver(r, prefix, secrets):
             **({"title": c["title"]} if "title" in c else {}), **({"text": c["text"]} if "text" in c else {})})
     for c in r.get("webhookConfigs", []):
         out.setdefault("webhook_configs", []).append({
-            "url": c["url"] if "url" in c else secret(secrets, c["urlSecret"]), "send_resolved": c.get("sendResolved", False)})
+            # Alertmanager's webhook default is send_resolved: true; Slack's is false.
+            "url": c["url"] if "url" in c else secret(secrets, c["urlSecret"]), "send_resolved": c.get("sendResolved", True)})
     return out
 
 

@@ -170,3 +170,60 @@ struct KubeConfigParsingTests {
             .contains("cannot read certificate-authority /k/ca.crt"))
     }
 }
+
+/// Leases on the test server as the API server documents them, and two electors on one Lease.
+@Suite(.serialized) struct LeaseServerTests {
+    let api: KubeAPI
+    init() throws { api = try KubeAPI() }
+
+    func client() throws -> KubeClient {
+        try KubeClient(config: KubeConfig.resolve(kubeconfig: api.kubeconfig("token"), context: nil, namespace: nil))
+    }
+
+    func put(_ k: KubeClient, rv: String?, renewTime: String = "2026-12-03T10:00:00.000000Z") throws -> [String: Any] {
+        var meta: [String: Any] = ["name": "l", "namespace": "default"]
+        if let rv { meta["resourceVersion"] = rv }
+        let o: [String: Any] = ["apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                                "spec": ["holderIdentity": "x", "leaseDurationSeconds": 15, "renewTime": renewTime]]
+        return try k.request("PUT", "/apis/coordination.k8s.io/v1/namespaces/default/leases/l", body: Array(try JSONSerialization.data(withJSONObject: o)))
+    }
+
+    @Test func updatesAreConditionalAndTimesAreMicroTime() throws {
+        let k = try client()
+        // AllowCreateOnUpdate: a PUT to a missing Lease creates it.
+        let created = try put(k, rv: nil)
+        let rv = try #require((created["metadata"] as? [String: Any])?["resourceVersion"] as? String)
+        // AllowUnconditionalUpdate is false for Leases.
+        #expect(throws: KubeError.self) { _ = try put(k, rv: nil) }
+        do { _ = try put(k, rv: nil) } catch let e as KubeError { #expect(e.code == 422 && e.message.contains("must be specified for an update"), "\(e)") }
+        let updated = try put(k, rv: rv)
+        // The resourceVersion it was read at is stale now: 409.
+        do { _ = try put(k, rv: rv); Issue.record("a stale resourceVersion was accepted") } catch let e as KubeError { #expect(e.code == 409 && e.message.contains("the object has been modified"), "\(e)") }
+        let rv2 = try #require((updated["metadata"] as? [String: Any])?["resourceVersion"] as? String)
+        do { _ = try put(k, rv: rv2, renewTime: "2026-12-03T10:00:00Z"); Issue.record("a time without microseconds was accepted") } catch let e as KubeError { #expect(e.code == 400, "\(e)") }
+    }
+
+    /// Two electors on one Lease: one leads; the other takes over only once the leader stops
+    /// renewing and its lease duration has passed (short timings, as the HA test's are real).
+    @Test func twoElectorsHaveOneLeaderAndTheOtherTakesOverOnlyAfterTheLease() throws {
+        let timing = LeaseTiming(leaseDuration: 3, renewDeadline: 2, retryPeriod: 0.5)
+        let a = LeaderElector(kube: try client(), namespace: "default", name: "ha", identity: "a", timing: timing, log: { _ in })
+        let b = LeaderElector(kube: try client(), namespace: "default", name: "ha", identity: "b", timing: timing, log: { _ in })
+        #expect(a.tryAcquireOrRenew() && a.isLeader)
+        #expect(!b.tryAcquireOrRenew() && !b.isLeader && b.holder == "a" && b.anotherLeads)
+        let seen = Date()
+        for _ in 0..<4 { usleep(500_000); #expect(a.tryAcquireOrRenew()); #expect(!b.tryAcquireOrRenew()) }
+        // a stops renewing: b waits the lease duration from its last sight of a renewal.
+        var takenAfter: TimeInterval?
+        let lastRenewal = Date()
+        while Date().timeIntervalSince(seen) < 20 {
+            if b.tryAcquireOrRenew() { takenAfter = Date().timeIntervalSince(lastRenewal); break }
+            usleep(100_000)
+        }
+        let after = try #require(takenAfter, "b never took over")
+        #expect(after >= 3 - 0.2, "b took the lease \(after) s after a's last renewal")
+        #expect(b.isLeader && !a.isLeader, "a's renew deadline has passed too")
+        // a, back, may not write over b's lease: its resourceVersion is stale and the record is b's.
+        #expect(!a.tryAcquireOrRenew() && !a.isLeader)
+    }
+}

@@ -243,14 +243,14 @@ def load_schemas(d):
     return {key: jsonschema.Draft7Validator(vm.strict(schema)) for key, schema in vm.load_crds(d).items()}
 
 
-MICROTIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+MICROTIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
 
 
 def lease_validation(obj):
     """pkg/apis/coordination/validation ValidateLeaseSpec: leaseDurationSeconds and
-    leaseTransitions are not negative, and the duration, when set, is more than 0; acquireTime
-    and renewTime are MicroTime (RFC 3339 with microseconds), which the API server cannot
-    decode otherwise."""
+    leaseTransitions are not negative, and the duration, when set, is more than 0. acquireTime
+    and renewTime are MicroTime, decoded with Go's layout RFC3339Micro (exactly six fractional
+    digits): anything else does not decode (returned as "decode" causes, answered 400)."""
     spec = obj.get("spec") or {}
     causes = []
     d = spec.get("leaseDurationSeconds")
@@ -262,7 +262,7 @@ def lease_validation(obj):
     for f in ("acquireTime", "renewTime"):
         v = spec.get(f)
         if v is not None and (not isinstance(v, str) or not MICROTIME.match(v)):
-            causes.append({"reason": "FieldValueInvalid", "field": "spec." + f, "message": f"Invalid value: {v!r}: not a MicroTime"})
+            causes.append({"reason": "decode", "field": "spec." + f, "message": f'parsing time "{v}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse'})
     return causes
 
 
@@ -1204,15 +1204,33 @@ class Handler(http.server.BaseHTTPRequestHandler):
         """PUT, a whole-object update (call with the lock held). Optimistic concurrency as
         kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions documents: a
         metadata.resourceVersion that is not the current one is 409 Conflict, "the object has been
-        modified"; one left out is an unconditional update, which Leases allow (their strategy's
-        AllowUnconditionalUpdate is true), so a client that forgets it overwrites another's lease
-        and the test sees two leaders. The name in the body must be the URL's (400)."""
+        modified". Leases (pkg/registry/coordination/lease/strategy.go) do not allow an
+        unconditional update (AllowUnconditionalUpdate false: a PUT without resourceVersion is
+        422) and do allow create on update (a PUT to a missing Lease creates it). Other kinds here
+        take an unconditional update, the more dangerous reading. The name in the body must be the
+        URL's (400)."""
         if obj.get("metadata", {}).get("name") not in (None, name):
             return status(400, "BadRequest", f'the name of the object ({obj["metadata"]["name"]}) does not match the name on the URL ({name})')
+        lease = key[0] == "coordination.k8s.io/v1"
         current = store.get(key)
-        if current is None:
-            return status(404, "NotFound", f'{resource}{"." + group if group else ""} "{name}" not found', name=name, kind=resource, group=group)
         sent = obj.get("metadata", {}).get("resourceVersion")
+        if current is None:
+            if not lease:
+                return status(404, "NotFound", f'{resource}{"." + group if group else ""} "{name}" not found', name=name, kind=resource, group=group)
+            if sent:
+                return status(409, "Conflict", f'Operation cannot be fulfilled on {resource}.{group} "{name}": the object has been modified; please apply your changes to the latest version and try again',
+                              name=name, kind=resource, group=group)
+            candidate = copy.deepcopy(obj)
+            candidate.setdefault("metadata", {}).update({"name": name, "namespace": key[2]})
+            refused = self.checks(key, candidate, None, user, groups, kind, False)
+            if refused:
+                return refused
+            store_new(key, candidate, key[2], manager, "Update", user)
+            return 201, public(store[key])
+        if lease and not sent:
+            return status(422, "Invalid", f'Lease.coordination.k8s.io "{name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update',
+                          causes=[{"reason": "FieldValueInvalid", "field": "metadata.resourceVersion", "message": "Invalid value: 0x0: must be specified for an update"}],
+                          name=name, kind=resource, group=group)
         if sent and sent != current["metadata"]["resourceVersion"]:
             return status(409, "Conflict", f'Operation cannot be fulfilled on {resource}{"." + group if group else ""} "{name}": the object has been modified; please apply your changes to the latest version and try again',
                           name=name, kind=resource, group=group)
@@ -1252,6 +1270,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return refused
         if key[0] == "coordination.k8s.io/v1":
             causes = lease_validation(obj)
+            undecodable = [c for c in causes if c["reason"] == "decode"]
+            if undecodable:
+                return status(400, "BadRequest", "; ".join(c["message"] for c in undecodable))
             if causes:
                 return status(422, "Invalid", f'Lease.coordination.k8s.io "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
                               causes=causes, name=key[3], kind=resource, group="coordination.k8s.io")

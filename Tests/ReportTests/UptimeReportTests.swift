@@ -25,7 +25,7 @@ import Testing
         let drills = [drill("a", 0.5, .passed, rto: 100), drill("a", 1.5, .passed, rto: 300), drill("a", 2.5, .passed, rto: 200),
                       drill("a", 3.5, .failed, rto: 50), drill("a", -2, .passed, rto: 999)]
         return UptimeReport.build(objectives: [.init(workload: "a", rpoSeconds: 300, rtoSeconds: 250), .init(workload: "b", rpoSeconds: 3600, rtoSeconds: 600)],
-                                  samples: samples, drills: drills, statuses: [], since: at(-1), now: at(4))
+                                  samples: samples, drills: drills, statuses: [], since: at(-1), now: at(4), hold: 24 * 3600)
     }
 
     /// Each measurement holds until the next; before the first nothing is known (not counted).
@@ -66,5 +66,18 @@ import Testing
         let r = UptimeReport.build(objectives: [.init(workload: "a", rpoSeconds: 300, rtoSeconds: 60)], samples: [], drills: [], statuses: [], since: at(0), now: at(1))
         #expect(r.workloads[0].rpoMetShare == nil && r.uptime.measuredShare == nil)
         #expect(ReportRendering.markdown(r).contains("No RPO measurements in the window"))
+    }
+}
+
+extension UptimeReportTests {
+    /// A measurement stands for at most `hold`: a silence (serve down) is not time met.
+    @Test func aLongSilenceIsUnmeasuredNotMet() throws {
+        let samples = [CatalogStore.RPOSample(workload: "a", at: at(0), rpoSeconds: 60, objectiveSeconds: 300, status: "PROTECTED", reasons: nil),
+                       .init(workload: "a", at: at(10), rpoSeconds: 60, objectiveSeconds: 300, status: "PROTECTED", reasons: nil)]
+        let r = UptimeReport.build(objectives: [.init(workload: "a", rpoSeconds: 300, rtoSeconds: 60)], samples: samples, drills: [], statuses: [],
+                                   since: at(0), now: at(11))
+        let a = try #require(r.workloads.first)
+        #expect(a.measuredSeconds == 3 * 3600 && a.metSeconds == 3 * 3600, "2 h after the first measurement, 1 h after the second: \(a)")
+        #expect(a.spans.count == 2, "the silence is a hole in the chart: \(a.spans)")
     }
 }
