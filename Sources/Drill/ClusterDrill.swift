@@ -37,67 +37,57 @@ public struct ClusterDrill {
     }
 
     /// Deletes the scratch namespaces of a drill whose runner went away (a leader killed
-    /// mid-drill): drill namespaces (label and prefix) annotated with `slot`, each once the
-    /// Restore writing into it has settled. Returns the namespaces deleted, and those left (a
-    /// Restore still running, a refused deletion) to the janitor, which deletes them at expiry.
+    /// mid-drill): drill namespaces annotated with `slot`, each once the Restore writing into it
+    /// has settled. Returns the namespaces deleted, and those left (a Restore still running, a
+    /// refused deletion) to the janitor, which deletes them at expiry.
     public static func removeAbandoned(_ kube: KubeClient, slot: String, veleroNamespace: String = "velero",
                                        progress: (String) -> Void) throws -> (deleted: [String], left: [String]) {
-        var deleted: [String] = [], left: [String] = []
-        for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
-            let meta = ns["metadata"] as? [String: Any] ?? [:]
-            let name = meta["name"] as? String ?? ""
-            let labels = meta["labels"] as? [String: String] ?? [:]
-            let annotations = meta["annotations"] as? [String: String] ?? [:]
-            guard DrillManifests.isDrillNamespace(name: name, labels: labels), annotations[DrillManifests.slotAnnotation] == slot else { continue }
-            if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
-            do {
-                // A Restore still writing into it would make it again, unlabelled, after the deletion.
-                let restore = annotations[DrillManifests.restoreAnnotation] ?? name
-                settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 60)
-                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), !restoreIsTerminal(r) {
-                    progress("\(name): Velero restore \(restore) still writes into it; left to the janitor")
-                    left.append(name)
-                    continue
-                }
-                try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
-                progress("deleted \(name), left by the drill of slot \(slot)")
-                deleted.append(name)
-            } catch {
-                progress("could not delete \(name) (the janitor will at its expiry): \(error)")
-                left.append(name)
-            }
-        }
-        return (deleted, left)
+        let (deleted, left) = try deleteDrillNamespaces(kube, veleroNamespace: veleroNamespace, settle: 60) { $0[DrillManifests.slotAnnotation] == slot }
+        for name in deleted { progress("deleted \(name), left by the drill of slot \(slot)") }
+        for (name, why) in left { progress("\(name): \(why); left to the janitor") }
+        return (deleted, left.map(\.0))
     }
 
     /// Deletes drill namespaces whose expiry has passed (left by a killed run). A namespace is
     /// only ever deleted with the drill label and the `drill-` prefix both present, and not while
     /// the Restore writing into it runs. One that cannot be deleted is reported and passed over.
     public static func janitor(_ kube: KubeClient, now: Date, veleroNamespace: String = "velero", progress: (String) -> Void) throws -> [String] {
-        var deleted: [String] = []
+        let (deleted, left) = try deleteDrillNamespaces(kube, veleroNamespace: veleroNamespace, settle: nil) {
+            $0[DrillManifests.expiresAnnotation].flatMap(RFC3339.parse).map { $0 < now } ?? false
+        }
+        for name in deleted { progress("janitor: deleted expired drill namespace \(name)") }
+        for (name, why) in left { progress("janitor: \(name) expired, but \(why); left for the next run") }
+        return deleted
+    }
+
+    /// The drill namespaces (drctl's label and the `drill-` prefix both, not already going)
+    /// whose annotations `which` selects, each deleted unless the Velero Restore writing into it
+    /// still runs (after waiting up to `settle` seconds for it): deleting under it would have
+    /// Velero make the namespace again, unlabelled. Returns those deleted and those left, with why.
+    static func deleteDrillNamespaces(_ kube: KubeClient, veleroNamespace: String, settle wait: TimeInterval?,
+                                      which: ([String: String]) -> Bool) throws -> (deleted: [String], left: [(String, String)]) {
+        var deleted: [String] = [], left: [(String, String)] = []
         for ns in try kube.list(apiVersion: "v1", kind: "Namespace", labelSelector: "\(DrillManifests.label)=true") {
             let meta = ns["metadata"] as? [String: Any] ?? [:]
             let name = meta["name"] as? String ?? ""
             let labels = meta["labels"] as? [String: String] ?? [:]
             let annotations = meta["annotations"] as? [String: String] ?? [:]
-            let expires = annotations[DrillManifests.expiresAnnotation].flatMap(RFC3339.parse)
-            guard DrillManifests.isDrillNamespace(name: name, labels: labels), let expires, expires < now else { continue }
+            guard DrillManifests.isDrillNamespace(name: name, labels: labels), which(annotations) else { continue }
             if (ns["status"] as? [String: Any])?["phase"] as? String == "Terminating" { continue }
             do {
-                // A Restore still writing into it would make it again, unlabelled, after the deletion.
                 let restore = annotations[DrillManifests.restoreAnnotation] ?? name
-                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), !Self.restoreIsTerminal(r) {
-                    progress("janitor: \(name) expired, but Velero restore \(restore) still writes into it; left for the next run")
+                if let wait { settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: wait) }
+                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), !restoreIsTerminal(r) {
+                    left.append((name, "Velero restore \(restore) still writes into it"))
                     continue
                 }
                 try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
-                progress("janitor: deleted expired drill namespace \(name)")
                 deleted.append(name)
             } catch {
-                progress("janitor: could not delete expired drill namespace \(name): \(error)")
+                left.append((name, "it could not be deleted (\(error))"))
             }
         }
-        return deleted
+        return (deleted, left)
     }
 
     public func run(progress: @escaping (String) -> Void) -> DrillEvidence {
