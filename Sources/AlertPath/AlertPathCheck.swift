@@ -12,6 +12,8 @@ public protocol AlertmanagerAPI: Sendable {
     func receivers(ofAlertLabelled label: String, _ value: String) throws -> [String]?
     /// GET /metrics: the Prometheus text exposition.
     func metrics() throws -> String
+    /// GET of a receiver's read-back URL: what it received, as text.
+    func readBack(_ url: String) throws -> String
 }
 
 public struct PostedAlert: Sendable, Equatable {
@@ -175,10 +177,38 @@ public struct AlertPathCheck: Sendable {
                                            ReceiverCheck(receiver: $0.name.value, integration: $0.integration, state: .unknown, detail: "not checked: Alertmanager did not answer", checkedAt: clock())
                                        }, checkedAt: started)
             }
+            if result.state == .delivered, let url = r.readBack {
+                result = receipt(result, id: id, url: url, deadline: clock().addingTimeInterval(timeout))
+            }
             progress("\(name): \(result.state.rawValue)\(result.detail.isEmpty ? "" : ": " + result.detail)")
             out.append(result)
         }
         return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: true, error: nil, receivers: out, checkedAt: started)
+    }
+
+    /// Alertmanager says delivered: the receipt, read back from the receiver, must say so too
+    /// (a proxy answering 200 and dropping the alert is no delivery).
+    func receipt(_ r: ReceiverCheck, id: String, url: String, deadline: Date) -> ReceiverCheck {
+        var r = r
+        var last = ""
+        while true {
+            do {
+                if try api.readBack(url).contains(id) {
+                    r.detail = "receipt read back"
+                    return r
+                }
+                last = "the test alert \(id) is not in what it received"
+            } catch {
+                last = "reading it back failed: \(KnownSecrets.shared.redactor.redact("\(error)"))"
+            }
+            if clock() >= deadline {
+                r.state = .failed
+                r.detail = "Alertmanager counts it delivered, but \(last) within \(Int(timeout)) s"
+                r.checkedAt = clock()
+                return r
+            }
+            sleep(poll)
+        }
     }
 
     func waitForOutcome(_ name: String, _ integration: String, id: String, since before: NotificationCounters, deadline: Date) throws -> ReceiverCheck {

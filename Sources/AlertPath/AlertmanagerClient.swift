@@ -12,6 +12,18 @@ public struct AlertmanagerClient: AlertmanagerAPI {
         self.transport = transport
     }
 
+    public func readBack(_ url: String) throws -> String {
+        let handler = CollectingHandler(limit: 16 << 20)
+        let r: HTTPResponse
+        do {
+            r = try transport.perform(HTTPRequest(method: "GET", url: url, headers: [("Accept", "*/*")]), handler: handler)
+        } catch let e as TransportError {
+            throw LocalError(e.message)
+        }
+        guard (200..<300).contains(r.status) else { throw LocalError("GET \(url): HTTP \(r.status)") }
+        return String(decoding: handler.data, as: UTF8.self)
+    }
+
     func send(_ method: String, _ path: String, body: [UInt8]? = nil) throws -> [UInt8] {
         let handler = CollectingHandler(limit: 16 << 20)
         var headers: [(name: String, value: String)] = [("Accept", "application/json")]

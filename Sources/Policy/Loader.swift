@@ -253,6 +253,10 @@ public enum PolicyLoader {
                 spec.owner.diags.error(n.location, "spec.receivers[].name '\(n.value)' is given twice")
             }
             let watchdog = r.bool("watchdog") ?? false
+            let readBack = r.string("readBack")
+            if let u = readBack, !(u.value.hasPrefix("http://") || u.value.hasPrefix("https://")) {
+                spec.owner.diags.error(u.location, "spec.receivers[].readBack '\(u.value)' must be an http:// or https:// URL")
+            }
             var target: AlertingPolicy.Receiver.Target?
             if let sl = r.node("slack")?.fields("spec.receivers[].slack") {
                 let channel = sl.string("channel", required: true)
@@ -273,8 +277,8 @@ public enum PolicyLoader {
             } else if target == nil && r.node("slack") == nil {
                 r.owner.error("spec.receivers[]: say where it sends: slack or webhook")
             }
-            r.finish(known: ["name", "slack", "webhook", "watchdog"])
-            if let rname, let target { receivers.append(.init(name: rname, target: target, watchdog: watchdog)) }
+            r.finish(known: ["name", "slack", "webhook", "watchdog", "readBack"])
+            if let rname, let target { receivers.append(.init(name: rname, target: target, watchdog: watchdog, readBack: readBack?.value)) }
         }
         if !receivers.isEmpty && receivers.allSatisfy(\.watchdog) {
             spec.owner.error("spec.receivers: every receiver is a watchdog; drctl's alerts need one that is not")

@@ -250,6 +250,9 @@ public struct AlertingPolicy: Sendable {
         /// Receives DrctlWatchdog, the alert that always fires, and nothing else: a dead man's
         /// switch that pages when the watchdog stops arriving.
         public var watchdog: Bool
+        /// A URL drctl can GET to read back what the receiver got (a heartbeat service's log of
+        /// pings, a sink): the check then also waits for its test alert's id to appear there.
+        public var readBack: String?
         /// Alertmanager's name of the integration (the `integration` label of its metrics).
         public var integration: String {
             switch target { case .slack: return "slack"; case .webhook: return "webhook" }

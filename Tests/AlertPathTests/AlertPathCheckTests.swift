@@ -18,6 +18,8 @@ import Testing
         var requests: [String: Int] = [:], failed: [String: Int] = [:], notificationsFailed: [String: Int] = [:]
         /// receiver -> its requests fail but Alertmanager keeps retrying (a 5xx): no final failure.
         var retrying: Set<String> = []
+        /// receiver -> answers 200 but the alert never reaches what the read-back URL shows.
+        var dropping: Set<String> = []
 
         func post(_ alerts: [PostedAlert]) throws {
             try lock.withLock {
@@ -29,6 +31,7 @@ import Testing
                         let name = String(target.split(separator: "/").last ?? "")
                         let i = integration[name] ?? "webhook"
                         requests[i, default: 0] += 1
+                        if outcome[name] != false && !dropping.contains(name) { received.append(a.labels["drctl_check_id"] ?? "") }
                         if outcome[name] == false {
                             failed[i, default: 0] += 1
                             if !retrying.contains(name) { notificationsFailed[i, default: 0] += 1 }
@@ -44,6 +47,8 @@ import Testing
                 return route[a.labels["drctl_check_receiver"] ?? ""] ?? ["drctl/drctl/\(a.labels["drctl_check_receiver"] ?? "")"]
             }
         }
+        var received: [String] = []   // what the read-back URL shows
+        func readBack(_ url: String) throws -> String { lock.withLock { received.joined(separator: "\n") } }
         func metrics() throws -> String {
             try lock.withLock {
                 if down { throw Down() }
@@ -60,8 +65,8 @@ import Testing
     static func policy() -> AlertingPolicy {
         let here = SourceLocation(file: "a.yaml", line: 1, column: 1)
         return AlertingPolicy(name: Located("alerts", here), alertmanager: nil, statusPage: nil, checkSchedule: nil, receivers: [
-            .init(name: Located("slack", here), target: .slack(channel: "#a", apiURL: SecretKeyRef(name: "s", key: "url")), watchdog: false),
-            .init(name: Located("heartbeat", here), target: .webhook(url: "http://h", urlSecret: nil), watchdog: true),
+            .init(name: Located("slack", here), target: .slack(channel: "#a", apiURL: SecretKeyRef(name: "s", key: "url")), watchdog: false, readBack: nil),
+            .init(name: Located("heartbeat", here), target: .webhook(url: "http://h", urlSecret: nil), watchdog: true, readBack: nil),
         ])
     }
 
@@ -105,6 +110,24 @@ import Testing
         am.outcome = ["slack": true, "heartbeat": true]
         am.route = ["slack": ["team-b/alerts/slack"]]
         #expect(check(am).receivers[0].state == .notRouted)
+    }
+
+    /// A receiver with a read-back URL is delivered only when its receipt shows the test alert.
+    @Test func aReceiptThatNeverArrivesIsAFailure() {
+        let am = FakeAlertmanager()
+        am.outcome = ["slack": true, "heartbeat": true]
+        am.dropping = ["heartbeat"]
+        var p = Self.policy()
+        p.receivers[1].readBack = "http://h/received"
+        am.integration = ["slack": "slack", "heartbeat": "webhook"]
+        var c = AlertPathCheck(policy: p, api: am, alertmanager: "http://am")
+        c.timeout = 0.3
+        c.poll = 0.01
+        let r = c.run()
+        #expect(r.receivers[1].state == .failed && r.receivers[1].detail.contains("Alertmanager counts it delivered, but the test alert"), "\(r.receivers[1])")
+        am.dropping = []
+        let ok = c.run()
+        #expect(ok.receivers[1].state == .delivered && ok.receivers[1].detail == "receipt read back", "\(ok.receivers[1])")
     }
 
     @Test func anAlertRoutedElsewhereIsNotRouted() {

@@ -112,6 +112,7 @@ final class Alertmanager {
                 - name: heartbeat
                   watchdog: true
                   webhook: {url: \(sink.base)/heartbeat}
+                  readBack: \(sink.base)/__received
             """.write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
         let out = work + "/rendered"
         let (st, text) = try run(drctlBinary, ["render", policies, "--out", out])
@@ -142,6 +143,8 @@ final class Alertmanager {
         #expect(st == 1, "\(report)")
         #expect(Self.states(report) == ["slack-platform": "failed", "heartbeat": "delivered"], "\(report)")
         #expect(am.log.contains("unexpected status code 404"), "Alertmanager's own log agrees: \(am.log)")
+        let details = Dictionary(uniqueKeysWithValues: (report["receivers"] as? [[String: Any]] ?? []).map { ($0["receiver"] as? String ?? "", $0["detail"] as? String ?? "") })
+        #expect(details["heartbeat"] == "receipt read back", "drctl read the heartbeat's receipt itself: \(report)")
         // The receipt: the heartbeat got the check alert meant for it, and only that one.
         let beats = try sink.received("/heartbeat")
         #expect(beats.count >= 1 && beats.allSatisfy { $0.contains("\"drctl_check_receiver\":\"heartbeat\"") }, "\(beats)")
