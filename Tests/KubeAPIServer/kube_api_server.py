@@ -71,6 +71,7 @@ RESOURCES = {
     "postgresql.cnpg.io/v1": [("clusters", "Cluster", True), ("scheduledbackups", "ScheduledBackup", True), ("backups", "Backup", True)],
     "barmancloud.cnpg.io/v1": [("objectstores", "ObjectStore", True)],
     "monitoring.coreos.com/v1": [("prometheusrules", "PrometheusRule", True), ("servicemonitors", "ServiceMonitor", True)],
+    "monitoring.coreos.com/v1alpha1": [("alertmanagerconfigs", "AlertmanagerConfig", True)],
 }
 # Reviews: create-only, answered and never stored, served by every cluster whatever KUBE_TEST_GROUPS says.
 REVIEWS = {
