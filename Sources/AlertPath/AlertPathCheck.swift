@@ -121,6 +121,8 @@ public struct AlertPathCheck: Sendable {
 
     public init(policy: AlertingPolicy, api: any AlertmanagerAPI, alertmanager: String) {
         self.policy = policy; self.api = api; self.alertmanager = alertmanager
+        // A read-back URL may carry its service's key: never shown.
+        KnownSecrets.shared.add(policy.receivers.compactMap(\.readBack))
     }
 
     /// The AlertmanagerConfig drctl renders (its name; its namespace is `namespace`).
@@ -159,7 +161,8 @@ public struct AlertPathCheck: Sendable {
                                     annotations: ["summary": "drctl alert path check of receiver \(name) (no action needed)",
                                                   "description": "A test alert drctl alerts check sends through Alertmanager to prove \(name) receives alerts.",
                                                   "runbook_url": "\(runbookBase)/DrctlAlertRouteBroken.md"],
-                                    startsAt: now, endsAt: now.addingTimeInterval(max(300, timeout * 2)))
+                                    // Firing until the whole check is over (resolved then), however many receivers.
+                                    startsAt: now, endsAt: now.addingTimeInterval(300 + Double(policy.receivers.count) * timeout * 2))
             progress("\(name): test alert \(id) posted")
             var result: ReceiverCheck
             do {
@@ -213,6 +216,7 @@ public struct AlertPathCheck: Sendable {
 
     func waitForOutcome(_ name: String, _ integration: String, id: String, since before: NotificationCounters, deadline: Date) throws -> ReceiverCheck {
         var routed: [String]?
+        var seenSuccess = false
         while true {
             if routed == nil || !(routed ?? []).contains(where: { matches($0, name) }) {
                 routed = try api.receivers(ofAlertLabelled: "drctl_check_id", id)
@@ -223,15 +227,25 @@ public struct AlertPathCheck: Sendable {
                                      checkedAt: clock())
             }
             let o = NotificationCounters(parsing: try api.metrics()).since(before, integration: integration)
-            if o.succeeded > 0 {
-                return ReceiverCheck(receiver: name, integration: integration, state: .delivered, detail: "", checkedAt: clock())
-            }
+            // A failure first (the counters are the integration's, not the receiver's: a failure
+            // wins over another notification's success); a success only once it held for a poll,
+            // as a request's answer is counted before its failure.
             if o.failedNotifications > 0 {
                 return ReceiverCheck(receiver: name, integration: integration, state: .failed,
                                      detail: "\(integration) notification failed (\(Int(o.failedRequests)) failed requests, not retried further; Alertmanager's log has the answer, e.g. a 404 for a revoked Slack webhook)",
                                      checkedAt: clock())
             }
+            if o.succeeded > 0 && o.failedRequests == 0 {
+                if seenSuccess {
+                    return ReceiverCheck(receiver: name, integration: integration, state: .delivered, detail: "", checkedAt: clock())
+                }
+                seenSuccess = true
+            }
             if clock() >= deadline {
+                if o.succeeded > 0 {
+                    return ReceiverCheck(receiver: name, integration: integration, state: .delivered,
+                                         detail: o.failedRequests > 0 ? "after \(Int(o.failedRequests)) failed requests" : "", checkedAt: clock())
+                }
                 if o.failedRequests > 0 {
                     return ReceiverCheck(receiver: name, integration: integration, state: .failed,
                                          detail: "\(integration): \(Int(o.failedRequests)) requests failed in \(Int(timeout)) s and none succeeded (Alertmanager still retries)", checkedAt: clock())

@@ -9,7 +9,8 @@ public final class Cleanup: @unchecked Sendable {
     private let lock = NSLock()
     private var groups: [pid_t] = []
     private var dirs: [String] = []
-    private var actions: [@Sendable () -> Void] = []
+    private var actions: [(id: Int, run: @Sendable () -> Void)] = []
+    private var nextID = 0
     private var first: [@Sendable () -> Void] = []
     private var last: [@Sendable () -> Void] = []
     private var sources: [DispatchSourceSignal] = []
@@ -25,8 +26,13 @@ public final class Cleanup: @unchecked Sendable {
     public func addProcessGroup(_ pgid: pid_t) { lock.withLock { groups.append(pgid) } }
     public func removeProcessGroup(_ pgid: pid_t) { lock.withLock { groups.removeAll { $0 == pgid } } }
     public func addDirectory(_ path: String) { lock.withLock { dirs.append(path) } }
-    /// Something else to undo on a signal (e.g. delete a drill namespace).
-    public func addAction(_ action: @escaping @Sendable () -> Void) { lock.withLock { actions.append(action) } }
+    /// Something else to undo on a signal (e.g. delete a drill namespace); the id removes it
+    /// once undone on the normal path, so a long-running service does not pile them up.
+    @discardableResult
+    public func addAction(_ action: @escaping @Sendable () -> Void) -> Int {
+        lock.withLock { nextID += 1; actions.append((nextID, action)); return nextID }
+    }
+    public func removeAction(_ id: Int) { lock.withLock { actions.removeAll { $0.id == id } } }
     /// Runs before every other action (e.g. stop leading, so nothing new starts) and after them
     /// all (e.g. hand the lease back once the drill is torn down), on every cleanup.
     public func addFirstAction(_ action: @escaping @Sendable () -> Void) { lock.withLock { first.append(action) } }
@@ -80,7 +86,7 @@ public final class Cleanup: @unchecked Sendable {
         let (f, l) = lock.withLock { (first, last) }
         for action in f { action() }
         let (g, d, a) = lock.withLock { (groups, dirs, actions) }
-        for action in a { action() }
+        for action in a { action.run() }
         for pgid in g { Self.killGroup(pgid) }
         for dir in d { Self.removeTree(dir) }
         lock.withLock { groups.removeAll(); dirs.removeAll(); actions.removeAll() }

@@ -103,6 +103,7 @@ public struct ClusterDrill {
         var created: [String] = []
         var sealed: [String] = []
         let teardownState = TeardownState()
+        var teardownAction: Int?
         var verifiedAt = Date()
         let deadline = started.addingTimeInterval(Double(policy.rto.value.seconds))
         func phase<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
@@ -126,7 +127,7 @@ public struct ClusterDrill {
             try phase("namespace") {
                 // On a signal: the Restore settled first (Velero makes a namespace it restores into
                 // again, without drctl's label, if it is deleted under it), then the namespaces.
-                Cleanup.shared.addAction { [kube, veleroNamespace, teardownState] in
+                teardownAction = Cleanup.shared.addAction { [kube, veleroNamespace, teardownState] in
                     let (restore, namespaces) = teardownState.get()
                     if let restore { Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 60) }
                     for ns in namespaces { try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
@@ -226,6 +227,8 @@ public struct ClusterDrill {
                 }
             }
         }
+        // Torn down (or kept on purpose): a later signal has nothing of this drill to undo.
+        if let teardownAction { Cleanup.shared.removeAction(teardownAction) }
         let rpo = databases.compactMap(\.achieved).min().map { max(0, (target.date ?? started).timeIntervalSince($0)) }
         var evidence = DrillEvidence(id: id, workload: workload, mode: "cluster", host: kube.config.server, startedAt: started, finishedAt: Date(),
                                      target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed, error: failure,

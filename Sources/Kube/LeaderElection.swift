@@ -129,7 +129,9 @@ public final class LeaderElector: @unchecked Sendable {
     let kube: KubeClient
     let clock: @Sendable () -> Date
     let log: @Sendable (String) -> Void
-    private let lock = NSLock()
+    private let lock = NSCondition()
+    private var idle: NSCondition { lock }
+    private var inFlight = false
     private var election: LeaseElection
     private var resourceVersion: String?
     private var stopping = false
@@ -168,25 +170,30 @@ public final class LeaderElector: @unchecked Sendable {
     var path: String { "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases/\(name)" }
 
     /// One try: read the Lease, write it as ours if we may. Returns whether we hold it now.
+    /// After `resign()` it only renews a lease already ours (the teardown keeps it until
+    /// `release()`), and after `release()` began it writes nothing.
     @discardableResult
     public func tryAcquireOrRenew() -> Bool {
         let started = clock()
         do {
             let current: LeaseRecord?
+            var rv: String?
             do {
                 let o = try kube.request("GET", path)
                 current = LeaseRecord(spec: o["spec"] as? [String: Any] ?? [:])
-                lock.withLock { resourceVersion = (o["metadata"] as? [String: Any])?["resourceVersion"] as? String }
+                rv = (o["metadata"] as? [String: Any])?["resourceVersion"] as? String
             } catch let e as KubeError where e.isNotFound {
                 current = nil
             }
             let next = lock.withLock { () -> LeaseRecord? in
                 let n = election.attempt(current: current, now: clock())
                 leaderNow = election.observed?.holder
+                if stopping || (resigned && current?.holder != election.identity) { return nil }
                 return n
             }
             guard let next else { return false }
-            try write(next, create: current == nil)
+            // The resourceVersion this try read: a write over anyone else's since is 409 Conflict.
+            try write(next, resourceVersion: current == nil ? nil : rv)
             lock.withLock {
                 election.wrote(next, startedAt: started, now: clock())
                 leaderNow = next.holder
@@ -198,29 +205,29 @@ public final class LeaderElector: @unchecked Sendable {
         }
     }
 
-    func write(_ record: LeaseRecord, create: Bool) throws {
+    /// Creates the Lease (`resourceVersion` nil) or replaces the version read.
+    func write(_ record: LeaseRecord, resourceVersion rv: String?) throws {
         var meta: [String: Any] = ["name": name, "namespace": namespace, "labels": ["app.kubernetes.io/name": "drctl"]]
-        // The resourceVersion read: a write over anyone else's (409 Conflict) fails this try.
-        if !create, let rv = lock.withLock({ resourceVersion }) { meta["resourceVersion"] = rv }
+        if let rv { meta["resourceVersion"] = rv }
         let object: [String: Any] = ["apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": record.spec]
         let body = Array(try JSONSerialization.data(withJSONObject: object))
-        let answer = create ? try kube.request("POST", "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases", body: body)
-                            : try kube.request("PUT", path, body: body)
+        let answer = rv == nil ? try kube.request("POST", "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases", body: body)
+                               : try kube.request("PUT", path, body: body)
         lock.withLock { resourceVersion = (answer["metadata"] as? [String: Any])?["resourceVersion"] as? String }
     }
 
     /// Campaigns until leading, calls `started`, renews every retry period, and calls
     /// `stopped(true)` once when leadership is lost: when the renew deadline passes, measured by
     /// the clock on a thread of its own, so a renewal that hangs in the network cannot extend it.
-    /// Returns after `resign()`.
+    /// Returns once `release()` began.
     public func run(started: @escaping @Sendable () -> Void, stopped: @escaping @Sendable (_ lost: Bool) -> Void) {
         let timing = election.timing
         Thread.detachNewThread { [self] in
             var was = false
-            while !lock.withLock({ stopping }) {
+            while !lock.withLock({ stopping || resigned }) {
                 let now = isLeader
                 if was && !now {
-                    if lock.withLock({ stopping }) { return }
+                    if lock.withLock({ stopping || resigned }) { return }
                     log("lease \(namespace)/\(name): \(identity) could not renew within \(Int(timing.renewDeadline)) s; no longer the leader")
                     lock.withLock { since = nil }
                     stopped(true)
@@ -231,8 +238,15 @@ public final class LeaderElector: @unchecked Sendable {
             }
         }
         var leading = false
-        while !lock.withLock({ stopping }) {
+        while true {
+            let go = lock.withLock { () -> Bool in
+                if stopping { return false }
+                inFlight = true
+                return true
+            }
+            guard go else { break }
             tryAcquireOrRenew()
+            lock.withLock { inFlight = false; idle.broadcast() }
             if !leading && isLeader {
                 leading = true
                 lock.withLock { since = clock() }
@@ -244,19 +258,29 @@ public final class LeaderElector: @unchecked Sendable {
         }
     }
 
-    /// Stops leading at once (nothing new starts) and stops campaigning; `release()` then hands
-    /// the lease back once the work in hand is torn down.
+    /// Stops leading at once (nothing new starts) and never takes the lease again; the lease
+    /// already held is still renewed, so the work in hand is torn down before anyone else may
+    /// start, until `release()` hands it back.
     public func resign() {
-        lock.withLock { resigned = true; stopping = true; since = nil }
+        lock.withLock { resigned = true; since = nil }
     }
 
     /// Hands the lease back (client-go's ReleaseOnCancel): no holder, a one-second duration, so
-    /// a follower takes over at its next try. Bounded by the transport's timeouts.
+    /// a follower takes over at its next try. Waits for a try in flight first, so no renewal
+    /// lands after it. Bounded by the transport's timeouts.
     public func release() {
-        resign()
-        guard let r = lock.withLock({ election.release(now: clock()) }) else { return }
+        lock.lock()
+        resigned = true
+        stopping = true
+        since = nil
+        let deadline = Date().addingTimeInterval(6)
+        while inFlight && Date() < deadline { _ = idle.wait(until: deadline) }
+        let r = election.release(now: clock())
+        let rv = resourceVersion
+        lock.unlock()
+        guard let r, let rv else { return }
         do {
-            try write(r, create: false)
+            try write(r, resourceVersion: rv)
             log("lease \(namespace)/\(name): released")
         } catch {
             log("lease \(namespace)/\(name): could not release (a follower takes over when it expires): \(error)")

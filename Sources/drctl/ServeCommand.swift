@@ -185,7 +185,9 @@ struct ServeCommand: ParsableCommand {
             if let a = set.alerting, let url = alertmanager ?? a.alertmanager?.value {
                 // The alert path, proven on its own schedule: a test alert to each receiver (DrctlAlertRouteBroken reads the result).
                 let cron = try a.checkSchedule?.value ?? Cron("0 * * * *", dialect: .drctl)
-                let check = AlertPathCheck(policy: a, api: AlertmanagerClient(base: url), alertmanager: url)
+                var configured = AlertPathCheck(policy: a, api: AlertmanagerClient(base: url), alertmanager: url)
+                configured.namespace = credentialsNamespace
+                let check = configured
                 jobs.append(.init(name: "alerts-check", kind: .check, cron: cron) {
                     let r = check.run()
                     state.alertsChecked(r)
@@ -195,7 +197,10 @@ struct ServeCommand: ParsableCommand {
                     if !r.healthy { throw LocalError("the alert path is not healthy") }
                 })
             }
-            let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector?.isLeader ?? true }, log: log.callAsFunction)
+            // A new leader starts no work before it has cleaned up after the previous one.
+            let adopted = SharedFlag()
+            let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector.map { $0.isLeader && adopted.value } ?? true },
+                                      log: log.callAsFunction)
             state.failures = { scheduler.failures }
             if let elector {
                 state.role = { MetricsText.Role(replica: me, leader: elector.isLeader, exportsWork: elector.isLeader || !elector.anotherLeads) }
@@ -233,16 +238,18 @@ struct ServeCommand: ParsableCommand {
             }
             if let elector {
                 let adopt: @Sendable () -> Void = { [kube, mode] in
-                    // Claims made before this term began: what a replica that went away left.
+                    // Claims made before this term began (by the store's clock, two seconds of
+                    // margin for the skew): what a replica that went away left.
+                    defer { adopted.value = true }
                     guard let since = elector.leadingSince else { return }
-                    Self.adoptAbandoned(set: set, open: open, identity: identity, before: since,
+                    Self.adoptAbandoned(set: set, open: open, identity: identity, before: since.addingTimeInterval(-2),
                                         kube: mode == .cluster ? { try kube.client() } : nil, log: log.callAsFunction)
                 }
                 // On SIGTERM: lead no more before anything is torn down, hand the lease back after.
                 Cleanup.shared.addFirstAction { elector.resign() }
                 Cleanup.shared.addLastAction { elector.release() }
                 Thread.detachNewThread {
-                    elector.run(started: { Thread.detachNewThread { adopt() } }, stopped: { _ in
+                    elector.run(started: { adopted.value = false; Thread.detachNewThread { adopt() } }, stopped: { _ in
                         // Another replica may take the lease once it has expired: stop writing
                         // before then. The drill's teardown gets two seconds, the next leader
                         // deletes what it leaves; the restart rejoins as a follower.
@@ -282,6 +289,16 @@ struct ServeCommand: ParsableCommand {
             } catch {
                 log("adopting the unfinished drills of \(p.name.value): \(error)")
             }
+        }
+    }
+
+    /// A flag set from one thread and read from others.
+    final class SharedFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var v = false
+        var value: Bool {
+            get { lock.withLock { v } }
+            set { lock.withLock { v = newValue } }
         }
     }
 
