@@ -280,7 +280,7 @@ public final class ServiceState: @unchecked Sendable {
                 return ReportRendering.html(try UptimeReport.from(catalog: catalog, set: set, statuses: statuses,
                                                                  since: now.addingTimeInterval(-Double(window.seconds)), now: now))
             } catch {
-                return "<!DOCTYPE html><p>The report could not be made: \(KnownSecrets.shared.redactor.redact("\(error)").replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;"))</p>"
+                return "<!DOCTYPE html><p>The report could not be made: \(HTML.escape(KnownSecrets.shared.redactor.redact("\(error)")))</p>"
             }
         }
         return h

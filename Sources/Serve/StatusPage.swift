@@ -248,21 +248,5 @@ public enum StatusPage {
     static func stamp(_ d: Date) -> String { RFC3339.formatReadable(d) }
     static func dayLabel(_ d: Date) -> String { String(stamp(d).dropFirst(5).prefix(5)) }
 
-    /// HTML text and attribute escaping: XML's five entities, which HTML5 reads alike.
-    /// HTML-escapes text for an element body or a quoted attribute.
-    public static func esc(_ s: String) -> String {
-        var out = ""
-        out.reserveCapacity(s.count)
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(c)
-            }
-        }
-        return out
-    }
+    public static func esc(_ s: String) -> String { HTML.escape(s) }
 }
