@@ -50,7 +50,7 @@ struct ReportCommand: ParsableCommand {
             let db = try CatalogStore(path: path)
             let now = Date()
             let open = try s3.opener(copy: nil)
-            let copies: CopyOpener? = skipCopies ? nil : { try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
+            let copies: CopyOpener? = skipCopies ? nil : s3.copyOpener
             let statuses = try evaluateWorkloads(set.backupPolicies, in: set, open: open, catalog: db, now: now, copies: copies).map(\.status)
             let report = try UptimeReport.from(catalog: db, set: set, statuses: statuses, since: now.addingTimeInterval(-Double(try window.seconds)), now: now)
             let text: String

@@ -103,7 +103,7 @@ struct ServeCommand: ParsableCommand {
             let runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
                                           checkImage: checkImage, upload: !noUpload)
             let state = ServiceState(set: set, open: open, catalog: db, catalogPath: catalogPath, runbookBase: "runbooks")
-            state.copies = { [s3] in try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
+            state.copies = s3.copyOpener
             let log = ServiceLog()
             let me = replicaName
             // This process's name in the Lease: a restarted pod keeps its name but is not its

@@ -56,7 +56,7 @@ struct StatusCommand: ParsableCommand {
             let now = Date()
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
             // A copy read with --source is judged as a store, not against its own copies.
-            let copies: CopyOpener? = skipCopies || source != nil || choice.store != nil ? nil : { try s3.copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) }
+            let copies: CopyOpener? = skipCopies || source != nil || choice.store != nil ? nil : s3.copyOpener
             var results = try evaluateWorkloads(selected, in: set, open: open, catalog: catalogDB, now: now, copies: copies).map(\.status)
             results.sort { $0.workload < $1.workload }
             for r in results { try catalogDB?.recordRPO(r, at: now) }

@@ -146,6 +146,9 @@ extension S3Options {
 }
 
 extension S3Options {
+    /// Opens each store's copies as the policies name them (status, serve, report).
+    var copyOpener: CopyOpener { { [self] in try copyTarget($0, credentialsDir: nil, endpoint: nil, url: nil) } }
+
     /// The store a copy goes to, reached with its own policy and its own keys, never the
     /// source's: its endpoint (or `endpoint`), region, addressing and CA from its ObjectStore, its
     /// credentials from `credentialsDir` or where deploy/ mounts its Secret
