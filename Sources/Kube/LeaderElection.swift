@@ -122,7 +122,7 @@ public struct LeaseElection: Sendable {
 }
 
 /// Runs an election on a Lease through the API server: tries every retry period, renews while
-/// leading, and calls `stoppedLeading` once when a renewal has not succeeded within the deadline.
+/// leading, and calls `lost` once when a renewal has not succeeded within the deadline.
 public final class LeaderElector: @unchecked Sendable {
     public let namespace: String
     public let name: String
@@ -130,14 +130,12 @@ public final class LeaderElector: @unchecked Sendable {
     let clock: @Sendable () -> Date
     let log: @Sendable (String) -> Void
     private let lock = NSCondition()
-    private var idle: NSCondition { lock }
     private var inFlight = false
     private var election: LeaseElection
     private var resourceVersion: String?
     private var stopping = false
     /// Set by `resign()`: from then on this replica does not lead, whatever the lease says.
     private var resigned = false
-    private var leaderNow: String?
     private var since: Date?
 
     public init(kube: KubeClient, namespace: String, name: String, identity: String, timing: LeaseTiming = .standard,
@@ -153,7 +151,7 @@ public final class LeaderElector: @unchecked Sendable {
     public var isLeader: Bool { lock.withLock { !resigned && election.leads(at: clock()) } }
 
     /// Who holds the lease as last seen ("" or nil: nobody).
-    public var holder: String? { lock.withLock { leaderNow } }
+    public var holder: String? { lock.withLock { election.observed?.holder } }
 
     /// When this replica's current term began (nil: not leading).
     public var leadingSince: Date? { lock.withLock { since } }
@@ -187,17 +185,13 @@ public final class LeaderElector: @unchecked Sendable {
             }
             let next = lock.withLock { () -> LeaseRecord? in
                 let n = election.attempt(current: current, now: clock())
-                leaderNow = election.observed?.holder
                 if stopping || (resigned && current?.holder != election.identity) { return nil }
                 return n
             }
             guard let next else { return false }
             // The resourceVersion this try read: a write over anyone else's since is 409 Conflict.
             try write(next, resourceVersion: current == nil ? nil : rv)
-            lock.withLock {
-                election.wrote(next, startedAt: started, now: clock())
-                leaderNow = next.holder
-            }
+            lock.withLock { election.wrote(next, startedAt: started, now: clock()) }
             return true
         } catch {
             log("lease \(namespace)/\(name): \(error)")
@@ -216,11 +210,11 @@ public final class LeaderElector: @unchecked Sendable {
         lock.withLock { resourceVersion = (answer["metadata"] as? [String: Any])?["resourceVersion"] as? String }
     }
 
-    /// Campaigns until leading, calls `started`, renews every retry period, and calls
-    /// `stopped(true)` once when leadership is lost: when the renew deadline passes, measured by
+    /// Campaigns until leading, calls `started`, renews every retry period, and calls `lost`
+    /// once when leadership is lost: when the renew deadline passes, measured by
     /// the clock on a thread of its own, so a renewal that hangs in the network cannot extend it.
     /// Returns once `release()` began.
-    public func run(started: @escaping @Sendable () -> Void, stopped: @escaping @Sendable (_ lost: Bool) -> Void) {
+    public func run(started: @escaping @Sendable () -> Void, lost: @escaping @Sendable () -> Void) {
         let timing = election.timing
         Thread.detachNewThread { [self] in
             var was = false
@@ -230,7 +224,7 @@ public final class LeaderElector: @unchecked Sendable {
                     if lock.withLock({ stopping || resigned }) { return }
                     log("lease \(namespace)/\(name): \(identity) could not renew within \(Int(timing.renewDeadline)) s; no longer the leader")
                     lock.withLock { since = nil }
-                    stopped(true)
+                    lost()
                     return
                 }
                 was = now
@@ -246,7 +240,7 @@ public final class LeaderElector: @unchecked Sendable {
             }
             guard go else { break }
             tryAcquireOrRenew()
-            lock.withLock { inFlight = false; idle.broadcast() }
+            lock.withLock { inFlight = false; lock.broadcast() }
             if !leading && isLeader {
                 leading = true
                 lock.withLock { since = clock() }
@@ -274,7 +268,7 @@ public final class LeaderElector: @unchecked Sendable {
         stopping = true
         since = nil
         let deadline = Date().addingTimeInterval(6)
-        while inFlight && Date() < deadline { _ = idle.wait(until: deadline) }
+        while inFlight && Date() < deadline { _ = lock.wait(until: deadline) }
         let r = election.release(now: clock())
         let rv = resourceVersion
         lock.unlock()

@@ -160,6 +160,8 @@ struct ServeCommand: ParsableCommand {
                     }))
                 }
             }
+            // Each drill's slot journal: where `once` claims its slots and a new leader adopts them.
+            var drillJournals: [(job: String, store: ObjectStorePolicy)] = []
             for var p in set.backupPolicies {
                 guard let d = p.drill, var store = set.objectStore(named: p.objectStore.value) else { continue }
                 var drillRunner = runner
@@ -173,8 +175,10 @@ struct ServeCommand: ParsableCommand {
                     drillRunner.copy = "ObjectStore \(from.value) (drill.from)"
                 }
                 let (policy, drillStore, r) = (p, store, drillRunner)
+                let job = "drill-\(p.name.value)"
+                drillJournals.append((job, drillStore))
                 jobs.append(.init(name: "drill \(p.name.value)", kind: .drill(workload: p.name.value), cron: d.schedule.value,
-                                  slotted: once("drill-\(p.name.value)", in: drillStore) { slot in
+                                  slotted: once(job, in: drillStore) { slot in
                     var r = r
                     r.slot = slot
                     let (evidence, _) = try r.run(policy, store: drillStore, target: .latest, catalog: db) { log("drill \(policy.name.value): \($0)") }
@@ -201,11 +205,11 @@ struct ServeCommand: ParsableCommand {
             let adopted = SharedFlag()
             let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector.map { $0.isLeader && adopted.value } ?? true },
                                       log: log.callAsFunction)
-            state.failures = { scheduler.failures }
             if let elector {
                 state.role = { MetricsText.Role(replica: me, leader: elector.isLeader, exportsWork: elector.isLeader || !elector.anotherLeads) }
                 state.leaderName = { elector.holder }
             }
+            state.failures = { scheduler.failures }
             state.alive = { scheduler.alive(now: Date()) ? (true, "") : (false, "the scheduler has not ticked for 30 s") }
 
             Cleanup.shared.exitZeroOnTerm = true
@@ -237,19 +241,20 @@ struct ServeCommand: ParsableCommand {
                 Thread.detachNewThread { try? state.sync(store, log: log.callAsFunction) }
             }
             if let elector {
+                let journals = drillJournals
                 let adopt: @Sendable () -> Void = { [kube, mode] in
                     // Claims made before this term began (by the store's clock, two seconds of
                     // margin for the skew): what a replica that went away left.
                     defer { adopted.value = true }
                     guard let since = elector.leadingSince else { return }
-                    Self.adoptAbandoned(set: set, open: open, identity: identity, before: since.addingTimeInterval(-2),
+                    Self.adoptAbandoned(journals, open: open, identity: identity, before: since.addingTimeInterval(-2),
                                         kube: mode == .cluster ? { try kube.client() } : nil, log: log.callAsFunction)
                 }
                 // On SIGTERM: lead no more before anything is torn down, hand the lease back after.
                 Cleanup.shared.addFirstAction { elector.resign() }
                 Cleanup.shared.addLastAction { elector.release() }
                 Thread.detachNewThread {
-                    elector.run(started: { adopted.value = false; Thread.detachNewThread { adopt() } }, stopped: { _ in
+                    elector.run(started: { adopted.value = false; Thread.detachNewThread { adopt() } }, lost: {
                         // Another replica may take the lease once it has expired: stop writing
                         // before then. The drill's teardown gets two seconds, the next leader
                         // deletes what it leaves; the restart rejoins as a follower.
@@ -270,10 +275,9 @@ struct ServeCommand: ParsableCommand {
     /// scratch namespaces of their drills (cluster mode; a host drill's directory went with its
     /// pod). "Before" is the claim object's Last-Modified, which the store sets: a claim rewritten
     /// since (by anyone) is not adopted, so a forged holder cannot get a live drill torn down.
-    static func adoptAbandoned(set: PolicySet, open: StoreOpener, identity: String, before: Date, kube: (() throws -> KubeClient)?, log: (String) -> Void) {
-        for p in set.backupPolicies where p.drill != nil {
-            guard let store = set.objectStore(named: (p.drill?.from ?? p.objectStore).value) ?? set.objectStore(named: p.objectStore.value) else { continue }
-            let job = "drill-\(p.name.value)"
+    static func adoptAbandoned(_ journals: [(job: String, store: ObjectStorePolicy)], open: StoreOpener, identity: String, before: Date,
+                               kube: (() throws -> KubeClient)?, log: (String) -> Void) {
+        for (job, store) in journals {
             do {
                 let journal = SlotJournal(storage: try open(store).storage, drctlPrefix: store.prefixes.drctl.value, job: job)
                 for c in try journal.unfinished(modifiedBefore: before) where c.holder != identity {
@@ -287,7 +291,7 @@ struct ServeCommand: ParsableCommand {
                     try journal.end(slot: c.slot, result: note, by: identity, now: Date())
                 }
             } catch {
-                log("adopting the unfinished drills of \(p.name.value): \(error)")
+                log("adopting the unfinished slots of \(job): \(error)")
             }
         }
     }
