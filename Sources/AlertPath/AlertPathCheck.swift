@@ -132,6 +132,18 @@ public struct AlertPathCheck: Sendable {
     /// receivers `<namespace>/<config>/<name>`; a hand-written configuration uses the name.
     func matches(_ routed: String, _ receiver: String) -> Bool { routed == receiver || routed == "\(namespace)/\(configName)/\(receiver)" }
 
+    /// The report when Alertmanager stopped answering: `checked` so far, the rest `unknown`.
+    /// Mid-run, the receiver being checked is the one it did not answer for; those after it
+    /// were not checked.
+    func unanswered(_ error: any Error, checked: [ReceiverCheck], midRun: Bool, started: Date) -> AlertPathReport {
+        let why = KnownSecrets.shared.redactor.redact("\(error)")
+        let rest = policy.receivers.dropFirst(checked.count).enumerated().map { i, r in
+            ReceiverCheck(receiver: r.name.value, integration: r.integration, state: .unknown,
+                          detail: midRun && i > 0 ? "not checked: Alertmanager did not answer" : "Alertmanager did not answer: \(why)", checkedAt: clock())
+        }
+        return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: false, error: why, receivers: checked + rest, checkedAt: started)
+    }
+
     public func run(progress: (String) -> Void = { _ in }) -> AlertPathReport {
         let started = clock()
         var out: [ReceiverCheck] = []
@@ -139,11 +151,7 @@ public struct AlertPathCheck: Sendable {
         do {
             before = NotificationCounters(parsing: try api.metrics())
         } catch {
-            let why = KnownSecrets.shared.redactor.redact("\(error)")
-            return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: false, error: why,
-                                   receivers: policy.receivers.map { ReceiverCheck(receiver: $0.name.value, integration: $0.integration, state: .unknown,
-                                                                                   detail: "Alertmanager did not answer: \(why)", checkedAt: started) },
-                                   checkedAt: started)
+            return unanswered(error, checked: [], midRun: false, started: started)
         }
         var posted: [PostedAlert] = []
         // Resolved once every receiver is checked: a resolved notification to one receiver must
@@ -169,16 +177,13 @@ public struct AlertPathCheck: Sendable {
                 try api.post([alert])
                 posted.append(alert)
                 result = try waitForOutcome(name, r.integration, id: id, since: before, deadline: now.addingTimeInterval(timeout))
-                before = NotificationCounters(parsing: (try? api.metrics()) ?? "")
+                // The next receiver's baseline; unread, the last one stands (an empty one would
+                // make every notification Alertmanager ever sent count as the next receiver's).
+                if let text = try? api.metrics() { before = NotificationCounters(parsing: text) }
             } catch {
-                let why = KnownSecrets.shared.redactor.redact("\(error)")
-                result = ReceiverCheck(receiver: name, integration: r.integration, state: .unknown, detail: "Alertmanager did not answer: \(why)", checkedAt: clock())
-                out.append(result)
-                progress("\(name): \(result.state.rawValue): \(result.detail)")
-                return AlertPathReport(alertmanager: alertmanager, alertmanagerUp: false, error: why,
-                                       receivers: out + policy.receivers.dropFirst(out.count).map {
-                                           ReceiverCheck(receiver: $0.name.value, integration: $0.integration, state: .unknown, detail: "not checked: Alertmanager did not answer", checkedAt: clock())
-                                       }, checkedAt: started)
+                let report = unanswered(error, checked: out, midRun: true, started: started)
+                if let this = report.receivers.dropFirst(out.count).first { progress("\(name): \(this.state.rawValue): \(this.detail)") }
+                return report
             }
             if result.state == .delivered, let url = r.readBack {
                 result = receipt(result, id: id, url: url, deadline: clock().addingTimeInterval(timeout))
