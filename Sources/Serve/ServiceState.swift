@@ -242,7 +242,9 @@ public final class ServiceState: @unchecked Sendable {
                 // Rendered again on each new snapshot or drill count, on a job failure, and at
                 // least once a second (the RPO is measured at scrape time).
                 let r = role()
-                let key = [lock.withLock { version }, failures().values.reduce(0, +), Int(Date().timeIntervalSince1970), r.map { $0.leader ? 1 : 0 } ?? 2]
+                // The role as rendered: a follower that starts or stops exporting (nobody leads) renders anew.
+                let key = [lock.withLock { version }, failures().values.reduce(0, +), Int(Date().timeIntervalSince1970),
+                           r.map { ($0.leader ? 1 : 0) + ($0.exportsWork ? 2 : 0) } ?? 4]
                 if let (cached, text) = lock.withLock({ metricsCache }), cached == key { return text }
                 let (s, c, _) = current()
                 let text = MetricsText.render(s, counters: c, role: r)
