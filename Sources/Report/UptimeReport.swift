@@ -103,7 +103,6 @@ public struct UptimeReport: Sendable, Codable, Equatable {
                              since: Date, now: Date, hold: TimeInterval = 2 * 3600) -> UptimeReport {
         var workloads: [Workload] = []
         // Per workload: [since, now] cut into stretches by its measurements.
-        var timelines: [String: [Span]] = [:]
         for o in objectives.sorted(by: { $0.workload < $1.workload }) {
             let mine = samples.filter { $0.workload == o.workload }.sorted { $0.at < $1.at }
             var spans: [Span] = []
@@ -132,7 +131,6 @@ public struct UptimeReport: Sendable, Codable, Equatable {
             if let b = open { breaches.append(b) }
             let measured = spans.reduce(0) { $0 + $1.to.timeIntervalSince($1.from) }
             let met = spans.filter(\.met).reduce(0) { $0 + $1.to.timeIntervalSince($1.from) }
-            timelines[o.workload] = spans
             let ds = drills.filter { $0.workload == o.workload && $0.startedAt >= since && $0.startedAt <= now }
             let rtos = ds.filter { $0.result == .passed }.map(\.rtoSeconds).sorted()
             let status = statuses.first { $0.workload == o.workload }
@@ -150,7 +148,7 @@ public struct UptimeReport: Sendable, Codable, Equatable {
                       retention: $0.retention.joined(separator: "; "), lastBackup: $0.lastBackup, status: $0.status.rawValue)
         }
         // The cluster is "up" for its backups while every measured workload meets its RPO.
-        let (covered, breach) = clusterTime(Array(timelines.values), since: since, now: now)
+        let (covered, breach) = clusterTime(workloads.map(\.spans), since: since, now: now)
         let share = covered > 0 ? (covered - breach) / covered : nil
         let phases = guidePhases.map { p in Uptime.Phase(phase: p.0, estimate: p.1, target: p.2, met: share.map { $0 >= p.2 } ?? false) }
         return UptimeReport(since: since, until: now, workloads: workloads, backupStatus: rows,
