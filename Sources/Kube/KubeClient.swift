@@ -359,8 +359,7 @@ public final class KubeClient: @unchecked Sendable {
         if force { q.append(("force", "true")) }
         if dryRun { q.append(("dryRun", "All")) }
         return try request("PATCH", path(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name), query: q,
-                           body: Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])),
-                           contentType: "application/apply-patch+yaml")
+                           body: try ApplyPatchBody.encode(object), contentType: "application/apply-patch+yaml")
     }
 
     public func delete(apiVersion: String, kind: String, namespace: String? = nil, name: String, propagation: String = "Background") throws {
