@@ -86,8 +86,8 @@ let package = Package(
                           path: "Tests/Fuzz", exclude: ["corpus"]),
 
         // Helpers shared by the test targets (running programs, the built drctl).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .target(name: "TestSupport", dependencies: ["Support"], path: "Tests/TestSupport"),
+        .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"]),
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "SigV4Tests", dependencies: ["SigV4", "Hashing", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Storage", "Support", "Policy", "Paths"]),
-        .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout"]),
+        .testTarget(name: "DrillTests", dependencies: ["Drill", "Catalog", "Layout", "TestSupport"]),
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy", "AlertPath"]),
         .testTarget(name: "AlertPathTests", dependencies: ["AlertPath", "Policy"]),
         .testTarget(name: "ReportTests", dependencies: ["Report", "Catalog"]),

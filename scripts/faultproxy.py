@@ -15,9 +15,9 @@ Control (never forwarded):
        shortlength  a 200 whose Content-Length and body both stop B bytes short: a truncated
                     object that looks complete to HTTP
   GET  /__fault  -> {"requests": [[method, path, range], ...], "faults_left": N}
-Loopback only; it stops when its parent's stdin closes or on SIGTERM.
+Loopback only; it stops on SIGTERM, or when the process that started it is gone.
 """
-import argparse, http.client, json, socket, struct, sys, threading, time
+import argparse, http.client, json, os, socket, struct, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
@@ -168,11 +168,14 @@ def main():
     srv.daemon_threads = True
     with open(args.port_file + ".tmp", "w") as f:
         f.write(str(srv.server_address[1]))
-    import os
     os.rename(args.port_file + ".tmp", args.port_file)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    # Exit when the parent goes away (stdin closes), so a crashed test leaves no proxy behind.
-    sys.stdin.read()
+    # Until SIGTERM, or until the test that started it is gone (this process reparented), so a
+    # crashed test leaves no proxy behind; never until a pipe's EOF, which a daemon that
+    # inherited the pipe would put off forever.
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.5)
     srv.shutdown()
 
 

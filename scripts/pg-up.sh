@@ -4,6 +4,12 @@
 #   scripts/pg-up.sh DIR PORT [ARCHIVE_COMMAND]      stop: scripts/pg-down.sh DIR
 # PG_EXTRA_CONF (lines) is appended to postgresql.conf.
 set -euo pipefail
+# The daemons started here outlive whoever ran this script: they must hold none of its open
+# files (a pipe someone waits to see closed would never close). Everything beyond 0-2 is closed
+# first; 255 is bash's own handle on this script, close-on-exec already.
+for fd in $(ls /proc/$$/fd); do
+  case $fd in 0|1|2|255) ;; *) eval "exec $fd>&-" ;; esac
+done
 [ $# -ge 2 ] || { echo "usage: $0 DIR PORT [ARCHIVE_COMMAND]" >&2; exit 2; }
 DIR=$(mkdir -p "$1" && cd "$1" && pwd)
 PORT=$2

@@ -8,6 +8,12 @@
 #   scripts/rgw-up.sh DIR PORT [MEMSTORE_BYTES]
 set -euo pipefail
 
+# The daemons started here outlive whoever ran this script: they must hold none of its open
+# files (a pipe someone waits to see closed would never close). Everything beyond 0-2 is closed
+# first; 255 is bash's own handle on this script, close-on-exec already.
+for fd in $(ls /proc/$$/fd); do
+  case $fd in 0|1|2|255) ;; *) eval "exec $fd>&-" ;; esac
+done
 usage() { echo "usage: $0 DIR PORT [MEMSTORE_BYTES]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 DIR=$(mkdir -p "$1" && cd "$1" && pwd)

@@ -5,9 +5,9 @@ path (200 unless told), and keeps every body it received.
   webhook_sink.py --port-file FILE
   POST /__status {"path": "/slack", "status": 404}   the answer for that path from now on
   GET  /__received                                    {"items": [{"path", "status", "body"}]}
-Stops when its parent's stdin closes.
+Stops on SIGTERM, or when the process that started it is gone.
 """
-import argparse, json, sys, threading
+import argparse, json, os, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
@@ -54,7 +54,11 @@ def main():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     open(args.port_file, "w").write(str(srv.server_address[1]))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    sys.stdin.read()
+    # Until SIGTERM, or until the test that started it is gone (this process reparented): never
+    # until a pipe's EOF, which a daemon that inherited the pipe would put off forever.
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Support
 import Testing
 @testable import Catalog
@@ -206,16 +207,8 @@ struct SpoolTests {
                 i += 1
             }
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", expanded]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
-        let printed = String(decoding: data, as: UTF8.self)
+        let (status, printed) = try run("/bin/sh", ["-c", expanded], timeout: 30)
+        #expect(status == 0)
         #expect(printed == (words + ["000000010000000000000003", "pg_wal/RECOVERYXLOG"]).map { $0 + "\n" }.joined(), "\(printed)")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/pwned"))
     }
@@ -337,5 +330,25 @@ struct ScratchSpaceTests {
         #expect(short?.contains("data about 60 B in /scratch/data and spool about 50 B in /scratch, but that filesystem has 100 B free") == true, "\(short ?? "")")
         #expect(ScratchSpace.shortfall([("data", "/big", 900), ("spool", "/scratch", 50)], free: free) == nil, "apart, each fits")
         #expect(ScratchSpace.free(at: NSTemporaryDirectory() + "/does/not/exist") != nil, "asks the nearest existing parent")
+    }
+}
+
+struct SubprocessTests {
+    /// A PostgreSQL server drctl starts outlives the call that started it: it must hold none of
+    /// drctl's descriptors (a pipe another thread had open would never reach EOF).
+    @Test func aLongLivedChildHoldsNoInheritedDescriptor() throws {
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
+        defer { close(fds[0]) }
+        let child = try Subprocess.spawn("/bin/sleep", ["20"], env: [:], newGroup: true)
+        defer { kill(-child, SIGKILL); Subprocess.wait(child) }
+        close(fds[1])
+        var p = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5_000) == 1, "the pipe reached EOF at once")
+        var open: [String] = []
+        #expect(waitUntil(100, every: 10_000) {
+            open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child)/fd")) ?? []).sorted()
+            return open == ["0", "1", "2"]
+        }, "descriptors of the child: \(open)")
     }
 }

@@ -4,27 +4,23 @@ import TestSupport
 
 /// Tests/Alerting/webhook_sink.py: answers each path with the status it is told, keeps what it got.
 final class WebhookSink {
-    let process = Process()
-    let stdin = Pipe()
+    let pid: pid_t
     let port: Int
     var base: String { "http://127.0.0.1:\(port)" }
 
     init() throws {
         let portFile = tempPath("sink-port")
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", packageRoot.appendingPathComponent("Tests/Alerting/webhook_sink.py").path, "--port-file", portFile]
-        process.standardInput = stdin
-        try process.run()
+        pid = try spawn("/usr/bin/python3", [packageRoot.appendingPathComponent("Tests/Alerting/webhook_sink.py").path, "--port-file", portFile])
         var p: Int?
         for _ in 0..<200 {
             if let s = try? String(contentsOfFile: portFile, encoding: .utf8), let n = Int(s) { p = n; break }
             usleep(25_000)
         }
         unlink(portFile)
-        guard let p else { throw FixtureError(description: "webhook sink did not start") }
+        guard let p else { stop(pid); throw FixtureError(description: "webhook sink did not start") }
         port = p
     }
-    deinit { try? stdin.fileHandleForWriting.close(); process.waitUntilExit() }
+    deinit { stop(pid) }
 
     func answer(_ path: String, _ status: Int) throws {
         let (st, out) = try run("/usr/bin/curl", ["-s", "-m", "5", "-X", "POST", "-d", "{\"path\": \"\(path)\", \"status\": \(status)}", "\(base)/__status"])
@@ -66,7 +62,7 @@ final class Alertmanager {
         try #require(up, "alertmanager did not start: \((try? String(contentsOfFile: dir + "/alertmanager.log", encoding: .utf8)) ?? "")")
     }
 
-    func stop() { if pid > 0 { kill(pid, SIGTERM); _ = reap(pid); pid = 0 } }
+    func stop() { if pid > 0 { TestSupport.stop(pid, grace: 10); pid = 0 } }
     var log: String { (try? String(contentsOfFile: dir + "/alertmanager.log", encoding: .utf8)) ?? "" }
 
     /// Posts an alert as Prometheus would (its rule's labels and annotations).

@@ -155,7 +155,7 @@ import TestSupport
             let pid = try spawn(drctlBinary, ["catalog", "sync", "--source", dest, "--catalog", catalog], env: drctlEnv)
             usleep(useconds_t.random(in: 5_000...150_000))
             kill(pid, SIGKILL)
-            reap(pid)
+            try reap(pid)
         }
         _ = try syncJSON()
         #expect(try backupsJSON(catalog: true) == direct, "converged after interrupted syncs")

@@ -321,7 +321,7 @@ final class ClusterFixture {
             let pid = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
             try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
             kill(pid, SIGTERM)
-            let raw = reap(pid)
+            let raw = try reap(pid)
             #expect(raw & 0x7f == 0 ? (raw >> 8) & 0xff == 143 : raw & 0x7f == SIGTERM, "exit status \(raw)")
             try waitUntil(100, every: 50_000) { try f.drillNamespaces().count <= 1 }
         }
@@ -334,7 +334,7 @@ final class ClusterFixture {
             let killed = try spawn(drctlBinary, ["verify", "n8n-prod", "--mode", "cluster", "--kubeconfig", f.kubeconfig, "--policies", f.policies], env: f.env)
             try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
             kill(killed, SIGKILL)
-            _ = reap(killed)
+            _ = try reap(killed)
         }
         let stale = try #require(try f.drillNamespaces().first { $0 != "drill-not-ours" }, "the killed drill's namespace")
         usleep(500_000)

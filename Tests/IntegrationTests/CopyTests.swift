@@ -87,7 +87,7 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let killedLog = { (try? String(contentsOfFile: db.work + "/killed.log", encoding: .utf8)) ?? "" }
         try #require(waitUntil(600, every: 50_000) { killedLog().contains(" 100/") }, "the copy got going: \(killedLog())")
         kill(pid, SIGKILL)
-        _ = reap(pid)
+        _ = try reap(pid)
         print("the killed copy had got this far:\n" + killedLog())
         (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
         try #require(st == 0, "\(out)")
@@ -170,7 +170,7 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let log = { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
         try #require(waitUntil(600, every: 50_000) { log().contains(" 100/") }, "the copy got going: \(log())")
         try proxy.inject("503", count: 1_000_000, method: "PUT")
-        let status = (reap(pid) >> 8) & 0xff   // the exit status from the raw wait status
+        let status = (try reap(pid) >> 8) & 0xff   // the exit status from the raw wait status
         let out = log()
         #expect(status == 1 && out.contains("not tried: the last 16 objects failed in a row") && out.contains("FAILED"), "\(status): \(out.suffix(3000))")
         print("$ drctl copy --to offsite\n" + out.split(separator: "\n").filter { !$0.contains(" warning ") }.joined(separator: "\n"))

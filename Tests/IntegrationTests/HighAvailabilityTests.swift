@@ -87,7 +87,7 @@ import TestSupport
             return false
         }
         kill(a.pid, SIGKILL)
-        _ = reap(a.pid)
+        _ = try reap(a.pid)
         let killedAt = Date().timeIntervalSince1970
         let aLastRenewal = try #require(try Self.writes(f.api, by: "a").last { $0["resource"] as? String == "leases" }?["at"] as? Double)
 
@@ -145,7 +145,7 @@ import TestSupport
         // c deletes what b's drill left (adopted), SIGTERM tears c's own drill down and hands the lease back.
         try waitFor("c adopts b's drill", 60) { c.text().contains("adopting \(bSlot) of b_") }
         kill(c.pid, SIGTERM)
-        _ = reap(c.pid)
+        _ = try reap(c.pid)
         try waitFor("every scratch namespace gone", 90) { try f.drillNamespaces().isEmpty }
         #expect(try Self.leaseHolder(f.admin) == "", "c released the lease on SIGTERM")
 

@@ -113,7 +113,7 @@ import TestSupport
             usleep(20_000)
         }
         #expect(removed)
-        let raw = reap(pid)
+        let raw = try reap(pid)
         let log = (try? String(contentsOfFile: db.work + "/removed.log", encoding: .utf8)) ?? ""
         #expect((raw >> 8) & 0xff == 1, "exit \(raw): \(log)")
         #expect(log.contains("drill of app FAILED"), "\(log)")

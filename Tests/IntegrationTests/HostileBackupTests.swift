@@ -162,7 +162,7 @@ import TestSupport
         try FileManager.default.createDirectory(atPath: db.work + "/data", withIntermediateDirectories: true)
         try (owner + "\n").write(toFile: db.work + "/data/scratch-owner", atomically: true, encoding: .utf8)
         let dead = try spawn("/bin/true", [])
-        _ = reap(dead)
+        _ = try reap(dead)
         let base = db.work + "/scratch"
         let nobody = getpwnam("nobody").pointee.pw_uid
         func plant(_ path: String, uid: uid_t, marker: String?, lock: String = "data/postmaster.pid") throws {

@@ -46,7 +46,7 @@ import TestSupport
             try spawn(drctlBinary, ["catalog", "sync", "--source", "s3://\(bucket)/cnpg", "--catalog", catalog], env: rgw.environment)
         }
         let reference = work + "/reference.sqlite"
-        _ = reap(try sync(reference))
+        _ = try reap(try sync(reference))
         let (refOK, want) = try Self.dump(reference)
         #expect(refOK == "ok" && want.contains("m ") && want.split(separator: "\n").count >= keys.count)
 
@@ -56,14 +56,14 @@ import TestSupport
             let pid = try sync(catalog)
             usleep(useconds_t.random(in: 20_000...900_000))
             if kill(pid, SIGKILL) == 0 { killedMidway += 1 }
-            _ = reap(pid)
+            _ = try reap(pid)
             if FileManager.default.fileExists(atPath: catalog) {
                 let (ok, _) = try Self.dump(catalog)
                 #expect(ok == "ok", "run \(i): the catalog is damaged: \(ok)")
             }
         }
         #expect(killedMidway > 0)
-        _ = reap(try sync(catalog))
+        _ = try reap(try sync(catalog))
         let (ok, got) = try Self.dump(catalog)
         #expect(ok == "ok")
         #expect(got == want, "after \(killedMidway) kills, a re-run has the same index as an uninterrupted sync")
@@ -121,7 +121,7 @@ import TestSupport
             if waitpid(pid, &status, WNOHANG) == 0 {   // still running (a finished one is a zombie kill() would not fail on)
                 kill(pid, SIGKILL)
                 killedMidway += 1
-                _ = reap(pid)
+                _ = try reap(pid)
             }
             let gone = before.subtracting(try listing())
             #expect(gone.isSubset(of: selected), "run \(i): deleted what retention did not select: \(gone.subtracting(selected).sorted().prefix(5))")
@@ -156,14 +156,14 @@ import TestSupport
             let pid = try spawn(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch], env: db.drctlEnvironment)
             usleep(useconds_t.random(in: 50_000...1_500_000))
             kill(pid, SIGKILL)
-            _ = reap(pid)
+            _ = try reap(pid)
             pids.append(pid)
         }
         // And once more, killed while its PostgreSQL runs: that server is orphaned.
         let last = try spawn(drctlBinary, ["verify", "app", "--policies", dir, "--scratch-dir", scratch], env: db.drctlEnvironment, output: db.work + "/last.log")
         try waitUntil(1000, every: 10_000) { try HostFaultTests.postgresUnder(scratch) > 0 }
         kill(last, SIGKILL)
-        _ = reap(last)
+        _ = try reap(last)
         pids.append(last)
         #expect(try HostFaultTests.postgresUnder(scratch) >= 1, "a PostgreSQL outlived its drctl")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: scratch)

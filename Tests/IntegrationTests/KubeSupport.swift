@@ -63,7 +63,7 @@ final class KubeAPI {
             usleep(25_000)
         }
         guard let p else {
-            kill(pid, SIGKILL); reap(pid)
+            kill(pid, SIGKILL); _ = try? reap(pid)
             throw FixtureError(description: "kube test server did not start: \((try? String(contentsOfFile: "\(dir)/server.log", encoding: .utf8)) ?? "")")
         }
         port = p
@@ -74,7 +74,7 @@ final class KubeAPI {
         // SIGKILL: a child spawned from a test's worker thread inherits its blocked SIGTERM.
         _ = try? run("/usr/bin/curl", ["-sk", "-m", "30", "-X", "POST", "\(server)/__shutdown"])
         kill(pid, SIGKILL)
-        reap(pid)
+        _ = try? reap(pid, within: 30)
         try? FileManager.default.removeItem(atPath: dir)
     }
 

@@ -195,8 +195,10 @@ import TestSupport
         let socketsBefore = sockets()
         func leftovers() -> [String] {
             let dirs = ((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []) + sockets().subtracting(socketsBefore).sorted()
+            // Processes of this test's drills only: their arguments name a path inside its own
+            // scratch directory (another test's drill, running meanwhile, has its own).
             let (_, ps) = (try? run("/bin/ps", ["-eo", "args"])) ?? (0, "")
-            return dirs + ps.split(separator: "\n").filter { $0.contains(scratch) }.map(String.init)
+            return dirs + ps.split(separator: "\n").filter { $0.split(separator: " ").contains { $0.hasPrefix(scratch + "/") || $0 == scratch } }.map(String.init)
         }
         try policy(expect: "= 6")
         (st, out) = try verify(["--at", Self.between(commits[9]!, commits[10]!), "-o", "json"])
@@ -227,7 +229,7 @@ import TestSupport
             let pid = try spawn(drctlBinary, ["verify", "app", "--policies", policyDir, "--scratch-dir", scratch, "--at", "latest"], env: verifyEnv)
             usleep(delay)
             kill(pid, SIGTERM)
-            let raw = reap(pid)
+            let raw = try reap(pid)
             let code = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
             #expect(code == 143 || code == 0, "exit \(code) after SIGTERM at \(delay / 1000) ms")
             #expect(leftovers().isEmpty, "left behind after SIGTERM at \(delay / 1000) ms: \(leftovers())")

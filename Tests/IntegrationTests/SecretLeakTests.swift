@@ -60,10 +60,10 @@ import TestSupport
                 "the cluster drill ran (and read the superuser password): \(outputs.map(\.0))")
 
         // drctl serve: metrics, API, page; then a crash (SIGSEGV) and its report.
-        // Started with its signal mask cleared: a test's worker thread blocks signals, and a
-        // blocked SIGSEGV sent with kill() would never arrive.
+        // spawn clears the signal mask: a test's worker thread blocks signals, and a blocked
+        // SIGSEGV sent with kill() would never arrive.
         let svc = try ServeTests.Service(["--policies", f.policies, "--scratch-dir", scratch, "--sync-schedule", "0 0 1 1 *"],
-                                         env: f.env, log: f.work + "/serve.log", unblockSignals: true)
+                                         env: f.env, log: f.work + "/serve.log")
         usleep(1_000_000)
         for path in ["/metrics", "/api/v1/workloads", "/api/v1/drills", "/api/v1/workloads/n8n-prod/backups", "/"] {
             outputs.append(("GET \(path)", try svc.get(path).1))
@@ -73,7 +73,7 @@ import TestSupport
         kill(svc.pid, SIGSEGV)
         waitUntil(200, every: 50_000) { svc.text().contains("Backtrace took") }
         kill(svc.pid, SIGKILL)
-        _ = reap(svc.pid)
+        _ = try reap(svc.pid)
         #expect(svc.text().contains("crashed"), "a crash report was written: \(svc.text().suffix(500))")
         outputs.append(("drctl serve log and crash report", svc.text()))
 

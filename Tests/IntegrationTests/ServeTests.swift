@@ -15,13 +15,9 @@ import TestSupport
         let pid: pid_t
         let log: String
         var port = 0
-        init(_ args: [String], env: [String: String], log: String, unblockSignals: Bool = false) throws {
+        init(_ args: [String], env: [String: String], log: String) throws {
             self.log = log
-            let argv = [drctlBinary, "serve", "--listen", "127.0.0.1:0"] + args
-            pid = unblockSignals
-                ? try spawn("/usr/bin/python3", ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execv(sys.argv[1], sys.argv[1:])"] + argv,
-                            env: env, output: log)
-                : try spawn(argv[0], Array(argv.dropFirst()), env: env, output: log)
+            pid = try spawn(drctlBinary, ["serve", "--listen", "127.0.0.1:0"] + args, env: env, output: log)
             for _ in 0..<200 {
                 if let line = text().split(separator: "\n").first(where: { $0.contains("listening on 127.0.0.1:") }),
                    let p = Int(line.split(separator: ":").last?.split(separator: ";").first ?? "") {
@@ -30,10 +26,10 @@ import TestSupport
                 }
                 usleep(50_000)
             }
-            kill(pid, SIGKILL); _ = reap(pid)
+            kill(pid, SIGKILL); _ = try? reap(pid)
             throw FixtureError(description: "drctl serve did not start: \(text())")
         }
-        deinit { if kill(pid, 0) == 0 { kill(pid, SIGKILL); _ = reap(pid) } }
+        deinit { if kill(pid, 0) == 0 { kill(pid, SIGKILL); _ = try? reap(pid, within: 30) } }
         func text() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
         func get(_ path: String) throws -> (Int, String) {
             let (st, out) = try run("/usr/bin/curl", ["-s", "-m", "20", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"])
@@ -119,7 +115,7 @@ import TestSupport
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).contains { $0.hasPrefix("drctl-drill-") }, "a drill is running")
         let t0 = Date()
         kill(svc.pid, SIGTERM)
-        let raw = reap(svc.pid)
+        let raw = try reap(svc.pid)
         let took = Date().timeIntervalSince(t0)
         #expect(raw & 0x7f == 0 && (raw >> 8) & 0xff == 0, "exit status \(raw): \(svc.text().suffix(2000))")
         #expect(took < 30, "stopped in \(took)s")
@@ -278,7 +274,7 @@ import TestSupport
         try scrape("drill failed", eval: "1m",
                    firing: [["alert": "DrctlRestoreDrillFailed", "labels": ["workload": "app", "severity": "critical", "namespace": "drctl"]]])
         kill(svc.pid, SIGTERM)
-        _ = reap(svc.pid)
+        _ = try reap(svc.pid)
 
         let out = db.work + "/rendered"
         let (rst, rout) = try run(drctlBinary, ["render", dir, "--out", out])
@@ -422,7 +418,7 @@ import TestSupport
         let db = try ArchivedDatabase(rgw: rgw, bucket: "pushgw")
         let port = try freePort()
         let gw = try spawn(gatewayBinary, ["--web.listen-address=127.0.0.1:\(port)", "--persistence.file="], output: db.work + "/pushgateway.log")
-        defer { kill(gw, SIGKILL); _ = reap(gw) }
+        defer { kill(gw, SIGKILL); _ = try? reap(gw, within: 30) }
         let url = "http://127.0.0.1:\(port)"
         waitUntil(100, every: 100_000) { (try? run("/usr/bin/curl", ["-sf", url + "/-/ready"]))?.0 == 0 }
         let dir = db.work + "/policies", scratch = db.work + "/scratch"

@@ -187,34 +187,27 @@ func freePort() throws -> Int {
 
 /// `scripts/faultproxy.py` in front of the RGW; stops when this object goes away.
 final class FaultProxy {
-    let process = Process()
-    let stdin = Pipe()
+    let pid: pid_t
     let port: Int
     var endpoint: String { "http://127.0.0.1:\(port)" }
     let control: CurlTransport
 
     init(upstreamPort: Int) throws {
         let portFile = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-proxy-\(UUID().uuidString)").path
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", packageRoot.appendingPathComponent("scripts/faultproxy.py").path,
-                             "--upstream", "127.0.0.1:\(upstreamPort)", "--port-file", portFile]
-        process.standardInput = stdin
-        try process.run()
+        pid = try spawn("/usr/bin/python3", [packageRoot.appendingPathComponent("scripts/faultproxy.py").path,
+                                             "--upstream", "127.0.0.1:\(upstreamPort)", "--port-file", portFile])
         var port: Int?
         for _ in 0..<200 {
             if let s = try? String(contentsOfFile: portFile, encoding: .utf8), let p = Int(s) { port = p; break }
             usleep(25_000)
         }
         unlink(portFile)
-        guard let port else { throw FixtureError(description: "fault proxy did not start") }
+        guard let port else { stop(pid); throw FixtureError(description: "fault proxy did not start") }
         self.port = port
         control = CurlTransport()
     }
 
-    deinit {
-        try? stdin.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
+    deinit { stop(pid) }
 
     /// Queues `count` faults of `mode` for the next requests (of `method`, if given).
     func inject(_ mode: String, count: Int = 1, method: String? = nil, afterBytes: Int? = nil, seconds: Double? = nil) throws {
