@@ -113,6 +113,60 @@ import TestSupport
         #expect((forced["data"] as? [String: String])?["b"] == "2")
     }
 
+    /// A body sent as application/apply-patch+yaml, as it is, with curl: (status, Warning headers, body).
+    func rawApply(_ body: [UInt8], name: String, query: String = "") throws -> (Int, [String], String) {
+        let file = api.file("apply-\(UUID().uuidString.prefix(6))")
+        try Data(body).write(to: URL(fileURLWithPath: file))
+        let url = "\(api.server)/api/v1/namespaces/default/configmaps/\(name)?fieldManager=test\(query)"
+        let (st, out) = try run("/usr/bin/curl", ["-sk", "-m", "20", "-i", "-X", "PATCH", "-H", "Authorization: Bearer \(api.token)",
+                                                  "-H", "Content-Type: application/apply-patch+yaml", "--data-binary", "@\(file)", url])
+        guard st == 0, let split = out.range(of: "\r\n\r\n") else { throw FixtureError(description: "PATCH \(name): \(out)") }
+        let head = out[..<split.lowerBound].split(separator: "\r\n")
+        let code = Int(head.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let warnings = head.filter { $0.lowercased().hasPrefix("warning:") }.map { String($0.dropFirst(8)).trimmingCharacters(in: .whitespaces) }
+        return (code, warnings, String(out[split.upperBound...]))
+    }
+
+    /// Apply bodies are read as kube-apiserver reads them (Tests/KubeAPIServer/goyaml.py: go-yaml
+    /// v2 through sigs.k8s.io/yaml), not as JSON: what it refuses, the test server refuses too,
+    /// with its message; and drctl's own apply bodies are read.
+    @Test func applyBodiesAreReadAsTheAPIServerReadsThem() throws {
+        func body(_ name: String, _ data: String) -> [UInt8] {
+            Array(#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"\#(name)","namespace":"default"},"data":\#(data)}"#.utf8)
+        }
+        func refused(_ name: String, _ data: String, _ message: String, query: String = "") throws {
+            let (code, _, out) = try rawApply(body(name, data), name: name, query: query)
+            #expect(code == 400 && out.contains(#""reason": "BadRequest""#) && out.contains(message), "\(name): \(code) \(out)")
+            #expect(try client("token").get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: name) == nil, "\(name) was not stored")
+        }
+        // JSON's escaped slash, which Foundation writes for every "/": YAML 1.1 has no such escape.
+        try refused("slash", #"{"url":"https:\/\/example.org"}"#, "error decoding YAML: error converting YAML to JSON: yaml: found unknown escape character")
+        // A character beyond the BMP as a JSON surrogate pair.
+        try refused("surrogates", #"{"smile":"\ud83d\ude00"}"#, "yaml: found invalid Unicode character escape code")
+        // Characters JSON carries raw and YAML does not allow: DEL, a C1 control.
+        try refused("del", "{\"a\":\"x\u{7F}y\"}", "yaml: control characters are not allowed")
+        try refused("c1", "{\"a\":\"x\u{9F}y\"}", "yaml: control characters are not allowed")
+        // A key over 1024 characters, or one whose ':' is on the next line, is no key to YAML.
+        try refused("longkey", #"{"\#(String(repeating: "k", count: 1023))":"v"}"#, "did not find expected ',' or '}'")
+        try refused("brokenkey", "{\"a\"\n:\"v\"}", "yaml: line 1: did not find expected ',' or '}'")
+        // A duplicate key: the last value wins, with a warning by default (fieldValidation Warn);
+        // refused under Strict.
+        try refused("dupstrict", #"{"a":"1","a":"2"}"#, #"error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n  line 1: key \"a\" already set in map"#,
+                    query: "&fieldValidation=Strict")
+        let (code, warnings, _) = try rawApply(body("dup", #"{"a":"1","a":"2"}"#), name: "dup")
+        #expect(code == 201 && warnings.contains { $0.contains(#"line 1: key \"a\" already set in map"#) }, "\(code) \(warnings)")
+        #expect((try client("token").get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "dup")?["data"] as? [String: String]) == ["a": "2"])
+        // A line break in a quoted scalar folds into a space; NEL is a line break to YAML.
+        _ = try rawApply(body("nel", "{\"a\":\"x\u{85}y\"}"), name: "nel")
+        #expect((try client("token").get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "nel")?["data"] as? [String: String]) == ["a": "x y"])
+        // What drctl sends is read, slashes, controls and all.
+        let odd = "https://example.org/a \u{7F}\u{9F}\u{1F600}"
+        _ = try client("token").apply(["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "drctl-body", "namespace": "default",
+                                                                                          "labels": ["app.kubernetes.io/name": "drctl"]], "data": ["u": odd]])
+        let stored = try client("token").get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "drctl-body")
+        #expect((stored?["data"] as? [String: String])?["u"] == odd && ((stored?["metadata"] as? [String: Any])?["labels"] as? [String: String])?["app.kubernetes.io/name"] == "drctl")
+    }
+
     @Test func watchSeesChangesResumesAndRelistsAfterExpiry() throws {
         let c = try client("token")
         func cm(_ v: String) -> [String: Any] {

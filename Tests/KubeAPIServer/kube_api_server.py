@@ -6,7 +6,8 @@ certificate (CN, groups from O) or bearer token (--tokens FILE: "token user [gro
 per line), every one of them also in system:authenticated; discovery documents for the kinds
 drctl renders; create/get/list/delete with `Status` errors (401, 403, 404 NotFound, 409
 AlreadyExists/Conflict, 422 Invalid with causes); resourceVersion; label selectors (=, !=,
-exists); `limit`/`continue` pagination; server-side apply (application/apply-patch+yaml) with
+exists); `limit`/`continue` pagination; server-side apply (application/apply-patch+yaml, its body
+read as YAML the way the API server reads it: goyaml.py) with
 per-manager field ownership, conflicts and `force`, `dryRun=All`; namespaces that go Terminating
 and disappear once their objects are gone (default and kube-system may not be deleted); watch
 streams (resourceVersion, fieldSelector on the name, timeoutSeconds, 410 Expired after POST
@@ -50,6 +51,9 @@ made it; objects created at start (default namespaces, --rbac and --admission se
                      [--controllers] [--crds DIR] [--rbac FILE] [--admission FILE]
 """
 import argparse, base64, copy, functools, http.server, json, os, re, socket, socketserver, ssl, sys, threading, time, urllib.parse, uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import goyaml
 
 RESOURCES = {
     "v1": [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
@@ -957,8 +961,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return gv, resource, ns, name, q
 
     def body(self):
+        """The request body: JSON (Go's encoding/json reads `\\/` as `/`), except a server-side
+        apply's, which the API server reads as YAML (goyaml.py): a body it cannot read is kept as
+        the Status to answer with."""
         n = int(self.headers.get("Content-Length", "0") or 0)
         raw = self.rfile.read(n) if n else b""
+        self.undecodable = None
+        if self.command == "PATCH" and self.headers.get("Content-Type", "").startswith("application/apply-patch"):
+            q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            try:
+                obj, problems = goyaml.decode(raw)
+            except goyaml.YAMLError as e:
+                self.undecodable = status(400, "BadRequest", f"error decoding YAML: error converting YAML to JSON: yaml: {e}")
+                return None
+            # handlers/rest.go fieldValidation: Warn unless the request says otherwise. (The real
+            # server checks this after computing the apply: only which error wins differs.)
+            validation = q.get("fieldValidation") or "Warn"
+            if problems and validation == "Strict":
+                self.undecodable = status(400, "BadRequest", "error strict decoding YAML: error converting YAML to JSON: yaml: unmarshal errors:\n  " +
+                                          "\n  ".join(problems))
+            elif problems and validation == "Warn":
+                self.warnings += problems
+            return obj
         try:
             return json.loads(raw or b"{}")
         except ValueError:
@@ -1103,6 +1127,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         full = resource + ("/" + self.subresource if self.subresource else "")
         if not authorized(user, groups, verb, group, full, ns if namespaced else "", name):
             return forbidden(user, verb, group, resource, full, ns if namespaced else (name if resource == "namespaces" else ""), name)
+        if getattr(self, "undecodable", None):   # the handler decodes the body after authentication and authorization
+            return self.undecodable
         if self.subresource == "log" and resource == "pods" and method == "GET":
             with lock:
                 if (gv, resource, ns, name) not in store:
