@@ -77,7 +77,7 @@ public struct ClusterDrill {
             do {
                 let restore = annotations[DrillManifests.restoreAnnotation] ?? name
                 if let wait { settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: wait) }
-                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), !restoreIsTerminal(r) {
+                if let r = try kube.get(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore), restoreIsWriting(r) {
                     left.append((name, "Velero restore \(restore) still writes into it"))
                     continue
                 }
@@ -129,7 +129,7 @@ public struct ClusterDrill {
                 // again, without drctl's label, if it is deleted under it), then the namespaces.
                 teardownAction = Cleanup.shared.addAction { [kube, veleroNamespace, teardownState] in
                     let (restore, namespaces) = teardownState.get()
-                    if let restore { Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 60) }
+                    if let restore { Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: Self.settleGrace) }
                     for ns in namespaces { try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
                 }
                 for name in names {
@@ -206,7 +206,7 @@ public struct ClusterDrill {
         if !created.isEmpty && !keep {
             phase("teardown") {
                 if let restore = teardownState.get().0 {
-                    Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: 300, progress: progress)
+                    Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: Self.settleGrace, progress: progress)
                 }
                 for name in created {
                     do {
@@ -218,7 +218,7 @@ public struct ClusterDrill {
                 }
                 for name in created {
                     do {
-                        _ = try waitGone(name, deadline: Date().addingTimeInterval(300))
+                        _ = try waitGone(name, deadline: Date().addingTimeInterval(Self.namespaceDeletionGrace))
                         progress("namespace \(name) deleted")
                     } catch {
                         progress("\(error) (the next run's janitor will delete it)")
@@ -258,12 +258,35 @@ public struct ClusterDrill {
         return restoreSucceededPhases.contains(phase) || restoreFailedPhases.contains(phase)
     }
 
-    /// Waits (at most `timeout`) until a drill's Restore is no longer running: deleting its
-    /// namespaces before would let Velero make them again, unlabelled, where no janitor looks.
+    /// Whether Velero has picked the Restore up (a phase past New).
+    static func restoreIsStarted(_ restore: [String: Any]) -> Bool {
+        let phase = (restore["status"] as? [String: Any])?["phase"] as? String ?? ""
+        return !phase.isEmpty && phase != "New"
+    }
+
+    /// Whether Velero may still write into the Restore's namespaces: started and not done.
+    static func restoreIsWriting(_ restore: [String: Any]) -> Bool {
+        restoreIsStarted(restore) && !restoreIsTerminal(restore)
+    }
+
+    /// How long a teardown waits for Velero to finish a Restore it is working on, and for the
+    /// scratch namespaces to go: a drill ends shortly after its RTO deadline, whatever the
+    /// controllers do (what is left then is the janitor's).
+    static let settleGrace: TimeInterval = 60
+    static let namespaceDeletionGrace: TimeInterval = 120
+
+    /// Waits (at most `timeout`) while Velero works on a drill's Restore: deleting its namespaces
+    /// meanwhile would have Velero make them again, without drctl's label (the admission policy
+    /// refuses that; without it, no janitor would find them). A Restore Velero has not started
+    /// (no phase, or New) writes nothing, so it is not waited for: Velero may never come.
     static func settle(_ kube: KubeClient, restore: String, veleroNamespace: String, timeout: TimeInterval, progress: (String) -> Void = { _ in }) {
         do {
             _ = try kube.waitFor(apiVersion: "velero.io/v1", kind: "Restore", namespace: veleroNamespace, name: restore,
-                                 deadline: Date().addingTimeInterval(timeout)) { o in o == nil || restoreIsTerminal(o!) }
+                                 deadline: Date().addingTimeInterval(timeout)) { o in
+                guard let o else { return true }
+                if !restoreIsStarted(o) { progress("Velero has not started restore \(restore): nothing writes into its namespaces") }
+                return !restoreIsWriting(o)
+            }
         } catch {
             progress("Velero restore \(restore) still running after \(Int(timeout))s (\(error)); deleting its namespaces anyway")
         }
@@ -536,7 +559,7 @@ public struct ClusterDrill {
         do {
             _ = try kube.waitFor(apiVersion: "v1", kind: "Namespace", namespace: nil, name: ns, deadline: deadline) { $0 == nil }
         } catch is KubeClient.DeadlineExceeded {
-            throw RecoveryError("namespace \(ns) still exists after 5 minutes")
+            throw RecoveryError("namespace \(ns) still exists after \(TimeSpan.humanize(Int(Self.namespaceDeletionGrace)))")
         }
         return true
     }

@@ -101,13 +101,13 @@ final class ClusterFixture {
     let backupName = VeleroBucketTests.scheduledName()
     var env: [String: String]
 
-    init(rgw: RGW, bucket name: String, network: String = "loopback", rbac: String? = nil,
+    init(rgw: RGW, bucket name: String, running: [String]? = nil, network: String = "loopback", rbac: String? = nil,
          admission: String? = packageRoot.appendingPathComponent("deploy/admission.yaml").path, user: String = "token",
          secretName: String = "s3", superuserPassword: String? = nil, extraTokens: [String: String] = [:]) throws {
         db = try ArchivedDatabase(rgw: rgw, bucket: name)
         self.secretName = secretName
         policies = db.work + "/policies"
-        api = try KubeAPI(controllers: rgw, network: network, rbac: rbac, admission: admission, superuserPassword: superuserPassword,
+        api = try KubeAPI(controllers: rgw, running: running, network: network, rbac: rbac, admission: admission, superuserPassword: superuserPassword,
                           extraTokens: extraTokens)
         kubeconfig = try api.kubeconfig(user)
         admin = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("token"), context: nil, namespace: nil))
@@ -449,5 +449,24 @@ final class ClusterFixture {
         let sealed = evidence["sealed"] as? [String] ?? []
         #expect(sealed.contains { $0.hasPrefix("network: default deny") } && sealed.contains { $0.contains("CronJobs suspended, and 1 rule(s) of the policy") }
                 && sealed.contains { $0.contains("keycloak restored into drill-n8n-prod-") }, "\(sealed)")
+    }
+
+    /// On an API server where no Velero or CNPG controller acts (as on the real one this was
+    /// first tried on), nothing the drill waits for ever happens: it fails at its RTO deadline,
+    /// naming what it waited for, tears down at once (a Restore Velero never started writes
+    /// nothing) and leaves nothing behind.
+    @Test func aDrillWhoseControllersNeverActFailsAtItsRTO() throws {
+        let f = try ClusterFixture(rgw: rgw, bucket: "stuckdrill", running: [])
+        try f.policy("= 42", rto: "15s")
+        let started = Date()
+        let (st, out) = try f.contained("a drill nothing acts on") { try f.verify() }
+        let took = Date().timeIntervalSince(started)
+        print(out)
+        #expect(st == 1 && out.contains("not ready within the RTO objective 15s"), "\(out)")
+        #expect(out.contains("Restore velero/drill-n8n-prod-"), "the Restore it waited for is named: \(out)")
+        #expect(out.contains("Velero has not started restore"), "\(out)")
+        #expect(took >= 15 && took < 45, "ended \(Int(took)) s after it started, for an RTO of 15 s")
+        let left = try f.drillNamespaces()
+        #expect(left.isEmpty, "\(left)")
     }
 }

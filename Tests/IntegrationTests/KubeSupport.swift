@@ -14,10 +14,11 @@ final class KubeAPI {
 
     /// `controllers`: run the simulated Velero and CNPG controllers against this object store;
     /// `network`: "loopback" (Services reachable from the test host) or "cluster" (only from a
-    /// Job); `rbac`: a file of Roles and bindings the service account is held to. Custom
+    /// Job); `rbac`: a file of Roles and bindings the service account is held to; `running`:
+    /// which simulated controllers act (velero, cnpg, apps, batch; all by default). Custom
     /// resources are validated against ../shared/reference/crds when it is there.
-    init(groups: [String]? = nil, controllers rgw: RGW? = nil, network: String = "loopback", rbac: String? = nil, admission: String? = nil,
-         superuserPassword: String? = nil, extraTokens: [String: String] = [:]) throws {
+    init(groups: [String]? = nil, controllers rgw: RGW? = nil, running: [String]? = nil, network: String = "loopback", rbac: String? = nil,
+         admission: String? = nil, superuserPassword: String? = nil, extraTokens: [String: String] = [:]) throws {
         dir = tempPath("kube-api")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ args: [String]) throws {
@@ -44,6 +45,7 @@ final class KubeAPI {
         env["KUBE_TEST_SERVICE_NETWORK"] = network
         if let superuserPassword { env["KUBE_TEST_SUPERUSER_PASSWORD"] = superuserPassword }
         if let groups { env["KUBE_TEST_GROUPS"] = groups.joined(separator: ",") }
+        if let running { env["KUBE_TEST_CONTROLLERS"] = running.joined(separator: ",") }
         if let rgw {
             env["KUBE_TEST_S3_ENDPOINT"] = rgw.endpoint
             env["KUBE_TEST_S3_KEY"] = rgw.accessKey
