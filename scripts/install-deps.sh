@@ -40,10 +40,12 @@ fi
 # Python tools for the tests, in a venv on Debian's python3 (kept out of git).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV="$ROOT/.venv-tools"
-if ! "$VENV/bin/python3" -c 'import jsonschema, yaml, kubernetes_validate, boto3, celpy' 2>/dev/null; then
+# cel-expr-python is Google's CEL (cel-cpp): the test API server evaluates admission policies with
+# the semantics kube-apiserver's cel-go has.
+if ! "$VENV/bin/python3" -c 'import jsonschema, yaml, kubernetes_validate, boto3, cel_expr_python.cel, google.protobuf' 2>/dev/null; then
   echo "install-deps: creating $VENV"
   /usr/bin/python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "jsonschema>=4" "pyyaml>=6" "kubernetes-validate>=1.33" "boto3>=1.28" "cel-python>=0.5"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "jsonschema>=4" "pyyaml>=6" "kubernetes-validate>=1.33" "boto3>=1.28" "cel-expr-python==0.1.3" "protobuf>=5"
 fi
 
 # barman-cloud 3.19.1 (the layout CNPG writes), for tests that make real archives.

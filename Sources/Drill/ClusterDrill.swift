@@ -113,6 +113,8 @@ public struct ClusterDrill {
         }
         progress("cluster drill \(id) of \(workload) in namespace \(ns): target \(target)")
         do {
+            // Before any write: the server must confine this account, or drctl does not drill with it.
+            sealed.append(try Self.requireConfinement(kube, progress: progress))
             _ = try Self.janitor(kube, now: started, veleroNamespace: veleroNamespace, progress: progress)
             let majors = try precheck(now: started)
             let backup = try veleroBackup(now: started)
@@ -122,7 +124,8 @@ public struct ClusterDrill {
             let mappings = zip(sources, names).map { DrillIsolation.Mapping(source: $0, scratch: $1) }
             if backup != nil { try DrillIsolation.validate(mappings) }
             let placement = clusterPlacement(mappings, primary: ns)
-            let egress = DrillIsolation.Egress(endpoint: store.endpoint.value)
+            let egress = DrillIsolation.Egress(endpoint: store.endpoint.value,
+                                               apiServer: policy.cnpg.isEmpty ? DrillIsolation.APIServer(addresses: [], ports: []) : try apiServerEndpoints())
             let expires = RFC3339.format(started.addingTimeInterval(Double(max(policy.rto.value.seconds * 2, 3600))))
             try phase("namespace") {
                 // On a signal: the Restore settled first (Velero makes a namespace it restores into
@@ -146,9 +149,9 @@ public struct ClusterDrill {
                     }
                     if !clusters.isEmpty { try copyCredentials(into: name) }
                 }
-                sealed = DrillIsolation.sealSummary(mappings: mappings, clusters: policy.cnpg.map(\.cluster.value), egress: egress,
-                                                    modifiers: policy.drill?.modifiers.count ?? 0)
-                for line in sealed { progress("sealed: \(line)") }
+                sealed += DrillIsolation.sealSummary(mappings: mappings, clusters: policy.cnpg.map(\.cluster.value), egress: egress,
+                                                     modifiers: policy.drill?.modifiers.count ?? 0)
+                for line in sealed.dropFirst() { progress("sealed: \(line)") }
             }
             var restoreName: String?
             if let backup {
@@ -290,6 +293,46 @@ public struct ClusterDrill {
         } catch {
             progress("Velero restore \(restore) still running after \(Int(timeout))s (\(error)); deleting its namespaces anyway")
         }
+    }
+
+    /// A service account drills only where the API server confines it: deploy/admission.yaml
+    /// matches drctl's account by name, and a renamed account, a policy not installed or not
+    /// bound would leave it with cluster-wide namespace deletion and nothing holding it to drill
+    /// namespaces. The proof is the server's own answer: a dry-run creation of a namespace
+    /// without drctl's label (RBAC allows it, the policy refuses it) must be refused by a
+    /// ValidatingAdmissionPolicy. A person's account (an administrator running a drill by hand)
+    /// is not a service account and is not checked. Returns the evidence line.
+    static func requireConfinement(_ kube: KubeClient, progress: (String) -> Void) throws -> String {
+        let user = try kube.whoAmI()
+        guard user.hasPrefix("system:serviceaccount:") else {
+            progress("admission: \(user) is not a service account; drill namespaces are drctl's to keep to")
+            return "admission: not checked (\(user) is not a service account)"
+        }
+        let probe = "\(DrillManifests.namePrefix)admission-check-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        do {
+            _ = try kube.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": probe]], dryRun: true)
+        } catch let e as KubeError where e.message.contains("ValidatingAdmissionPolicy") {
+            progress("admission: the API server confines \(user) (a dry-run namespace without drctl's label was refused)")
+            return "admission: the API server confines \(user) to drill namespaces"
+        } catch {
+            throw RecoveryError("cannot check that the API server confines \(user) to drill namespaces: \(error)")
+        }
+        throw RecoveryError("the API server does not confine \(user): a dry-run namespace without drctl's label was admitted. "
+                            + "Install deploy/admission.yaml (its policy holds service accounts named drctl, in any namespace); "
+                            + "drctl does not drill with an account nothing but its own code holds to drill namespaces")
+    }
+
+    /// The API server as the recovery Cluster's pods reach it: the `kubernetes` Service's
+    /// EndpointSlice, read when the drill starts, so their network rule names it and nothing else.
+    func apiServerEndpoints() throws -> DrillIsolation.APIServer {
+        guard let slice = try kube.get(apiVersion: "discovery.k8s.io/v1", kind: "EndpointSlice", namespace: "default", name: "kubernetes") else {
+            throw RecoveryError("EndpointSlice default/kubernetes not found: the recovery Cluster's network rule names the API server's endpoints")
+        }
+        let api = DrillIsolation.APIServer.from(endpointSlice: slice)
+        guard !api.addresses.isEmpty, !api.ports.isEmpty else {
+            throw RecoveryError("EndpointSlice default/kubernetes has no ready address and port: the recovery Cluster could not reach the API server")
+        }
+        return api
     }
 
     /// drctl's powers inside a scratch namespace come from binding the `drctl-drill` ClusterRole

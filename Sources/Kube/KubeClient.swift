@@ -346,9 +346,10 @@ public final class KubeClient: @unchecked Sendable {
         }
     }
 
-    public func create(_ object: [String: Any]) throws -> [String: Any] {
+    /// Creates an object; with `dryRun` the server runs every stage (validation, admission) but storing it.
+    public func create(_ object: [String: Any], dryRun: Bool = false) throws -> [String: Any] {
         let (apiVersion, kind, namespace, _) = try Self.identity(object)
-        return try request("POST", path(apiVersion: apiVersion, kind: kind, namespace: namespace),
+        return try request("POST", path(apiVersion: apiVersion, kind: kind, namespace: namespace), query: dryRun ? [("dryRun", "All")] : [],
                            body: Array(try JSONSerialization.data(withJSONObject: object)))
     }
 

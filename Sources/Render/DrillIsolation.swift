@@ -154,24 +154,52 @@ public enum DrillIsolation {
         ]
     }
 
+    /// The Kubernetes API server as a pod reaches it: the addresses and ports of the `kubernetes`
+    /// Service's EndpointSlice (default/kubernetes). Network plugins match a policy after the
+    /// Service's DNAT, on these, not on the Service's address and port 443.
+    public struct APIServer: Sendable, Equatable {
+        public var addresses: [String]
+        public var ports: [Int]
+        public init(addresses: [String], ports: [Int]) {
+            self.addresses = addresses
+            self.ports = ports
+        }
+
+        /// The endpoints of an EndpointSlice (discovery.k8s.io/v1): ready addresses, TCP ports.
+        public static func from(endpointSlice o: [String: Any]) -> APIServer {
+            let endpoints = o["endpoints"] as? [[String: Any]] ?? []
+            let ready = endpoints.filter { ($0["conditions"] as? [String: Any])?["ready"] as? Bool ?? true }
+            let ports = (o["ports"] as? [[String: Any]] ?? []).filter { ($0["protocol"] as? String ?? "TCP") == "TCP" }.compactMap { $0["port"] as? Int }
+            return APIServer(addresses: ready.flatMap { $0["addresses"] as? [String] ?? [] }.sorted(), ports: ports.sorted())
+        }
+
+        var peers: [[String: any Sendable]] {
+            addresses.map { ["ipBlock": ["cidr": $0 + ($0.contains(":") ? "/128" : "/32")]] as [String: any Sendable] }
+        }
+        var summary: String {
+            addresses.map { a in ports.map { "\(a.contains(":") ? "[\(a)]" : a):\($0)" }.joined(separator: ", ") }.joined(separator: ", ")
+        }
+    }
+
     /// Where a recovery Cluster's pods may connect besides the scratch namespace: the object
     /// store (its port, and its namespace when it is a Service of the cluster, its address when
-    /// it is one) and the Kubernetes API server (CNPG's instance manager watches its Cluster).
+    /// it is one) and the Kubernetes API server's endpoints (CNPG's instance manager watches its
+    /// Cluster), nothing else.
     public struct Egress: Sendable, Equatable {
         public var objectStorePeer: [String: any Sendable]
         /// nil: any port.
         public var objectStorePort: Int?
-        public var apiServerPorts: [Int]
+        public var apiServer: APIServer
         public var summary: String
 
-        public static func == (a: Egress, b: Egress) -> Bool { a.summary == b.summary }
+        public static func == (a: Egress, b: Egress) -> Bool { a.summary == b.summary && a.apiServer == b.apiServer }
 
-        public init(endpoint: String, apiServerPorts: [Int] = [443, 6443]) {
+        public init(endpoint: String, apiServer: APIServer) {
             let url = URLComponents(string: endpoint)
             let host = url?.host ?? ""
             let port = url?.port ?? (url?.scheme == "http" ? 80 : 443)
             objectStorePort = port
-            self.apiServerPorts = apiServerPorts
+            self.apiServer = apiServer
             let labels = host.split(separator: ".").map(String.init)
             if let svc = labels.firstIndex(of: "svc"), svc >= 2 {
                 // Network plugins match a policy's ports after the Service's DNAT, on the pod's
@@ -229,7 +257,8 @@ public enum DrillIsolation {
                     "egress": [
                         egress.objectStorePort.map { ["to": [egress.objectStorePeer], "ports": [["protocol": "TCP", "port": $0] as [String: any Sendable]]] as [String: any Sendable] }
                             ?? ["to": [egress.objectStorePeer]],
-                        ["ports": egress.apiServerPorts.map { ["protocol": "TCP", "port": $0] as [String: any Sendable] }] as [String: any Sendable],
+                        ["to": egress.apiServer.peers,
+                         "ports": egress.apiServer.ports.map { ["protocol": "TCP", "port": $0] as [String: any Sendable] }] as [String: any Sendable],
                     ],
                 ] as [String: any Sendable],
             ])
@@ -243,7 +272,7 @@ public enum DrillIsolation {
         lines.append("velero: no cluster-scoped resources; not restored: \(excludedResources.count) kinds (production's CNPG objects, Velero's, " +
                      "NetworkPolicies, ingresses and routes, certificates, alert rules, external secrets) and anything labelled \(cnpgClusterLabel)")
         lines.append("network: default deny; allowed: own namespace, cluster DNS, ingress from drctl" +
-                     (clusters.isEmpty ? "" : "; recovery Cluster pods (\(clusters.joined(separator: ", "))) also to the object store (\(egress.summary)) and the API server"))
+                     (clusters.isEmpty ? "" : "; recovery Cluster pods (\(clusters.joined(separator: ", "))) also to the object store (\(egress.summary)) and the API server (\(egress.apiServer.summary))"))
         lines.append("pod security: enforce \(podSecurityLabels["pod-security.kubernetes.io/enforce"]!)")
         lines.append("modifiers: CronJobs suspended" + (modifiers > 0 ? ", and \(modifiers) rule(s) of the policy" : ""))
         return lines

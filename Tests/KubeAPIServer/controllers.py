@@ -27,11 +27,22 @@ cnpg:   a Cluster with bootstrap.recovery from a barmanObjectStore is recovered 
         KUBE_TEST_SERVICE_NETWORK=loopback: the Service's clusterIP is 127.0.0.1 and its port the
         server's, so the test host reaches it directly; otherwise (`cluster`) it is 10.96.0.x:5432,
         reachable only from inside: from a Job.
-apps:   Deployments and StatefulSets become available (status.*Replicas = spec.replicas) a second
-        or two after they are created: the kubelet, as far as drctl looks at it.
-batch:  a Job runs its pod's container locally (only `psql` is run), with env values and
-        secretKeyRefs resolved and host names of Services in the namespace resolved to their
-        backend, as cluster DNS would; the pod (label job-name) keeps its output for pods/log.
+apps:   kube-controller-manager's controllers that make pods, each through admission as the
+        identity it has with --use-service-account-credentials
+        (system:serviceaccount:kube-system:<controller>, cmd/kube-controller-manager/app): a
+        Deployment makes a ReplicaSet (deployment-controller); a ReplicaSet or
+        ReplicationController its replicas' pods (replicaset-controller,
+        replication-controller); a DaemonSet one pod on the one node (daemon-set-controller); a
+        StatefulSet pods <name>-0.. one after another (statefulset-controller); pods carry the
+        template's labels and a controller ownerReference. A pod admitted runs (the kubelet:
+        Running and Ready a moment later, unless annotated drctl-test/unavailable); one refused
+        is not made, and its owner never becomes available, as on a real cluster. Owners'
+        status counts their ready pods.
+batch:  a Job's pod is made by job-controller through admission, then runs its container
+        locally (only `psql` is run), with env values and secretKeyRefs resolved and host names
+        of Services in the namespace resolved to their backend, as cluster DNS would; the pod
+        (label job-name) keeps its output for pods/log. A CronJob that is not suspended makes a
+        Job (cronjob-controller), as if its schedule had come.
 
 The object store is reached with KUBE_TEST_S3_ENDPOINT and the Cluster's s3Credentials Secret.
 Every write is in the server's write log under the controller that made it: velero-controller,
@@ -64,19 +75,23 @@ def free_port():
 # an operator not installed or not running, as on a bare API server: its objects are stored and
 # nothing acts on them, ever.
 RUNNING = set(os.environ.get("KUBE_TEST_CONTROLLERS", "velero,cnpg,apps,batch").split(","))
+OWNERS = {"velero.io/v1": "velero", "postgresql.cnpg.io/v1": "cnpg", "apps/v1": "apps", "batch/v1": "batch",
+          ("v1", "replicationcontrollers"): "apps"}
 
 
 def reconcile(api, key):
     gv, resource = key[0], key[1]
-    owner = {"velero.io/v1": "velero", "postgresql.cnpg.io/v1": "cnpg", "apps/v1": "apps", "batch/v1": "batch"}.get(gv)
+    owner = OWNERS.get((gv, resource)) or OWNERS.get(gv)
     if owner and owner not in RUNNING:
         return
     if (gv, resource) == ("velero.io/v1", "restores"):
         threading.Thread(target=velero_restore, args=(api, key), daemon=True).start()
-    elif (gv, resource) in (("apps/v1", "deployments"), ("apps/v1", "statefulsets")):
-        threading.Thread(target=become_available, args=(api, key), daemon=True).start()
+    elif (gv, resource) in WORKLOADS:
+        threading.Thread(target=WORKLOADS[(gv, resource)], args=(api, key), daemon=True).start()
     elif (gv, resource) == ("batch/v1", "jobs"):
         threading.Thread(target=run_job, args=(api, key), daemon=True).start()
+    elif (gv, resource) == ("batch/v1", "cronjobs"):
+        threading.Thread(target=cronjob, args=(api, key), daemon=True).start()
     elif (gv, resource) == ("postgresql.cnpg.io/v1", "clusters"):
         obj = api.store.get(key)
         if obj and obj.get("spec", {}).get("bootstrap", {}).get("recovery"):
@@ -87,7 +102,8 @@ def reconcile(api, key):
 
 # Who the write log says wrote a status: the controller behind each kind.
 STATUS_WRITERS = {"restores": "velero-controller", "clusters": "cnpg-controller", "jobs": "job-controller", "pods": "kubelet",
-                  "deployments": "kubelet", "statefulsets": "kubelet"}
+                  "deployments": "deployment-controller", "statefulsets": "statefulset-controller", "replicasets": "replicaset-controller",
+                  "replicationcontrollers": "replication-controller", "daemonsets": "daemon-set-controller"}
 
 
 def set_status(api, key, status, actor=None):
@@ -107,15 +123,139 @@ def secret_value(api, ns, ref):
     return base64.b64decode(s["data"][ref["key"]]).decode()
 
 
-def become_available(api, key):
+# ---- kube-controller-manager's pod-making controllers ----
+
+def kcm(controller):
+    """The identity a kube-controller-manager controller acts as (--use-service-account-credentials)."""
+    return (f"system:serviceaccount:kube-system:{controller}",
+            ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"])
+
+
+def owner_reference(obj):
+    meta = obj["metadata"]
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta.get("uid", ""),
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def make_pod(api, owner, name, controller, template, extra_labels=None):
+    """A pod of `owner`'s template, made as `controller` through admission; True when admitted.
+    The kubelet then runs it: Running and Ready a moment later."""
+    tmeta = (template or {}).get("metadata") or {}
+    labels = dict(tmeta.get("labels") or {}, **(extra_labels or {}))
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": owner["metadata"]["namespace"], "labels": labels,
+                        "ownerReferences": [owner_reference(owner)]},
+           "spec": copy.deepcopy((template or {}).get("spec") or {})}
+    if tmeta.get("annotations"):
+        pod["metadata"]["annotations"] = dict(tmeta["annotations"])
+    code, out = api.create_object(pod, controller, controller, kcm(controller))
+    if code != 201:
+        pod_failures.setdefault((owner["metadata"]["namespace"], owner["metadata"]["name"]), []).append(out.get("message", str(code)))
+        return False
+    unavailable = (owner["metadata"].get("annotations") or {}).get("drctl-test/unavailable") == "true"
+    if not unavailable:
+        time.sleep(0.3)
+        set_status(api, ("v1", "pods", pod["metadata"]["namespace"], name),
+                   {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+    return not unavailable
+
+
+pod_failures = {}   # (namespace, owner) -> why its controller could not make a pod (FailedCreate events)
+
+
+def suffix():
+    return secrets.token_hex(3)[:5]
+
+
+def replica_pods(api, key, controller, extra_labels=None):
+    """A ReplicaSet's or ReplicationController's pods; then its status."""
     obj = api.store.get(key)
-    n = (obj or {}).get("spec", {}).get("replicas", 1)
-    # Pods take a moment (a StatefulSet's start one after another): drctl has to wait and watch.
-    time.sleep(1.0 + (0.5 * n if key[1] == "statefulsets" else 0))
-    obj = api.store.get(key)
-    if not obj or obj["metadata"].get("annotations", {}).get("drctl-test/unavailable") == "true":
+    if not obj:
         return
-    set_status(api, key, {"observedGeneration": 1, "replicas": n, "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n})
+    n = (obj.get("spec") or {}).get("replicas", 1)
+    ready = sum(make_pod(api, obj, f"{key[3]}-{suffix()}", controller, (obj.get("spec") or {}).get("template"), extra_labels) for _ in range(n))
+    set_status(api, key, {"observedGeneration": 1, "replicas": n, "readyReplicas": ready, "availableReplicas": ready})
+    return n, ready
+
+
+def replicaset(api, key):
+    replica_pods(api, key, "replicaset-controller")
+
+
+def replicationcontroller(api, key):
+    replica_pods(api, key, "replication-controller")
+
+
+def deployment(api, key):
+    """The Deployment's ReplicaSet, <name>-<pod-template-hash>, made as deployment-controller; the
+    Deployment is available once the ReplicaSet's pods are."""
+    obj = api.store.get(key)
+    if not obj:
+        return
+    spec = obj.get("spec") or {}
+    template = copy.deepcopy(spec.get("template") or {})
+    h = zlib.crc32(json.dumps(template, sort_keys=True).encode()) & 0xFFFFFFFF
+    template_hash = format(h, "x")[:10]
+    template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = template_hash
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": f"{key[3]}-{template_hash}", "namespace": key[2],
+                       "labels": dict((template.get("metadata") or {}).get("labels") or {}),
+                       "ownerReferences": [owner_reference(obj)]},
+          "spec": {"replicas": spec.get("replicas", 1), "selector": spec.get("selector") or {}, "template": template}}
+    if (obj["metadata"].get("annotations") or {}).get("drctl-test/unavailable") == "true":
+        rs["metadata"]["annotations"] = {"drctl-test/unavailable": "true"}
+    code, out = api.create_object(rs, "deployment-controller", "deployment-controller", kcm("deployment-controller"), reconcile_now=False)
+    if code != 201:
+        pod_failures.setdefault((key[2], key[3]), []).append(out.get("message", str(code)))
+        return
+    n, ready = replica_pods(api, ("apps/v1", "replicasets", key[2], rs["metadata"]["name"]), "replicaset-controller") or (0, 0)
+    set_status(api, key, {"observedGeneration": 1, "replicas": n, "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": n})
+
+
+def daemonset(api, key):
+    """One pod, on the one node this cluster has."""
+    obj = api.store.get(key)
+    if not obj:
+        return
+    ok = make_pod(api, obj, f"{key[3]}-{suffix()}", "daemon-set-controller", (obj.get("spec") or {}).get("template"),
+                  {"pod-template-generation": "1"})
+    set_status(api, key, {"desiredNumberScheduled": 1, "currentNumberScheduled": int(ok), "numberReady": int(ok), "numberAvailable": int(ok)})
+
+
+def statefulset(api, key):
+    """Pods <name>-0, -1, ... one after another (OrderedReady: the next once the last is ready)."""
+    obj = api.store.get(key)
+    if not obj:
+        return
+    n = (obj.get("spec") or {}).get("replicas", 1)
+    ready = 0
+    for i in range(n):
+        name = f"{key[3]}-{i}"
+        if not make_pod(api, obj, name, "statefulset-controller", (obj.get("spec") or {}).get("template"),
+                        {"statefulset.kubernetes.io/pod-name": name, "apps.kubernetes.io/pod-index": str(i)}):
+            break
+        ready += 1
+        time.sleep(0.2)
+    set_status(api, key, {"observedGeneration": 1, "replicas": n, "readyReplicas": ready, "availableReplicas": ready, "updatedReplicas": n})
+
+
+WORKLOADS = {("apps/v1", "deployments"): deployment, ("apps/v1", "replicasets"): replicaset, ("apps/v1", "daemonsets"): daemonset,
+             ("apps/v1", "statefulsets"): statefulset, ("v1", "replicationcontrollers"): replicationcontroller}
+
+
+def cronjob(api, key):
+    """A CronJob not suspended makes a Job, as its schedule would (cronjob-controller)."""
+    time.sleep(0.5)
+    obj = api.store.get(key)
+    if not obj or (obj.get("spec") or {}).get("suspend"):
+        return
+    template = (obj.get("spec") or {}).get("jobTemplate") or {}
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": f"{key[3]}-{int(time.time() // 60)}", "namespace": key[2],
+                        "labels": dict((template.get("metadata") or {}).get("labels") or {}),
+                        "ownerReferences": [owner_reference(obj)]},
+           "spec": copy.deepcopy(template.get("spec") or {})}
+    api.create_object(job, "cronjob-controller", "cronjob-controller", kcm("cronjob-controller"))
 
 
 def resolve(ns, host, port):
@@ -133,7 +273,20 @@ def run_job(api, key):
     job = api.store.get(key)
     if not job:
         return
-    container = job["spec"]["template"]["spec"]["containers"][0]
+    # The Job's pod, labelled as registry/batch/job/strategy.go generateSelector labels it; one
+    # admission refuses is not made (job-controller would retry; the Job makes no progress).
+    pod = f"{name}-{suffix()}"
+    template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+    code, refused = api.create_object({"apiVersion": "v1", "kind": "Pod",
+                                       "metadata": {"name": pod, "namespace": ns, "ownerReferences": [owner_reference(job)],
+                                                    "labels": dict((template.get("metadata") or {}).get("labels") or {},
+                                                                   **{"job-name": name, "batch.kubernetes.io/job-name": name})},
+                                       "spec": template.get("spec") or {}}, "job-controller", "job-controller", kcm("job-controller"))
+    if code != 201:
+        pod_failures.setdefault((ns, name), []).append(refused.get("message", str(code)))
+        return
+    containers = (template.get("spec") or {}).get("containers") or [{}]
+    container = containers[0]
     argv = list(container.get("command") or []) + list(container.get("args") or [])
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
     problem = None
@@ -169,9 +322,6 @@ def run_job(api, key):
             out, ok = r.stdout + r.stderr, r.returncode == 0
         except subprocess.TimeoutExpired:
             out = "DeadlineExceeded"
-    pod = f"{name}-{secrets.token_hex(3)[:5]}"
-    api.create_object({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": ns, "labels": {"job-name": name, "batch.kubernetes.io/job-name": name}},
-                       "spec": job["spec"]["template"]["spec"]}, "job-controller", "job-controller")
     pod_logs[(ns, pod)] = out
     set_status(api, ("v1", "pods", ns, pod), {"phase": "Succeeded" if ok else "Failed"})
     cond = {"type": "Complete" if ok else "Failed", "status": "True"}
@@ -186,6 +336,8 @@ def run_job(api, key):
 # install, so RBAC never stops it, but admission sees it like any other user).
 VELERO_SA = ("system:serviceaccount:velero:velero", ["system:serviceaccounts", "system:serviceaccounts:velero", "system:authenticated"])
 VELERO = "velero-controller"   # who the write log says made Velero's changes
+# CNPG's operator, as its manifest installs it (namespace cnpg-system, service account cnpg-manager).
+CNPG_SA = ("system:serviceaccount:cnpg-system:cnpg-manager", ["system:serviceaccounts", "system:serviceaccounts:cnpg-system", "system:authenticated"])
 # pkg/cmd/server: defaultRestorePriorities (High first, then the rest alphabetically, then Low).
 HIGH_PRIORITIES = ["customresourcedefinitions", "namespaces", "storageclasses", "volumesnapshotclass.snapshot.storage.k8s.io",
                    "volumesnapshotcontents.snapshot.storage.k8s.io", "volumesnapshots.snapshot.storage.k8s.io", "datauploads.velero.io",
@@ -1047,10 +1199,24 @@ def recover(api, key, made):
         subprocess.run(["psql", "-X", "-h", data, "-p", str(port), "-U", "postgres", "-qc", f"alter role postgres password '{password}'"], capture_output=True)
         api.create_object({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/basic-auth", "metadata": {"name": f"{name}-superuser", "namespace": ns},
                            "data": {"username": base64.b64encode(b"postgres").decode(), "password": base64.b64encode(password.encode()).decode()}}, "cnpg", "cnpg-controller")
+    # The instance pod, made by CNPG's operator (it makes pods itself, no StatefulSet) through
+    # admission as its service account, with the labels its Services and network rules select by.
+    code, out = api.create_object({"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": f"{name}-1", "namespace": ns, "ownerReferences": [owner_reference(api.store.get(key) or {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": name}})],
+        "labels": {"cnpg.io/cluster": name, "cnpg.io/instanceName": f"{name}-1", "cnpg.io/instanceRole": "primary", "cnpg.io/podRole": "instance",
+                   "role": "primary"}},
+        "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 26, "seccompProfile": {"type": "RuntimeDefault"}},
+                 "containers": [{"name": "postgres", "image": "ghcr.io/cloudnative-pg/postgresql:15",
+                                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}},
+        "cnpg", "cnpg-controller", CNPG_SA)
+    if code != 201:
+        return set_status(api, key, {"phase": "Cluster cannot proceed", "phaseReason": f"cannot create pod {name}-1: {out.get('message', code)}"})
+    set_status(api, ("v1", "pods", ns, f"{name}-1"), {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
     backends[(ns, f"{name}-rw")] = ("127.0.0.1", port, port if LOOPBACK else 5432)
     cluster_ip = "127.0.0.1" if LOOPBACK else f"10.96.0.{len(backends) % 250 + 2}"
     api.create_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-rw", "namespace": ns},
-                       "spec": {"clusterIP": cluster_ip, "ports": [{"name": "postgres", "port": port if LOOPBACK else 5432}]}}, "cnpg", "cnpg-controller")
+                       "spec": {"clusterIP": cluster_ip, "selector": {"cnpg.io/cluster": name, "cnpg.io/instanceRole": "primary"},
+                                "ports": [{"name": "postgres", "port": port if LOOPBACK else 5432}]}}, "cnpg", "cnpg-controller")
     set_status(api, key, {"phase": "Cluster in healthy state", "instances": 1, "readyInstances": 1, "currentPrimary": f"{name}-1"})
 
 

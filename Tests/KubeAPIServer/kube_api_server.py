@@ -53,11 +53,12 @@ made it; objects created at start (default namespaces, --rbac and --admission se
 import argparse, base64, copy, functools, http.server, json, os, re, socket, socketserver, ssl, sys, threading, time, urllib.parse, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import goyaml
+import goyaml, kinds, podsecurity
 
 RESOURCES = {
     "v1": [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
            ("services", "Service", True), ("serviceaccounts", "ServiceAccount", True), ("pods", "Pod", True),
+           ("replicationcontrollers", "ReplicationController", True),
            ("persistentvolumeclaims", "PersistentVolumeClaim", True), ("persistentvolumes", "PersistentVolume", False)],
     "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True), ("replicasets", "ReplicaSet", True),
                 ("daemonsets", "DaemonSet", True)],
@@ -65,6 +66,7 @@ RESOURCES = {
     "rbac.authorization.k8s.io/v1": [("roles", "Role", True), ("rolebindings", "RoleBinding", True),
                                      ("clusterroles", "ClusterRole", False), ("clusterrolebindings", "ClusterRoleBinding", False)],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
+    "discovery.k8s.io/v1": [("endpointslices", "EndpointSlice", True)],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     "coordination.k8s.io/v1": [("leases", "Lease", True)],
     "storage.k8s.io/v1": [("storageclasses", "StorageClass", False)],
@@ -84,8 +86,11 @@ REVIEWS = {
                                 ("localsubjectaccessreviews", "LocalSubjectAccessReview", True)],
 }
 SERVED = set(os.environ.get("KUBE_TEST_GROUPS", ",".join(RESOURCES)).split(",")) | set(REVIEWS)
+# The kinds Kubernetes itself defines (the others come from CRDs): validated as kinds.py says.
+BUILTIN = {"v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "networking.k8s.io/v1", "discovery.k8s.io/v1", "policy/v1",
+           "coordination.k8s.io/v1", "storage.k8s.io/v1", "admissionregistration.k8s.io/v1"}
 DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-IGNORED_META = {"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "deletionTimestamp"}
+IGNORED_META = {"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"}
 RBAC_GV = "rbac.authorization.k8s.io/v1"
 ADMISSION_GV = "admissionregistration.k8s.io/v1"
 # kubernetes.io/docs/reference/access-authn-authz/authentication/#users-in-kubernetes: every
@@ -96,10 +101,13 @@ lock = threading.RLock()
 store = {}          # (gv, resource, namespace or "", name) -> object
 owners = {}         # same key -> {manager: set(paths)}
 rv = [1]
-events = []         # (rv, type, key, object): what watches see
+events = []         # (rv, type, key, object, the object before): what watches see
 request_context = threading.local()   # the User-Agent of the request being handled (the audit log's userAgent)
 partitioned = set() # bearer tokens whose requests go unanswered (POST /__partition)
 compacted = [0]     # watches from a resourceVersion below this get 410 Expired
+window = [0]        # ... and below this, the oldest event the watch cache still has
+WATCH_WINDOW = int(os.environ.get("KUBE_TEST_WATCH_WINDOW", "10000"))
+last_recorded = {}  # key -> the object as its last event carried it
 changed = threading.Condition(lock)
 writes = []         # every change to the store, for GET /__writes
 
@@ -109,9 +117,19 @@ def now():
 
 
 def record(kind, key, obj):
-    """Appends a watch event (call with the lock held)."""
-    events.append((rv[0], kind, key, copy.deepcopy(obj)))
-    del events[:-10000]
+    """Appends a watch event (call with the lock held), with the object as it was before (what a
+    watch with a label selector needs to tell a change of labels). The watch cache keeps a window
+    of events: a watch from before it is told 410 Expired."""
+    previous = last_recorded.get(key)
+    cleaned = {k: v for k, v in copy.deepcopy(obj).items() if not k.startswith("_")}
+    events.append((rv[0], kind, key, cleaned, previous))
+    if kind == "DELETED":
+        last_recorded.pop(key, None)
+    else:
+        last_recorded[key] = cleaned
+    if len(events) > WATCH_WINDOW:
+        window[0] = events[-WATCH_WINDOW][0] - 1   # the oldest resourceVersion still watchable from
+        del events[:-WATCH_WINDOW]
     changed.notify_all()
 
 
@@ -132,7 +150,7 @@ def leaves(obj, prefix=()):
     """Every leaf path of an object (lists are atomic), without server-owned metadata."""
     out = {}
     for k, v in obj.items():
-        if prefix == ("metadata",) and k in IGNORED_META or prefix == () and k == "status":
+        if prefix == ("metadata",) and k in IGNORED_META or prefix == () and (k == "status" or k.startswith("_")):
             continue
         p = prefix + (k,)
         if isinstance(v, dict) and v:
@@ -537,69 +555,7 @@ def rbac_validation(resource, obj, old):
 
 # ---- ValidatingAdmissionPolicy: kubernetes.io/docs/reference/access-authn-authz/validating-admission-policy/ ----
 
-try:
-    import celpy
-    from celpy import celtypes
-except ImportError:   # scripts/install-deps.sh installs cel-python into .venv-tools
-    celpy = celtypes = None
-
-
-def cel_functions():
-    """The parts of Kubernetes' CEL string and list libraries a policy is likely to use (kubernetes.io/docs/reference/using-api/cel/)."""
-    S, L = celtypes.StringType, celtypes.ListType
-    return {"lowerAscii": lambda s: S(s.lower()), "upperAscii": lambda s: S(s.upper()), "trim": lambda s: S(s.strip()),
-            "split": lambda s, sep: L([S(x) for x in s.split(sep)]), "replace": lambda s, a, b: S(s.replace(a, b)),
-            "indexOf": lambda s, x: celtypes.IntType(s.find(x)), "lastIndexOf": lambda s, x: celtypes.IntType(s.rfind(x)),
-            "join": lambda xs, sep=S(""): S(str(sep).join(str(x) for x in xs))}
-
-
-@functools.lru_cache(maxsize=512)
-def cel_program(expr):
-    """Compiled once per expression text; a syntax error raises."""
-    env = celpy.Environment()
-    return env.program(env.compile(expr), functions=cel_functions())
-
-
-def cel_eval(expr, activation):
-    """The value of an expression, or an Exception for an error (CEL evaluation errors included)."""
-    try:
-        out = cel_program(expr).evaluate(activation)
-    except Exception as e:
-        return e
-    return out if not isinstance(out, Exception) else out
-
-
-class LazyVariables(celtypes.MapType if celtypes else dict):
-    """`variables.NAME`, each computed when first used, in terms of those before it (validating-admission-policy/#variable-composition)."""
-
-    def __init__(self, defs, activation):
-        super().__init__({})
-        self.defs, self.activation, self.done = {d.get("name"): d.get("expression") for d in defs}, activation, {}
-
-    def __getitem__(self, k):
-        k = str(k)
-        if k not in self.defs:
-            raise KeyError(k)
-        if k not in self.done:
-            self.done[k] = cel_eval(self.defs[k], self.activation)
-        if isinstance(self.done[k], Exception):
-            raise self.done[k]
-        return self.done[k]
-
-    def __contains__(self, k):
-        return str(k) in self.defs
-
-
-def is_bool(r):
-    return isinstance(r, (bool, celtypes.BoolType))
-
-
-def vap_expressions(spec):
-    out = [("spec.validations[%d].expression" % i, v.get("expression") or "") for i, v in enumerate(spec.get("validations") or [])]
-    out += [("spec.validations[%d].messageExpression" % i, v["messageExpression"]) for i, v in enumerate(spec.get("validations") or []) if v.get("messageExpression")]
-    out += [("spec.matchConditions[%d].expression" % i, v.get("expression") or "") for i, v in enumerate(spec.get("matchConditions") or [])]
-    out += [("spec.variables[%d].expression" % i, v.get("expression") or "") for i, v in enumerate(spec.get("variables") or [])]
-    return out
+import vapcel   # CEL with cel-go's semantics (cel-expr-python), as policies are compiled and evaluated
 
 
 def admission_validation(resource, obj):
@@ -612,14 +568,11 @@ def admission_validation(resource, obj):
             causes.append({"reason": "FieldValueRequired", "field": "spec.validations", "message": "Required value: validations or auditAnnotations must contain at least one item"})
         if spec.get("failurePolicy", "Fail") not in ("Fail", "Ignore"):
             causes.append({"reason": "FieldValueNotSupported", "field": "spec.failurePolicy", "message": f'Unsupported value: "{spec.get("failurePolicy")}": supported values: "Fail", "Ignore"'})
-        if celpy is None:
-            causes.append({"reason": "FieldValueInvalid", "field": "spec", "message": "the test server cannot evaluate CEL: install cel-python (scripts/install-deps.sh)"})
+        if not vapcel.available:
+            causes.append({"reason": "FieldValueInvalid", "field": "spec", "message": "the test server cannot evaluate CEL: install cel-expr-python (scripts/install-deps.sh)"})
         else:
-            for field, expr in vap_expressions(spec):
-                try:
-                    cel_program(expr)
-                except Exception as e:
-                    causes.append({"reason": "FieldValueInvalid", "field": field, "message": f"Invalid value: {json.dumps(expr)}: compilation failed: {e}"})
+            for field, expr, detail in vapcel.check_policy(spec):
+                causes.append({"reason": "FieldValueInvalid", "field": field, "message": f"Invalid value: {json.dumps(expr)}: {detail}"})
     else:
         if not spec.get("policyName"):
             causes.append({"reason": "FieldValueRequired", "field": "spec.policyName", "message": "Required value"})
@@ -685,7 +638,18 @@ EXEMPT = {"validatingwebhookconfigurations", "mutatingwebhookconfigurations", "v
 REASON_CODES = {"Forbidden": 403, "Unauthorized": 401, "RequestEntityTooLarge": 413, "Invalid": 422}
 
 
-def admit(op, key, obj, old, user, groups, warnings, dry_run=False):
+def admission(op, key, obj, old, user, groups, warnings, dry_run=False, sub=""):
+    """The validating admission plugins, in the API server's order: PodSecurity, then the
+    ValidatingAdmissionPolicies. None to admit, else the Status to answer with."""
+    if key[:2] == ("v1", "pods") and op == "CREATE" and not sub:
+        nsobj = store.get(("v1", "namespaces", "", key[2])) or {}
+        refused = podsecurity.check((nsobj.get("metadata") or {}).get("labels"), obj)
+        if refused:
+            return status(403, "Forbidden", refused, name=key[3], kind="pods")
+    return admit(op, key, obj, old, user, groups, warnings, dry_run, sub)
+
+
+def admit(op, key, obj, old, user, groups, warnings, dry_run=False, sub=""):
     """Every ValidatingAdmissionPolicyBinding's policy, for one write; None to admit, else the Status of
     the first denial (validating-admission-policy/#validation-actions). Call with the lock held."""
     gv, resource, ns, name = key
@@ -694,18 +658,26 @@ def admit(op, key, obj, old, user, groups, warnings, dry_run=False):
         return None   # admission never applies to its own configuration, lest a policy lock itself in
     kind, namespaced = RESOURCE_INFO.get((gv, resource)) or next(((k, n) for r, k, n in REVIEWS.get(gv, []) if r == resource), ("", False))
     nsobj = store.get(("v1", "namespaces", "", ns)) if namespaced and ns else None
-    a = {"op": op, "group": group, "version": version, "resource": resource, "sub": "", "name": name,
+    a = {"op": op, "group": group, "version": version, "resource": resource, "sub": sub, "name": name,
          "scope": "Namespaced" if namespaced else "Cluster", "object": obj, "old": old, "nsobj": nsobj}
     policies = {k[3]: o for k, o in store.items() if k[:2] == (ADMISSION_GV, "validatingadmissionpolicies")}
     bindings = sorted((o for k, o in store.items() if k[:2] == (ADMISSION_GV, "validatingadmissionpolicybindings")),
                       key=lambda b: (b.get("spec", {}).get("policyName", ""), b["metadata"]["name"]))
     request = {"uid": str(uuid.uuid4()), "kind": {"group": group, "version": version, "kind": kind},
-               "resource": {"group": group, "version": version, "resource": resource}, "subResource": "",
+               "resource": {"group": group, "version": version, "resource": resource}, "subResource": sub, "requestSubResource": sub,
                "requestKind": {"group": group, "version": version, "kind": kind},
                "requestResource": {"group": group, "version": version, "resource": resource},
                "name": name, "namespace": name if (gv, resource) == ("v1", "namespaces") and op != "CREATE" else ns, "operation": op, "userInfo": {"username": user, "groups": list(groups)},
                "dryRun": dry_run}
-    clean = lambda o: None if o is None else {k: v for k, v in o.items() if k != "_terminatingSince"}
+    # As CEL sees it: k8s.io/api/admission/v1 AdmissionRequest converted to unstructured, where a
+    # field tagged omitempty is absent when empty (request.namespace of a cluster-scoped request
+    # is "no such key", not '').
+    for k in ("name", "namespace", "subResource", "requestSubResource"):
+        if not request.get(k):
+            request.pop(k, None)
+    if not request["userInfo"]["groups"]:
+        del request["userInfo"]["groups"]
+    clean = lambda o: None if o is None else {k: v for k, v in o.items() if k != "_deletingSince"}
     denied = []
     for b in bindings:
         p = policies.get(b["spec"].get("policyName"))
@@ -731,34 +703,42 @@ def admit(op, key, obj, old, user, groups, warnings, dry_run=False):
                 decisions.append(("failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction", None))
             params = clean(found)
         if not decisions:
-            activation = {"object": celpy.json_to_cel(clean(obj)), "oldObject": celpy.json_to_cel(clean(old)),
-                          "request": celpy.json_to_cel(request), "namespaceObject": celpy.json_to_cel(clean(nsobj)),
-                          "params": celpy.json_to_cel(params)}
-            # #matching-requests-matchconditions: any false skips; else any error fails by failurePolicy.
-            results = [cel_eval(c.get("expression", ""), activation) for c in spec.get("matchConditions") or []]
-            if any(is_bool(r) and not bool(r) for r in results):
+            data = {"object": clean(obj), "oldObject": clean(old), "request": request, "namespaceObject": clean(nsobj), "params": params}
+
+            def run(expr):
+                try:
+                    return vapcel.evaluate(expr, data), None
+                except vapcel.CelError as e:
+                    return None, e
+            # #matching-requests-matchconditions (matchconditions/matcher.go): any false skips the
+            # policy, errors or not; else errors fail by failurePolicy, all of them in one message.
+            results = [(c, *run(c.get("expression", ""))) for c in spec.get("matchConditions") or []]
+            if any(err is None and r is False for _, r, err in results):
                 continue
-            errs = [(c, r) for c, r in zip(spec.get("matchConditions") or [], results) if not is_bool(r)]
+            errs = [f"expression '{c.get('expression')}' resulted in error: {err if err is not None else 'no such overload'}"
+                    for c, r, err in results if err is not None or not isinstance(r, bool)]
             if errs:
                 if not fail:
                     continue
-                c, r = errs[0]
-                decisions.append((f"failed to evaluate matchCondition '{c.get('name')}': {r}", None))
+                decisions.append((errs[0] if len(errs) == 1 else "[" + ", ".join(errs) + "]", None))
             else:
-                activation["variables"] = LazyVariables(spec.get("variables") or [], activation)
+                values, variable_errors = vapcel.variables(spec, data)
+                data["variables"] = values
                 for v in spec.get("validations") or []:
-                    r = cel_eval(v.get("expression", ""), activation)
-                    if not is_bool(r):
-                        if fail:   # failurePolicy (default Fail): an error denies
-                            decisions.append((f"expression '{v.get('expression')}' resulted in error: {r if isinstance(r, Exception) else 'no such overload'}", None))
+                    expr = v.get("expression", "")
+                    r, err = run(expr)
+                    if err is not None or not isinstance(r, bool):
+                        if fail:   # failurePolicy (default Fail): an error denies (validator.go)
+                            err = vapcel.explain(expr, err, variable_errors) if err is not None else "no such overload"
+                            decisions.append((f"expression '{expr}' resulted in error: {err}", None))
                         continue
-                    if bool(r):
+                    if r:
                         continue
                     message = ""
                     if v.get("messageExpression"):
-                        m = cel_eval(v["messageExpression"], activation)
+                        m, _ = run(v["messageExpression"])
                         if isinstance(m, str) and len(m.strip()) <= 5120 and "\n" not in m.strip():
-                            message = str(m).strip()
+                            message = m.strip()
                     message = message or (v.get("message") or "").strip() or f"failed expression: {(v.get('expression') or '').strip()}"
                     decisions.append((message, v.get("reason")))
         for message, reason in decisions:
@@ -778,9 +758,36 @@ def admit(op, key, obj, old, user, groups, warnings, dry_run=False):
 
 # ---- the store ----
 
+def canonical(key, obj):
+    """What the kinds' strategies set before validation and admission (PrepareForCreate,
+    Canonicalize): a Namespace always carries kubernetes.io/metadata.name = its name
+    (pkg/registry/core/namespace/strategy.go Canonicalize; a different value or its removal is
+    overwritten, on every update too) and the `kubernetes` finalizer in spec.finalizers."""
+    if key[:2] == ("v1", "namespaces"):
+        meta = obj.setdefault("metadata", {})
+        meta["labels"] = dict(meta.get("labels") or {}, **{"kubernetes.io/metadata.name": key[3]})
+        spec = obj.setdefault("spec", {})
+        if "kubernetes" not in (spec.get("finalizers") or []):
+            spec["finalizers"] = list(spec.get("finalizers") or []) + ["kubernetes"]
+    return obj
+
+
+def controllers_merge_patch(doc, patch):
+    """RFC 7386 merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(doc) if isinstance(doc, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = controllers_merge_patch(out.get(k), v)
+    return out
+
+
 def store_new(key, obj, ns, manager, op, actor):
     """A new object in the store (call with the lock held)."""
-    obj = copy.deepcopy(obj)
+    obj = canonical(key, copy.deepcopy(obj))
     meta = obj.setdefault("metadata", {})
     if ns:
         meta["namespace"] = ns
@@ -794,9 +801,16 @@ def store_new(key, obj, ns, manager, op, actor):
     log_write("create", key, actor)
 
 
+def terminating(resource, name, ns):
+    """The NamespaceLifecycle admission plugin's refusal of new content in a Terminating namespace."""
+    return status(403, "Forbidden", f'{resource} "{name}" is forbidden: unable to create new content in namespace {ns} because it is being terminated',
+                  causes=[{"reason": "NamespaceTerminating", "message": f"namespace {ns} is being terminated", "field": "metadata.namespace"}],
+                  name=name, kind=resource)
+
+
 def public(obj, key=None):
     out = copy.deepcopy(obj)
-    out.pop("_terminatingSince", None)
+    out.pop("_deletingSince", None)
     if key is None:
         key = next((k for k, o in store.items() if o is obj), None)
     if key is not None:
@@ -819,9 +833,10 @@ class API:
         return RESOURCE_INFO.get((gv, resource)) if served_gv(gv) else None
 
     @staticmethod
-    def create_object(obj, manager, actor=None, admission_as=None):
+    def create_object(obj, manager, actor=None, admission_as=None, reconcile_now=True):
         """Creates as a controller would. With `admission_as` (user, groups) the write goes through
-        admission as that user, as a controller's API call does (Velero's); else it is internal."""
+        admission as that user, as a controller's API call does (Velero's); else it is internal.
+        `reconcile_now` False: the caller drives what the object's controller does."""
         gv, kind = obj.get("apiVersion"), obj.get("kind")
         if (gv, kind) not in KIND_TO_RESOURCE or not served_gv(gv):
             return status(404, "NotFound", "the server could not find the requested resource")
@@ -834,7 +849,7 @@ class API:
                 return status(404, "NotFound", f'namespaces "{ns}" not found', name=ns, kind="namespaces")
             nso = store.get(("v1", "namespaces", "", ns))
             if nso and nso.get("status", {}).get("phase") == "Terminating":
-                return status(403, "Forbidden", f'{resource} "{meta.get("name")}" is forbidden: unable to create new content in namespace {ns} because it is being terminated')
+                return terminating(resource, meta.get("name"), ns)
             if key in store:
                 return status(409, "AlreadyExists", f'{resource}{"." + group_of(gv) if group_of(gv) else ""} "{meta.get("name")}" already exists',
                               name=meta.get("name"), kind=resource, group=group_of(gv))
@@ -842,11 +857,11 @@ class API:
                 candidate = copy.deepcopy(obj)
                 if ns:
                     candidate.setdefault("metadata", {})["namespace"] = ns
-                denied = admit("CREATE", key, candidate, None, admission_as[0], admission_as[1], [])
+                denied = admission("CREATE", key, candidate, None, admission_as[0], admission_as[1], [])
                 if denied:
                     return denied
             store_new(key, obj, ns or None, manager, "Update", actor or manager)
-        if controllers:
+        if controllers and reconcile_now:
             controllers.reconcile(API, key)
         return 201, public(store[key])
 
@@ -865,7 +880,7 @@ class API:
             if "status" in current:
                 new["status"] = copy.deepcopy(current["status"])
             if admission_as:
-                denied = admit("UPDATE", key, new, current, admission_as[0], admission_as[1], [])
+                denied = admission("UPDATE", key, new, current, admission_as[0], admission_as[1], [])
                 if denied:
                     return denied
             if new != current:
@@ -878,25 +893,93 @@ class API:
             return 200, public(store[key])
 
 
+def now_rfc3339():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# How long the kubelet takes to stop a pod being deleted (its grace period, shortened): deletion
+# takes time, and a namespace waits for its pods.
+POD_TERMINATION = 0.5
+
+
+def delete_object(key, actor):
+    """DELETE after admission (call with the lock held), as the registry does it (registry/generic
+    store.go Delete, markAsDeleting): an object with metadata.finalizers, or a pod (graceful
+    deletion: the kubelet removes it once it has stopped), gets deletionTimestamp and stays; a
+    second DELETE answers the object again. A Namespace (registry/core/namespace/storage
+    REST.Delete) becomes Terminating with deletionTimestamp, 200 with the object, and again 200
+    unchanged when it already is; the namespace controller empties and then finalizes it. Anything
+    else goes at once."""
+    obj = store[key]
+    meta = obj.setdefault("metadata", {})
+    if key[:2] == ("v1", "namespaces"):
+        if (obj.get("status") or {}).get("phase") != "Terminating":
+            obj.setdefault("status", {})["phase"] = "Terminating"
+            meta["deletionTimestamp"] = now_rfc3339()
+            rv[0] += 1
+            meta["resourceVersion"] = str(rv[0])
+            record("MODIFIED", key, obj)
+            log_write("delete", key, actor)
+        return 200, public(obj, key)
+    if meta.get("finalizers") or key[:2] == ("v1", "pods"):
+        if not meta.get("deletionTimestamp"):
+            meta["deletionTimestamp"] = now_rfc3339()
+            meta["deletionGracePeriodSeconds"] = 0 if meta.get("finalizers") and key[:2] != ("v1", "pods") else 30
+            obj["_deletingSince"] = time.time()
+            rv[0] += 1
+            meta["resourceVersion"] = str(rv[0])
+            record("MODIFIED", key, obj)
+            log_write("delete", key, actor)
+        return 200, public(obj, key)
+    remove(key, actor, "delete")
+    return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": key[3], "kind": key[1]}}
+
+
+def remove(key, actor, verb):
+    obj = store.pop(key)
+    owners.pop(key, None)
+    rv[0] += 1
+    record("DELETED", key, obj)
+    log_write(verb, key, actor)
+
+
+def finish_deletion(key, actor):
+    """An object being deleted whose last finalizer went is removed (call with the lock held)."""
+    obj = store.get(key)
+    if obj and (obj.get("metadata") or {}).get("deletionTimestamp") and not (obj.get("metadata") or {}).get("finalizers") \
+            and key[:2] not in (("v1", "pods"), ("v1", "namespaces")):
+        remove(key, actor, "delete")
+
+
 def finalize_namespaces():
-    """Namespaces being deleted go once nothing is left in them: the namespace controller deletes
-    their contents, then finalizes them."""
+    """The namespace controller (pkg/controller/namespace/deletion): a Terminating namespace's
+    contents are deleted as a DELETE would (finalizers and graceful pod deletion honoured, so they
+    may take a while); once nothing is left, the `kubernetes` finalizer is removed and the namespace
+    goes. The kubelet removes deleted pods once stopped (POD_TERMINATION), unless a finalizer
+    holds them."""
     while True:
-        time.sleep(0.2)
+        time.sleep(0.1)
         with lock:
             for key, obj in list(store.items()):
-                if key[1] == "namespaces" and obj.get("status", {}).get("phase") == "Terminating":
+                if key not in store:
+                    continue
+                meta = obj.get("metadata") or {}
+                if key[:2] == ("v1", "pods") and meta.get("deletionTimestamp") and not meta.get("finalizers") \
+                        and time.time() - obj.get("_deletingSince", 0) > POD_TERMINATION:
+                    remove(key, "kubelet", "delete")
+                    continue
+                if key[1] == "namespaces" and (obj.get("status") or {}).get("phase") == "Terminating":
                     ns = key[3]
-                    for k in [k for k in store if k[2] == ns]:
-                        rv[0] += 1
-                        record("DELETED", k, store.pop(k))
-                        owners.pop(k, None)
-                        log_write("delete", k, "namespace-controller")
-                    if time.time() - obj["_terminatingSince"] > 0.3:
-                        rv[0] += 1
-                        record("DELETED", key, store.pop(key))
-                        owners.pop(key, None)
-                        log_write("finalize", key, "namespace-controller")
+                    inside = [k for k in store if k[2] == ns and k[1] != "namespaces"]
+                    for k in inside:
+                        if not (store[k].get("metadata") or {}).get("deletionTimestamp"):
+                            delete_object(k, "namespace-controller")
+                    if any(k in store for k in inside):
+                        continue
+                    spec = obj.setdefault("spec", {})
+                    spec["finalizers"] = [f for f in spec.get("finalizers") or [] if f != "kubernetes"]
+                    if not spec["finalizers"] and not meta.get("finalizers"):
+                        remove(key, "namespace-controller", "finalize")
                         if controllers:
                             threading.Thread(target=controllers.namespace_deleted, args=(ns,), daemon=True).start()
 
@@ -1146,7 +1229,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if namespaced and ns and method == "POST":
                 nso = store.get(("v1", "namespaces", "", ns))
                 if nso and nso.get("status", {}).get("phase") == "Terminating":
-                    return status(403, "Forbidden", f'{resource} "x" is forbidden: unable to create new content in namespace {ns} because it is being terminated')
+                    return terminating(resource, ((self._body or {}).get("metadata") or {}).get("name", ""), ns)
             key = (gv, resource, ns if namespaced else "", name)
             fname = (q.get("fieldSelector") or "").removeprefix("metadata.name=") or None
             if method == "GET" and name is None and q.get("watch") in ("true", "1"):
@@ -1172,33 +1255,42 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if resource == "namespaces" and name in ("default", "kube-system", "kube-public"):
                     # The NamespaceLifecycle admission plugin (kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#namespacelifecycle).
                     return status(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted', name=name, kind=resource)
-                denied = admit("DELETE", key, None, store[key], user, groups, self.warnings)
+                denied = admission("DELETE", key, None, store[key], user, groups, self.warnings)
                 if denied:
                     return denied
-                if resource == "namespaces":
-                    if store[key].get("status", {}).get("phase") != "Terminating":
-                        store[key].setdefault("status", {})["phase"] = "Terminating"
-                        store[key]["_terminatingSince"] = time.time()
-                        rv[0] += 1
-                        record("MODIFIED", key, store[key])
-                        log_write("delete", key, user)
-                    return 200, public(store[key])
-                obj = store.pop(key)
-                owners.pop(key, None)
-                rv[0] += 1
-                record("DELETED", key, obj)
-                log_write("delete", key, user)
-                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "details": {"name": name, "kind": resource}}
+                return delete_object(key, user)
+            if self.subresource == "status" and method in ("PUT", "PATCH"):
+                return self.status_update(key, kind, resource, group, user, groups)
+            if self.subresource:
+                return status(404, "NotFound", f"the server could not find the requested resource ({resource}/{self.subresource})")
             obj = self._body
             if not isinstance(obj, dict):
                 return status(400, "BadRequest", "the body is not a JSON object")
             meta = obj.get("metadata") or {}
             oname = meta.get("name") or name
             causes = []
+            builtin = gv in BUILTIN
+            if builtin and obj.get("kind") in (None, kind):
+                # Decoding comes first (handlers/rest.go): a wrong type does not decode, an unknown
+                # field is what the request's fieldValidation (Warn by default) says.
+                unknown, mistyped = kinds.field_problems(dict(obj, apiVersion=gv, kind=kind))
+                cannot = f'{kind} in version "{gv.split("/")[-1]}" cannot be handled as a {kind}: '
+                if mistyped:
+                    return status(400, "BadRequest", cannot + "; ".join(mistyped))
+                if unknown and method == "PATCH":
+                    pass   # a server-side apply: the field manager's typed conversion, in apply()
+                elif unknown and q.get("fieldValidation") == "Strict":
+                    return status(400, "BadRequest", cannot + "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+                elif unknown and q.get("fieldValidation") != "Ignore":
+                    self.warnings += [f'unknown field "{u}"' for u in unknown]
+                if unknown and method == "PATCH":
+                    ns_name = f"{ns}/{oname}" if namespaced else oname
+                    return status(500, "InternalError", f"failed to create typed patch object ({ns_name}; {gv}, Kind={kind}): .{unknown[0]}: field not declared in schema")
             if not oname:
                 causes.append({"reason": "FieldValueRequired", "field": "metadata.name", "message": "Required value: name or generateName is required"})
-            elif not DNS.match(oname) or len(oname) > 253:
-                causes.append({"reason": "FieldValueInvalid", "field": "metadata.name", "message": f"Invalid value: \"{oname}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"})
+            else:
+                problems = kinds.name_problems(gv, resource, oname) if builtin else ([] if DNS.match(oname) and len(oname) <= 253 else [kinds.SUBDOMAIN_MSG])
+                causes += [{"reason": "FieldValueInvalid", "field": "metadata.name", "message": f'Invalid value: "{oname}": {m}'} for m in problems]
             if obj.get("kind") not in (None, kind):
                 causes.append({"reason": "FieldValueInvalid", "field": "kind", "message": f"Invalid value: \"{obj.get('kind')}\": must be {kind}"})
             if method == "POST":
@@ -1210,11 +1302,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if method == "POST":
                 if key in store:
                     return status(409, "AlreadyExists", f'{resource}{"." + group if group else ""} "{oname}" already exists', name=oname, kind=resource, group=group)
-                candidate = copy.deepcopy(obj)
+                candidate = canonical(key, copy.deepcopy(obj))
                 candidate.setdefault("metadata", {}).update({"name": oname, **({"namespace": ns} if namespaced else {})})
-                refused = self.checks(key, candidate, None, user, groups, kind, False)
+                dry = q.get("dryRun") == "All"
+                refused = self.checks(key, candidate, None, user, groups, kind, dry)
                 if refused:
                     return refused
+                if dry:   # api-concepts/#dry-run: every stage but storing, admission included
+                    return 201, public(candidate, key)
                 store_new(key, obj, ns if namespaced else None, manager or "unknown", "Update", user)
                 if controllers:
                     controllers.reconcile(API, key)
@@ -1226,6 +1321,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if method == "PUT":
                 return self.update(key, obj, name, manager or "unknown", kind, resource, group, user, groups)
             return status(415, "UnsupportedMediaType", "this test server takes apply patches only")
+
+    # The status strategies' PrepareForUpdate: what a write to <resource>/status keeps of the old
+    # object. pkg/registry/core/pod/strategy.go podStatusStrategy resets only spec,
+    # deletionTimestamp and ownerReferences (a pods/status write can change labels and
+    # annotations); so does replicationcontrollers' (rcStatusStrategy); the apps kinds' reset
+    # labels too (deployment, replicaset, daemonset, statefulset strategy.go).
+    METADATA_VIA_STATUS = {("v1", "pods"), ("v1", "replicationcontrollers")}
+
+    def status_update(self, key, kind, resource, group, user, groups):
+        """PUT or merge PATCH (RFC 7386) of the status subresource (call with the lock held):
+        admitted as an UPDATE with subResource "status", which `resources: ["*"]` does not match."""
+        current = store.get(key)
+        if current is None:
+            return status(404, "NotFound", f'{resource} "{key[3]}" not found', name=key[3], kind=resource)
+        body = self._body if isinstance(self._body, dict) else None
+        if body is None:
+            return status(400, "BadRequest", "the body is not a JSON object")
+        if self.command == "PATCH":
+            if not self.headers.get("Content-Type", "").startswith("application/merge-patch+json"):
+                return status(415, "UnsupportedMediaType", "this test server takes merge patches of status only")
+            body = controllers_merge_patch(public(current, key), body)
+        new = copy.deepcopy(current)
+        new["status"] = copy.deepcopy(body.get("status") or {})
+        if key[:2] in self.METADATA_VIA_STATUS:
+            for f in ("labels", "annotations"):
+                v = (body.get("metadata") or {}).get(f)
+                if v is None:
+                    new["metadata"].pop(f, None)
+                else:
+                    new["metadata"][f] = copy.deepcopy(v)
+        refused = admission("UPDATE", key, new, current, user, groups, self.warnings, False, "status")
+        if refused:
+            return refused
+        if new != current:
+            rv[0] += 1
+            new["metadata"]["resourceVersion"] = str(rv[0])
+            store[key] = new
+            record("MODIFIED", key, new)
+            log_write("status", key, user)
+        return 200, public(store[key])
 
     def update(self, key, obj, name, manager, kind, resource, group, user, groups):
         """PUT, a whole-object update (call with the lock held). Optimistic concurrency as
@@ -1269,9 +1404,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             new.pop("status", None)
         meta = new.setdefault("metadata", {})
         meta["name"] = name
-        for k in ("namespace", "uid", "creationTimestamp"):
+        for k in ("namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
             if k in current["metadata"]:
                 meta[k] = current["metadata"][k]
+        if key[:2] == ("v1", "namespaces"):   # namespace strategy PrepareForUpdate: finalizers only through /finalize
+            new.setdefault("spec", {})["finalizers"] = list((current.get("spec") or {}).get("finalizers") or [])
+        canonical(key, new)
         refused = self.checks(key, new, current, user, groups, kind, False)
         if refused:
             return refused
@@ -1281,9 +1419,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         owners.setdefault(key, {})[manager] = ("Update", set(leaves(new)))
         record("MODIFIED", key, new)
         log_write("update", key, user)
-        return 200, public(store[key])
+        finish_deletion(key, user)
+        return 200, public(store.get(key, new), key)
 
-    def checks(self, key, obj, old, user, groups, kind, dry):
+    def checks(self, key, obj, old, user, groups, kind, dry, sub=""):
         """After authorization, before storing: RBAC's escalation prevention, the kinds' own validation,
         then validating admission (the API server's order; call with the lock held)."""
         resource = key[1]
@@ -1308,11 +1447,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if causes:
                 return status(422, "Invalid", f'{kind}.admissionregistration.k8s.io "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
                               causes=causes, name=key[3], kind=resource, group="admissionregistration.k8s.io")
-        return admit("UPDATE" if old is not None else "CREATE", key, obj, old, user, groups, self.warnings, dry)
+        return admission("UPDATE" if old is not None else "CREATE", key, obj, old, user, groups, self.warnings, dry, sub)
 
     def watch(self, gv, resource, ns, name, q):
-        """A watch stream: one JSON event per line, chunked, until timeoutSeconds."""
-        since = int(q.get("resourceVersion") or rv[0])
+        """A watch stream (kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes,
+        storage/cacher cache_watcher.go): one JSON event per line, chunked, until timeoutSeconds.
+        Without resourceVersion (or "0") it starts with a synthetic ADDED for every object that
+        matches, as "Get State and Start at Most Recent" does; from a given resourceVersion, with
+        the changes after it only; sendInitialEvents=true (with resourceVersionMatch=NotOlderThan)
+        ends the initial ADDEDs with a BOOKMARK annotated k8s.io/initial-events-end when bookmarks
+        are allowed. A labelSelector is applied to the object before and after each change: one
+        that starts matching is ADDED, one that stops matching DELETED, one that matches before and
+        after MODIFIED. A resourceVersion older than the events the cache keeps (or compacted, POST
+        /__compact) gets one ERROR event with a 410 Expired Status, on a 200 stream, and the end
+        (cacher.go: "errors must fail with a watch event of type ERROR")."""
+        send_initial = q.get("sendInitialEvents") == "true"
+        match_rv = q.get("resourceVersionMatch")
+        if send_initial and match_rv != "NotOlderThan":
+            return status(422, "Invalid", "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                          causes=[{"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                                   "message": "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"}])
+        if match_rv and not send_initial:
+            return status(422, "Invalid", "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                          causes=[{"reason": "FieldValueForbidden", "field": "resourceVersionMatch",
+                                   "message": "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"}])
+        given = q.get("resourceVersion") or ""
+        initial = send_initial or given in ("", "0")
+        since = rv[0] if initial else int(given)
+        selector = q.get("labelSelector")
         end = time.time() + min(float(q.get("timeoutSeconds", "30")), 60)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -1324,13 +1486,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
 
-        if since < compacted[0]:
-            chunk({"type": "ERROR", "object": status(410, "Expired", f"too old resource version: {since} ({compacted[0]})")[1]})
+        def wanted(k):
+            return k[:2] == (gv, resource) and (not ns or k[2] == ns) and (name is None or k[3] == name)
+
+        def expired(at):
+            oldest = max(compacted[0] - 1, window[0])
+            chunk({"type": "ERROR", "object": status(410, "Expired", f"too old resource version: {at} ({oldest})")[1]})
+
+        if initial:
+            for k, o in sorted(((k, o) for k, o in store.items() if wanted(k) and matches(o, selector)), key=lambda x: x[0]):
+                chunk({"type": "ADDED", "object": public(o, k)})
+            if send_initial and q.get("allowWatchBookmarks") == "true":
+                chunk({"type": "BOOKMARK", "object": {"kind": RESOURCE_INFO[(gv, resource)][0], "apiVersion": gv,
+                                                      "metadata": {"resourceVersion": str(since), "annotations": {"k8s.io/initial-events-end": "true"}}}})
+        if since < compacted[0] or (events and since < window[0]):
+            expired(since)
         else:
             while time.time() < end:
-                batch = [e for e in events if e[0] > since and e[2][:2] == (gv, resource) and (not ns or e[2][2] == ns) and (name is None or e[2][3] == name)]
-                for e in batch:
-                    chunk({"type": e[1], "object": public(e[3]) if e[1] != "DELETED" else e[3]})
+                if events and since < window[0]:   # fell behind the cache's window while waiting
+                    expired(since)
+                    break
+                for e in [e for e in events if e[0] > since and wanted(e[2])]:
+                    kind_, obj, old = e[1], e[3], e[4]
+                    now_m = kind_ != "DELETED" and matches(obj, selector)
+                    was_m = old is not None and matches(old, selector)
+                    if kind_ == "DELETED":
+                        out = ("DELETED", obj) if was_m or matches(obj, selector) else None
+                    elif now_m and not was_m:
+                        out = ("ADDED", obj)
+                    elif now_m:
+                        out = (kind_, obj)
+                    elif was_m:   # no longer matches: DELETED, the object as it was, at this event's version
+                        gone = copy.deepcopy(old)
+                        gone.setdefault("metadata", {})["resourceVersion"] = str(e[0])
+                        out = ("DELETED", gone)
+                    else:
+                        out = None
+                    if out:
+                        chunk({"type": out[0], "object": public(out[1]) if out[0] != "DELETED" else out[1]})
                 since = max([since] + [e[0] for e in events])
                 changed.wait(timeout=max(0.0, min(1.0, end - time.time())))
         self.wfile.write(b"0\r\n\r\n")
@@ -1348,13 +1541,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if causes:
             return status(422, "Invalid", f'{kind} "{key[3]}" is invalid: ' + "; ".join(c["field"] + ": " + c["message"] for c in causes),
                           causes=causes, name=key[3], kind=resource)
+        nso = store.get(("v1", "namespaces", "", ns)) if ns else None
+        if key not in store and nso and (nso.get("status") or {}).get("phase") == "Terminating":
+            return terminating(resource, key[3], ns)
         if key not in store:
             # An apply that creates needs `create` as well as `patch`: the API server's patch
             # handler authorizes the create it turns into (endpoints/handlers/patch.go,
             # withAuthorization(createValidation, ..., "create")).
             if not authorized(user, groups, "create", group_of(key[0]), key[1], ns or "", key[3]):
                 return forbidden(user, "create", group_of(key[0]), key[1], key[1], ns or "", key[3])
-            candidate = copy.deepcopy(obj)
+            candidate = canonical(key, copy.deepcopy(obj))
             candidate.setdefault("metadata", {}).update({"name": key[3], **({"namespace": ns} if ns else {})})
             refused = self.checks(key, candidate, None, user, groups, kind, dry)
             if refused:
@@ -1385,6 +1581,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         others = set().union(*[paths for m, (op, paths) in mine.items() if m != manager]) if len(mine) > 1 else set()
         for p in previously - set(applied) - others:
             del_path(new, p)
+        canonical(key, new)
         changed_ = new != current
         # Validating admission sees every update, one that changes nothing included: the API server
         # drops a no-op write only after admission (and a dry run is admitted too).
@@ -1402,7 +1599,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             store[key] = new
             record("MODIFIED", key, new)
             log_write("update", key, user)
-        return 200, public(store[key])
+            finish_deletion(key, user)
+        return 200, public(store.get(key, new), key)
 
     def do_GET(self): self.handle_any("GET")
     def do_POST(self): self.handle_any("POST")
@@ -1448,14 +1646,28 @@ def main():
     ctx.verify_mode = ssl.CERT_OPTIONAL
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     with lock:
-        for ns in ("default", "kube-system"):
+        for ns in ("default", "kube-system", "kube-public"):
             store_new(("v1", "namespaces", "", ns), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, None, "system", "Update", "bootstrap")
+        # The `kubernetes` Service and its EndpointSlice, as the API server keeps them
+        # (pkg/controlplane/controller/kubernetesservice, reconcilers/endpointsadapter.go): port 443
+        # to the API server's own address and secure port.
+        port = srv.server_address[1]
+        store_new(("v1", "services", "default", "kubernetes"), {"apiVersion": "v1", "kind": "Service", "metadata": {
+            "name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1", "type": "ClusterIP", "sessionAffinity": "None",
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}}, "default", "kube-apiserver", "Update", "bootstrap")
+        if served_gv("discovery.k8s.io/v1"):
+            store_new(("discovery.k8s.io/v1", "endpointslices", "default", "kubernetes"), {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}, "default", "kube-apiserver", "Update", "bootstrap")
         if args.rbac:
             seed(args.rbac)
             rbac_on = True
         if args.admission:
-            if celpy is None:
-                sys.exit("kube_api_server: --admission needs cel-python (scripts/install-deps.sh)")
+            if not vapcel.available:
+                sys.exit("kube_api_server: --admission needs cel-expr-python (scripts/install-deps.sh)")
             seed(args.admission)
     threading.Thread(target=finalize_namespaces, daemon=True).start()
     with open(args.port_file + ".tmp", "w") as f:

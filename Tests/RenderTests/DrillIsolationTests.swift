@@ -90,7 +90,12 @@ import Yams
         #expect((rules[0]["patches"] as? [[String: Any]])?.first?["path"] as? String == "/spec/suspend")
         #expect((rules[1]["conditions"] as? [String: Any])?["resourceNameRegex"] as? String == "^n8n$")
 
-        let egress = DrillIsolation.Egress(endpoint: "http://rook-ceph-rgw-ceph-objectstore.rook-ceph.svc:80")
+        let api = DrillIsolation.APIServer.from(endpointSlice: [
+            "addressType": "IPv4", "ports": [["name": "https", "port": 6443, "protocol": "TCP"]],
+            "endpoints": [["addresses": ["10.0.0.5"], "conditions": ["ready": true]], ["addresses": ["10.0.0.6"], "conditions": ["ready": false]]],
+        ])
+        #expect(api == DrillIsolation.APIServer(addresses: ["10.0.0.5"], ports: [6443]), "ready endpoints only")
+        let egress = DrillIsolation.Egress(endpoint: "http://rook-ceph-rgw-ceph-objectstore.rook-ceph.svc:80", apiServer: api)
         let policies = DrillIsolation.networkPolicies(namespace: "drill-x", drctlNamespace: "drctl", cnpgNamespace: "cnpg-system", clusters: ["app-db"], egress: egress)
         let seal = try #require(policies.first)
         let spec = try #require(seal["spec"] as? [String: any Sendable])
@@ -99,9 +104,17 @@ import Yams
         let egressRules = try #require(spec["egress"] as? [[String: any Sendable]])
         #expect(egressRules.count == 2 && egressRules.allSatisfy { $0["to"] != nil }, "no rule without a peer (that would allow everything)")
         #expect(egress.summary == "namespace rook-ceph", "after the DNAT the pod port is matched (8080 behind 80): any port of that namespace")
-        #expect(DrillIsolation.Egress(endpoint: "https://10.0.0.7:7480").summary == "10.0.0.7 port 7480")
+        #expect(DrillIsolation.Egress(endpoint: "https://10.0.0.7:7480", apiServer: api).summary == "10.0.0.7 port 7480")
         let recovery = try #require(policies.last?["spec"] as? [String: any Sendable])
         #expect((recovery["podSelector"] as? [String: any Sendable]).map { "\($0)" }?.contains("app-db") == true)
+        // The recovery pods reach the API server's endpoints and nothing else: every egress rule names its peers.
+        let recoveryEgress = try #require(recovery["egress"] as? [[String: any Sendable]])
+        #expect(recoveryEgress.allSatisfy { ($0["to"] as? [[String: any Sendable]])?.isEmpty == false }, "\(recoveryEgress)")
+        let toAPI = try #require(recoveryEgress.last)
+        #expect("\(toAPI["to"] ?? "")".contains("10.0.0.5/32") && "\(toAPI["ports"] ?? "")".contains("6443") && !"\(toAPI["ports"] ?? "")".contains("443,"),
+                "\(toAPI)")
+        let summary = DrillIsolation.sealSummary(mappings: [.init(source: "a", scratch: "drill-a")], clusters: ["app-db"], egress: egress, modifiers: 0)
+        #expect(summary.contains { $0.contains("the API server (10.0.0.5:6443)") }, "\(summary)")
     }
 
     @Test func drillModifiersAreReadFromThePolicyAndCheckedThere() throws {

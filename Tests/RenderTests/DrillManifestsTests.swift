@@ -29,7 +29,8 @@ import Yams
                                                     modifiers: DrillIsolation.modifiersName(workload: name)))
             out.append(try DrillIsolation.modifiersConfigMap(workload: name, veleroNamespace: "velero", rules: DrillIsolation.modifierRules(p.drill?.modifiers ?? [])))
             out += DrillIsolation.networkPolicies(namespace: ns, drctlNamespace: "drctl", cnpgNamespace: "cnpg-system", clusters: p.cnpg.map(\.cluster.value),
-                                                  egress: DrillIsolation.Egress(endpoint: store.endpoint.value))
+                                                  egress: DrillIsolation.Egress(endpoint: store.endpoint.value,
+                                                                                apiServer: .init(addresses: ["10.0.0.5"], ports: [6443])))
             for c in p.cnpg {
                 out += DrillManifests.recoveryCluster(policy: p, cluster: c, store: store, namespace: ns, targetTime: "2026-11-27 04:20:00.000000+00")
                 out.append(DrillManifests.checkJob(name: "drctl-check-\(c.cluster.value)-1", namespace: ns, cluster: c.cluster.value,
