@@ -298,8 +298,8 @@ public struct ClusterDrill {
     /// A service account drills only where the API server confines it: deploy/admission.yaml
     /// matches drctl's account by name, and a renamed account, a policy not installed or not
     /// bound would leave it with cluster-wide namespace deletion and nothing holding it to drill
-    /// namespaces. The proof is the server's own answer: a dry-run creation of a namespace
-    /// without drctl's label (RBAC allows it, the policy refuses it) must be refused by a
+    /// namespaces. The proof is the server's own answer: a dry-run creation of a namespace that
+    /// is not a drill's (RBAC allows it, the policy refuses it) must be refused by a
     /// ValidatingAdmissionPolicy. A person's account (an administrator running a drill by hand)
     /// is not a service account and is not checked. Returns the evidence line.
     static func requireConfinement(_ kube: KubeClient, progress: (String) -> Void) throws -> String {
@@ -308,16 +308,17 @@ public struct ClusterDrill {
             progress("admission: \(user) is not a service account; drill namespaces are drctl's to keep to")
             return "admission: not checked (\(user) is not a service account)"
         }
-        let probe = "\(DrillManifests.namePrefix)admission-check-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        // Not a drill's name: the only rule that refuses it is the one holding drctl to drill namespaces.
+        let probe = "drctl-confinement-check-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         do {
             _ = try kube.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": probe]], dryRun: true)
         } catch let e as KubeError where e.message.contains("ValidatingAdmissionPolicy") {
-            progress("admission: the API server confines \(user) (a dry-run namespace without drctl's label was refused)")
+            progress("admission: the API server confines \(user) (a dry-run namespace that is not a drill's was refused)")
             return "admission: the API server confines \(user) to drill namespaces"
         } catch {
             throw RecoveryError("cannot check that the API server confines \(user) to drill namespaces: \(error)")
         }
-        throw RecoveryError("the API server does not confine \(user): a dry-run namespace without drctl's label was admitted. "
+        throw RecoveryError("the API server does not confine \(user): a dry-run namespace that is not a drill's was admitted. "
                             + "Install deploy/admission.yaml (its policy holds service accounts named drctl, in any namespace); "
                             + "drctl does not drill with an account nothing but its own code holds to drill namespaces")
     }

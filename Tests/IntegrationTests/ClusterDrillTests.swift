@@ -161,6 +161,9 @@ final class ClusterFixture {
             // A workload whose pods pose as the database's, to get the recovery Cluster's network rule.
             "deployments.apps/namespaces/n8n-prod/impostor.json":
                 #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"impostor","namespace":"n8n-prod"},"spec":{"replicas":1,"template":{"metadata":{"labels":{"cnpg.io/cluster":"app-db"}},"spec":{"containers":[{"name":"x","image":"busybox"}]}}}}"#,
+            // The same through a kind the admission rule never listed: its controller would make the pods.
+            "replicationcontrollers/namespaces/n8n-prod/impostor-rc.json":
+                #"{"apiVersion":"v1","kind":"ReplicationController","metadata":{"name":"impostor-rc","namespace":"n8n-prod"},"spec":{"replicas":1,"selector":{"cnpg.io/cluster":"app-db","role":"primary"},"template":{"metadata":{"labels":{"cnpg.io/cluster":"app-db","role":"primary"}},"spec":{"containers":[{"name":"x","image":"busybox"}]}}}}"#,
             "networkpolicies.networking.k8s.io/namespaces/n8n-prod/allow-all-egress.json":
                 #"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"allow-all-egress","namespace":"n8n-prod"},"spec":{"podSelector":{},"policyTypes":["Egress"],"egress":[{}]}}"#,
             "deployments.apps/namespaces/keycloak/keycloak.json":
@@ -419,6 +422,15 @@ final class ClusterFixture {
             #expect(((seal["spec"] as? [String: Any])?["policyTypes"] as? [String]) == ["Ingress", "Egress"])
         }
         #expect(Set(deployments.keys) == ["n8n", "keycloak"], "the impostor is refused by admission: \(deployments.keys)")
+        for ns in scratch {
+            #expect(try k.list(apiVersion: "v1", kind: "ReplicationController", namespace: ns).isEmpty, "the impostor ReplicationController is refused too")
+            // No pod with CNPG's labels but the one CNPG's operator made for the recovery Cluster.
+            let posing = try k.list(apiVersion: "v1", kind: "Pod", namespace: ns).filter {
+                let labels = ($0["metadata"] as? [String: Any])?["labels"] as? [String: String] ?? [:]
+                return labels.keys.contains { $0.hasPrefix("cnpg.io/") } && labels["velero.io/restore-name"] != nil
+            }
+            #expect(posing.isEmpty, "\(posing)")
+        }
         for ns in scratch {
             let policies = try k.list(apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", namespace: ns).compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }
             #expect(!policies.contains("allow-all-egress"), "production's NetworkPolicies would add up with the seal: \(policies)")

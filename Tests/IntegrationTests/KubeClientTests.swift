@@ -113,18 +113,9 @@ import TestSupport
         #expect((forced["data"] as? [String: String])?["b"] == "2")
     }
 
-    /// A body sent as application/apply-patch+yaml, as it is, with curl: (status, Warning headers, body).
+    /// A body sent as application/apply-patch+yaml, as it is: (status, Warning headers, body).
     func rawApply(_ body: [UInt8], name: String, query: String = "") throws -> (Int, [String], String) {
-        let file = api.file("apply-\(UUID().uuidString.prefix(6))")
-        try Data(body).write(to: URL(fileURLWithPath: file))
-        let url = "\(api.server)/api/v1/namespaces/default/configmaps/\(name)?fieldManager=test\(query)"
-        let (st, out) = try run("/usr/bin/curl", ["-sk", "-m", "20", "-i", "-X", "PATCH", "-H", "Authorization: Bearer \(api.token)",
-                                                  "-H", "Content-Type: application/apply-patch+yaml", "--data-binary", "@\(file)", url])
-        guard st == 0, let split = out.range(of: "\r\n\r\n") else { throw FixtureError(description: "PATCH \(name): \(out)") }
-        let head = out[..<split.lowerBound].split(separator: "\r\n")
-        let code = Int(head.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
-        let warnings = head.filter { $0.lowercased().hasPrefix("warning:") }.map { String($0.dropFirst(8)).trimmingCharacters(in: .whitespaces) }
-        return (code, warnings, String(out[split.upperBound...]))
+        try api.raw("PATCH", "/api/v1/namespaces/default/configmaps/\(name)?fieldManager=test\(query)", body: body, contentType: "application/apply-patch+yaml")
     }
 
     /// Apply bodies are read as kube-apiserver reads them (Tests/KubeAPIServer/goyaml.py: go-yaml

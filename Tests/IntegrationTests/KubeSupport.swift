@@ -18,7 +18,7 @@ final class KubeAPI {
     /// which simulated controllers act (velero, cnpg, apps, batch; all by default). Custom
     /// resources are validated against ../shared/reference/crds when it is there.
     init(groups: [String]? = nil, controllers rgw: RGW? = nil, running: [String]? = nil, network: String = "loopback", rbac: String? = nil,
-         admission: String? = nil, superuserPassword: String? = nil, extraTokens: [String: String] = [:]) throws {
+         admission: String? = nil, superuserPassword: String? = nil, extraTokens: [String: String] = [:], environment: [String: String] = [:]) throws {
         dir = tempPath("kube-api")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         func openssl(_ args: [String]) throws {
@@ -46,6 +46,7 @@ final class KubeAPI {
         if let superuserPassword { env["KUBE_TEST_SUPERUSER_PASSWORD"] = superuserPassword }
         if let groups { env["KUBE_TEST_GROUPS"] = groups.joined(separator: ",") }
         if let running { env["KUBE_TEST_CONTROLLERS"] = running.joined(separator: ",") }
+        env.merge(environment) { _, b in b }
         if let rgw {
             env["KUBE_TEST_S3_ENDPOINT"] = rgw.endpoint
             env["KUBE_TEST_S3_KEY"] = rgw.accessKey
@@ -108,6 +109,22 @@ final class KubeAPI {
             if ns == "velero" && (resource == "restores" || (resource == "configmaps" && name.hasPrefix("drctl-drill-"))) { return nil }
             return "\(w["verb"] ?? "?") \(resource) \(ns.isEmpty ? "" : ns + "/")\(name) by \(w["user"] ?? "?")"
         }
+    }
+
+    /// One request as it is, with curl and the admin's token (or `bearer`): (status, Warning headers, body).
+    func raw(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String = "application/json", bearer: String? = nil) throws -> (Int, [String], String) {
+        var args = ["-sk", "-m", "30", "-i", "-X", method, "-H", "Authorization: Bearer \(bearer ?? token)"]
+        if let body {
+            let file = file("body-\(UUID().uuidString.prefix(8))")
+            try Data(body).write(to: URL(fileURLWithPath: file))
+            args += ["-H", "Content-Type: \(contentType)", "--data-binary", "@\(file)"]
+        }
+        let (st, out) = try run("/usr/bin/curl", args + ["\(server)\(path)"])
+        guard st == 0, let split = out.range(of: "\r\n\r\n") else { throw FixtureError(description: "\(method) \(path): \(out)") }
+        let head = out[..<split.lowerBound].split(separator: "\r\n")
+        let code = Int(head.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let warnings = head.filter { $0.lowercased().hasPrefix("warning:") }.map { String($0.dropFirst(8)).trimmingCharacters(in: .whitespaces) }
+        return (code, warnings, String(out[split.upperBound...]))
     }
 
     func file(_ name: String) -> String { "\(dir)/\(name)" }
