@@ -299,9 +299,12 @@ public struct ClusterDrill {
     /// matches drctl's account by name, and a renamed account, a policy not installed or not
     /// bound would leave it with cluster-wide namespace deletion and nothing holding it to drill
     /// namespaces. The proof is the server's own answer: a dry-run creation of a namespace that
-    /// is not a drill's (RBAC allows it, the policy refuses it) must be refused by a
-    /// ValidatingAdmissionPolicy. A person's account (an administrator running a drill by hand)
+    /// is not a drill's (RBAC allows it, the policy refuses it) must be refused by that policy,
+    /// by name (another policy refusing it, for its own reasons, proves nothing). A person's account (an administrator running a drill by hand)
     /// is not a service account and is not checked. Returns the evidence line.
+    /// The admission policy (deploy/admission.yaml) that holds drctl's account to drill namespaces.
+    static let confinementPolicy = "drctl-drill-scope"
+
     static func requireConfinement(_ kube: KubeClient, progress: (String) -> Void) throws -> String {
         let user = try kube.whoAmI()
         guard user.hasPrefix("system:serviceaccount:") else {
@@ -312,13 +315,13 @@ public struct ClusterDrill {
         let probe = "drctl-confinement-check-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
         do {
             _ = try kube.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": probe]], dryRun: true)
-        } catch let e as KubeError where e.message.contains("ValidatingAdmissionPolicy") {
+        } catch let e as KubeError where e.message.contains("ValidatingAdmissionPolicy '\(confinementPolicy)'") {
             progress("admission: the API server confines \(user) (a dry-run namespace that is not a drill's was refused)")
             return "admission: the API server confines \(user) to drill namespaces"
         } catch {
             throw RecoveryError("cannot check that the API server confines \(user) to drill namespaces: \(error)")
         }
-        throw RecoveryError("the API server does not confine \(user): a dry-run namespace that is not a drill's was admitted. "
+        throw RecoveryError("the API server does not confine \(user): a dry-run namespace that is not a drill's was admitted by \(confinementPolicy). "
                             + "Install deploy/admission.yaml (its policy holds service accounts named drctl, in any namespace); "
                             + "drctl does not drill with an account nothing but its own code holds to drill namespaces")
     }
@@ -395,6 +398,14 @@ public struct ClusterDrill {
               let port = (spec["ports"] as? [[String: Any]])?.first?["port"] as? Int else {
             throw RecoveryError("\(name): the recovered Cluster has no -rw Service")
         }
+        // The checks trust what answers there: the Service must be the one CNPG made for drctl's
+        // Cluster (owned by it), not one restored from the backup under the same name.
+        let cluster = try kube.get(apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", namespace: ns, name: name)
+        let uid = (cluster?["metadata"] as? [String: Any])?["uid"] as? String
+        let owners = (svc["metadata"] as? [String: Any])?["ownerReferences"] as? [[String: Any]] ?? []
+        guard let uid, owners.contains(where: { $0["kind"] as? String == "Cluster" && $0["uid"] as? String == uid && $0["controller"] as? Bool == true }) else {
+            throw RecoveryError("\(name): Service \(ns)/\(name)-rw is not the recovery Cluster's (it does not own it): something else poses as the database; not checking through it")
+        }
         let secret = "\(name)-superuser"
         var why = "\(ip):\(port) is not reachable from here"
         if tcpReachable(ip, port: port, timeout: 2) {
@@ -449,11 +460,11 @@ public struct ClusterDrill {
         }
         do {
             _ = try kube.create(["apiVersion": "v1", "kind": "Secret", "type": secret["type"] ?? "Opaque",
-                                 "metadata": ["name": store.credentials.secretName, "namespace": ns,
+                                 "metadata": ["name": DrillManifests.credentialsSecret, "namespace": ns,
                                               "labels": DrillManifests.labels],
                                  "data": secret["data"] ?? [:]])
         } catch let e as KubeError where e.isConflict {
-            // `restore --force` into a namespace that has it already (the application's own): kept.
+            // `restore --force` into a namespace an earlier restore copied them into: kept.
         }
     }
 

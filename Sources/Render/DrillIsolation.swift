@@ -15,14 +15,24 @@ public enum DrillIsolation {
     /// outside the namespace act on the world: routes and ingresses (a gateway would serve
     /// production's host names from the drill), certificates and ACME orders, alert rules and
     /// scrape configs (duplicate pages), external secrets (writes into the production vault).
-    /// Velero drops a name no API serves, so CRDs that are not installed cost nothing.
+    /// Also: every network plugin's own policies (Calico's and Antrea's would open the seal with
+    /// an allow rule of higher priority) and service meshes' routes and entries; CNPG's objects
+    /// that act on a Cluster by name (a Subscription would connect the recovery Cluster to
+    /// production); Endpoints and EndpointSlices (one labelled with the `-rw` Service's name
+    /// would send the checks to any address). Velero drops a name no API serves, so CRDs that are
+    /// not installed cost nothing.
     public static let excludedResources = [
         "clusters.postgresql.cnpg.io", "scheduledbackups.postgresql.cnpg.io", "backups.postgresql.cnpg.io",
-        "poolers.postgresql.cnpg.io", "objectstores.barmancloud.cnpg.io",
+        "poolers.postgresql.cnpg.io", "databases.postgresql.cnpg.io", "publications.postgresql.cnpg.io",
+        "subscriptions.postgresql.cnpg.io", "objectstores.barmancloud.cnpg.io",
         "backups.velero.io", "restores.velero.io", "schedules.velero.io",
-        "networkpolicies.networking.k8s.io", "ciliumnetworkpolicies.cilium.io",
+        "networkpolicies.networking.k8s.io", "ciliumnetworkpolicies.cilium.io", "networkpolicies.crd.projectcalico.org",
+        "networkpolicies.projectcalico.org", "networkpolicies.crd.antrea.io",
+        "endpoints", "endpointslices.discovery.k8s.io",
         "ingresses.networking.k8s.io", "gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io",
         "grpcroutes.gateway.networking.k8s.io", "tlsroutes.gateway.networking.k8s.io",
+        "virtualservices.networking.istio.io", "gateways.networking.istio.io", "serviceentries.networking.istio.io",
+        "ingressroutes.traefik.io", "ingressroutes.traefik.containo.us", "httpproxies.projectcontour.io",
         "certificates.cert-manager.io", "issuers.cert-manager.io", "certificaterequests.cert-manager.io",
         "orders.acme.cert-manager.io", "challenges.acme.cert-manager.io",
         "prometheusrules.monitoring.coreos.com", "servicemonitors.monitoring.coreos.com", "podmonitors.monitoring.coreos.com",
@@ -270,7 +280,7 @@ public enum DrillIsolation {
     public static func sealSummary(mappings: [Mapping], clusters: [String], egress: Egress, modifiers: Int) -> [String] {
         var lines = mappings.map { "velero: \($0.source) restored into \($0.scratch) only" }
         lines.append("velero: no cluster-scoped resources; not restored: \(excludedResources.count) kinds (production's CNPG objects, Velero's, " +
-                     "NetworkPolicies, ingresses and routes, certificates, alert rules, external secrets) and anything labelled \(cnpgClusterLabel)")
+                     "network policies, endpoints, ingresses and routes, certificates, alert rules, external secrets) and anything labelled \(cnpgClusterLabel)")
         lines.append("network: default deny; allowed: own namespace, cluster DNS, ingress from drctl" +
                      (clusters.isEmpty ? "" : "; recovery Cluster pods (\(clusters.joined(separator: ", "))) also to the object store (\(egress.summary)) and the API server (\(egress.apiServer.summary))"))
         lines.append("pod security: enforce \(podSecurityLabels["pod-security.kubernetes.io/enforce"]!)")

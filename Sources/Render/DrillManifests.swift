@@ -21,6 +21,10 @@ public enum DrillManifests {
     public static let namePrefix = "drill-"
     /// On objects drctl makes outside a scratch namespace for a workload's drills.
     public static let workloadLabel = "drctl.dev/drill-workload"
+    /// The object store's keys, copied into the namespace a recovery Cluster is made in, under
+    /// this name whatever the Secret in drctl's namespace is called: admission refuses any pod
+    /// but CNPG's that refers to it.
+    public static let credentialsSecret = "drctl-object-store-credentials"
     /// The labels of everything drctl makes for a drill.
     public static let labels = [label: "true", "app.kubernetes.io/managed-by": "drctl"]
 
@@ -74,13 +78,16 @@ public enum DrillManifests {
                                             "labels": labels]
         var out: [[String: any Sendable]] = []
         let origin: [String: any Sendable]
+        // The keys as drctl copies them into the namespace.
+        var copied = store
+        copied.credentials.secretName = credentialsSecret
         switch c.method {
         case .barmanObjectStore:
-            var conf = Renderer.barmanConfiguration(c, store)
+            var conf = Renderer.barmanConfiguration(c, copied)
             conf.removeValue(forKey: "data")   // base backup settings: a drill takes none
             origin = ["name": "origin", "barmanObjectStore": conf]
         case .plugin:
-            var objectStore = Renderer.pluginObjectStore(p, c, store)
+            var objectStore = Renderer.pluginObjectStore(p, c, copied)
             objectStore["metadata"] = ["name": Renderer.pluginObjectName(c), "namespace": scratch,
                                        "labels": labels] as [String: any Sendable]
             if var spec = objectStore["spec"] as? [String: any Sendable] {

@@ -33,10 +33,12 @@ import TestSupport
                                   "subjects": [["kind": "ServiceAccount", "name": parts[3], "namespace": parts[2]]]])
             clients[name] = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig(bearer: "tok-\(name)", name: name), context: nil, namespace: nil))
         }
-        clients["drctl"] = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("serviceaccount"), context: nil, namespace: nil))
+        let drctl = try KubeClient(config: KubeConfig.resolve(kubeconfig: try api.kubeconfig("serviceaccount"), context: nil, namespace: nil))
+        clients["drctl"] = drctl
         for ns in ["velero", "drctl", "n8n-prod"] { _ = try admin.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]]) }
-        _ = try admin.create(plain(DrillManifests.namespace("drill-admission-1", drillID: "1", workload: "n8n-prod", expires: "2999-01-01T00:00:00Z")))
-        _ = try admin.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ["name": "drctl-drill", "namespace": "drill-admission-1"],
+        // As a drill makes it: the namespace, and drctl-drill bound in it by drctl to itself.
+        _ = try drctl.create(plain(DrillManifests.namespace("drill-admission-1", drillID: "1", workload: "n8n-prod", expires: "2999-01-01T00:00:00Z")))
+        _ = try drctl.create(["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ["name": "drctl-drill", "namespace": "drill-admission-1"],
                               "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "drctl-drill"],
                               "subjects": [["kind": "ServiceAccount", "name": "drctl", "namespace": "drctl"]]])
         return (api, admin, clients)
@@ -106,6 +108,31 @@ import TestSupport
         let (code, _, out) = try api.raw("PUT", "/api/v1/namespaces/drill-admission-1/pods/\(podName)/status",
                                          body: Array(try JSONSerialization.data(withJSONObject: status)), bearer: "tok-velero")
         #expect(code == 403 && out.contains("drctl-drill-database-pods"), "a status write adding CNPG's label: \(code) \(out)")
+        // CNPG's label alone is what matters: a chart's `role: primary` is not.
+        #expect(Self.refusal(velero, Self.workload("apps/v1", "StatefulSet", "redis", ns: "drill-admission-1", labels: ["app": "redis", "role": "primary"])) == nil)
+        // Restored pods may not read the store's keys drctl copies in; restored Services get no
+        // external address; restored RoleBindings bind no one outside the namespace.
+        var reader = Self.workload("apps/v1", "Deployment", "reader", ns: "drill-admission-1", labels: ["app": "reader"])
+        var rspec = reader["spec"] as? [String: Any] ?? [:]
+        rspec["template"] = ["metadata": ["labels": ["app": "reader"]],
+                             "spec": ["containers": [["name": "x", "image": "busybox",
+                                                      "envFrom": [["secretRef": ["name": "drctl-object-store-credentials"]]]]]]]
+        reader["spec"] = rspec
+        #expect(Self.refusal(velero, reader)?.message.contains("only CNPG's pods read the object store keys") == true)
+        for (what, spec) in [("externalIPs", ["externalIPs": ["10.0.0.10"], "ports": [["port": 443]]]),
+                             ("a load balancer", ["type": "LoadBalancer", "ports": [["port": 443]]])] as [(String, [String: Any])] {
+            let e = Self.refusal(velero, ["apiVersion": "v1", "kind": "Service", "metadata": ["name": "svc-\(what.count)", "namespace": "drill-admission-1"], "spec": spec])
+            #expect(e?.message.contains("no external address") == true, "a restored Service with \(what): \(e.map { "\($0)" } ?? "admitted")")
+        }
+        #expect(Self.refusal(velero, ["apiVersion": "v1", "kind": "Service", "metadata": ["name": "plain", "namespace": "drill-admission-1"],
+                                      "spec": ["ports": [["port": 80]], "selector": ["app": "web"]]]) == nil)
+        let everyone = Self.refusal(velero, ["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ["name": "everyone", "namespace": "drill-admission-1"],
+                                             "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"],
+                                             "subjects": [["kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:authenticated"]]])
+        #expect(everyone?.message.contains("binds only that namespace's service accounts") == true, "\(everyone.map { "\($0)" } ?? "admitted")")
+        #expect(Self.refusal(velero, ["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": ["name": "own", "namespace": "drill-admission-1"],
+                                      "roleRef": ["apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"],
+                                      "subjects": [["kind": "ServiceAccount", "name": "app", "namespace": "drill-admission-1"]]]) == nil)
         // Outside drill namespaces nothing changes: production's restores go on.
         #expect(Self.refusal(velero, Self.workload("apps/v1", "Deployment", "app-db-pooler", ns: "n8n-prod", labels: posing)) == nil)
         #expect(Self.refusal(velero, ["apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": ["name": "restored"], "rules": []]) == nil,
@@ -178,6 +205,10 @@ import TestSupport
             ("a mapping of a namespace not included", spec { $0["namespaceMapping"] = ["n8n-prod": "drill-admission-1", "keycloak": "keycloak"] }),
             ("cluster-scoped resources", spec { $0["includeClusterResources"] = true }),
             ("included resources", spec { $0["includedResources"] = ["*"] }),
+            ("two namespaces into one", spec {
+                $0["includedNamespaces"] = ["n8n-prod", "keycloak"]
+                $0["namespaceMapping"] = ["n8n-prod": "drill-admission-1", "keycloak": "drill-admission-1"]
+            }),
         ]
         for (what, forged) in forgeries {
             let e = Self.refusal(drctl, forged, dryRun: true)
@@ -202,10 +233,40 @@ import TestSupport
             ("a replica of production", clusterSpec { $0["replica"] = ["enabled": true, "source": "origin"] }),
             ("a fresh database instead of a recovery", clusterSpec { $0["bootstrap"] = ["initdb": ["database": "app"]] }),
             ("three instances", clusterSpec { $0["instances"] = 3 }),
+            ("a claim template binding a volume of its choosing", clusterSpec { $0["storage"] = ["size": "10Gi", "pvcTemplate": ["volumeName": "pvc-production-data"]] }),
+            ("a recovery from volume snapshots", clusterSpec { $0["bootstrap"] = ["recovery": ["source": "origin", "volumeSnapshots": ["storage": ["name": "prod-snap", "kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io"]]]] }),
+            ("managed services", clusterSpec { $0["managed"] = ["services": ["additional": [["selectorType": "rw", "serviceTemplate": ["metadata": ["name": "lb"], "spec": ["type": "LoadBalancer"]]]]]] }),
         ]
         for (what, forged) in clusterForgeries {
             let e = Self.refusal(drctl, forged, dryRun: true)
             #expect(e?.code == 403 && e?.message.contains("recovery Cluster only recovers") == true, "\(what): \(e.map { "\($0)" } ?? "admitted")")
+        }
+        // What else drctl makes in a drill namespace is a drill's, or refused.
+        let ownForgeries: [(String, [String: Any], String)] = [
+            ("a namespace labelled as production's", ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-admission-2",
+                "labels": ["drctl.dev/drill": "true", "team": "payments", "pod-security.kubernetes.io/enforce": "baseline"]]],
+             "drctl's labels and drctl.dev/ annotations only"),
+            ("another Secret", ["apiVersion": "v1", "kind": "Secret", "metadata": ["name": "stolen", "namespace": "drill-admission-1"], "data": ["k": "dg=="]],
+             "the only Secret drctl makes"),
+            ("an allow-all network rule", ["apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": ["name": "drctl-drill-seal-2", "namespace": "drill-admission-1"],
+                                           "spec": ["podSelector": [:], "policyTypes": ["Egress"], "egress": [[:]]]], "its seal and its recovery rules"),
+            ("a Job with a restored service account", ["apiVersion": "batch/v1", "kind": "Job", "metadata": ["name": "j", "namespace": "drill-admission-1"],
+                "spec": ["template": ["spec": ["restartPolicy": "Never", "serviceAccountName": "restored-admin",
+                    "containers": [["name": "x", "image": "busybox"]]]]]], "drctl's Jobs are check Jobs"),
+            ("a Job reading a restored Secret", ["apiVersion": "batch/v1", "kind": "Job", "metadata": ["name": "j2", "namespace": "drill-admission-1"],
+                "spec": ["template": ["spec": ["restartPolicy": "Never", "automountServiceAccountToken": false,
+                    "containers": [["name": "x", "image": "busybox", "envFrom": [["secretRef": ["name": "production-secrets"]]]]]]]]], "drctl's Jobs are check Jobs"),
+        ]
+        for (what, forged, message) in ownForgeries {
+            let e = Self.refusal(drctl, forged, dryRun: true)
+            #expect(e?.code == 403 && e?.message.contains(message) == true, "\(what): \(e.map { "\($0)" } ?? "admitted")")
+        }
+        let checkJob = plain(DrillManifests.checkJob(name: "drctl-check-1", namespace: "drill-admission-1", cluster: "app-db", psqlArguments: ["-c", "select 1"],
+                                                     image: DrillManifests.postgresImage(major: 15)))
+        #expect(Self.refusal(drctl, checkJob, dryRun: true) == nil, "a drill's check Job")
+        for np in DrillIsolation.networkPolicies(namespace: "drill-admission-1", drctlNamespace: "drctl", cnpgNamespace: "cnpg-system", clusters: ["app-db"],
+                                                 egress: .init(endpoint: "http://10.0.0.7:7480", apiServer: .init(addresses: ["10.0.0.1"], ports: [6443]))) {
+            #expect(Self.refusal(drctl, plain(np), dryRun: true) == nil, "a drill's network rule")
         }
         let store: [String: Any] = ["apiVersion": "barmancloud.cnpg.io/v1", "kind": "ObjectStore", "metadata": ["name": "app-db", "namespace": "drill-admission-1"],
                                     "spec": ["configuration": origin["barmanObjectStore"]!, "retentionPolicy": "1d"]]

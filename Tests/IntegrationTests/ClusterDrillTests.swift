@@ -420,6 +420,15 @@ final class ClusterFixture {
             #expect(labels["pod-security.kubernetes.io/enforce"] == "baseline", "\(labels)")
             let seal = try #require(try k.get(apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", namespace: ns, name: "drctl-drill-seal"))
             #expect(((seal["spec"] as? [String: Any])?["policyTypes"] as? [String]) == ["Ingress", "Egress"])
+            // The recovery Cluster's pods reach the API server's endpoints (the kubernetes
+            // EndpointSlice: this server's address and port) and no other address.
+            if let recovery = try k.get(apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", namespace: ns, name: "drctl-drill-recovery-app-db") {
+                let egress = (recovery["spec"] as? [String: Any])?["egress"] as? [[String: Any]] ?? []
+                #expect(egress.allSatisfy { ($0["to"] as? [Any])?.isEmpty == false }, "no egress rule without a destination: \(egress)")
+                let api = try #require(egress.last)
+                #expect("\(api["to"] ?? "")".contains("127.0.0.1/32") && (api["ports"] as? [[String: Any]])?.compactMap { $0["port"] as? Int } == [f.api.port],
+                        "\(api)")
+            }
         }
         #expect(Set(deployments.keys) == ["n8n", "keycloak"], "the impostor is refused by admission: \(deployments.keys)")
         for ns in scratch {

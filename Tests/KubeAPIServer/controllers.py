@@ -131,6 +131,11 @@ def kcm(controller):
             ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"])
 
 
+def cluster_reference(api, key):
+    """A controller reference to the CNPG Cluster at `key` (as it is, or by name once gone)."""
+    return owner_reference(api.store.get(key) or {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": key[3]}})
+
+
 def owner_reference(obj):
     meta = obj["metadata"]
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta.get("uid", ""),
@@ -155,9 +160,20 @@ def make_pod(api, owner, name, controller, template, extra_labels=None):
     unavailable = (owner["metadata"].get("annotations") or {}).get("drctl-test/unavailable") == "true"
     if not unavailable:
         time.sleep(0.3)
-        set_status(api, ("v1", "pods", pod["metadata"]["namespace"], name),
-                   {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
-    return not unavailable
+        return kubelet_running(api, ("v1", "pods", pod["metadata"]["namespace"], name))
+    return False
+
+
+# The node the kubelet runs on, and its identity (kubernetes.io/docs/reference/access-authn-authz/node/).
+KUBELET = ("system:node:node-1", ["system:nodes", "system:authenticated"])
+
+
+def kubelet_running(api, key, phase="Running"):
+    """The kubelet reports a pod running and ready: a pods/status write, through admission as
+    the node (admission that refuses it leaves the pod pending, as on a real node)."""
+    code, _ = api.update_status(key, {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if phase == "Running" else "False"}]},
+                                KUBELET[0], KUBELET[1], "kubelet")
+    return code == 200
 
 
 pod_failures = {}   # (namespace, owner) -> why its controller could not make a pod (FailedCreate events)
@@ -284,6 +300,11 @@ def run_job(api, key):
                                        "spec": template.get("spec") or {}}, "job-controller", "job-controller", kcm("job-controller"))
     if code != 201:
         pod_failures.setdefault((ns, name), []).append(refused.get("message", str(code)))
+        return
+    if ((template.get("metadata") or {}).get("labels") or {}).get("cnpg.io/jobRole"):
+        # CNPG's own Job: the CNPG controller here does its work; its pod just ran.
+        kubelet_running(api, ("v1", "pods", ns, pod), phase="Succeeded")
+        set_status(api, key, {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})
         return
     containers = (template.get("spec") or {}).get("containers") or [{}]
     container = containers[0]
@@ -830,6 +851,13 @@ def item_actions(gr, obj, spec):
         labels = ((s.get("template") or {}).get("metadata") or {}).get("labels") or {}
         for k in ("controller-uid", "batch.kubernetes.io/controller-uid"):
             labels.pop(k, None)
+    elif gr in ("rolebindings.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io"):
+        # rolebinding_action.go, clusterrolebinding_action.go: a ServiceAccount subject's namespace
+        # follows namespaceMapping.
+        mapping = spec.get("namespaceMapping") or {}
+        for subject in obj.get("subjects") or []:
+            if subject.get("namespace") in mapping:
+                subject["namespace"] = mapping[subject["namespace"]]
     elif gr == "persistentvolumeclaims":   # pvc_action.go / resetVolumeBindingInfo
         ann = (obj.get("metadata") or {}).get("annotations") or {}
         for k in ("pv.kubernetes.io/bind-completed", "pv.kubernetes.io/bound-by-controller", "volume.kubernetes.io/selected-node"):
@@ -1107,6 +1135,18 @@ def velero_restore(api, key):
                           "errors": errs.count(), "warnings": warnings.count(), "progress": {"itemsRestored": n, "totalItems": n}})
 
 
+def cnpg_defaults(obj):
+    """What CNPG's defaulting webhook adds to a Cluster before validating admission sees it
+    (api/v1/cluster_defaults.go SetDefaults): at least the PostgreSQL image when none is named."""
+    if "cnpg" not in RUNNING:
+        return obj
+    obj = copy.deepcopy(obj)
+    spec = obj.setdefault("spec", {})
+    if not spec.get("imageName") and not spec.get("imageCatalogRef"):
+        spec["imageName"] = "ghcr.io/cloudnative-pg/postgresql:17"
+    return obj
+
+
 def cnpg_recover(api, key):
     made = []
     try:
@@ -1152,6 +1192,28 @@ def recover(api, key, made):
     if not done:
         return set_status(api, key, {"phase": "Cluster cannot proceed", "phaseReason": "no backup before the target"})
     backup = max(done, key=lambda b: b["end_time_iso"])["backup_id"]
+    # CNPG recovers in a Job it makes, <name>-1-full-recovery (pkg/specs/jobs.go), whose pod the
+    # job controller then makes, carrying the Cluster's labels: both through admission.
+    cluster_obj = api.store.get(key) or {}
+    job_name = f"{name}-1-full-recovery"
+    job_labels = {"cnpg.io/cluster": name, "cnpg.io/instanceName": f"{name}-1", "cnpg.io/jobRole": "full-recovery"}
+    code, out = api.create_object({"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": job_name, "namespace": ns, "labels": job_labels, "ownerReferences": [cluster_reference(api, key)]},
+        "spec": {"template": {"metadata": {"labels": job_labels}, "spec": {
+            "restartPolicy": "Never", "securityContext": {"runAsNonRoot": True, "runAsUser": 26, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "full-recovery", "image": cluster_obj.get("spec", {}).get("imageName", ""),
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "env": [{"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": creds["accessKeyId"]}},
+                                    {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": creds["secretAccessKey"]}}]}]}}}},
+        "cnpg", "cnpg-controller", CNPG_SA)
+    if code != 201:
+        return set_status(api, key, {"phase": "Setting up primary", "phaseReason": f"cannot create job {job_name}: {out.get('message', code)}"})
+    deadline = time.time() + 5
+    while not any(k[:3] == ("v1", "pods", ns) and (o.get("metadata", {}).get("labels") or {}).get("job-name") == job_name for k, o in list(api.store.items())):
+        if time.time() > deadline:
+            why = "; ".join(pod_failures.get((ns, job_name), [])) or "no pod"
+            return set_status(api, key, {"phase": "Setting up primary", "phaseReason": f"job {job_name} has no pod: {why}"})
+        time.sleep(0.1)
     work = tempfile.mkdtemp(prefix="drctl-test-cnpg-")
     os.chmod(work, 0o711)
     data = os.path.join(work, "pgdata")
@@ -1202,7 +1264,7 @@ def recover(api, key, made):
     # The instance pod, made by CNPG's operator (it makes pods itself, no StatefulSet) through
     # admission as its service account, with the labels its Services and network rules select by.
     code, out = api.create_object({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": f"{name}-1", "namespace": ns, "ownerReferences": [owner_reference(api.store.get(key) or {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": name}})],
+        "name": f"{name}-1", "namespace": ns, "ownerReferences": [cluster_reference(api, key)],
         "labels": {"cnpg.io/cluster": name, "cnpg.io/instanceName": f"{name}-1", "cnpg.io/instanceRole": "primary", "cnpg.io/podRole": "instance",
                    "role": "primary"}},
         "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 26, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -1211,10 +1273,12 @@ def recover(api, key, made):
         "cnpg", "cnpg-controller", CNPG_SA)
     if code != 201:
         return set_status(api, key, {"phase": "Cluster cannot proceed", "phaseReason": f"cannot create pod {name}-1: {out.get('message', code)}"})
-    set_status(api, ("v1", "pods", ns, f"{name}-1"), {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]})
+    if not kubelet_running(api, ("v1", "pods", ns, f"{name}-1")):
+        return set_status(api, key, {"phase": "Setting up primary", "phaseReason": f"pod {name}-1 is not ready"})
     backends[(ns, f"{name}-rw")] = ("127.0.0.1", port, port if LOOPBACK else 5432)
     cluster_ip = "127.0.0.1" if LOOPBACK else f"10.96.0.{len(backends) % 250 + 2}"
-    api.create_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-rw", "namespace": ns},
+    api.create_object({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-rw", "namespace": ns,
+                                                                          "ownerReferences": [cluster_reference(api, key)]},
                        "spec": {"clusterIP": cluster_ip, "selector": {"cnpg.io/cluster": name, "cnpg.io/instanceRole": "primary"},
                                 "ports": [{"name": "postgres", "port": port if LOOPBACK else 5432}]}}, "cnpg", "cnpg-controller")
     set_status(api, key, {"phase": "Cluster in healthy state", "instances": 1, "readyInstances": 1, "currentPrimary": f"{name}-1"})

@@ -263,7 +263,42 @@ def load_schemas(d):
     loader = importlib.machinery.SourceFileLoader("validate_manifests", path)
     vm = importlib.util.module_from_spec(importlib.util.spec_from_loader("validate_manifests", loader))
     loader.exec_module(vm)
-    return {key: jsonschema.Draft7Validator(vm.strict(schema)) for key, schema in vm.load_crds(d).items()}
+    crds = vm.load_crds(d)
+    raw_schemas.update(crds)
+    return {key: jsonschema.Draft7Validator(vm.strict(schema)) for key, schema in crds.items()}
+
+
+raw_schemas = {}     # (apiVersion, kind) -> the CRD's openAPIV3Schema, for defaulting
+
+
+def defaulted(obj):
+    """A custom resource with its CRD's defaults (apiextensions-apiserver structural defaulting,
+    kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#defaulting):
+    applied when the object is decoded, so before admission, for every field that is absent (or
+    null and not nullable) inside an object that is present, and in every item of a list."""
+    schema = raw_schemas.get((obj.get("apiVersion"), obj.get("kind")))
+    if controllers and (obj.get("apiVersion"), obj.get("kind")) == ("postgresql.cnpg.io/v1", "Cluster"):
+        obj = controllers.cnpg_defaults(obj)
+    if schema is None:
+        return obj
+
+    def walk(node, sch):
+        if isinstance(node, dict):
+            for k, sub in (sch.get("properties") or {}).items():
+                if "default" in sub and (k not in node or (node[k] is None and not sub.get("nullable"))):
+                    node[k] = copy.deepcopy(sub["default"])
+                if k in node:
+                    walk(node[k], sub)
+            extra = sch.get("additionalProperties")
+            if isinstance(extra, dict):
+                for k, v in node.items():
+                    if k not in (sch.get("properties") or {}):
+                        walk(v, extra)
+        elif isinstance(node, list) and isinstance(sch.get("items"), dict):
+            for item in node:
+                walk(item, sch["items"])
+        return node
+    return walk(copy.deepcopy(obj), schema)
 
 
 MICROTIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$")
@@ -853,6 +888,7 @@ class API:
             if key in store:
                 return status(409, "AlreadyExists", f'{resource}{"." + group_of(gv) if group_of(gv) else ""} "{meta.get("name")}" already exists',
                               name=meta.get("name"), kind=resource, group=group_of(gv))
+            obj = defaulted(obj)
             if admission_as:
                 candidate = copy.deepcopy(obj)
                 if ns:
@@ -864,6 +900,26 @@ class API:
         if controllers and reconcile_now:
             controllers.reconcile(API, key)
         return 201, public(store[key])
+
+    @staticmethod
+    def update_status(key, new_status, user, groups, actor):
+        """A status write through the status subresource, as the kubelet makes it for a pod:
+        admitted as an UPDATE with subResource "status" by `user`."""
+        with lock:
+            current = store.get(key)
+            if current is None:
+                return status(404, "NotFound", f'{key[1]} "{key[3]}" not found', name=key[3], kind=key[1])
+            new = copy.deepcopy(current)
+            new["status"] = copy.deepcopy(new_status)
+            denied = admission("UPDATE", key, new, current, user, groups, [], False, "status")
+            if denied:
+                return denied
+            rv[0] += 1
+            new["metadata"]["resourceVersion"] = str(rv[0])
+            store[key] = new
+            record("MODIFIED", key, new)
+            log_write("status", key, actor)
+            return 200, public(new, key)
 
     @staticmethod
     def update_object(key, obj, manager, actor=None, admission_as=None):
@@ -1302,6 +1358,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if method == "POST":
                 if key in store:
                     return status(409, "AlreadyExists", f'{resource}{"." + group if group else ""} "{oname}" already exists', name=oname, kind=resource, group=group)
+                obj = defaulted(obj)
                 candidate = canonical(key, copy.deepcopy(obj))
                 candidate.setdefault("metadata", {}).update({"name": oname, **({"namespace": ns} if namespaced else {})})
                 dry = q.get("dryRun") == "All"
@@ -1550,13 +1607,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             # withAuthorization(createValidation, ..., "create")).
             if not authorized(user, groups, "create", group_of(key[0]), key[1], ns or "", key[3]):
                 return forbidden(user, "create", group_of(key[0]), key[1], key[1], ns or "", key[3])
-            candidate = canonical(key, copy.deepcopy(obj))
+            candidate = canonical(key, defaulted(copy.deepcopy(obj)))
             candidate.setdefault("metadata", {}).update({"name": key[3], **({"namespace": ns} if ns else {})})
             refused = self.checks(key, candidate, None, user, groups, kind, dry)
             if refused:
                 return refused
             if not dry:
-                store_new(key, obj, ns, manager, "Apply", user)
+                store_new(key, defaulted(obj), ns, manager, "Apply", user)
                 if controllers:
                     controllers.reconcile(API, key)
             result = copy.deepcopy(store.get(key) or obj)
@@ -1581,7 +1638,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         others = set().union(*[paths for m, (op, paths) in mine.items() if m != manager]) if len(mine) > 1 else set()
         for p in previously - set(applied) - others:
             del_path(new, p)
-        canonical(key, new)
+        new = canonical(key, defaulted(new))
         changed_ = new != current
         # Validating admission sees every update, one that changes nothing included: the API server
         # drops a no-op write only after admission (and a dry run is admitted too).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Yams
+import TestSupport
 @testable import Layout
 @testable import Policy
 @testable import Render
@@ -111,7 +112,7 @@ import Yams
         let recoveryEgress = try #require(recovery["egress"] as? [[String: any Sendable]])
         #expect(recoveryEgress.allSatisfy { ($0["to"] as? [[String: any Sendable]])?.isEmpty == false }, "\(recoveryEgress)")
         let toAPI = try #require(recoveryEgress.last)
-        #expect("\(toAPI["to"] ?? "")".contains("10.0.0.5/32") && "\(toAPI["ports"] ?? "")".contains("6443") && !"\(toAPI["ports"] ?? "")".contains("443,"),
+        #expect("\(toAPI["to"] ?? "")".contains("10.0.0.5/32") && (toAPI["ports"] as? [[String: any Sendable]])?.compactMap { $0["port"] as? Int } == [6443],
                 "\(toAPI)")
         let summary = DrillIsolation.sealSummary(mappings: [.init(source: "a", scratch: "drill-a")], clusters: ["app-db"], egress: egress, modifiers: 0)
         #expect(summary.contains { $0.contains("the API server (10.0.0.5:6443)") }, "\(summary)")
@@ -177,5 +178,17 @@ import Yams
         // The cluster-wide backup holds every CNPG volume; keycloak backs up no volume data at all.
         #expect(try files.first { $0.path == "velero/volume-policy-cluster.yaml" }?.yaml().contains("keycloak-postgres") == true)
         #expect(!files.contains { $0.path == "velero/volume-policy-keycloak.yaml" })
+    }
+}
+
+/// deploy/admission.yaml pins a drill's Restore to the kinds DrillIsolation leaves out: the two
+/// lists are one, or a drill's Restore would be refused (or a kind let through).
+struct AdmissionExclusionsTests {
+    @Test func theAdmissionPolicyExcludesExactlyWhatADrillLeavesOut() throws {
+        let text = try String(contentsOfFile: packageRoot.appendingPathComponent("deploy/admission.yaml").path, encoding: .utf8)
+        let start = try #require(text.range(of: "         [\n          'clusters.postgresql.cnpg.io'"))
+        let end = try #require(text.range(of: "].all(r, r in object.spec.?excludedResources", range: start.upperBound..<text.endIndex))
+        let listed = text[start.lowerBound..<end.lowerBound].split(separator: "'").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+        #expect(listed == DrillIsolation.excludedResources, "admission.yaml: \(listed)")
     }
 }
