@@ -492,4 +492,21 @@ final class ClusterFixture {
         let left = try f.drillNamespaces()
         #expect(left.isEmpty, "\(left)")
     }
+
+    /// A backup holding a Service named as the recovery Cluster's `-rw` one, without CNPG's
+    /// label (so the Restore's selector lets it through), selecting pods of its choosing: the
+    /// checks would trust whatever answers there. drctl checks only through a Service the
+    /// recovery Cluster owns, and fails the drill naming it otherwise.
+    @Test func aRestoredServicePosingAsTheDatabasesIsNotTrusted() throws {
+        let f = try ClusterFixture(rgw: rgw, bucket: "posingsvc")
+        var items = ClusterFixture.items(bucket: f.bucket)
+        items["services/namespaces/n8n-prod/app-db-rw.json"] =
+            #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"app-db-rw","namespace":"n8n-prod"},"spec":{"ports":[{"port":5432}],"selector":{"app":"n8n"}}}"#
+        try f.putVeleroTarball(try VeleroBucketTests.tarball(extra: items, base: false))
+        try f.policy("= 42")
+        let (st, out) = try f.contained("a drill of a backup with a posing Service") { try f.verify() }
+        #expect(st == 1 && out.contains("Service drill-n8n-prod-") && out.contains("/app-db-rw is not the recovery Cluster's"), "\(out)")
+        let left = try f.drillNamespaces()
+        #expect(left.isEmpty, "\(left)")
+    }
 }

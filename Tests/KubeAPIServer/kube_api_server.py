@@ -804,7 +804,18 @@ def canonical(key, obj):
         spec = obj.setdefault("spec", {})
         if "kubernetes" not in (spec.get("finalizers") or []):
             spec["finalizers"] = list(spec.get("finalizers") or []) + ["kubernetes"]
+    if key[:2] == ("v1", "services") and key not in store:
+        # pkg/registry/core/service/storage (the IP allocator): a Service that is not ExternalName
+        # and names no address gets one from the service range.
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") != "ExternalName" and not spec.get("clusterIP"):
+            allocated[0] += 1
+            spec["clusterIP"] = f"10.96.{allocated[0] // 250 % 250}.{allocated[0] % 250 + 2}"
+            spec["clusterIPs"] = [spec["clusterIP"]]
     return obj
+
+
+allocated = [100]   # the service range's last address handed out
 
 
 def controllers_merge_patch(doc, patch):
