@@ -149,9 +149,10 @@ public struct ClusterDrill {
                     }
                     if !clusters.isEmpty { try copyCredentials(into: name) }
                 }
-                sealed += DrillIsolation.sealSummary(mappings: mappings, clusters: policy.cnpg.map(\.cluster.value), egress: egress,
-                                                     modifiers: policy.drill?.modifiers.count ?? 0)
-                for line in sealed.dropFirst() { progress("sealed: \(line)") }
+                let seal = DrillIsolation.sealSummary(mappings: mappings, clusters: policy.cnpg.map(\.cluster.value), egress: egress,
+                                                      modifiers: policy.drill?.modifiers.count ?? 0)
+                sealed += seal
+                for line in seal { progress("sealed: \(line)") }
             }
             var restoreName: String?
             if let backup {
@@ -295,16 +296,17 @@ public struct ClusterDrill {
         }
     }
 
+    /// The admission policy (deploy/admission.yaml) that holds drctl's account to drill namespaces.
+    static let confinementPolicy = "drctl-drill-scope"
+
     /// A service account drills only where the API server confines it: deploy/admission.yaml
     /// matches drctl's account by name, and a renamed account, a policy not installed or not
     /// bound would leave it with cluster-wide namespace deletion and nothing holding it to drill
     /// namespaces. The proof is the server's own answer: a dry-run creation of a namespace that
     /// is not a drill's (RBAC allows it, the policy refuses it) must be refused by that policy,
-    /// by name (another policy refusing it, for its own reasons, proves nothing). A person's account (an administrator running a drill by hand)
-    /// is not a service account and is not checked. Returns the evidence line.
-    /// The admission policy (deploy/admission.yaml) that holds drctl's account to drill namespaces.
-    static let confinementPolicy = "drctl-drill-scope"
-
+    /// by name (another policy refusing it, for its own reasons, proves nothing). A person's
+    /// account (an administrator running a drill by hand) is not a service account and is not
+    /// checked. Returns the evidence line.
     static func requireConfinement(_ kube: KubeClient, progress: (String) -> Void) throws -> String {
         let user = try kube.whoAmI()
         guard user.hasPrefix("system:serviceaccount:") else {

@@ -8,29 +8,7 @@ public enum Subprocess {
     /// leads a process group of its own, so everything it starts can be signalled at once.
     public static func spawn(_ program: String, _ args: [String], env: [String: String], output: String = "/dev/null",
                              newGroup: Bool = false) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        SpawnActions.closeInheritedDescriptors(&actions)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var flags = SpawnActions.defaultSignals(&attr)
-        if newGroup {
-            flags |= Int16(POSIX_SPAWN_SETPGROUP)
-            posix_spawnattr_setpgroup(&attr, 0)
-        }
-        posix_spawnattr_setflags(&attr, flags)
-        let argv = ([program] + args).map { strdup($0) } + [nil]
-        let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { argv.forEach { free($0) }; envp.forEach { free($0) } }
-        var pid = pid_t()
-        let rc = posix_spawn(&pid, program, &actions, &attr, argv, envp)
-        guard rc == 0 else { throw LocalError("cannot run \(program): \(String(cString: strerror(rc)))") }
-        return pid
+        try Spawn.start(program, args, env: env, output: output, append: true, newGroup: newGroup)
     }
 
     /// The exit status of a finished child, or nil while it runs.

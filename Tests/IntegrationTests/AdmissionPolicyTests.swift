@@ -187,13 +187,15 @@ import TestSupport
         let valid = plain(DrillIsolation.veleroRestore(name: "drill-admission-1", backup: "n8n-prod-daily-1", mappings: mapping,
                                                                       veleroNamespace: "velero", modifiers: DrillIsolation.modifiersName(workload: "n8n-prod")))
         #expect(Self.refusal(drctl, valid, dryRun: true) == nil, "what a drill sends")
-        func spec(_ change: (inout [String: Any]) -> Void) -> [String: Any] {
-            var o = valid
+        /// `object` with its spec changed.
+        func changed(_ object: [String: Any], _ change: (inout [String: Any]) -> Void) -> [String: Any] {
+            var o = object
             var s = o["spec"] as? [String: Any] ?? [:]
             change(&s)
             o["spec"] = s
             return o
         }
+        func spec(_ change: (inout [String: Any]) -> Void) -> [String: Any] { changed(valid, change) }
         let forgeries: [(String, [String: Any])] = [
             ("an exclusion left out", spec { $0["excludedResources"] = (DrillIsolation.excludedResources.filter { $0 != "ingresses.networking.k8s.io" }) }),
             ("no label selector", spec { $0.removeValue(forKey: "labelSelector") }),
@@ -220,13 +222,7 @@ import TestSupport
                                       "spec": ["instances": 1, "enableSuperuserAccess": true, "storage": ["size": "10Gi"],
                                                "bootstrap": ["recovery": ["source": "origin"]], "externalClusters": [origin]]]
         #expect(Self.refusal(drctl, cluster, dryRun: true) == nil, "what a drill sends")
-        func clusterSpec(_ change: (inout [String: Any]) -> Void) -> [String: Any] {
-            var o = cluster
-            var s = o["spec"] as? [String: Any] ?? [:]
-            change(&s)
-            o["spec"] = s
-            return o
-        }
+        func clusterSpec(_ change: (inout [String: Any]) -> Void) -> [String: Any] { changed(cluster, change) }
         let clusterForgeries: [(String, [String: Any])] = [
             ("a backup section archiving into production", clusterSpec { $0["backup"] = ["barmanObjectStore": origin["barmanObjectStore"]!] }),
             ("an archiving plugin", clusterSpec { $0["plugins"] = [["name": "barman-cloud.cloudnative-pg.io", "isWALArchiver": true]] }),

@@ -325,7 +325,7 @@ final class ClusterFixture {
             try waitUntil(100, every: 50_000) { try f.drillNamespaces().count >= 2 }
             kill(pid, SIGTERM)
             let raw = try reap(pid)
-            #expect(raw & 0x7f == 0 ? (raw >> 8) & 0xff == 143 : raw & 0x7f == SIGTERM, "exit status \(raw)")
+            #expect(exitCode(raw) == 143, "exit status \(raw)")
             try waitUntil(100, every: 50_000) { try f.drillNamespaces().count <= 1 }
         }
         left = try f.drillNamespaces()

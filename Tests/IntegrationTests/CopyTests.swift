@@ -170,7 +170,7 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let log = { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
         try #require(waitUntil(600, every: 50_000) { log().contains(" 100/") }, "the copy got going: \(log())")
         try proxy.inject("503", count: 1_000_000, method: "PUT")
-        let status = (try reap(pid) >> 8) & 0xff   // the exit status from the raw wait status
+        let status = exitCode(try reap(pid))
         let out = log()
         #expect(status == 1 && out.contains("not tried: the last 16 objects failed in a row") && out.contains("FAILED"), "\(status): \(out.suffix(3000))")
         print("$ drctl copy --to offsite\n" + out.split(separator: "\n").filter { !$0.contains(" warning ") }.joined(separator: "\n"))

@@ -115,7 +115,7 @@ import TestSupport
         #expect(removed)
         let raw = try reap(pid)
         let log = (try? String(contentsOfFile: db.work + "/removed.log", encoding: .utf8)) ?? ""
-        #expect((raw >> 8) & 0xff == 1, "exit \(raw): \(log)")
+        #expect(exitCode(raw) == 1, "exit \(raw): \(log)")
         #expect(log.contains("drill of app FAILED"), "\(log)")
         #expect(empty(scratch))
         #expect(try Self.postgresUnder(scratch) == 0)

@@ -230,7 +230,7 @@ import TestSupport
             usleep(delay)
             kill(pid, SIGTERM)
             let raw = try reap(pid)
-            let code = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+            let code = exitCode(raw)
             #expect(code == 143 || code == 0, "exit \(code) after SIGTERM at \(delay / 1000) ms")
             #expect(leftovers().isEmpty, "left behind after SIGTERM at \(delay / 1000) ms: \(leftovers())")
         }

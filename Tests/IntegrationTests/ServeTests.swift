@@ -117,7 +117,7 @@ import TestSupport
         kill(svc.pid, SIGTERM)
         let raw = try reap(svc.pid)
         let took = Date().timeIntervalSince(t0)
-        #expect(raw & 0x7f == 0 && (raw >> 8) & 0xff == 0, "exit status \(raw): \(svc.text().suffix(2000))")
+        #expect(exitCode(raw) == 0, "exit status \(raw): \(svc.text().suffix(2000))")
         #expect(took < 30, "stopped in \(took)s")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: scratch)) ?? []).isEmpty, "scratch left behind")
         let (_, ps) = try run("/bin/sh", ["-c", "ps -eo args | grep -c '[p]ostgres -D \(scratch)' || true"])

@@ -183,13 +183,13 @@ def suffix():
     return secrets.token_hex(3)[:5]
 
 
-def replica_pods(api, key, controller, extra_labels=None):
+def replica_pods(api, key, controller):
     """A ReplicaSet's or ReplicationController's pods; then its status."""
     obj = api.store.get(key)
     if not obj:
         return
     n = (obj.get("spec") or {}).get("replicas", 1)
-    ready = sum(make_pod(api, obj, f"{key[3]}-{suffix()}", controller, (obj.get("spec") or {}).get("template"), extra_labels) for _ in range(n))
+    ready = sum(make_pod(api, obj, f"{key[3]}-{suffix()}", controller, (obj.get("spec") or {}).get("template")) for _ in range(n))
     set_status(api, key, {"observedGeneration": 1, "replicas": n, "readyReplicas": ready, "availableReplicas": ready})
     return n, ready
 

@@ -54,6 +54,7 @@ import argparse, base64, copy, functools, http.server, json, os, re, socket, soc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import goyaml, kinds, podsecurity
+from controllers import merge_patch   # RFC 7386, one copy for the server and Velero's modifiers (stdlib only: no controller runs)
 
 RESOURCES = {
     "v1": [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
@@ -818,19 +819,6 @@ def canonical(key, obj):
 allocated = [100]   # the service range's last address handed out
 
 
-def controllers_merge_patch(doc, patch):
-    """RFC 7386 merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(doc) if isinstance(doc, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = controllers_merge_patch(out.get(k), v)
-    return out
-
-
 def store_new(key, obj, ns, manager, op, actor):
     """A new object in the store (call with the lock held)."""
     obj = canonical(key, copy.deepcopy(obj))
@@ -1344,15 +1332,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 cannot = f'{kind} in version "{gv.split("/")[-1]}" cannot be handled as a {kind}: '
                 if mistyped:
                     return status(400, "BadRequest", cannot + "; ".join(mistyped))
-                if unknown and method == "PATCH":
-                    pass   # a server-side apply: the field manager's typed conversion, in apply()
-                elif unknown and q.get("fieldValidation") == "Strict":
-                    return status(400, "BadRequest", cannot + "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
-                elif unknown and q.get("fieldValidation") != "Ignore":
-                    self.warnings += [f'unknown field "{u}"' for u in unknown]
-                if unknown and method == "PATCH":
+                if unknown and method == "PATCH":   # a server-side apply: the field manager's typed conversion
                     ns_name = f"{ns}/{oname}" if namespaced else oname
                     return status(500, "InternalError", f"failed to create typed patch object ({ns_name}; {gv}, Kind={kind}): .{unknown[0]}: field not declared in schema")
+                if unknown and q.get("fieldValidation") == "Strict":
+                    return status(400, "BadRequest", cannot + "strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+                if unknown and q.get("fieldValidation") != "Ignore":
+                    self.warnings += [f'unknown field "{u}"' for u in unknown]
             if not oname:
                 causes.append({"reason": "FieldValueRequired", "field": "metadata.name", "message": "Required value: name or generateName is required"})
             else:
@@ -1409,7 +1395,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command == "PATCH":
             if not self.headers.get("Content-Type", "").startswith("application/merge-patch+json"):
                 return status(415, "UnsupportedMediaType", "this test server takes merge patches of status only")
-            body = controllers_merge_patch(public(current, key), body)
+            body = merge_patch(public(current, key), body)
         new = copy.deepcopy(current)
         new["status"] = copy.deepcopy(body.get("status") or {})
         if key[:2] in self.METADATA_VIA_STATUS:

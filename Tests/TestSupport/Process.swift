@@ -47,29 +47,11 @@ public func builtProgram(_ name: String) -> String {
 /// With `newGroup` it leads a process group of its own, which `stop` signals as a whole.
 public func spawn(_ program: String, _ args: [String], env: [String: String]? = nil, output: String = "/dev/null",
                   newGroup: Bool = false) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    SpawnActions.closeInheritedDescriptors(&actions)
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    var flags = SpawnActions.defaultSignals(&attr)
-    if newGroup {
-        flags |= Int16(POSIX_SPAWN_SETPGROUP)
-        posix_spawnattr_setpgroup(&attr, 0)
+    do {
+        return try Spawn.start(program, args, env: env ?? ProcessInfo.processInfo.environment, output: output, append: false, newGroup: newGroup)
+    } catch let e as LocalError {
+        throw FixtureError(description: e.description)
     }
-    posix_spawnattr_setflags(&attr, flags)
-    let argv = ([program] + args).map { strdup($0) } + [nil]
-    let environment = (env ?? ProcessInfo.processInfo.environment).map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer { argv.forEach { free($0) }; environment.forEach { free($0) } }
-    var pid = pid_t()
-    let rc = posix_spawn(&pid, program, &actions, &attr, argv, environment)
-    guard rc == 0 else { throw FixtureError(description: "cannot run \(program): \(String(cString: strerror(rc)))") }
-    return pid
 }
 
 /// A process's command line, for naming it in a failure.
