@@ -10,7 +10,7 @@ import Support
 public enum StoreCopies {
     /// Each copied kind from the source's prefix to the target's; drctl's own copy records stay.
     public static func routes(_ source: ObjectStorePolicy, _ copy: ObjectStorePolicy.Copy, _ target: ObjectStorePolicy) -> [CopyRoute] {
-        copy.kinds.map { k in CopyRoute(from: source.prefix(k), to: target.prefix(k), skip: k == .drctl ? [DrctlLayout.copiesFolder] : []) }
+        copy.kinds.map { k in CopyRoute(from: source.prefix(k), to: target.prefix(k), skip: k == .drctl ? [DrctlLayout.copiesFolder, DrctlLayout.changedFolder] : []) }
     }
 
     /// The key of the record of `source`'s copy in `target`.
@@ -35,6 +35,8 @@ public enum StoreCopies {
                                                               routes: routes(store, copy, target), now: now)
                 out.lagSeconds = plan.lag(now: now)
                 out.pending = plan.copy.count
+                let changed = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).sorted()
+                out.changedAtSource = changed.isEmpty ? nil : changed
                 out.lastSuccess = state.lastSuccess
                 if copy.kinds.contains(.barman) && copy.recipients.isEmpty && !servers.isEmpty {
                     let layout = BarmanLayout(root: target.prefixes.barman.value)
@@ -65,6 +67,10 @@ public enum StoreCopies {
             return c
         }
         for c in copies {
+            if let changed = c.changedAtSource, !changed.isEmpty {
+                status.status = max(status.status, .broken)
+                status.reasons.append("\(changed.count) backup object(s) changed at the source after they were copied to \(c.store) (written once by their tools: an attack or a fault), e.g. \(changed[0]); the copy keeps the originals: see runbook DrctlBackupObjectChanged")
+            }
             if let e = c.error {
                 status.status = max(status.status, .atRisk)
                 status.reasons.append("copy to \(c.store) could not be read: \(e)")

@@ -2,6 +2,7 @@ import Foundation
 import Support
 import Storage
 import Layout
+import Records
 
 /// The record of one restore drill: what was restored, to which point, how long it took, and
 /// what the checks found. Written to the catalog and, as JSON, to drctl's prefix in the bucket
@@ -23,6 +24,8 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         /// Settings of the backup's own postgresql.auto.conf that the drill's server did not read
         /// (names only: values may hold passwords).
         public var setAside: [String]?
+        /// What the restore read, bound to its bytes (host drills): what retention trusts.
+        public var proof: RestoreProof?
         public init(cluster: String, server: String, backupID: String, target: String, achieved: Date?, stop: String,
                     timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64, setAside: [String]? = nil) {
             self.cluster = cluster; self.server = server; self.backupID = backupID; self.target = target; self.achieved = achieved
@@ -96,33 +99,57 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     public static var encoder: JSONEncoder { JSONCoding.encoder() }
     public static var decoder: JSONDecoder { JSONCoding.decoder() }
 
-    /// The newest evidence of a workload in a bucket (or the catalog's copy of it).
-    /// A workload's drills in the bucket, newest first, at most `limit` (ids begin with their
-    /// UTC start, so key order is time order).
-    /// An object that does not decode (damaged, or written by someone else) is skipped and named
-    /// in `undecodable`: one bad object must not hide every other drill.
-    public static func all(_ reader: any StorageReader, drctlPrefix: String, workload: String, limit: Int = 100) throws -> (drills: [DrillEvidence], undecodable: [String]) {
-        var keys: [String] = []
-        try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil, startAfter: nil) { objects, _ in
-            keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
-        }
-        var drills: [DrillEvidence] = [], bad: [String] = []
-        for key in keys.sorted(by: >).prefix(limit) {
-            let data = Data(try reader.read(key))
-            if let d = try? decoder.decode(DrillEvidence.self, from: data) { drills.append(d) } else { bad.append(key) }
-        }
-        return (drills, bad)
+    /// The evidence as stored: sealed under drctl's record key (see RecordSeal), bound to its key
+    /// below drctl's prefix.
+    public static func sealed(_ e: DrillEvidence, drctlPrefix: String, keys: RecordKeyring = .current) throws -> (key: String, bytes: [UInt8]) {
+        let key = self.key(drctlPrefix: drctlPrefix, workload: e.workload, id: e.id)
+        return (key, try RecordSeal.seal(e, kind: RecordKind.evidence, name: DrctlLayout(root: drctlPrefix).recordName(key), keys: keys))
     }
 
-    /// The newest evidence that decodes (a damaged newer object is passed over, as `all` does).
-    public static func newest(_ reader: any StorageReader, drctlPrefix: String, workload: String) throws -> DrillEvidence? {
-        var keys: [String] = []
+    /// A workload's drills in the bucket, newest first, at most `limit` (ids begin with their
+    /// UTC start, so key order is time order). Only evidence drctl sealed counts: an object that
+    /// does not decode is named in `undecodable`, one that decodes but does not verify (unsigned,
+    /// another key, changed, moved from another workload) in `unauthenticated`; neither hides
+    /// the other drills, and neither is ever taken for a drill.
+    public static func all(_ reader: any StorageReader, drctlPrefix: String, workload: String, limit: Int = 100,
+                           keys: RecordKeyring = .current) throws -> (drills: [DrillEvidence], undecodable: [String], unauthenticated: [String]) {
+        var names: [String] = []
         try reader.list(prefix: prefix(drctlPrefix: drctlPrefix, workload: workload), delimiter: nil, startAfter: nil) { objects, _ in
-            keys += objects.map(\.key).filter { $0.hasSuffix(".json") }
+            names += objects.map(\.key).filter { $0.hasSuffix(".json") }
         }
-        for key in keys.sorted(by: >).prefix(20) {
-            if let d = try? decoder.decode(DrillEvidence.self, from: Data(try reader.read(key))) { return d }
+        let layout = DrctlLayout(root: drctlPrefix)
+        var drills: [DrillEvidence] = [], bad: [String] = [], forged: [String] = []
+        for key in names.sorted(by: >).prefix(limit) {
+            let (d, authenticity) = RecordSeal.open(try reader.read(key), as: DrillEvidence.self, kind: RecordKind.evidence,
+                                                    name: layout.recordName(key), keys: keys)
+            guard let d else { bad.append(key); continue }
+            if authenticity.isAuthentic && d.workload == workload { drills.append(d) } else { forged.append(key) }
         }
-        return nil
+        return (drills, bad, forged)
+    }
+
+    /// The newest authentic evidence (undecodable or unauthenticated objects are passed over).
+    public static func newest(_ reader: any StorageReader, drctlPrefix: String, workload: String, keys: RecordKeyring = .current) throws -> DrillEvidence? {
+        try all(reader, drctlPrefix: drctlPrefix, workload: workload, limit: 20, keys: keys).drills.first
+    }
+
+    /// Every workload's authentic drills under a drctl prefix (what retention reads proofs from),
+    /// and the keys of those that do not verify.
+    public static func everyWorkload(_ reader: any StorageReader, drctlPrefix: String, keys: RecordKeyring = .current) throws -> (drills: [DrillEvidence], unauthenticated: [String]) {
+        let layout = DrctlLayout(root: drctlPrefix)
+        var workloads = Set<String>()
+        try reader.list(prefix: layout.evidencePrefix, delimiter: nil, startAfter: nil) { objects, _ in
+            for o in objects {
+                let rest = o.key.dropFirst(layout.evidencePrefix.count)
+                if let slash = rest.firstIndex(of: "/") { workloads.insert(String(rest[..<slash])) }
+            }
+        }
+        var drills: [DrillEvidence] = [], forged: [String] = []
+        for w in workloads.sorted() {
+            let found = try all(reader, drctlPrefix: drctlPrefix, workload: w, limit: 1000, keys: keys)
+            drills += found.drills
+            forged += found.unauthenticated + found.undecodable
+        }
+        return (drills, forged)
     }
 }

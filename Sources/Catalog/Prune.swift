@@ -1,5 +1,7 @@
 import Foundation
+import Hashing
 import Layout
+import Records
 import Storage
 import Support
 
@@ -44,32 +46,45 @@ public struct PruneJournal {
     /// Where a record is, for messages: `s3://bucket/drctl/prune/db/<stamp>.json`.
     public func planLocation(_ stamp: String) -> String { "\(storage.location)/\(layout.prunePlanKey(server: server, stamp: stamp))" }
 
-    static let encoder = JSONCoding.encoder(pretty: false)
+    /// Sealed with drctl's record key: a journal entry steers what a later run deletes or
+    /// considers finished, so one drctl did not write counts for nothing.
+    public var keys: RecordKeyring = .current
 
     public func record(_ plan: PrunePlan, stamp: String) throws {
-        try storage.put(layout.prunePlanKey(server: server, stamp: stamp), bytes: Array(try Self.encoder.encode(plan)), contentType: "application/json")
+        let key = layout.prunePlanKey(server: server, stamp: stamp)
+        try storage.put(key, bytes: try RecordSeal.seal(plan, kind: RecordKind.prunePlan, name: layout.recordName(key), keys: keys), contentType: "application/json")
     }
 
     public func finish(_ stamp: String, _ outcome: PruneOutcome) throws {
         guard outcome.failed.isEmpty else { return }   // unfinished: the next --apply tries again
-        try storage.put(layout.pruneOutcomeKey(server: server, stamp: stamp), bytes: Array(try Self.encoder.encode(outcome)), contentType: "application/json")
+        let key = layout.pruneOutcomeKey(server: server, stamp: stamp)
+        try storage.put(key, bytes: try RecordSeal.seal(outcome, kind: RecordKind.pruneOutcome, name: layout.recordName(key), keys: keys), contentType: "application/json")
     }
 
-    /// Recorded plans without an outcome, oldest first. A record is read back from the bucket
-    /// like any other input: one that does not decode refuses the prune rather than being skipped.
-    public func unfinished() throws -> [(stamp: String, plan: PrunePlan)] {
+    /// Recorded plans without an authentic outcome, oldest first, and the journal's objects that
+    /// do not verify. A plan that does not verify is not drctl's: it is never replayed (named in
+    /// `unauthenticated`). An outcome that does not verify closes nothing: its plan stays open,
+    /// and a replay deletes only what today's plan deletes anyway.
+    public func unfinished() throws -> (records: [(stamp: String, plan: PrunePlan)], unauthenticated: [String]) {
         let prefix = layout.prunePrefix(server: server)
         let names = Set(try storage.listAll(prefix: prefix).map { String($0.key.dropFirst(prefix.count)) })
-        let decoder = JSONCoding.decoder()
-        return try names.compactMap(DrctlLayout.pruneStamp(planName:)).sorted().compactMap { stamp in
-            guard !names.contains(stamp + ".done.json") else { return nil }
-            let body = try storage.read(layout.prunePlanKey(server: server, stamp: stamp), limit: 64 << 20)
-            do {
-                return (stamp, try decoder.decode(PrunePlan.self, from: Data(body)))
-            } catch {
-                throw LocalError("the unfinished prune record \(planLocation(stamp)) cannot be read (\(error)): refused (nothing deleted); remove it if it is not drctl's")
+        var forged: [String] = []
+        var records: [(stamp: String, plan: PrunePlan)] = []
+        for stamp in names.compactMap(DrctlLayout.pruneStamp(planName:)).sorted() {
+            if names.contains(stamp + ".done.json") {
+                let key = layout.pruneOutcomeKey(server: server, stamp: stamp)
+                let (_, how) = RecordSeal.open(try storage.read(key, limit: 1 << 20), as: PruneOutcome.self, kind: RecordKind.pruneOutcome,
+                                               name: layout.recordName(key), keys: keys)
+                if how.isAuthentic { continue }
+                forged.append(key)
             }
+            let key = layout.prunePlanKey(server: server, stamp: stamp)
+            let (plan, how) = RecordSeal.open(try storage.read(key, limit: 64 << 20), as: PrunePlan.self, kind: RecordKind.prunePlan,
+                                              name: layout.recordName(key), keys: keys)
+            guard let plan, how.isAuthentic else { forged.append(key); continue }
+            records.append((stamp, plan))
         }
+        return (records, forged)
     }
 
     /// A record's name: unique even for two runs in one second, as a name must never be reused.
@@ -90,6 +105,10 @@ public struct BarmanPrune {
     public let minimumRedundancy: Int
     /// Base backups kept beyond the window, each with only its own WAL.
     public let tiers: RetentionTiers
+    /// Delete on barman's metadata alone, without a drill's proof (`--trust-unproven`).
+    public var trustUnproven = false
+    /// The keys evidence is verified with and the journal sealed with.
+    public var keys: RecordKeyring = .current
 
     /// `journal`: where the plan is recorded before anything is deleted (drctl's prefix beside
     /// the destination, usually in the same store).
@@ -125,10 +144,36 @@ public struct BarmanPrune {
     public func prepare(now: Date) throws -> Prepared {
         let lock = try? storage.bucketLock()
         let checkLocks = lock?.enabled ?? true
-        let unfinished = try journal.unfinished()
+        var j = journal
+        j.keys = keys
+        let (unfinished, forgedJournal) = try j.unfinished()
         let scan = try BarmanScanner.scan(storage, layout: layout, server: server)
-        let objects = try storage.listAll(prefix: layout.serverPrefix(server)).map { ObjectRef(key: $0.key, size: $0.size) }
-        var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now, tiers: tiers)
+        let listed = try storage.listAll(prefix: layout.serverPrefix(server))
+        let objects = listed.map { ObjectRef(key: $0.key, size: $0.size) }
+        // Proof: what authentic drills restored, still the same objects now.
+        var proven: Set<String>?
+        var broken: [String: String] = [:]
+        var forged = forgedJournal
+        if keys.cannotSign != nil {
+            proven = []   // no key: no proof can be read nor a journal sealed, so nothing is deleted
+        } else if !trustUnproven {
+            let (drills, unauthenticated) = try DrillEvidence.everyWorkload(journal.storage, drctlPrefix: journal.layout.root, keys: keys)
+            forged += unauthenticated
+            let storage = self.storage
+            let verdict = try ProofCheck.judge(drills: drills, server: server, layout: layout,
+                                               objects: Dictionary(listed.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })) { key in
+                let sha = SHA256Stream()
+                try storage.get(key, range: nil) { sha.update($0) }
+                return sha.finish()
+            }
+            proven = verdict.proven
+            broken = verdict.broken
+        }
+        var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now,
+                                        tiers: tiers, proven: proven)
+        if let why = keys.cannotSign, !plan.backupsToDelete.isEmpty || plan.kept != nil {
+            plan.kept = (plan.kept ?? []) + ["everything: \(why); without it drctl reads and restores but deletes nothing"]
+        }
         var heads: [String: StoredObject?]?
         if checkLocks && !plan.keysToDelete.isEmpty {
             let found = try Self.heads(plan.keysToDelete, storage: storage)
@@ -138,13 +183,18 @@ public struct BarmanPrune {
                 return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
             }
             if !locked.isEmpty {
+                let kept = plan.kept
                 plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
-                                            now: now, locked: Set(locked.map(\.key)), tiers: tiers)
+                                            now: now, locked: Set(locked.map(\.key)), tiers: tiers, proven: proven)
                 plan.locked = locked
+                plan.kept = kept.map { Array(Set($0 + (plan.kept ?? []))).sorted() } ?? plan.kept
             }
         }
         plan.bucket = storage.bucketName
         plan.root = layout.root
+        plan.proven = proven.map { $0.sorted() }
+        plan.proofBroken = broken.isEmpty ? nil : broken
+        plan.unauthenticated = forged.isEmpty ? nil : forged.sorted()
         // An interrupted prune is finished only as far as today's plan agrees with it: its
         // keys that this plan deletes anyway go with this run, the others stay.
         let interrupted = try unfinished.map { record in
@@ -158,6 +208,9 @@ public struct BarmanPrune {
     /// run did the work of. A failed deletion leaves its record open (the next run finishes it).
     public func apply(_ p: Prepared) throws -> Applied {
         var applied = Applied()
+        if let why = keys.cannotSign { throw LocalError("not deleting: \(why)") }
+        var journal = self.journal
+        journal.keys = keys
         if !p.plan.keysToDelete.isEmpty {
             // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
             let name = PruneJournal.stamp(p.now)

@@ -45,6 +45,12 @@ public struct PrunePlan: Sendable, Codable, Equatable {
     public var root: String? = nil
     /// In a report only: what interrupted prunes of this server may still delete.
     public var interrupted: [InterruptedPrune]? = nil
+    /// Backups drills restored that are still the objects they read (nil: proof not asked for, --trust-unproven).
+    public var proven: [String]? = nil
+    /// Backups a drill restored whose objects changed since, with why.
+    public var proofBroken: [String: String]? = nil
+    /// drctl records under the journal's prefix that do not verify (ignored for every decision).
+    public var unauthenticated: [String]? = nil
 }
 
 /// A recorded prune plan that has no outcome, checked against the plan made now.
@@ -154,17 +160,27 @@ public enum BarmanRetention {
     /// (`KEPT_DAILY`, `KEPT_WEEKLY_MONTHLY`, …). Only restorable backups (DONE, data present,
     /// their own WAL in the archive) fill a tier: a tier that kept one that cannot be restored
     /// would be a promise drctl cannot keep.
+    ///
+    /// With `proven` (the backups drills restored, as they are now), only a proven backup holds
+    /// a tier's slot: a candidate that is not proven (a real backup no drill restored yet, or a
+    /// backup.info anyone with the bucket's keys wrote) is kept (`KEPT_UNPROVEN`) but takes no
+    /// slot, so a forgery can never push the period's real backup out. nil: every candidate is
+    /// trusted (`--trust-unproven`).
     public static func report(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date,
-                              tiers: RetentionTiers = .none) -> [String: String] {
+                              tiers: RetentionTiers = .none, proven: Set<String>? = nil) -> [String: String] {
         var report = windowReport(backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
         guard !tiers.isEmpty else { return report }
         // Consistent by its own WAL, by name (a forged timeline history cannot unseat a pick),
         // and not ending in the future (a forged backup.info cannot take every slot ahead).
         let candidates = backups.filter { $0.status == "DONE" && ($0.selfContained ?? $0.restorable) && suspect($0) == nil }
             .compactMap { b in b.endTime.flatMap { $0 <= now.addingTimeInterval(3600) ? (id: b.backupID, at: $0) : nil } }
+        let trusted = proven.map { p in candidates.filter { p.contains($0.id) } } ?? candidates
         // Only what the window would delete: minimum redundancy keeps its backups whole.
-        for (id, chosen) in tiers.select(candidates) where report[id] == "OBSOLETE" {
+        for (id, chosen) in tiers.select(trusted) where report[id] == "OBSOLETE" {
             report[id] = "KEPT_" + chosen.map { $0.rawValue.uppercased() }.joined(separator: "_")
+        }
+        if proven != nil {
+            for (id, _) in tiers.select(candidates) where report[id] == "OBSOLETE" { report[id] = "KEPT_UNPROVEN" }
         }
         return report
     }
@@ -212,8 +228,15 @@ public enum BarmanRetention {
     /// object before the oldest begin_wal of a backup the window keeps goes, except the
     /// begin_wal...end_wal of each tier-kept backup, which is what makes it consistent. A tier
     /// backup is then a restore point, no longer the start of a point-in-time range.
+    ///
+    /// With `proven` (what drills restored, checked against the objects as they are now: see
+    /// ProofCheck), deletion rests on proof, not on what backup.info files say: the newest proven
+    /// backup and every backup newer than it (with the WAL they need) are never deleted, tier
+    /// slots go to proven backups only, and with no proven backup nothing is deleted. nil trusts
+    /// the metadata as barman does (`--trust-unproven`), still keeping the newest restorable.
     public static func plan(scan: BarmanServerScan, objects: [ObjectRef], layout: BarmanLayout, window: RecoveryWindow,
-                            minimumRedundancy: Int, now: Date, locked: Set<String> = [], tiers: RetentionTiers = .none) -> PrunePlan {
+                            minimumRedundancy: Int, now: Date, locked: Set<String> = [], tiers: RetentionTiers = .none,
+                            proven: Set<String>? = nil) -> PrunePlan {
         // WAL objects by barman's WAL name (the key's file name without its compression suffix).
         var wals: [(name: String, key: String)] = []
         var baseObjects: [String: [String]] = [:]
@@ -226,7 +249,7 @@ public enum BarmanRetention {
             default: break
             }
         }
-        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now, tiers: tiers)
+        var report = report(scan.backups, window: window, minimumRedundancy: minimumRedundancy, now: now, tiers: tiers, proven: proven)
         for (id, keys) in baseObjects where report[id] == "OBSOLETE" && keys.contains(where: locked.contains) { report[id] = "OBSOLETE_LOCKED" }
         // Stricter than barman: the newest backup that can really be restored (DONE, its data
         // present, its WAL continuous to its end) is never deleted, whatever the window ranks
@@ -248,6 +271,7 @@ public enum BarmanRetention {
                 kept.append("\(doomed.joined(separator: ", ")): no backup of \(scan.server) is restorable (DONE with its data and WAL), so nothing is deleted until one is")
             }
         }
+        if let proven { keepProven(scan: scan, proven: proven, report: &report, kept: &kept) }
         let toDelete = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
         var available: [String: Backup] = [:]
         for b in scan.backups {
@@ -306,6 +330,31 @@ public enum BarmanRetention {
 }
 
 extension BarmanRetention {
+    /// The proof rule: the newest proven backup and everything newer stay whole (a tier's mark on
+    /// them gives way, so all the WAL after the proven one stays too); with none proven, nothing
+    /// the window or a tier would delete goes.
+    static func keepProven(scan: BarmanServerScan, proven: Set<String>, report: inout [String: String], kept: inout [String]) {
+        func deletable(_ id: String) -> Bool {
+            report[id].map { $0.hasPrefix("OBSOLETE") || isTierKept($0) || $0 == "KEPT_UNPROVEN" } ?? false
+        }
+        guard let newest = scan.backups.map(\.backupID).filter(proven.contains).max() else {
+            let doomed = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
+            for id in doomed { report[id] = "KEPT_UNPROVEN" }
+            if !doomed.isEmpty {
+                kept.append("\(doomed.joined(separator: ", ")): no backup of \(scan.server) is proven by a drill that restored it as it is now, so nothing is deleted until one is (run a drill first: drctl verify; or --trust-unproven)")
+            }
+            return
+        }
+        var held: [String] = []
+        for b in scan.backups where b.backupID >= newest && deletable(b.backupID) {
+            report[b.backupID] = b.backupID == newest ? "KEPT_PROVEN" : "KEPT_UNPROVEN"
+            held.append(b.backupID)
+        }
+        if !held.isEmpty {
+            kept.append("\(held.sorted().joined(separator: ", ")): \(newest) is the newest backup a drill restored (as it is now); it and every newer backup stay with the WAL they need, whatever their backup.info says")
+        }
+    }
+
     /// The keys a tiered plan deletes: the deleted backups' archives, then the WAL no kept backup
     /// needs, then the deleted backups' backup.info (last, so an interrupted prune is seen again).
     static func tieredKeys(scan: BarmanServerScan, report: [String: String], toDelete: [String], baseObjects: [String: [String]],

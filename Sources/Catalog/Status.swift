@@ -50,6 +50,9 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
         public var newestRecoverablePoint: Date? = nil
         /// While inspecting: that point per barman server.
         public var serverPoints: [String: Date]? = nil
+        /// Write-once objects (base backups, WAL, Velero tarballs) the source changed after they
+        /// were copied: an attack or a fault at the source; the copy keeps the originals.
+        public var changedAtSource: [String]? = nil
     }
 
     public struct Source: Sendable, Codable, Equatable {

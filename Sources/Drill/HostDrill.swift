@@ -82,6 +82,7 @@ public struct HostDrill {
                                            achieved: outcome.achieved, stop: outcome.stop, timeline: outcome.timeline,
                                            walSegments: outcome.walSegmentsRestored, baseBytes: outcome.baseBytes, walBytes: outcome.walBytes,
                                            setAside: outcome.setAside.isEmpty ? nil : outcome.setAside))
+                    databases[databases.count - 1].proof = outcome.proof
                 } catch {
                     throw RecoveryError("\(c.cluster.value): \(error)")
                 }
@@ -113,10 +114,10 @@ public struct HostDrill {
                              phases: phases, bytesFetched: bytes)
     }
 
-    /// Stores the evidence in the bucket under drctl's prefix.
+    /// Stores the evidence in the bucket under drctl's prefix, sealed with drctl's record key.
     public static func upload(_ e: DrillEvidence, store: ObjectStorePolicy, to storage: any StorageWriter) throws -> String {
-        let key = DrillEvidence.key(drctlPrefix: store.prefixes.drctl.value, workload: e.workload, id: e.id)
-        try storage.put(key, bytes: Array(try DrillEvidence.encoder.encode(e)), contentType: "application/json")
+        let (key, bytes) = try DrillEvidence.sealed(e, drctlPrefix: store.prefixes.drctl.value)
+        try storage.put(key, bytes: bytes, contentType: "application/json")
         return key
     }
 }

@@ -1,6 +1,7 @@
 import Catalog
 import Codecs
 import Foundation
+import Hashing
 import Layout
 import Support
 import Paths
@@ -82,6 +83,8 @@ public struct RecoveryOutcome: Sendable, Codable {
     /// server did not read, by name; and where those files were put.
     public var setAside: [String] = []
     public var setAsideFiles: [String] = []
+    /// What was restored, bound to the bytes read (backup.info and each archive).
+    public var proof: RestoreProof?
 }
 
 public struct RecoveryError: Error, CustomStringConvertible, Sendable {
@@ -135,9 +138,11 @@ public final class HostRestore: @unchecked Sendable {
             throw RecoveryError("not enough disk for this restore: \(short); make room, or restore elsewhere (--scratch-dir, --to)")
         }
 
-        // 1. Base backup: stream each tar from the bucket through gzip into the data directory.
+        // 1. Base backup: stream each tar from the bucket through gzip into the data directory,
+        // hashing what is read: a passing drill proves these bytes, and retention trusts only that.
         var t0 = Date()
         var baseBytes: Int64 = 0
+        var proven: [RestoreProof.Object] = [try proofOfBackupInfo()]
         let total = plan.baseBytes
         for archive in plan.archives {
             progress("fetching \(archive.key) (\(formatBytes(archive.size))\(archive.compression.map { ", \($0)" } ?? ""))")
@@ -155,16 +160,24 @@ public final class HostRestore: @unchecked Sendable {
                 }
             }
             var read: Int64 = 0
+            let before = try source.storage.head(archive.key)
+            let sha = SHA256Stream()
             try source.storage.get(archive.key, range: nil) { chunk in
+                sha.update(chunk)
                 try consume(chunk)
                 read += Int64(chunk.count)
                 overall?(read, archive.size)
             }
+            let after = try source.storage.head(archive.key)
             try gz?.finish()
             do { try tar.finish() } catch { throw RecoveryError("\(archive.key): \(error)") }
             guard read == archive.size else {
                 throw RecoveryError("\(archive.key) is \(read) bytes, the listing said \(archive.size): it changed during the restore")
             }
+            guard let before, let after, before.etag == after.etag, before.size == read else {
+                throw RecoveryError("\(archive.key) changed during the restore (its ETag or size moved while it was read)")
+            }
+            proven.append(.init(key: source.layout.relative(archive.key), size: read, etag: after.etag.isEmpty ? nil : after.etag, sha256: sha.finish()))
             baseBytes += read
         }
         try prepareDataDirectory(dataDir, binaries: binaries)
@@ -279,7 +292,18 @@ public final class HostRestore: @unchecked Sendable {
         return RecoveryOutcome(server: source.server, backupID: plan.backup.backupID, target: fellBack ? "\(plan.target) (archive ended first)" : plan.target,
                                achieved: achieved, stop: stopLine, timeline: UInt32(row[2], radix: 16), walSegmentsRestored: restored,
                                baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases,
-                               setAside: setAside, setAsideFiles: setAsideFiles)
+                               setAside: setAside, setAsideFiles: setAsideFiles,
+                               proof: RestoreProof(backupID: plan.backup.backupID, objects: proven, walFirst: plan.wal.first?.name, walLast: plan.wal.last?.name))
+    }
+
+    /// The backup's backup.info as it is now: part of what a drill proves (the same id, times and
+    /// WAL range are what retention will read later).
+    func proofOfBackupInfo() throws -> RestoreProof.Object {
+        let key = source.layout.backupInfoKey(server: source.server, backupID: plan.backup.backupID)
+        let head = try source.storage.head(key)
+        let bytes = try source.storage.read(key, limit: 1 << 20)
+        guard let head, head.size == Int64(bytes.count) else { throw RecoveryError("\(key) changed during the restore") }
+        return .init(key: source.layout.relative(key), size: head.size, etag: head.etag.isEmpty ? nil : head.etag, sha256: Hash.sha256(bytes).hex)
     }
 
     /// Ends the restore. A drill's server is stopped and its scratch directory removed. A

@@ -77,3 +77,22 @@ extension Array where Element == UInt8 {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// A SHA-256 fed from closures that cannot hold a noncopyable value (streamed downloads).
+public final class SHA256Stream: @unchecked Sendable {
+    private var digest: Digest? = Digest(.sha256)
+    public private(set) var count: Int64 = 0
+
+    public init() {}
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        count += Int64(bytes.count)
+        digest!.update(bytes)
+    }
+
+    /// The hex digest; the stream cannot be fed afterwards.
+    public func finish() -> String {
+        guard let d = digest.take() else { fatalError("SHA256Stream finished twice") }
+        return d.finish().hex
+    }
+}

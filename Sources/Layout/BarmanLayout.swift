@@ -43,6 +43,10 @@ public struct BarmanLayout: Sendable {
     }
 
     var rootSlash: String { root.isEmpty ? "" : root + "/" }
+    /// A key below the destination (`<server>/base/<id>/data.tar`): the same in every copy of it.
+    public func relative(_ key: String) -> String { key.hasPrefix(rootSlash) ? String(key.dropFirst(rootSlash.count)) : key }
+    /// The full key of a `relative` one.
+    public func absolute(_ relative: String) -> String { rootSlash + relative }
     public func serverPrefix(_ server: String) -> String { "\(rootSlash)\(server)/" }
     public func basePrefix(_ server: String) -> String { "\(serverPrefix(server))base/" }
     public func walsPrefix(_ server: String) -> String { "\(serverPrefix(server))wals/" }

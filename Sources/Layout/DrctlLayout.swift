@@ -11,6 +11,19 @@ public struct DrctlLayout: Sendable, Equatable {
 
     var rootSlash: String { root.isEmpty ? "" : root + "/" }
 
+    /// A key's name below drctl's prefix (`evidence/app/<id>.json`): what a sealed record is
+    /// bound to, so it verifies in a copy laid out under another prefix and nowhere else.
+    public func recordName(_ key: String) -> String {
+        key.hasPrefix(rootSlash) ? String(key.dropFirst(rootSlash.count)) : key
+    }
+
+    /// Where a copy keeps a new version of an object the source changed after it was copied
+    /// (write-once kinds are never overwritten on a copy): beside the original, under drctl's
+    /// prefix, named by the original's key and the time the change was found.
+    public func changedVersionKey(source: String, key: String, stamp: String) -> String {
+        rootSlash + Self.changedFolder + "\(source)/\(key)@\(stamp)"
+    }
+
     /// Where the catalog indexes evidence from.
     public var evidencePrefix: String { rootSlash + "evidence/" }
 
@@ -42,6 +55,8 @@ public struct DrctlLayout: Sendable, Equatable {
 
     /// Below drctl's prefix in a copy: what each copy into it has put there. Never copied itself.
     public static let copiesFolder = "copies/"
+    /// Below drctl's prefix in a copy: new versions of objects the source changed (see changedVersionKey). Never copied itself.
+    public static let changedFolder = "changed/"
 
     /// The record of the copy of store `source` into the store of this layout.
     public func copyStateKey(source: String) -> String { rootSlash + Self.copiesFolder + source + ".json" }

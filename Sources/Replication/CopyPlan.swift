@@ -54,6 +54,9 @@ public struct CopyState: Codable, Sendable, Equatable {
         public var stored: Int64? = nil
         /// The age recipients it is encrypted to.
         public var recipients: [String]? = nil
+        /// The source version that replaced this object at the source after it was copied (a
+        /// write-once object: the copy keeps the original, the new version went beside it).
+        public var changedAtSource: String? = nil
     }
     public var version = 1
     /// The source store (its identity) this state is of.
@@ -74,8 +77,17 @@ public struct CopyPlan: Sendable {
         public var size: Int64
         public var version: String
         public var lastModified: Date?
+        /// Put the copy's current object beside it (under drctl's prefix) before overwriting it:
+        /// nothing on a copy is ever lost.
+        public var preserve = false
     }
     public var copy: [Item]
+    /// Write-once objects the source changed after they were copied: the copy keeps the
+    /// original; the new version goes beside it (once), and the run fails naming each.
+    public var changedAtSource: [Item] = []
+    /// Write-once objects found changed at the source by an earlier run (their new version is
+    /// already beside them): still different, still reported.
+    public var changedBefore: [Item] = []
     /// Source objects whose recorded copy is in place.
     public var upToDate: Int
     /// Objects on the copy that the source no longer has: kept (deletions never propagate, so a
@@ -101,31 +113,64 @@ public enum CopyPlanner {
     /// A single-part S3 ETag is the MD5 of the content: equal ones (and sizes) are the same bytes.
     static func contentETag(_ etag: String) -> Bool { etag.count == 32 && etag.allSatisfy(\.isHexDigit) }
 
+    /// Whether a key's object is rewritten by the tool that wrote it: barman-cloud writes
+    /// backup.info at a backup's start and again at its end, Velero re-uploads
+    /// velero-backup.json (and its item operations and results) when async operations finish.
+    /// Everything else (base backup tars, WAL, history files, Velero tarballs, drctl's records)
+    /// is written once: a change is an attack or a fault, never an update.
+    public static func rewrittenByItsTool(_ key: String) -> Bool {
+        let name = key.split(separator: "/").last.map(String.init) ?? key
+        return name == "backup.info" || name == "velero-backup.json" || name.hasSuffix("-itemoperations.json.gz") || name.hasSuffix("-results.gz")
+    }
+
     /// `recipients`: the copy is encrypted to these (an object on the copy encrypted otherwise, or
     /// not at all, is copied again); empty: plain.
+    ///
+    /// Nothing already on the copy is ever overwritten without being kept: an object whose
+    /// source changed after drctl copied it is, if written once, left as it is (the new version
+    /// goes beside it: `changedAtSource`), else copied over with its old version put beside it;
+    /// an object on the copy that the record does not vouch for (damaged, or put by someone
+    /// else) is put beside before the source's replaces it.
     public static func plan(routes: [CopyRoute], source: [StoredObject], target: [StoredObject], state: CopyState, now: Date,
                             recipients: [String] = []) -> CopyPlan {
         let onCopy = Dictionary(target.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         var copy: [CopyPlan.Item] = [], upToDate = 0, adopted: [(String, CopyState.Entry)] = []
+        var changed: [CopyPlan.Item] = [], seenChanged: [CopyPlan.Item] = []
         var expected = Set<String>()
         for o in source {
             guard let key = routes.lazy.compactMap({ $0.target(of: o.key) }).first else { continue }
             expected.insert(key)
             let v = version(o)
-            if let e = state.objects[key], e.source == v, e.size == o.size, let t = onCopy[key], t.size == (e.stored ?? e.size),
-               e.etag.isEmpty || t.etag == e.etag, (e.recipients ?? []).sorted() == recipients.sorted() {
+            let t = onCopy[key]
+            // The copy holds what the record says drctl put there.
+            let recordedInPlace = state.objects[key].map { e in t.map { $0.size == (e.stored ?? e.size) && (e.etag.isEmpty || $0.etag == e.etag) } ?? false } ?? false
+            if let e = state.objects[key], recordedInPlace, e.source == v, e.size == o.size, (e.recipients ?? []).sorted() == recipients.sorted() {
                 upToDate += 1
                 continue
             }
+            let sourceChanged = state.objects[key].map { $0.source != v || $0.size != o.size } ?? false
+            let item = CopyPlan.Item(sourceKey: o.key, targetKey: key, size: o.size, version: v, lastModified: o.lastModified,
+                                     preserve: t != nil && (!recordedInPlace || sourceChanged))
+            if recordedInPlace && sourceChanged, let e = state.objects[key] {
+                if !rewrittenByItsTool(key) {
+                    if e.changedAtSource != v { changed.append(item) } else { seenChanged.append(item) }
+                    continue
+                }
+                copy.append(item)   // rewritten by its tool: the old version is kept beside
+                continue
+            }
             // Recognised by content only when plain: ciphertext differs from its source by design.
-            if recipients.isEmpty, let t = onCopy[key], t.size == o.size, contentETag(o.etag), t.etag == o.etag {
+            if recipients.isEmpty, let t, t.size == o.size, contentETag(o.etag), t.etag == o.etag {
                 adopted.append((key, .init(source: v, size: o.size, sha256: nil, etag: t.etag, copiedAt: now)))
                 upToDate += 1
                 continue
             }
-            copy.append(.init(sourceKey: o.key, targetKey: key, size: o.size, version: v, lastModified: o.lastModified))
+            copy.append(item)
         }
         let only = target.map(\.key).filter { k in !expected.contains(k) && routes.contains { $0.owns(target: k) } }
-        return CopyPlan(copy: copy, upToDate: upToDate, onlyOnCopy: only.sorted(), adopted: adopted)
+        var plan = CopyPlan(copy: copy, upToDate: upToDate, onlyOnCopy: only.sorted(), adopted: adopted)
+        plan.changedAtSource = changed
+        plan.changedBefore = seenChanged
+        return plan
     }
 }

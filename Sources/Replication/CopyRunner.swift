@@ -1,6 +1,8 @@
 import Age
 import Foundation
 import Hashing
+import Layout
+import Records
 import Storage
 import Support
 
@@ -8,11 +10,19 @@ import Support
 public enum CopyInspector {
     /// The state object on the target, or a new one. A state that is not drctl's (undecodable, or
     /// of another source) is not trusted: everything is compared afresh, nothing is deleted.
-    public static func state(source: any StorageReader, target: any StorageReader, stateKey: String, note: (String) -> Void = { _ in }) throws -> CopyState {
+    public static func state(source: any StorageReader, target: any StorageReader, stateKey: String, keys: RecordKeyring = .current,
+                             note: (String) -> Void = { _ in }) throws -> CopyState {
         let fresh = CopyState(source: source.identity)
         guard try target.head(stateKey) != nil else { return fresh }
         do {
-            let s = try JSONCoding.decoder().decode(CopyState.self, from: Data(try target.read(stateKey, limit: 256 << 20)))
+            let bytes = try target.read(stateKey, limit: 256 << 20)
+            let (sealed, how) = RecordSeal.open(bytes, as: CopyState.self, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys)
+            // A record drctl did not seal vouches for nothing: every object is compared afresh,
+            // and what is on the copy is kept beside before anything replaces it.
+            guard let s = sealed, how.isAuthentic else {
+                note("\(target.location)/\(stateKey) is not a copy record drctl sealed (\(how)): comparing every object afresh, keeping what is on the copy")
+                return fresh
+            }
             guard s.source == source.identity else {
                 note("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
                 return fresh
@@ -26,10 +36,28 @@ public enum CopyInspector {
         }
     }
 
+    /// A copy record's name below drctl's prefix (`copies/<source>.json`): what its seal is bound to.
+    public static func recordName(_ stateKey: String) -> String {
+        stateKey.split(separator: "/").suffix(2).joined(separator: "/")
+    }
+
+    /// Where a copy keeps versions it would otherwise lose (`<drctl>/changed/<source>/`), beside its record.
+    public static func historyPrefix(_ stateKey: String) -> String {
+        var parts = stateKey.split(separator: "/").map(String.init)
+        let source = String((parts.popLast() ?? "").dropLast(5))
+        _ = parts.popLast()   // copies
+        return (parts + [String(DrctlLayout.changedFolder.dropLast()), source]).joined(separator: "/") + "/"
+    }
+
+    /// The record as drctl writes it: sealed with its record key.
+    public static func sealed(_ state: CopyState, stateKey: String, keys: RecordKeyring = .current) throws -> [UInt8] {
+        try RecordSeal.seal(state, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys)
+    }
+
     /// The plan from both listings and the copy's record, with the record and the source's object count.
     public static func plan(source: any StorageReader, target: any StorageReader, stateKey: String, routes: [CopyRoute], now: Date,
-                            recipients: [String] = [], note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
-        let state = try self.state(source: source, target: target, stateKey: stateKey, note: note)
+                            recipients: [String] = [], keys: RecordKeyring = .current, note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
+        let state = try self.state(source: source, target: target, stateKey: stateKey, keys: keys, note: note)
         // Every listing at once (both stores, every prefix): an unchanged re-run is these round trips.
         let jobs = routes.flatMap { [(true, $0.from), (false, $0.to)] }
         let listed = try Parallel.map(jobs, threads: max(1, jobs.count)) { job in
@@ -55,6 +83,11 @@ public struct CopyReport: Sendable, Codable {
     public var upToDate: Int
     /// Source objects that changed while they were being copied, and were copied again.
     public var changedDuringCopy: [String]
+    /// Write-once source objects that changed after they were copied: the copy kept the
+    /// originals (the new versions are beside them, under drctl's prefix). A run with any fails.
+    public var changedAtSource: [String] = []
+    /// Objects on the copy put beside before something replaced them (old versions kept).
+    public var preserved = 0
     /// Objects the copy keeps although the source no longer has them.
     public var onlyOnCopy: Int
     public var failed: [Failure]
@@ -90,6 +123,10 @@ public struct CopyRunner: Sendable {
     public var requireObjectLock = false
     /// Failed objects in a row (each retried by the client) after which the rest are not tried.
     public var giveUpAfter = 16
+    /// The record is sealed with these and only a record they verify is trusted.
+    public var keys: RecordKeyring = .current
+    /// Where versions the copy would otherwise lose are kept.
+    var historyPrefix: String { CopyInspector.historyPrefix(stateKey) }
 
     public init(source: any StorageReader, target: any StorageWriter, stateKey: String) {
         self.source = source
@@ -98,12 +135,13 @@ public struct CopyRunner: Sendable {
     }
 
     public func loadState() throws -> CopyState {
-        try CopyInspector.state(source: source, target: target, stateKey: stateKey, note: progress)
+        try CopyInspector.state(source: source, target: target, stateKey: stateKey, keys: keys, note: progress)
     }
 
     /// The plan from both listings and the copy's record, with the record and the source's object count.
     public func plan(routes: [CopyRoute], now: Date) throws -> (CopyPlan, CopyState, Int) {
-        try CopyInspector.plan(source: source, target: target, stateKey: stateKey, routes: routes, now: now, recipients: recipients.map(\.description), note: progress)
+        try CopyInspector.plan(source: source, target: target, stateKey: stateKey, routes: routes, now: now, recipients: recipients.map(\.description),
+                               keys: keys, note: progress)
     }
 
     /// Why the target does not meet `requireObjectLock`, if it does not.
@@ -122,26 +160,47 @@ public struct CopyRunner: Sendable {
         if let why = objectLockShortfall() {
             throw StorageError.io("the copy requires Object Lock (spec.copies[].objectLock: required) and \(why): nothing copied")
         }
+        // What is up to date is decided on the sealed record: without a key to seal it, nothing is copied.
+        if let why = keys.cannotSign { throw StorageError.io("drctl copy records what it copied in a sealed record and \(why): nothing copied") }
         let started = now()
         let (plan, recorded, listed) = try self.plan(routes: routes, now: started)
         var state = recorded
         for (key, entry) in plan.adopted { state.objects[key] = entry }
+        let stamp = RFC3339.formatBasic(started)
+        let beside: @Sendable (String) -> String = { [historyPrefix] key in historyPrefix + key + "@" + stamp }
+        // Changed at the source after being copied: the original stays, the new version goes beside it.
+        var changedFailures: [CopyReport.Failure] = []
+        let spool0 = try makeSpool()
+        defer { try? FileManager.default.removeItem(atPath: spool0) }
+        for item in plan.changedAtSource {
+            var aside = item
+            aside.targetKey = beside(item.targetKey)
+            do {
+                _ = try transfer(aside, spool: spool0, now: now)
+                state.objects[item.targetKey]?.changedAtSource = item.version
+                progress("\(item.sourceKey) changed at the source after it was copied: the copy keeps the original; the new version is at \(aside.targetKey)")
+            } catch {
+                changedFailures.append(.init(key: item.sourceKey, error: "changed at the source; its new version could not be put beside the original: \(error)"))
+            }
+        }
+        let changedKeys = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).sorted()
         progress("\(plan.copy.count) objects to copy (\(formatBytes(plan.bytes))), \(plan.upToDate) up to date"
                  + (plan.onlyOnCopy.isEmpty ? "" : ", \(plan.onlyOnCopy.count) only on the copy (kept)"))
 
         let spool = try makeSpool()
         defer { try? FileManager.default.removeItem(atPath: spool) }
         let book = Ledger(state: state)
+        if !plan.changedAtSource.isEmpty || !plan.adopted.isEmpty { book.touch() }
         let target = self.target, stateKey = self.stateKey, interval = checkpointInterval
+        let me = self
         let save: @Sendable (Bool) -> Void = { force in
             guard let snapshot = book.snapshotIfDue(force: force, interval: interval, now: now()) else { return }
             do {
-                try target.put(stateKey, bytes: Array(try JSONCoding.encoder(pretty: false).encode(snapshot)), contentType: "application/json")
+                try target.put(stateKey, bytes: try CopyInspector.sealed(snapshot, stateKey: stateKey, keys: me.keys), contentType: "application/json")
             } catch {
                 book.saveFailed("\(error)")
             }
         }
-        let me = self
         let total = plan.copy.count
         let giveUp = giveUpAfter
         _ = try Parallel.map(plan.copy, threads: workers) { item -> Bool in
@@ -150,6 +209,7 @@ public struct CopyRunner: Sendable {
                 return true
             }
             do {
+                if item.preserve { try me.keepBeside(item.targetKey, as: beside(item.targetKey), spool: spool); book.preservedOne() }
                 let (entry, changed) = try me.copyOne(item, spool: spool, now: now)
                 book.record(item.targetKey, entry, changed: changed ? item.sourceKey : nil)
             } catch {
@@ -160,18 +220,21 @@ public struct CopyRunner: Sendable {
             save(item.size > me.inMemoryLimit)
             return true
         }
-        if book.failures.isEmpty {
+        if book.failures.isEmpty && changedKeys.isEmpty {
             book.finish(listedAt: started, at: now())
         }
         save(true)
         // An unwritten record fails the run too, but loses nothing: the next run recognises what
         // this one put by its ETag.
-        var failed = book.failures.sorted { $0.key < $1.key }
+        var failed = (book.failures + changedFailures).sorted { $0.key < $1.key }
         if let e = book.saveError { failed.insert(.init(key: stateKey, error: "the copy's record could not be written: \(e)"), at: 0) }
-        return CopyReport(source: source.location, target: target.location, listed: listed, copied: book.copied, bytes: book.bytes,
-                          upToDate: plan.upToDate, changedDuringCopy: book.changed.sorted(), onlyOnCopy: plan.onlyOnCopy.count,
-                          failed: failed, seconds: now().timeIntervalSince(started), stateKey: stateKey,
-                          lagSeconds: failed.isEmpty ? 0 : plan.lag(now: started))
+        var report = CopyReport(source: source.location, target: target.location, listed: listed, copied: book.copied, bytes: book.bytes,
+                                upToDate: plan.upToDate, changedDuringCopy: book.changed.sorted(), onlyOnCopy: plan.onlyOnCopy.count,
+                                failed: failed, seconds: now().timeIntervalSince(started), stateKey: stateKey,
+                                lagSeconds: failed.isEmpty ? 0 : plan.lag(now: started))
+        report.changedAtSource = changedKeys
+        report.preserved = book.preserved
+        return report
     }
 
     /// `drctl copy --reencrypt`: every object the copy's record lists as encrypted to other
@@ -219,7 +282,7 @@ public struct CopyRunner: Sendable {
             return true
         }
         if let snapshot = book.snapshotIfDue(force: true, interval: 0, now: now()) {
-            try target.put(stateKey, bytes: Array(try JSONCoding.encoder(pretty: false).encode(snapshot)), contentType: "application/json")
+            try target.put(stateKey, bytes: try CopyInspector.sealed(snapshot, stateKey: stateKey, keys: keys), contentType: "application/json")
         }
         return CopyReport(source: target.location, target: target.location, listed: state.objects.count, copied: book.copied, bytes: book.bytes,
                           upToDate: state.objects.count - stale.count - refused.count, changedDuringCopy: [], onlyOnCopy: 0,
@@ -296,6 +359,15 @@ public struct CopyRunner: Sendable {
         return (.init(source: version, size: got.size, sha256: sha, etag: put.etag, copiedAt: now(), stored: names == nil ? nil : put.size, recipients: names), version)
     }
 
+    /// The copy's object at `key` put at `aside` (read back and written again: a store-side copy
+    /// is not in the Storage interface), so what replaces it loses nothing.
+    func keepBeside(_ key: String, as aside: String, spool: String) throws {
+        let file = spool + "/" + UUID().uuidString
+        defer { unlink(file) }
+        let got = try target.download(key, to: file)
+        _ = try target.put(aside, file: file, lastModified: got.lastModified)
+    }
+
     /// `file` encrypted (age) into a new file, in 1 MiB reads.
     static func encrypt(_ file: String, into out: String, to recipients: [Age.Recipient]) throws {
         let src = open(file, O_RDONLY | O_CLOEXEC)
@@ -353,6 +425,10 @@ private final class Ledger: @unchecked Sendable {
     private(set) var changed: [String] = []
     private(set) var failures: [CopyReport.Failure] = []
     private(set) var saveError: String?
+    private(set) var preserved = 0
+    func preservedOne() { lock.withLock { preserved += 1 } }
+    /// The record changed before any object was copied (adopted objects, versions kept beside).
+    func touch() { lock.withLock { dirty = true } }
 
     init(state: CopyState) { self.state = state }
 

@@ -94,6 +94,8 @@ public enum MetricsText {
         family("drctl_copy_last_success_timestamp_seconds", "gauge", "End of the last copy run that copied everything it listed.",
                copies { $0.lastSuccess?.timeIntervalSince1970 })
         family("drctl_copy_up", "gauge", "1 if the copy could be read at the last evaluation.", copies { $0.error == nil ? 1 : 0 })
+        family("drctl_copy_changed_objects", "gauge", "Write-once backup objects the source changed after they were copied (the copy keeps the originals).",
+               copies { $0.error == nil ? Double($0.changedAtSource?.count ?? 0) : nil })
         family("drctl_workload_status", "gauge", "1 for the workload's current status (PROTECTED, AT RISK, BROKEN, NOT CONFIGURED, UNKNOWN).",
                ws.map { ([("workload", $0.status.workload), ("status", $0.status.status.rawValue)], 1) })
         family("drctl_drill_runs_total", "counter", "Restore drills this service ran, by result.",
@@ -102,6 +104,8 @@ public enum MetricsText {
                })
         family("drctl_evidence_undecodable_objects", "gauge", "Drill evidence objects in the bucket that do not decode (skipped).",
                follower ? [] : [([], Double(s.undecodableEvidence))])
+        family("drctl_unauthenticated_records", "gauge", "drctl records in the bucket that are not sealed with drctl's record key (forged, changed, or sealed with a key drctl does not hold): ignored for every decision.",
+               follower ? [] : [([("kind", "evidence")], Double(s.unauthenticatedEvidence))])
         let stores = s.stores.sorted { $0.name < $1.name }
         family("drctl_object_store_up", "gauge", "1 if the last request to the object store succeeded.",
                stores.compactMap { st in st.up.map { ([("store", st.name)], $0 ? 1 : 0) } })

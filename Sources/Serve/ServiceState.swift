@@ -115,15 +115,17 @@ public final class ServiceState: @unchecked Sendable {
         var workloads: [Snapshot.Workload] = []
         var drills: [DrillEvidence] = []
         var bad: [String] = []
+        var forged: [String] = []
         var problems: [String] = []
         for (storeName, group) in Dictionary(grouping: set.backupPolicies, by: { $0.objectStore.value }).sorted(by: { $0.key < $1.key }) {
             do {
                 let evaluated = try evaluateWorkloads(group, in: set, open: open, catalog: catalog, now: now, copies: copies)
                 for e in evaluated {
                     let reader = backupReader(try open(e.store).storage, catalog: catalog)
-                    let (found, undecodable) = try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
+                    let (found, undecodable, unauthenticated) = try DrillEvidence.all(reader, drctlPrefix: e.store.prefixes.drctl.value, workload: e.policy.name.value)
                     drills += found
                     bad += undecodable
+                    forged += unauthenticated
                 }
                 var evaluatedWorkloads = Self.workloads(evaluated, set: set, runbookBase: runbookBase)
                 // The RPO history drctl report reads: from a catalog this service has synced (the first
@@ -166,9 +168,14 @@ public final class ServiceState: @unchecked Sendable {
             log("evidence \(key) does not decode: skipped")
             _ = lock.withLock { reportedBad.insert(key) }
         }
+        for key in forged where !lock.withLock({ reportedBad.contains(key) }) {
+            log("evidence \(key) is not sealed with drctl's record key (unauthenticated): not taken for a drill")
+            _ = lock.withLock { reportedBad.insert(key) }
+        }
         lock.withLock {
             snapshot = Snapshot(generatedAt: now, workloads: workloads, stores: stores.values.sorted { $0.name < $1.name }, drills: drills)
             snapshot.undecodableEvidence = bad.count
+            snapshot.unauthenticatedEvidence = forged.count
             catalogProblem = problems.isEmpty ? nil : problems.joined(separator: "; ")
             version += 1
         }

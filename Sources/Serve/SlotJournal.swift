@@ -1,14 +1,16 @@
 import Foundation
 import Layout
+import Records
 import Storage
 import Support
 
 /// The schedule slots of one leader-only job in the bucket (DrctlLayout.slotKey): the claim is
 /// written before the job starts and its end after, so a slot runs once even when the leader
-/// dies mid-job and another takes over. Only a replica holding the lease writes here, so a
-/// read-then-write claim is enough. What is read back is bucket content: it can only make a
-/// slot count as taken (a drill not run, which the drill-age alert reports) or name a slot
-/// whose leftovers to look for; it never names what to delete.
+/// dies mid-job and another takes over. Only a replica holding the lease writes here; a claim is
+/// written, then read back, and counts only when it is the one read. Every record is sealed with
+/// drctl's record key: one that does not verify (written by anyone with the bucket's keys) is
+/// absent, so a forged claim cannot suppress a drill, and planted claims cannot push real ones
+/// out of adoption. What is read back never names what to delete.
 public struct SlotJournal: Sendable {
     public struct Claim: Codable, Sendable, Equatable {
         public var job: String
@@ -26,6 +28,7 @@ public struct SlotJournal: Sendable {
     let storage: any StorageWriter
     let layout: DrctlLayout
     public let job: String
+    public var keys: RecordKeyring = .current
 
     /// `job`: a name safe as one key segment (e.g. `drill-n8n-prod`).
     public init(storage: any StorageWriter, drctlPrefix: String, job: String) {
@@ -37,22 +40,24 @@ public struct SlotJournal: Sendable {
     /// A slot's name in keys and annotations: its UTC time in the basic form.
     public static func stamp(_ slot: Date) -> String { RFC3339.formatBasic(slot) }
 
-    /// The claim already made for `slot`, or nil after writing ours.
+    /// The claim already made for `slot` (sealed by drctl), or nil after writing ours and reading
+    /// it back. Anything else at the key (unsigned, another key, undecodable) is no claim.
     public func claim(slot: Date, holder: String, now: Date) throws -> Claim? {
         let key = layout.slotKey(job: job, stamp: Self.stamp(slot))
-        if let existing = try read(key, as: Claim.self) { return existing }
-        if try storage.head(key) != nil {
-            // Something is there that does not decode: the slot counts as taken, not run twice.
-            return Claim(job: job, slot: slot, holder: "(unreadable claim)", startedAt: slot)
-        }
+        if let existing = try read(key, as: Claim.self, kind: RecordKind.slotClaim), existing.job == job, existing.slot == slot { return existing }
         let mine = Claim(job: job, slot: slot, holder: holder, startedAt: now)
-        try storage.put(key, bytes: Array(try Self.encoder.encode(mine)), contentType: "application/json")
+        try storage.put(key, bytes: try RecordSeal.seal(mine, kind: RecordKind.slotClaim, name: layout.recordName(key), keys: keys), contentType: "application/json")
+        // Read back: a replica that wrote at the same moment (a lease lost meanwhile) wins or loses here.
+        guard let back = try read(key, as: Claim.self, kind: RecordKind.slotClaim), back.holder == holder, back.slot == slot else {
+            return try read(key, as: Claim.self, kind: RecordKind.slotClaim) ?? Claim(job: job, slot: slot, holder: "(another replica)", startedAt: now)
+        }
         return nil
     }
 
     public func end(slot: Date, result: String, by: String, now: Date) throws {
         let e = End(result: result, by: by, endedAt: now)
-        try storage.put(layout.slotDoneKey(job: job, stamp: Self.stamp(slot)), bytes: Array(try Self.encoder.encode(e)), contentType: "application/json")
+        let key = layout.slotDoneKey(job: job, stamp: Self.stamp(slot))
+        try storage.put(key, bytes: try RecordSeal.seal(e, kind: RecordKind.slotEnd, name: layout.recordName(key), keys: keys), contentType: "application/json")
     }
 
     /// Claims without an end, newest first (at most `limit`), whose object was last written
@@ -69,15 +74,19 @@ public struct SlotJournal: Sendable {
             }
         }
         var out: [Claim] = []
-        for stamp in claims.sorted(by: >) where !ends.contains(stamp) {
+        for stamp in claims.sorted(by: >) {
             guard out.count < limit else { break }
-            // A claim whose stamp is not its own name is not one of ours.
-            if let c = try read(layout.slotKey(job: job, stamp: stamp), as: Claim.self), c.job == job, Self.stamp(c.slot) == stamp { out.append(c) }
+            // An end drctl did not seal ends nothing.
+            if ends.contains(stamp), try read(layout.slotDoneKey(job: job, stamp: stamp), as: End.self, kind: RecordKind.slotEnd) != nil { continue }
+            // Only sealed claims count (planted ones take no place in the limit); a claim whose
+            // stamp is not its own name is not one of ours.
+            if let c = try read(layout.slotKey(job: job, stamp: stamp), as: Claim.self, kind: RecordKind.slotClaim), c.job == job, Self.stamp(c.slot) == stamp { out.append(c) }
         }
         return out
     }
 
-    func read<T: Decodable>(_ key: String, as: T.Type) throws -> T? {
+    /// A record at `key` that drctl sealed as `kind` there, or nil.
+    func read<T: Codable>(_ key: String, as: T.Type, kind: String) throws -> T? {
         var data = Data()
         do {
             try storage.get(key, range: nil) { chunk in
@@ -87,9 +96,8 @@ public struct SlotJournal: Sendable {
         } catch StorageError.notFound {
             return nil
         }
-        return try? Self.decoder.decode(T.self, from: data)
+        let (value, how) = RecordSeal.open(Array(data), as: T.self, kind: kind, name: layout.recordName(key), keys: keys)
+        return how.isAuthentic ? value : nil
     }
 
-    static let encoder = JSONCoding.encoder(pretty: false)
-    static let decoder = JSONCoding.decoder()
 }

@@ -13,6 +13,8 @@ public struct Snapshot: Sendable, Codable {
     public var drills: [DrillEvidence]
     /// Evidence objects in the bucket that did not decode (skipped, not shown).
     public var undecodableEvidence = 0
+    /// Drill evidence objects that decode but are not sealed with drctl's record key: never taken for a drill.
+    public var unauthenticatedEvidence = 0
     /// The last `alerts check` of the alert path (nil: none yet, or no Alerting policy).
     public var alerts: AlertPathReport?
     /// This replica, and who leads (replicated serve only).

@@ -104,6 +104,9 @@ public enum StatusPage {
         }
         h += "</tbody></table>\n"
 
+        if s.unauthenticatedEvidence > 0 {
+            h += "<p class=\"bad-evidence\">\(s.unauthenticatedEvidence) drill evidence object(s) in the bucket are unauthenticated (not sealed with drctl's record key) and are not taken for drills.</p>\n"
+        }
         if s.undecodableEvidence > 0 {
             h += "<p class=\"bad-evidence\">\(s.undecodableEvidence) drill evidence object(s) in the bucket do not decode and are not shown (see the service log for their keys).</p>\n"
         }

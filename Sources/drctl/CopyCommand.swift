@@ -21,7 +21,10 @@ struct CopyCommand: ParsableCommand {
             source lost (the copy's own retention, `drctl prune --source`, removes what it no \
             longer needs). The copy is reached with its own ObjectStore's endpoint and its own \
             keys (--to-credentials-dir, or its Secret mounted at $DRCTL_SECRETS_DIR/<secretName>), \
-            never the source's. Exit status 1 when any object failed; the next run retries it.
+            never the source's. Exit status 1 when any object failed (the next run retries it) or \
+            when a write-once object (base backup tar, WAL, history file, Velero tarball, drctl record) \
+            changed at the source after it was copied: the copy keeps the original and puts the new \
+            version beside it under drctl's prefix (changed/), never over it.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -104,7 +107,7 @@ struct CopyCommand: ParsableCommand {
                 log("\(label): copying \(from.location) (\(copy.kinds.map(\.rawValue).joined(separator: ", "))) to \(into.location)")
                 let report = try runner.run(routes: routes)
                 reports.append(report)
-                failed = failed || !report.failed.isEmpty
+                failed = failed || !report.failed.isEmpty || !report.changedAtSource.isEmpty
             }
             if dryRun {
                 if output == .json { return try printJSON(plans) }
@@ -133,6 +136,12 @@ struct CopyCommand: ParsableCommand {
                 for f in tried.prefix(10) { print("  FAILED \(f.key): \(f.error)") }
                 if tried.count > 10 { print("  … and \(tried.count - 10) more failed (-o json lists them all)") }
                 if let first = notTried.first { print("  FAILED \(notTried.count) objects \(first.error)") }
+                if r.preserved > 0 { print("  kept \(r.preserved) replaced object(s) of the copy beside their keys (under drctl's prefix, changed/)") }
+                if !r.changedAtSource.isEmpty {
+                    print("  CHANGED AT THE SOURCE after they were copied (written once by their tools: an attack or a fault); the copy keeps the originals, the new versions are beside them under drctl's prefix (changed/):")
+                    for k in r.changedAtSource.prefix(20) { print("    \(k)") }
+                    if r.changedAtSource.count > 20 { print("    … and \(r.changedAtSource.count - 20) more (-o json lists them all)") }
+                }
             }
         }
         if failed { throw Exit.failure }

@@ -25,7 +25,7 @@ struct Drctl: ParsableCommand {
             is not PROTECTED; 5 (alerts check) Alertmanager did not answer; 64 usage error.
             """,
         version: DrctlVersion.string,
-        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, AlertsCommand.self, ReportCommand.self, S3Command.self]
+        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, AlertsCommand.self, ReportCommand.self, KeysCommand.self, S3Command.self]
     )
 }
 

@@ -17,7 +17,12 @@ struct PruneCommand: ParsableCommand {
             are never touched, and WAL goes only with the oldest backups, up to the next backup's begin_wal. \
             Stricter than barman: the newest restorable backup (DONE, its data present, its WAL \
             continuous to its end) and the WAL it needs are never deleted, whatever the window, and \
-            nothing is deleted while no backup is restorable. With --apply the plan is first written \
+            nothing is deleted while no backup is restorable. Deletion rests on proof, not on what \
+            backup.info files claim: the newest backup a drill restored (its evidence sealed with \
+            drctl's record key, its objects still the bytes the drill read) and every newer backup \
+            stay with their WAL, tier slots go to proven backups only, and with no proven backup \
+            nothing is deleted (run drctl verify first, or --trust-unproven). Without a record key \
+            (DRCTL_RECORD_KEY_FILE, drctl keys create) nothing is deleted. With --apply the plan is first written \
             as evidence under drctl's prefix in the bucket, then deleted in batches (each backup's \
             backup.info last). A plan recorded by an interrupted --apply is finished only as far as \
             the current plan agrees with it; the dry run lists what it would still delete.
@@ -46,6 +51,8 @@ struct PruneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Where to record deletions (default: drctl/ beside the destination in the same bucket).", valueName: "s3://bucket/prefix"))
     var evidence: String?
     @Flag(help: "Delete. Without it, nothing is deleted.") var apply = false
+    @Flag(help: "Delete on barman's metadata alone, without a drill's proof (for archives no drill restores). The newest restorable backup is still never deleted; anyone who can write to the bucket can then steer what goes.")
+    var trustUnproven = false
     @Option(name: [.short, .long], help: "Output format: table or json.") var output: OutputFormat = .table
 
     var tiers: RetentionTiers { RetentionTiers(daily: keepDaily, weekly: keepWeekly, monthly: keepMonthly) }
@@ -113,8 +120,10 @@ struct PruneCommand: ParsableCommand {
                 return PruneJournal(storage: store.storage, layout: DrctlLayout(root: key), server: server)
             } ?? PruneJournal(storage: access.storage, layout: DrctlLayout.beside(key), server: server)
             let layout = BarmanLayout(root: key)
-            try prune(BarmanPrune(storage: access.storage, layout: layout, server: server, journal: journal,
-                                  window: RecoveryWindow(cnpg: retention)!, minimumRedundancy: minimumRedundancy, tiers: tiers))
+            var engine = BarmanPrune(storage: access.storage, layout: layout, server: server, journal: journal,
+                                     window: RecoveryWindow(cnpg: retention)!, minimumRedundancy: minimumRedundancy, tiers: tiers)
+            engine.trustUnproven = trustUnproven
+            try prune(engine)
         }
     }
 
@@ -156,8 +165,10 @@ struct PruneCommand: ParsableCommand {
             if output == .table { print("\(p.name.value)/\(c.cluster.value) on ObjectStore \(store.name.value) (\(store.barmanDestination)):") }
             let journal = PruneJournal(storage: access.storage, layout: DrctlLayout(root: store.prefixes.drctl.value), server: c.serverName.value)
             // CNPG applies minimum redundancy 1 (its retention report); a prune never keeps less.
-            try prune(BarmanPrune(storage: access.storage, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value,
-                                  journal: journal, window: w, minimumRedundancy: max(minimumRedundancy, 1), tiers: tiers))
+            var engine = BarmanPrune(storage: access.storage, layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value,
+                                     journal: journal, window: w, minimumRedundancy: max(minimumRedundancy, 1), tiers: tiers)
+            engine.trustUnproven = trustUnproven
+            try prune(engine)
         }
     }
 
@@ -178,6 +189,16 @@ struct PruneCommand: ParsableCommand {
                     rows.append([b.backupID, b.status, b.endTime.map(formatTimestamp) ?? "-", plan.report[b.backupID] ?? "-"])
                 }
                 printTable(rows)
+                if let proven = plan.proven {
+                    print(proven.isEmpty ? "proven by a drill: none (retention deletes only on a drill's proof: run drctl verify)"
+                          : "proven by a drill (restored, still the same objects): \(proven.joined(separator: ", "))")
+                } else {
+                    print("--trust-unproven: deciding on backup.info alone, without a drill's proof")
+                }
+                for (id, why) in (plan.proofBroken ?? [:]).sorted(by: { $0.key < $1.key }) { print("not proven: \(id): \(why)") }
+                if let forged = plan.unauthenticated {
+                    print("ignored \(forged.count) unauthenticated drctl record(s) (not sealed with drctl's key): \(forged.prefix(5).joined(separator: ", "))\(forged.count > 5 ? ", …" : "")")
+                }
                 for k in plan.kept ?? [] { print("keeping \(k)") }
                 if let locked = plan.locked, !locked.isEmpty {
                     let held = locked.filter(\.legalHold), dated = locked.filter { !$0.legalHold }

@@ -128,6 +128,12 @@ struct ServeCommand: ParsableCommand {
                         log("\(job): slot \(stamp) was started by \(c.holder) at \(RFC3339.format(c.startedAt)); not run again")
                         return
                     }
+                    // The lease again, right before the first side effect: a claim written by a
+                    // replica that lost its lease meanwhile starts nothing (the new leader adopts it).
+                    guard elector.isLeader else {
+                        log("\(job): slot \(stamp) claimed, but this replica is no longer the leader: not started")
+                        return
+                    }
                     do {
                         try body("\(job)/\(stamp)")
                         try journal.end(slot: slot, result: "done", by: elector.identity, now: Date())
@@ -157,6 +163,9 @@ struct ServeCommand: ParsableCommand {
                         let r = try runner.run(routes: routes)
                         log("copy \(store.name.value) -> \(target.name.value): copied \(r.copied) objects (\(formatBytes(r.bytes))), \(r.upToDate) up to date, \(r.failed.count) failed")
                         if let f = r.failed.first { throw LocalError("\(r.failed.count) objects failed to copy, e.g. \(f.key): \(f.error)") }
+                        if let k = r.changedAtSource.first {
+                            throw LocalError("\(r.changedAtSource.count) write-once objects changed at the source after they were copied (the copy keeps the originals), e.g. \(k)")
+                        }
                     }))
                 }
             }

@@ -15,18 +15,47 @@ import Support
 // and named. Engines get a StoreOpener and see only Storage.
 
 extension S3Options {
-    /// A client for a policy's ObjectStore: its endpoint, region and addressing unless flags or
-    /// the environment say otherwise.
+    /// A client for a policy's ObjectStore. A policy's store is a declaration: its endpoint,
+    /// region and credentials Secret (where deploy/ mounts it) win over the shell's ambient
+    /// `AWS_*`, so a deletion decided by one policy never lands in the bucket another endpoint
+    /// in the environment names. Only flags override it; a disagreeing environment is named once.
     func makeClient(for store: ObjectStorePolicy) throws -> S3Client {
-        try makeClient(defaultEndpoint: store.endpoint.value, defaultRegion: store.region,
-                       defaultAddressing: store.pathStyle ? .path : .virtualHosted, defaultCABundle: caBundle == nil ? policyCABundle(store) : nil)
+        let ambient = CredentialResolver(profile: profile)
+        let name = store.name.value
+        if endpoint == nil, let e = ambient.endpoint(), e != store.endpoint.value {
+            warnOnce("the environment names endpoint \(e) (AWS_ENDPOINT_URL or the profile); ObjectStore \(name) says \(store.endpoint.value): using the policy's (--endpoint overrides it)")
+        }
+        if region == nil, let r = ambient.explicitRegion(), r != store.region {
+            warnOnce("the environment names region \(r); ObjectStore \(name) says \(store.region): using the policy's (--region overrides it)")
+        }
+        var options = self
+        options.endpoint = endpoint ?? store.endpoint.value
+        options.region = region ?? store.region
+        if credentialsDir == nil && profile == nil, let dir = mountedSecret(store) {
+            options.credentialsDir = dir
+        }
+        return try options.makeClient(defaultAddressing: store.pathStyle ? .path : .virtualHosted,
+                                      defaultCABundle: caBundle == nil ? policyCABundle(store) : nil)
+    }
+
+    /// Where deploy/ mounts the Secrets policies name: `$DRCTL_SECRETS_DIR`, else /etc/drctl/secrets.
+    static var secretsDirectory: String { ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets" }
+
+    /// The directory where the store's credentials Secret is mounted
+    /// (`$DRCTL_SECRETS_DIR/<credentials.secretName>/`), when it is there with the key files
+    /// drctl reads.
+    func mountedSecret(_ store: ObjectStorePolicy) -> String? {
+        let dir = "\(Self.secretsDirectory)/\(store.credentials.secretName)"
+        guard (store.credentials.accessKeyIdKey, store.credentials.secretAccessKeyKey) == ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY"),
+              FileManager.default.isReadableFile(atPath: dir + "/ACCESS_KEY_ID") else { return nil }
+        return dir
     }
 
     /// The CA file of a store's `caBundle` (a Secret key): `$DRCTL_SECRETS_DIR/<secret>/<key>`,
     /// `/etc/drctl/secrets/<secret>/<key>` by default, where deploy/ mounts the Secret.
     func policyCABundle(_ store: ObjectStorePolicy) throws -> String? {
         guard let ca = store.ca else { return nil }
-        let dir = ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets"
+        let dir = Self.secretsDirectory
         let path = "\(dir)/\(ca.name)/\(ca.key)"
         guard FileManager.default.isReadableFile(atPath: path) else {
             throw ConfigError("ObjectStore \(store.name.value) (\(store.name.location)): spec.caBundle is key \(ca.key) of Secret \(ca.name), which drctl reads from \(path): not a readable file (mount the Secret at \(dir)/\(ca.name), set DRCTL_SECRETS_DIR, or pass --ca-bundle FILE)")
@@ -169,8 +198,7 @@ extension S3Options {
     /// A client for ObjectStore `store` with its own keys (see `copyTarget`), never the ones of
     /// the flags or the environment, which are the source's.
     func ownClient(_ store: ObjectStorePolicy, credentialsDir: String?, endpoint: String?) throws -> S3Client {
-        let secrets = ProcessInfo.processInfo.environment["DRCTL_SECRETS_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/drctl/secrets"
-        let dir = credentialsDir ?? "\(secrets)/\(store.credentials.secretName)"
+        let dir = credentialsDir ?? "\(Self.secretsDirectory)/\(store.credentials.secretName)"
         let names = (store.credentials.accessKeyIdKey, store.credentials.secretAccessKeyKey)
         guard names == ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY") || credentialsDir != nil else {
             throw ConfigError("ObjectStore \(store.name.value): its credentials use keys \(names.0)/\(names.1); give --to-credentials-dir with files ACCESS_KEY_ID and SECRET_ACCESS_KEY")

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Catalog
 import Layout
+import Records
 import Storage
 import Support
 
@@ -16,9 +17,20 @@ struct PruneTests {
         MemoryStorage(R.bucket([(R.Z, 0x02, 40, true), (R.A, 0x08, 30, true), (R.C, 0x21, 2, true)], missingWAL: []).objects)
     }
 
+    static let ring = RecordKeyring(keys: [RecordKey(id: "test", secret: [UInt8](repeating: 7, count: 32))])
+
+    static func journal(_ s: MemoryStorage) -> PruneJournal {
+        var j = PruneJournal(storage: s, layout: journal, server: "db")
+        j.keys = ring
+        return j
+    }
+
+    /// Barman's mechanics without a drill's proof (proof: ProofTests).
     static func prune(_ s: MemoryStorage) -> BarmanPrune {
-        BarmanPrune(storage: s, layout: R.layout, server: "db", journal: PruneJournal(storage: s, layout: journal, server: "db"),
-                    window: RecoveryWindow(cnpg: "7d")!, minimumRedundancy: 0)
+        var p = BarmanPrune(storage: s, layout: R.layout, server: "db", journal: journal(s), window: RecoveryWindow(cnpg: "7d")!, minimumRedundancy: 0)
+        p.keys = ring
+        p.trustUnproven = true
+        return p
     }
 
     static func journalKeys(_ s: MemoryStorage) -> [String] { s.keys.filter { $0.hasPrefix("drctl/prune/db/") } }
@@ -42,7 +54,7 @@ struct PruneTests {
         let firstDelete = try #require(log.firstIndex { $0.hasPrefix("delete ") })
         let donePut = try #require(log.firstIndex { $0.hasSuffix(".done.json") })
         #expect(planPut < firstDelete && log.lastIndex { $0.hasPrefix("delete ") }! < donePut)
-        #expect(try PruneJournal(storage: s, layout: Self.journal, server: "db").unfinished().isEmpty)
+        #expect(try Self.journal(s).unfinished().records.isEmpty)
     }
 
     @Test func anInterruptedPruneIsFinishedByTheNextRunAndOnlyAsFarAsItAgrees() throws {
@@ -54,14 +66,14 @@ struct PruneTests {
         #expect(throws: StorageError.self) { try Self.prune(s).apply(first) }
         s.fault = nil
         #expect(s.contents(victim) != nil)
-        let open = try PruneJournal(storage: s, layout: Self.journal, server: "db").unfinished()
+        let open = try Self.journal(s).unfinished().records
         #expect(open.count == 1, "the plan stays recorded without an outcome")
 
         let second = try Self.prune(s).prepare(now: R.now)
         #expect(second.interrupted.count == 1 && second.interrupted[0].stillSelected.contains(victim) && second.interrupted[0].refused.isEmpty)
         _ = try Self.prune(s).apply(second)
         #expect(s.contents(victim) == nil)
-        #expect(try PruneJournal(storage: s, layout: Self.journal, server: "db").unfinished().isEmpty, "both records closed")
+        #expect(try Self.journal(s).unfinished().records.isEmpty, "both records closed")
     }
 
     @Test func aForgedJournalNeverWidensTheDeletion() throws {
@@ -71,7 +83,7 @@ struct PruneTests {
         let newest = R.layout.backupInfoKey(server: "db", backupID: R.C)
         forged.keysToDelete += [newest, "velero/backups/x/velero-backup.json", "cnpg/other/base/\(R.C)/backup.info"]
         try s.put("velero/backups/x/velero-backup.json", bytes: [1])
-        try PruneJournal(storage: s, layout: Self.journal, server: "db").record(forged, stamp: "2026-01-01T00:00:00.000000Z-forged")
+        try Self.journal(s).record(forged, stamp: "2026-01-01T00:00:00.000000Z-forged")
 
         let prepared = try Self.prune(s).prepare(now: R.now)
         let i = try #require(prepared.interrupted.first)
@@ -80,11 +92,44 @@ struct PruneTests {
         #expect(s.contents(newest) != nil && s.contents("velero/backups/x/velero-backup.json") != nil)
     }
 
-    @Test func anUndecodableJournalRefusesThePrune() throws {
+    @Test func aJournalDrctlDidNotSealIsNeverReplayed() throws {
         let s = Self.store()
         try s.put("drctl/prune/db/2026-01-01T00:00:00Z-bad.json", bytes: Array(#"{"server":"db","keysToDelete":["x"],"pointOfRecoverability":"not a time"}"#.utf8))
-        #expect(throws: LocalError.self) { try Self.prune(s).prepare(now: R.now) }
-        #expect(!s.log.contains { $0.hasPrefix("delete ") })
+        // Well-formed but unsigned: it names the newest backup for deletion.
+        var plan = try Self.prune(s).prepare(now: R.now).plan
+        let newest = R.layout.backupInfoKey(server: "db", backupID: R.C)
+        plan.keysToDelete = [newest]
+        try s.put("drctl/prune/db/2026-01-02T00:00:00Z-forged.json", bytes: Array(try JSONCoding.encoder().encode(plan)))
+        let prepared = try Self.prune(s).prepare(now: R.now)
+        #expect(prepared.interrupted.isEmpty)
+        #expect(prepared.plan.unauthenticated == ["drctl/prune/db/2026-01-01T00:00:00Z-bad.json", "drctl/prune/db/2026-01-02T00:00:00Z-forged.json"])
+        _ = try Self.prune(s).apply(prepared)
+        #expect(s.contents(newest) != nil)
+    }
+
+    @Test func aForgedOutcomeClosesNothing() throws {
+        let s = Self.store()
+        let first = try Self.prune(s).prepare(now: R.now)
+        let victim = first.plan.keysToDelete[0]
+        s.fault = { op, key in op == .delete && key == victim ? StorageError.io("connection reset") : nil }
+        #expect(throws: StorageError.self) { try Self.prune(s).apply(first) }
+        s.fault = nil
+        let stamp = try #require(try Self.journal(s).unfinished().records.first?.stamp)
+        // Someone writes the outcome to hide the interrupted prune.
+        try s.put("drctl/prune/db/\(stamp).done.json", bytes: Array(try JSONCoding.encoder().encode(PruneOutcome(deleted: 99))))
+        let (open, forged) = try Self.journal(s).unfinished()
+        #expect(open.map(\.stamp) == [stamp] && forged == ["drctl/prune/db/\(stamp).done.json"])
+    }
+
+    @Test func withoutARecordKeyNothingIsDeleted() throws {
+        let s = Self.store()
+        var p = Self.prune(s)
+        p.keys = .none
+        let prepared = try p.prepare(now: R.now)
+        #expect(prepared.plan.keysToDelete.isEmpty, "\(prepared.plan.report)")
+        #expect(prepared.plan.kept?.contains { $0.contains("no record key") } == true, "\(prepared.plan.kept ?? [])")
+        #expect(throws: LocalError.self) { try p.apply(prepared) }
+        #expect(!s.log.contains { $0.hasPrefix("delete ") || $0.hasPrefix("put ") })
     }
 
     @Test func lockedVersionsAreLeftAndCounted() throws {

@@ -112,8 +112,10 @@ struct TieredRetentionTests {
         #expect(firstInfo > lastWAL)
 
         // Applied: every kept backup is still restorable; the tier ones as points only.
-        let prune = BarmanPrune(storage: s, layout: Self.layout, server: "db", journal: PruneJournal(storage: s, layout: DrctlLayout(root: "drctl"), server: "db"),
+        var prune = BarmanPrune(storage: s, layout: Self.layout, server: "db", journal: PruneTests.journal(s),
                                 window: RecoveryWindow(cnpg: "7d")!, minimumRedundancy: 0, tiers: RetentionTiers(monthly: 2))
+        prune.keys = PruneTests.ring
+        prune.trustUnproven = true   // barman's mechanics here; proof: ProofTests
         _ = try prune.apply(try prune.prepare(now: Self.now))
         let scan = try BarmanScanner.scan(s, layout: Self.layout, server: "db")
         #expect(scan.backups.count == backups.count - p.backupsToDelete.count)

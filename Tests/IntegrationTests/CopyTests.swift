@@ -101,6 +101,21 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let archived = try objects(db.s3, db.bucket, "cnpg/")
         #expect(try objects(copyS3, copyBucket, "cnpg/") == archived, "after the kill and the re-run, the copy is whole")
 
+        // Every base backup file and WAL segment overwritten at the primary with one byte (written
+        // once by barman: an attack): the copy keeps every original, names each, and fails.
+        var written: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/") { written += $0.objects.map(\.key).filter { !$0.hasSuffix("backup.info") } }
+        _ = try Parallel.map(written, threads: 8) { key in try s3.putObject(S3URL(bucket: bucket, key: key), bytes: [0]) }
+        (st, out) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
+        #expect(st == 1 && out.contains("CHANGED AT THE SOURCE") && written.prefix(20).allSatisfy(out.contains), "\(st): \(out)")
+        print("$ drctl copy  # after \(written.count) base backup and WAL objects were overwritten at the primary\n" + out.split(separator: "\n").prefix(12).joined(separator: "\n"))
+        #expect(try objects(copyS3, copyBucket, "cnpg/") == archived, "the copy keeps the originals")
+        var aside: [String] = []
+        try copyS3.listObjects(bucket: copyBucket, prefix: "drctl/changed/rgw/") { aside += $0.objects.map(\.key) }
+        #expect(aside.count == written.count, "each new version beside its original: \(aside.count) of \(written.count)")
+        let (cst, changedStatus) = try run(drctlBinary, ["status", "--policies", policies], env: env)
+        #expect(cst == 4 && changedStatus.contains("changed at the source after they were copied to offsite"), "\(changedStatus)")
+
         // The primary wiped out (ransomware, a mistaken rm): the next copy deletes nothing.
         var keys: [String] = []
         try db.s3.listObjects(bucket: db.bucket, prefix: "") { keys += $0.objects.map(\.key) }

@@ -96,7 +96,7 @@ import TestSupport
             try s3.listObjects(bucket: bucket, prefix: "cnpg/") { keys.formUnion($0.objects.map(\.key)) }
             return keys
         }
-        let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d"]
+        let args = ["prune", "--source", "s3://\(bucket)/cnpg", "--server", "db", "--retention", "7d", "--trust-unproven"]
         let planStart = Date()
         let (pst, planOut) = try run(drctlBinary, args + ["-o", "json"], env: rgw.environment)
         // Kills land from shortly before the plan is ready to well into the deletions.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Layout
+import Support
 import ObjectStore
 import TestSupport
 
@@ -50,9 +51,9 @@ import TestSupport
         #expect(backups.map { $0["restorable"] as? Bool ?? false } == [true, false, false], "\(status)")
 
         let before = try listing(s3, bucket, "cnpg/")
-        let (st, out) = try prune(bucket, ["--retention", "7d", "--apply"])
+        let (st, out) = try prune(bucket, ["--retention", "7d", "--apply", "--trust-unproven"])
         #expect(st == 0, "\(out)")
-        print("$ drctl prune --source s3://\(bucket)/cnpg --server db --retention 7d --apply\n" + out)
+        print("$ drctl prune --source s3://\(bucket)/cnpg --server db --retention 7d --apply --trust-unproven\n" + out)
         #expect(out.contains("keeping \(a): the newest restorable backup"), "\(out)")
         #expect(out.contains("\(a)  DONE") && out.contains("KEPT_RESTORABLE"), "\(out)")
         #expect(try listing(s3, bucket, "cnpg/") == before, "nothing deleted")
@@ -61,67 +62,104 @@ import TestSupport
         #expect(pst == 0 && pout.contains("base backup        \(a)"), "\(pout)")
     }
 
-    /// Records under drctl/prune/db/ without their outcome: a forged one naming keys elsewhere in
-    /// the bucket and keys retention keeps, and a real one left by an interrupted mistaken
-    /// `--retention 1d --apply`. The next correct run deletes only what it selects itself.
-    @Test func anUnfinishedPruneRecordNeverWidensADeletion() throws {
+    /// Records under drctl/prune/db/ that drctl did not seal: a "plan" naming keys elsewhere in the
+    /// bucket and this server's newest backup, one made with a mistaken `--retention 1d`, one made
+    /// for another bucket. Anyone with the bucket's keys can write them: each is ignored, named as
+    /// unauthenticated, and the run deletes exactly what it selects itself.
+    @Test func anUnsealedPruneRecordNeverSteersADeletion() throws {
         let s3 = try rgw.client()
         let bucket = try rgw.bucket(s3, "replay")
         let now = Date()
         try PruneDifferentialTests.write(PruneDifferentialTests.histories[0].specs, s3: s3, bucket: bucket, server: "db", now: now)
         try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/daily/velero-backup.json"), bytes: Array("{}".utf8))
-        try s3.putObject(S3URL(bucket: bucket, key: "cnpg/other/base/20260101T000000/backup.info"), bytes: Array("status=DONE\n".utf8))
 
-        // The correct plan, and the mistaken one (1d keeps only the newest backup).
         func plan(_ retention: String) throws -> [String: Any] {
-            let (st, out) = try prune(bucket, ["--retention", retention, "-o", "json"])
+            let (st, out) = try prune(bucket, ["--retention", retention, "-o", "json", "--trust-unproven"])
             try #require(st == 0, "\(out)")
             return try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
         }
         let correct = Set(try plan("7d")["keysToDelete"] as! [String])
         var mistaken = try plan("1d")
-        let mistakenKeys = Set(mistaken["keysToDelete"] as! [String])
-        #expect(mistakenKeys.count > correct.count && correct.isSubset(of: mistakenKeys))
-        // Interrupted before any deletion: recorded as drctl records, without its outcome.
         mistaken["bucket"] = bucket
         mistaken["root"] = "cnpg"
         try s3.putObject(S3URL(bucket: bucket, key: "drctl/prune/db/2026-01-01T00:00:00.000Z-1.json"), bytes: Array(try JSONSerialization.data(withJSONObject: mistaken)))
-        // Forged: the Velero object, another server's backup, and this server's newest backup.
         let newest = id(now, 3)
-        let forgedKeys = ["velero/backups/daily/velero-backup.json", "cnpg/other/base/20260101T000000/backup.info", "cnpg/db/base/\(newest)/data.tar.gz",
-                          "cnpg/db/base/\(newest)/backup.info"]
         var forged = mistaken
-        forged["keysToDelete"] = forgedKeys
-        forged.removeValue(forKey: "bucket")
+        forged["keysToDelete"] = ["velero/backups/daily/velero-backup.json", "cnpg/db/base/\(newest)/data.tar.gz", "cnpg/db/base/\(newest)/backup.info"]
         try s3.putObject(S3URL(bucket: bucket, key: "drctl/prune/db/2026-01-02T00:00:00.000Z-2.json"), bytes: Array(try JSONSerialization.data(withJSONObject: forged)))
-
-        // The dry run says what the unfinished records would still delete.
-        let (dst, dout) = try prune(bucket, ["--retention", "7d"])
-        #expect(dst == 0, "\(dout)")
-        print(dout.split(separator: "\n").filter { $0.hasPrefix("an interrupted prune") || $0.hasPrefix("keeping") }.joined(separator: "\n"))
-        #expect(dout.contains("2026-01-01T00:00:00.000Z-1.json: \(correct.count) of its objects are still selected and would be deleted (--apply); \(mistakenKeys.count - correct.count) no longer are and stay"), "\(dout)")
-        #expect(dout.contains("2026-01-02T00:00:00.000Z-2.json: 0 of its objects are still selected") && dout.contains("2 are not barman objects of db and are never deleted"), "\(dout)")
-
-        let before = try listing(s3, bucket)
-        let (st, out) = try prune(bucket, ["--retention", "7d", "--apply"])
-        #expect(st == 0, "\(out)")
-        let gone = before.subtracting(try listing(s3, bucket))
-        #expect(gone == correct, "deleted beyond today's plan: \(gone.subtracting(correct).sorted())")
-        for k in forgedKeys { #expect(!gone.contains(k), "\(k)") }
-        // Both records are closed: the next run has nothing unfinished.
-        let records = try listing(s3, bucket, "drctl/prune/db/")
-        for r in ["2026-01-01T00:00:00.000Z-1", "2026-01-02T00:00:00.000Z-2"] { #expect(records.contains("drctl/prune/db/\(r).done.json"), "\(records)") }
-        let (_, again) = try prune(bucket, ["--retention", "7d"])
-        #expect(!again.contains("an interrupted prune"), "\(again)")
-
-        // A record made for another bucket is refused outright, and nothing is deleted.
         var elsewhere = mistaken
         elsewhere["bucket"] = "production-elsewhere"
         try s3.putObject(S3URL(bucket: bucket, key: "drctl/prune/db/2026-01-03T00:00:00.000Z-3.json"), bytes: Array(try JSONSerialization.data(withJSONObject: elsewhere)))
-        try PruneDifferentialTests.write(PruneDifferentialTests.histories[0].specs, s3: s3, bucket: bucket, server: "db", now: now)
-        let full = try listing(s3, bucket)
-        let (rst, rout) = try prune(bucket, ["--retention", "7d", "--apply"])
-        #expect(rst != 0 && rout.contains("was made for bucket 'production-elsewhere', not '\(bucket)': refused (nothing deleted)"), "\(rout)")
-        #expect(try listing(s3, bucket) == full)
+
+        let (dst, dout) = try prune(bucket, ["--retention", "7d", "--trust-unproven"])
+        #expect(dst == 0 && !dout.contains("an interrupted prune") && dout.contains("ignored 3 unauthenticated drctl record(s)"), "\(dout)")
+        let before = try listing(s3, bucket)
+        let (st, out) = try prune(bucket, ["--retention", "7d", "--apply", "--trust-unproven"])
+        #expect(st == 0, "\(out)")
+        let gone = before.subtracting(try listing(s3, bucket))
+        #expect(gone == correct, "deleted beyond today's plan: \(gone.subtracting(correct).sorted())")
+        for k in forged["keysToDelete"] as! [String] { #expect(!gone.contains(k), "\(k)") }
+    }
+
+    /// The attack of issue 28 with real barman-cloud backups of a real PostgreSQL: A (30 days,
+    /// restored by a drill), B and C (newer, DONE, their data gone), and F written beside A by
+    /// someone with the bucket's keys (A's backup.info under a new id, junk data). On backup.info
+    /// alone F is "the newest restorable" and A goes with its WAL; on proof A stays, whole.
+    @Test func aForgedBackupNextToTheProvenOneCannotGetItDeleted() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "forged")
+        let source = "s3://\(db.bucket)/cnpg"
+        var env = rgw.environment   // --source URLs: the endpoint from the environment
+        env["DRCTL_DATA_DIR"] = db.work + "/data"
+        func backups() throws -> [TieredPruneTests.Backup] {
+            let (st, out) = try run(drctlBinary, ["backups", "--source", source, "--server", "app-db", "-o", "json"], env: env)
+            try #require(st == 0, "\(out)")
+            return try JSONCoding.decoder().decode(TieredPruneTests.Listing.self, from: Data(out.utf8)).barman.first?.backups.sorted { $0.backupID < $1.backupID } ?? []
+        }
+        let a = try TieredPruneTests.rehome(db, try #require(try backups().first).backupID, days: 30)
+        // The drill restores A (the only backup) and seals what it read.
+        let policies = db.work + "/policies"
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        try (rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", rpo: "48h")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        let (vst, drill) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch", "-o", "json"], env: db.drctlEnvironment)
+        try #require(vst == 0 && drill.contains("\"result\" : \"passed\"") && drill.contains("\"proof\""), "\(drill)")
+
+        let target = try db.targetBetweenTwoCommits()
+        let expected = try db.psql("select count(*) filter (where id <> 44), max(id) filter (where id <> 44) from t")
+        for _ in 0..<2 { usleep(1_100_000); try db.baseBackup() }
+        let all = try backups()
+        let (b, c) = (all[1].backupID, all[2].backupID)
+        for id in [b, c] {
+            var keys: [String] = []
+            try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/base/\(id)/data") { keys += $0.objects.map(\.key) }
+            _ = try db.s3.deleteObjects(bucket: db.bucket, keys: keys)
+        }
+        // F: A's backup.info under the next second's id, and junk where its data goes.
+        let f = TieredPruneTests.stamp(TieredPruneTests.parse(a, "yyyyMMdd'T'HHmmss")!.addingTimeInterval(1), "yyyyMMdd'T'HHmmss")
+        var info: [UInt8] = []
+        try db.s3.getObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(a)/backup.info")) { info += $0 }
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/backup.info"), bytes: info)
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/data.tar.gz"), bytes: Array(repeating: 0x1f, count: 4096))
+
+        // On backup.info alone (what --trust-unproven does, and drctl did before): A would go.
+        let (tst, trusting) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--trust-unproven", "-o", "json"], env: env)
+        let trusted = try #require(try JSONSerialization.jsonObject(with: Data(trusting.utf8)) as? [String: Any], "\(tst): \(trusting)")
+        #expect((trusted["backupsToDelete"] as? [String]) == [a], "\(trusting)")
+
+        var before: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/") { before += $0.objects.map(\.key) }
+        let (st, out) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--apply"], env: env)
+        print("$ drctl prune --source \(source) --server app-db --retention 7d --apply\n" + out)
+        #expect(st == 0 && out.contains("proven by a drill (restored, still the same objects): \(a)"), "\(out)")
+        let row = out.split(separator: "\n").first { $0.hasPrefix(a) }.map(String.init) ?? ""
+        #expect(row.hasSuffix("KEPT_PROVEN"), "\(out)")
+        var after: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/") { after += $0.objects.map(\.key) }
+        #expect(Set(after) == Set(before), "deleted: \(Set(before).subtracting(after).sorted())")
+
+        // A restores to the target exactly (the forgery removed, as the unauthenticated report asks).
+        _ = try db.s3.deleteObjects(bucket: db.bucket, keys: ["cnpg/app-db/base/\(f)/backup.info", "cnpg/app-db/base/\(f)/data.tar.gz"])
+        let restored = try db.restoredRows(["--source", source, "--server", "app-db"], at: target, env: env)
+        #expect(restored.status == 0 && restored.rows == expected, "\(restored.rows) vs \(expected): \(restored.output)")
+        #expect(restored.output.contains(a), "restored from A: \(restored.output)")
     }
 }

@@ -97,9 +97,9 @@ import TestSupport
         #expect(list.0 == 0 && [b1, b2, b3, b4].allSatisfy(list.1.contains), "\(list.1)")
 
         // The plan: the window keeps b4 and b3 (the first before its start), the weekly tier b2, b1 goes.
-        let (pst, plan) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--keep-weekly", "3"], env: env)
+        let (pst, plan) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--keep-weekly", "3", "--trust-unproven"], env: env)
         try #require(pst == 0, "\(plan)")
-        print("$ drctl prune --source \(source) --server app-db --retention 7d --keep-weekly 3\n" + plan)
+        print("$ drctl prune --source \(source) --server app-db --retention 7d --keep-weekly 3 --trust-unproven\n" + plan)
         #expect(plan.contains("RECOVERY WINDOW OF 7 DAYS + weekly 3"), "\(plan)")
         for (id, status) in [(b1, "OBSOLETE"), (b2, "KEPT_WEEKLY"), (b3, "VALID"), (b4, "VALID")] {
             let row = plan.split(separator: "\n").first { $0.hasPrefix(id) }.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
@@ -107,7 +107,7 @@ import TestSupport
         }
         var walBefore: [String] = []
         try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/app-db/wals/") { walBefore += $0.objects.map(\.key) }
-        let (ast, applied) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--keep-weekly", "3", "--apply"], env: env)
+        let (ast, applied) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--keep-weekly", "3", "--apply", "--trust-unproven"], env: env)
         try #require(ast == 0, "\(applied)")
         print(applied.split(separator: "\n").filter { !$0.hasPrefix("  ") }.joined(separator: "\n"))
 

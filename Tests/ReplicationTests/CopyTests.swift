@@ -4,6 +4,7 @@ import Testing
 @testable import Storage
 import Hashing
 import Age
+import Records
 
 /// Copies between in-memory stores: what goes where, what a re-run skips, what a change, a
 /// failure, a lost record or a forged one do. Nothing on the copy is ever deleted.
@@ -24,8 +25,11 @@ struct CopyTests {
         ])
     }
 
+    static let ring = RecordKeyring(keys: [RecordKey(id: "test", secret: [UInt8](repeating: 5, count: 32))])
+
     func runner(_ source: MemoryStorage, _ target: MemoryStorage) -> CopyRunner {
         var r = CopyRunner(source: source, target: target, stateKey: Self.stateKey)
+        r.keys = Self.ring
         r.inMemoryLimit = 4000   // the 5000-byte tar goes through the spool
         r.workers = 3
         return r
@@ -54,14 +58,20 @@ struct CopyTests {
         #expect(puts(dst, since: mark).isEmpty, "\(dst.log.dropFirst(mark))")
     }
 
-    @Test func aChangedObjectIsCopiedAgainAndAVanishedOneIsKept() throws {
+    /// backup.info is rewritten by barman-cloud (STARTED, then DONE): the copy takes the new one
+    /// and keeps the old one beside it.
+    @Test func aRewrittenBackupInfoIsCopiedAgainItsOldVersionKeptAndAVanishedObjectIsKept() throws {
         let src = Self.primary(), dst = MemoryStorage()
         _ = try runner(src, dst).run(routes: Self.routes)
         try src.put("cnpg/db/base/20261201T000000/backup.info", bytes: Array("status=DONE\nerror=\n".utf8))
         try src.delete(["cnpg/db/wals/0000000100000000/000000010000000000000001.gz"])
         let mark = dst.log.count
         let r = try runner(src, dst).run(routes: Self.routes)
-        #expect(puts(dst, since: mark) == ["offsite/cnpg/db/base/20261201T000000/backup.info"], "\(dst.log.dropFirst(mark))")
+        let put = puts(dst, since: mark)
+        #expect(put.count == 2 && put[1] == "offsite/cnpg/db/base/20261201T000000/backup.info", "\(dst.log.dropFirst(mark))")
+        #expect(put[0].hasPrefix("offsite/drctl/changed/primary/offsite/cnpg/db/base/20261201T000000/backup.info@"), "\(put)")
+        #expect(dst.contents(put[0]) == Array("status=DONE\n".utf8), "the old version kept")
+        #expect(r.changedAtSource.isEmpty && r.preserved == 1)
         #expect(r.onlyOnCopy == 1, "the WAL the primary lost stays on the copy")
         #expect(dst.contents("offsite/cnpg/db/wals/0000000100000000/000000010000000000000001.gz") != nil)
         #expect(!dst.log.contains { $0.hasPrefix("delete") }, "a copy never deletes")
@@ -147,13 +157,57 @@ struct CopyTests {
         try dst.put(tar, bytes: Array(repeating: 0, count: 10))   // the copy damaged; the record still says it is fine
         var mark = dst.log.count
         _ = try runner(src, dst).run(routes: Self.routes)
-        #expect(puts(dst, since: mark) == [tar] && dst.contents(tar) == Array(repeating: 7, count: 5000))
+        let put = puts(dst, since: mark)
+        #expect(put.last == tar && dst.contents(tar) == Array(repeating: 7, count: 5000), "\(put)")
+        #expect(put.count == 2 && dst.contents(put[0]) == Array(repeating: 0, count: 10), "what was on the copy is kept beside: \(put)")
         for forged in [Array("not json".utf8), Array(#"{"version":1,"source":"s3://someone-else","objects":{}}"#.utf8)] {
             try dst.put(Self.stateKey, bytes: forged)
             mark = dst.log.count
             let r = try runner(src, dst).run(routes: Self.routes)
             #expect(r.copied == 0 && r.upToDate == 5 && !dst.log.dropFirst(mark).contains { $0.hasPrefix("delete") }, "\(r)")
         }
+    }
+
+    /// Base backups and WAL are written once: overwritten at the primary (one byte each), the
+    /// copy keeps every original, puts the new versions beside them once, and names them in
+    /// every run until the primary is put right.
+    @Test func anOverwriteAtThePrimaryNeverReachesTheCopy() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        _ = try runner(src, dst).run(routes: Self.routes)
+        let before = Dictionary(uniqueKeysWithValues: dst.keys.map { ($0, dst.contents($0)!) })
+        let writeOnce = ["cnpg/db/base/20261201T000000/data.tar.gz", "cnpg/db/wals/0000000100000000/000000010000000000000001.gz", "drctl/evidence/app/1.json"]
+        for k in writeOnce { try src.put(k, bytes: [0]) }
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(r.changedAtSource == writeOnce.sorted(), "\(r)")
+        for (k, v) in before where !k.hasSuffix("primary.json") { #expect(dst.contents(k) == v, "\(k) kept as copied") }
+        let aside = dst.keys.filter { $0.hasPrefix("offsite/drctl/changed/primary/") }
+        #expect(aside.count == 3 && aside.allSatisfy { dst.contents($0) == [0] }, "\(aside)")
+        #expect(try runner(src, dst).loadState().lastSuccess != nil, "the first run's success stays the last")
+        // The next run puts nothing more and still names them.
+        let mark = dst.log.count
+        let again = try runner(src, dst).run(routes: Self.routes)
+        #expect(again.changedAtSource == writeOnce.sorted() && puts(dst, since: mark).isEmpty, "\(dst.log.dropFirst(mark))")
+        // Put right at the primary: in place again.
+        for k in writeOnce { try src.put(k, bytes: Self.primary().contents(k)!) }
+        let fixed = try runner(src, dst).run(routes: Self.routes)
+        #expect(fixed.changedAtSource.isEmpty && fixed.copied == 0, "\(fixed)")
+    }
+
+    /// A record drctl did not seal vouches for nothing: an unsigned copy of the real record that
+    /// claims a damaged object is in place does not hide it.
+    @Test func anUnsealedRecordVouchesForNothing() throws {
+        let src = Self.primary(), dst = MemoryStorage()
+        _ = try runner(src, dst).run(routes: Self.routes)
+        var state = try runner(src, dst).loadState()
+        let tar = "offsite/cnpg/db/base/20261201T000000/data.tar.gz"
+        try dst.put(tar, bytes: Array(repeating: 1, count: 5000))   // same size, other bytes
+        state.objects[tar]?.etag = ""   // "matches any object of the right size"
+        try dst.put(Self.stateKey, bytes: Array(try JSONEncoder().encode(state)))
+        let r = try runner(src, dst).run(routes: Self.routes)
+        #expect(dst.contents(tar) == Array(repeating: 7, count: 5000) && r.copied == 1, "\(r)")
+        var wrongKey = runner(src, dst)
+        wrongKey.keys = RecordKeyring(keys: [RecordKey(id: "test", secret: [UInt8](repeating: 6, count: 32))])
+        #expect(try wrongKey.loadState().objects.isEmpty, "sealed with another key: not trusted")
     }
 
     @Test func theSpoolIsPrivateAndGoesAway() throws {
@@ -195,6 +249,7 @@ struct EncryptedCopyTests {
         let (id, _) = Age.Identity.generate()
         let src = CopyTests.primary(), dst = MemoryStorage()
         var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
+        r.keys = CopyTests.ring
         r.recipients = [id.recipient]
         r.inMemoryLimit = 4000
         let report = try r.run(routes: CopyTests.routes)
@@ -223,6 +278,7 @@ struct EncryptedCopyTests {
         let (old, _) = Age.Identity.generate(), (new, _) = Age.Identity.generate()
         let src = CopyTests.primary(), dst = MemoryStorage()
         var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
+        r.keys = CopyTests.ring
         r.recipients = [old.recipient]
         r.inMemoryLimit = 4000
         _ = try r.run(routes: CopyTests.routes)

@@ -31,6 +31,20 @@ public func tempPath(_ name: String) -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("drctl-\(UUID().uuidString.prefix(8))-\(name)").path
 }
 
+/// A record key file of this test run (`drctl-record-key ID HEX`, 0600), made once.
+public let testRecordKeyFile: String = {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-record-key-\(getpid())").path
+    var g = SystemRandomNumberGenerator()
+    let hex = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    precondition(fd >= 0, "cannot create \(path)")
+    let line = Array("drctl-record-key test-\(getpid()) \(hex)\n".utf8)
+    _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+    atexit { unlink(FileManager.default.temporaryDirectory.appendingPathComponent("drctl-test-record-key-\(getpid())").path) }
+    return path
+}()
+
 /// The drctl executable built beside the test bundle.
 public var drctlBinary: String { builtProgram("drctl") }
 
@@ -47,8 +61,12 @@ public func builtProgram(_ name: String) -> String {
 /// With `newGroup` it leads a process group of its own, which `stop` signals as a whole.
 public func spawn(_ program: String, _ args: [String], env: [String: String]? = nil, output: String = "/dev/null",
                   newGroup: Bool = false) throws -> pid_t {
+    var env = env ?? ProcessInfo.processInfo.environment
+    // Every drctl the tests run seals its records with the run's key, unless a test names
+    // another (or "" for none).
+    if env["DRCTL_RECORD_KEY_FILE"] == nil { env["DRCTL_RECORD_KEY_FILE"] = testRecordKeyFile }
     do {
-        return try Spawn.start(program, args, env: env ?? ProcessInfo.processInfo.environment, output: output, append: false, newGroup: newGroup)
+        return try Spawn.start(program, args, env: env, output: output, append: false, newGroup: newGroup)
     } catch let e as LocalError {
         throw FixtureError(description: e.description)
     }
