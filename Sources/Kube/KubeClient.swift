@@ -26,6 +26,9 @@ public final class KubeClient: @unchecked Sendable {
     /// Sent as User-Agent, which the API server's audit log records: one replica's requests
     /// told from another's of the same service account.
     public var userAgent = KubeClient.processUserAgent
+    /// The fence whose closing stops this client's creates and updates (nil for the client that
+    /// renews and releases the lease, which must outlive it).
+    public var fence: Fence? = .process
 
     private static let agentLock = NSLock()
     nonisolated(unsafe) private static var agent = "drctl"
@@ -143,6 +146,7 @@ public final class KubeClient: @unchecked Sendable {
 
     func send(_ method: String, _ path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
               contentType: String = "application/json", accept: String = "application/json") throws -> [UInt8] {
+        if let fence, ["POST", "PUT", "PATCH"].contains(method) { try fence.check("\(method) \(path)") }
         var url = config.server + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(URIEncoding.encode($0.1))" }.joined(separator: "&")

@@ -59,41 +59,53 @@ public struct LeaseTiming: Sendable, Equatable {
 }
 
 /// One replica's view of the election, as client-go's tryAcquireOrRenew keeps it: the last
-/// record it saw and when (by its own clock), and when its last renewal that succeeded began.
-/// Pure: the caller reads and writes the Lease.
+/// record it saw and when, and when its last renewal that succeeded began. "When" is a
+/// monotonic reading (`tick`, seconds), as client-go measures with Go's monotonic clock: a
+/// wall-clock step back must not keep a cut-off leader acting past its lease. The wall time
+/// (`now`) only goes into the record. Pure: the caller reads and writes the Lease.
 public struct LeaseElection: Sendable {
     public let identity: String
     public let timing: LeaseTiming
     public private(set) var observed: LeaseRecord?
-    public private(set) var observedAt: Date?
+    public private(set) var observedTick: TimeInterval?
     /// The start of the last attempt that wrote the lease as ours: the deadlines count from
     /// before the request went out, so a slow answer never extends them.
-    public private(set) var renewedAt: Date?
+    public private(set) var renewedTick: TimeInterval?
 
     public init(identity: String, timing: LeaseTiming) {
         self.identity = identity
         self.timing = timing
     }
 
-    /// Whether this replica may act as leader at `now`: its lease is ours and was renewed
-    /// within the renew deadline.
-    public func leads(at now: Date) -> Bool {
-        guard observed?.holder == identity, let renewedAt else { return false }
-        return now.timeIntervalSince(renewedAt) < timing.renewDeadline
+    /// Whether this replica may act as leader at monotonic reading `tick`: its lease is ours and
+    /// was renewed within the renew deadline.
+    public func leads(tick: TimeInterval) -> Bool {
+        guard observed?.holder == identity, let renewedTick else { return false }
+        return tick - renewedTick < timing.renewDeadline
     }
 
-    /// What to write at `now`, having read `current` (nil: no Lease yet), or nil when another
-    /// holder's lease is still valid. A new record seen starts its holder's term afresh.
-    public mutating func attempt(current: LeaseRecord?, now: Date) -> LeaseRecord? {
+    /// `leads(tick:)` with the wall clock as the reading (tests that never step the clock).
+    public func leads(at now: Date) -> Bool { leads(tick: now.timeIntervalSinceReferenceDate) }
+
+    /// Whether another holder's lease, as last seen, has not expired by `tick`.
+    public func anotherHolds(tick: TimeInterval) -> Bool {
+        guard let o = observed, !o.holder.isEmpty, o.holder != identity, let at = observedTick else { return false }
+        return at + TimeInterval(o.durationSeconds) > tick
+    }
+
+    /// What to write at `now` (monotonic reading `tick`), having read `current` (nil: no Lease
+    /// yet), or nil when another holder's lease is still valid. A new record seen starts its
+    /// holder's term afresh.
+    public mutating func attempt(current: LeaseRecord?, now: Date, tick: TimeInterval? = nil) -> LeaseRecord? {
+        let tick = tick ?? now.timeIntervalSinceReferenceDate
         let fresh = LeaseRecord(holder: identity, durationSeconds: Int(timing.leaseDuration.rounded(.up)), acquireTime: now, renewTime: now, transitions: 0)
         guard let current else { return fresh }
         if current != observed {
             observed = current
-            observedAt = now
+            observedTick = tick
         }
         let ours = current.holder == identity
-        if !current.holder.isEmpty && !ours, let seen = observedAt,
-           seen.addingTimeInterval(TimeInterval(current.durationSeconds)) > now {
+        if !current.holder.isEmpty && !ours, anotherHolds(tick: tick) {
             return nil
         }
         var next = fresh
@@ -106,11 +118,16 @@ public struct LeaseElection: Sendable {
         return next
     }
 
-    /// The write of `record`, begun at `startedAt`, succeeded.
-    public mutating func wrote(_ record: LeaseRecord, startedAt: Date, now: Date) {
+    /// The write of `record`, begun at monotonic reading `startedTick`, succeeded at `tick`.
+    public mutating func wrote(_ record: LeaseRecord, startedTick: TimeInterval, tick: TimeInterval) {
         observed = record
-        observedAt = now
-        if record.holder == identity { renewedAt = startedAt }
+        observedTick = tick
+        if record.holder == identity { renewedTick = startedTick }
+    }
+
+    /// `wrote` with wall times as readings (tests that never step the clock).
+    public mutating func wrote(_ record: LeaseRecord, startedAt: Date, now: Date) {
+        wrote(record, startedTick: startedAt.timeIntervalSinceReferenceDate, tick: now.timeIntervalSinceReferenceDate)
     }
 
     /// The record that hands the lease back on a clean stop (client-go ReleaseOnCancel): no
@@ -121,6 +138,13 @@ public struct LeaseElection: Sendable {
     }
 }
 
+/// Seconds on the system's monotonic clock (CLOCK_MONOTONIC): never steps with the wall clock.
+public func monotonicSeconds() -> TimeInterval {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return TimeInterval(ts.tv_sec) + TimeInterval(ts.tv_nsec) / 1e9
+}
+
 /// Runs an election on a Lease through the API server: tries every retry period, renews while
 /// leading, and calls `lost` once when a renewal has not succeeded within the deadline.
 public final class LeaderElector: @unchecked Sendable {
@@ -128,6 +152,8 @@ public final class LeaderElector: @unchecked Sendable {
     public let name: String
     let kube: KubeClient
     let clock: @Sendable () -> Date
+    /// Lease timing reads this, never the wall clock.
+    let monotonic: @Sendable () -> TimeInterval
     let log: @Sendable (String) -> Void
     private let lock = NSCondition()
     private var inFlight = false
@@ -139,16 +165,17 @@ public final class LeaderElector: @unchecked Sendable {
     private var since: Date?
 
     public init(kube: KubeClient, namespace: String, name: String, identity: String, timing: LeaseTiming = .standard,
-                clock: @escaping @Sendable () -> Date = Date.init, log: @escaping @Sendable (String) -> Void) {
+                clock: @escaping @Sendable () -> Date = Date.init, monotonic: @escaping @Sendable () -> TimeInterval = monotonicSeconds,
+                log: @escaping @Sendable (String) -> Void) {
         self.kube = kube; self.namespace = namespace; self.name = name
-        self.clock = clock; self.log = log
+        self.clock = clock; self.monotonic = monotonic; self.log = log
         election = LeaseElection(identity: identity, timing: timing)
     }
 
     public var identity: String { election.identity }
 
     /// Whether this replica may act as leader now (read by the scheduler before each start).
-    public var isLeader: Bool { lock.withLock { !resigned && election.leads(at: clock()) } }
+    public var isLeader: Bool { lock.withLock { !resigned && election.leads(tick: monotonic()) } }
 
     /// Who holds the lease as last seen ("" or nil: nobody).
     public var holder: String? { lock.withLock { election.observed?.holder } }
@@ -159,10 +186,7 @@ public final class LeaderElector: @unchecked Sendable {
     /// Whether another replica holds a lease that has not expired by our observation: while
     /// nobody does, a follower keeps exporting what the leader would.
     public var anotherLeads: Bool {
-        lock.withLock {
-            guard let o = election.observed, !o.holder.isEmpty, o.holder != election.identity, let at = election.observedAt else { return false }
-            return at.addingTimeInterval(TimeInterval(o.durationSeconds)) > clock()
-        }
+        lock.withLock { election.anotherHolds(tick: monotonic()) }
     }
 
     var path: String { "/apis/coordination.k8s.io/v1/namespaces/\(namespace)/leases/\(name)" }
@@ -172,7 +196,7 @@ public final class LeaderElector: @unchecked Sendable {
     /// `release()`), and after `release()` began it writes nothing.
     @discardableResult
     public func tryAcquireOrRenew() -> Bool {
-        let started = clock()
+        let started = monotonic()
         do {
             let current: LeaseRecord?
             var rv: String?
@@ -184,14 +208,14 @@ public final class LeaderElector: @unchecked Sendable {
                 current = nil
             }
             let next = lock.withLock { () -> LeaseRecord? in
-                let n = election.attempt(current: current, now: clock())
+                let n = election.attempt(current: current, now: clock(), tick: monotonic())
                 if stopping || (resigned && current?.holder != election.identity) { return nil }
                 return n
             }
             guard let next else { return false }
             // The resourceVersion this try read: a write over anyone else's since is 409 Conflict.
             try write(next, resourceVersion: current == nil ? nil : rv)
-            lock.withLock { election.wrote(next, startedAt: started, now: clock()) }
+            lock.withLock { election.wrote(next, startedTick: started, tick: monotonic()) }
             return true
         } catch {
             log("lease \(namespace)/\(name): \(error)")

@@ -1,5 +1,7 @@
 import Age
 import Foundation
+import Hashing
+import Records
 import Layout
 import Storage
 import Support
@@ -13,6 +15,13 @@ public struct DecryptedCopy: StorageWriter {
     let identities: [Age.Identity]
     /// Encrypted key -> plaintext size.
     let plain: [String: Int64]
+    /// Key -> the SHA-256 of what drctl copied there (plaintext), from the sealed records.
+    let digests: [String: String]
+    /// Only what the sealed records list is handed out (besides the records themselves): anyone
+    /// can encrypt to a copy's public recipient, so an object the records do not vouch for is
+    /// not listed, not found and not read; a recorded one whose plaintext is not the recorded
+    /// SHA-256 fails its read.
+    public var onlyRecorded = false
 
     public var location: String { inner.location }
     public var identity: String { inner.identity }
@@ -21,17 +30,37 @@ public struct DecryptedCopy: StorageWriter {
     public init(_ inner: any StorageWriter, identities: [Age.Identity], records: [CopyState]) {
         self.inner = inner
         self.identities = identities
-        var plain: [String: Int64] = [:]
-        for r in records { for (k, e) in r.objects where e.recipients != nil { plain[k] = e.size } }
+        var plain: [String: Int64] = [:], digests: [String: String] = [:]
+        for r in records {
+            for (k, e) in r.objects {
+                if e.recipients != nil { plain[k] = e.size }
+                if let d = e.sha256 { digests[k] = d }
+            }
+        }
         self.plain = plain
+        self.digests = digests
+        recorded = Set(records.flatMap(\.objects.keys))
     }
 
-    /// Every copy record under a drctl prefix (`<drctl>/copies/*.json`) that decodes.
-    public static func records(_ storage: any StorageReader, drctlRoot: String) throws -> [CopyState] {
+    let recorded: Set<String>
+
+    /// Every copy record under a drctl prefix (`<drctl>/copies/*.json`) that drctl sealed.
+    public static func records(_ storage: any StorageReader, drctlRoot: String, keys: RecordKeyring = .current) throws -> [CopyState] {
         let prefix = DrctlLayout(root: drctlRoot).copyStateKey(source: "").dropLast(5)   // "<drctl>/copies/"
         return try storage.listAll(prefix: String(prefix)).filter { $0.key.hasSuffix(".json") }.compactMap {
-            try? JSONCoding.decoder().decode(CopyState.self, from: Data(try storage.read($0.key, limit: 256 << 20)))
+            let (state, how) = RecordSeal.open(try storage.read($0.key, limit: 256 << 20), as: CopyState.self, kind: RecordKind.copyRecord,
+                                               name: CopyInspector.recordName($0.key), keys: keys)
+            return how.isAuthentic ? state : nil
         }
+    }
+
+    /// drctl's prefix in the copy: what drctl writes there itself (evidence of drills from the
+    /// copy, prune journals) is sealed record by record, and read as it is.
+    public var ownPrefix: String?
+
+    /// Whether `key` may be handed out: recorded, or one of drctl's own sealed records.
+    func vouched(_ key: String) -> Bool {
+        !onlyRecorded || recorded.contains(key) || ownPrefix.map { key.hasPrefix($0 + "/") && !key.hasPrefix($0 + "/" + DrctlLayout.changedFolder) } ?? false
     }
 
     /// The recipients the records name, for messages.
@@ -47,18 +76,23 @@ public struct DecryptedCopy: StorageWriter {
     }
 
     public func list(prefix: String, delimiter: String?, startAfter: String?, _ page: ([StoredObject], [String]) throws -> Void) throws {
-        try inner.list(prefix: prefix, delimiter: delimiter, startAfter: startAfter) { try page($0.map(mapped), $1) }
+        try inner.list(prefix: prefix, delimiter: delimiter, startAfter: startAfter) { try page($0.filter { vouched($0.key) }.map(mapped), $1) }
     }
 
-    public func head(_ key: String) throws -> StoredObject? { try inner.head(key).map(mapped) }
+    public func head(_ key: String) throws -> StoredObject? { vouched(key) ? try inner.head(key).map(mapped) : nil }
 
     public func get(_ key: String, range: ClosedRange<Int64>?, _ chunk: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard vouched(key) else { throw StorageError.io("\(location)/\(key): not in the copy's sealed record: not read (anyone can encrypt to the copy's recipient)") }
         guard plain[key] != nil else { return try inner.get(key, range: range, chunk) }
         let d = Age.Decryptor(identities: identities)
+        // A whole read is checked against the recorded plaintext: the end of the stream fails
+        // when the object is not the one drctl copied.
+        let sha = range == nil && onlyRecorded ? digests[key].map { ($0, SHA256Stream()) } : nil
         try withoutActuallyEscaping(chunk) { chunk in
             var offset: Int64 = 0
             let emit: ([UInt8]) throws -> Void = { bytes in
                 defer { offset += Int64(bytes.count) }
+                bytes.withUnsafeBytes { sha?.1.update($0) }
                 guard let range else { return try bytes.withUnsafeBytes(chunk) }
                 let lo = max(range.lowerBound - offset, 0), hi = min(range.upperBound - offset + 1, Int64(bytes.count))
                 if lo < hi { try bytes[Int(lo)..<Int(hi)].withUnsafeBytes(chunk) }
@@ -66,6 +100,9 @@ public struct DecryptedCopy: StorageWriter {
             do {
                 try inner.get(key, range: nil) { try d.feed($0, emit) }
                 try d.finish(emit)
+                if let (want, got) = sha, got.finish() != want {
+                    throw StorageError.io("\(location)/\(key): its plaintext is not the one drctl copied (SHA-256 differs from the sealed record)")
+                }
             } catch let e as Age.Failure {
                 throw StorageError.io("\(location)/\(key): \(e)")
             }

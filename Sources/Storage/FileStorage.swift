@@ -187,7 +187,8 @@ public struct FileStorage: StorageWriter {
     /// each object's time, which WAL and backup times (and so the RPO evidence) are read from.
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], lastModified: Date?) throws -> StoredObject {
-        try put(key, lastModified: lastModified) { fd in try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") } }
+        try Fence.process.check("put \(location)/\(key)")
+        return try put(key, lastModified: lastModified) { fd in try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") } }
     }
 
     /// `write` fills the new file's descriptor; the file replaces `key` only once written and synced.
@@ -225,6 +226,7 @@ public struct FileStorage: StorageWriter {
     /// Streamed from the file in 1 MiB reads, through the same no-link, temporary-then-rename path.
     @discardableResult
     public func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject {
+        try Fence.process.check("put \(location)/\(key)")
         let src = open(path, O_RDONLY | O_CLOEXEC)
         guard src >= 0 else { throw StorageError.io("cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(src) }
@@ -240,6 +242,7 @@ public struct FileStorage: StorageWriter {
     }
 
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
+        try Fence.process.check("delete in \(location)")
         var refused: [DeleteRefusal] = []
         for v in versions {
             let (dirs, name) = try split(v.key)

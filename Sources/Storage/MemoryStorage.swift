@@ -18,6 +18,9 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
     public private(set) var log: [String] = []
     public let location = "memory:"
 
+    /// Closed: puts and deletions are refused (as every driver does once `Fence.process` closes).
+    public var fence: Fence = .process
+
     public init(_ initial: [String: [UInt8]] = [:], modified: Date = Date()) {
         for (k, v) in initial { objects[k] = (v, Self.storeTime(modified)) }
     }
@@ -76,6 +79,7 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
 
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject {
+        try fence.check("put \(location)/\(key)")
         try begin(.put, key)
         let now = Self.storeTime(Date())
         lock.withLock { objects[key] = (bytes, now) }
@@ -83,6 +87,7 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
     }
 
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
+        try fence.check("delete in \(location)")
         var refused: [DeleteRefusal] = []
         for v in versions {
             try begin(.delete, v.key)

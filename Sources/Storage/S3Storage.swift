@@ -59,7 +59,8 @@ public struct S3Storage: StorageWriter {
 
     @discardableResult
     public func put(_ key: String, bytes: [UInt8], contentType: String?) throws -> StoredObject {
-        Self.stored(try client.putObject(S3URL(bucket: bucket, key: key), bytes: bytes, contentType: contentType))
+        try Fence.process.check("put \(location)/\(key)")
+        return Self.stored(try client.putObject(S3URL(bucket: bucket, key: key), bytes: bytes, contentType: contentType))
     }
 
     /// The client's resumed, checked download (a changed object restarts it from the start).
@@ -74,11 +75,13 @@ public struct S3Storage: StorageWriter {
     /// The client's upload: parallel multipart above its threshold, each part checked by its ETag.
     @discardableResult
     public func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject {
-        Self.stored(try client.upload(file: path, to: S3URL(bucket: bucket, key: key)))
+        try Fence.process.check("put \(location)/\(key)")
+        return Self.stored(try client.upload(file: path, to: S3URL(bucket: bucket, key: key)))
     }
 
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
-        try client.deleteObjects(bucket: bucket, versions: versions.map { ObjectVersion(key: $0.key, versionID: $0.versionID) })
+        try Fence.process.check("delete in \(location)")
+        return try client.deleteObjects(bucket: bucket, versions: versions.map { ObjectVersion(key: $0.key, versionID: $0.versionID) })
             .map { DeleteRefusal(key: $0.key, code: $0.code, message: $0.message) }
     }
 

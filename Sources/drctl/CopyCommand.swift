@@ -38,6 +38,8 @@ struct CopyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Copy into this instead of the copy's bucket: file:///path (a disk laid out as the bucket) or s3://bucket on the copy's endpoint.", valueName: "url"))
     var target: String?
     @Flag(help: "Show what would be copied, copy nothing.") var dryRun = false
+    @Flag(help: "First read back every object the copy's record lists and check its content against the record (SHA-256), on every kind of target: what is damaged is named, copied again from the source (the damaged object kept beside it) and the run exits 1. Reads the whole copy; an encrypted copy needs --identity for its content (else sizes only).")
+    var verify = false
     @Flag(help: "Rewrite every object on the copy that is encrypted to other recipients than the policy's (or, with none, encrypted at all), read back from the copy itself with --identity: objects the source no longer has included. Copies nothing new.")
     var reencrypt = false
     @Option(help: "Objects copied at once.") var workers = 8
@@ -104,8 +106,16 @@ struct CopyCommand: ParsableCommand {
                     failed = failed || runner.objectLockShortfall() != nil
                     continue
                 }
+                var damaged: [CopyReport.Failure] = []
+                if verify {
+                    let (checked, bad) = try runner.verify(routes: routes, identities: (try s3.ageIdentities())?.0 ?? [])
+                    damaged = bad
+                    log("\(label): verified \(checked) objects on \(into.location) by content: \(bad.count) damaged")
+                }
                 log("\(label): copying \(from.location) (\(copy.kinds.map(\.rawValue).joined(separator: ", "))) to \(into.location)")
-                let report = try runner.run(routes: routes)
+                var report = try runner.run(routes: routes)
+                report.damaged = damaged
+                failed = failed || !damaged.isEmpty
                 reports.append(report)
                 failed = failed || !report.failed.isEmpty || !report.changedAtSource.isEmpty
             }
@@ -136,6 +146,8 @@ struct CopyCommand: ParsableCommand {
                 for f in tried.prefix(10) { print("  FAILED \(f.key): \(f.error)") }
                 if tried.count > 10 { print("  … and \(tried.count - 10) more failed (-o json lists them all)") }
                 if let first = notTried.first { print("  FAILED \(notTried.count) objects \(first.error)") }
+                for d in r.damaged.prefix(20) { print("  DAMAGED on the copy \(d.key): \(d.error) (copied again from the source)") }
+                if r.damaged.count > 20 { print("  … and \(r.damaged.count - 20) more damaged (-o json lists them all)") }
                 if r.preserved > 0 { print("  kept \(r.preserved) replaced object(s) of the copy beside their keys (under drctl's prefix, changed/)") }
                 if !r.changedAtSource.isEmpty {
                     print("  CHANGED AT THE SOURCE after they were copied (written once by their tools: an attack or a fault); the copy keeps the originals, the new versions are beside them under drctl's prefix (changed/):")

@@ -48,7 +48,7 @@ struct KeysCommand: ParsableCommand {
                 }
                 try Array((line + "\n").utf8).withUnsafeBytes { try writeAll(fd, $0, path: path) }
                 guard fsync(fd) == 0 else { throw ConfigError("\(path): \(String(cString: strerror(errno)))") }
-                print("added key \(id) to \(path): it signs from now on\(existing > 0 ? "; \(existing) older key\(existing == 1 ? "" : "s") still verify" : "")")
+                print("added key \(id) to \(path): it signs from now on\(existing > 0 ? "; \(existing) older key\(existing == 1 ? " still verifies" : "s still verify")" : "")")
             }
         }
     }

@@ -114,6 +114,7 @@ struct ServeCommand: ParsableCommand {
                 KubeClient.processUserAgent = "drctl (replica \(me))"
                 // Short transport timeouts: a renewal that hangs must not outlast the deadline.
                 let leaseClient = try kube.client(timeouts: TimeoutOptions(connect: 2, stall: Int(max(1, retryPeriod))))
+                leaseClient.fence = nil   // it must still renew during the teardown and release after it
                 elector = LeaderElector(kube: leaseClient, namespace: leaseNamespace ?? credentialsNamespace, name: leaseName,
                                         identity: identity, timing: leaseTiming, log: log.callAsFunction)
             }
@@ -268,6 +269,9 @@ struct ServeCommand: ParsableCommand {
                         // before then. The drill's teardown gets two seconds, the next leader
                         // deletes what it leaves; the restart rejoins as a follower.
                         log("stopping: leadership lost; a running drill is torn down and the process exits 1")
+                        // Work first: from here no job writes to a bucket or creates anything in
+                        // the cluster; only then the cleanup (which deletes drctl's own scratch).
+                        Fence.process.close("this replica lost its lease")
                         elector.resign()
                         Thread.detachNewThread { Cleanup.shared.runAll() }
                         Thread.sleep(forTimeInterval: 2)

@@ -117,9 +117,11 @@ extension S3Options {
             throw ConfigError("\(access.storage.location) is encrypted to \(recipients.joined(separator: ", ")); the identities given are for \(have.sorted().joined(separator: ", "))")
         }
         var out = access
-        // An object the records miss (a lost or forged record) may still be an age file: never
-        // handed out as ciphertext.
-        out.storage = AgeObjects(DecryptedCopy(access.storage, identities: identities, records: records), identities: identities)
+        // Only what the sealed records list: an object they miss is not drctl's copy of anything.
+        var copy = DecryptedCopy(access.storage, identities: identities, records: records)
+        copy.onlyRecorded = true
+        copy.ownPrefix = DrctlLayout(root: drctlRoot).root
+        out.storage = copy
         out.secretFiles.append((name: "AGE_IDENTITY", value: text))
         return out
     }

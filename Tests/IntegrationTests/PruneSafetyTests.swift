@@ -140,6 +140,17 @@ import TestSupport
         try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/backup.info"), bytes: info)
         try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/data.tar.gz"), bytes: Array(repeating: 0x1f, count: 4096))
 
+        // And evidence claiming a drill proved F: the real evidence edited, its seal dropped.
+        var evidenceKeys: [String] = []
+        try db.s3.listObjects(bucket: db.bucket, prefix: "drctl/evidence/app/") { evidenceKeys += $0.objects.map(\.key) }
+        let realEvidence = try #require(evidenceKeys.first)
+        var evidence: [UInt8] = []
+        try db.s3.getObject(S3URL(bucket: db.bucket, key: realEvidence)) { evidence += $0 }
+        var forgedEvidence = try #require(try JSONSerialization.jsonObject(with: Data(evidence)) as? [String: Any])
+        forgedEvidence.removeValue(forKey: "drctlSeal")
+        let forgedText = String(decoding: try JSONSerialization.data(withJSONObject: forgedEvidence), as: UTF8.self).replacingOccurrences(of: a, with: f)
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "drctl/evidence/app/29991231T000000Z-forged.json"), bytes: Array(forgedText.utf8))
+
         // On backup.info alone (what --trust-unproven does, and drctl did before): A would go.
         let (tst, trusting) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--trust-unproven", "-o", "json"], env: env)
         let trusted = try #require(try JSONSerialization.jsonObject(with: Data(trusting.utf8)) as? [String: Any], "\(tst): \(trusting)")
@@ -149,7 +160,10 @@ import TestSupport
         try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/") { before += $0.objects.map(\.key) }
         let (st, out) = try run(drctlBinary, ["prune", "--source", source, "--server", "app-db", "--retention", "7d", "--apply"], env: env)
         print("$ drctl prune --source \(source) --server app-db --retention 7d --apply\n" + out)
-        #expect(st == 0 && out.contains("proven by a drill (restored, still the same objects): \(a)"), "\(out)")
+        #expect(st == 0 && out.contains("proven by a drill (restored, still the same objects): \(a)\n"), "\(out)")
+        #expect(out.contains("ignored 1 unauthenticated drctl record(s)") && out.contains("29991231T000000Z-forged.json"), "\(out)")
+        let (_, status) = try run(drctlBinary, ["status", "app", "--policies", policies, "-o", "json"], env: db.drctlEnvironment)
+        #expect(!status.contains("29991231T000000Z-forged") && !status.contains("\"backupID\" : \"\(f)\""), "the forged drill is not the last drill: \(status)")
         let row = out.split(separator: "\n").first { $0.hasPrefix(a) }.map(String.init) ?? ""
         #expect(row.hasSuffix("KEPT_PROVEN"), "\(out)")
         var after: [String] = []
@@ -161,5 +175,60 @@ import TestSupport
         let restored = try db.restoredRows(["--source", source, "--server", "app-db"], at: target, env: env)
         #expect(restored.status == 0 && restored.rows == expected, "\(restored.rows) vs \(expected): \(restored.output)")
         #expect(restored.output.contains(a), "restored from A: \(restored.output)")
+    }
+}
+
+/// A shell that works on several clusters: AWS_ENDPOINT_URL and the keys of another RGW
+/// exported. A command that names a workload uses the policy's store (endpoint, region, the
+/// Secret drctl mounts), says once that the environment disagrees, and never touches the other.
+@Suite(.serialized) struct AmbientEnvironmentTests {
+    @Test func pruneAndCopyOfAWorkloadTouchOnlyThePolicysStore() throws {
+        let rgw = try RGW.get()
+        let other = try RGW.startPrivate()
+        defer { other.stop() }
+        let s3 = try rgw.client(), otherS3 = try other.client()
+        let bucket = try rgw.bucket(s3, "ambient")
+        try otherS3.createBucket(bucket)
+        let copyBucket = try rgw.bucket(s3, "ambient-copy")
+        let now = Date()
+        for (client, b) in [(s3, bucket), (otherS3, bucket)] {
+            try PruneDifferentialTests.write(PruneDifferentialTests.histories[0].specs, s3: client, bucket: b, server: "db", now: now)
+        }
+        try otherS3.putObject(S3URL(bucket: bucket, key: "velero/backups/only-elsewhere/velero-backup.json"), bytes: Array("{}".utf8))
+        let dir = tempPath("ambient")
+        for secret in ["s3", "copy-keys"] {
+            try FileManager.default.createDirectory(atPath: "\(dir)/secrets/\(secret)", withIntermediateDirectories: true)
+            try rgw.accessKey.write(toFile: "\(dir)/secrets/\(secret)/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+            try rgw.secretKey.write(toFile: "\(dir)/secrets/\(secret)/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try (rgw.objectStorePolicy(bucket: bucket, extra: "  copies: [{to: offsite}]\n") + """
+            apiVersion: drctl.dev/v1alpha1
+            kind: ObjectStore
+            metadata: {name: offsite}
+            spec: {endpoint: "\(rgw.endpoint)", bucket: \(copyBucket), credentials: {secretName: copy-keys}}
+            ---
+
+            """ + RGW.appPolicy(cluster: "db")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = other.environment   // the other RGW's endpoint and keys, as a shell may hold them
+        env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
+        func listing(_ c: S3Client, _ b: String) throws -> Set<String> {
+            var keys = Set<String>()
+            try c.listObjects(bucket: b, prefix: "") { keys.formUnion($0.objects.map(\.key)) }
+            return keys
+        }
+        let otherBefore = try listing(otherS3, bucket), before = try listing(s3, bucket)
+
+        let (pst, pruned) = try run(drctlBinary, ["prune", "app", "--policies", dir, "--apply", "--trust-unproven"], env: env)
+        #expect(pst == 0 && pruned.contains("the environment names endpoint \(other.endpoint)") && pruned.contains("using the policy's"), "\(pruned)")
+        #expect(pruned.components(separatedBy: "the environment names endpoint").count == 2, "said once: \(pruned)")
+        #expect(try listing(s3, bucket).count < before.count, "the policy's store was pruned: \(pruned)")
+        #expect(try listing(otherS3, bucket) == otherBefore, "the other RGW's bucket is untouched")
+
+        let (cst, copied) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
+        #expect(cst == 0, "\(copied)")
+        let onCopy = try listing(s3, copyBucket)
+        #expect(!onCopy.contains("velero/backups/only-elsewhere/velero-backup.json") && onCopy.contains { $0.hasPrefix("cnpg/db/") }, "copied from the policy's store only: \(onCopy.sorted().prefix(5))")
+        #expect(try listing(otherS3, bucket) == otherBefore)
     }
 }

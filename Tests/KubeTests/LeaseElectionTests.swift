@@ -82,4 +82,20 @@ import Testing
         #expect((spec["renewTime"] as? String)?.hasSuffix(".000000Z") == true)
         #expect(LeaseRecord(spec: spec) == r)
     }
+
+    /// The wall clock stepped back a minute (NTP, a VM resumed) while a leader is cut off: by the
+    /// monotonic readings it stops at its renew deadline all the same, and a follower that saw
+    /// its last renewal takes over only after the lease duration, by its own monotonic readings.
+    @Test func aWallClockStepBackKeepsNoCutOffLeaderActing() {
+        var a = LeaseElection(identity: "a", timing: timing)
+        let r = a.attempt(current: nil, now: t0, tick: 100)
+        a.wrote(r!, startedTick: 100, tick: 100.1)
+        // 9.9 s later by the monotonic clock, the wall clock says 50 s *earlier*.
+        #expect(a.leads(tick: 109.9))
+        #expect(!a.leads(tick: 110), "cut off at the renew deadline whatever the wall clock says")
+        var b = LeaseElection(identity: "b", timing: timing)
+        #expect(b.attempt(current: r, now: t0.addingTimeInterval(-60), tick: 5000) == nil)
+        #expect(b.attempt(current: r, now: t0.addingTimeInterval(-120), tick: 5014.9) == nil, "the wall clock going back changes nothing")
+        #expect(b.attempt(current: r, now: t0.addingTimeInterval(-119), tick: 5015.1)?.holder == "b")
+    }
 }

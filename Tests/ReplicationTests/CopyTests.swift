@@ -193,6 +193,31 @@ struct CopyTests {
         #expect(fixed.changedAtSource.isEmpty && fixed.copied == 0, "\(fixed)")
     }
 
+    /// A copy on a disk has no ETags: a flipped bit, or a same-size replacement, is seen only by
+    /// reading the content back (`drctl copy --verify`), and then copied again from the source,
+    /// the damaged file kept beside it.
+    @Test func aBitFlipOnADiskCopyIsFoundByVerifyAndRepaired() throws {
+        let dir = NSTemporaryDirectory() + "drctl-verify-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let src = Self.primary(), dst = FileStorage(root: dir)
+        var r = CopyRunner(source: src, target: dst, stateKey: Self.stateKey)
+        r.keys = Self.ring
+        r.inMemoryLimit = 4000
+        _ = try r.run(routes: Self.routes)
+        let wal = "offsite/cnpg/db/wals/0000000100000000/000000010000000000000001.gz"
+        var bytes = try dst.read(wal)
+        bytes[100] ^= 0x04
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/" + wal))
+        #expect(try r.run(routes: Self.routes).copied == 0, "by size and record alone the flip is not seen")
+        let (checked, damaged) = try r.verify(routes: Self.routes)
+        #expect(checked == 5 && damaged.map(\.key) == [wal] && damaged[0].error.contains("SHA-256"), "\(damaged)")
+        let repaired = try r.run(routes: Self.routes)
+        let now = try dst.read(wal)
+        #expect(repaired.copied == 1 && repaired.preserved == 1 && now == src.contents("cnpg/db/wals/0000000100000000/000000010000000000000001.gz"), "\(repaired)")
+        #expect(try r.verify(routes: Self.routes).damaged.isEmpty)
+    }
+
     /// A record drctl did not seal vouches for nothing: an unsigned copy of the real record that
     /// claims a damaged object is in place does not hide it.
     @Test func anUnsealedRecordVouchesForNothing() throws {
@@ -269,6 +294,35 @@ struct EncryptedCopyTests {
         r.recipients = [other.recipient]
         #expect(try r.run(routes: CopyTests.routes).copied == 5)
         #expect(throws: StorageError.self) { try DecryptedCopy(dst, identities: [id], records: [try r.loadState()]).read("offsite/" + tar) }
+    }
+
+    /// Anyone can encrypt to a copy's public recipient: read as drctl reads a copy it encrypted,
+    /// an object the sealed record does not list is not there, and a recorded one replaced by a
+    /// valid ciphertext of other bytes fails its read.
+    @Test func anEncryptedCopyHandsOutOnlyWhatItsSealedRecordLists() throws {
+        let (id, _) = Age.Identity.generate()
+        let src = CopyTests.primary(), dst = MemoryStorage()
+        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
+        r.keys = CopyTests.ring
+        r.recipients = [id.recipient]
+        _ = try r.run(routes: CopyTests.routes)
+        let records = try DecryptedCopy.records(dst, drctlRoot: "offsite/drctl", keys: CopyTests.ring)
+        #expect(records.count == 1)
+        let planted = "offsite/cnpg/db/base/20261202T000000/backup.info"
+        try dst.put(planted, bytes: try Age.encrypt(Array("status=DONE\n".utf8), to: [id.recipient]))
+        let info = "offsite/cnpg/db/base/20261201T000000/backup.info"
+        var view = DecryptedCopy(dst, identities: [id], records: records)
+        view.onlyRecorded = true
+        view.ownPrefix = "offsite/drctl"
+        #expect(try view.listAll(prefix: "offsite/cnpg/").map(\.key).contains(planted) == false)
+        #expect(try view.head(planted) == nil)
+        #expect(throws: StorageError.self) { try view.read(planted) }
+        #expect(try view.read(info) == src.contents("cnpg/db/base/20261201T000000/backup.info"))
+        try dst.put(info, bytes: try Age.encrypt(Array("status=DONE\nforged=1\n".utf8), to: [id.recipient]))
+        #expect(throws: StorageError.self) { try view.read(info) }
+        // A record drctl did not seal is no record.
+        try dst.put(CopyTests.stateKey, bytes: Array(try JSONEncoder().encode(records[0])))
+        #expect(try DecryptedCopy.records(dst, drctlRoot: "offsite/drctl", keys: CopyTests.ring).isEmpty)
     }
 
     /// `--reencrypt`: objects the source no longer has are rewritten for the new recipients from
