@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTP", "Hashing", "SigV4", "Support"]),
         .testTarget(name: "AgeTests", dependencies: ["Age", "TestSupport"]),
         .testTarget(name: "ReplicationTests", dependencies: ["Replication", "Records", "Storage", "Hashing", "Age", "Catalog", "Layout"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Catalog", "Layout", "Support"]),
         .testTarget(name: "LayoutTests", dependencies: ["Layout"]),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs", "Paths", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "Layout", "Codecs", "Records", "Storage", "Support", "Policy", "Paths"]),

@@ -193,10 +193,14 @@ public final class S3Client: Sendable {
 
     /// PUT of a small in-memory body, with `Content-MD5` so the store verifies it too.
     @discardableResult
-    public func putObject(_ url: S3URL, bytes: [UInt8], contentType: String? = nil, retention: (mode: String, until: Date)? = nil) throws -> ObjectInfo {
+    /// `ifAbsent`: `If-None-Match: *`, so a store that honours it answers 412 PreconditionFailed
+    /// instead of replacing an object already there.
+    public func putObject(_ url: S3URL, bytes: [UInt8], contentType: String? = nil, retention: (mode: String, until: Date)? = nil,
+                          ifAbsent: Bool = false) throws -> ObjectInfo {
         let md5 = Hash.md5(bytes)
         var call = Call(method: "PUT", bucket: url.bucket, key: url.key, body: .bytes(bytes), payloadHash: Hash.sha256(bytes).hex)
         call.headers.append(("Content-MD5", md5.base64))
+        if ifAbsent { call.headers.append(("If-None-Match", "*")) }
         if let contentType { call.headers.append(("Content-Type", contentType)) }
         if let retention {
             call.headers += [("x-amz-object-lock-mode", retention.mode), ("x-amz-object-lock-retain-until-date", RFC3339.formatSeconds(retention.until))]

@@ -46,7 +46,17 @@ public struct SlotJournal: Sendable {
         let key = layout.slotKey(job: job, stamp: Self.stamp(slot))
         if let existing = try read(key, as: Claim.self, kind: RecordKind.slotClaim), existing.job == job, existing.slot == slot { return existing }
         let mine = Claim(job: job, slot: slot, holder: holder, startedAt: now)
-        try storage.put(key, bytes: try RecordSeal.seal(mine, kind: RecordKind.slotClaim, name: layout.recordName(key), keys: keys), contentType: "application/json")
+        let sealed = try RecordSeal.seal(mine, kind: RecordKind.slotClaim, name: layout.recordName(key), keys: keys)
+        // A conditional create where the store honours it: of two replicas, one creates.
+        switch try storage.create(key, bytes: sealed, contentType: "application/json") {
+        case true?: return nil
+        case false?:
+            // Something is there: a claim of drctl's (another replica won), or not (forged: replaced).
+            if let theirs = try read(key, as: Claim.self, kind: RecordKind.slotClaim), theirs.job == job, theirs.slot == slot { return theirs }
+            try storage.put(key, bytes: sealed, contentType: "application/json")
+        case nil:
+            try storage.put(key, bytes: sealed, contentType: "application/json")
+        }
         // Read back: a replica that wrote at the same moment (a lease lost meanwhile) wins or loses here.
         guard let back = try read(key, as: Claim.self, kind: RecordKind.slotClaim), back.holder == holder, back.slot == slot else {
             return try read(key, as: Claim.self, kind: RecordKind.slotClaim) ?? Claim(job: job, slot: slot, holder: "(another replica)", startedAt: now)

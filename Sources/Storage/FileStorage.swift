@@ -191,8 +191,22 @@ public struct FileStorage: StorageWriter {
         return try put(key, lastModified: lastModified) { fd in try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") } }
     }
 
-    /// `write` fills the new file's descriptor; the file replaces `key` only once written and synced.
-    func put(_ key: String, lastModified: Date?, _ write: (Int32) throws -> Void) throws -> StoredObject {
+    /// Linked into place only when no file of that name exists (link(2) refuses to replace one).
+    public func create(_ key: String, bytes: [UInt8], contentType: String?) throws -> Bool? {
+        try Fence.process.check("put \(location)/\(key)")
+        do {
+            _ = try put(key, lastModified: nil, exclusive: true) { fd in try bytes.withUnsafeBytes { try writeAll(fd, $0, path: "\(location)/\(key)") } }
+            return true
+        } catch CreateConflict.exists {
+            return false
+        }
+    }
+
+    enum CreateConflict: Error { case exists }
+
+    /// `write` fills the new file's descriptor; the file replaces `key` only once written and
+    /// synced (with `exclusive`, it is put there only if no file of that name is).
+    func put(_ key: String, lastModified: Date?, exclusive: Bool = false, _ write: (Int32) throws -> Void) throws -> StoredObject {
         let (dirs, name) = try split(key)
         guard let dirfd = try openDirectory(dirs, create: true) else {
             throw StorageError.invalidKey(key, "a path through a link or a file, which a copy of a bucket does not hold")
@@ -216,8 +230,16 @@ public struct FileStorage: StorageWriter {
             guard futimens(fd, &times) == 0 else { let e = failure(key); close(fd); throw e }
         }
         guard fsync(fd) == 0, close(fd) == 0 else { throw failure(key) }
-        // renameat replaces a file, or a link, of that name: it never writes through it.
-        guard renameat(dirfd, tmp, dirfd, name) == 0 else { throw failure(key) }
+        if exclusive {
+            guard linkat(dirfd, tmp, dirfd, name, 0) == 0 else {
+                if errno == EEXIST { throw CreateConflict.exists }
+                throw failure(key)
+            }
+            unlinkat(dirfd, tmp, 0)
+        } else {
+            // renameat replaces a file, or a link, of that name: it never writes through it.
+            guard renameat(dirfd, tmp, dirfd, name) == 0 else { throw failure(key) }
+        }
         ok = true
         guard let stored = try head(key) else { throw StorageError.io("\(location)/\(key): gone right after it was written") }
         return stored

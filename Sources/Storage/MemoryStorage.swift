@@ -86,6 +86,17 @@ public final class MemoryStorage: StorageWriter, @unchecked Sendable {
         return StoredObject(key: key, size: Int64(bytes.count), etag: Self.etag(bytes), lastModified: now)
     }
 
+    public func create(_ key: String, bytes: [UInt8], contentType: String?) throws -> Bool? {
+        try fence.check("put \(location)/\(key)")
+        try begin(.put, key)
+        let now = Self.storeTime(Date())
+        return lock.withLock {
+            guard objects[key] == nil else { return false }
+            objects[key] = (bytes, now)
+            return true
+        }
+    }
+
     public func delete(versions: [StoredVersion]) throws -> [DeleteRefusal] {
         try fence.check("delete in \(location)")
         var refused: [DeleteRefusal] = []

@@ -63,6 +63,37 @@ public struct S3Storage: StorageWriter {
         return Self.stored(try client.putObject(S3URL(bucket: bucket, key: key), bytes: bytes, contentType: contentType))
     }
 
+    /// `If-None-Match: *`. Whether the store honours it (AWS S3 does; older RGW and other
+    /// stores may ignore it and replace the object) is found out once per store, with a probe
+    /// object beside `key` written twice, and remembered for the process.
+    public func create(_ key: String, bytes: [UInt8], contentType: String?) throws -> Bool? {
+        try Fence.process.check("put \(location)/\(key)")
+        guard try Self.honoursIfNoneMatch(self, near: key) else { return nil }
+        do {
+            _ = try client.putObject(S3URL(bucket: bucket, key: key), bytes: bytes, contentType: contentType, ifAbsent: true)
+            return true
+        } catch let e as S3Error where e.status == 412 || e.status == 409 {
+            return false
+        }
+    }
+
+    private static let probed = ProbeCache()
+
+    static func honoursIfNoneMatch(_ s: S3Storage, near key: String) throws -> Bool {
+        if let known = probed.get(s.identity) { return known }
+        let probe = S3URL(bucket: s.bucket, key: key + ".if-none-match-probe-" + UUID().uuidString.prefix(8))
+        _ = try s.client.putObject(probe, bytes: [1], ifAbsent: true)
+        var honoured = false
+        do {
+            _ = try s.client.putObject(probe, bytes: [2], ifAbsent: true)
+        } catch let e as S3Error where e.status == 412 || e.status == 409 {
+            honoured = true
+        }
+        _ = try? s.client.deleteObjects(bucket: s.bucket, versions: [ObjectVersion(key: probe.key, versionID: nil)])
+        probed.set(s.identity, honoured)
+        return honoured
+    }
+
     /// The client's resumed, checked download (a changed object restarts it from the start).
     public func download(_ key: String, to path: String) throws -> StoredObject {
         do {
@@ -102,4 +133,12 @@ extension StorageError {
     public static func isUnavailable(_ error: any Error) -> Bool {
         error is TransportError || ((error as? S3Error)?.status ?? 0) >= 500
     }
+}
+
+/// Per store identity: whether it honours `If-None-Match: *` on a put.
+private final class ProbeCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var known: [String: Bool] = [:]
+    func get(_ id: String) -> Bool? { lock.withLock { known[id] } }
+    func set(_ id: String, _ v: Bool) { lock.withLock { known[id] = v } }
 }

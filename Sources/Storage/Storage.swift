@@ -120,6 +120,15 @@ public protocol StorageWriter: StorageReader {
     /// Deletes each version (the current one where no version is given; a missing one is not
     /// an error, as in S3) and returns what was not deleted.
     func delete(versions: [StoredVersion]) throws -> [DeleteRefusal]
+    /// Stores `bytes` under `key` only when nothing is there, in one step the store decides
+    /// (S3's `If-None-Match: *`): true when created, false when something was there; nil when
+    /// the store does not honour it (the caller then writes and reads back).
+    func create(_ key: String, bytes: [UInt8], contentType: String?) throws -> Bool?
+}
+
+extension StorageWriter {
+    /// A store that cannot create conditionally (or a view over one) says so.
+    public func create(_ key: String, bytes: [UInt8], contentType: String?) throws -> Bool? { nil }
 }
 
 extension StorageWriter {

@@ -48,4 +48,14 @@ struct SlotJournalTests {
         try j.end(slot: Self.slot, result: "adopted", by: "me", now: Self.slot)
         #expect(try j.unfinished(modifiedBefore: Date().addingTimeInterval(3600)).isEmpty)
     }
+
+    /// Two replicas claiming one slot at once (one of them just lost its lease): the store's
+    /// conditional create lets exactly one run it.
+    @Test func ofTwoRacingReplicasOneRunsTheSlot() throws {
+        for _ in 0..<20 {
+            let s = MemoryStorage()
+            let got = try Parallel.map(["a", "b", "c"], threads: 3) { holder in try Self.journal(s).claim(slot: Self.slot, holder: holder, now: Self.slot) == nil }
+            #expect(got.filter { $0 }.count == 1, "\(got)")
+        }
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Support
 import Testing
 import Catalog
 import Layout
@@ -47,6 +48,18 @@ import Layout
             #expect(try String(decoding: s.read("z"), as: UTF8.self) == "replaced", "\(name): a put replaces whole")
             try s.delete(["z", "never-there"])
             #expect(try s.head("z") == nil, "\(name): deleted; a missing key is no error")
+        }
+    }
+
+    /// A conditional create is one step: of two writers, one creates; what is there stays.
+    @Test func aConditionalCreateNeverReplaces() throws {
+        for (name, s, cleanup) in try Self.drivers() {
+            defer { cleanup() }
+            #expect(try s.create("slots/j/1.json", bytes: [1], contentType: nil) == true, "\(name)")
+            #expect(try s.create("slots/j/1.json", bytes: [2], contentType: nil) == false, "\(name)")
+            #expect(try s.read("slots/j/1.json") == [1], "\(name): the first stays")
+            let results = try Parallel.map(Array(0..<8), threads: 8) { i in try s.create("slots/j/2.json", bytes: [UInt8(i)], contentType: nil) }
+            #expect(results.filter { $0 == true }.count == 1, "\(name): one of eight racing writers creates: \(results)")
         }
     }
 
