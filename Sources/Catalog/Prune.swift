@@ -171,7 +171,7 @@ public struct BarmanPrune {
         }
         var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now,
                                         tiers: tiers, proven: proven)
-        if let why = keys.cannotSign, !plan.backupsToDelete.isEmpty || plan.kept != nil {
+        if let why = keys.cannotSign {
             plan.kept = (plan.kept ?? []) + ["everything: \(why); without it drctl reads and restores but deletes nothing"]
         }
         var heads: [String: StoredObject?]?

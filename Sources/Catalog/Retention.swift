@@ -168,7 +168,7 @@ public enum BarmanRetention {
     /// trusted (`--trust-unproven`).
     public static func report(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date,
                               tiers: RetentionTiers = .none, proven: Set<String>? = nil) -> [String: String] {
-        var report = windowReport(backups, window: window, minimumRedundancy: minimumRedundancy, now: now)
+        var report = windowReport(backups, window: window, minimumRedundancy: minimumRedundancy, now: now, proven: proven)
         guard !tiers.isEmpty else { return report }
         // Consistent by its own WAL, by name (a forged timeline history cannot unseat a pick),
         // and not ending in the future (a forged backup.info cannot take every slot ahead).
@@ -191,7 +191,11 @@ public enum BarmanRetention {
         return s.dropFirst(5).split(separator: "_").allSatisfy { RetentionTiers.Tier(rawValue: $0.lowercased()) != nil }
     }
 
-    static func windowReport(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date) -> [String: String] {
+    /// With `proven`, the backup that holds the window's start must be a proven one: a
+    /// backup.info anyone could have written cannot stand in for it (and so get the real one
+    /// before it deleted); unproven ones on the way stay VALID.
+    static func windowReport(_ backups: [BarmanBackup], window: RecoveryWindow, minimumRedundancy: Int, now: Date,
+                             proven: Set<String>? = nil) -> [String: String] {
         let point = now.addingTimeInterval(-window.seconds)
         var report: [String: String] = [:]
         var found = false
@@ -209,7 +213,7 @@ public enum BarmanRetention {
             } else {
                 report[b.backupID] = "VALID"
                 valid += 1
-                if let end = b.endTime, end < point { found = true }
+                if let end = b.endTime, end < point, proven?.contains(b.backupID) ?? true { found = true }
             }
         }
         return report
@@ -331,20 +335,13 @@ public enum BarmanRetention {
 
 extension BarmanRetention {
     /// The proof rule: the newest proven backup and everything newer stay whole (a tier's mark on
-    /// them gives way, so all the WAL after the proven one stays too); with none proven, nothing
-    /// the window or a tier would delete goes.
+    /// them gives way, so all the WAL after the proven one stays too).
     static func keepProven(scan: BarmanServerScan, proven: Set<String>, report: inout [String: String], kept: inout [String]) {
         func deletable(_ id: String) -> Bool {
             report[id].map { $0.hasPrefix("OBSOLETE") || isTierKept($0) || $0 == "KEPT_UNPROVEN" } ?? false
         }
-        guard let newest = scan.backups.map(\.backupID).filter(proven.contains).max() else {
-            let doomed = report.filter { $0.value == "OBSOLETE" }.map(\.key).sorted()
-            for id in doomed { report[id] = "KEPT_UNPROVEN" }
-            if !doomed.isEmpty {
-                kept.append("\(doomed.joined(separator: ", ")): no backup of \(scan.server) is proven by a drill that restored it as it is now, so nothing is deleted until one is (run a drill first: drctl verify; or --trust-unproven)")
-            }
-            return
-        }
+        // None proven: the window found no start (only a proven backup holds it), so nothing is OBSOLETE.
+        guard let newest = scan.backups.map(\.backupID).filter(proven.contains).max() else { return }
         var held: [String] = []
         for b in scan.backups where b.backupID >= newest && deletable(b.backupID) {
             report[b.backupID] = b.backupID == newest ? "KEPT_PROVEN" : "KEPT_UNPROVEN"

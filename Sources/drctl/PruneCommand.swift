@@ -190,7 +190,7 @@ struct PruneCommand: ParsableCommand {
                 }
                 printTable(rows)
                 if let proven = plan.proven {
-                    print(proven.isEmpty ? "proven by a drill: none (retention deletes only on a drill's proof: run drctl verify)"
+                    print(proven.isEmpty ? "proven by a drill: none; only a proven backup holds the window's start, so nothing is deleted (run a drill first: drctl verify)"
                           : "proven by a drill (restored, still the same objects): \(proven.joined(separator: ", "))")
                 } else {
                     print("--trust-unproven: deciding on backup.info alone, without a drill's proof")

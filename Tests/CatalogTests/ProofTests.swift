@@ -63,7 +63,7 @@ struct ProofTests {
         let p = Self.prune(s)
         let prepared = try p.prepare(now: R.now)
         #expect(prepared.plan.proven == [R.A])
-        #expect(prepared.plan.report[R.A] == "KEPT_PROVEN", "\(prepared.plan.report)")
+        #expect(prepared.plan.report[R.A] == "VALID", "the proven backup holds the window's start: \(prepared.plan.report)")
         #expect(prepared.plan.backupsToDelete.isEmpty && prepared.plan.keysToDelete.isEmpty, "\(prepared.plan.keysToDelete)")
         let before = s.keys
         _ = try p.apply(prepared)
@@ -73,8 +73,7 @@ struct ProofTests {
     @Test func noProofNoDeletionAndAChangedObjectIsNoProof() throws {
         let s = Self.store()
         let none = try Self.prune(s).prepare(now: R.now).plan
-        #expect(none.proven == [] && none.keysToDelete.isEmpty)
-        #expect(none.kept?.contains { $0.contains("run a drill first") } == true, "\(none.kept ?? [])")
+        #expect(none.proven == [] && none.keysToDelete.isEmpty && none.backupsToDelete.isEmpty, "\(none.report)")
 
         // A proven, then its data replaced by same-size junk: the proof no longer holds.
         try Self.drill(R.A, from: s)
@@ -100,16 +99,35 @@ struct ProofTests {
     }
 
     @Test func newerBackupsThanTheNewestProvenStayEvenOutsideTheWindow() throws {
-        // Z (40 days) proven, A (30 days, the window's start) not, C (2 days): Z would go by the window alone.
+        // Z (40 days) proven, A (30 days, the window's start by backup.info) not, C (2 days): Z
+        // would go by the window alone; unproven, A cannot hold the window's start, so Z does.
         let s = MemoryStorage(R.bucket([(R.Z, 0x02, 40, true), (R.A, 0x08, 30, true), (R.C, 0x21, 2, true)], missingWAL: []).objects)
         try Self.drill(R.Z, from: s)
+        let trusted = try Self.prune(s, trust: true).prepare(now: R.now).plan
+        #expect(trusted.backupsToDelete == [R.Z], "\(trusted.report)")
         let plan = try Self.prune(s).prepare(now: R.now).plan
-        #expect(plan.report[R.Z] == "KEPT_PROVEN" && plan.report[R.A] == "VALID", "\(plan.report)")
+        #expect(plan.report[R.Z] == "VALID" && plan.report[R.A] == "VALID", "\(plan.report)")
         #expect(plan.keysToDelete.isEmpty)
         // Once A is proven too, Z goes (barman's rules, below the newest proven backup).
         try Self.drill(R.A, from: s, at: R.now.addingTimeInterval(60))
         let later = try Self.prune(s).prepare(now: R.now).plan
         #expect(later.backupsToDelete == [R.Z] && later.report[R.A] == "VALID", "\(later.report)")
+    }
+
+    /// Barman keeps the first backup that ended before the window's start. A forgery beside A
+    /// (ending a second later) would be that backup, and A would go although the forgery cannot
+    /// be restored: only a proven backup holds the window's start.
+    @Test func aForgeryCannotStandInForTheWindowsStart() throws {
+        var o = R.bucket([(R.A, 0x08, 30, true), (R.C, 0x21, 1, true)], missingWAL: []).objects
+        o[R.layout.backupInfoKey(server: "db", backupID: Self.F)] = R.info(begin: 0x08, end: 0x09, endedDaysAgo: 29)
+        o[R.layout.key(for: .backupArchive(server: "db", backupID: Self.F, name: "data", compression: .gzip))] = [9]
+        let s = MemoryStorage(o)
+        try Self.drill(R.A, from: s)
+        try Self.drill(R.C, from: s, at: R.now.addingTimeInterval(60))
+        let trusted = try Self.prune(s, trust: true).prepare(now: R.now).plan
+        #expect(trusted.backupsToDelete == [R.A], "on backup.info alone: \(trusted.report)")
+        let plan = try Self.prune(s).prepare(now: R.now).plan
+        #expect(plan.report[R.A] == "VALID" && plan.backupsToDelete.isEmpty, "\(plan.report)")
     }
 
     @Test func aForgeryCannotTakeATierSlot() throws {
@@ -124,8 +142,10 @@ struct ProofTests {
         // Trusting backup.info, the forgery takes the day and the real backup is deleted.
         let trusted = try Self.prune(s, tiers: tiers, trust: true).prepare(now: R.now).plan
         #expect(trusted.report[forgedID] == "KEPT_DAILY" && trusted.backupsToDelete.contains(real.id), "\(trusted.report)")
-        // Proven (the real one of that day, and the newest), the real backup holds the slot; the forgery is kept, not trusted.
+        // Proven (the real one of that day, the window's start and the newest), the real backup
+        // holds the slot; the forgery is kept, not trusted.
         try Self.drill(real.id, from: s, at: R.now.addingTimeInterval(-15 * 86400))
+        try Self.drill(backups[8].id, from: s, at: R.now.addingTimeInterval(-8 * 86400))
         try Self.drill(backups[0].id, from: s)
         let plan = try Self.prune(s, tiers: tiers).prepare(now: R.now).plan
         #expect(plan.report[real.id] == "KEPT_DAILY", "\(plan.report)")
