@@ -119,8 +119,11 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         }
         let layout = DrctlLayout(root: drctlPrefix)
         var drills: [DrillEvidence] = [], bad: [String] = [], forged: [String] = []
-        for key in names.sorted(by: >).prefix(limit) {
-            let (d, authenticity) = RecordSeal.open(try reader.read(key), as: DrillEvidence.self, kind: RecordKind.evidence,
+        // Newest first until `limit` authentic drills: objects that are not drctl's take no place
+        // among them (within a bound on what is read), and one that cannot be read is skipped.
+        for key in names.sorted(by: >).prefix(limit + 1000) where drills.count < limit {
+            guard let bytes = try? reader.read(key, limit: 4 << 20) else { bad.append(key); continue }
+            let (d, authenticity) = RecordSeal.open(bytes, as: DrillEvidence.self, kind: RecordKind.evidence,
                                                     name: layout.recordName(key), keys: keys)
             guard let d else { bad.append(key); continue }
             if authenticity.isAuthentic && d.workload == workload { drills.append(d) } else { forged.append(key) }

@@ -73,14 +73,15 @@ public struct PruneJournal {
         for stamp in names.compactMap(DrctlLayout.pruneStamp(planName:)).sorted() {
             if names.contains(stamp + ".done.json") {
                 let key = layout.pruneOutcomeKey(server: server, stamp: stamp)
-                let (_, how) = RecordSeal.open(try storage.read(key, limit: 1 << 20), as: PruneOutcome.self, kind: RecordKind.pruneOutcome,
-                                               name: layout.recordName(key), keys: keys)
+                let bytes = (try? storage.read(key, limit: 1 << 20)) ?? []
+                let (_, how) = RecordSeal.open(bytes, as: PruneOutcome.self, kind: RecordKind.pruneOutcome, name: layout.recordName(key), keys: keys)
                 if how.isAuthentic { continue }
                 forged.append(key)
             }
             let key = layout.prunePlanKey(server: server, stamp: stamp)
-            let (plan, how) = RecordSeal.open(try storage.read(key, limit: 64 << 20), as: PrunePlan.self, kind: RecordKind.prunePlan,
-                                              name: layout.recordName(key), keys: keys)
+            // Unreadable (too large, gone) counts as not drctl's, like any record that does not verify.
+            let bytes = (try? storage.read(key, limit: 64 << 20)) ?? []
+            let (plan, how) = RecordSeal.open(bytes, as: PrunePlan.self, kind: RecordKind.prunePlan, name: layout.recordName(key), keys: keys)
             guard let plan, how.isAuthentic else { forged.append(key); continue }
             records.append((stamp, plan))
         }

@@ -43,6 +43,13 @@ public enum ProofCheck {
     public static func judge(drills: [DrillEvidence], server: String, layout: BarmanLayout, objects: [String: StoredObject],
                              contentSHA256: (String) throws -> String?) rethrows -> Verdict {
         var v = Verdict()
+        var hashed: [String: String?] = [:]   // each object read at most once
+        func content(_ key: String) throws -> String? {
+            if let h = hashed[key] { return h }
+            let h = try contentSHA256(key)
+            hashed[key] = h
+            return h
+        }
         let proofs = drills.filter { $0.result == .passed }.flatMap { d in d.databases.filter { $0.server == server }.compactMap(\.proof) }
         for proof in proofs where !v.proven.contains(proof.backupID) {
             // A proof must cover the backup's own backup.info and at least one data archive.
@@ -58,7 +65,7 @@ public enum ProofCheck {
                 guard let now = objects[layout.absolute(o.key)] else { why = "\(o.key) is gone"; break }
                 guard now.size == o.size else { why = "\(o.key) is \(now.size) bytes, the drill read \(o.size)"; break }
                 if let e = o.etag, !e.isEmpty, e == now.etag { continue }
-                guard let sha = try contentSHA256(layout.absolute(o.key)) else { why = "\(o.key) cannot be read"; break }
+                guard let sha = try content(layout.absolute(o.key)) else { why = "\(o.key) cannot be read"; break }
                 if sha != o.sha256 { why = "\(o.key) is not the object the drill restored (SHA-256 differs)"; break }
             }
             if let why { v.broken[proof.backupID] = why } else { v.proven.insert(proof.backupID); v.broken[proof.backupID] = nil }

@@ -179,8 +179,20 @@ public enum BarmanRetention {
         for (id, chosen) in tiers.select(trusted) where report[id] == "OBSOLETE" {
             report[id] = "KEPT_" + chosen.map { $0.rawValue.uppercased() }.joined(separator: "_")
         }
-        if proven != nil {
-            for (id, _) in tiers.select(candidates) where report[id] == "OBSOLETE" { report[id] = "KEPT_UNPROVEN" }
+        if let proven {
+            // An unproven candidate (a real backup no drill restored, or a forgery) takes no slot,
+            // but is kept when its period, counted by the calendar from now (so forgeries in newer
+            // periods cannot push it out), has no proven backup: the real one of a period is never
+            // lost to a forgery beside it. Kept as a tier's point (its own WAL only).
+            let picked = tiers.select(trusted)
+            for t in RetentionTiers.Tier.allCases where tiers.count(t) > 0 {
+                let recent = RetentionTiers.recentPeriods(t, count: tiers.count(t), now: now)
+                let held = Set(trusted.filter { picked[$0.id]?.contains(t) == true }.map { RetentionTiers.period(t, of: $0.at) })
+                for c in candidates where !proven.contains(c.id) && report[c.id] == "OBSOLETE" {
+                    let p = RetentionTiers.period(t, of: c.at)
+                    if recent.contains(p) && !held.contains(p) { report[c.id] = "KEPT_UNPROVEN_" + t.rawValue.uppercased() }
+                }
+            }
         }
         return report
     }
@@ -188,7 +200,9 @@ public enum BarmanRetention {
     /// Whether a report status is one a tier gave.
     public static func isTierKept(_ status: String?) -> Bool {
         guard let s = status, s.hasPrefix("KEPT_") else { return false }
-        return s.dropFirst(5).split(separator: "_").allSatisfy { RetentionTiers.Tier(rawValue: $0.lowercased()) != nil }
+        var rest = s.dropFirst(5)
+        if rest.hasPrefix("UNPROVEN_") { rest = rest.dropFirst(9) }   // an unproven candidate kept as its period's point
+        return !rest.isEmpty && rest.split(separator: "_").allSatisfy { RetentionTiers.Tier(rawValue: $0.lowercased()) != nil }
     }
 
     /// With `proven`, the backup that holds the window's start must be a proven one: a
@@ -338,7 +352,7 @@ extension BarmanRetention {
     /// them gives way, so all the WAL after the proven one stays too).
     static func keepProven(scan: BarmanServerScan, proven: Set<String>, report: inout [String: String], kept: inout [String]) {
         func deletable(_ id: String) -> Bool {
-            report[id].map { $0.hasPrefix("OBSOLETE") || isTierKept($0) || $0 == "KEPT_UNPROVEN" } ?? false
+            report[id].map { $0.hasPrefix("OBSOLETE") || isTierKept($0) } ?? false
         }
         // None proven: the window found no start (only a proven backup holds it), so nothing is OBSOLETE.
         guard let newest = scan.backups.map(\.backupID).filter(proven.contains).max() else { return }

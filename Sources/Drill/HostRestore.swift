@@ -288,6 +288,10 @@ public final class HostRestore: @unchecked Sendable {
             throw RecoveryError("recovery overshot: the last replayed transaction committed at \(TargetTime.rfc3339(a)), after the target \(TargetTime.rfc3339(t))")
         }
         let restored = log.components(separatedBy: "restored log file \"").count - 1
+        // What is proven must be what was restored: nothing of the backup changed meanwhile.
+        guard try stillSame(proven) else {
+            throw RecoveryError("backup \(plan.backup.backupID) changed in the store during the restore (its backup.info or an archive has another ETag now): not proven")
+        }
         progress("recovered to \(achieved.map(TargetTime.rfc3339) ?? "?")\(row[1].isEmpty ? " (the base backup's end: no transaction replayed)" : ""): \(stopLine)")
         return RecoveryOutcome(server: source.server, backupID: plan.backup.backupID, target: fellBack ? "\(plan.target) (archive ended first)" : plan.target,
                                achieved: achieved, stop: stopLine, timeline: UInt32(row[2], radix: 16), walSegmentsRestored: restored,
@@ -296,14 +300,32 @@ public final class HostRestore: @unchecked Sendable {
                                proof: RestoreProof(backupID: plan.backup.backupID, objects: proven, walFirst: plan.wal.first?.name, walLast: plan.wal.last?.name))
     }
 
-    /// The backup's backup.info as it is now: part of what a drill proves (the same id, times and
-    /// WAL range are what retention will read later).
+    /// The backup's backup.info, read once, checked to say what the plan was made from (status,
+    /// times, WAL range, timeline): the bytes a drill proves are the ones it restored by, and
+    /// what retention will read later. `stillSame` checks at the end that it did not change meanwhile.
     func proofOfBackupInfo() throws -> RestoreProof.Object {
         let key = source.layout.backupInfoKey(server: source.server, backupID: plan.backup.backupID)
-        let head = try source.storage.head(key)
+        let before = try source.storage.head(key)
         let bytes = try source.storage.read(key, limit: 1 << 20)
-        guard let head, head.size == Int64(bytes.count) else { throw RecoveryError("\(key) changed during the restore") }
-        return .init(key: source.layout.relative(key), size: head.size, etag: head.etag.isEmpty ? nil : head.etag, sha256: Hash.sha256(bytes).hex)
+        guard let before, before.size == Int64(bytes.count), try source.storage.head(key)?.etag == before.etag else {
+            throw RecoveryError("\(key) changed during the restore")
+        }
+        let info: BackupInfo
+        do { info = try BackupInfo(parsing: String(decoding: bytes, as: UTF8.self)) } catch { throw RecoveryError("\(key): \(error)") }
+        let b = plan.backup
+        guard info.statusText == b.status, info.beginWAL?.name == b.beginWAL, info.endWAL?.name == b.endWAL, info.timeline == b.timeline,
+              info.beginTime == b.beginTime, info.endTime == b.endTime else {
+            throw RecoveryError("\(key) is not the backup.info the restore was planned from (it changed since): not restored")
+        }
+        return .init(key: source.layout.relative(key), size: before.size, etag: before.etag.isEmpty ? nil : before.etag, sha256: Hash.sha256(bytes).hex)
+    }
+
+    /// Whether the objects a proof names are still, by their ETag, the ones read.
+    func stillSame(_ objects: [RestoreProof.Object]) throws -> Bool {
+        for o in objects where o.etag != nil {
+            guard try source.storage.head(source.layout.absolute(o.key))?.etag == o.etag else { return false }
+        }
+        return true
     }
 
     /// Ends the restore. A drill's server is stopped and its scratch directory removed. A

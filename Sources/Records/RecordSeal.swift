@@ -29,62 +29,64 @@ public enum RecordAuthenticity: Sendable, Equatable, CustomStringConvertible {
 /// carry an HMAC-SHA256 under a key only drctl holds, so what steers a deletion, a skipped job
 /// or a "healthy" can be told from what anyone with the bucket's keys wrote. Pure.
 ///
-/// The MAC covers the record's canonical JSON (sorted keys, no whitespace, as drctl encodes it),
-/// its kind and its name (its key below drctl's prefix): a sealed record copied to another
-/// name, or read as another kind, does not verify. The seal is one more member of the object,
-/// `drctlSeal`, which readers that do not check it ignore.
+/// The MAC covers the record's exact bytes as stored (its JSON object without the seal), its
+/// kind and its name (its key below drctl's prefix): a sealed record copied to another name, or
+/// read as another kind, does not verify, and verifying never re-encodes anything (so a reader
+/// of another version, which may not know every field, judges the same bytes). The seal is the
+/// object's first member, `drctlSeal`, which readers that do not check it ignore:
+/// `{"drctlSeal":{"hmac":"…","key":"…"},` followed by the record's own members.
 public enum RecordSeal {
     public struct Seal: Codable, Sendable, Equatable {
-        public var key: String
         public var hmac: String
+        public var key: String
     }
 
-    struct Envelope: Decodable { var drctlSeal: Seal? }
-
-    static let member = "drctlSeal"
+    static let head = Array("{\"drctlSeal\":".utf8)
 
     /// The bytes the MAC is over.
-    static func message(kind: String, name: String, canonical: [UInt8]) -> [UInt8] {
-        Array("drctl-record-v1\n\(kind)\n\(name)\n".utf8) + canonical
+    static func message(kind: String, name: String, body: [UInt8]) -> [UInt8] {
+        Array("drctl-record-v1\n\(kind)\n\(name)\n".utf8) + body
     }
 
-    public static func canonical<T: Encodable>(_ value: T) throws -> [UInt8] {
-        Array(try JSONCoding.encoder(pretty: false).encode(value))
-    }
-
-    public static func mac(_ canonical: [UInt8], kind: String, name: String, key: RecordKey) -> String {
-        Hash.hmacSHA256(key: key.secret, data: message(kind: kind, name: name, canonical: canonical)).hex
+    public static func mac(_ body: [UInt8], kind: String, name: String, key: RecordKey) -> String {
+        Hash.hmacSHA256(key: key.secret, data: message(kind: kind, name: name, body: body)).hex
     }
 
     /// `value` as sealed JSON. Throws when no key signs: a record that decides something later
     /// is not written unsealed.
     public static func seal<T: Encodable>(_ value: T, kind: String, name: String, keys: RecordKeyring) throws -> [UInt8] {
         guard let key = keys.signing else { throw RecordKeyError("cannot seal the \(kind) record \(name): \(keys.cannotSign ?? "no key")") }
-        let body = try canonical(value)
-        let seal = try canonical(Seal(key: key.id, hmac: mac(body, kind: kind, name: name, key: key)))
+        let body = Array(try JSONCoding.encoder(pretty: false).encode(value))
         guard body.first == UInt8(ascii: "{"), body.last == UInt8(ascii: "}") else {
             throw RecordKeyError("the \(kind) record \(name) is not a JSON object")
         }
-        let head = Array("{\"\(member)\":".utf8) + seal
-        return body.count == 2 ? head + [UInt8(ascii: "}")] : head + [UInt8(ascii: ",")] + body.dropFirst()
+        let seal = "{\"hmac\":\"\(mac(body, kind: kind, name: name, key: key))\",\"key\":\"\(key.id)\"}"
+        return head + Array(seal.utf8) + (body.count == 2 ? [UInt8(ascii: "}")] : [UInt8(ascii: ",")] + body.dropFirst())
     }
 
-    /// The record in `bytes` and whether drctl sealed it as this kind under this name. A record
-    /// that does not decode is nil (with `.forged`: nothing of it is believed).
-    public static func open<T: Codable>(_ bytes: [UInt8], as type: T.Type, kind: String, name: String,
-                                        keys: RecordKeyring) -> (value: T?, authenticity: RecordAuthenticity) {
-        let data = Data(bytes)
-        guard let value = try? JSONCoding.decoder().decode(T.self, from: data) else { return (nil, .forged) }
-        return (value, verify(value, seal: (try? JSONDecoder().decode(Envelope.self, from: data))?.drctlSeal, kind: kind, name: name, keys: keys))
+    /// The seal and the record's own bytes (`{…}` without the seal), or nil when the object does
+    /// not begin with a seal as `seal` writes it.
+    static func split(_ bytes: [UInt8]) -> (Seal, [UInt8])? {
+        guard bytes.starts(with: head), let close = bytes[head.count...].firstIndex(of: UInt8(ascii: "}")), close + 1 < bytes.count,
+              let seal = try? JSONDecoder().decode(Seal.self, from: Data(bytes[head.count...close])) else { return nil }
+        switch bytes[close + 1] {
+        case UInt8(ascii: "}") where close + 2 == bytes.count: return (seal, Array("{}".utf8))
+        case UInt8(ascii: ","): return (seal, [UInt8(ascii: "{")] + bytes[(close + 2)...])
+        default: return nil
+        }
     }
 
-    /// Whether `seal` is drctl's for `value` as this kind and name.
-    public static func verify<T: Encodable>(_ value: T, seal: Seal?, kind: String, name: String, keys: RecordKeyring) -> RecordAuthenticity {
-        guard let seal else { return .unsigned }
-        guard let key = keys.key(id: seal.key) else { return .unknownKey(seal.key) }
-        guard let body = try? canonical(value) else { return .forged }
-        return constantTimeEqual(Array(mac(body, kind: kind, name: name, key: key).utf8), Array(seal.hmac.lowercased().utf8))
-            ? .authentic(key: key.id) : .forged
+    /// The record in `bytes` and whether drctl sealed it as this kind under this name. The value
+    /// is decoded from the very bytes the MAC covers. A record that does not decode is nil.
+    public static func open<T: Decodable>(_ bytes: [UInt8], as type: T.Type, kind: String, name: String,
+                                          keys: RecordKeyring) -> (value: T?, authenticity: RecordAuthenticity) {
+        guard let (seal, body) = split(bytes) else {
+            return ((try? JSONCoding.decoder().decode(T.self, from: Data(bytes))), (try? JSONSerialization.jsonObject(with: Data(bytes))) == nil ? .forged : .unsigned)
+        }
+        let value = try? JSONCoding.decoder().decode(T.self, from: Data(body))
+        guard let key = keys.key(id: seal.key) else { return (value, .unknownKey(seal.key)) }
+        let ok = constantTimeEqual(Array(mac(body, kind: kind, name: name, key: key).utf8), Array(seal.hmac.lowercased().utf8))
+        return (value, ok && value != nil ? .authentic(key: key.id) : .forged)
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -80,6 +80,8 @@ public struct CopyPlan: Sendable {
         /// Put the copy's current object beside it (under drctl's prefix) before overwriting it:
         /// nothing on a copy is ever lost.
         public var preserve = false
+        /// The copy holds the recorded object, and the source has another version since.
+        public var sourceChanged = false
     }
     public var copy: [Item]
     /// Write-once objects the source changed after they were copied: the copy keeps the
@@ -118,9 +120,19 @@ public enum CopyPlanner {
     /// velero-backup.json (and its item operations and results) when async operations finish.
     /// Everything else (base backup tars, WAL, history files, Velero tarballs, drctl's records)
     /// is written once: a change is an attack or a fault, never an update.
+    /// Velero's backup finalizer re-uploads a backup's files (its tarball included) when async
+    /// operations end, so every file of `backups/<name>/` counts as rewritten (its old version
+    /// kept beside). A backup.info that already said DONE on the copy is written once again:
+    /// the runner checks that (`doneOnCopy`).
     public static func rewrittenByItsTool(_ key: String) -> Bool {
-        let name = key.split(separator: "/").last.map(String.init) ?? key
-        return name == "backup.info" || name == "velero-backup.json" || name.hasSuffix("-itemoperations.json.gz") || name.hasSuffix("-results.gz")
+        let parts = key.split(separator: "/").map(String.init)
+        guard let name = parts.last else { return false }
+        if name == "backup.info" { return true }
+        if parts.count >= 3, parts[parts.count - 3] == "backups" {
+            let backup = parts[parts.count - 2]
+            return name == "velero-backup.json" || name.hasPrefix(backup)
+        }
+        return false
     }
 
     /// `recipients`: the copy is encrypted to these (an object on the copy encrypted otherwise, or
@@ -150,7 +162,7 @@ public enum CopyPlanner {
             }
             let sourceChanged = state.objects[key].map { $0.source != v || $0.size != o.size } ?? false
             let item = CopyPlan.Item(sourceKey: o.key, targetKey: key, size: o.size, version: v, lastModified: o.lastModified,
-                                     preserve: t != nil && (!recordedInPlace || sourceChanged))
+                                     preserve: t != nil && (!recordedInPlace || sourceChanged), sourceChanged: recordedInPlace && sourceChanged)
             if recordedInPlace && sourceChanged, let e = state.objects[key] {
                 if !rewrittenByItsTool(key) {
                     if e.changedAtSource != v { changed.append(item) } else { seenChanged.append(item) }

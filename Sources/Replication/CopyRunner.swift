@@ -165,34 +165,22 @@ public struct CopyRunner: Sendable {
         // What is up to date is decided on the sealed record: without a key to seal it, nothing is copied.
         if let why = keys.cannotSign { throw StorageError.io("drctl copy records what it copied in a sealed record and \(why): nothing copied") }
         let started = now()
-        let (plan, recorded, listed) = try self.plan(routes: routes, now: started)
+        let (planned, recorded, listed) = try self.plan(routes: routes, now: started)
+        var plan = planned
         var state = recorded
         for (key, entry) in plan.adopted { state.objects[key] = entry }
         let stamp = RFC3339.formatBasic(started)
         let beside: @Sendable (String) -> String = { [historyPrefix] key in historyPrefix + key + "@" + stamp }
-        // Changed at the source after being copied: the original stays, the new version goes beside it.
-        var changedFailures: [CopyReport.Failure] = []
-        let spool0 = try makeSpool()
-        defer { try? FileManager.default.removeItem(atPath: spool0) }
-        for item in plan.changedAtSource {
-            var aside = item
-            aside.targetKey = beside(item.targetKey)
-            do {
-                _ = try transfer(aside, spool: spool0, now: now)
-                state.objects[item.targetKey]?.changedAtSource = item.version
-                progress("\(item.sourceKey) changed at the source after it was copied: the copy keeps the original; the new version is at \(aside.targetKey)")
-            } catch {
-                changedFailures.append(.init(key: item.sourceKey, error: "changed at the source; its new version could not be put beside the original: \(error)"))
-            }
-        }
-        let changedKeys = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).sorted()
+        plan = finalBackupInfos(plan, state: state)
+        let (changedFailures, sameBytes) = try keepChangedBeside(plan.changedAtSource, state: &state, beside: beside)
+        let changedKeys = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).filter { !sameBytes.contains($0) }.sorted()
         progress("\(plan.copy.count) objects to copy (\(formatBytes(plan.bytes))), \(plan.upToDate) up to date"
                  + (plan.onlyOnCopy.isEmpty ? "" : ", \(plan.onlyOnCopy.count) only on the copy (kept)"))
 
         let spool = try makeSpool()
         defer { try? FileManager.default.removeItem(atPath: spool) }
         let book = Ledger(state: state)
-        if !plan.changedAtSource.isEmpty || !plan.adopted.isEmpty { book.touch() }
+        if !plan.changedAtSource.isEmpty || !plan.adopted.isEmpty || !sameBytes.isEmpty { book.touch() }
         let target = self.target, stateKey = self.stateKey, interval = checkpointInterval
         let me = self
         let save: @Sendable (Bool) -> Void = { force in
@@ -237,6 +225,50 @@ public struct CopyRunner: Sendable {
         report.changedAtSource = changedKeys
         report.preserved = book.preserved
         return report
+    }
+
+    /// A backup.info the copy holds as DONE is final (barman-cloud rewrites it only from
+    /// STARTED): a change of it at the source is a change of something written once.
+    func finalBackupInfos(_ plan: CopyPlan, state: CopyState) -> CopyPlan {
+        var out = plan
+        var moved = Set<String>()
+        for item in plan.copy where item.sourceChanged && item.targetKey.hasSuffix("/backup.info") {
+            let text = (try? target.read(item.targetKey, limit: 1 << 20)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            guard text.split(separator: "\n").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "status=DONE" }) else { continue }
+            moved.insert(item.targetKey)
+            if state.objects[item.targetKey]?.changedAtSource == item.version { out.changedBefore.append(item) } else { out.changedAtSource.append(item) }
+        }
+        out.copy.removeAll { moved.contains($0.targetKey) }
+        return out
+    }
+
+    /// Changed at the source after being copied: the original stays, the new version goes beside
+    /// it (recorded, so it is put there once), unless its content is what was copied (the same
+    /// bytes uploaded again, under another ETag). Returns what failed and what was the same bytes.
+    func keepChangedBeside(_ items: [CopyPlan.Item], state: inout CopyState, beside: (String) -> String) throws -> ([CopyReport.Failure], Set<String>) {
+        var failures: [CopyReport.Failure] = []
+        var same = Set<String>()
+        let spool = try makeSpool()
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        for item in items {
+            let aside = beside(item.targetKey)
+            let file = spool + "/" + UUID().uuidString
+            defer { unlink(file) }
+            do {
+                let got = try source.download(item.sourceKey, to: file)
+                if let recorded = state.objects[item.targetKey]?.sha256, try Self.sha256(file: file) == recorded {
+                    state.objects[item.targetKey]?.source = CopyPlanner.version(got)
+                    same.insert(item.sourceKey)
+                    continue
+                }
+                _ = try putSealed(file, as: aside, lastModified: got.lastModified)
+                state.objects[item.targetKey]?.changedAtSource = item.version
+                progress("\(item.sourceKey) changed at the source after it was copied: the copy keeps the original; the new version is at \(aside)")
+            } catch {
+                failures.append(.init(key: item.sourceKey, error: "changed at the source; its new version could not be put beside the original: \(error)"))
+            }
+        }
+        return (failures, same)
     }
 
     /// `drctl copy --verify`: every object the copy's sealed record lists is read back and its

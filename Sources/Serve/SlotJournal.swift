@@ -57,9 +57,10 @@ public struct SlotJournal: Sendable {
         case nil:
             try storage.put(key, bytes: sealed, contentType: "application/json")
         }
-        // Read back: a replica that wrote at the same moment (a lease lost meanwhile) wins or loses here.
-        guard let back = try read(key, as: Claim.self, kind: RecordKind.slotClaim), back.holder == holder, back.slot == slot else {
-            return try read(key, as: Claim.self, kind: RecordKind.slotClaim) ?? Claim(job: job, slot: slot, holder: "(another replica)", startedAt: now)
+        // Read back: another replica's sealed claim written at the same moment wins; anything
+        // else there (junk written over ours) is no claim, and the lease, checked next, decides.
+        if let back = try read(key, as: Claim.self, kind: RecordKind.slotClaim), back.job == job, back.slot == slot, back.holder != holder {
+            return back
         }
         return nil
     }
@@ -105,6 +106,8 @@ public struct SlotJournal: Sendable {
             }
         } catch StorageError.notFound {
             return nil
+        } catch let e as LocalError where e.description.hasSuffix("larger than a slot record") {
+            return nil   // planted: no record of drctl's is that large
         }
         let (value, how) = RecordSeal.open(Array(data), as: T.self, kind: kind, name: layout.recordName(key), keys: keys)
         return how.isAuthentic ? value : nil

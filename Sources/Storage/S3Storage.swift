@@ -82,12 +82,16 @@ public struct S3Storage: StorageWriter {
     static func honoursIfNoneMatch(_ s: S3Storage, near key: String) throws -> Bool {
         if let known = probed.get(s.identity) { return known }
         let probe = S3URL(bucket: s.bucket, key: key + ".if-none-match-probe-" + UUID().uuidString.prefix(8))
-        _ = try s.client.putObject(probe, bytes: [1], ifAbsent: true)
         var honoured = false
         do {
-            _ = try s.client.putObject(probe, bytes: [2], ifAbsent: true)
-        } catch let e as S3Error where e.status == 412 || e.status == 409 {
-            honoured = true
+            _ = try s.client.putObject(probe, bytes: [1], ifAbsent: true)
+            do {
+                _ = try s.client.putObject(probe, bytes: [2], ifAbsent: true)
+            } catch let e as S3Error where e.status == 412 || e.status == 409 {
+                honoured = true
+            }
+        } catch let e as S3Error where [400, 403, 501].contains(e.status) {
+            honoured = false   // a store that refuses the header outright: written and read back instead
         }
         _ = try? s.client.deleteObjects(bucket: s.bucket, versions: [ObjectVersion(key: probe.key, versionID: nil)])
         probed.set(s.identity, honoured)

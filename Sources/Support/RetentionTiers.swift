@@ -48,6 +48,22 @@ public struct RetentionTiers: Sendable, Equatable, Codable, CustomStringConverti
         }
     }
 
+    /// The labels of the `count` calendar periods up to and including the one `now` falls in:
+    /// what a tier covers when counted by the calendar (so entries in new periods cannot push
+    /// older ones out).
+    public static func recentPeriods(_ t: Tier, count: Int, now: Date) -> Set<String> {
+        var out = Set<String>(), d = now
+        while out.count < count {
+            out.insert(period(t, of: d))
+            switch t {
+            case .daily: d = d.addingTimeInterval(-86400)
+            case .weekly: d = d.addingTimeInterval(-7 * 86400)
+            case .monthly: d = utc.date(byAdding: .month, value: -1, to: d)!
+            }
+        }
+        return out
+    }
+
     /// Which of `items` (id, time) each tier keeps: walking newest first, the first of each
     /// period, until the tier has its count.
     public func select(_ items: [(id: String, at: Date)]) -> [String: [Tier]] {

@@ -7,6 +7,7 @@ import Layout
 import ObjectStore
 import SigV4
 import Policy
+import Records
 import Replication
 import Storage
 import Support
@@ -103,6 +104,19 @@ extension S3Options {
     func decrypting(_ access: StoreAccess, drctlRoot: String) throws -> StoreAccess {
         let records = try DecryptedCopy.records(access.storage, drctlRoot: drctlRoot)
         let recipients = DecryptedCopy.recipients(records)
+        // Records of an encrypted copy there, none drctl's (or no key to tell): whoever wrote them
+        // could have encrypted anything to the copy's public recipient. Fail closed rather than
+        // read it as a plain store; a plain copy is read as it is.
+        let recordPrefix = String(DrctlLayout(root: drctlRoot).copyStateKey(source: "").dropLast(5))
+        let present = try access.storage.listAll(prefix: recordPrefix).filter { $0.key.hasSuffix(".json") }
+        let claimsEncryption = present.contains { o in
+            ((try? access.storage.read(o.key, limit: 256 << 20)).flatMap { try? JSONCoding.decoder().decode(CopyState.self, from: Data($0)) })?
+                .objects.values.contains { $0.recipients != nil } ?? false
+        }
+        if records.isEmpty && claimsEncryption {
+            let why = RecordKeyring.current.cannotSign.map { " (\($0))" } ?? ""
+            throw ConfigError("\(access.storage.location): its copy records (\(present.map(\.key).joined(separator: ", "))) are not sealed with drctl's record key\(why): drctl does not read it as a copy; give DRCTL_RECORD_KEY_FILE the key the copy was made with")
+        }
         guard !recipients.isEmpty else {
             // Not a copy drctl encrypted: any object may still be Velero's own age encryption.
             var out = access

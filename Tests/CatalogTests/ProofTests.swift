@@ -149,8 +149,30 @@ struct ProofTests {
         try Self.drill(backups[0].id, from: s)
         let plan = try Self.prune(s, tiers: tiers).prepare(now: R.now).plan
         #expect(plan.report[real.id] == "KEPT_DAILY", "\(plan.report)")
-        #expect(plan.report[forgedID] == "KEPT_UNPROVEN", "\(plan.report)")
+        // The day is held by a proven backup: the forgery is what goes, not the WAL they share.
+        #expect(plan.report[forgedID] == "OBSOLETE" && plan.backupsToDelete.contains(forgedID), "\(plan.report)")
         #expect(!plan.backupsToDelete.contains(real.id))
+        let realWAL = T.layout.key(for: .walSegment(server: "db", segment: T.seg(real.begin), compression: .gzip))
+        #expect(!plan.keysToDelete.contains(realWAL))
+    }
+
+    /// No drill ever restored the day's real backup: a forgery ending later the same day is the
+    /// day's pick by backup.info, yet the real one is not deleted (an unproven period keeps all
+    /// its candidates), and forgeries in newer days cannot push it out of the tier.
+    @Test func aForgeryCannotPushAnUnprovenRealBackupOutOfItsTier() throws {
+        typealias T = TieredRetentionTests
+        let (s, backups) = T.archive(days: 21)
+        let real = backups[15]
+        let forgedID = T.id(real.end.addingTimeInterval(1800))
+        try s.put(T.layout.backupInfoKey(server: "db", backupID: forgedID), bytes: T.info(begin: real.begin, end: real.end.addingTimeInterval(1860)))
+        try s.put(T.layout.key(for: .backupArchive(server: "db", backupID: forgedID, name: "data", compression: .gzip)), bytes: [3])
+        try Self.drill(backups[8].id, from: s, at: R.now.addingTimeInterval(-8 * 86400))
+        try Self.drill(backups[0].id, from: s)
+        let plan = try Self.prune(s, tiers: RetentionTiers(daily: 30)).prepare(now: R.now).plan
+        #expect(plan.report[real.id] == "KEPT_UNPROVEN_DAILY" && plan.report[forgedID] == "KEPT_UNPROVEN_DAILY", "\(plan.report)")
+        #expect(!plan.backupsToDelete.contains(real.id))
+        // Kept as points: the WAL between them and the window's start still goes.
+        #expect(plan.keysToDelete.contains { $0.contains("/wals/") }, "\(plan.keysToDelete)")
     }
 
     @Test func theProofCheckIsPure() {

@@ -32,9 +32,15 @@ struct RecordSealTests {
         #expect(text.contains("\"count\":3"))
         let changed = Array(text.replacingOccurrences(of: "\"count\":3", with: "\"count\":4").utf8)
         #expect(RecordSeal.open(changed, as: Claim.self, kind: "k", name: "n", keys: old).authenticity == .forged)
-        // Formatting is not content: the same values re-spaced still verify.
+        // The MAC is over the stored bytes: even a change that decodes to the same values is one.
         let spaced = Array(text.replacingOccurrences(of: "\"count\":3", with: "\"count\" :  3").utf8)
-        #expect(RecordSeal.open(spaced, as: Claim.self, kind: "k", name: "n", keys: old).authenticity.isAuthentic)
+        #expect(RecordSeal.open(spaced, as: Claim.self, kind: "k", name: "n", keys: old).authenticity == .forged)
+        // A member added after the seal was made (by anyone) breaks it; a reader that does not
+        // know a member drctl sealed still verifies it (it judges the bytes, not its re-encoding).
+        let added = Array(text.replacingOccurrences(of: "\"count\":3", with: "\"count\":3,\"x\":1").utf8)
+        #expect(RecordSeal.open(added, as: Claim.self, kind: "k", name: "n", keys: old).authenticity == .forged)
+        struct Older: Codable { var job: String }
+        #expect(RecordSeal.open(bytes, as: Older.self, kind: "k", name: "n", keys: old).authenticity.isAuthentic)
     }
 
     @Test func unsignedAndUnknownKeysAreNotAuthentic() throws {

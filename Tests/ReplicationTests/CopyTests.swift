@@ -62,6 +62,7 @@ struct CopyTests {
     /// and keeps the old one beside it.
     @Test func aRewrittenBackupInfoIsCopiedAgainItsOldVersionKeptAndAVanishedObjectIsKept() throws {
         let src = Self.primary(), dst = MemoryStorage()
+        try src.put("cnpg/db/base/20261201T000000/backup.info", bytes: Array("status=STARTED\n".utf8))
         _ = try runner(src, dst).run(routes: Self.routes)
         try src.put("cnpg/db/base/20261201T000000/backup.info", bytes: Array("status=DONE\nerror=\n".utf8))
         try src.delete(["cnpg/db/wals/0000000100000000/000000010000000000000001.gz"])
@@ -70,8 +71,13 @@ struct CopyTests {
         let put = puts(dst, since: mark)
         #expect(put.count == 2 && put[1] == "offsite/cnpg/db/base/20261201T000000/backup.info", "\(dst.log.dropFirst(mark))")
         #expect(put[0].hasPrefix("offsite/drctl/changed/primary/offsite/cnpg/db/base/20261201T000000/backup.info@"), "\(put)")
-        #expect(dst.contents(put[0]) == Array("status=DONE\n".utf8), "the old version kept")
+        #expect(dst.contents(put[0]) == Array("status=STARTED\n".utf8), "the old version kept")
         #expect(r.changedAtSource.isEmpty && r.preserved == 1)
+        // DONE is final: rewritten once more at the source, it is a change of something written once.
+        try src.put("cnpg/db/base/20261201T000000/backup.info", bytes: Array("status=DONE\nend_wal=000000010000000000000099\n".utf8))
+        let again = try runner(src, dst).run(routes: Self.routes)
+        #expect(again.changedAtSource == ["cnpg/db/base/20261201T000000/backup.info"], "\(again)")
+        #expect(dst.contents("offsite/cnpg/db/base/20261201T000000/backup.info") == Array("status=DONE\nerror=\n".utf8))
         #expect(r.onlyOnCopy == 1, "the WAL the primary lost stays on the copy")
         #expect(dst.contents("offsite/cnpg/db/wals/0000000100000000/000000010000000000000001.gz") != nil)
         #expect(!dst.log.contains { $0.hasPrefix("delete") }, "a copy never deletes")
