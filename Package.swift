@@ -84,7 +84,7 @@ let package = Package(
 
         // Every parser of outside input behind one libFuzzer entry point (scripts/fuzz); built
         // normally it replays inputs, and the tests replay the committed corpus with it.
-        .executableTarget(name: "drctl-fuzz", dependencies: ["ObjectStore", "Support", "Policy", "Render", "Codecs", "Layout", "Kube"],
+        .executableTarget(name: "drctl-fuzz", dependencies: ["ObjectStore", "Support", "Policy", "Records", "Render", "Codecs", "Layout", "Kube"],
                           path: "Tests/Fuzz", exclude: ["corpus"]),
 
         // Helpers shared by the test targets (running programs, the built drctl).

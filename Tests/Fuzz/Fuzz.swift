@@ -5,13 +5,14 @@ import Kube
 import Layout
 import ObjectStore
 import Policy
+import Records
 import Render
 
 /// Each parser of outside input, behind one libFuzzer entry point. Besides "no crash, leak or
 /// hang", each target checks what must hold for any input (`require`): a decoder's output
 /// stays within its limit, chunking does not change a result, nothing lands outside the tar root.
 enum FuzzTarget: String, CaseIterable {
-    case s3XML = "s3-xml", policy, tar, gzip, backupInfo = "backup-info", veleroBackup = "velero-backup", kubeconfig
+    case s3XML = "s3-xml", policy, tar, gzip, backupInfo = "backup-info", veleroBackup = "velero-backup", kubeconfig, record
 
     func run(_ data: [UInt8]) {
         switch self {
@@ -28,6 +29,17 @@ enum FuzzTarget: String, CaseIterable {
             for line in text.split(separator: "\n") { _ = WALSegment(name: line); _ = LSN(parsing: String(line)) }
         case .veleroBackup:
             if let b = try? VeleroBackup.decode(Data(data)) { _ = (b.phase, b.isTerminal, b.schedule, b.covers(namespace: "n8n")) }
+        case .record:
+            // A record read back from the bucket: split from its seal and checked, never trusted
+            // unless the MAC over exactly these bytes holds; a changed byte never still verifies.
+            let (value, how) = RecordSeal.open(data, as: FuzzRecord.self, kind: "fuzz", name: "fuzz/1.json", keys: FuzzRecord.keys)
+            _ = value
+            if how.isAuthentic, let i = data.indices.last {
+                var changed = data
+                changed[i / 2] ^= 0x01
+                require(!RecordSeal.open(changed, as: FuzzRecord.self, kind: "fuzz", name: "fuzz/1.json", keys: FuzzRecord.keys).authenticity.isAuthentic,
+                        "a changed sealed record still verifies")
+            }
         case .kubeconfig:
             // Files a kubeconfig names are answered from memory: a fuzzed name must not read the disk.
             _ = try? KubeConfig.parse(text: String(decoding: data, as: UTF8.self), file: "/fuzz/kubeconfig", context: nil) { path in
@@ -114,6 +126,15 @@ enum FuzzTarget: String, CaseIterable {
         default: require(false, "chunked and whole decoding disagree on success: \(whole) vs \(parts)")
         }
     }
+}
+
+/// A record shaped like drctl's (nested objects, dates, numbers), sealed with a fixed key.
+struct FuzzRecord: Codable {
+    var job: String?
+    var at: Date?
+    var objects: [String: Int64]?
+    var ratio: Double?
+    static let keys = RecordKeyring(keys: [RecordKey(id: "fuzz", secret: [UInt8](repeating: 9, count: 32))])
 }
 
 func require(_ condition: Bool, _ what: @autoclosure () -> String) {

@@ -6,7 +6,7 @@ import TestSupport
 /// found and drctl now survives) goes through its parser again in the ordinary build, with the
 /// fuzz targets' invariants checked. scripts/fuzz runs libFuzzer itself.
 struct FuzzCorpusTests {
-    static let targets = ["s3-xml", "policy", "tar", "gzip", "backup-info", "velero-backup", "kubeconfig"]
+    static let targets = ["s3-xml", "policy", "tar", "gzip", "backup-info", "velero-backup", "kubeconfig", "record"]
 
     @Test(arguments: targets)
     func corpusReplaysWithoutCrashOrBrokenInvariant(_ target: String) throws {

@@ -96,4 +96,18 @@ struct RecordSealTests {
         let bytes = try RecordSeal.seal(Empty(), kind: "k", name: "n", keys: old)
         #expect(RecordSeal.open(bytes, as: Empty.self, kind: "k", name: "n", keys: old).authenticity.isAuthentic)
     }
+
+    /// The fuzz corpus's sealed record was made by another implementation (Python's hmac) from
+    /// the documented format: drctl verifies it, so the format is what the comment says.
+    @Test func aRecordSealedByTheDocumentedFormatVerifies() throws {
+        struct Probe: Codable { var job: String?; var ratio: Double? }
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fuzz/corpus/record")
+        let keys = RecordKeyring(keys: [RecordKey(id: "fuzz", secret: [UInt8](repeating: 9, count: 32))])
+        for (file, want) in [("sealed.json", true), ("sealed-empty.json", true), ("unsigned.json", false), ("nested-brace.json", false)] {
+            let bytes = Array(try Data(contentsOf: dir.appendingPathComponent(file)))
+            let (value, how) = RecordSeal.open(bytes, as: Probe.self, kind: "fuzz", name: "fuzz/1.json", keys: keys)
+            #expect(how.isAuthentic == want, "\(file): \(how)")
+            if file == "sealed.json" { #expect(value?.job == "drill-app" && value?.ratio == 0.25) }
+        }
+    }
 }
