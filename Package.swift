@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "ServeTests", dependencies: ["Serve", "Catalog", "Policy", "Records", "AlertPath", "Storage"]),
         .testTarget(name: "AlertPathTests", dependencies: ["AlertPath", "Policy"]),
         .testTarget(name: "ReportTests", dependencies: ["Report", "Catalog"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "SigV4", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "Records", "TestSupport", "Kube", "Render", "Policy"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ObjectStore", "SigV4", "HTTP", "Hashing", "Support", "Storage", "Layout", "Paths", "Records", "Catalog", "TestSupport", "Kube", "Render", "Policy"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Render", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RenderTests", dependencies: ["Render", "Policy", "Layout", "TestSupport", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "KubeTests", dependencies: ["Kube", "Support"]),
