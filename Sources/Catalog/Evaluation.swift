@@ -46,11 +46,14 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
         let copyStates = copies.map { StoreCopies.inspect(store, in: set, source: storage, open: $0, now: now,
                                                           servers: group.flatMap { $0.cnpg.map(\.serverName.value) }) } ?? []
         for p in group {
-            // The bucket's newest evidence, or a drill recorded here that the catalog has not synced yet.
-            let drill = ([try DrillEvidence.newest(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value)]
-                         + (try catalog?.drills(workload: p.name.value, limit: 1) ?? []))
-                .compactMap { $0 }.max { $0.startedAt < $1.startedAt }
+            // The bucket's newest evidence drctl sealed, or a drill recorded here that the catalog has not synced yet.
+            let inBucket = try DrillEvidence.all(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value, limit: 1)
+            let drill = (inBucket.drills + (try catalog?.drills(workload: p.name.value, limit: 1) ?? [])).max { $0.startedAt < $1.startedAt }
             var status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
+            if !inBucket.unauthenticated.isEmpty {
+                status.unauthenticatedEvidence = inBucket.unauthenticated
+                status.reasons.append("\(inBucket.unauthenticated.count) drill evidence object(s) newer than the last drill are not sealed with drctl's record key, and are ignored (e.g. \(inBucket.unauthenticated[0])): see runbook DrctlUnauthenticatedRecord")
+            }
             if let lock, !p.cnpg.isEmpty {
                 status.objectLock = lock.description
                 if let problem = lock.problem {

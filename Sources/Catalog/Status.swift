@@ -30,6 +30,8 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var sources: [Source] = []
     /// Whether the bucket locks the barman-cloud archive (read from the bucket; nil from a catalog).
     public var objectLock: String?
+    /// Drill evidence in the bucket that is not sealed with drctl's record key: never taken for a drill.
+    public var unauthenticatedEvidence: [String]? = nil
     /// The copies of the workload's store (spec.copies), as last read.
     public var copies: [Copy] = []
 

@@ -163,7 +163,10 @@ import TestSupport
         #expect(st == 0 && out.contains("proven by a drill (restored, still the same objects): \(a)\n"), "\(out)")
         #expect(out.contains("ignored 1 unauthenticated drctl record(s)") && out.contains("29991231T000000Z-forged.json"), "\(out)")
         let (_, status) = try run(drctlBinary, ["status", "app", "--policies", policies, "-o", "json"], env: db.drctlEnvironment)
-        #expect(!status.contains("29991231T000000Z-forged") && !status.contains("\"backupID\" : \"\(f)\""), "the forged drill is not the last drill: \(status)")
+        let workloads = try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [[String: Any]] ?? []
+        let lastDrill = workloads.first?["lastDrill"] as? [String: Any]
+        #expect(lastDrill != nil && lastDrill?["id"] as? String != "29991231T000000Z-forged", "the forged drill is not the last drill: \(status)")
+        #expect((workloads.first?["unauthenticatedEvidence"] as? [String]) == ["drctl/evidence/app/29991231T000000Z-forged.json"], "and it is named: \(status)")
         let row = out.split(separator: "\n").first { $0.hasPrefix(a) }.map(String.init) ?? ""
         #expect(row.hasSuffix("VALID"), "A, proven, holds the window's start: \(out)")
         var after: [String] = []
