@@ -92,6 +92,14 @@ public struct RecoveryError: Error, CustomStringConvertible, Sendable {
     public init(_ d: String) { description = d }
 }
 
+/// A base backup whose archive does not unpack (damaged, or written by someone who can write
+/// the bucket), or that changed while it was read: not the store failing, the backup itself.
+public struct BaseBackupUnreadable: Error, CustomStringConvertible, Sendable {
+    public var backupID: String
+    public var why: String
+    public var description: String { "base backup \(backupID) cannot be restored: \(why)" }
+}
+
 /// Restores one barman-cloud base backup on this host and replays WAL to the plan's target
 /// with a local PostgreSQL. The server is left running (promoted) for checks; `finish` stops
 /// it and removes everything the restore created, unless told to keep it.
@@ -151,12 +159,17 @@ public final class HostRestore: @unchecked Sendable {
             let done = baseBytes
             var overall: TransferProgress?
             if let transfer { overall = { n, _ in transfer(done + n, total) } }
+            let backupID = plan.backup.backupID
             let consume: (UnsafeRawBufferPointer) throws -> Void = { chunk in
                 if Cleanup.shared.isAborting { throw RecoveryError("interrupted") }
-                if let gz {
-                    try gz.feed(chunk) { try tar.feed($0) }
-                } else {
-                    try tar.feed(chunk)
+                do {
+                    if let gz {
+                        try gz.feed(chunk) { try tar.feed($0) }
+                    } else {
+                        try tar.feed(chunk)
+                    }
+                } catch {
+                    throw BaseBackupUnreadable(backupID: backupID, why: "\(archive.key): \(error)")
                 }
             }
             var read: Int64 = 0
@@ -169,8 +182,8 @@ public final class HostRestore: @unchecked Sendable {
                 overall?(read, archive.size)
             }
             let after = try source.storage.head(archive.key)
-            try gz?.finish()
-            do { try tar.finish() } catch { throw RecoveryError("\(archive.key): \(error)") }
+            do { try gz?.finish() } catch { throw BaseBackupUnreadable(backupID: backupID, why: "\(archive.key): \(error)") }
+            do { try tar.finish() } catch { throw BaseBackupUnreadable(backupID: backupID, why: "\(archive.key): \(error)") }
             guard read == archive.size else {
                 throw RecoveryError("\(archive.key) is \(read) bytes, the listing said \(archive.size): it changed during the restore")
             }
@@ -326,6 +339,40 @@ public final class HostRestore: @unchecked Sendable {
             guard try source.storage.head(source.layout.absolute(o.key))?.etag == o.etag else { return false }
         }
         return true
+    }
+
+    /// A restore to a time (or the latest point) that gets past base backups it cannot read: when
+    /// the chosen backup's archive does not unpack, the target directory is emptied and the
+    /// restore starts again from the restorable backup before it, which reaches the same target
+    /// through more WAL. A restore to a named backup, and a drill (which must prove the newest
+    /// backup restores), never fall back. Returns the restore that succeeded (its server as
+    /// `run` leaves it), what it achieved, its plan, and each backup passed over with why.
+    public static func runFallingBack(plan first: RestorePlan, scan: BarmanServerScan, archive: WALArchive, target: RecoveryTarget, now: Date,
+                                      source: BarmanSource, options: HostRestoreOptions, progress: @escaping (String) -> Void,
+                                      transfer: TransferProgress? = nil) throws -> (HostRestore, RecoveryOutcome, RestorePlan, [BaseBackupUnreadable]) {
+        var plan = first
+        var passedOver: [BaseBackupUnreadable] = []
+        while true {
+            let restore = HostRestore(plan: plan, source: source, options: options, progress: progress, transfer: transfer)
+            do {
+                return (restore, try restore.run(), plan, passedOver)
+            } catch let bad as BaseBackupUnreadable {
+                restore.finish(success: false)
+                if case .backup = target { throw bad }
+                passedOver.append(bad)
+                do {
+                    plan = try RestorePlanner.plan(server: source.server, scan: scan, archive: archive, target: target, now: now,
+                                                   excluding: Set(passedOver.map(\.backupID)))
+                } catch {
+                    throw RecoveryError("\(passedOver.map(\.description).joined(separator: "; ")); and no other backup reaches the target: \(error)")
+                }
+                progress("\(bad); restoring from the backup before it, \(plan.backup.backupID), instead (more WAL to replay, the same target)")
+            } catch {
+                Cleanup.shared.parkIfAborting()
+                restore.finish(success: false)
+                throw error
+            }
+        }
     }
 
     /// Ends the restore. A drill's server is stopped and its scratch directory removed. A

@@ -52,8 +52,11 @@ public enum RestorePlanner {
     /// Chooses the base backup for `target` and the WAL after it. A backup can reach T when it
     /// is DONE with its data and own WAL present, and ended at or before T; the newest such one
     /// is taken (FAILED and STARTED ones are never candidates).
-    public static func plan(server: String, scan: BarmanServerScan, archive: WALArchive, target: RecoveryTarget, now: Date) throws -> RestorePlan {
-        let restorable = scan.backups.filter { $0.restorable && $0.endTime != nil }
+    /// `excluding`: backups a restore found it cannot read (their archives do not unpack): the
+    /// plan starts from the restorable backup before them instead.
+    public static func plan(server: String, scan: BarmanServerScan, archive: WALArchive, target: RecoveryTarget, now: Date,
+                            excluding: Set<String> = []) throws -> RestorePlan {
+        let restorable = scan.backups.filter { $0.restorable && $0.endTime != nil && !excluding.contains($0.backupID) }
         guard !restorable.isEmpty else {
             let seen = scan.backups.map { b -> String in
                 guard b.status == "DONE", !b.restorable else { return "\(b.backupID) \(b.status)" }

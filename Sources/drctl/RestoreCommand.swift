@@ -110,23 +110,22 @@ struct RestoreCommand: ParsableCommand {
             options.allowTCP = true
             options.preloadLibraries = preload
             let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)
-            let restore = HostRestore(plan: plan, source: barman, options: options, progress: log.callAsFunction, transfer: bar.callback)
-            let outcome: RecoveryOutcome
+            let (restore, outcome, used): (HostRestore, RecoveryOutcome, RestorePlan)
             do {
-                outcome = try restore.run()
+                (restore, outcome, used, _) = try HostRestore.runFallingBack(plan: plan, scan: scan, archive: archive, target: target, now: now, source: barman,
+                                                                             options: options, progress: log.callAsFunction, transfer: bar.callback)
                 bar.finish()
             } catch {
                 Cleanup.shared.parkIfAborting()
                 bar.finish()
-                restore.finish(success: false)
                 throw error
             }
             restore.finish(success: true, keepRunning: start)
             switch output {
             case .json:
-                try printJSON(Report(plan: plan, outcome: outcome))
+                try printJSON(Report(plan: used, outcome: outcome))
             case .table:
-                printOutcome(outcome, plan: plan)
+                printOutcome(outcome, plan: used)
             }
         }
     }

@@ -137,7 +137,16 @@ import TestSupport
         let f = TieredPruneTests.stamp(TieredPruneTests.parse(a, "yyyyMMdd'T'HHmmss")!.addingTimeInterval(1), "yyyyMMdd'T'HHmmss")
         var info: [UInt8] = []
         try db.s3.getObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(a)/backup.info")) { info += $0 }
-        try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/backup.info"), bytes: info)
+        // Its times a second later too: the newest backup before any target after A.
+        let shifted = String(decoding: info, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            for field in ["begin_time=", "end_time="] where line.hasPrefix(field) {
+                let value = line.dropFirst(field.count)
+                guard let t = TieredPruneTests.parse(String(value.prefix(19)), "yyyy-MM-dd HH:mm:ss") else { continue }
+                return field + TieredPruneTests.stamp(t.addingTimeInterval(1), "yyyy-MM-dd HH:mm:ss") + value.dropFirst(19)
+            }
+            return String(line)
+        }.joined(separator: "\n")
+        try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/backup.info"), bytes: Array(shifted.utf8))
         try db.s3.putObject(S3URL(bucket: db.bucket, key: "cnpg/app-db/base/\(f)/data.tar.gz"), bytes: Array(repeating: 0x1f, count: 4096))
 
         // And evidence claiming a drill proved F: the real evidence edited, its seal dropped.
@@ -173,11 +182,13 @@ import TestSupport
         try db.s3.listObjects(bucket: db.bucket, prefix: "cnpg/") { after += $0.objects.map(\.key) }
         #expect(Set(after) == Set(before), "deleted: \(Set(before).subtracting(after).sorted())")
 
-        // A restores to the target exactly (the forgery removed, as the unauthenticated report asks).
-        _ = try db.s3.deleteObjects(bucket: db.bucket, keys: ["cnpg/app-db/base/\(f)/backup.info", "cnpg/app-db/base/\(f)/data.tar.gz"])
+        // A restores to the target exactly: the plan picks F (the newest before the target by its
+        // backup.info), whose data does not unpack, and the restore starts again from A.
         let restored = try db.restoredRows(["--source", source, "--server", "app-db"], at: target, env: env)
         #expect(restored.status == 0 && restored.rows == expected, "\(restored.rows) vs \(expected): \(restored.output)")
-        #expect(restored.output.contains(a), "restored from A: \(restored.output)")
+        #expect(restored.output.contains("base backup \(f) cannot be restored") && restored.output.contains("restoring from the backup before it, \(a), instead"),
+                "\(restored.output)")
+        #expect(restored.output.contains("Recovered app-db from \(a)"), "restored from A: \(restored.output)")
     }
 }
 
