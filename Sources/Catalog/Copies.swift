@@ -37,6 +37,9 @@ public enum StoreCopies {
                 out.pending = plan.copy.count
                 let changed = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).sorted()
                 out.changedAtSource = changed.isEmpty ? nil : changed
+                if let how = CopyInspector.recordAuthenticity(target: storage, stateKey: stateKey(store, target)), !how.isAuthentic {
+                    out.recordUnauthenticated = true
+                }
                 out.lastSuccess = state.lastSuccess
                 if copy.kinds.contains(.barman) && copy.recipients.isEmpty && !servers.isEmpty {
                     let layout = BarmanLayout(root: target.prefixes.barman.value)
@@ -67,6 +70,9 @@ public enum StoreCopies {
             return c
         }
         for c in copies {
+            if c.recordUnauthenticated == true {
+                status.reasons.append("the record of the copy to \(c.store) is not sealed with drctl's record key: it vouches for nothing (every object is compared afresh): see runbook DrctlUnauthenticatedRecord")
+            }
             if let changed = c.changedAtSource, !changed.isEmpty {
                 status.status = max(status.status, .broken)
                 status.reasons.append("\(changed.count) backup object(s) changed at the source after they were copied to \(c.store) (written once by their tools: an attack or a fault), e.g. \(changed[0]); the copy keeps the originals: see runbook DrctlBackupObjectChanged")

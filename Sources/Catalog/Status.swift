@@ -55,6 +55,8 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
         /// Write-once objects (base backups, WAL, Velero tarballs) the source changed after they
         /// were copied: an attack or a fault at the source; the copy keeps the originals.
         public var changedAtSource: [String]? = nil
+        /// The copy's record is there but not sealed with drctl's record key (it vouches for nothing).
+        public var recordUnauthenticated: Bool? = nil
     }
 
     public struct Source: Sendable, Codable, Equatable {

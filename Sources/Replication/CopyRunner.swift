@@ -36,6 +36,12 @@ public enum CopyInspector {
         }
     }
 
+    /// Whether the copy's record at `stateKey` is drctl's: nil when there is none.
+    public static func recordAuthenticity(target: any StorageReader, stateKey: String, keys: RecordKeyring = .current) -> RecordAuthenticity? {
+        guard let bytes = try? target.read(stateKey, limit: 256 << 20) else { return nil }
+        return RecordSeal.open(bytes, as: CopyState.self, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys).authenticity
+    }
+
     /// A copy record's name below drctl's prefix (`copies/<source>.json`): what its seal is bound to.
     public static func recordName(_ stateKey: String) -> String {
         stateKey.split(separator: "/").suffix(2).joined(separator: "/")

@@ -132,7 +132,9 @@ import TestSupport
             kind: ObjectStore
             metadata: {name: offsite}
             spec: {endpoint: "\(rgw.endpoint)", bucket: \(target), credentials: {secretName: copy-keys}}
-            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+            ---
+
+            """ + RGW.appPolicy(cluster: "db")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         var env = rgw.environment
         env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
         var (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
@@ -150,6 +152,8 @@ import TestSupport
         let wal = Self.layout.key(for: .walSegment(server: "db", segment: WALSegment(timeline: 1, log: 0, segment: 5), compression: .gzip))
         try s3.putObject(S3URL(bucket: target, key: wal), bytes: [9])   // the source's is [1]: same size
 
+        let (_, status) = try run(drctlBinary, ["status", "app", "--policies", dir, "-o", "json"], env: env)
+        #expect(status.contains("\"recordUnauthenticated\" : true") && status.contains("is not sealed with drctl's record key: it vouches for nothing"), "\(status)")
         (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)
         #expect(st == 0 && out.contains("is not a copy record drctl sealed"), "\(out)")
         var now: [UInt8] = []
