@@ -52,7 +52,7 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
         public var newestRecoverablePoint: Date? = nil
         /// While inspecting: that point per barman server.
         public var serverPoints: [String: Date]? = nil
-        /// Write-once objects (base backups, WAL, Velero tarballs) the source changed after they
+        /// Write-once objects (base backups, WAL, history files) the source changed after they
         /// were copied: an attack or a fault at the source; the copy keeps the originals.
         public var changedAtSource: [String]? = nil
         /// The copy's record is there but not sealed with drctl's record key (it vouches for nothing).

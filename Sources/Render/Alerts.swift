@@ -114,7 +114,7 @@ public enum Alerts {
                   description: "Objects of {{ $labels.workload }}'s store have waited longer than the copy's maxLag to reach {{ $labels.copy }}, or drctl cannot read the copy: losing the primary store now would lose more than the objective allows."),
             Alert(name: "DrctlBackupObjectChanged", expr: "drctl_copy_changed_objects > 0", forDuration: "0m", severity: "critical",
                   summary: "Backup objects of {{ $labels.workload }} changed at the source after they were copied to {{ $labels.copy }}",
-                  description: "Base backup files, WAL and Velero tarballs are written once by their tools: some were rewritten at the source after drctl copied them (an attack or a fault). The copy kept the originals; the source's versions are beside them."),
+                  description: "Base backup files, WAL, history files and DONE backup.info files are written once by their tools: some were rewritten at the source after drctl copied them (an attack or a fault). The copy kept the originals; the source's versions are beside them."),
             Alert(name: "DrctlUnauthenticatedRecord", expr: "drctl_unauthenticated_records > 0", forDuration: "0m", severity: "warning",
                   summary: "drctl records in the bucket are not sealed with drctl's key",
                   description: "{{ $labels.kind }} records in the bucket do not verify against drctl's record key (forged, changed, or sealed with a key drctl no longer holds): drctl ignores them for every decision."),

@@ -118,7 +118,7 @@ public enum CopyPlanner {
     /// Whether a key's object is rewritten by the tool that wrote it: barman-cloud writes
     /// backup.info at a backup's start and again at its end, Velero re-uploads
     /// velero-backup.json (and its item operations and results) when async operations finish.
-    /// Everything else (base backup tars, WAL, history files, Velero tarballs, drctl's records)
+    /// Everything else (base backup tars, WAL, history files, drctl's records)
     /// is written once: a change is an attack or a fault, never an update.
     /// Velero's backup finalizer re-uploads a backup's files (its tarball included) when async
     /// operations end, so every file of `backups/<name>/` counts as rewritten (its old version

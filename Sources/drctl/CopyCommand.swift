@@ -22,7 +22,7 @@ struct CopyCommand: ParsableCommand {
             longer needs). The copy is reached with its own ObjectStore's endpoint and its own \
             keys (--to-credentials-dir, or its Secret mounted at $DRCTL_SECRETS_DIR/<secretName>), \
             never the source's. Exit status 1 when any object failed (the next run retries it) or \
-            when a write-once object (base backup tar, WAL, history file, Velero tarball, drctl record) \
+            when a write-once object (base backup tar, WAL, history file, a DONE backup.info, drctl record) \
             changed at the source after it was copied: the copy keeps the original and puts the new \
             version beside it under drctl's prefix (changed/), never over it.
             """)
