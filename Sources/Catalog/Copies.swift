@@ -31,15 +31,14 @@ public enum StoreCopies {
             var out = WorkloadStatus.Copy(store: target.name.value, maxLagSeconds: copy.maxLag?.value.seconds)
             do {
                 let storage = try open(target)
-                let (plan, state, _) = try CopyInspector.plan(source: source, target: storage, stateKey: stateKey(store, target),
-                                                              routes: routes(store, copy, target), now: now)
+                let inspection = try CopyInspector.inspect(source: source, target: storage, stateKey: stateKey(store, target),
+                                                           routes: routes(store, copy, target), now: now)
+                let (plan, state) = (inspection.plan, inspection.state)
                 out.lagSeconds = plan.lag(now: now)
                 out.pending = plan.copy.count
                 let changed = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).sorted()
                 out.changedAtSource = changed.isEmpty ? nil : changed
-                if let how = CopyInspector.recordAuthenticity(target: storage, stateKey: stateKey(store, target)), !how.isAuthentic {
-                    out.recordUnauthenticated = true
-                }
+                if let how = inspection.record, !how.isAuthentic { out.recordUnauthenticated = true }
                 out.lastSuccess = state.lastSuccess
                 if copy.kinds.contains(.barman) && copy.recipients.isEmpty && !servers.isEmpty {
                     let layout = BarmanLayout(root: target.prefixes.barman.value)

@@ -101,15 +101,18 @@ public struct BarmanPrune {
     public let storage: any StorageWriter
     public let layout: BarmanLayout
     public let server: String
-    public let journal: PruneJournal
+    public var journal: PruneJournal
     public let window: RecoveryWindow
     public let minimumRedundancy: Int
     /// Base backups kept beyond the window, each with only its own WAL.
     public let tiers: RetentionTiers
     /// Delete on barman's metadata alone, without a drill's proof (`--trust-unproven`).
     public var trustUnproven = false
-    /// The keys evidence is verified with and the journal sealed with.
-    public var keys: RecordKeyring = .current
+    /// The keys evidence is verified with and the journal sealed with (the journal's own).
+    public var keys: RecordKeyring {
+        get { journal.keys }
+        set { journal.keys = newValue }
+    }
 
     /// `journal`: where the plan is recorded before anything is deleted (drctl's prefix beside
     /// the destination, usually in the same store).
@@ -145,9 +148,7 @@ public struct BarmanPrune {
     public func prepare(now: Date) throws -> Prepared {
         let lock = try? storage.bucketLock()
         let checkLocks = lock?.enabled ?? true
-        var j = journal
-        j.keys = keys
-        let (unfinished, forgedJournal) = try j.unfinished()
+        let (unfinished, forgedJournal) = try journal.unfinished()
         let scan = try BarmanScanner.scan(storage, layout: layout, server: server)
         let listed = try storage.listAll(prefix: layout.serverPrefix(server))
         let objects = listed.map { ObjectRef(key: $0.key, size: $0.size) }
@@ -172,9 +173,6 @@ public struct BarmanPrune {
         }
         var plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy, now: now,
                                         tiers: tiers, proven: proven)
-        if let why = keys.cannotSign {
-            plan.kept = (plan.kept ?? []) + ["everything: \(why); without it drctl reads and restores but deletes nothing"]
-        }
         var heads: [String: StoredObject?]?
         if checkLocks && !plan.keysToDelete.isEmpty {
             let found = try Self.heads(plan.keysToDelete, storage: storage)
@@ -184,12 +182,13 @@ public struct BarmanPrune {
                 return LockedObject(key: key, mode: lock.mode, retainUntil: lock.retainUntil, legalHold: lock.legalHold)
             }
             if !locked.isEmpty {
-                let kept = plan.kept
                 plan = BarmanRetention.plan(scan: scan, objects: objects, layout: layout, window: window, minimumRedundancy: minimumRedundancy,
                                             now: now, locked: Set(locked.map(\.key)), tiers: tiers, proven: proven)
                 plan.locked = locked
-                plan.kept = kept.map { Array(Set($0 + (plan.kept ?? []))).sorted() } ?? plan.kept
             }
+        }
+        if let why = keys.cannotSign {
+            plan.kept = (plan.kept ?? []) + ["everything: \(why); without it drctl reads and restores but deletes nothing"]
         }
         plan.bucket = storage.bucketName
         plan.root = layout.root
@@ -210,8 +209,6 @@ public struct BarmanPrune {
     public func apply(_ p: Prepared) throws -> Applied {
         var applied = Applied()
         if let why = keys.cannotSign { throw LocalError("not deleting: \(why)") }
-        var journal = self.journal
-        journal.keys = keys
         if !p.plan.keysToDelete.isEmpty {
             // Record first: a deletion is never unaccounted for, and an interrupted one is finished by the next run.
             let name = PruneJournal.stamp(p.now)

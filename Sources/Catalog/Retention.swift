@@ -175,8 +175,9 @@ public enum BarmanRetention {
         let candidates = backups.filter { $0.status == "DONE" && ($0.selfContained ?? $0.restorable) && suspect($0) == nil }
             .compactMap { b in b.endTime.flatMap { $0 <= now.addingTimeInterval(3600) ? (id: b.backupID, at: $0) : nil } }
         let trusted = proven.map { p in candidates.filter { p.contains($0.id) } } ?? candidates
+        let picked = tiers.select(trusted)
         // Only what the window would delete: minimum redundancy keeps its backups whole.
-        for (id, chosen) in tiers.select(trusted) where report[id] == "OBSOLETE" {
+        for (id, chosen) in picked where report[id] == "OBSOLETE" {
             report[id] = "KEPT_" + chosen.map { $0.rawValue.uppercased() }.joined(separator: "_")
         }
         if let proven {
@@ -184,7 +185,6 @@ public enum BarmanRetention {
             // but is kept when its period, counted by the calendar from now (so forgeries in newer
             // periods cannot push it out), has no proven backup: the real one of a period is never
             // lost to a forgery beside it. Kept as a tier's point (its own WAL only).
-            let picked = tiers.select(trusted)
             for t in RetentionTiers.Tier.allCases where tiers.count(t) > 0 {
                 let recent = RetentionTiers.recentPeriods(t, count: tiers.count(t), now: now)
                 let held = Set(trusted.filter { picked[$0.id]?.contains(t) == true }.map { RetentionTiers.period(t, of: $0.at) })

@@ -116,14 +116,12 @@ public enum CopyPlanner {
     static func contentETag(_ etag: String) -> Bool { etag.count == 32 && etag.allSatisfy(\.isHexDigit) }
 
     /// Whether a key's object is rewritten by the tool that wrote it: barman-cloud writes
-    /// backup.info at a backup's start and again at its end, Velero re-uploads
-    /// velero-backup.json (and its item operations and results) when async operations finish.
-    /// Everything else (base backup tars, WAL, history files, drctl's records)
-    /// is written once: a change is an attack or a fault, never an update.
-    /// Velero's backup finalizer re-uploads a backup's files (its tarball included) when async
-    /// operations end, so every file of `backups/<name>/` counts as rewritten (its old version
-    /// kept beside). A backup.info that already said DONE on the copy is written once again:
-    /// the runner checks that (`doneOnCopy`).
+    /// backup.info at a backup's start and again at its end; Velero's backup finalizer uploads a
+    /// backup's files (its tarball included) again when async operations end, so every file of
+    /// `backups/<name>/` counts as rewritten (its old version kept beside). Everything else (base
+    /// backup tars, WAL, history files, drctl's records) is written once: a change is an attack
+    /// or a fault, never an update. A backup.info that already said DONE on the copy is written
+    /// once again: the runner checks that (`CopyRunner.finalBackupInfos`).
     public static func rewrittenByItsTool(_ key: String) -> Bool {
         let parts = key.split(separator: "/").map(String.init)
         guard let name = parts.last else { return false }

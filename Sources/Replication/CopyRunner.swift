@@ -8,12 +8,19 @@ import Support
 
 /// Reading a copy without writing it: its record and what it lacks (status, metrics, --dry-run).
 public enum CopyInspector {
-    /// The state object on the target, or a new one. A state that is not drctl's (undecodable, or
-    /// of another source) is not trusted: everything is compared afresh, nothing is deleted.
+    /// The state object on the target, or a new one. A state that is not drctl's (not sealed
+    /// with its record key, undecodable, or of another source) is not trusted: everything is
+    /// compared afresh, nothing is deleted.
     public static func state(source: any StorageReader, target: any StorageReader, stateKey: String, keys: RecordKeyring = .current,
                              note: (String) -> Void = { _ in }) throws -> CopyState {
+        try load(source: source, target: target, stateKey: stateKey, keys: keys, note: note).state
+    }
+
+    /// `state`, and whether the record found there was drctl's (nil: there was none).
+    static func load(source: any StorageReader, target: any StorageReader, stateKey: String, keys: RecordKeyring,
+                     note: (String) -> Void) throws -> (state: CopyState, record: RecordAuthenticity?) {
         let fresh = CopyState(source: source.identity)
-        guard try target.head(stateKey) != nil else { return fresh }
+        guard try target.head(stateKey) != nil else { return (fresh, nil) }
         do {
             let bytes = try target.read(stateKey, limit: 256 << 20)
             let (sealed, how) = RecordSeal.open(bytes, as: CopyState.self, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys)
@@ -21,25 +28,19 @@ public enum CopyInspector {
             // and what is on the copy is kept beside before anything replaces it.
             guard let s = sealed, how.isAuthentic else {
                 note("\(target.location)/\(stateKey) is not a copy record drctl sealed (\(how)): comparing every object afresh, keeping what is on the copy")
-                return fresh
+                return (fresh, how)
             }
             guard s.source == source.identity else {
                 note("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
-                return fresh
+                return (fresh, how)
             }
-            return s
+            return (s, how)
         } catch let e as StorageError {
             throw e
         } catch {
             note("\(target.location)/\(stateKey) is not a copy record drctl can read (\(error)): comparing every object afresh")
-            return fresh
+            return (fresh, .forged)
         }
-    }
-
-    /// Whether the copy's record at `stateKey` is drctl's: nil when there is none.
-    public static func recordAuthenticity(target: any StorageReader, stateKey: String, keys: RecordKeyring = .current) -> RecordAuthenticity? {
-        guard let bytes = try? target.read(stateKey, limit: 256 << 20) else { return nil }
-        return RecordSeal.open(bytes, as: CopyState.self, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys).authenticity
     }
 
     /// A copy record's name below drctl's prefix (`copies/<source>.json`): what its seal is bound to.
@@ -63,7 +64,22 @@ public enum CopyInspector {
     /// The plan from both listings and the copy's record, with the record and the source's object count.
     public static func plan(source: any StorageReader, target: any StorageReader, stateKey: String, routes: [CopyRoute], now: Date,
                             recipients: [String] = [], keys: RecordKeyring = .current, note: (String) -> Void = { _ in }) throws -> (CopyPlan, CopyState, Int) {
-        let state = try self.state(source: source, target: target, stateKey: stateKey, keys: keys, note: note)
+        let i = try inspect(source: source, target: target, stateKey: stateKey, routes: routes, now: now, recipients: recipients, keys: keys, note: note)
+        return (i.plan, i.state, i.listed)
+    }
+
+    /// What `plan` finds, and whether the copy's record was drctl's (nil: there was none).
+    public struct Inspection: Sendable {
+        public var plan: CopyPlan
+        public var state: CopyState
+        public var listed: Int
+        public var record: RecordAuthenticity?
+    }
+
+    /// `plan`, with what the record found there was.
+    public static func inspect(source: any StorageReader, target: any StorageReader, stateKey: String, routes: [CopyRoute], now: Date,
+                               recipients: [String] = [], keys: RecordKeyring = .current, note: (String) -> Void = { _ in }) throws -> Inspection {
+        let (state, record) = try load(source: source, target: target, stateKey: stateKey, keys: keys, note: note)
         // Every listing at once (both stores, every prefix): an unchanged re-run is these round trips.
         let jobs = routes.flatMap { [(true, $0.from), (false, $0.to)] }
         let listed = try Parallel.map(jobs, threads: max(1, jobs.count)) { job in
@@ -74,7 +90,8 @@ public enum CopyInspector {
         for (job, objects) in zip(jobs, listed) {
             if job.0 { sourceObjects += objects } else { targetObjects += objects }
         }
-        return (CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now, recipients: recipients), state, sourceObjects.count)
+        return Inspection(plan: CopyPlanner.plan(routes: routes, source: sourceObjects, target: targetObjects, state: state, now: now, recipients: recipients),
+                          state: state, listed: sourceObjects.count, record: record)
     }
 }
 
@@ -172,19 +189,18 @@ public struct CopyRunner: Sendable {
         if let why = keys.cannotSign { throw StorageError.io("drctl copy records what it copied in a sealed record and \(why): nothing copied") }
         let started = now()
         let (planned, recorded, listed) = try self.plan(routes: routes, now: started)
-        var plan = planned
         var state = recorded
-        for (key, entry) in plan.adopted { state.objects[key] = entry }
+        for (key, entry) in planned.adopted { state.objects[key] = entry }
+        let plan = finalBackupInfos(planned, state: state)
         let stamp = RFC3339.formatBasic(started)
         let beside: @Sendable (String) -> String = { [historyPrefix] key in historyPrefix + key + "@" + stamp }
-        plan = finalBackupInfos(plan, state: state)
-        let (changedFailures, sameBytes) = try keepChangedBeside(plan.changedAtSource, state: &state, beside: beside)
+        let spool = try makeSpool()
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let (changedFailures, sameBytes) = try keepChangedBeside(plan.changedAtSource, state: &state, beside: beside, spool: spool)
         let changedKeys = (plan.changedAtSource + plan.changedBefore).map(\.sourceKey).filter { !sameBytes.contains($0) }.sorted()
         progress("\(plan.copy.count) objects to copy (\(formatBytes(plan.bytes))), \(plan.upToDate) up to date"
                  + (plan.onlyOnCopy.isEmpty ? "" : ", \(plan.onlyOnCopy.count) only on the copy (kept)"))
 
-        let spool = try makeSpool()
-        defer { try? FileManager.default.removeItem(atPath: spool) }
         let book = Ledger(state: state)
         if !plan.changedAtSource.isEmpty || !plan.adopted.isEmpty || !sameBytes.isEmpty { book.touch() }
         let target = self.target, stateKey = self.stateKey, interval = checkpointInterval
@@ -251,11 +267,10 @@ public struct CopyRunner: Sendable {
     /// Changed at the source after being copied: the original stays, the new version goes beside
     /// it (recorded, so it is put there once), unless its content is what was copied (the same
     /// bytes uploaded again, under another ETag). Returns what failed and what was the same bytes.
-    func keepChangedBeside(_ items: [CopyPlan.Item], state: inout CopyState, beside: (String) -> String) throws -> ([CopyReport.Failure], Set<String>) {
+    func keepChangedBeside(_ items: [CopyPlan.Item], state: inout CopyState, beside: (String) -> String,
+                           spool: String) throws -> ([CopyReport.Failure], Set<String>) {
         var failures: [CopyReport.Failure] = []
         var same = Set<String>()
-        let spool = try makeSpool()
-        defer { try? FileManager.default.removeItem(atPath: spool) }
         for item in items {
             let aside = beside(item.targetKey)
             let file = spool + "/" + UUID().uuidString

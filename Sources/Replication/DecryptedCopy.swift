@@ -46,12 +46,23 @@ public struct DecryptedCopy: StorageWriter {
 
     /// Every copy record under a drctl prefix (`<drctl>/copies/*.json`) that drctl sealed.
     public static func records(_ storage: any StorageReader, drctlRoot: String, keys: RecordKeyring = .current) throws -> [CopyState] {
+        try recordsFound(storage, drctlRoot: drctlRoot, keys: keys).sealed
+    }
+
+    /// The copy records under a drctl prefix, each read once: those drctl sealed, and the keys
+    /// of those it did not seal that claim encrypted objects (an encrypted copy whose records
+    /// cannot be trusted).
+    public static func recordsFound(_ storage: any StorageReader, drctlRoot: String,
+                                    keys: RecordKeyring = .current) throws -> (sealed: [CopyState], unsealedEncrypted: [String]) {
         let prefix = DrctlLayout(root: drctlRoot).copyStateKey(source: "").dropLast(5)   // "<drctl>/copies/"
-        return try storage.listAll(prefix: String(prefix)).filter { $0.key.hasSuffix(".json") }.compactMap {
-            let (state, how) = RecordSeal.open(try storage.read($0.key, limit: 256 << 20), as: CopyState.self, kind: RecordKind.copyRecord,
-                                               name: CopyInspector.recordName($0.key), keys: keys)
-            return how.isAuthentic ? state : nil
+        var sealed: [CopyState] = [], unsealed: [String] = []
+        for o in try storage.listAll(prefix: String(prefix)) where o.key.hasSuffix(".json") {
+            let (state, how) = RecordSeal.open(try storage.read(o.key, limit: 256 << 20), as: CopyState.self, kind: RecordKind.copyRecord,
+                                               name: CopyInspector.recordName(o.key), keys: keys)
+            if how.isAuthentic, let state { sealed.append(state) }
+            else if state?.objects.values.contains(where: { $0.recipients != nil }) == true { unsealed.append(o.key) }
         }
+        return (sealed, unsealed)
     }
 
     /// drctl's prefix in the copy: what drctl writes there itself (evidence of drills from the

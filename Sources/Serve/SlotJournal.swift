@@ -101,16 +101,19 @@ public struct SlotJournal: Sendable {
         var data = Data()
         do {
             try storage.get(key, range: nil) { chunk in
-                guard data.count + chunk.count <= 64 << 10 else { throw LocalError("\(key): larger than a slot record") }
+                guard data.count + chunk.count <= 64 << 10 else { throw Oversized() }
                 data.append(contentsOf: chunk)
             }
         } catch StorageError.notFound {
             return nil
-        } catch let e as LocalError where e.description.hasSuffix("larger than a slot record") {
+        } catch is Oversized {
             return nil   // planted: no record of drctl's is that large
         }
         let (value, how) = RecordSeal.open(Array(data), as: T.self, kind: kind, name: layout.recordName(key), keys: keys)
         return how.isAuthentic ? value : nil
     }
 
+
+    /// An object at a slot key larger than any record drctl writes there.
+    struct Oversized: Error {}
 }

@@ -102,20 +102,14 @@ extension S3Options {
     /// A copy `drctl copy` encrypted, read through its age identities (and handing them to
     /// `drctl wal-restore` in the 0600 credentials directory, as the keys are); any other store as it is.
     func decrypting(_ access: StoreAccess, drctlRoot: String) throws -> StoreAccess {
-        let records = try DecryptedCopy.records(access.storage, drctlRoot: drctlRoot)
+        let (records, unsealed) = try DecryptedCopy.recordsFound(access.storage, drctlRoot: drctlRoot)
         let recipients = DecryptedCopy.recipients(records)
         // Records of an encrypted copy there, none drctl's (or no key to tell): whoever wrote them
         // could have encrypted anything to the copy's public recipient. Fail closed rather than
         // read it as a plain store; a plain copy is read as it is.
-        let recordPrefix = String(DrctlLayout(root: drctlRoot).copyStateKey(source: "").dropLast(5))
-        let present = try access.storage.listAll(prefix: recordPrefix).filter { $0.key.hasSuffix(".json") }
-        let claimsEncryption = present.contains { o in
-            ((try? access.storage.read(o.key, limit: 256 << 20)).flatMap { try? JSONCoding.decoder().decode(CopyState.self, from: Data($0)) })?
-                .objects.values.contains { $0.recipients != nil } ?? false
-        }
-        if records.isEmpty && claimsEncryption {
+        if records.isEmpty && !unsealed.isEmpty {
             let why = RecordKeyring.current.cannotSign.map { " (\($0))" } ?? ""
-            throw ConfigError("\(access.storage.location): its copy records (\(present.map(\.key).joined(separator: ", "))) are not sealed with drctl's record key\(why): drctl does not read it as a copy; give DRCTL_RECORD_KEY_FILE the key the copy was made with")
+            throw ConfigError("\(access.storage.location): its copy records (\(unsealed.joined(separator: ", "))) are not sealed with drctl's record key\(why): drctl does not read it as a copy; give DRCTL_RECORD_KEY_FILE the key the copy was made with")
         }
         guard !recipients.isEmpty else {
             // Not a copy drctl encrypted: any object may still be Velero's own age encryption.
