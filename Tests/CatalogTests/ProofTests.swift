@@ -50,6 +50,16 @@ struct ProofTests {
         return p
     }
 
+    /// A backup.info forged half an hour after `real` (its WAL range, junk data): later the same
+    /// day, so it would be that day's pick on backup.info alone. Returns its id.
+    static func forgeLaterThatDay(_ real: (id: String, end: Date, begin: UInt32), in s: MemoryStorage) throws -> String {
+        typealias T = TieredRetentionTests
+        let forgedID = T.id(real.end.addingTimeInterval(1800))
+        try s.put(T.layout.backupInfoKey(server: "db", backupID: forgedID), bytes: T.info(begin: real.begin, end: real.end.addingTimeInterval(1860)))
+        try s.put(T.layout.key(for: .backupArchive(server: "db", backupID: forgedID, name: "data", compression: .gzip)), bytes: [3])
+        return forgedID
+    }
+
     static func aKeys(_ s: MemoryStorage) -> [String] { s.keys.filter { $0.contains("/base/\(R.A)/") } }
 
     @Test func aForgedBackupInfoNoLongerCostsTheOnlyGoodBackup() throws {
@@ -135,9 +145,7 @@ struct ProofTests {
         let (s, backups) = T.archive(days: 21)
         // A real backup 15 days ago, proven by a drill then; a forgery ending later in the same UTC day.
         let real = backups[15]
-        let forgedID = T.id(real.end.addingTimeInterval(1800))
-        try s.put(T.layout.backupInfoKey(server: "db", backupID: forgedID), bytes: T.info(begin: real.begin, end: real.end.addingTimeInterval(1860)))
-        try s.put(T.layout.key(for: .backupArchive(server: "db", backupID: forgedID, name: "data", compression: .gzip)), bytes: [3])
+        let forgedID = try Self.forgeLaterThatDay(real, in: s)
         let tiers = RetentionTiers(daily: 30)
         // Trusting backup.info, the forgery takes the day and the real backup is deleted.
         let trusted = try Self.prune(s, tiers: tiers, trust: true).prepare(now: R.now).plan
@@ -163,9 +171,7 @@ struct ProofTests {
         typealias T = TieredRetentionTests
         let (s, backups) = T.archive(days: 21)
         let real = backups[15]
-        let forgedID = T.id(real.end.addingTimeInterval(1800))
-        try s.put(T.layout.backupInfoKey(server: "db", backupID: forgedID), bytes: T.info(begin: real.begin, end: real.end.addingTimeInterval(1860)))
-        try s.put(T.layout.key(for: .backupArchive(server: "db", backupID: forgedID, name: "data", compression: .gzip)), bytes: [3])
+        let forgedID = try Self.forgeLaterThatDay(real, in: s)
         try Self.drill(backups[8].id, from: s, at: R.now.addingTimeInterval(-8 * 86400))
         try Self.drill(backups[0].id, from: s)
         let plan = try Self.prune(s, tiers: RetentionTiers(daily: 30)).prepare(now: R.now).plan

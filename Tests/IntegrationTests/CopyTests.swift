@@ -10,19 +10,11 @@ import TestSupport
 /// a Secret mounted where deploy/ mounts it), and drctl's environment for them.
 func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: String, copy: String) throws -> (String, [String: String]) {
     let secrets = db.work + "/secrets"
-    try FileManager.default.createDirectory(atPath: secrets + "/offsite-keys", withIntermediateDirectories: true)
-    try offsite.accessKey.write(toFile: secrets + "/offsite-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-    try offsite.secretKey.write(toFile: secrets + "/offsite-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+    try offsite.writeKeys(to: secrets + "/offsite-keys")
     let policies = db.work + "/policies"
     try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-    try (db.rgw.objectStorePolicy(bucket: db.bucket, extra: "  copies: [\(copy)]\n") + """
-        apiVersion: drctl.dev/v1alpha1
-        kind: ObjectStore
-        metadata: {name: offsite}
-        spec: {endpoint: "\(offsite.endpoint)", bucket: \(copyBucket), credentials: {secretName: offsite-keys}}
-        ---
-
-        """ + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+    try (db.rgw.objectStorePolicy(bucket: db.bucket, extra: "  copies: [\(copy)]\n") + offsite.offsitePolicy(bucket: copyBucket, secretName: "offsite-keys")
+         + "---\n\n" + RGW.appPolicy(cluster: "app-db")).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
     var env = db.drctlEnvironment
     env["DRCTL_SECRETS_DIR"] = secrets
     env.removeValue(forKey: "AWS_ENDPOINT_URL")   // each store's endpoint from its policy
@@ -168,15 +160,9 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let keys = (0..<300).map { "velero/backups/bulk/\($0).json" }
         _ = try Parallel.map(keys, threads: 8) { key in try s3.putObject(S3URL(bucket: source, key: key), bytes: Array(repeating: UInt8(key.count), count: 16 << 10)) }
         let dir = tempPath("copy-down")
-        try FileManager.default.createDirectory(atPath: dir + "/secrets/copy-keys", withIntermediateDirectories: true)
-        try rgw.accessKey.write(toFile: dir + "/secrets/copy-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-        try rgw.secretKey.write(toFile: dir + "/secrets/copy-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
-        try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [velero]}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec: {endpoint: "\(rgw.endpoint)", bucket: \(target), pathStyle: true, credentials: {secretName: copy-keys}}
-            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try rgw.writeKeys(to: dir + "/secrets/copy-keys")
+        try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [velero]}]\n")
+             + rgw.offsitePolicy(bucket: target, secretName: "copy-keys", extra: "pathStyle: true, ")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         var env = rgw.environment
         env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
         let proxy = try FaultProxy(upstreamPort: rgw.port)
@@ -215,16 +201,10 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         try s3.createBucket(unset, objectLock: BucketObjectLock(enabled: true))
         try s3.createBucket(locked, objectLock: BucketObjectLock(enabled: true, mode: "GOVERNANCE", days: 1))
         let dir = tempPath("copy-lock")
-        try FileManager.default.createDirectory(atPath: dir + "/secrets/copy-keys", withIntermediateDirectories: true)
-        try rgw.accessKey.write(toFile: dir + "/secrets/copy-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-        try rgw.secretKey.write(toFile: dir + "/secrets/copy-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+        try rgw.writeKeys(to: dir + "/secrets/copy-keys")
         func policies(_ target: String) throws {
-            try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [barman], objectLock: required}]\n") + """
-                apiVersion: drctl.dev/v1alpha1
-                kind: ObjectStore
-                metadata: {name: offsite}
-                spec: {endpoint: "\(rgw.endpoint)", bucket: \(target), pathStyle: true, credentials: {secretName: copy-keys}}
-                """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+            try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [barman], objectLock: required}]\n")
+                 + rgw.offsitePolicy(bucket: target, secretName: "copy-keys", extra: "pathStyle: true, ")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         }
         func keys(_ bucket: String) throws -> [String] {
             var keys: [String] = []
@@ -367,12 +347,8 @@ func copyPolicies(_ db: ArchivedDatabase, to offsite: RGW, bucket copyBucket: St
         let rgw = try RGW.get()
         let dir = tempPath("copy-keys")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try (rgw.objectStorePolicy(bucket: "nokeys-src", extra: "  copies: [{to: offsite}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec: {endpoint: "\(rgw.endpoint)", bucket: nokeys-dst, credentials: {secretName: offsite-keys}}
-            """).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try (rgw.objectStorePolicy(bucket: "nokeys-src", extra: "  copies: [{to: offsite}]\n")
+             + rgw.offsitePolicy(bucket: "nokeys-dst", secretName: "offsite-keys")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         var env = rgw.environment
         env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
         let (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)

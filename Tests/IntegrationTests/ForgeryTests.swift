@@ -124,17 +124,9 @@ import TestSupport
         try P.write(P.histories[0].specs, s3: s3, bucket: source, server: "db", now: Date())
         let dir = tempPath("recforgery")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/secrets/copy-keys", withIntermediateDirectories: true)
-        try rgw.accessKey.write(toFile: dir + "/secrets/copy-keys/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-        try rgw.secretKey.write(toFile: dir + "/secrets/copy-keys/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
-        try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [barman]}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec: {endpoint: "\(rgw.endpoint)", bucket: \(target), credentials: {secretName: copy-keys}}
-            ---
-
-            """ + RGW.appPolicy(cluster: "db")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try rgw.writeKeys(to: dir + "/secrets/copy-keys")
+        try (rgw.objectStorePolicy(bucket: source, extra: "  copies: [{to: offsite, prefixes: [barman]}]\n") + rgw.offsitePolicy(bucket: target, secretName: "copy-keys")
+             + "---\n\n" + RGW.appPolicy(cluster: "db")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         var env = rgw.environment
         env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
         var (st, out) = try run(drctlBinary, ["copy", "--policies", dir], env: env)

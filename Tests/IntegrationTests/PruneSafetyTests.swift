@@ -210,20 +210,10 @@ import TestSupport
         }
         try otherS3.putObject(S3URL(bucket: bucket, key: "velero/backups/only-elsewhere/velero-backup.json"), bytes: Array("{}".utf8))
         let dir = tempPath("ambient")
-        for secret in ["s3", "copy-keys"] {
-            try FileManager.default.createDirectory(atPath: "\(dir)/secrets/\(secret)", withIntermediateDirectories: true)
-            try rgw.accessKey.write(toFile: "\(dir)/secrets/\(secret)/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
-            try rgw.secretKey.write(toFile: "\(dir)/secrets/\(secret)/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
-        }
+        for secret in ["s3", "copy-keys"] { try rgw.writeKeys(to: "\(dir)/secrets/\(secret)") }
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try (rgw.objectStorePolicy(bucket: bucket, extra: "  copies: [{to: offsite}]\n") + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: ObjectStore
-            metadata: {name: offsite}
-            spec: {endpoint: "\(rgw.endpoint)", bucket: \(copyBucket), credentials: {secretName: copy-keys}}
-            ---
-
-            """ + RGW.appPolicy(cluster: "db")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
+        try (rgw.objectStorePolicy(bucket: bucket, extra: "  copies: [{to: offsite}]\n") + rgw.offsitePolicy(bucket: copyBucket, secretName: "copy-keys")
+             + "---\n\n" + RGW.appPolicy(cluster: "db")).write(toFile: dir + "/p.yaml", atomically: true, encoding: .utf8)
         var env = other.environment   // the other RGW's endpoint and keys, as a shell may hold them
         env["DRCTL_SECRETS_DIR"] = dir + "/secrets"
         func listing(_ c: S3Client, _ b: String) throws -> Set<String> {

@@ -111,6 +111,26 @@ final class RGW: Sendable {
         """
     }
 
+    /// This RGW's keys where drctl reads a mounted credentials Secret: `dir/ACCESS_KEY_ID` and
+    /// `dir/SECRET_ACCESS_KEY` (`$DRCTL_SECRETS_DIR/<secretName>`).
+    func writeKeys(to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try accessKey.write(toFile: dir + "/ACCESS_KEY_ID", atomically: true, encoding: .utf8)
+        try secretKey.write(toFile: dir + "/SECRET_ACCESS_KEY", atomically: true, encoding: .utf8)
+    }
+
+    /// ObjectStore "offsite" on this RGW: a copy's store, with its own keys in Secret `secretName`.
+    /// `extra`: more fields of its spec, e.g. "pathStyle: true, ".
+    func offsitePolicy(bucket: String, secretName: String, extra: String = "") -> String {
+        """
+        apiVersion: drctl.dev/v1alpha1
+        kind: ObjectStore
+        metadata: {name: offsite}
+        spec: {endpoint: "\(endpoint)", bucket: \(bucket), \(extra)credentials: {secretName: \(secretName)}}
+
+        """
+    }
+
     /// A BackupPolicy "app" for one CNPG cluster on the store of `objectStorePolicy`; `spec`:
     /// more lines of its spec (indented two spaces), e.g. a drill.
     static func appPolicy(cluster: String, rpo: String = "1h", rto: String = "1h", spec: String = "") -> String {

@@ -276,13 +276,19 @@ final class Flag: @unchecked Sendable {
 /// Encrypted copies between in-memory stores: ciphertext on the copy, plaintext through
 /// DecryptedCopy with the plaintext's sizes, a change of recipients copies again.
 struct EncryptedCopyTests {
+    /// A copy encrypted to `recipient`, its 5000-byte tar through the spool.
+    static func runner(_ src: MemoryStorage, _ dst: MemoryStorage, to recipient: Age.Recipient) -> CopyRunner {
+        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
+        r.keys = CopyTests.ring
+        r.recipients = [recipient]
+        r.inMemoryLimit = 4000
+        return r
+    }
+
     @Test func theCopyHoldsAgeAndReadsBackPlain() throws {
         let (id, _) = Age.Identity.generate()
         let src = CopyTests.primary(), dst = MemoryStorage()
-        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
-        r.keys = CopyTests.ring
-        r.recipients = [id.recipient]
-        r.inMemoryLimit = 4000
+        var r = Self.runner(src, dst, to: id.recipient)
         let report = try r.run(routes: CopyTests.routes)
         #expect(report.copied == 5)
         let tar = "cnpg/db/base/20261201T000000/data.tar.gz"
@@ -308,10 +314,7 @@ struct EncryptedCopyTests {
     @Test func anEncryptedCopyHandsOutOnlyWhatItsSealedRecordLists() throws {
         let (id, _) = Age.Identity.generate()
         let src = CopyTests.primary(), dst = MemoryStorage()
-        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
-        r.keys = CopyTests.ring
-        r.recipients = [id.recipient]
-        _ = try r.run(routes: CopyTests.routes)
+        _ = try Self.runner(src, dst, to: id.recipient).run(routes: CopyTests.routes)
         let records = try DecryptedCopy.records(dst, drctlRoot: "offsite/drctl", keys: CopyTests.ring)
         #expect(records.count == 1)
         let planted = "offsite/cnpg/db/base/20261202T000000/backup.info"
@@ -337,10 +340,7 @@ struct EncryptedCopyTests {
     @Test func reencryptRewritesWhatOnlyTheCopyHasAndRefusesAForgery() throws {
         let (old, _) = Age.Identity.generate(), (new, _) = Age.Identity.generate()
         let src = CopyTests.primary(), dst = MemoryStorage()
-        var r = CopyRunner(source: src, target: dst, stateKey: CopyTests.stateKey)
-        r.keys = CopyTests.ring
-        r.recipients = [old.recipient]
-        r.inMemoryLimit = 4000
+        var r = Self.runner(src, dst, to: old.recipient)
         _ = try r.run(routes: CopyTests.routes)
         let tar = "cnpg/db/base/20261201T000000/data.tar.gz", info = "cnpg/db/base/20261201T000000/backup.info"
         let plain = src.contents(tar)!
