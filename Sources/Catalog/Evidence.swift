@@ -26,11 +26,31 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         public var setAside: [String]?
         /// What the restore read, bound to its bytes (host drills): what retention trusts.
         public var proof: RestoreProof?
+        /// The heartbeat rows the restore brought back (a policy with `heartbeat:`).
+        public var heartbeat: Heartbeat?
         public init(cluster: String, server: String, backupID: String, target: String, achieved: Date?, stop: String,
                     timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64, setAside: [String]? = nil) {
             self.cluster = cluster; self.server = server; self.backupID = backupID; self.target = target; self.achieved = achieved
             self.stop = stop; self.timeline = timeline; self.walSegments = walSegments; self.baseBytes = baseBytes; self.walBytes = walBytes
             self.setAside = setAside
+        }
+    }
+
+    /// What a restore held of production's heartbeat table: the newest row is when the restored
+    /// data was last written (the RPO measured in the data), a gap in seq a committed transaction
+    /// that did not come back.
+    public struct Heartbeat: Sendable, Codable, Equatable {
+        public var database: String
+        public var rows: Int64
+        public var firstSeq: Int64?
+        public var newestSeq: Int64?
+        public var newestAt: Date?
+        public var newestLSN: String?
+        /// Missing seq ranges below the newest row, `[from, to]` (at most 20).
+        public var gaps: [[Int64]]
+        public init(database: String, rows: Int64, firstSeq: Int64?, newestSeq: Int64?, newestAt: Date?, newestLSN: String?, gaps: [[Int64]]) {
+            self.database = database; self.rows = rows; self.firstSeq = firstSeq; self.newestSeq = newestSeq; self.newestAt = newestAt
+            self.newestLSN = newestLSN; self.gaps = gaps
         }
     }
 
@@ -65,7 +85,7 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     public var rtoSeconds: Double
     public var rtoObjectiveSeconds: Int
     /// Data lost relative to the target: target (or drill start for `latest`) minus the
-    /// oldest achieved point among the databases.
+    /// oldest achieved point among the databases (a database's newest heartbeat when it has one).
     public var rpoSeconds: Double?
     public var rpoObjectiveSeconds: Int
     /// Seconds per phase: plan, download_unpack, wal_replay, checks (summed over databases).
@@ -98,6 +118,12 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
 
     public static var encoder: JSONEncoder { JSONCoding.encoder() }
     public static var decoder: JSONDecoder { JSONCoding.decoder() }
+
+    /// The data lost relative to `reference`: from the oldest of the databases' restored points,
+    /// each its newest heartbeat where it has one (measured in the data), else its newest replayed commit.
+    public static func rpo(_ databases: [Database], reference: Date) -> Double? {
+        databases.compactMap { $0.heartbeat?.newestAt ?? $0.achieved }.min().map { max(0, reference.timeIntervalSince($0)) }
+    }
 
     /// The evidence as stored: sealed under drctl's record key (see RecordSeal), bound to its key
     /// below drctl's prefix.

@@ -181,7 +181,7 @@ public struct ClusterDrill {
                 let status = try phase("cnpg_recovery") { try waitCluster(c, in: where_, deadline: deadline) }
                 let (session, via) = try phase("checks") {
                     try sqlSession(c, in: where_, major: majors[c.cluster.value] ?? 16, deadline: deadline,
-                                   statements: statements.filter { $0.cluster == c.cluster.value }, progress: progress)
+                                   statements: statements.filter { $0.cluster == c.cluster.value } + HeartbeatCheck.statements(c), progress: progress)
                 }
                 servers[c.cluster.value] = session
                 let achievedText = try session.query(DrillChecks.achievedSQL, database: "postgres")
@@ -192,6 +192,12 @@ public struct ClusterDrill {
             try phase("checks") {
                 checks += DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: target.date ?? started,
                                           podsReady: podsReady, progress: progress)
+                for c in policy.cnpg {
+                    guard let server = servers[c.cluster.value],
+                          let (check, reading) = HeartbeatCheck.run(c, server: server, reference: target.date ?? started, progress: progress) else { continue }
+                    checks.append(check)
+                    if let i = databases.firstIndex(where: { $0.cluster == c.cluster.value }) { databases[i].heartbeat = reading }
+                }
                 for case .resourceCount(let kind, let min) in policy.drill?.checks ?? [] {
                     var n = 0
                     for name in names {
@@ -233,7 +239,7 @@ public struct ClusterDrill {
         }
         // Torn down (or kept on purpose): a later signal has nothing of this drill to undo.
         if let teardownAction { Cleanup.shared.removeAction(teardownAction) }
-        let rpo = databases.compactMap(\.achieved).min().map { max(0, (target.date ?? started).timeIntervalSince($0)) }
+        let rpo = DrillEvidence.rpo(databases, reference: target.date ?? started)
         var evidence = DrillEvidence(id: id, workload: workload, mode: "cluster", host: kube.config.server, startedAt: started, finishedAt: Date(),
                                      target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed, error: failure,
                                      databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),

@@ -90,6 +90,11 @@ public struct HostDrill {
             t = Date()
             let reference = target.date ?? started
             checks = DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: reference, progress: progress)
+            for c in policy.cnpg {
+                guard let server = servers[c.cluster.value], let (check, reading) = HeartbeatCheck.run(c, server: server, reference: reference, progress: progress) else { continue }
+                checks.append(check)
+                if let i = databases.firstIndex(where: { $0.cluster == c.cluster.value }) { databases[i].heartbeat = reading }
+            }
             if policy.velero != nil {
                 checks += VeleroDrillCheck.run(policy: policy, store: store, storage: access.storage, target: target, now: started,
                                                scratchBase: options.scratchBase, owner: options.owner, progress: progress)
@@ -105,8 +110,7 @@ public struct HostDrill {
         }
         for r in restores { r.finish(success: failure == nil, keepScratch: keep) }
         let reference = target.date ?? started
-        let achievedPoints = databases.compactMap(\.achieved)
-        let rpo = achievedPoints.min().map { max(0, reference.timeIntervalSince($0)) }
+        let rpo = DrillEvidence.rpo(databases, reference: reference)
         return DrillEvidence(id: id, workload: workload, mode: "host", host: ProcessInfo.processInfo.hostName, startedAt: started,
                              finishedAt: Date(), target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed,
                              error: failure, databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),

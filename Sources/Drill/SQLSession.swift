@@ -18,6 +18,8 @@ public struct PsqlSession: SQLSession {
     public var user: String
     public var password: String?
     public var timeout: Int
+    /// PGOPTIONS: by default a check's (read-only, nothing preloaded); a writer names its own.
+    public var sessionOptions: String?
 
     public init(psql: String, host: String, port: Int, user: String, password: String? = nil, timeout: Int = 120) {
         self.psql = psql
@@ -29,7 +31,7 @@ public struct PsqlSession: SQLSession {
     }
 
     public func query(_ sql: String, database: String) throws -> String {
-        var env = ["PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": Self.options(statementTimeout: timeout), "PGAPPNAME": "drctl",
+        var env = ["PATH": "/usr/bin:/bin", "PGCONNECT_TIMEOUT": "10", "PGOPTIONS": sessionOptions ?? Self.options(statementTimeout: timeout), "PGAPPNAME": "drctl",
                    "LC_ALL": "C.UTF-8"]
         if let password { env["PGPASSWORD"] = password }
         let (st, out) = try Subprocess.run(psql, Self.arguments(host: host, port: port, user: user, database: database, sql: sql), env: env)

@@ -18,6 +18,8 @@ public enum Linter {
             objectives(policy, d)
             drillSource(policy, set, d)
         }
+        dependencies(set, d)
+        if let r = set.rehearsal { rehearsal(r, set, d) }
         sharedArchives(set, d)
         for store in set.objectStores { copies(store, set, d) }
         if let a = set.alerting { alerting(a, d) }
@@ -86,6 +88,41 @@ public enum Linter {
         }
         if let c = store.copies.first(where: { $0.to.value == from.value }), !c.kinds.contains(.barman) && !p.cnpg.isEmpty {
             d.error(from.location, "spec.drill.from: the copy to '\(from.value)' does not take barman objects (spec.copies[].prefixes), so it holds none of \(p.name.value)'s databases")
+        }
+    }
+
+    /// `dependsOn` names other workloads, and no chain of them comes back to where it started.
+    static func dependencies(_ set: PolicySet, _ d: Diagnostics) {
+        let names = Set(set.backupPolicies.map(\.name.value))
+        for p in set.backupPolicies {
+            for dep in p.dependsOn where !names.contains(dep.value) || dep.value == p.name.value {
+                d.error(dep.location, dep.value == p.name.value ? "spec.dependsOn: \(p.name.value) cannot wait for itself"
+                        : "spec.dependsOn: no BackupPolicy named '\(dep.value)'\(closest(dep.value, among: Array(names)).map { " (did you mean '\($0)'?)" } ?? "")")
+            }
+        }
+        if let cycle = SiteOrder.cycle(set.backupPolicies.map { ($0.name.value, $0.dependsOn.map(\.value)) }),
+           let first = set.backupPolicies.first(where: { $0.name.value == cycle[0] }) {
+            d.error(first.dependsOn.first?.location ?? first.location, "spec.dependsOn: \(cycle.joined(separator: " -> ")) waits for itself: no order restores them")
+        }
+    }
+
+    /// A rehearsal comes back from a copy: every workload's store must be copied there (with its
+    /// databases), or losing the site loses that workload.
+    static func rehearsal(_ r: RehearsalPolicy, _ set: PolicySet, _ d: Diagnostics) {
+        guard set.objectStore(named: r.from.value) != nil else {
+            d.error(r.from.location, "spec.from: no ObjectStore named '\(r.from.value)'\(closest(r.from.value, among: set.objectStores.map(\.name.value)).map { " (did you mean '\($0)'?)" } ?? "")")
+            return
+        }
+        for p in set.backupPolicies {
+            guard let store = set.objectStore(named: p.objectStore.value) else { continue }
+            if store.name.value == r.from.value {
+                d.warning(r.from.location, "spec.from: workload \(p.name.value) keeps its backups on \(r.from.value) itself: losing that site loses them, so the rehearsal proves nothing about it")
+            } else if !store.copies.contains(where: { $0.to.value == r.from.value }) {
+                d.error(r.from.location, "spec.from: workload \(p.name.value)'s ObjectStore \(store.name.value) is not copied to \(r.from.value) (its spec.copies: \(store.copies.isEmpty ? "none" : store.copies.map(\.to.value).joined(separator: ", "))): the site could not come back without it")
+            }
+        }
+        for m in set.backupPolicies.filter({ $0.rto.value.seconds > r.rto.value.seconds }) {
+            d.warning(m.rto.location, "spec.objectives.rto \(m.rto.value) of \(m.name.value) is longer than the site's RTO \(r.rto.value) (kind: Rehearsal \(r.name.value)): the site cannot be back before it")
         }
     }
 

@@ -61,7 +61,7 @@ public enum PolicyLoader {
             if let a = apiVersion, a.value != apiVersion_ {
                 diagnostics.error(a.location, "apiVersion '\(a.value)' is not \(apiVersion_)")
             }
-            let kind = f.oneOf("kind", ["ObjectStore", "BackupPolicy", "Alerting"], required: true)
+            let kind = f.oneOf("kind", ["ObjectStore", "BackupPolicy", "Alerting", "Rehearsal"], required: true)
             var name: Located<String>?
             if let meta = f.required("metadata")?.fields("metadata") {
                 name = meta.string("name", required: true)
@@ -83,6 +83,14 @@ public enum PolicyLoader {
                         diagnostics.error(name.location, "a second kind: Alerting ('\(name.value)'); '\(first.name.value)' at \(first.name.location) is the one")
                     } else {
                         set.alerting = a
+                    }
+                }
+            case "Rehearsal":
+                if let r = rehearsal(name, spec) {
+                    if let first = set.rehearsal {
+                        diagnostics.error(name.location, "a second kind: Rehearsal ('\(name.value)'); '\(first.name.value)' at \(first.name.location) is the one")
+                    } else {
+                        set.rehearsal = r
                     }
                 }
             default:
@@ -287,6 +295,20 @@ public enum PolicyLoader {
         return AlertingPolicy(name: name, alertmanager: am, statusPage: page, checkSchedule: schedule, receivers: receivers)
     }
 
+    // MARK: Rehearsal
+
+    static func rehearsal(_ name: Located<String>, _ spec: Fields) -> RehearsalPolicy? {
+        let from = spec.string("from", required: true)
+        // Monthly by default: a site rehearsal restores everything, so not every night.
+        let schedule = spec.has("schedule") ? cron(spec, "schedule", .drctl, what: "spec.schedule") : Located(try! Cron("0 3 1 * *", dialect: .drctl), spec.location)
+        let rto = spec.duration("rto") ?? Located(TimeSpan(seconds: 3600), spec.location)
+        let parallel = spec.int("parallel", range: 1...32) ?? 2
+        let mode = spec.oneOf("mode", ["host", "cluster"])?.value ?? "host"
+        spec.finish(known: ["from", "schedule", "rto", "parallel", "mode"])
+        guard let from, let schedule else { return nil }
+        return RehearsalPolicy(name: name, from: from, schedule: schedule, rto: rto, parallel: parallel, mode: mode)
+    }
+
     // MARK: BackupPolicy
 
     static func cron(_ f: Fields, _ key: String, _ dialect: Cron.Dialect, what: String) -> Located<Cron>? {
@@ -320,10 +342,13 @@ public enum PolicyLoader {
         }
         let drill = spec.node("drill").flatMap { drillSpec($0) }
         let declares = spec.has("velero") || spec.has("cnpg")
-        spec.finish(known: ["objectStore", "namespaces", "includeClusterResources", "objectives", "velero", "cnpg", "drill"])
+        let dependsOn = spec.strings("dependsOn") ?? []
+        spec.finish(known: ["objectStore", "namespaces", "includeClusterResources", "objectives", "velero", "cnpg", "drill", "dependsOn"])
         guard let store, let rpo, let rto else { return nil }
-        return BackupPolicy(name: name, location: location, objectStore: store, namespaces: namespaces, includeClusterResources: clusterResources,
-                            rpo: rpo, rto: rto, velero: velero, cnpg: clusters, drill: drill, declaresBackups: declares)
+        var p = BackupPolicy(name: name, location: location, objectStore: store, namespaces: namespaces, includeClusterResources: clusterResources,
+                             rpo: rpo, rto: rto, velero: velero, cnpg: clusters, drill: drill, declaresBackups: declares)
+        p.dependsOn = dependsOn
+        return p
     }
 
     static func veleroSpec(_ node: YNode) -> BackupPolicy.Velero? {
@@ -407,12 +432,31 @@ public enum PolicyLoader {
         }
         let parsed = c.required("retention").flatMap { Self.retention($0, field: "spec.cnpg[].retention", diags: node.diags, mapping: false) }
         let retention = parsed?.window
-        c.finish(known: ["cluster", "namespace", "serverName", "method", "baseBackup", "wal", "data", "retention"])
+        let heartbeat = c.node("heartbeat").flatMap { Self.heartbeat($0) }
+        c.finish(known: ["cluster", "namespace", "serverName", "method", "baseBackup", "wal", "data", "retention", "heartbeat"])
         guard let cluster, let schedule, let retention else { return nil }
         return .init(cluster: cluster, namespace: namespace, serverName: serverName ?? cluster, method: method, schedule: schedule,
                      target: target, walEnabled: walEnabled, walCompression: walCompression, walMaxParallel: walParallel,
                      archiveTimeout: archiveTimeout, dataCompression: dataCompression, dataJobs: dataJobs, retention: retention,
-                     tiers: parsed?.tiers ?? .none)
+                     tiers: parsed?.tiers ?? .none, heartbeat: heartbeat)
+    }
+
+    static func heartbeat(_ node: YNode) -> BackupPolicy.Heartbeat? {
+        guard let h = node.fields("spec.cnpg[].heartbeat") else { return nil }
+        let every = h.duration("every") ?? Located(TimeSpan(seconds: 60), node.location)
+        if every.value.seconds < 1 || every.value.seconds > 3600 {
+            node.diags.error(every.location, "spec.cnpg[].heartbeat.every: \(every.value) is not between 1s and 1h (a heartbeat is what measures the RPO in the data)")
+        }
+        let db = h.string("database", required: true)
+        let secret = h.string("secretName", required: true)
+        if let s = secret, !isDNSLabel(s.value) && !s.value.allSatisfy({ $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-" || $0 == ".") }) {
+            node.diags.error(s.location, "spec.cnpg[].heartbeat.secretName '\(s.value)' is not a Secret name")
+        }
+        let host = h.string("host")?.value
+        let port = h.int("port", range: 1...65535) ?? 5432
+        h.finish(known: ["every", "database", "secretName", "host", "port"])
+        guard let db, let secret, checkDatabaseName(db, field: "spec.cnpg[].heartbeat.database", node.diags) else { return nil }
+        return .init(every: every, database: db.value, secretName: secret.value, host: host, port: port, location: node.location)
     }
 
     /// A retention: a recovery window (`7d`), or with long-term tiers

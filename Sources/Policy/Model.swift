@@ -5,6 +5,8 @@ public struct PolicySet: Sendable {
     public var backupPolicies: [BackupPolicy] = []
     /// Where drctl's alerts go (at most one `kind: Alerting`).
     public var alerting: AlertingPolicy?
+    /// The whole-site rehearsal (at most one `kind: Rehearsal`).
+    public var rehearsal: RehearsalPolicy?
     public init() {}
 
     public func objectStore(named name: String) -> ObjectStorePolicy? { objectStores.first { $0.name.value == name } }
@@ -94,6 +96,8 @@ public struct BackupPolicy: Sendable {
     public var drill: Drill?
     /// Whether the file has a velero or cnpg section at all (even one that failed to load).
     public var declaresBackups: Bool
+    /// Workloads that must be back before this one starts restoring (a site rehearsal's order).
+    public var dependsOn: [Located<String>] = []
 
     public struct Velero: Sendable {
         public enum Volumes: String, Sendable { case snapshot, fileSystem, none }
@@ -146,6 +150,22 @@ public struct BackupPolicy: Sendable {
         public var retention: Located<TimeSpan>
         /// Base backups kept beyond the window, each with only its own WAL (drctl prune).
         public var tiers: RetentionTiers = .none
+        /// Rows drctl serve writes into production, read back from every restore of it.
+        public var heartbeat: Heartbeat? = nil
+    }
+
+    /// `cnpg[].heartbeat`: drctl serve inserts a row into `drctl_heartbeat` of `database` every
+    /// `every`, as a role that may only insert there; a restore's newest row is the RPO measured
+    /// in the data, and a gap in `seq` below it a committed transaction that did not come back.
+    public struct Heartbeat: Sendable {
+        public var every: Located<TimeSpan>
+        public var database: String
+        /// A basic-auth Secret (username, password) of the heartbeat role, as CNPG's managed roles read it.
+        public var secretName: String
+        /// Where the database answers (default: the cluster's `<cluster>-rw.<namespace>.svc`).
+        public var host: String?
+        public var port: Int
+        public var location: SourceLocation
     }
 
     /// A recovery window and the long-term tiers kept beyond it.
@@ -224,6 +244,20 @@ public enum DatabaseName {
         guard !name.isEmpty, name.utf8.count <= 63, name.first != "-" else { return false }
         return name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_$.-".unicodeScalars.contains($0) }
     }
+}
+
+/// `kind: Rehearsal` — the whole site brought back from a copy, on a schedule (drctl rehearse,
+/// drctl serve): every workload restored from `from` alone, the site's RTO measured against `rto`.
+public struct RehearsalPolicy: Sendable {
+    public var name: Located<String>
+    /// The ObjectStore the site comes back from: a copy of the workloads' stores.
+    public var from: Located<String>
+    public var schedule: Located<Cron>
+    /// The site's objective: the last workload healthy within it (default 1h).
+    public var rto: Located<TimeSpan>
+    /// Workloads restored at once.
+    public var parallel: Int
+    public var mode: String
 }
 
 /// `kind: Alerting` — the receivers drctl's alerts go to through Alertmanager, and how the

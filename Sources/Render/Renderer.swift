@@ -51,6 +51,12 @@ public enum Renderer {
                                               header: clusterPatchHeader(c)))
                 }
                 files.append(RenderedFile(path: "\(base)-scheduledbackup.yaml", objects: [scheduledBackup(policy, c)]))
+                if let h = c.heartbeat {
+                    var f = RenderedFile(path: "\(base)-heartbeat.sql", objects: [],
+                                         header: "The heartbeat table of \(c.namespace)/\(c.cluster.value), database \(h.database) (runbooks/heartbeat.md). Run once as the database's owner:\n  kubectl cnpg psql \(c.cluster.value) -n \(c.namespace) -- -d \(h.database) -v ON_ERROR_STOP=1 -f \(base.dropFirst(5))-heartbeat.sql\nThe role \(HeartbeatSQL.role) is created by CNPG from the Cluster patch (spec.managed.roles).")
+                    f.sql = HeartbeatSQL.setup()
+                    files.append(f)
+                }
             }
         }
         files.append(RenderedFile(path: "prometheus/prometheusrule-drctl.yaml", objects: [Alerts.prometheusRule(set, options)]))
@@ -59,7 +65,7 @@ public enum Renderer {
                                       header: "Where drctl's alerts go (policy \(a.name.value)). `drctl alerts check` proves each receiver gets them."))
         }
         files.append(RenderedFile(path: "drctl/policies-configmap.yaml", objects: [policiesConfigMap(policyFiles, options)]))
-        let resources = files.map(\.path).filter { !$0.hasSuffix("-cluster-patch.yaml") }.sorted()
+        let resources = files.filter { $0.sql == nil }.map(\.path).filter { !$0.hasSuffix("-cluster-patch.yaml") }.sorted()
         let patches = files.map(\.path).filter { $0.hasSuffix("-cluster-patch.yaml") }.sorted()
         files.append(RenderedFile(path: "kustomization.yaml", objects: [[
             "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources,
@@ -211,8 +217,14 @@ public enum Renderer {
                     "target": c.target,
                 ] as [String: any Sendable],
                 "postgresql": ["parameters": ["archive_timeout": archiveTimeout(p, c)]],
-            ] as [String: any Sendable],
+            ].merging(heartbeatRoles(c)) { a, _ in a } as [String: any Sendable],
         ]
+    }
+
+    /// `spec.managed.roles` with the heartbeat writer, when the policy has a heartbeat.
+    static func heartbeatRoles(_ c: BackupPolicy.CNPGCluster) -> [String: any Sendable] {
+        guard let h = c.heartbeat else { return [:] }
+        return ["managed": ["roles": [HeartbeatSQL.managedRole(h)]] as [String: any Sendable]]
     }
 
     static func pluginObjectName(_ c: BackupPolicy.CNPGCluster) -> String { "\(c.cluster.value)-backup" }
@@ -238,7 +250,7 @@ public enum Renderer {
                     "parameters": ["barmanObjectName": pluginObjectName(c), "serverName": c.serverName.value],
                 ] as [String: any Sendable]],
                 "postgresql": ["parameters": ["archive_timeout": archiveTimeout(p, c)]],
-            ] as [String: any Sendable],
+            ].merging(heartbeatRoles(c)) { a, _ in a } as [String: any Sendable],
         ]
     }
 

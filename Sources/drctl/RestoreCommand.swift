@@ -70,6 +70,8 @@ struct RestoreCommand: ParsableCommand {
     struct Report: Encodable {
         var plan: RestorePlan
         var outcome: RecoveryOutcome?
+        /// The newest heartbeat the restore brought back (a policy with `heartbeat:`).
+        var heartbeat: DrillEvidence.Heartbeat?
     }
 
     func run() throws {
@@ -78,7 +80,7 @@ struct RestoreCommand: ParsableCommand {
             let log = StepLog(quiet: host.quiet)
             let now = Date()
             let target = try TargetTime.parse(at, now: now)
-            let (barman, label, preload) = try resolveSource()
+            let (barman, label, preload, cnpg) = try resolveSource()
             log("planning the restore of \(label) to \(target)")
             let (scan, archive) = try BarmanScanner.scanArchive(barman.storage, layout: barman.layout, server: barman.server)
             let plan = try RestorePlanner.plan(server: barman.server, scan: scan, archive: archive, target: target, now: now)
@@ -120,12 +122,18 @@ struct RestoreCommand: ParsableCommand {
                 bar.finish()
                 throw error
             }
+            // The data's own word on how far it got: production's newest heartbeat that came back.
+            var heartbeat: (DrillEvidence.Check, DrillEvidence.Heartbeat?)?
+            if let cnpg, let server = restore.server {
+                heartbeat = HeartbeatCheck.run(cnpg, server: server, reference: target.date ?? now, progress: { _ in })
+            }
             restore.finish(success: true, keepRunning: start)
             switch output {
             case .json:
-                try printJSON(Report(plan: used, outcome: outcome))
+                try printJSON(Report(plan: used, outcome: outcome, heartbeat: heartbeat?.1))
             case .table:
                 printOutcome(outcome, plan: used)
+                if let (check, _) = heartbeat { print("  heartbeat: \(check.result == .passed ? "" : "\(check.result.rawValue.uppercased()): ")\(check.detail)") }
             }
         }
     }
@@ -151,11 +159,11 @@ struct RestoreCommand: ParsableCommand {
 
     /// The barman source from the policy's store or from the flags, a label for messages, and
     /// the libraries the policy lets the restored server preload.
-    func resolveSource() throws -> (BarmanSource, String, [String]) {
+    func resolveSource() throws -> (BarmanSource, String, [String], BackupPolicy.CNPGCluster?) {
         if let source, let server {
             // A copy of the bucket on a disk (file://) needs no keys and no client options.
             let (access, key) = try s3.open(source)
-            return (BarmanSource(access: access, layout: BarmanLayout(root: key), server: server), "\(source) server \(server)", [])
+            return (BarmanSource(access: access, layout: BarmanLayout(root: key), server: server), "\(source) server \(server)", [], nil)
         }
         let (set, open) = try choice.resolve(try loadCheckedPolicies(policies), s3, copy: nil)
         guard let p = set.backupPolicies.first(where: { $0.name.value == workload }) else {
@@ -170,7 +178,7 @@ struct RestoreCommand: ParsableCommand {
             throw ValidationError("workload \(p.name.value) has several CNPG clusters (\(candidates.map(\.cluster.value).joined(separator: ", "))): choose one with --cluster")
         }
         return (BarmanSource(access: try open(store), layout: BarmanLayout(root: store.prefixes.barman.value), server: c.serverName.value),
-                "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))", p.drill?.preloadLibraries ?? [])
+                "\(p.name.value) / \(c.cluster.value) (\(store.barmanDestination) server \(c.serverName.value))", p.drill?.preloadLibraries ?? [], c)
     }
 
     func printPlan(_ plan: RestorePlan, label: String) {
