@@ -57,6 +57,12 @@ public final class CatalogStore: @unchecked Sendable {
                 CREATE INDEX rpo_history_by_time ON rpo_history (measured_at);
                 """)
         }
+        m.registerMigration("v5") { db in
+            try db.execute(sql: """
+                CREATE TABLE rehearsals (
+                  id TEXT PRIMARY KEY, started_at REAL NOT NULL, result TEXT NOT NULL, site_rto_seconds REAL NOT NULL, evidence BLOB NOT NULL);
+                """)
+        }
         return m
     }
 
@@ -318,6 +324,23 @@ public final class CatalogStore: @unchecked Sendable {
         try db.write { db in
             try db.execute(sql: "INSERT OR REPLACE INTO drills (id, workload, started_at, result, rto_seconds, evidence) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [e.id, e.workload, e.startedAt.timeIntervalSince1970, e.result.rawValue, e.rtoSeconds, body])
+        }
+    }
+
+    /// Keeps a site rehearsal's record (the store it came back from holds the same JSON, sealed).
+    public func recordRehearsal(_ e: RehearsalEvidence) throws {
+        let body = try RehearsalEvidence.encoder.encode(e)
+        try db.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO rehearsals (id, started_at, result, site_rto_seconds, evidence) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [e.id, e.startedAt.timeIntervalSince1970, e.result.rawValue, e.siteRTOSeconds, body])
+        }
+    }
+
+    /// The rehearsals started from `since` on, oldest first.
+    public func rehearsals(since: Date) throws -> [RehearsalEvidence] {
+        try db.read { db in
+            try Data.fetchAll(db, sql: "SELECT evidence FROM rehearsals WHERE started_at >= ? ORDER BY started_at", arguments: [since.timeIntervalSince1970])
+                .map { try RehearsalEvidence.decoder.decode(RehearsalEvidence.self, from: $0) }
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Layout
 import Policy
 import Storage
+import Support
 
 /// Opens a policy's ObjectStore. The commands (the composition root) choose the driver: drctl's
 /// S3 client for the policy's endpoint, or a copy given with --source file:///path.
@@ -47,9 +48,12 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
                                                           servers: group.flatMap { $0.cnpg.map(\.serverName.value) }) } ?? []
         for p in group {
             // The bucket's newest evidence drctl sealed, or a drill recorded here that the catalog has not synced yet.
-            let inBucket = try DrillEvidence.all(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value, limit: 1)
-            let drill = (inBucket.drills + (try catalog?.drills(workload: p.name.value, limit: 1) ?? [])).max { $0.startedAt < $1.startedAt }
+            let inBucket = try DrillEvidence.all(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value, limit: 10)
+            var recent = inBucket.drills
+            for d in try catalog?.drills(workload: p.name.value, limit: 10) ?? [] where !recent.contains(where: { $0.id == d.id }) { recent.append(d) }
+            let drill = recent.max { $0.startedAt < $1.startedAt }
             var status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
+            predictRTO(p, drills: recent, barman: barman, into: &status)
             if !inBucket.unauthenticated.isEmpty {
                 status.unauthenticatedEvidence = inBucket.unauthenticated
                 status.reasons.append("\(inBucket.unauthenticated.count) drill evidence object(s) newer than the last drill are not sealed with drctl's record key, and are ignored (e.g. \(inBucket.unauthenticated[0])): see runbook DrctlUnauthenticatedRecord")
@@ -75,6 +79,25 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
         }
     }
     return out.sorted { $0.status.workload < $1.status.workload }
+}
+
+/// The RTO of a restore started now, from the workload's drills' rates and what its databases'
+/// restores would read today; beyond the objective the workload is AT RISK before any drill
+/// finds it breached.
+func predictRTO(_ p: BackupPolicy, drills: [DrillEvidence], barman: [String: (scan: BarmanServerScan, archive: WALArchive)], into status: inout WorkloadStatus) {
+    guard !p.cnpg.isEmpty else { return }
+    var base: Int64 = 0, wal: Int64 = 0
+    for c in p.cnpg {
+        guard let found = barman[c.serverName.value], let now = RTOModel.restoreNow(found.scan, found.archive) else { return }
+        base += now.baseBytes
+        wal += now.walBytes
+    }
+    guard let prediction = RTOModel.predict(RTOModel.samples(drills), baseBytes: base, walBytes: wal) else { return }
+    status.predictedRTO = prediction
+    if prediction.seconds > Double(p.rto.value.seconds) {
+        status.status = max(status.status, .atRisk)
+        status.reasons.append("a restore started now would take about \(TimeSpan.humanize(Int(prediction.seconds))) (\(formatBytes(base)) of base backup, \(formatBytes(wal)) of WAL at the rates \(prediction.drills.count) drill(s) measured), more than the RTO of \(p.rto.value): see runbook DrctlRTOAtRisk")
+    }
 }
 
 /// Compressions in a barman archive that drctl cannot read (it reads gzip and plain tar/WAL).

@@ -34,6 +34,8 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var unauthenticatedEvidence: [String]? = nil
     /// The copies of the workload's store (spec.copies), as last read.
     public var copies: [Copy] = []
+    /// The RTO of a restore started now, predicted from drills' rates (databases only).
+    public var predictedRTO: RTOModel.Prediction? = nil
 
     public struct Copy: Sendable, Codable, Equatable {
         /// The copy's ObjectStore.

@@ -33,6 +33,10 @@ public struct DrctlLayout: Sendable, Equatable {
     /// One drill's evidence: ids start with the UTC start time, so keys sort by time.
     public func evidenceKey(workload: String, id: String) -> String { evidencePrefix(workload: workload) + id + ".json" }
 
+    /// Site rehearsals (`drctl rehearse`), in the store the site came back from.
+    public var rehearsalPrefix: String { rootSlash + "rehearsals/" }
+    public func rehearsalKey(id: String) -> String { rehearsalPrefix + id + ".json" }
+
     /// One barman server's prune journal.
     public func prunePrefix(server: String) -> String { rootSlash + "prune/\(server)/" }
 

@@ -100,6 +100,7 @@ public enum RecordSeal {
 /// The kinds of record drctl seals, as named in the MAC.
 public enum RecordKind {
     public static let evidence = "evidence"
+    public static let rehearsal = "rehearsal"
     public static let copyRecord = "copy-record"
     public static let slotClaim = "slot-claim"
     public static let slotEnd = "slot-end"

@@ -22,7 +22,11 @@ public enum Alerts {
         "DrctlWALArchivingFailing", "DrctlWALGap", "DrctlRPOBreached", "DrctlRestoreDrillFailed", "DrctlRestoreDrillNotRun",
         "DrctlRTOExceeded", "DrctlCatalogSyncFailing", "DrctlObjectStoreUnreachable", "DrctlCopyLagging",
         "DrctlBackupObjectChanged", "DrctlUnauthenticatedRecord", "DrctlWatchdog", "DrctlAlertRouteBroken",
+        "DrctlRTOAtRisk", "DrctlSiteRTOExceeded", "DrctlSiteRehearsalNotRun", "DrctlHeartbeatFailing",
     ]
+
+    /// Rendered only when the policies ask for what they watch (a kind: Rehearsal, a heartbeat).
+    public static let conditional: Set = ["DrctlSiteRTOExceeded", "DrctlSiteRehearsalNotRun", "DrctlHeartbeatFailing"]
 
     /// The label drctl's synthetic check alert carries: the receiver whose path it tests.
     public static let checkReceiverLabel = "drctl_check_receiver"
@@ -76,7 +80,28 @@ public enum Alerts {
                                  labels: ["workload": w]))
             }
         }
+        if let r = set.rehearsal, let gap = r.schedule.value.longestGap {
+            let metric = "drctl_site_rehearsal_last_success_timestamp_seconds{from=\(q(r.from.value))}"
+            out.append(Alert(name: "DrctlSiteRehearsalNotRun", expr: "(time() - \(metric) > \(overdueAfter(interval: gap))) or absent(\(metric))",
+                             forDuration: "30m", severity: "warning",
+                             summary: "No site rehearsal from \(r.from.value) brought everything back within its interval",
+                             description: "No site rehearsal from ObjectStore \(r.from.value) has brought every workload back in the last \(TimeSpan.humanize(overdueAfter(interval: gap))) (schedule \(r.schedule.value.expression)): that the site can come back from its copy is unproven.",
+                             labels: ["from": r.from.value]))
+            out.append(Alert(name: "DrctlSiteRTOExceeded", expr: "drctl_site_rto_seconds > drctl_site_rto_objective_seconds", forDuration: "0m", severity: "critical",
+                             summary: "Bringing the site back from {{ $labels.from }} took longer than its RTO",
+                             description: "The newest site rehearsal from {{ $labels.from }} took longer until the last workload was healthy than the site's RTO objective; its critical path names the workload and phase that decided it."))
+        }
+        if set.backupPolicies.contains(where: { $0.cnpg.contains { $0.heartbeat != nil } }) {
+            out.append(Alert(name: "DrctlHeartbeatFailing",
+                             expr: "(drctl_heartbeat_up == 0) or (time() - drctl_heartbeat_last_success_timestamp_seconds > 900)",
+                             forDuration: "10m", severity: "warning",
+                             summary: "drctl cannot write the heartbeat of {{ $labels.workload }}/{{ $labels.cluster }}",
+                             description: "drctl serve's heartbeat rows are not reaching {{ $labels.cluster }}: drills measure the RPO in the data and find lost transactions only up to the newest row written."))
+        }
         out += [
+            Alert(name: "DrctlRTOAtRisk", expr: "drctl_predicted_rto_seconds > drctl_rto_objective_seconds", forDuration: "30m", severity: "warning",
+                  summary: "A restore of {{ $labels.workload }} started now would take longer than its RTO",
+                  description: "From the drills' measured fetch and replay rates and the base backup and WAL a restore would read today, restoring {{ $labels.workload }} would take longer than its RTO objective (drctl status shows the prediction, its range and the rates)."),
             Alert(name: "DrctlBackupFailed", expr: "drctl_backup_last_failure_timestamp_seconds > drctl_backup_last_success_timestamp_seconds",
                   forDuration: "0m", severity: "critical", summary: "The newest backup of {{ $labels.workload }} ({{ $labels.kind }} {{ $labels.source }}) failed",
                   description: "The newest {{ $labels.kind }} backup of {{ $labels.workload }} ({{ $labels.source }}) in the bucket is FAILED/Failed; nothing newer succeeded."),

@@ -85,6 +85,10 @@ public enum MetricsText {
         family("drctl_drill_last_duration_seconds", "gauge", "Measured RTO of the newest restore drill: start until the data was verified.",
                per { $0.status.lastDrill.map(\.rtoSeconds) })
         family("drctl_rto_objective_seconds", "gauge", "The policy's RTO objective.", per { Double($0.rtoObjectiveSeconds) })
+        family("drctl_predicted_rto_seconds", "gauge", "The RTO of a restore started now, predicted from the drills' measured rates and what the restore would read (databases only).",
+               per { $0.status.predictedRTO?.seconds })
+        family("drctl_predicted_rto_high_seconds", "gauge", "The upper end of the predicted RTO's stated error.",
+               per { $0.status.predictedRTO?.highSeconds })
         func copies(_ value: (WorkloadStatus.Copy) -> Double?) -> [([(String, String)], Double)] {
             ws.flatMap { w in w.status.copies.compactMap { c in value(c).map { ([("workload", w.status.workload), ("copy", c.store)], $0) } } }
         }
@@ -127,6 +131,23 @@ public enum MetricsText {
             family("drctl_alert_check_last_run_timestamp_seconds", "gauge", "Start of the last alert path check.",
                    [([], a.checkedAt.timeIntervalSince1970)])
         }
+        if let r = follower ? nil : s.rehearsal {
+            let from = [("from", r.from)]
+            family("drctl_site_rto_seconds", "gauge", "The site RTO of the newest site rehearsal that brought every workload back: start until the last was healthy.",
+                   r.newestPassed.map { [(from, $0.siteRTOSeconds)] } ?? [])
+            family("drctl_site_rto_objective_seconds", "gauge", "The site's RTO objective (kind: Rehearsal).", [(from, Double(r.objectiveSeconds))])
+            family("drctl_site_rehearsal_last_success_timestamp_seconds", "gauge", "End of the newest site rehearsal that brought every workload back.",
+                   r.newestPassed.map { [(from, $0.finishedAt.timeIntervalSince1970)] } ?? [])
+            family("drctl_site_rehearsal_last_run_timestamp_seconds", "gauge", "Start of the newest site rehearsal.",
+                   r.newest.map { [(from, $0.startedAt.timeIntervalSince1970)] } ?? [])
+            family("drctl_site_rehearsal_last_success", "gauge", "1 if the newest site rehearsal brought every workload back, 0 if not.",
+                   r.newest.map { [(from, $0.result == .passed ? 1 : 0)] } ?? [])
+        }
+        let beats = follower ? [] : s.heartbeats.sorted { ($0.workload, $0.cluster) < ($1.workload, $1.cluster) }
+        family("drctl_heartbeat_last_success_timestamp_seconds", "gauge", "The last heartbeat row this service wrote into the production database.",
+               beats.compactMap { h in h.lastSuccess.map { ([("workload", h.workload), ("cluster", h.cluster)], $0.timeIntervalSince1970) } })
+        family("drctl_heartbeat_up", "gauge", "1 if the last heartbeat write succeeded, 0 if it failed.",
+               beats.filter { $0.lastSuccess != nil || $0.error != nil }.map { ([("workload", $0.workload), ("cluster", $0.cluster)], $0.error == nil ? 1 : 0) })
         family("drctl_job_failures_total", "counter", "Scheduled jobs of this service that failed, by job.",
                (follower ? [:] : counters.jobFailures).sorted { $0.key < $1.key }.map { ([("job", $0.key)], Double($0.value)) })
         return out

@@ -43,6 +43,8 @@ public final class ServiceState: @unchecked Sendable {
     public var leaderName: @Sendable () -> String? = { nil }
     /// Opens the stores' copies (spec.copies) with their own keys; nil: copies are not read.
     public var copies: CopyOpener?
+    /// The heartbeat writers' state, asked at each refresh.
+    public var heartbeats: @Sendable () -> [Snapshot.Heartbeat] = { [] }
 
     /// `catalogPath`: the file `catalog` is open on, whose lock each sync holds.
     public init(set: PolicySet, open: @escaping StoreOpener, catalog: CatalogStore, catalogPath: String, runbookBase: String) {
@@ -96,6 +98,10 @@ public final class ServiceState: @unchecked Sendable {
             alertReport = r
             version += 1
         }
+    }
+
+    public func rehearsalFinished(_ e: RehearsalEvidence) {
+        refresh(log: { _ in })
     }
 
     public func drillFinished(_ e: DrillEvidence) {
@@ -164,6 +170,18 @@ public final class ServiceState: @unchecked Sendable {
         }
         drills.sort { $0.startedAt > $1.startedAt }
         workloads.sort { $0.status.workload < $1.status.workload }
+        let rehearsal = set.rehearsal.map { r in
+            var found = (try? catalog.rehearsals(since: now.addingTimeInterval(-400 * 86400))) ?? []
+            // The sealed records in the store the site comes back from (another replica's, a CronJob's).
+            if let store = set.objectStore(named: r.from.value), let access = try? open(store),
+               let sealed = try? RehearsalEvidence.all(access.storage, drctlPrefix: store.prefixes.drctl.value, limit: 20).rehearsals {
+                for e in sealed where !found.contains(where: { $0.id == e.id }) { found.append(e) }
+            }
+            let sorted = found.sorted { $0.startedAt > $1.startedAt }
+            return Snapshot.Rehearsal(from: r.from.value, objectiveSeconds: r.rto.value.seconds, newest: sorted.first,
+                                      newestPassed: sorted.first { $0.result == .passed })
+        }
+        let beats = heartbeats()
         for key in bad where !lock.withLock({ reportedBad.contains(key) }) {
             log("evidence \(key) does not decode: skipped")
             _ = lock.withLock { reportedBad.insert(key) }
@@ -176,6 +194,8 @@ public final class ServiceState: @unchecked Sendable {
             snapshot = Snapshot(generatedAt: now, workloads: workloads, stores: stores.values.sorted { $0.name < $1.name }, drills: drills)
             snapshot.undecodableEvidence = bad.count
             snapshot.unauthenticatedEvidence = forged.count
+            snapshot.rehearsal = rehearsal
+            snapshot.heartbeats = beats
             catalogProblem = problems.isEmpty ? nil : problems.joined(separator: "; ")
             version += 1
         }

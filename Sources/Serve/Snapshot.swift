@@ -20,6 +20,30 @@ public struct Snapshot: Sendable, Codable {
     /// This replica, and who leads (replicated serve only).
     public var replica: String?
     public var leader: String?
+    /// The site rehearsal (kind: Rehearsal): its policy's objective, the newest run and the newest that passed.
+    public var rehearsal: Rehearsal?
+    /// Each heartbeat writer: its last row written and its last error.
+    public var heartbeats: [Heartbeat] = []
+
+    public struct Rehearsal: Sendable, Codable {
+        public var from: String
+        public var objectiveSeconds: Int
+        public var newest: RehearsalEvidence?
+        public var newestPassed: RehearsalEvidence?
+        public init(from: String, objectiveSeconds: Int, newest: RehearsalEvidence?, newestPassed: RehearsalEvidence?) {
+            self.from = from; self.objectiveSeconds = objectiveSeconds; self.newest = newest; self.newestPassed = newestPassed
+        }
+    }
+
+    public struct Heartbeat: Sendable, Codable {
+        public var workload: String
+        public var cluster: String
+        public var lastSuccess: Date?
+        public var error: String?
+        public init(workload: String, cluster: String, lastSuccess: Date?, error: String?) {
+            self.workload = workload; self.cluster = cluster; self.lastSuccess = lastSuccess; self.error = error
+        }
+    }
 
     public init(generatedAt: Date, workloads: [Workload], stores: [Store], drills: [DrillEvidence]) {
         self.generatedAt = generatedAt

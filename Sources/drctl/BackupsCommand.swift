@@ -82,12 +82,7 @@ struct BackupsCommand: ParsableCommand {
     /// The backups of the chosen workloads: their CNPG servers and their Velero schedules.
     func addPolicyBackups(_ report: inout Report, store catalogStore: CatalogStore?) throws {
         let (set, open) = try choice.resolve(try loadCheckedPolicies(policies), s3, copy: nil)
-        let chosen = try workloads.isEmpty ? set.backupPolicies : workloads.map { name in
-            guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
-                throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
-            }
-            return p
-        }
+        let chosen = try set.backupPolicies(named: workloads)
         for p in chosen {
             guard let store = set.objectStore(named: p.objectStore.value) else { continue }
             let reader = backupReader(try open(store).storage, catalog: catalogStore)

@@ -25,7 +25,7 @@ struct Drctl: ParsableCommand {
             is not PROTECTED; 5 (alerts check) Alertmanager did not answer; 64 usage error.
             """,
         version: DrctlVersion.string,
-        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, AlertsCommand.self, ReportCommand.self, KeysCommand.self, S3Command.self]
+        subcommands: [StatusCommand.self, BackupsCommand.self, VerifyCommand.self, RestoreCommand.self, WALRestoreCommand.self, CatalogCommand.self, PruneCommand.self, CopyCommand.self, LintCommand.self, RenderCommand.self, ApplyCommand.self, ServeCommand.self, AlertsCommand.self, RehearseCommand.self, ReportCommand.self, KeysCommand.self, S3Command.self]
     )
 }
 
@@ -101,3 +101,16 @@ func warnOnce(_ message: String) {
     FileHandle.standardError.write(Data("drctl: warning: \(KnownSecrets.shared.redactor.redact(message))\n".utf8))
 }
 
+
+extension PolicySet {
+    /// The named workloads (all of them when none is named), or a usage error naming what there is.
+    func backupPolicies(named names: [String]) throws -> [BackupPolicy] {
+        if names.isEmpty { return backupPolicies }
+        return try names.map { name in
+            guard let p = backupPolicies.first(where: { $0.name.value == name }) else {
+                throw ValidationError("no policy named '\(name)' (have: \(backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
+            }
+            return p
+        }
+    }
+}

@@ -18,11 +18,5 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// Left-aligned columns, two spaces apart.
 func printTable(_ rows: [[String]]) {
-    guard let first = rows.first else { return }
-    var widths = Array(repeating: 0, count: first.count)
-    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-    for r in rows {
-        print(r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-            .joined(separator: "  "))
-    }
+    if !rows.isEmpty { print(TextTable.render(rows)) }
 }

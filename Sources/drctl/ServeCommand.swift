@@ -196,6 +196,25 @@ struct ServeCommand: ParsableCommand {
                     if evidence.result == .failed { throw LocalError("drill FAILED: \(evidence.error ?? "")") }
                 }))
             }
+            if let r = set.rehearsal {
+                // The whole site from its copy, on the Rehearsal policy's schedule: one drill slot, its own drills beside.
+                let (readSet, copyOpen) = try s3.readingStore(r.from.value, in: set, credentialsDir: nil, endpoint: nil)
+                var siteRunner = DrillRunner.make(open: copyOpen, host: host, kube: kube, mode: DrillMode(rawValue: r.mode) ?? mode,
+                                                  credentialsNamespace: credentialsNamespace, checkImage: checkImage, upload: !noUpload)
+                siteRunner.copy = "ObjectStore \(r.from.value) (rehearsal)"
+                let rehearsal = Rehearsal(policies: readSet.backupPolicies, set: readSet, from: r.from.value, runner: siteRunner,
+                                          parallel: r.parallel, siteRTO: r.rto.value.seconds, catalog: db)
+                if let fromStore = set.objectStore(named: r.from.value) {
+                    jobs.append(.init(name: "rehearsal from \(r.from.value)", kind: .drill(workload: "(site rehearsal)"), cron: r.schedule.value,
+                                      slotted: once("rehearsal", in: fromStore) { _ in
+                        let e = rehearsal.run { log("rehearsal: \($0)") }
+                        let stored = rehearsal.record(e) { log("rehearsal: \($0)") }
+                        state.rehearsalFinished(e)
+                        log("rehearsal \(e.id): \(e.result.rawValue.uppercased()), site RTO \(String(format: "%.1f", e.siteRTOSeconds))s (objective \(r.rto.value)), critical path \(e.criticalPath.joined(separator: " -> "))")
+                        if !e.met || !stored { throw LocalError("rehearsal \(e.id) \(e.result == .passed ? "exceeded the site RTO" : "did not bring every workload back")") }
+                    }))
+                }
+            }
             if let a = set.alerting, let url = alertmanager ?? a.alertmanager?.value {
                 // The alert path, proven on its own schedule: a test alert to each receiver (DrctlAlertRouteBroken reads the result).
                 let cron = try a.checkSchedule?.value ?? Cron("0 * * * *", dialect: .drctl)
@@ -213,6 +232,10 @@ struct ServeCommand: ParsableCommand {
             }
             // A new leader starts no work before it has cleaned up after the previous one.
             let adopted = SharedFlag()
+            let heartbeats = try set.backupPolicies.flatMap { p in
+                try p.cnpg.compactMap { c in try c.heartbeat.map { try Self.heartbeatWriter(p, c, $0) } }
+            }
+            state.heartbeats = { heartbeats.map { Snapshot.Heartbeat(workload: $0.workload, cluster: $0.cluster, lastSuccess: $0.state.lastSuccess, error: $0.state.error) } }
             let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector.map { $0.isLeader && adopted.value } ?? true },
                                       log: log.callAsFunction)
             if let elector {
@@ -279,6 +302,9 @@ struct ServeCommand: ParsableCommand {
                     })
                 }
             }
+            for w in heartbeats {
+                w.start(leads: { [elector] in elector.map { $0.isLeader && adopted.value } ?? true }, log: log.callAsFunction)
+            }
             scheduler.runForever()
         }
     }
@@ -307,6 +333,24 @@ struct ServeCommand: ParsableCommand {
                 log("adopting the unfinished slots of \(job): \(error)")
             }
         }
+    }
+
+    /// The heartbeat writer of one database: psql as the heartbeat role, its name and password
+    /// from the policy's Secret where deploy/ mounts it (`$DRCTL_SECRETS_DIR/<secretName>/`).
+    static func heartbeatWriter(_ p: BackupPolicy, _ c: BackupPolicy.CNPGCluster, _ h: BackupPolicy.Heartbeat) throws -> HeartbeatWriter {
+        let dir = "\(S3Options.secretsDirectory)/\(h.secretName)"
+        func read(_ key: String) throws -> String {
+            guard let v = try? String(contentsOfFile: "\(dir)/\(key)", encoding: .utf8) else {
+                throw ConfigError("\(p.name.value)/\(c.cluster.value) heartbeat: \(dir)/\(key) is not readable (mount Secret \(h.secretName), which CNPG's managed role reads too, at \(dir))")
+            }
+            return v.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let password = try read("password")
+        KnownSecrets.shared.add([password])
+        var session = PsqlSession(psql: "/usr/bin/psql", host: h.host ?? "\(c.cluster.value)-rw.\(c.namespace).svc", port: h.port,
+                                  user: try read("username"), password: password, timeout: 10)
+        session.sessionOptions = "-c statement_timeout=10000"   // it writes: not a check's read-only session
+        return HeartbeatWriter(workload: p.name.value, cluster: c.cluster.value, heartbeat: h, session: session)
     }
 
     /// A flag set from one thread and read from others.

@@ -47,12 +47,7 @@ struct StatusCommand: ParsableCommand {
         var notProtected = false
         try runReportingErrors {
             let (set, open) = try choice.resolve(try loadCheckedPolicies(policies), s3, copy: source)
-            let selected = workloads.isEmpty ? set.backupPolicies : try workloads.map { name in
-                guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
-                    throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
-                }
-                return p
-            }
+            let selected = try set.backupPolicies(named: workloads)
             let now = Date()
             let catalogDB = try catalog.map { try CatalogStore(path: $0) }
             // A copy read with --source is judged as a store, not against its own copies.

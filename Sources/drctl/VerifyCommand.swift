@@ -66,12 +66,7 @@ struct VerifyCommand: ParsableCommand {
         try runReportingErrors {
             let log = StepLog(quiet: host.quiet)
             let set = try loadCheckedPolicies(policies)
-            var chosen = try all ? set.backupPolicies : workloads.map { name in
-                guard let p = set.backupPolicies.first(where: { $0.name.value == name }) else {
-                    throw ValidationError("no policy named '\(name)' (have: \(set.backupPolicies.map(\.name.value).sorted().joined(separator: ", ")))")
-                }
-                return p
-            }
+            var chosen = try set.backupPolicies(named: all ? [] : workloads)
             let target = try TargetTime.parse(at, now: Date())
             // A drill of a copy proves the copy: it goes to the copy, and to a catalog only when named.
             // A drill of a copy (--source, --store, or the policy's drill.from) proves the copy:

@@ -90,7 +90,8 @@ import Yams
                 seen.insert(r["alert"] as! String)
             }
         }
-        #expect(seen == Set(Alerts.names))
+        #expect(seen == Set(Alerts.names).subtracting(Alerts.conditional), "the shipped policies have no kind: Rehearsal or heartbeat")
+        // scripts/check-rules renders and tests the conditional ones from Tests/PolicyTests/Fixtures/alerts.
         for name in Alerts.names {
             #expect(FileManager.default.fileExists(atPath: packageRoot.appendingPathComponent("runbooks/\(name).md").path), "runbooks/\(name).md")
         }
