@@ -5,38 +5,46 @@ import Kube
 import ObjectStore
 import TestSupport
 
-/// A source PostgreSQL 15 archiving with real barman-cloud into RGW (server app-db under
-/// `cnpg/`), one gzip base backup, a table `t` of 42 rows (40 before the backup) and the
-/// segment holding the last two archived.
+/// A source PostgreSQL 15 archiving with real barman-cloud into RGW (server `server`, app-db
+/// unless named, under `cnpg/`), one gzip base backup, a table `t` of 42 rows (40 before the
+/// backup) and the segment holding the last two archived.
 final class ArchivedDatabase {
     let rgw: RGW
     let s3: S3Client
     let bucket: String
+    let server: String
     let work: String
     let port: Int
 
-    init(rgw: RGW, bucket name: String) throws {
+    /// `sharing`: archive into that existing bucket (another database's) instead of a new one.
+    init(rgw: RGW, bucket name: String, server: String = "app-db", sharing: String? = nil) throws {
         try #require(FileManager.default.isExecutableFile(atPath: "/opt/drctl-barman/bin/barman-cloud-backup"), "run scripts/install-deps.sh (barman-cloud venv)")
         self.rgw = rgw
+        self.server = server
         s3 = try rgw.client()
-        bucket = try rgw.bucket(s3, name)
+        bucket = try sharing ?? rgw.bucket(s3, name)
         work = try testWorkDirectory()
         port = try freePort()
         let dest = "s3://\(bucket)/cnpg"
         let (up, upOut) = try run(packageRoot.appendingPathComponent("scripts/pg-up.sh").path,
-                                  [work + "/src", String(port), rgw.barmanArchiveCommand(dest: dest, server: "app-db")])
+                                  [work + "/src", String(port), rgw.barmanArchiveCommand(dest: dest, server: server)])
         try #require(up == 0, "\(upOut)")
         _ = try psql("create table t(id int primary key, at timestamptz default clock_timestamp()); insert into t(id) select generate_series(1, 40)")
         try baseBackup()
         _ = try psql("insert into t(id) values (41), (42)")
-        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+        try switchAndWaitArchived()
+    }
+
+    /// Ends the current WAL segment and waits until barman-cloud has archived it.
+    func switchAndWaitArchived() throws {
+        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket, server: server)
     }
 
     /// One more gzip base backup with real barman-cloud-backup.
     func baseBackup() throws {
         let (bst, bout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/opt/drctl-barman/bin/barman-cloud-backup", "--endpoint-url", rgw.endpoint,
                                                        "--gzip", "--immediate-checkpoint", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres",
-                                                       "s3://\(bucket)/cnpg", "app-db"], env: rgw.environment)
+                                                       "s3://\(bucket)/cnpg", server], env: rgw.environment)
         try #require(bst == 0, "\(bout)")
     }
 
@@ -60,7 +68,7 @@ final class ArchivedDatabase {
         let target = try psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
         usleep(1_100_000)
         _ = try psql("insert into t(id) values (44)")
-        try rgw.waitArchived(psql("select pg_walfile_name(pg_switch_wal())"), s3: s3, bucket: bucket)
+        try switchAndWaitArchived()
         return target
     }
 

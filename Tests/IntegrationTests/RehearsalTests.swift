@@ -1,0 +1,134 @@
+import Foundation
+import ObjectStore
+import Testing
+import TestSupport
+
+/// `drctl rehearse` with the site gone: three workloads (two CNPG clusters archiving through real
+/// barman-cloud into one RGW, one namespace-only Velero policy) copied to a second RGW, the
+/// first RGW stopped, every workload brought back from the copy alone.
+@Suite(.serialized) struct SiteRehearsalTests {
+    @Test func theSiteComesBackFromItsCopyWithThePrimaryStopped() throws {
+        let primary = try RGW.startPrivate()
+        defer { primary.stop() }
+        let offsite = try RGW.get()
+        let app = try ArchivedDatabase(rgw: primary, bucket: "site")
+        let auth = try ArchivedDatabase(rgw: primary, bucket: "site", server: "auth-db", sharing: app.bucket)
+        // auth's rows differ from app's: each check (count * 1000 + max id) proves its own database came back exactly.
+        _ = try auth.psql("insert into t(id) select generate_series(43, 50)")
+        try auth.switchAndWaitArchived()
+        // n8n-prod: namespaces only, a Velero backup of them in the same bucket.
+        let backup = VeleroBucketTests.scheduledName()
+        try app.s3.putObject(S3URL(bucket: app.bucket, key: "velero/backups/\(backup)/\(backup).tar.gz"), bytes: ClusterFixture.tarball(bucket: app.bucket))
+        try app.s3.putObject(S3URL(bucket: app.bucket, key: "velero/backups/\(backup)/velero-backup.json"),
+                             bytes: VeleroBucketTests.backupJSON(backup, phase: "Completed", namespaces: ["*"]))
+        try app.s3.putObject(S3URL(bucket: app.bucket, key: "velero/backups/\(backup)/\(backup)-resource-list.json.gz"),
+                             bytes: VeleroDrillTests.gzip(ClusterFixture.resourceList(bucket: app.bucket)))
+
+        let copyS3 = try offsite.client()
+        let copyBucket = try offsite.bucket(copyS3, "site-copy")
+        let secrets = app.work + "/secrets", policies = app.work + "/policies"
+        try offsite.writeKeys(to: secrets + "/offsite-keys")
+        try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
+        func database(_ name: String, _ cluster: String, rows: Int, extra: String = "") -> String {
+            """
+            apiVersion: drctl.dev/v1alpha1
+            kind: BackupPolicy
+            metadata: {name: \(name)}
+            spec:
+              objectStore: rgw
+              namespaces: [\(name)]
+              objectives: {rpo: 24h, rto: 30m}
+              cnpg:
+                - {cluster: \(cluster), baseBackup: {schedule: "0 0 4 * * *"}, retention: 7d}
+              drill:
+                schedule: "0 5 * * *"
+                checks:
+                  - sql: {cluster: \(cluster), database: postgres, query: "select count(*) * 1000 + max(id) from t", expect: "= \(rows * 1000 + rows)"}
+            \(extra)---
+
+            """
+        }
+        try (app.rgw.objectStorePolicy(bucket: app.bucket, extra: "  copies: [{to: offsite}]\n")
+             + offsite.offsitePolicy(bucket: copyBucket, secretName: "offsite-keys") + "---\n"
+             + database("app", "app-db", rows: 42) + database("auth", "auth-db", rows: 50)
+             + """
+             apiVersion: drctl.dev/v1alpha1
+             kind: BackupPolicy
+             metadata: {name: n8n-prod}
+             spec:
+               objectStore: rgw
+               namespaces: [n8n-prod]
+               objectives: {rpo: 24h, rto: 20m}
+               dependsOn: [app]
+               velero:
+                 volumes: none
+                 schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
+               drill:
+                 schedule: "0 6 * * *"
+                 checks:
+                   - resourceCount: {kind: Deployment, min: 2}
+             ---
+             apiVersion: drctl.dev/v1alpha1
+             kind: Rehearsal
+             metadata: {name: site}
+             spec: {from: offsite, rto: 1h, parallel: 2}
+
+             """).write(toFile: policies + "/p.yaml", atomically: true, encoding: .utf8)
+        var env = app.drctlEnvironment   // the primary's keys in the environment: the rehearsal must not need them
+        env["DRCTL_SECRETS_DIR"] = secrets
+        let (cst, copied) = try run(drctlBinary, ["copy", "--policies", policies], env: env)
+        try #require(cst == 0, "\(copied)")
+
+        primary.stop()   // the site is gone
+        let rehearse = ["rehearse", "--policies", policies, "--scratch-dir", app.work + "/scratch"]
+        var (st, out) = try run(drctlBinary, rehearse, env: env)
+        print("$ drctl rehearse  # the primary's RGW stopped\n" + out)
+        try #require(st == 0, "\(out)")
+        #expect(out.contains("site RTO") && out.contains(": met (site objective 1h, largest workload objective 30m)") && out.contains("critical path: "), "\(out)")
+        #expect(out.contains("check passed: sql app-db/postgres: select count(*) * 1000 + max(id) from t = 42042 (got 42042")
+                && out.contains("check passed: sql auth-db/postgres: select count(*) * 1000 + max(id) from t = 50050 (got 50050")
+                && out.contains("check passed: resourceCount Deployment >= 2"),
+                "each workload restored exactly from the copy: \(out)")
+        #expect(!out.contains(primary.endpoint), "nothing of the primary's was asked for: \(out)")
+        var (jst, json) = try run(drctlBinary, rehearse + ["-o", "json", "--quiet"], env: env)
+        try #require(jst == 0, "\(json)")
+        var e = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(json)")
+        var ws = try #require(e["workloads"] as? [[String: Any]])
+        #expect(e["result"] as? String == "passed" && ws.count == 3 && ws.allSatisfy { $0["result"] as? String == "passed" }, "\(json)")
+        func w(_ name: String) -> [String: Any] { ws.first { $0["workload"] as? String == name } ?? [:] }
+        let site = try #require(e["siteRTOSeconds"] as? Double)
+        #expect(site == ws.compactMap { $0["healthyAfter"] as? Double }.max(), "the site is back when its last workload is")
+        // n8n-prod depends on app: it starts once app is healthy, and its path goes through app.
+        #expect(w("n8n-prod")["waitedFor"] as? String == "app" && (w("n8n-prod")["startedAfter"] as? Double ?? 0) >= (w("app")["healthyAfter"] as? Double ?? .infinity),
+                "\(json)")
+        let path = try #require(e["criticalPath"] as? [String])
+        #expect(path.last == ws.max { ($0["healthyAfter"] as? Double ?? 0) < ($1["healthyAfter"] as? Double ?? 0) }?["workload"] as? String && e["criticalPhase"] is String,
+                "\(json)")
+        for name in ["app", "auth"] {
+            let rpo = try #require(w(name)["rpoSeconds"] as? Double, "what the copy alone reaches: \(json)")
+            #expect(rpo >= 0 && rpo < 3600)
+        }
+        // Its record and each drill's evidence went to the copy, sealed.
+        var keys: [String] = []
+        try copyS3.listObjects(bucket: copyBucket, prefix: "drctl/") { keys += $0.objects.map(\.key) }
+        #expect(keys.filter { $0.hasPrefix("drctl/rehearsals/") }.count == 2 && ["app", "auth", "n8n-prod"].allSatisfy { w in keys.contains { $0.hasPrefix("drctl/evidence/\(w)/") } },
+                "\(keys)")
+
+        // One workload's copy damaged: auth's base backup data no longer unpacks. The rehearsal
+        // fails naming it, and still brings back and reports the others.
+        var data: [String] = []
+        try copyS3.listObjects(bucket: copyBucket, prefix: "cnpg/auth-db/base/") { data += $0.objects.map(\.key).filter { $0.contains("/data.tar") } }
+        for k in data { try copyS3.putObject(S3URL(bucket: copyBucket, key: k), bytes: Array("not a tar".utf8)) }
+        try #require(!data.isEmpty)
+        (st, out) = try run(drctlBinary, rehearse, env: env)
+        print("$ drctl rehearse  # auth-db's base backup damaged on the copy\n" + out)
+        #expect(st == 1 && out.contains("NOT BACK: auth did not come back") && out.contains("\nauth: "), "\(out)")
+        (jst, json) = try run(drctlBinary, rehearse + ["-o", "json", "--quiet"], env: env)
+        e = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(json)")
+        ws = try #require(e["workloads"] as? [[String: Any]])
+        #expect(jst == 1 && e["result"] as? String == "failed" && w("auth")["result"] as? String == "failed"
+                && w("app")["result"] as? String == "passed" && w("n8n-prod")["result"] as? String == "passed", "\(json)")
+
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: app.work + "/scratch")) ?? []).isEmpty, "no scratch restore left behind")
+    }
+}
