@@ -92,7 +92,16 @@ func predictRTO(_ p: BackupPolicy, drills: [DrillEvidence], barman: [String: (sc
         base += now.baseBytes
         wal += now.walBytes
     }
-    guard let prediction = RTOModel.predict(RTOModel.samples(drills), baseBytes: base, walBytes: wal) else { return }
+    let samples = RTOModel.samples(drills)
+    // The schedule's worst case at the archive's WAL rate: what lint and status warn about.
+    for c in p.cnpg {
+        guard let found = barman[c.serverName.value], let now = RTOModel.restoreNow(found.scan, found.archive),
+              let rate = RTOModel.walBytesPerHour(found.scan.backups), let interval = c.schedule.value.longestGap,
+              let advice = RTOModel.advice(samples, baseBytes: now.baseBytes, walBytesPerHour: rate, intervalSeconds: interval, rto: p.rto.value.seconds) else { continue }
+        status.rtoAdvice = (status.rtoAdvice ?? []) + ["\(c.cluster.value): \(advice)"]
+    }
+    guard var prediction = RTOModel.predict(samples, baseBytes: base, walBytes: wal) else { return }
+    prediction.objectiveSeconds = p.rto.value.seconds
     status.predictedRTO = prediction
     if prediction.seconds > Double(p.rto.value.seconds) {
         status.status = max(status.status, .atRisk)

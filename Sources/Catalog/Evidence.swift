@@ -94,6 +94,9 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     /// How a cluster drill was kept from production (namespaces it restored into, what it left
     /// out, network and Pod Security seal, modifiers), one line each.
     public var sealed: [String]?
+    /// The RTO predicted at the drill's start from earlier drills' rates and this restore's plan
+    /// (host drills with a measured history): what the report holds against the measured RTO.
+    public var predictedRTO: RTOModel.Prediction?
     /// Set when the drill restored from a copy of the bucket (`drctl verify --source`), not from
     /// the policy's store: what it proves is that the copy restores.
     public var source: String?

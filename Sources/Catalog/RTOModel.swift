@@ -43,6 +43,8 @@ public enum RTOModel {
         public var replayBytesPerSecond: Double?
         public var fixedSeconds: Double
         public var drills: [String]
+        /// The workload's RTO objective, when judged against one.
+        public var objectiveSeconds: Int?
 
         public func contains(_ measured: Double) -> Bool { measured >= lowSeconds && measured <= highSeconds }
     }

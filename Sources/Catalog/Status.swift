@@ -36,6 +36,9 @@ public struct WorkloadStatus: Sendable, Codable, Equatable {
     public var copies: [Copy] = []
     /// The RTO of a restore started now, predicted from drills' rates (databases only).
     public var predictedRTO: RTOModel.Prediction? = nil
+    /// Per database whose base-backup schedule cannot meet the RTO at the archive's WAL rate:
+    /// the worst case and the schedule that would (drctl lint --measured warns with it).
+    public var rtoAdvice: [String]? = nil
 
     public struct Copy: Sendable, Codable, Equatable {
         /// The copy's ObjectStore.

@@ -15,6 +15,8 @@ public struct HostDrill {
     public var target: RecoveryTarget
     public var options: HostRestoreOptions
     public var keep = false
+    /// Earlier drills' rates: the RTO this drill is predicted to take, recorded beside what it took.
+    public var rates: [RTOModel.Sample] = []
 
     public init(policy: BackupPolicy, store: ObjectStorePolicy, access: StoreAccess, target: RecoveryTarget, options: HostRestoreOptions) {
         self.policy = policy
@@ -38,6 +40,7 @@ public struct HostDrill {
         var servers: [String: RecoveryServer] = [:]
         var bytes: Int64 = 0
         var verifiedAt = Date()
+        var prediction: RTOModel.Prediction?
         func add(_ phase: String, _ s: Double) { phases[phase, default: 0] += s }
 
         progress("drill \(id) of \(workload): target \(target)")
@@ -59,6 +62,9 @@ public struct HostDrill {
                 }
             }
             add("plan", Date().timeIntervalSince(t))
+            prediction = RTOModel.predict(rates, baseBytes: plans.reduce(0) { $0 + $1.1.baseBytes },
+                                          walBytes: plans.reduce(0) { $0 + Int64($1.1.walNeeded) * Int64($1.1.backup.segmentSize) })
+            if let p = prediction { progress("predicted RTO \(String(format: "%.1f", p.seconds))s (\(String(format: "%.1f", p.lowSeconds))s to \(String(format: "%.1f", p.highSeconds))s) from \(p.drills.count) earlier drill(s)") }
             if case .latest = target, let (c, plan) = plans.first(where: { !$0.1.warnings.isEmpty }) {
                 // A drill of the newest point must reach it: archived WAL that recovery cannot
                 // reach is lost data, even if what comes before it restores.
@@ -111,11 +117,13 @@ public struct HostDrill {
         for r in restores { r.finish(success: failure == nil, keepScratch: keep) }
         let reference = target.date ?? started
         let rpo = DrillEvidence.rpo(databases, reference: reference)
-        return DrillEvidence(id: id, workload: workload, mode: "host", host: ProcessInfo.processInfo.hostName, startedAt: started,
+        var evidence = DrillEvidence(id: id, workload: workload, mode: "host", host: ProcessInfo.processInfo.hostName, startedAt: started,
                              finishedAt: Date(), target: target.description, targetTime: target.date, result: failure == nil ? .passed : .failed,
                              error: failure, databases: databases, checks: checks, rtoSeconds: verifiedAt.timeIntervalSince(started),
                              rtoObjectiveSeconds: policy.rto.value.seconds, rpoSeconds: rpo, rpoObjectiveSeconds: policy.rpo.value.seconds,
                              phases: phases, bytesFetched: bytes)
+        evidence.predictedRTO = prediction
+        return evidence
     }
 
     /// Stores the evidence in the bucket under drctl's prefix, sealed with drctl's record key.

@@ -28,3 +28,12 @@ public enum RehearsalText {
         return out
     }
 }
+
+/// A predicted RTO as one line: the estimate, its stated range, and what it is made of.
+public enum RTOText {
+    public static func prediction(_ p: RTOModel.Prediction) -> String {
+        func s(_ v: Double) -> String { TimeSpan.humanize(max(0, Int(v.rounded()))) }
+        let replay = p.replayBytesPerSecond.map { "\(formatBytes(Int64($0)))/s" } ?? "not yet measured"
+        return "about \(s(p.seconds)) (\(s(p.lowSeconds)) to \(s(p.highSeconds))): \(formatBytes(p.baseBytes)) of base backup at \(formatBytes(Int64(p.fetchBytesPerSecond)))/s, \(formatBytes(p.walBytes)) of WAL at \(replay) replay, \(s(p.fixedSeconds)) fixed; from \(p.drills.count) drill(s)\(p.objectiveSeconds.map { "; objective \(TimeSpan.humanize($0))\(p.seconds > Double($0) ? ": AT RISK" : "")" } ?? "")"
+    }
+}

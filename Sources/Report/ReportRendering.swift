@@ -27,6 +27,21 @@ public enum ReportRendering {
             ?? "Measured backup protection is below every phase the guide estimates."
     }
 
+    static func rehearsalResult(_ x: UptimeReport.Rehearsal) -> String {
+        x.result != "passed" ? "FAILED (\(x.failed.joined(separator: ", ")) did not come back)" : x.siteRTOSeconds <= Double(x.objectiveSeconds) ? "met" : "EXCEEDED"
+    }
+    static func criticalPath(_ x: UptimeReport.Rehearsal) -> String {
+        x.criticalPath.joined(separator: " -> ") + (x.criticalPhase.map { " (\($0))" } ?? "")
+    }
+    static func errorText(_ p: UptimeReport.Prediction) -> String {
+        String(format: "%+.0f %%", p.error * 100) + (p.withinRange ? "" : " (outside the range)")
+    }
+    static func predictionLine(_ r: UptimeReport) -> String {
+        let within = r.predictions.filter(\.withinRange).count
+        let mean = r.predictions.map { abs($0.error) }.reduce(0, +) / Double(r.predictions.count)
+        return "\(within) of \(r.predictions.count) drills took a time within their predicted range; mean absolute error \(String(format: "%.0f %%", mean * 100))."
+    }
+
     public static func markdown(_ r: UptimeReport) -> String {
         func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|").replacingOccurrences(of: "\n", with: " ") }
         var m = "# drctl report: \(day(r.since)) to \(day(r.until)) UTC\n\n"
@@ -47,6 +62,16 @@ public enum ReportRendering {
             m += "\n## Longest breach per workload\n\n"
             for (w, b) in longest {
                 m += "- **\(w)**: \(day(b.from)) to \(day(b.to)) UTC (\(span(b.seconds))\(b.worstRPOSeconds.map { ", RPO up to \(span(Double($0)))" } ?? "")): \(b.cause)\n"
+            }
+        }
+        if !r.rehearsals.isEmpty {
+            m += "\n## Site rehearsals (drctl rehearse)\n\n| When (UTC) | From | Result | Site RTO / objective | Critical path |\n|---|---|---|---|---|\n"
+            for x in r.rehearsals { m += "| \(day(x.at)) | \(cell(x.from)) | \(cell(rehearsalResult(x))) | \(span(x.siteRTOSeconds)) / \(span(Double(x.objectiveSeconds))) | \(cell(criticalPath(x))) |\n" }
+        }
+        if !r.predictions.isEmpty {
+            m += "\n## Predicted against measured RTO\n\n\(predictionLine(r))\n\n| Drill | Workload | Predicted (range) | Measured | Error |\n|---|---|---|---|---|\n"
+            for p in r.predictions {
+                m += "| \(cell(p.drill)) | \(cell(p.workload)) | \(span(p.predictedSeconds)) (\(span(p.lowSeconds)) to \(span(p.highSeconds))) | \(span(p.measuredSeconds)) | \(errorText(p)) |\n"
             }
         }
         m += "\nMeasured from the RPO history in the catalog: each measurement holds until the next.\n"
@@ -91,6 +116,23 @@ public enum ReportRendering {
                 h += "<li><b>\(esc(w))</b>: \(esc(day(b.from))) to \(esc(day(b.to))) UTC (\(esc(span(b.seconds)))): \(esc(b.cause))</li>"
             }
             h += "</ul>\n"
+        }
+        if !r.rehearsals.isEmpty {
+            h += "<h2>Site rehearsals</h2><table id=\"rehearsals\"><thead><tr><th>When (UTC)</th><th>From</th><th>Result</th><th>Site RTO / objective</th><th>Critical path</th></tr></thead><tbody>\n"
+            for x in r.rehearsals {
+                let ok = x.result == "passed" && x.siteRTOSeconds <= Double(x.objectiveSeconds)
+                h += "<tr><td>\(esc(day(x.at)))</td><td>\(esc(x.from))</td><td class=\"\(ok ? "met" : "missed")\">\(esc(rehearsalResult(x)))</td>"
+                h += "<td>\(esc(span(x.siteRTOSeconds))) / \(esc(span(Double(x.objectiveSeconds))))</td><td>\(esc(criticalPath(x)))</td></tr>\n"
+            }
+            h += "</tbody></table>\n"
+        }
+        if !r.predictions.isEmpty {
+            h += "<h2>Predicted against measured RTO</h2><p>\(esc(predictionLine(r)))</p><table id=\"predictions\"><thead><tr><th>Drill</th><th>Workload</th><th>Predicted (range)</th><th>Measured</th><th>Error</th></tr></thead><tbody>\n"
+            for p in r.predictions {
+                h += "<tr><td>\(esc(p.drill))</td><td>\(esc(p.workload))</td><td>\(esc(span(p.predictedSeconds))) (\(esc(span(p.lowSeconds))) to \(esc(span(p.highSeconds))))</td>"
+                h += "<td>\(esc(span(p.measuredSeconds)))</td><td class=\"\(p.withinRange ? "met" : "missed")\">\(esc(errorText(p)))</td></tr>\n"
+            }
+            h += "</tbody></table>\n"
         }
         h += "<p class=\"muted\">Measured from the RPO history in the catalog: each measurement holds until the next. drctl report.</p></body></html>\n"
         return h

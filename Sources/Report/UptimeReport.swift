@@ -13,6 +13,36 @@ public struct UptimeReport: Sendable, Codable, Equatable {
     /// The guide's "Current Backup Status" table, from the current evaluation.
     public var backupStatus: [StatusRow]
     public var uptime: Uptime
+    /// Site rehearsals in the window, oldest first: the site RTO over time and what decided it.
+    public var rehearsals: [Rehearsal] = []
+    /// Drills whose RTO was predicted at their start: predicted against measured.
+    public var predictions: [Prediction] = []
+
+    public struct Rehearsal: Sendable, Codable, Equatable {
+        public var id: String
+        public var at: Date
+        public var from: String
+        public var result: String
+        public var siteRTOSeconds: Double
+        public var objectiveSeconds: Int
+        public var criticalPath: [String]
+        public var criticalPhase: String?
+        /// Workloads that did not come back.
+        public var failed: [String]
+    }
+
+    public struct Prediction: Sendable, Codable, Equatable {
+        public var workload: String
+        public var drill: String
+        public var at: Date
+        public var predictedSeconds: Double
+        public var lowSeconds: Double
+        public var highSeconds: Double
+        public var measuredSeconds: Double
+        /// (measured - predicted) / predicted.
+        public var error: Double
+        public var withinRange: Bool
+    }
 
     public struct Workload: Sendable, Codable, Equatable {
         public var workload: String
@@ -100,7 +130,7 @@ public struct UptimeReport: Sendable, Codable, Equatable {
     /// `hold`: how long one measurement stands for at most; a longer silence (drctl serve down,
     /// the store unreachable) is unmeasured time, not time the objective was met.
     public static func build(objectives: [Objectives], samples: [CatalogStore.RPOSample], drills: [DrillEvidence], statuses: [WorkloadStatus],
-                             since: Date, now: Date, hold: TimeInterval = 2 * 3600) -> UptimeReport {
+                             since: Date, now: Date, hold: TimeInterval = 2 * 3600, rehearsals: [RehearsalEvidence] = []) -> UptimeReport {
         var workloads: [Workload] = []
         // Per workload: [since, now] cut into stretches by its measurements.
         for o in objectives.sorted(by: { $0.workload < $1.workload }) {
@@ -151,8 +181,20 @@ public struct UptimeReport: Sendable, Codable, Equatable {
         let (covered, breach) = clusterTime(workloads.map(\.spans), since: since, now: now)
         let share = covered > 0 ? (covered - breach) / covered : nil
         let phases = guidePhases.map { p in Uptime.Phase(phase: p.0, estimate: p.1, target: p.2, met: share.map { $0 >= p.2 } ?? false) }
-        return UptimeReport(since: since, until: now, workloads: workloads, backupStatus: rows,
-                            uptime: Uptime(measuredShare: share, measuredSeconds: covered, breachSeconds: breach, phases: phases))
+        var report = UptimeReport(since: since, until: now, workloads: workloads, backupStatus: rows,
+                                  uptime: Uptime(measuredShare: share, measuredSeconds: covered, breachSeconds: breach, phases: phases))
+        report.rehearsals = rehearsals.filter { $0.startedAt >= since && $0.startedAt <= now }.sorted { $0.startedAt < $1.startedAt }.map {
+            Rehearsal(id: $0.id, at: $0.startedAt, from: $0.from, result: $0.result.rawValue, siteRTOSeconds: $0.siteRTOSeconds,
+                      objectiveSeconds: $0.siteRTOObjectiveSeconds, criticalPath: $0.criticalPath, criticalPhase: $0.criticalPhase,
+                      failed: $0.workloads.filter { $0.result != .passed }.map(\.workload))
+        }
+        report.predictions = drills.filter { $0.startedAt >= since && $0.startedAt <= now && $0.result == .passed }.sorted { $0.startedAt < $1.startedAt }.compactMap { d in
+            d.predictedRTO.map { p in
+                Prediction(workload: d.workload, drill: d.id, at: d.startedAt, predictedSeconds: p.seconds, lowSeconds: p.lowSeconds, highSeconds: p.highSeconds,
+                           measuredSeconds: d.rtoSeconds, error: p.seconds > 0 ? (d.rtoSeconds - p.seconds) / p.seconds : 0, withinRange: p.contains(d.rtoSeconds))
+            }
+        }
+        return report
     }
 
     /// Time at least one workload was measured, and the part of it at least one was in breach.

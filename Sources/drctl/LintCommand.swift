@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Catalog
 import Policy
 
 struct LintCommand: ParsableCommand {
@@ -10,16 +11,33 @@ struct LintCommand: ParsableCommand {
             Checks syntax, field names (with suggestions for misspellings), cron expressions for the \
             tool that will run them (five fields for Velero, six for CNPG), whether schedules and \
             retention can meet the RPO, references between policies, clusters sharing one barman \
-            archive, and prefixes inside Velero's. Exit status 1 when there is any error.
+            archive, and prefixes inside Velero's. With --measured, also whether each database's \
+            base-backup schedule can meet the RTO at the WAL rate its archive shows and the rates \
+            its drills measured, naming the schedule that would. Exit status 1 when there is any error.
             """)
 
     @Argument(help: ArgumentHelp("Policy files or directories.", valueName: "path")) var paths: [String] = ["policies"]
     @Option(name: [.short, .long], help: "Output format: table (file:line:col lines) or json.") var output: OutputFormat = .table
+    @Flag(help: "Also judge each database's base-backup schedule against its RTO with what was measured: the drills' fetch and replay rates and the archive's WAL rate (reads the stores, through the catalog when given).")
+    var measured = false
+    @OptionGroup var s3: S3Options
+    @Option(help: ArgumentHelp("With --measured: the catalog to read the stores' backups from instead of the stores.", valueName: "file")) var catalog: String?
 
     func run() throws {
         let diags = Diagnostics()
         let set = PolicyLoader.load(paths: paths, diagnostics: diags)
         Linter.lint(set, into: diags)
+        if measured && !diags.hasErrors {
+            // The same model as drctl status's prediction: drills' rates, the archive's WAL rate.
+            let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, open: try s3.opener(copy: nil),
+                                                  catalog: try catalog.map { try CatalogStore(path: $0) }, now: Date())
+            for e in evaluated {
+                for advice in e.status.rtoAdvice ?? [] {
+                    let cluster = e.policy.cnpg.first { advice.hasPrefix($0.cluster.value + ": ") }
+                    diags.warning(cluster?.schedule.location ?? e.policy.rto.location, "spec.cnpg[].baseBackup.schedule: \(advice)")
+                }
+            }
+        }
         let sorted = diags.sorted
         switch output {
         case .table:

@@ -5,6 +5,7 @@ import Layout
 import Support
 import Policy
 import Render
+import Report
 import Yams
 
 struct StatusCommand: ParsableCommand {
@@ -93,6 +94,14 @@ struct StatusCommand: ParsableCommand {
                             ?? "lag \(TimeSpan.humanize(Int(c.lagSeconds ?? 0)))\(c.maxLagSeconds.map { " (maxLag \(TimeSpan.humanize($0)))" } ?? ""), \(c.pending ?? 0) objects to copy, last complete copy \(t(c.lastSuccess))\(c.newestRecoverablePoint.map { ", newest recoverable point on the copy \(t($0))" } ?? "")"
                         Swift.print("  \(r.workload) -> \(c.store): \(lag)")
                     }
+                }
+            }
+            let predicted = results.compactMap { r in r.predictedRTO.map { (r, $0) } }
+            if !predicted.isEmpty {
+                Swift.print("\nA restore started now (predicted from the drills' measured rates):")
+                for (r, p) in predicted {
+                    Swift.print("  \(r.workload): \(RTOText.prediction(p))")
+                    for a in r.rtoAdvice ?? [] { Swift.print("    worst case of the schedule: \(a)") }
                 }
             }
             // Long-term tiers: older backups that restore to their own end only, not to any time.
