@@ -33,7 +33,8 @@ public enum HeartbeatCheck {
         guard let newestSeq = reading.newestSeq, let at = reading.newestAt else {
             return (check(.failed, "\(HeartbeatSQL.table) came back empty: no heartbeat was restored (is drctl serve writing it?)"), reading)
         }
-        let lag = TimeSpan.humanize(max(0, Int(reference.timeIntervalSince(at).rounded())))
+        let seconds = max(0, reference.timeIntervalSince(at))
+        let lag = seconds < 60 ? String(format: "%.1fs", seconds) : TimeSpan.humanize(Int(seconds.rounded()))
         if !reading.gaps.isEmpty {
             let missing = reading.gaps.map { $0[0] == $0[1] ? "seq \($0[0])" : "seq \($0[0])-\($0[1])" }.joined(separator: ", ")
             return (check(.failed, "committed heartbeats missing below the newest (seq \(newestSeq) at \(RFC3339.format(at))): \(missing): transactions that did not come back"), reading)

@@ -62,6 +62,7 @@ struct RTOModelTests {
         let perHour = 8 * 1024 * Self.mib
         let advice = try #require(RTOModel.advice(samples, baseBytes: 10 << 30, walBytesPerHour: perHour, intervalSeconds: 86400, rto: 3600))
         // Daily: 60 + 102.4 + 24 * 8192 / 45 s ≈ 4531 s; every 12 h: ≈ 2347 s.
+        print("drctl lint --measured: \(advice)")
         let worst = try #require(RTOModel.worstCase(samples, baseBytes: 10 << 30, walBytesPerHour: perHour, intervalSeconds: 86400)).seconds
         #expect(worst > 3600 && advice.contains("base backups every 1d give a \(TimeSpan.humanize(Int(worst))) RTO (objective 1h)"), "\(advice)")
         let every = try #require(advice.firstMatch(of: /every (\d+)h meets it/).flatMap { Int($0.1) }, "\(advice)")

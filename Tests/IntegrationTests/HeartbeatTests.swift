@@ -73,6 +73,9 @@ import TestSupport
         let database = (drill["databases"] as? [[String: Any]])?.first ?? [:]
         let heartbeat = try #require(database["heartbeat"] as? [String: Any], "\(verify)")
         #expect(heartbeat["newestSeq"] as? Int == seq && (heartbeat["gaps"] as? [Any])?.isEmpty == true, "exactly the heartbeat before the target: \(verify)")
+        for c in drill["checks"] as? [[String: Any]] ?? [] where (c["name"] as? String ?? "").hasPrefix("heartbeat") {
+            print("$ drctl verify app --at \(targetText)\n  [\(c["result"] ?? "")] \(c["name"] ?? ""): \(c["detail"] ?? "")")
+        }
         let rpo = try #require(drill["rpoSeconds"] as? Double)
         #expect(abs(rpo - target.timeIntervalSince1970 + epoch) < 0.002, "the RPO is the target minus the newest restored heartbeat (\(rpo) s): \(verify)")
 
