@@ -123,9 +123,10 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
     public static var decoder: JSONDecoder { JSONCoding.decoder() }
 
     /// The data lost relative to `reference`: from the oldest of the databases' restored points,
-    /// each its newest heartbeat where it has one (measured in the data), else its newest replayed commit.
+    /// each its newest heartbeat where it has one (measured in the data), never later than its
+    /// newest replayed commit (a heartbeat is a commit: one that claims to be later is not believed).
     public static func rpo(_ databases: [Database], reference: Date) -> Double? {
-        databases.compactMap { $0.heartbeat?.newestAt ?? $0.achieved }.min().map { max(0, reference.timeIntervalSince($0)) }
+        databases.compactMap { d in [d.heartbeat?.newestAt, d.achieved].compactMap { $0 }.min() }.min().map { max(0, reference.timeIntervalSince($0)) }
     }
 
     /// The evidence as stored: sealed under drctl's record key (see RecordSeal), bound to its key

@@ -33,6 +33,9 @@ public enum HeartbeatCheck {
         guard let newestSeq = reading.newestSeq, let at = reading.newestAt else {
             return (check(.failed, "\(HeartbeatSQL.table) came back empty: no heartbeat was restored (is drctl serve writing it?)"), reading)
         }
+        if at.timeIntervalSince(reference) > 1 {
+            return (check(.failed, "the newest heartbeat (seq \(newestSeq)) says \(RFC3339.format(at)), after \(RFC3339.format(reference)): the table does not tell the truth"), reading)
+        }
         let seconds = max(0, reference.timeIntervalSince(at))
         let lag = seconds < 60 ? String(format: "%.1fs", seconds) : TimeSpan.humanize(Int(seconds.rounded()))
         if !reading.gaps.isEmpty {
@@ -45,6 +48,12 @@ public enum HeartbeatCheck {
     /// The restored table's rows, newest row and gaps (the first missing run before the lowest
     /// row counts too: drctl never deletes heartbeats).
     static func read(_ server: any SQLSession, database: String) throws -> DrillEvidence.Heartbeat {
+        // The table as the set-up made it, or nothing is read from it: a view, another owner's
+        // table or a column of another type could run code or say anything.
+        let shape = try server.query(HeartbeatSQL.shape, database: database)
+        guard shape == HeartbeatSQL.expectedShape else {
+            throw LocalError(shape.isEmpty ? "\(HeartbeatSQL.table) does not exist" : "\(HeartbeatSQL.table) is not the table the set-up made (\(shape.prefix(200))): not read")
+        }
         let summary = try server.query(HeartbeatSQL.summary, database: database).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
         guard summary.count == 5, let rows = Int64(summary[0]) else { throw LocalError("unexpected answer from \(HeartbeatSQL.table): \(summary.joined(separator: "|").prefix(200))") }
         let first = Int64(summary[1]), newest = Int64(summary[2])

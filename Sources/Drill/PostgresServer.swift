@@ -135,7 +135,11 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
 
     /// Runs SQL through psql over the private socket; returns the unaligned, tuples-only output.
     public func query(_ sql: String, database: String = "postgres") throws -> String {
-        try PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user).query(sql, database: database)
+        var session = PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user)
+        // As pg_read_all_data (PostgreSQL 14+), not as the superuser: a view or function in the
+        // restored data (production's, or a forged backup's) runs with no more than reading rights.
+        if binaries.major >= 14 { session.sessionOptions = PsqlSession.options(statementTimeout: session.timeout) + " -c role=pg_read_all_data" }
+        return try session.query(sql, database: database)
     }
 
     /// Stops the server: `fast` (clean shutdown, for a data directory that is kept) or

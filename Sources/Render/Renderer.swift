@@ -53,7 +53,7 @@ public enum Renderer {
                 files.append(RenderedFile(path: "\(base)-scheduledbackup.yaml", objects: [scheduledBackup(policy, c)]))
                 if let h = c.heartbeat {
                     var f = RenderedFile(path: "\(base)-heartbeat.sql", objects: [],
-                                         header: "The heartbeat table of \(c.namespace)/\(c.cluster.value), database \(h.database) (runbooks/heartbeat.md). Run once as the database's owner:\n  kubectl cnpg psql \(c.cluster.value) -n \(c.namespace) -- -d \(h.database) -v ON_ERROR_STOP=1 -f \(base.dropFirst(5))-heartbeat.sql\nThe role \(HeartbeatSQL.role) is created by CNPG from the Cluster patch (spec.managed.roles).")
+                                         header: "The heartbeat table of \(c.namespace)/\(c.cluster.value), database \(h.database) (runbooks/heartbeat.md). Run once as a superuser (kubectl cnpg psql connects as one):\n  kubectl cnpg psql \(c.cluster.value) -n \(c.namespace) -- -d \(h.database) -v ON_ERROR_STOP=1 < \(base.dropFirst(5))-heartbeat.sql\nThe role \(HeartbeatSQL.role) is created by CNPG from the Cluster patch (spec.managed.roles).")
                     f.sql = HeartbeatSQL.setup()
                     files.append(f)
                 }

@@ -181,7 +181,7 @@ public final class ServiceState: @unchecked Sendable {
             return Snapshot.Rehearsal(from: r.from.value, objectiveSeconds: r.rto.value.seconds, newest: sorted.first,
                                       newestPassed: sorted.first { $0.result == .passed })
         }
-        let beats = heartbeats()
+
         for key in bad where !lock.withLock({ reportedBad.contains(key) }) {
             log("evidence \(key) does not decode: skipped")
             _ = lock.withLock { reportedBad.insert(key) }
@@ -195,7 +195,6 @@ public final class ServiceState: @unchecked Sendable {
             snapshot.undecodableEvidence = bad.count
             snapshot.unauthenticatedEvidence = forged.count
             snapshot.rehearsal = rehearsal
-            snapshot.heartbeats = beats
             catalogProblem = problems.isEmpty ? nil : problems.joined(separator: "; ")
             version += 1
         }
@@ -252,10 +251,12 @@ public final class ServiceState: @unchecked Sendable {
 
     func current() -> (Snapshot, MetricsText.Counters, Int) {
         let f = failures()
+        let beats = heartbeats()   // live: a writer's last row is seconds old, not a sync's
         return lock.withLock {
             var c = counters
             c.jobFailures = f
             var s = snapshot
+            s.heartbeats = beats
             s.stores = stores.values.sorted { $0.name < $1.name }
             s.alerts = alertReport
             return (s, c, version)

@@ -345,10 +345,15 @@ struct ServeCommand: ParsableCommand {
             }
             return v.trimmingCharacters(in: .whitespacesAndNewlines)
         }
+        let user = try read("username")
+        // The writer is the role the set-up granted INSERT to, nothing wider: a Secret naming another (a superuser's) is refused.
+        guard user == HeartbeatSQL.role else {
+            throw ConfigError("\(p.name.value)/\(c.cluster.value) heartbeat: Secret \(h.secretName) names user '\(user)'; the heartbeat writes only as \(HeartbeatSQL.role) (runbooks/heartbeat.md)")
+        }
         let password = try read("password")
         KnownSecrets.shared.add([password])
         var session = PsqlSession(psql: "/usr/bin/psql", host: h.host ?? "\(c.cluster.value)-rw.\(c.namespace).svc", port: h.port,
-                                  user: try read("username"), password: password, timeout: 10)
+                                  user: user, password: password, timeout: 10)
         session.sessionOptions = "-c statement_timeout=10000"   // it writes: not a check's read-only session
         return HeartbeatWriter(workload: p.name.value, cluster: c.cluster.value, heartbeat: h, session: session)
     }

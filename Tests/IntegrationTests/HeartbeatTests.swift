@@ -15,7 +15,7 @@ import TestSupport
         try "drctl_heartbeat".write(toFile: secrets + "/app-db-heartbeat/username", atomically: true, encoding: .utf8)
         try "hb-\(UInt32.random(in: 0...UInt32.max))".write(toFile: secrets + "/app-db-heartbeat/password", atomically: true, encoding: .utf8)
         try (db.rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", rpo: "1h", spec: """
-                  heartbeat: {every: 1s, database: postgres, secretName: app-db-heartbeat, host: 127.0.0.1, port: \(db.port)}
+                  heartbeat: {every: 1s, database: app, secretName: app-db-heartbeat, host: 127.0.0.1, port: \(db.port)}
               drill:
                 schedule: "0 5 1 1 *"
                 checks:
@@ -33,37 +33,60 @@ import TestSupport
         let patch = try String(contentsOfFile: rendered + "/cnpg/app-app-db-cluster-patch.yaml", encoding: .utf8)
         #expect(patch.contains("name: drctl_heartbeat") && patch.contains("login: true") && patch.contains("superuser: false")
                 && patch.contains("name: app-db-heartbeat"), "\(patch)")
-        _ = try db.psql("create role drctl_heartbeat login nosuperuser noinherit nocreatedb nocreaterole connection limit 2")
-        let (sst, sout) = try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(db.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1",
+        // As CNPG makes it: database app owned by the application's role app (which owns its public schema).
+        _ = try db.psql("create role app login nosuperuser; create role drctl_heartbeat login nosuperuser noinherit nocreatedb nocreaterole connection limit 2")
+        _ = try db.psql("create database app owner app")
+        func sql(_ user: String, _ text: String) throws -> (Int32, String) {
+            try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(db.port), "-U", user, "-d", "app", "-v", "ON_ERROR_STOP=1", "-Atqc", text])
+        }
+        let (sst, sout) = try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(db.port), "-U", "postgres", "-d", "app", "-v", "ON_ERROR_STOP=1",
                                                    "-f", rendered + "/cnpg/app-app-db-heartbeat.sql"])
         try #require(sst == 0, "the rendered set-up runs: \(sout)")
+        // The database's owner plants a function the trigger's lock call would pick from public if
+        // its search_path let it: it would make app a superuser when the next heartbeat fires.
+        let (pst, pout) = try sql("app", """
+            create function public.pg_advisory_xact_lock(integer) returns void language sql as 'alter role app superuser';
+            create function public.hashtext(text) returns integer language sql as 'select 1';
+            """)
+        #expect(pst == 0, "\(pout)")
+        func count() throws -> Int { Int(try sql("postgres", "select count(*) from drctl.drctl_heartbeat").1.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
 
         let log = db.work + "/serve.log"
         let pid = try spawn(drctlBinary, ["serve", "--listen", "127.0.0.1:0", "--policies", policies, "--catalog", db.work + "/catalog.sqlite",
                                           "--scratch-dir", db.work + "/scratch"], env: env, output: log)
         defer { kill(pid, SIGTERM); _ = try? reap(pid, within: 30) }
-        let beating = try waitUntil(100, every: 200_000) { (Int(try db.psql("select count(*) from drctl_heartbeat")) ?? 0) >= 6 }
+        let beating = try waitUntil(100, every: 200_000) { try count() >= 6 }
         try #require(beating, "drctl serve writes a heartbeat every second: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
 
-        // The role may insert and nothing else; the row says what the trigger says, not the writer.
-        func asRole(_ sql: String) throws -> (Int32, String) {
-            try run("/usr/bin/psql", ["-X", "-h", "127.0.0.1", "-p", String(db.port), "-U", "drctl_heartbeat", "-d", "postgres", "-Atqc", sql])
+        // drctl serve says it is writing.
+        let serveLog = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let port = try #require(serveLog.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/).map { String($0.1) }, "\(serveLog)")
+        let (mst, metrics) = try run("/usr/bin/curl", ["-s", "-m", "10", "http://127.0.0.1:\(port)/metrics"])
+        #expect(mst == 0 && metrics.contains("drctl_heartbeat_up{workload=\"app\",cluster=\"app-db\"} 1")
+                && metrics.contains("drctl_heartbeat_last_success_timestamp_seconds{workload=\"app\",cluster=\"app-db\"}"), "\(metrics)")
+
+        #expect(try sql("postgres", "select rolsuper from pg_roles where rolname = 'app'").1.hasPrefix("f"), "the planted functions were never called")
+        // Neither the database's owner nor the writer can replace, empty or read around the table.
+        for (user, denied) in [("app", "drop table drctl.drctl_heartbeat"), ("app", "create table drctl.x(i int)"), ("app", "delete from drctl.drctl_heartbeat"),
+                               ("app", "alter table drctl.drctl_heartbeat disable trigger drctl_heartbeat_stamp"),
+                               ("drctl_heartbeat", "select count(*) from drctl.drctl_heartbeat"), ("drctl_heartbeat", "delete from drctl.drctl_heartbeat"),
+                               ("drctl_heartbeat", "update drctl.drctl_heartbeat set seq = 1"), ("drctl_heartbeat", "truncate drctl.drctl_heartbeat")] {
+            let (st, out) = try sql(user, denied)
+            #expect(st != 0 && (out.contains("permission denied") || out.contains("must be owner")), "\(user): \(denied): \(out)")
         }
-        for denied in ["select count(*) from drctl_heartbeat", "delete from drctl_heartbeat", "update drctl_heartbeat set seq = 1",
-                       "truncate drctl_heartbeat", "select count(*) from t"] {
-            let (st, out) = try asRole(denied)
-            #expect(st != 0 && out.contains("permission denied"), "\(denied): \(out)")
-        }
-        let (ist, iout) = try asRole("insert into drctl_heartbeat(seq, at, lsn) values (999999, '2000-01-01', '0/0')")
+        // What the writer sends is not what the row says; a rolled-back insert leaves no gap.
+        let (ist, iout) = try sql("drctl_heartbeat", "insert into drctl.drctl_heartbeat(seq, at, lsn) values (999999, '2000-01-01', '0/0')")
         #expect(ist == 0, "\(iout)")
-        #expect(try db.psql("select count(*) from drctl_heartbeat where seq = 999999 or at < '2001-01-01'") == "0", "the writer chooses nothing")
+        let (bst, bout) = try sql("drctl_heartbeat", "begin; insert into drctl.drctl_heartbeat default values; rollback;")
+        #expect(bst == 0, "\(bout)")
+        #expect(try sql("postgres", "select count(*) from drctl.drctl_heartbeat where seq = 999999 or at < '2001-01-01'").1.hasPrefix("0"), "the writer chooses nothing")
 
         // Two heartbeats a second apart; the target half-way between them: exactly the first comes back.
-        _ = try waitUntil(50, every: 200_000) { (Int(try db.psql("select count(*) from drctl_heartbeat")) ?? 0) >= 12 }
-        let row = try db.psql("select seq, to_char(at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), extract(epoch from at) from drctl_heartbeat where seq = (select max(seq) - 3 from drctl_heartbeat)")
-            .split(separator: "|").map(String.init)
+        _ = try waitUntil(50, every: 200_000) { try count() >= 12 }
+        let row = try sql("postgres", "select seq, to_char(at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), extract(epoch from at) from drctl.drctl_heartbeat where seq = (select max(seq) - 3 from drctl.drctl_heartbeat)")
+            .1.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map(String.init)
         let (seq, epoch) = (try #require(Int(row[0])), try #require(Double(row[2])))
-        let next = try #require(Double(try db.psql("select extract(epoch from at) from drctl_heartbeat where seq = \(seq + 1)")))
+        let next = try #require(Double(try sql("postgres", "select extract(epoch from at) from drctl.drctl_heartbeat where seq = \(seq + 1)").1.trimmingCharacters(in: .whitespacesAndNewlines)))
         let target = Date(timeIntervalSince1970: (epoch + next) / 2)
         let targetText = ISO8601DateFormatter.string(from: target, timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
         try db.switchAndWaitArchived()
@@ -72,7 +95,8 @@ import TestSupport
         let drill = try #require(try JSONSerialization.jsonObject(with: Data(verify.utf8)) as? [[String: Any]]).first ?? [:]
         let database = (drill["databases"] as? [[String: Any]])?.first ?? [:]
         let heartbeat = try #require(database["heartbeat"] as? [String: Any], "\(verify)")
-        #expect(heartbeat["newestSeq"] as? Int == seq && (heartbeat["gaps"] as? [Any])?.isEmpty == true, "exactly the heartbeat before the target: \(verify)")
+        #expect(heartbeat["newestSeq"] as? Int == seq && (heartbeat["gaps"] as? [Any])?.isEmpty == true,
+                "exactly the heartbeat before the target, and no gap for the rolled-back insert: \(verify)")
         for c in drill["checks"] as? [[String: Any]] ?? [] where (c["name"] as? String ?? "").hasPrefix("heartbeat") {
             print("$ drctl verify app --at \(targetText)\n  [\(c["result"] ?? "")] \(c["name"] ?? ""): \(c["detail"] ?? "")")
         }
@@ -88,11 +112,16 @@ import TestSupport
         kill(pid, SIGTERM)
         _ = try reap(pid, within: 30)
         let lost = seq - 2
-        _ = try db.psql("delete from drctl_heartbeat where seq = \(lost)")
+        _ = try sql("postgres", "delete from drctl.drctl_heartbeat where seq = \(lost)")
         try db.switchAndWaitArchived()
         let (gst, gap) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch"], env: env)
         #expect(gst == 1 && gap.contains("committed heartbeats missing below the newest") && gap.contains("seq \(lost):")
                 && gap.contains("transactions that did not come back"), "\(gap)")
+        // The table replaced by a view (what could run code when read): not read, the drill fails naming it.
+        _ = try sql("postgres", "alter table drctl.drctl_heartbeat rename to beats; create view drctl.drctl_heartbeat as select * from drctl.beats")
+        try db.switchAndWaitArchived()
+        let (vwst, view) = try run(drctlBinary, ["verify", "app", "--policies", policies, "--scratch-dir", db.work + "/scratch"], env: env)
+        #expect(vwst == 1 && view.contains("drctl.drctl_heartbeat is not the table the set-up made (v|postgres|"), "\(view)")
         print("$ drctl verify app  # a committed heartbeat lost\n" + gap.split(separator: "\n").filter { $0.contains("heartbeat") }.joined(separator: "\n"))
     }
 }
