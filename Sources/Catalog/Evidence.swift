@@ -28,6 +28,8 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         public var proof: RestoreProof?
         /// The heartbeat rows the restore brought back (a policy with `heartbeat:`).
         public var heartbeat: Heartbeat?
+        /// The WAL segment size of the restored backup (what the WAL replayed is measured in).
+        public var walSegmentSize: UInt64?
         public init(cluster: String, server: String, backupID: String, target: String, achieved: Date?, stop: String,
                     timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64, setAside: [String]? = nil) {
             self.cluster = cluster; self.server = server; self.backupID = backupID; self.target = target; self.achieved = achieved

@@ -20,7 +20,7 @@ public enum RTOModel {
     public static func samples(_ drills: [DrillEvidence], limit: Int = 10) -> [Sample] {
         drills.filter { $0.result == .passed && $0.mode == "host" }.sorted { $0.startedAt > $1.startedAt }.compactMap { d -> Sample? in
             let base = d.databases.reduce(Int64(0)) { $0 + $1.baseBytes }
-            let walBytes = d.databases.reduce(0.0) { $0 + Double($1.walSegments) * Double(16 << 20) }
+            let walBytes = d.databases.reduce(0.0) { $0 + Double($1.walSegments) * Double(min($1.walSegmentSize ?? 16 << 20, 1 << 30)) }
             let fetch = d.phases["download_unpack"] ?? 0, replay = d.phases["wal_replay"] ?? 0
             guard base > 0, fetch > 0 else { return nil }
             return Sample(drill: d.id, fetchBytesPerSecond: Double(base) / fetch,
@@ -76,16 +76,21 @@ public enum RTOModel {
     /// (latest is what a restore after a loss asks for), and the WAL archived from its start on.
     public static func restoreNow(_ scan: BarmanServerScan, _ archive: WALArchive) -> (baseBytes: Int64, walBytes: Int64)? {
         guard let b = scan.backups.filter(\.restorable).max(by: { ($0.endTime ?? .distantPast) < ($1.endTime ?? .distantPast) }),
-              let begin = b.beginWAL.flatMap({ WALSegment(name: $0) }) else { return nil }
+              validSegmentSize(b.segmentSize), b.size >= 0, let begin = b.beginWAL.flatMap({ WALSegment(name: $0) }) else { return nil }
         let n = archive.segments.keys.filter { $0.timeline >= begin.timeline && $0.number(segmentSize: b.segmentSize) >= begin.number(segmentSize: b.segmentSize) }.count
-        return (b.size, Int64(n) * Int64(b.segmentSize))
+        let (wal, overflow) = Int64(n).multipliedReportingOverflow(by: Int64(b.segmentSize))
+        return overflow ? nil : (b.size, wal)
     }
+
+    /// A segment size PostgreSQL can have (a power of two from 1 MiB to 1 GiB): backup.info is
+    /// the bucket's word, and arithmetic on a forged one must not trap.
+    static func validSegmentSize(_ s: UInt64) -> Bool { s >= 1 << 20 && s <= 1 << 30 && s & (s - 1) == 0 }
 
     /// WAL written per hour, from the distance in segments between the base backups' starts over
     /// the time between them (nil with fewer than two, or none apart in time).
     public static func walBytesPerHour(_ backups: [BarmanBackup]) -> Double? {
         let points = backups.compactMap { b -> (Date, UInt64, UInt64)? in
-            guard let t = b.beginTime, let w = b.beginWAL.flatMap({ WALSegment(name: $0) }) else { return nil }
+            guard let t = b.beginTime, validSegmentSize(b.segmentSize), let w = b.beginWAL.flatMap({ WALSegment(name: $0) }) else { return nil }
             return (t, w.number(segmentSize: b.segmentSize), b.segmentSize)
         }.sorted { $0.0 < $1.0 }
         guard let first = points.first, let last = points.last, last.0.timeIntervalSince(first.0) >= 60, last.1 > first.1 else { return nil }
@@ -97,7 +102,9 @@ public enum RTOModel {
 
     /// The worst restore of a schedule: right before the next base backup, every hour of WAL since the last to replay.
     public static func worstCase(_ samples: [Sample], baseBytes: Int64, walBytesPerHour: Double, intervalSeconds: Int) -> Prediction? {
-        predict(samples, baseBytes: baseBytes, walBytes: Int64(walBytesPerHour * Double(intervalSeconds) / 3600))
+        let wal = walBytesPerHour * Double(intervalSeconds) / 3600
+        guard wal.isFinite, wal >= 0, wal < Double(Int64.max / 2) else { return nil }
+        return predict(samples, baseBytes: baseBytes, walBytes: Int64(wal))
     }
 
     /// A warning when a base-backup interval cannot meet `rto`, with the longest interval that
@@ -108,6 +115,7 @@ public enum RTOModel {
         let meets = intervals.filter { $0 * 3600 < intervalSeconds }.last {
             (self.worstCase(samples, baseBytes: baseBytes, walBytesPerHour: walBytesPerHour, intervalSeconds: $0 * 3600)?.seconds ?? .infinity) <= Double(rto)
         }
+        guard walBytesPerHour < Double(Int64.max / 2), replay < Double(Int64.max / 2) else { return nil }
         let head = "at \(formatBytes(Int64(walBytesPerHour)))/h of WAL and \(formatBytes(Int64(replay)))/s replay, base backups every \(TimeSpan.humanize(intervalSeconds)) give a \(TimeSpan.humanize(Int(worst.seconds))) RTO (objective \(TimeSpan.humanize(rto)))"
         if let meets { return head + "; every \(meets)h meets it" }
         return head + "; no base-backup schedule meets it: the fetch and fixed time alone take \(TimeSpan.humanize(Int(worst.fixedSeconds + Double(baseBytes) / worst.fetchBytesPerSecond))) (raise the objective, or restore faster)"

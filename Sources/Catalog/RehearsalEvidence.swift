@@ -80,6 +80,13 @@ public struct RehearsalEvidence: Sendable, Codable, Equatable {
         return (path, phase)
     }
 
+    /// The rehearsals that speak for the site, newest first: from `from`, covering every one of
+    /// `workloads`. One of some workloads (`drctl rehearse app`) or from another store does not.
+    public static func wholeSite(_ rs: [RehearsalEvidence], from: String, workloads: [String]) -> [RehearsalEvidence] {
+        let every = Set(workloads)
+        return rs.filter { $0.from == from && every.isSubset(of: Set($0.workloads.map(\.workload))) }.sorted { $0.startedAt > $1.startedAt }
+    }
+
     public var met: Bool { result == .passed && siteRTOSeconds <= Double(siteRTOObjectiveSeconds) }
 
     public static var encoder: JSONEncoder { JSONCoding.encoder() }

@@ -63,7 +63,7 @@ public struct HostDrill {
             }
             add("plan", Date().timeIntervalSince(t))
             prediction = RTOModel.predict(rates, baseBytes: plans.reduce(0) { $0 + $1.1.baseBytes },
-                                          walBytes: plans.reduce(0) { $0 + Int64($1.1.walNeeded) * Int64($1.1.backup.segmentSize) })
+                                          walBytes: plans.reduce(0) { $0 + Int64($1.1.walNeeded) * Int64(min($1.1.backup.segmentSize, 1 << 30)) })
             if let p = prediction { progress("predicted RTO \(String(format: "%.1f", p.seconds))s (\(String(format: "%.1f", p.lowSeconds))s to \(String(format: "%.1f", p.highSeconds))s) from \(p.drills.count) earlier drill(s)") }
             if case .latest = target, let (c, plan) = plans.first(where: { !$0.1.warnings.isEmpty }) {
                 // A drill of the newest point must reach it: archived WAL that recovery cannot
@@ -89,6 +89,7 @@ public struct HostDrill {
                                            walSegments: outcome.walSegmentsRestored, baseBytes: outcome.baseBytes, walBytes: outcome.walBytes,
                                            setAside: outcome.setAside.isEmpty ? nil : outcome.setAside))
                     databases[databases.count - 1].proof = outcome.proof
+                    databases[databases.count - 1].walSegmentSize = plan.backup.segmentSize
                 } catch {
                     throw RecoveryError("\(c.cluster.value): \(error)")
                 }

@@ -37,7 +37,7 @@ public struct Rehearsal: @unchecked Sendable {
         var pending = policies
         log("rehearsal \(id): \(policies.count) workloads from ObjectStore \(from), \(parallel) at a time")
         while true {
-            let (finished, running, lastEnded) = state.snapshot()
+            let (finished, running, lastEnded, generation) = state.snapshot()
             if pending.isEmpty && running == 0 { break }
             let ready = SiteOrder.ready(pending: pending.map { ($0.name.value, $0.dependsOn.map(\.value), !$0.cnpg.isEmpty) },
                                         finished: Set(finished.keys), all: names)
@@ -56,7 +56,17 @@ public struct Rehearsal: @unchecked Sendable {
                 }
                 continue
             }
-            state.waitForChange()
+            if running == 0 {
+                // Nothing runs and nothing can start: what is left waits for itself (lint refuses such policies).
+                for p in pending {
+                    state.end(.init(workload: p.name.value, result: .failed, error: "waits for \(p.dependsOn.map(\.value).joined(separator: ", ")), which never came back",
+                                    drillID: nil, startedAfter: Date().timeIntervalSince(started), healthyAfter: Date().timeIntervalSince(started),
+                                    rtoSeconds: 0, rtoObjectiveSeconds: p.rto.value.seconds, rpoSeconds: nil, rpoObjectiveSeconds: p.rpo.value.seconds,
+                                    phases: [:], waitedFor: nil, dependsOn: p.dependsOn.map(\.value)), counted: false)
+                }
+                break
+            }
+            state.waitForChange(since: generation)
         }
         let done = state.results()
         let workloads = policies.compactMap { p in done.first { $0.workload == p.name.value } }
@@ -94,13 +104,17 @@ public struct Rehearsal: @unchecked Sendable {
             guard let store = set.objectStore(named: p.objectStore.value) else {
                 throw LocalError("no ObjectStore named '\(p.objectStore.value)'")
             }
-            let (e, _) = try runner.run(p, store: store, target: .latest, catalog: catalog, log: line)
+            // A drill of the copy is the copy's: its evidence goes there, never into the catalog,
+            // where it would stand for the workload's own drills (status, prediction).
+            let (e, _) = try runner.run(p, store: store, target: .latest, catalog: nil, log: line)
             w.result = e.result
             w.error = e.error
             w.drillID = e.id
             w.rtoSeconds = e.rtoSeconds
             w.rpoSeconds = e.rpoSeconds
             w.phases = e.phases
+            // Healthy when its data was verified, not when its evidence was stored and its scratch removed.
+            w.healthyAfter = e.startedAt.timeIntervalSince(started) + e.rtoSeconds
         } catch {
             w.error = "\(error)"
         }
@@ -109,7 +123,7 @@ public struct Rehearsal: @unchecked Sendable {
             w.result = .failed
             w.error = "restored, but \(failedDependencies.joined(separator: ", ")) it depends on did not come back"
         }
-        w.healthyAfter = Date().timeIntervalSince(started)
+        if w.drillID == nil { w.healthyAfter = Date().timeIntervalSince(started) }
         line("\(w.result == .passed ? "healthy" : "FAILED") after \(String(format: "%.1f", w.healthyAfter))s\(w.error.map { ": \($0)" } ?? "")")
         return w
     }
@@ -123,26 +137,29 @@ private final class SiteState: @unchecked Sendable {
     private var done: [RehearsalEvidence.Workload] = []
     private var running = 0
     private var lastEnded: String?
+    /// Bumped at every end: a wait that started after the snapshot it was decided on misses none.
+    private var generation = 0
 
-    func snapshot() -> ([String: Double], Int, String?) { cond.withLock { (finished, running, lastEnded) } }
+    func snapshot() -> ([String: Double], Int, String?, Int) { cond.withLock { (finished, running, lastEnded, generation) } }
     func failed(_ name: String) -> Bool { cond.withLock { failedNames.contains(name) } }
     func results() -> [RehearsalEvidence.Workload] { cond.withLock { done } }
     func begin() { cond.withLock { running += 1 } }
 
-    func end(_ w: RehearsalEvidence.Workload) {
+    func end(_ w: RehearsalEvidence.Workload, counted: Bool = true) {
         cond.withLock {
-            running -= 1
+            if counted { running -= 1 }
             finished[w.workload] = w.healthyAfter
             if w.result != .passed { failedNames.insert(w.workload) }
             lastEnded = w.workload
+            generation += 1
             done.append(w)
             cond.broadcast()
         }
     }
 
-    func waitForChange() {
+    func waitForChange(since seen: Int) {
         cond.lock()
         defer { cond.unlock() }
-        _ = cond.wait(until: Date().addingTimeInterval(1))
+        while generation == seen { cond.wait() }
     }
 }

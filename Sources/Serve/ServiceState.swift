@@ -177,7 +177,9 @@ public final class ServiceState: @unchecked Sendable {
                let sealed = try? RehearsalEvidence.all(access.storage, drctlPrefix: store.prefixes.drctl.value, limit: 20).rehearsals {
                 for e in sealed where !found.contains(where: { $0.id == e.id }) { found.append(e) }
             }
-            let sorted = found.sorted { $0.startedAt > $1.startedAt }
+            // Only a rehearsal of the whole site from the policy's copy says the site comes back:
+            // one of some workloads (drctl rehearse app), or from another store, does not.
+            let sorted = RehearsalEvidence.wholeSite(found, from: r.from.value, workloads: set.backupPolicies.map(\.name.value))
             return Snapshot.Rehearsal(from: r.from.value, objectiveSeconds: r.rto.value.seconds, newest: sorted.first,
                                       newestPassed: sorted.first { $0.result == .passed })
         }

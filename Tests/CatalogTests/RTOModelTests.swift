@@ -70,4 +70,19 @@ struct RTOModelTests {
         #expect(every == 12, "the longest interval that meets it: \(advice)")
         #expect(RTOModel.advice(samples, baseBytes: 10 << 30, walBytesPerHour: perHour, intervalSeconds: 3600, rto: 3600) == nil, "hourly meets it: nothing to say")
     }
+
+    @Test func aForgedSegmentSizeMeasuresNothingAndTrapsNothing() {
+        var a = StatusTests.backup("20261126T040000", end: 86400 + 3600, beginAgo: 86400 + 3700)
+        var b = StatusTests.backup("20261127T040000", end: 3600, beginAgo: 3700)
+        a.beginWAL = "000000010000000000000001"
+        b.beginWAL = "00000001FFFFFFFF000000FF"
+        for size: UInt64 in [1, 3 << 20, 2 << 30] {
+            a.segmentSize = size
+            b.segmentSize = size
+            #expect(RTOModel.walBytesPerHour([a, b]) == nil, "\(size)")
+            #expect(RTOModel.restoreNow(StatusTests.scan([b])["db"]!, WALArchive()) == nil, "\(size)")
+        }
+        let samples = [RTOModel.Sample(drill: "d", fetchBytesPerSecond: 1, replayBytesPerSecond: 1, fixedSeconds: 1)]
+        #expect(RTOModel.advice(samples, baseBytes: 1, walBytesPerHour: 1e300, intervalSeconds: 86400, rto: 60) == nil)
+    }
 }

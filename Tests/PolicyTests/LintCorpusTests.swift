@@ -54,7 +54,8 @@ struct LintCorpusTests {
         #expect(Set(Self.cases).isSuperset(of: ["unknown-field", "cnpg-five-field-cron", "velero-six-field-cron", "rpo-velero-only",
                                                 "rpo-archive-timeout", "retention-too-short", "shared-barman-archive",
                                                 "prefix-inside-velero", "missing-object-store", "duplicate-names",
-                                                "copy-unknown-store", "copy-onto-itself", "copy-lag-looser-than-rpo", "compression-drctl-cannot-read", "copy-bad-recipient"]))
+                                                "copy-unknown-store", "copy-onto-itself", "copy-lag-looser-than-rpo", "compression-drctl-cannot-read", "copy-bad-recipient",
+                                                "depends-on-cycle", "rehearsal-from-not-a-copy"]))
     }
 
     @Test func shippedPoliciesAreClean() {
