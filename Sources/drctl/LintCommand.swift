@@ -27,17 +27,7 @@ struct LintCommand: ParsableCommand {
         let diags = Diagnostics()
         let set = PolicyLoader.load(paths: paths, diagnostics: diags)
         Linter.lint(set, into: diags)
-        if measured && !diags.hasErrors {
-            // The same model as drctl status's prediction: drills' rates, the archive's WAL rate.
-            let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, open: try s3.opener(copy: nil),
-                                                  catalog: try catalog.map { try CatalogStore(path: $0) }, now: Date())
-            for e in evaluated {
-                for advice in e.status.rtoAdvice ?? [] {
-                    let cluster = e.policy.cnpg.first { advice.hasPrefix($0.cluster.value + ": ") }
-                    diags.warning(cluster?.schedule.location ?? e.policy.rto.location, "spec.cnpg[].baseBackup.schedule: \(advice)")
-                }
-            }
-        }
+        if measured && !diags.hasErrors { try measuredScheduleWarnings(set, s3: s3, catalog: catalog, into: diags) }
         let sorted = diags.sorted
         switch output {
         case .table:
@@ -54,5 +44,18 @@ struct LintCommand: ParsableCommand {
         let summary = "\(errors) error\(errors == 1 ? "" : "s"), \(sorted.count - errors) warning\(sorted.count - errors == 1 ? "" : "s") in \(set.objectStores.count + set.backupPolicies.count) policies"
         FileHandle.standardError.write(Data("\(summary)\n".utf8))
         if errors > 0 { throw Exit.failure }
+    }
+}
+
+/// `--measured`: each database's base-backup schedule judged against its RTO with the same model
+/// as drctl status's prediction (the drills' rates, the archive's WAL rate), as warnings at the schedule.
+func measuredScheduleWarnings(_ set: PolicySet, s3: S3Options, catalog: String?, into diags: Diagnostics) throws {
+    let evaluated = try evaluateWorkloads(set.backupPolicies, in: set, open: try s3.opener(copy: nil),
+                                          catalog: try catalog.map { try CatalogStore(path: $0) }, now: Date())
+    for e in evaluated {
+        for advice in e.status.rtoAdvice ?? [] {
+            let cluster = e.policy.cnpg.first { advice.hasPrefix($0.cluster.value + ": ") }
+            diags.warning(cluster?.schedule.location ?? e.policy.rto.location, "spec.cnpg[].baseBackup.schedule: \(advice)")
+        }
     }
 }

@@ -19,6 +19,10 @@ struct RenderCommand: ParsableCommand {
     @Option(help: "Base URL of the runbooks that alerts link to (<url>/<AlertName>.md).")
     var runbookBaseURL = RenderOptions().runbookBaseURL
     @Flag(help: "Do not write; exit 1 if the output directory differs from what would be rendered.") var check = false
+    @Flag(help: "Also warn, as drctl lint --measured does, about base-backup schedules that cannot meet the RTO at the measured rates (reads the stores).")
+    var measured = false
+    @OptionGroup var s3: S3Options
+    @Option(help: ArgumentHelp("With --measured: the catalog to read the stores' backups from instead of the stores.", valueName: "file")) var catalog: String?
 
     func run() throws {
         let diags = Diagnostics()
@@ -28,6 +32,10 @@ struct RenderCommand: ParsableCommand {
             for d in diags.sorted { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
             FileHandle.standardError.write(Data("drctl: error: the policies have errors (see above); nothing rendered\n".utf8))
             throw Exit.failure
+        }
+        if measured {
+            try measuredScheduleWarnings(set, s3: s3, catalog: catalog, into: diags)
+            for d in diags.sorted where d.severity != .error { FileHandle.standardError.write(Data("\(d)\n".utf8)) }
         }
         let rendered = try renderPolicies(set, paths: paths, options: RenderOptions(runbookBaseURL: runbookBaseURL))
         var drift: [String] = []

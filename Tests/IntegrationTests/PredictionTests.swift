@@ -8,9 +8,10 @@ import TestSupport
 @Suite(.serialized) struct RTOPredictionTests {
     @Test func morWALPredictsALongerRestoreAndTheNextDrillLandsInTheRange() throws {
         let db = try ArchivedDatabase(rgw: try RGW.get(), bucket: "predict")
+        let firstBackup = Date()
         let policies = db.work + "/policies"
         try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        try (db.rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", rpo: "24h", rto: "1h", spec: """
+        try (db.rgw.objectStorePolicy(bucket: db.bucket) + RGW.appPolicy(cluster: "app-db", rpo: "24h", rto: "10m", spec: """
               drill:
                 schedule: "0 5 * * *"
                 checks:
@@ -57,6 +58,16 @@ import TestSupport
         let (low, high) = (try #require(after["lowSeconds"] as? Double), try #require(after["highSeconds"] as? Double))
         #expect(rto >= low && rto <= high, "measured \(rto) s within the stated range \(low)...\(high) s (predicted \(s1) s)")
         #expect(abs((own["seconds"] as? Double ?? 0) - s1) < max(1, s1 * 0.2), "the drill's own prediction is status's: \(own) vs \(s1)")
+
+        // lint with what was measured: a second base backup a minute after the first gives the
+        // archive's WAL rate; at the replay rate the drills measured, daily base backups miss 10m.
+        let wait = 65 - Date().timeIntervalSince(firstBackup)
+        if wait > 0 { usleep(useconds_t(wait * 1_000_000)) }
+        try db.baseBackup()
+        let (lst, lint) = try run(drctlBinary, ["lint", policies, "--measured"], env: env)
+        print("$ drctl lint --measured\n" + lint)
+        #expect(lst == 0 && lint.firstMatch(of: /warning: spec\.cnpg\[\]\.baseBackup\.schedule: app-db: at .+ of WAL and .+ replay, base backups every 1d give a .+ RTO \(objective 10m\); every \d+h meets it/) != nil,
+                "\(lint)")
 
         let (rst, report) = try run(drctlBinary, ["report", "--policies", policies, "--since", "1d"], env: env)
         #expect(rst == 0 && report.contains("## Predicted against measured RTO") && report.contains("drills took a time within their predicted range"), "\(report)")
