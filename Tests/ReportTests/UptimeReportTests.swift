@@ -80,4 +80,33 @@ extension UptimeReportTests {
         #expect(a.measuredSeconds == 3 * 3600 && a.metSeconds == 3 * 3600, "2 h after the first measurement, 1 h after the second: \(a)")
         #expect(a.spans.count == 2, "the silence is a hole in the chart: \(a.spans)")
     }
+
+    /// Site rehearsals in the window with their critical path, and each drill's predicted RTO
+    /// against what it took, in both renderings.
+    @Test func rehearsalsAndPredictionsAreReportedWithTheirError() throws {
+        func w(_ name: String, _ start: Double, _ healthy: Double, waited: String? = nil, result: DrillEvidence.Result = .passed) -> RehearsalEvidence.Workload {
+            .init(workload: name, result: result, error: nil, drillID: nil, startedAfter: start, healthyAfter: healthy, rtoSeconds: healthy - start,
+                  rtoObjectiveSeconds: 600, rpoSeconds: 1, rpoObjectiveSeconds: 300, phases: ["wal_replay": healthy - start], waitedFor: waited, dependsOn: [])
+        }
+        let met = RehearsalEvidence(id: "r1", from: "offsite", mode: "host", host: "h", startedAt: at(1), finishedAt: at(1.1), siteRTOObjectiveSeconds: 3600,
+                                    parallel: 2, workloads: [w("db", 0, 900), w("app", 900, 1200, waited: "db")])
+        let failed = RehearsalEvidence(id: "r2", from: "offsite", mode: "host", host: "h", startedAt: at(2), finishedAt: at(2.1), siteRTOObjectiveSeconds: 3600,
+                                       parallel: 2, workloads: [w("db", 0, 100, result: .failed), w("app", 0, 50)])
+        var within = drill("a", 0.5, .passed, rto: 100), outside = drill("a", 1.5, .passed, rto: 300)
+        let p = RTOModel.predict([.init(drill: "x", fetchBytesPerSecond: 1, replayBytesPerSecond: nil, fixedSeconds: 90)], baseBytes: 10, walBytes: 0)!
+        within.predictedRTO = p
+        outside.predictedRTO = p
+        let r = UptimeReport.build(objectives: [.init(workload: "a", rpoSeconds: 300, rtoSeconds: 250)], samples: [], drills: [within, outside],
+                                   statuses: [], since: at(0), now: at(4), rehearsals: [failed, met])
+        #expect(r.rehearsals.map(\.id) == ["r1", "r2"] && r.rehearsals[0].criticalPath == ["db", "app"] && r.rehearsals[1].failed == ["db"])
+        #expect(r.predictions.count == 2 && r.predictions[0].withinRange && !r.predictions[1].withinRange)
+        #expect(abs(r.predictions[0].error) < 1e-9 && abs(r.predictions[1].error - 2) < 1e-9, "(300 - 100) / 100")
+        let md = ReportRendering.markdown(r)
+        #expect(md.contains("## Site rehearsals (drctl rehearse)") && md.contains("| offsite | met | 20m / 1h | db -> app (wal_replay) |")
+                && md.contains("FAILED (db did not come back)"), "\(md)")
+        #expect(md.contains("## Predicted against measured RTO") && md.contains("1 of 2 drills took a time within their predicted range; mean absolute error 100 %")
+                && md.contains("+200 % (outside the range)"), "\(md)")
+        let html = ReportRendering.html(r)
+        #expect(html.contains("id=\"rehearsals\"") && html.contains("id=\"predictions\""))
+    }
 }
