@@ -68,7 +68,11 @@ public enum RecordSeal {
     /// not begin with a seal as `seal` writes it.
     static func split(_ bytes: [UInt8]) -> (Seal, [UInt8])? {
         guard bytes.starts(with: head), let close = bytes[head.count...].firstIndex(of: UInt8(ascii: "}")), close + 1 < bytes.count,
-              let seal = try? JSONDecoder().decode(Seal.self, from: Data(bytes[head.count...close])) else { return nil }
+              let seal = try? JSONDecoder().decode(Seal.self, from: Data(bytes[head.count...close])),
+              // Exactly as `seal` writes it: a seal with other fields, another spelling or case
+              // is not one (the MAC covers the body, so the seal itself admits no variant).
+              Array("{\"hmac\":\"\(seal.hmac)\",\"key\":\"\(seal.key)\"}".utf8) == Array(bytes[head.count...close]),
+              seal.hmac.count == 64, seal.hmac.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return nil }
         switch bytes[close + 1] {
         case UInt8(ascii: "}") where close + 2 == bytes.count: return (seal, Array("{}".utf8))
         case UInt8(ascii: ","): return (seal, [UInt8(ascii: "{")] + bytes[(close + 2)...])
@@ -85,7 +89,7 @@ public enum RecordSeal {
         }
         let value = try? JSONCoding.decoder().decode(T.self, from: Data(body))
         guard let key = keys.key(id: seal.key) else { return (value, .unknownKey(seal.key)) }
-        let ok = constantTimeEqual(Array(mac(body, kind: kind, name: name, key: key).utf8), Array(seal.hmac.lowercased().utf8))
+        let ok = constantTimeEqual(Array(mac(body, kind: kind, name: name, key: key).utf8), Array(seal.hmac.utf8))
         return (value, ok && value != nil ? .authentic(key: key.id) : .forged)
     }
 

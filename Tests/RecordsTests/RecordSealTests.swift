@@ -43,6 +43,20 @@ struct RecordSealTests {
         #expect(RecordSeal.open(bytes, as: Older.self, kind: "k", name: "n", keys: old).authenticity.isAuthentic)
     }
 
+    /// The seal admits no variant either (found by drctl-fuzz record): a field added to it, its
+    /// MAC in capitals, a space inside it; each is a changed byte, and none verifies.
+    @Test func theSealItselfHasOneSpelling() throws {
+        let bytes = try RecordSeal.seal(claim, kind: "k", name: "n", keys: old)
+        let text = String(decoding: bytes, as: UTF8.self)
+        let hmac = try #require(text.firstMatch(of: /"hmac":"([0-9a-f]{64})"/).map { String($0.1) })
+        for variant in [text.replacingOccurrences(of: "\"key\":\"old\"", with: "\"key\":\"old\",\"extra\":\"\(hmac)\""),
+                        text.replacingOccurrences(of: hmac, with: hmac.uppercased()),
+                        text.replacingOccurrences(of: "{\"hmac\":", with: "{ \"hmac\":")] {
+            #expect(variant != text)
+            #expect(!RecordSeal.open(Array(variant.utf8), as: Claim.self, kind: "k", name: "n", keys: old).authenticity.isAuthentic, "\(variant)")
+        }
+    }
+
     @Test func unsignedAndUnknownKeysAreNotAuthentic() throws {
         let plain = Array(try JSONCoding.encoder(pretty: false).encode(claim))
         #expect(RecordSeal.open(plain, as: Claim.self, kind: "k", name: "n", keys: old).authenticity == .unsigned)
