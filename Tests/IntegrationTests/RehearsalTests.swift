@@ -145,5 +145,17 @@ import TestSupport
         #expect(kst == 0 && k["mode"] as? String == "cluster" && k["result"] as? String == "passed", "\(kout)")
         let left = try admin.list(apiVersion: "v1", kind: "Namespace").compactMap { ($0["metadata"] as? [String: Any])?["name"] as? String }.filter { $0.hasPrefix("drill-") }
         #expect(left.isEmpty, "the scratch namespaces are gone: \(left)")
+
+        // drctl serve reads the sealed records from the copy: the newest whole-site rehearsal
+        // failed (auth did not come back), the site RTO is the newest one that passed, and the
+        // cluster rehearsal of n8n-prod alone does not speak for the site.
+        let serve = try ServeTests.Service(["--policies", policies, "--catalog", app.work + "/serve.sqlite", "--scratch-dir", app.work + "/scratch"],
+                                           env: env, log: app.work + "/serve.log")
+        let metrics = try serve.get("/metrics").1
+        #expect(try serve.metric("drctl_site_rehearsal_last_success{from=\"offsite\"}") == 0, "\(metrics)")
+        #expect(try serve.metric("drctl_site_rto_objective_seconds{from=\"offsite\"}") == 3600)
+        let exported = try #require(try serve.metric("drctl_site_rto_seconds{from=\"offsite\"}"))
+        #expect(exported > 0 && exported < 600, "the newest passed whole-site rehearsal's site RTO: \(exported)")
+        #expect(try serve.metric("drctl_site_rehearsal_last_success_timestamp_seconds{from=\"offsite\"}") != nil)
     }
 }
