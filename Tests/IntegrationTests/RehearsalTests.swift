@@ -81,7 +81,7 @@ import TestSupport
         try #require(cst == 0, "\(copied)")
 
         primary.stop()   // the site is gone
-        let rehearse = ["rehearse", "--policies", policies, "--scratch-dir", app.work + "/scratch"]
+        let rehearse = ["rehearse", "--from", "offsite", "--policies", policies, "--scratch-dir", app.work + "/scratch"]
         var (st, out) = try run(drctlBinary, rehearse, env: env)
         print("$ drctl rehearse  # the primary's RGW stopped\n" + out)
         try #require(st == 0, "\(out)")
