@@ -30,6 +30,8 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         public var heartbeat: Heartbeat?
         /// The WAL segment size of the restored backup (what the WAL replayed is measured in).
         public var walSegmentSize: UInt64?
+        /// The settings replay ran with beyond drctl's safety settings (fsync off in a drill, shared buffers, …).
+        public var replaySettings: [String: String]?
         public init(cluster: String, server: String, backupID: String, target: String, achieved: Date?, stop: String,
                     timeline: UInt32?, walSegments: Int, baseBytes: Int64, walBytes: Int64, setAside: [String]? = nil) {
             self.cluster = cluster; self.server = server; self.backupID = backupID; self.target = target; self.achieved = achieved

@@ -66,6 +66,34 @@ public enum BackupConfiguration {
     }
 
     /// Settings as `postgres` options: `-c name=value` each.
+    /// Replay tuned for what the restore is. Every restore: shared buffers sized to the host,
+    /// restartpoints a quarter as often by WAL volume (max_wal_size, what the space check counts on) and never by time (checkpoint_timeout), WAL read
+    /// ahead of replay (recovery_prefetch, 15+) with more concurrent I/O. A drill's data directory
+    /// is deleted afterwards (`durable` false): nothing is flushed to disk on its way (fsync,
+    /// full_page_writes, synchronous_commit off). A real restore keeps all three on.
+    public static func replaySettings(major: Int, durable: Bool, sharedBuffersMB: Int) -> [(name: String, value: String)] {
+        var s: [(name: String, value: String)] = [("shared_buffers", "\(sharedBuffersMB)MB"), ("max_wal_size", "\(ScratchSpace.walKept >> 20)MB"),
+                                                  ("checkpoint_timeout", "1d"), ("maintenance_io_concurrency", "64")]
+        if major >= 15 { s += [("recovery_prefetch", "on"), ("wal_decode_buffer_size", "4MB")] }
+        if !durable { s += [("fsync", "off"), ("full_page_writes", "off"), ("synchronous_commit", "off")] }
+        return s
+    }
+
+    /// A share of the memory this host has free for a restored server's shared buffers: an
+    /// eighth of MemAvailable, from 128 MB to 2 GB (several drills may run at once).
+    public static func sharedBuffersMB(memAvailableKB: Int?) -> Int {
+        guard let kb = memAvailableKB else { return 128 }
+        return min(2048, max(128, kb / 1024 / 8))
+    }
+
+    /// MemAvailable from /proc/meminfo, in kB.
+    public static func memAvailableKB() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        return text.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }.flatMap { line in
+            line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
+        }
+    }
+
     public static func commandLine(_ settings: [(name: String, value: String)]) -> [String] {
         settings.flatMap { ["-c", "\($0.name)=\($0.value)"] }
     }

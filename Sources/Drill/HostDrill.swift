@@ -90,6 +90,7 @@ public struct HostDrill {
                                            setAside: outcome.setAside.isEmpty ? nil : outcome.setAside))
                     databases[databases.count - 1].proof = outcome.proof
                     databases[databases.count - 1].walSegmentSize = plan.backup.segmentSize
+                    databases[databases.count - 1].replaySettings = outcome.replaySettings
                 } catch {
                     throw RecoveryError("\(c.cluster.value): \(error)")
                 }
@@ -98,7 +99,7 @@ public struct HostDrill {
             let reference = target.date ?? started
             checks = DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: reference, progress: progress)
             for c in policy.cnpg {
-                guard let server = servers[c.cluster.value], let (check, reading) = HeartbeatCheck.run(c, server: server, reference: reference, progress: progress) else { continue }
+                guard let server = servers[c.cluster.value], let (check, reading) = HeartbeatCheck.run(c, server: server.reader, reference: reference, progress: progress) else { continue }
                 checks.append(check)
                 if let i = databases.firstIndex(where: { $0.cluster == c.cluster.value }) { databases[i].heartbeat = reading }
             }

@@ -59,6 +59,8 @@ public struct HostRestoreOptions: Sendable {
     public var checkSpace = true
     /// Libraries the restored server may preload (the policy's `drill.preloadLibraries`).
     public var preloadLibraries: [String] = []
+    /// Shared buffers for replay, in MB (nil: a share of the host's free memory).
+    public var sharedBuffersMB: Int?
     public init() {}
 }
 
@@ -85,6 +87,8 @@ public struct RecoveryOutcome: Sendable, Codable {
     public var setAsideFiles: [String] = []
     /// What was restored, bound to the bytes read (backup.info and each archive).
     public var proof: RestoreProof?
+    /// The replay tuning the server ran with (BackupConfiguration.replaySettings).
+    public var replaySettings: [String: String] = [:]
 }
 
 public struct RecoveryError: Error, CustomStringConvertible, Sendable {
@@ -222,6 +226,9 @@ public final class HostRestore: @unchecked Sendable {
         let server = RecoveryServer(binaries: binaries, dataDir: dataDir, configDir: home, socketDir: socketDir, port: port,
                                     logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser,
                                     preload: options.preloadLibraries)
+        // A drill's directory is thrown away: replay without flushing; a real restore keeps durability.
+        server.tuning = BackupConfiguration.replaySettings(major: binaries.major, durable: options.kind != "drill",
+                                                           sharedBuffersMB: options.sharedBuffersMB ?? BackupConfiguration.sharedBuffersMB(memAvailableKB: BackupConfiguration.memAvailableKB()))
         self.server = server
         let credentials = try writeCredentials(scratch.path + "/credentials", runAs: runAs)
         credentialsDirectory = credentials
@@ -305,12 +312,17 @@ public final class HostRestore: @unchecked Sendable {
         guard try stillSame(proven) else {
             throw RecoveryError("backup \(plan.backup.backupID) changed in the store during the restore (its backup.info or an archive has another ETag now): not proven")
         }
+        if options.kind != "drill" {
+            // Handed over only once it is all on disk: a crash right after drctl returns loses nothing.
+            try server.checkpoint()
+        }
         progress("recovered to \(achieved.map(TargetTime.rfc3339) ?? "?")\(row[1].isEmpty ? " (the base backup's end: no transaction replayed)" : ""): \(stopLine)")
         return RecoveryOutcome(server: source.server, backupID: plan.backup.backupID, target: fellBack ? "\(plan.target) (archive ended first)" : plan.target,
                                achieved: achieved, stop: stopLine, timeline: UInt32(row[2], radix: 16), walSegmentsRestored: restored,
                                baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases,
                                setAside: setAside, setAsideFiles: setAsideFiles,
-                               proof: RestoreProof(backupID: plan.backup.backupID, objects: proven, walFirst: plan.wal.first?.name, walLast: plan.wal.last?.name))
+                               proof: RestoreProof(backupID: plan.backup.backupID, objects: proven, walFirst: plan.wal.first?.name, walLast: plan.wal.last?.name),
+                               replaySettings: Dictionary(server.tuning.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 }))
     }
 
     /// The backup's backup.info, read once, checked to say what the plan was made from (status,

@@ -52,6 +52,8 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     public private(set) var pid: pid_t = 0
     /// The restore_command of the last configuration written (nil after recovery).
     private var restoreCommand: String?
+    /// Replay tuning (BackupConfiguration.replaySettings), on the command line after the safety settings.
+    public var tuning: [(name: String, value: String)] = []
 
     public init(binaries: PostgresBinaries, dataDir: String, configDir: String, socketDir: String, port: Int, logFile: String,
                 runAs: RunAs?, user: String, preload: [String] = []) {
@@ -120,7 +122,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// Starts `postgres` in a process group of its own (registered for cleanup).
     public func start(environment: [String: String]) throws {
         var (program, args) = (binaries.bin + "/postgres", ["-D", dataDir, "-c", "config_file=\(configFile)"]
-            + BackupConfiguration.commandLine(safetySettings))
+            + BackupConfiguration.commandLine(safetySettings + tuning))
         if let runAs { (program, args) = try runAs.wrap(program, args) }
         if !FileManager.default.fileExists(atPath: logFile) {
             FileManager.default.createFile(atPath: logFile, contents: nil)
@@ -135,11 +137,22 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
 
     /// Runs SQL through psql over the private socket; returns the unaligned, tuples-only output.
     public func query(_ sql: String, database: String = "postgres") throws -> String {
+        try PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user).query(sql, database: database)
+    }
+
+    /// A session as pg_read_all_data (PostgreSQL 14+), not as the superuser, for reading what
+    /// drctl itself wrote into production (the heartbeat): a view or function in the restored
+    /// data (production's owner's, or a forged backup's) runs with no more than reading rights.
+    public var reader: any SQLSession {
         var session = PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user)
-        // As pg_read_all_data (PostgreSQL 14+), not as the superuser: a view or function in the
-        // restored data (production's, or a forged backup's) runs with no more than reading rights.
         if binaries.major >= 14 { session.sessionOptions = PsqlSession.options(statementTimeout: session.timeout) + " -c role=pg_read_all_data" }
-        return try session.query(sql, database: database)
+        return session
+    }
+
+    /// A checkpoint as the restored cluster's superuser (a real restore, before it is handed
+    /// over: everything on disk, nothing left to replay after a crash).
+    public func checkpoint() throws {
+        _ = try PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user).query("checkpoint", database: "postgres")
     }
 
     /// Stops the server: `fast` (clean shutdown, for a data directory that is kept) or

@@ -5,9 +5,10 @@ import Support
 /// fills the disk fails late and can take the host's other services with it (in a pod, the kubelet
 /// evicts drctl once its emptyDir passes `sizeLimit`).
 public enum ScratchSpace {
-    /// WAL PostgreSQL may keep in pg_wal during recovery: up to `max_wal_size` (1 GB by default)
-    /// between restartpoints, beside the segment being replayed.
-    static let walKept: Int64 = 1 << 30
+    /// WAL PostgreSQL may keep in pg_wal during recovery: every restored segment stays until the
+    /// next restartpoint, which replay forces at `max_wal_size` (drctl sets it to this: four times
+    /// PostgreSQL's default, so replay stops to flush a quarter as often; BackupConfiguration).
+    public static let walKept: Int64 = 4 << 30
     /// Room left over for the server's own files (logs, the control file, a new timeline's WAL).
     static let margin: Int64 = 64 << 20
 

@@ -125,7 +125,7 @@ struct RestoreCommand: ParsableCommand {
             // The data's own word on how far it got: production's newest heartbeat that came back.
             var heartbeat: (DrillEvidence.Check, DrillEvidence.Heartbeat?)?
             if let cnpg, let server = restore.server {
-                heartbeat = HeartbeatCheck.run(cnpg, server: server, reference: target.date ?? now, progress: { _ in })
+                heartbeat = HeartbeatCheck.run(cnpg, server: server.reader, reference: target.date ?? now, progress: { _ in })
             }
             restore.finish(success: true, keepRunning: start)
             switch output {

@@ -16,10 +16,13 @@ struct HostOptions: ParsableArguments {
     @Option(help: "WAL segments to read ahead of replay.") var readAhead = 16
     @Flag(help: "No progress output.") var quiet = false
     @Flag(help: "Start even when the disk looks too small (the estimate: the backup's cluster_size plus the WAL recovery keeps).") var skipSpaceCheck = false
+    @Option(help: ArgumentHelp("Shared buffers of the restored server during replay, in MB (default: an eighth of the host's free memory, 128 to 2048).", valueName: "mb"))
+    var sharedBuffers: Int?
 
     func validate() throws {
         guard parseSeconds(timeout) != nil else { throw ValidationError("--timeout \(timeout): not a duration (e.g. 90s, 30m, 2h)") }
         guard (1...256).contains(readAhead) else { throw ValidationError("--read-ahead must be 1...256") }
+        if let b = sharedBuffers, !(16...262_144).contains(b) { throw ValidationError("--shared-buffers \(b): give 16 to 262144 (MB)") }
     }
 
     func restoreOptions() throws -> HostRestoreOptions {
@@ -33,6 +36,7 @@ struct HostOptions: ParsableArguments {
         o.prefetchWindow = readAhead
         o.prefetchWorkers = min(4, readAhead)
         o.checkSpace = !skipSpaceCheck
+        o.sharedBuffersMB = sharedBuffers
         return o
     }
 }

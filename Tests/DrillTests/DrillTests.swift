@@ -315,7 +315,7 @@ struct ScratchSpaceTests {
         let mib: Int64 = 1 << 20
         // barman's cluster_size wins over the (compressed) archives; WAL is capped at max_wal_size.
         #expect(ScratchSpace.dataDirectory(clusterSize: 500 * mib, archivedBytes: 100 * mib, walNeeded: 3, segmentSize: seg) == 500 * mib + 48 * mib + 64 * mib)
-        #expect(ScratchSpace.dataDirectory(clusterSize: nil, archivedBytes: 100 * mib, walNeeded: 10_000, segmentSize: seg) == 100 * mib + 1024 * mib + 64 * mib)
+        #expect(ScratchSpace.dataDirectory(clusterSize: nil, archivedBytes: 100 * mib, walNeeded: 10_000, segmentSize: seg) == 100 * mib + 4096 * mib + 64 * mib)
         // A forged backup.info: a negative size counts as none, an absurd one does not overflow.
         #expect(ScratchSpace.dataDirectory(clusterSize: -5, archivedBytes: 1, walNeeded: 0, segmentSize: seg) == 1 + 64 * mib)
         #expect(ScratchSpace.dataDirectory(clusterSize: .max, archivedBytes: 1, walNeeded: .max, segmentSize: .max) == .max)
@@ -350,5 +350,24 @@ struct SubprocessTests {
             open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(child)/fd")) ?? []).sorted()
             return open == ["0", "1", "2"]
         }, "descriptors of the child: \(open)")
+    }
+}
+
+/// What replay runs with: a drill flushes nothing, a real restore keeps durability; both read
+/// ahead and stop for restartpoints only as often as the space check counts on.
+struct ReplaySettingsTests {
+    @Test func aDrillFlushesNothingARestoreKeepsDurability() {
+        let drill = Dictionary(BackupConfiguration.replaySettings(major: 15, durable: false, sharedBuffersMB: 512).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(drill["fsync"] == "off" && drill["full_page_writes"] == "off" && drill["synchronous_commit"] == "off")
+        #expect(drill["shared_buffers"] == "512MB" && drill["recovery_prefetch"] == "on" && drill["checkpoint_timeout"] == "1d")
+        #expect(drill["max_wal_size"] == "\(ScratchSpace.walKept >> 20)MB", "what the space check counts on")
+        let restore = Dictionary(BackupConfiguration.replaySettings(major: 15, durable: true, sharedBuffersMB: 512).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(restore["fsync"] == nil && restore["full_page_writes"] == nil && restore["synchronous_commit"] == nil && restore["shared_buffers"] == "512MB")
+        let old = Dictionary(BackupConfiguration.replaySettings(major: 14, durable: true, sharedBuffersMB: 128).map { ($0.name, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(old["recovery_prefetch"] == nil && old["wal_decode_buffer_size"] == nil, "PostgreSQL 14 has neither")
+        #expect(BackupConfiguration.sharedBuffersMB(memAvailableKB: nil) == 128)
+        #expect(BackupConfiguration.sharedBuffersMB(memAvailableKB: 512 * 1024) == 128)
+        #expect(BackupConfiguration.sharedBuffersMB(memAvailableKB: 8 * 1024 * 1024) == 1024)
+        #expect(BackupConfiguration.sharedBuffersMB(memAvailableKB: 64 * 1024 * 1024) == 2048)
     }
 }

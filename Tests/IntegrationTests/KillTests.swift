@@ -185,4 +185,31 @@ import TestSupport
         let (cst, cout) = try run(drctlBinary, ["status", "--policies", dir, "--catalog", db.work + "/data/catalog.sqlite"], env: db.drctlEnvironment)
         #expect(cst == 0 || cst == 4, "the catalog opens: \(cout)")
     }
+
+    /// `drctl restore` (not a drill) hands over a data directory that is on disk: the server it
+    /// leaves running is killed with SIGKILL the moment drctl returns, started again as drctl
+    /// said to, and has the same rows; the restore ran with replay tuned but durability kept.
+    @Test func aRestoredServerKilledRightAfterDrctlReturnsLosesNothing() throws {
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "durable")
+        let target = try db.targetBetweenTwoCommits()
+        var env = db.rgw.environment
+        env["DRCTL_DATA_DIR"] = db.work + "/data"
+        let dir = db.work + "/restored", port = try freePort()
+        let (st, out) = try run(drctlBinary, ["restore", "--source", "s3://\(db.bucket)/cnpg", "--server", "app-db", "--at", target, "--to", dir, "--yes",
+                                              "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch", "-o", "json", "--quiet"], env: env)
+        try #require(st == 0, "\(out)")
+        let settings = try #require(((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["outcome"] as? [String: Any])?["replaySettings"] as? [String: String], "\(out)")
+        #expect(settings["fsync"] == nil && settings["full_page_writes"] == nil && settings["max_wal_size"] != nil, "a real restore keeps durability: \(settings)")
+        let pid = try #require(pid_t(try String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8).split(separator: "\n").first ?? ""))
+        kill(pid, SIGKILL)
+        _ = waitUntil(100, every: 50_000) { kill(pid, 0) != 0 }
+        // Started again as drctl's message says (its own configuration file beside the data).
+        let pgctl = "/usr/lib/postgresql/15/bin/pg_ctl"
+        let (sst, sout) = try run("/usr/sbin/runuser", ["-u", "postgres", "--", pgctl, "-D", dir, "-o", "-c config_file=\(dir)/drctl-postgresql.conf -c port=\(port)",
+                                                       "-l", dir + "/after-kill.log", "-w", "start"])
+        defer { _ = try? run("/usr/sbin/runuser", ["-u", "postgres", "--", pgctl, "-D", dir, "-m", "immediate", "-w", "stop"]) }
+        try #require(sst == 0, "\(sout) \((try? String(contentsOfFile: dir + "/after-kill.log", encoding: .utf8)) ?? "")")
+        let (qst, rows) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select count(*), max(id) from t"])
+        #expect(qst == 0 && rows.trimmingCharacters(in: .whitespacesAndNewlines) == "43|43", "the same rows after SIGKILL: \(rows)")
+    }
 }
