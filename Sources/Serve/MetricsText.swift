@@ -110,7 +110,8 @@ public enum MetricsText {
                follower ? [] : [([], Double(s.undecodableEvidence))])
         family("drctl_unauthenticated_records", "gauge", "drctl records in the bucket that are not sealed with drctl's record key (forged, changed, or sealed with a key drctl does not hold): ignored for every decision.",
                follower ? [] : [([("kind", "evidence")], Double(s.unauthenticatedEvidence)),
-                                ([("kind", "copy-record")], Double(Set(ws.flatMap { $0.status.copies.filter { $0.recordUnauthenticated == true }.map(\.store) }).count))])
+                                ([("kind", "copy-record")], Double(Set(ws.flatMap { $0.status.copies.filter { $0.recordUnauthenticated == true }.map(\.store) }).count))]
+                                + (s.rehearsal.map { [([("kind", "rehearsal")], Double($0.unauthenticated))] } ?? []))
         let stores = s.stores.sorted { $0.name < $1.name }
         family("drctl_object_store_up", "gauge", "1 if the last request to the object store succeeded.",
                stores.compactMap { st in st.up.map { ([("store", st.name)], $0 ? 1 : 0) } })

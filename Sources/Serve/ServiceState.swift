@@ -173,15 +173,23 @@ public final class ServiceState: @unchecked Sendable {
         let rehearsal = set.rehearsal.map { r in
             var found = (try? catalog.rehearsals(since: now.addingTimeInterval(-400 * 86400))) ?? []
             // The sealed records in the store the site comes back from (another replica's, a CronJob's).
+            var forgedRehearsals = 0
             if let store = set.objectStore(named: r.from.value), let access = try? open(store),
-               let sealed = try? RehearsalEvidence.all(access.storage, drctlPrefix: store.prefixes.drctl.value, limit: 20).rehearsals {
-                for e in sealed where !found.contains(where: { $0.id == e.id }) { found.append(e) }
+               let read = try? RehearsalEvidence.all(access.storage, drctlPrefix: store.prefixes.drctl.value, limit: 20) {
+                for e in read.rehearsals where !found.contains(where: { $0.id == e.id }) { found.append(e) }
+                forgedRehearsals = read.unauthenticated.count
+                for key in read.unauthenticated where !lock.withLock({ reportedBad.contains(key) }) {
+                    log("rehearsal record \(key) is not sealed with drctl's record key (unauthenticated): not taken for a rehearsal")
+                    _ = lock.withLock { reportedBad.insert(key) }
+                }
             }
             // Only a rehearsal of the whole site from the policy's copy says the site comes back:
             // one of some workloads (drctl rehearse app), or from another store, does not.
             let sorted = RehearsalEvidence.wholeSite(found, from: r.from.value, workloads: set.backupPolicies.map(\.name.value))
-            return Snapshot.Rehearsal(from: r.from.value, objectiveSeconds: r.rto.value.seconds, newest: sorted.first,
-                                      newestPassed: sorted.first { $0.result == .passed })
+            var out = Snapshot.Rehearsal(from: r.from.value, objectiveSeconds: r.rto.value.seconds, newest: sorted.first,
+                                         newestPassed: sorted.first { $0.result == .passed })
+            out.unauthenticated = forgedRehearsals
+            return out
         }
 
         for key in bad where !lock.withLock({ reportedBad.contains(key) }) {

@@ -30,6 +30,8 @@ public struct Snapshot: Sendable, Codable {
         public var objectiveSeconds: Int
         public var newest: RehearsalEvidence?
         public var newestPassed: RehearsalEvidence?
+        /// Records under the rehearsals prefix that are not drctl's (ignored).
+        public var unauthenticated = 0
         public init(from: String, objectiveSeconds: Int, newest: RehearsalEvidence?, newestPassed: RehearsalEvidence?) {
             self.from = from; self.objectiveSeconds = objectiveSeconds; self.newest = newest; self.newestPassed = newestPassed
         }

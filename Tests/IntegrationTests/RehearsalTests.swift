@@ -149,6 +149,9 @@ import TestSupport
         // drctl serve reads the sealed records from the copy: the newest whole-site rehearsal
         // failed (auth did not come back), the site RTO is the newest one that passed, and the
         // cluster rehearsal of n8n-prod alone does not speak for the site.
+        // A record written by whoever holds the copy's keys, unsealed, saying the site came back in a second.
+        let forged = #"{"id":"20991231T000000Z-1","from":"offsite","mode":"host","host":"x","startedAt":"2099-12-31T00:00:00Z","finishedAt":"2099-12-31T00:00:01Z","result":"passed","siteRTOSeconds":1,"siteRTOObjectiveSeconds":3600,"largestWorkloadRTOObjectiveSeconds":1,"parallel":1,"criticalPath":[],"workloads":[{"workload":"app","result":"passed","startedAfter":0,"healthyAfter":1,"rtoSeconds":1,"rtoObjectiveSeconds":1,"rpoObjectiveSeconds":1,"phases":{},"dependsOn":[]},{"workload":"auth","result":"passed","startedAfter":0,"healthyAfter":1,"rtoSeconds":1,"rtoObjectiveSeconds":1,"rpoObjectiveSeconds":1,"phases":{},"dependsOn":[]},{"workload":"n8n-prod","result":"passed","startedAfter":0,"healthyAfter":1,"rtoSeconds":1,"rtoObjectiveSeconds":1,"rpoObjectiveSeconds":1,"phases":{},"dependsOn":[]}]}"#
+        try copyS3.putObject(S3URL(bucket: copyBucket, key: "drctl/rehearsals/20991231T000000Z-1.json"), bytes: Array(forged.utf8))
         let serve = try ServeTests.Service(["--policies", policies, "--catalog", app.work + "/serve.sqlite", "--scratch-dir", app.work + "/scratch"],
                                            env: env, log: app.work + "/serve.log")
         let metrics = try serve.get("/metrics").1
@@ -157,5 +160,6 @@ import TestSupport
         let exported = try #require(try serve.metric("drctl_site_rto_seconds{from=\"offsite\"}"))
         #expect(exported > 0 && exported < 600, "the newest passed whole-site rehearsal's site RTO: \(exported)")
         #expect(try serve.metric("drctl_site_rehearsal_last_success_timestamp_seconds{from=\"offsite\"}") != nil)
+        #expect(try serve.metric("drctl_unauthenticated_records{kind=\"rehearsal\"}") == 1, "the forged record is named, not taken: \(metrics)")
     }
 }
