@@ -67,7 +67,7 @@ public enum BackupConfiguration {
 
     /// Settings as `postgres` options: `-c name=value` each.
     /// Replay tuned for what the restore is. Every restore: shared buffers sized to the host,
-    /// restartpoints a quarter as often by WAL volume (max_wal_size, what the space check counts on) and never by time (checkpoint_timeout), WAL read
+    /// restartpoints a quarter as often by WAL volume (max_wal_size, what the space check counts on) and by time once a day (checkpoint_timeout), WAL read
     /// ahead of replay (recovery_prefetch, 15+) with more concurrent I/O. A drill's data directory
     /// is deleted afterwards (`durable` false): nothing is flushed to disk on its way (fsync,
     /// full_page_writes, synchronous_commit off). A real restore keeps all three on.
@@ -86,12 +86,19 @@ public enum BackupConfiguration {
         return min(2048, max(128, kb / 1024 / 8))
     }
 
-    /// MemAvailable from /proc/meminfo, in kB.
+    /// Memory free for this process, in kB: the host's MemAvailable (/proc/meminfo), no more
+    /// than what the cgroup (a pod's limit) still allows.
     public static func memAvailableKB() -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
-        return text.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }.flatMap { line in
+        let host = text.split(separator: "\n").first { $0.hasPrefix("MemAvailable:") }.flatMap { line in
             line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap { Int($0) }
         }
+        func number(_ path: String) -> Int? { (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+        // cgroup v2: memory.max is "max" when unlimited (no number).
+        if let limit = number("/sys/fs/cgroup/memory.max"), let used = number("/sys/fs/cgroup/memory.current") {
+            return min(host ?? .max, max(0, limit - used) / 1024)
+        }
+        return host
     }
 
     public static func commandLine(_ settings: [(name: String, value: String)]) -> [String] {

@@ -10,7 +10,7 @@ public enum HeartbeatCheck {
     /// The statements a cluster drill sends through its check Jobs for this cluster.
     public static func statements(_ c: BackupPolicy.CNPGCluster) -> [DrillChecks.Statement] {
         guard let h = c.heartbeat else { return [] }
-        return [HeartbeatSQL.summary, HeartbeatSQL.gaps].map { DrillChecks.Statement(cluster: c.cluster.value, database: h.database, sql: $0) }
+        return [HeartbeatSQL.shape, HeartbeatSQL.summary, HeartbeatSQL.gaps].map { DrillChecks.Statement(cluster: c.cluster.value, database: h.database, sql: $0) }
     }
 
     /// The check and what was read (nil when nothing could be read).

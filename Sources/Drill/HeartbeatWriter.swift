@@ -9,12 +9,13 @@ public final class HeartbeatWriter: @unchecked Sendable {
     public let workload: String
     public let cluster: String
     let heartbeat: BackupPolicy.Heartbeat
-    let session: any SQLSession
+    /// The session for one beat, built each time: a Secret mounted late or rotated is read then.
+    let session: () throws -> any SQLSession
     private let lock = NSLock()
     private var success: Date?
     private var failure: String?
 
-    public init(workload: String, cluster: String, heartbeat: BackupPolicy.Heartbeat, session: any SQLSession) {
+    public init(workload: String, cluster: String, heartbeat: BackupPolicy.Heartbeat, session: @escaping () throws -> any SQLSession) {
         self.workload = workload
         self.cluster = cluster
         self.heartbeat = heartbeat
@@ -27,7 +28,7 @@ public final class HeartbeatWriter: @unchecked Sendable {
     /// One row; the error is kept for the metrics and thrown.
     public func beat(now: Date = Date()) throws {
         do {
-            _ = try session.query(HeartbeatSQL.insert, database: heartbeat.database)
+            _ = try session().query(HeartbeatSQL.insert, database: heartbeat.database)
             lock.withLock { (success, failure) = (now, nil) }
         } catch {
             lock.withLock { failure = "\(error)" }

@@ -303,7 +303,7 @@ public enum PolicyLoader {
         let schedule = spec.has("schedule") ? cron(spec, "schedule", .drctl, what: "spec.schedule") : Located(try! Cron("0 3 1 * *", dialect: .drctl), spec.location)
         let rto = spec.duration("rto") ?? Located(TimeSpan(seconds: 3600), spec.location)
         let parallel = spec.int("parallel", range: 1...32) ?? 2
-        let mode = spec.oneOf("mode", ["host", "cluster"])?.value ?? "host"
+        let mode = spec.oneOf("mode", ["host", "cluster"])?.value
         spec.finish(known: ["from", "schedule", "rto", "parallel", "mode"])
         guard let from, let schedule else { return nil }
         return RehearsalPolicy(name: name, from: from, schedule: schedule, rto: rto, parallel: parallel, mode: mode)

@@ -166,6 +166,9 @@ public struct BackupPolicy: Sendable {
         public var host: String?
         public var port: Int
         public var location: SourceLocation
+        public init(every: Located<TimeSpan>, database: String, secretName: String, host: String?, port: Int, location: SourceLocation) {
+            self.every = every; self.database = database; self.secretName = secretName; self.host = host; self.port = port; self.location = location
+        }
     }
 
     /// A recovery window and the long-term tiers kept beyond it.
@@ -257,7 +260,8 @@ public struct RehearsalPolicy: Sendable {
     public var rto: Located<TimeSpan>
     /// Workloads restored at once.
     public var parallel: Int
-    public var mode: String
+    /// host or cluster; nil: the command's (drctl serve's --mode, drctl rehearse's host).
+    public var mode: String?
 }
 
 /// `kind: Alerting` — the receivers drctl's alerts go to through Alertmanager, and how the

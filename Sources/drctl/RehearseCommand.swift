@@ -69,7 +69,7 @@ struct RehearseCommand: ParsableCommand {
             let (readSet, open) = try s3.readingStore(from, in: set, credentialsDir: fromCredentialsDir, endpoint: fromEndpoint)
             let pointed = chosen.map { p in readSet.backupPolicies.first { $0.name.value == p.name.value } ?? p }
             Cleanup.shared.installSignalHandlers()
-            let mode = mode ?? set.rehearsal.flatMap { DrillMode(rawValue: $0.mode) } ?? .host
+            let mode = mode ?? set.rehearsal?.mode.flatMap(DrillMode.init(rawValue:)) ?? .host
             var runner = DrillRunner.make(open: open, host: host, kube: kube, mode: mode, credentialsNamespace: credentialsNamespace,
                                           checkImage: checkImage, upload: !noUpload)
             runner.copy = "ObjectStore \(from) (rehearsal)"

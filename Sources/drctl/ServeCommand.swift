@@ -199,7 +199,7 @@ struct ServeCommand: ParsableCommand {
             if let r = set.rehearsal {
                 // The whole site from its copy, on the Rehearsal policy's schedule: one drill slot, its own drills beside.
                 let (readSet, copyOpen) = try s3.readingStore(r.from.value, in: set, credentialsDir: nil, endpoint: nil)
-                var siteRunner = DrillRunner.make(open: copyOpen, host: host, kube: kube, mode: DrillMode(rawValue: r.mode) ?? mode,
+                var siteRunner = DrillRunner.make(open: copyOpen, host: host, kube: kube, mode: r.mode.flatMap(DrillMode.init(rawValue:)) ?? mode,
                                                   credentialsNamespace: credentialsNamespace, checkImage: checkImage, upload: !noUpload)
                 siteRunner.copy = "ObjectStore \(r.from.value) (rehearsal)"
                 let rehearsal = Rehearsal(policies: readSet.backupPolicies, set: readSet, from: r.from.value, runner: siteRunner,
@@ -232,9 +232,7 @@ struct ServeCommand: ParsableCommand {
             }
             // A new leader starts no work before it has cleaned up after the previous one.
             let adopted = SharedFlag()
-            let heartbeats = try set.backupPolicies.flatMap { p in
-                try p.cnpg.compactMap { c in try c.heartbeat.map { try Self.heartbeatWriter(p, c, $0) } }
-            }
+            let heartbeats = set.backupPolicies.flatMap { p in p.cnpg.compactMap { c in c.heartbeat.map { Self.heartbeatWriter(p, c, $0) } } }
             state.heartbeats = { heartbeats.map { Snapshot.Heartbeat(workload: $0.workload, cluster: $0.cluster, lastSuccess: $0.state.lastSuccess, error: $0.state.error) } }
             let scheduler = Scheduler(jobs: jobs, maxDrills: maxDrills, leads: { [elector] in elector.map { $0.isLeader && adopted.value } ?? true },
                                       log: log.callAsFunction)
@@ -337,25 +335,29 @@ struct ServeCommand: ParsableCommand {
 
     /// The heartbeat writer of one database: psql as the heartbeat role, its name and password
     /// from the policy's Secret where deploy/ mounts it (`$DRCTL_SECRETS_DIR/<secretName>/`).
-    static func heartbeatWriter(_ p: BackupPolicy, _ c: BackupPolicy.CNPGCluster, _ h: BackupPolicy.Heartbeat) throws -> HeartbeatWriter {
+    static func heartbeatWriter(_ p: BackupPolicy, _ c: BackupPolicy.CNPGCluster, _ h: BackupPolicy.Heartbeat) -> HeartbeatWriter {
         let dir = "\(S3Options.secretsDirectory)/\(h.secretName)"
-        func read(_ key: String) throws -> String {
-            guard let v = try? String(contentsOfFile: "\(dir)/\(key)", encoding: .utf8) else {
-                throw ConfigError("\(p.name.value)/\(c.cluster.value) heartbeat: \(dir)/\(key) is not readable (mount Secret \(h.secretName), which CNPG's managed role reads too, at \(dir))")
+        // Read at each beat: a Secret that is missing fails the beat (drctl_heartbeat_up 0,
+        // DrctlHeartbeatFailing), not the service; a rotated password is picked up.
+        return HeartbeatWriter(workload: p.name.value, cluster: c.cluster.value, heartbeat: h) {
+            func read(_ key: String) throws -> String {
+                guard let v = try? String(contentsOfFile: "\(dir)/\(key)", encoding: .utf8) else {
+                    throw ConfigError("\(dir)/\(key) is not readable (mount Secret \(h.secretName), which CNPG's managed role reads too, at \(dir))")
+                }
+                return v.trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            return v.trimmingCharacters(in: .whitespacesAndNewlines)
+            let user = try read("username")
+            // The writer is the role the set-up granted INSERT to, nothing wider: a Secret naming another (a superuser's) is refused.
+            guard user == HeartbeatSQL.role else {
+                throw ConfigError("Secret \(h.secretName) names user '\(user)'; the heartbeat writes only as \(HeartbeatSQL.role) (runbooks/heartbeat.md)")
+            }
+            let password = try read("password")
+            KnownSecrets.shared.add([password])
+            var session = PsqlSession(psql: "/usr/bin/psql", host: h.host ?? "\(c.cluster.value)-rw.\(c.namespace).svc", port: h.port,
+                                      user: user, password: password, timeout: 10)
+            session.sessionOptions = "-c statement_timeout=10000"   // it writes: not a check's read-only session
+            return session
         }
-        let user = try read("username")
-        // The writer is the role the set-up granted INSERT to, nothing wider: a Secret naming another (a superuser's) is refused.
-        guard user == HeartbeatSQL.role else {
-            throw ConfigError("\(p.name.value)/\(c.cluster.value) heartbeat: Secret \(h.secretName) names user '\(user)'; the heartbeat writes only as \(HeartbeatSQL.role) (runbooks/heartbeat.md)")
-        }
-        let password = try read("password")
-        KnownSecrets.shared.add([password])
-        var session = PsqlSession(psql: "/usr/bin/psql", host: h.host ?? "\(c.cluster.value)-rw.\(c.namespace).svc", port: h.port,
-                                  user: user, password: password, timeout: 10)
-        session.sessionOptions = "-c statement_timeout=10000"   // it writes: not a check's read-only session
-        return HeartbeatWriter(workload: p.name.value, cluster: c.cluster.value, heartbeat: h, session: session)
     }
 
     /// A flag set from one thread and read from others.

@@ -371,3 +371,29 @@ struct ReplaySettingsTests {
         #expect(BackupConfiguration.sharedBuffersMB(memAvailableKB: 64 * 1024 * 1024) == 2048)
     }
 }
+
+/// The heartbeat writer: its session is built at each beat, so a Secret that is missing fails
+/// that beat (and shows in the state the metrics read), and one mounted later is used at once.
+struct HeartbeatWriterTests {
+    final class Session: SQLSession, @unchecked Sendable {
+        var sent: [String] = []
+        func query(_ sql: String, database: String) throws -> String { sent.append("\(database): \(sql)"); return "" }
+    }
+
+    @Test func aMissingSecretFailsTheBeatNotTheWriter() throws {
+        let session = Session()
+        var mounted = false
+        let h = BackupPolicy.Heartbeat(every: Located(TimeSpan(seconds: 60), SourceLocation(file: "p.yaml", line: 1, column: 1)), database: "app",
+                                       secretName: "hb", host: nil, port: 5432, location: SourceLocation(file: "p.yaml", line: 1, column: 1))
+        let w = HeartbeatWriter(workload: "app", cluster: "db", heartbeat: h) {
+            guard mounted else { throw LocalError("/etc/drctl/secrets/hb/username is not readable") }
+            return session
+        }
+        #expect(throws: (any Error).self) { try w.beat() }
+        #expect(w.state.lastSuccess == nil && w.state.error?.contains("not readable") == true)
+        mounted = true
+        let now = Date()
+        try w.beat(now: now)
+        #expect(w.state.lastSuccess == now && w.state.error == nil && session.sent == ["app: INSERT INTO drctl.drctl_heartbeat DEFAULT VALUES"])
+    }
+}
