@@ -137,14 +137,17 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
 
     /// Runs SQL through psql over the private socket; returns the unaligned, tuples-only output.
     public func query(_ sql: String, database: String = "postgres") throws -> String {
-        try PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user).query(sql, database: database)
+        try session.query(sql, database: database)
     }
+
+    /// psql over the private socket as the restored cluster's superuser.
+    var session: PsqlSession { PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user) }
 
     /// A session as pg_read_all_data (PostgreSQL 14+), not as the superuser, for reading what
     /// drctl itself wrote into production (the heartbeat): a view or function in the restored
     /// data (production's owner's, or a forged backup's) runs with no more than reading rights.
     public var reader: any SQLSession {
-        var session = PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user)
+        var session = self.session
         if binaries.major >= 14 { session.sessionOptions = PsqlSession.options(statementTimeout: session.timeout) + " -c role=pg_read_all_data" }
         return session
     }
@@ -152,7 +155,7 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
     /// A checkpoint as the restored cluster's superuser (a real restore, before it is handed
     /// over: everything on disk, nothing left to replay after a crash).
     public func checkpoint() throws {
-        _ = try PsqlSession(psql: binaries.bin + "/psql", host: socketDir, port: port, user: user).query("checkpoint", database: "postgres")
+        _ = try query("checkpoint")
     }
 
     /// Stops the server: `fast` (clean shutdown, for a data directory that is kept) or
