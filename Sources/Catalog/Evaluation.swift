@@ -48,12 +48,9 @@ public func evaluateWorkloads(_ selected: [BackupPolicy], in set: PolicySet, ope
                                                           servers: group.flatMap { $0.cnpg.map(\.serverName.value) }) } ?? []
         for p in group {
             // The bucket's newest evidence drctl sealed, or a drill recorded here that the catalog has not synced yet.
-            let inBucket = try DrillEvidence.all(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value, limit: 10)
-            var recent = inBucket.drills
-            for d in try catalog?.drills(workload: p.name.value, limit: 10) ?? [] where !recent.contains(where: { $0.id == d.id }) { recent.append(d) }
-            let drill = recent.max { $0.startedAt < $1.startedAt }
-            var status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: drill, now: now)
-            predictRTO(p, drills: recent, barman: barman, into: &status)
+            let inBucket = try DrillEvidence.recent(reader, drctlPrefix: store.prefixes.drctl.value, workload: p.name.value, catalog: catalog)
+            var status = StatusEvaluator.evaluate(workloadSpec(p), velero: velero, barman: barman.mapValues(\.scan), drill: inBucket.drills.first, now: now)
+            predictRTO(p, drills: inBucket.drills, barman: barman, into: &status)
             if !inBucket.unauthenticated.isEmpty {
                 status.unauthenticatedEvidence = inBucket.unauthenticated
                 status.reasons.append("\(inBucket.unauthenticated.count) drill evidence object(s) newer than the last drill are not sealed with drctl's record key, and are ignored (e.g. \(inBucket.unauthenticated[0])): see runbook DrctlUnauthenticatedRecord")

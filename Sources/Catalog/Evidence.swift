@@ -165,6 +165,17 @@ public struct DrillEvidence: Sendable, Codable, Equatable {
         return (drills, bad, forged)
     }
 
+    /// A workload's recent drills: the authentic ones in the store and those a catalog recorded
+    /// that it does not hold (not synced, or --no-upload), each once, newest first; and the keys
+    /// of the store's evidence that does not verify.
+    public static func recent(_ reader: any StorageReader, drctlPrefix: String, workload: String, catalog: CatalogStore?,
+                              limit: Int = 10) throws -> (drills: [DrillEvidence], unauthenticated: [String]) {
+        let inStore = try all(reader, drctlPrefix: drctlPrefix, workload: workload, limit: limit)
+        var drills = inStore.drills
+        for d in try catalog?.drills(workload: workload, limit: limit) ?? [] where !drills.contains(where: { $0.id == d.id }) { drills.append(d) }
+        return (drills.sorted { $0.startedAt > $1.startedAt }, inStore.unauthenticated)
+    }
+
     /// The newest authentic evidence (undecodable or unauthenticated objects are passed over).
     public static func newest(_ reader: any StorageReader, drctlPrefix: String, workload: String, keys: RecordKeyring = .current) throws -> DrillEvidence? {
         try all(reader, drctlPrefix: drctlPrefix, workload: workload, limit: 20, keys: keys).drills.first

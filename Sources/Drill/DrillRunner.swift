@@ -48,9 +48,8 @@ public struct DrillRunner: @unchecked Sendable {
             var drill = HostDrill(policy: p, store: objectStore, access: access, target: target, options: try hostOptions())
             drill.keep = keep
             // The rates of this workload's earlier drills, from its store and the catalog.
-            var earlier = (try? DrillEvidence.all(access.storage, drctlPrefix: objectStore.prefixes.drctl.value, workload: p.name.value, limit: 10).drills) ?? []
-            for d in (try? catalog?.drills(workload: p.name.value, limit: 10)) ?? [] where !earlier.contains(where: { $0.id == d.id }) { earlier.append(d) }
-            drill.rates = RTOModel.samples(earlier)
+            let earlier = try? DrillEvidence.recent(access.storage, drctlPrefix: objectStore.prefixes.drctl.value, workload: p.name.value, catalog: catalog)
+            drill.rates = RTOModel.samples(earlier?.drills ?? [])
             let (transfer, finish) = transferProgress()
             evidence = drill.run(progress: log, transfer: transfer)
             Cleanup.shared.parkIfAborting()
