@@ -192,12 +192,7 @@ public struct ClusterDrill {
             try phase("checks") {
                 checks += DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: target.date ?? started,
                                           podsReady: podsReady, progress: progress)
-                for c in policy.cnpg {
-                    guard let server = servers[c.cluster.value],
-                          let (check, reading) = HeartbeatCheck.run(c, server: server, reference: target.date ?? started, progress: progress) else { continue }
-                    checks.append(check)
-                    if let i = databases.firstIndex(where: { $0.cluster == c.cluster.value }) { databases[i].heartbeat = reading }
-                }
+                checks += HeartbeatCheck.runAll(policy, session: { servers[$0] }, reference: target.date ?? started, databases: &databases, progress: progress)
                 for case .resourceCount(let kind, let min) in policy.drill?.checks ?? [] {
                     var n = 0
                     for name in names {

@@ -13,6 +13,19 @@ public enum HeartbeatCheck {
         return [HeartbeatSQL.shape, HeartbeatSQL.summary, HeartbeatSQL.gaps].map { DrillChecks.Statement(cluster: c.cluster.value, database: h.database, sql: $0) }
     }
 
+    /// The checks of every database of `policy` that has a heartbeat, each read through
+    /// `session(cluster)`; what was read goes onto its database in `databases`.
+    public static func runAll(_ policy: BackupPolicy, session: (String) -> (any SQLSession)?, reference: Date,
+                              databases: inout [DrillEvidence.Database], progress: (String) -> Void) -> [DrillEvidence.Check] {
+        var checks: [DrillEvidence.Check] = []
+        for c in policy.cnpg {
+            guard let server = session(c.cluster.value), let (check, reading) = run(c, server: server, reference: reference, progress: progress) else { continue }
+            checks.append(check)
+            if let i = databases.firstIndex(where: { $0.cluster == c.cluster.value }) { databases[i].heartbeat = reading }
+        }
+        return checks
+    }
+
     /// The check and what was read (nil when nothing could be read).
     public static func run(_ c: BackupPolicy.CNPGCluster, server: any SQLSession, reference: Date,
                            progress: (String) -> Void) -> (DrillEvidence.Check, DrillEvidence.Heartbeat?)? {

@@ -98,11 +98,7 @@ public struct HostDrill {
             t = Date()
             let reference = target.date ?? started
             checks = DrillChecks.run(policy.drill?.checks ?? [], servers: servers, rpo: policy.rpo.value.seconds, reference: reference, progress: progress)
-            for c in policy.cnpg {
-                guard let server = servers[c.cluster.value], let (check, reading) = HeartbeatCheck.run(c, server: server.reader, reference: reference, progress: progress) else { continue }
-                checks.append(check)
-                if let i = databases.firstIndex(where: { $0.cluster == c.cluster.value }) { databases[i].heartbeat = reading }
-            }
+            checks += HeartbeatCheck.runAll(policy, session: { servers[$0]?.reader }, reference: reference, databases: &databases, progress: progress)
             if policy.velero != nil {
                 checks += VeleroDrillCheck.run(policy: policy, store: store, storage: access.storage, target: target, now: started,
                                                scratchBase: options.scratchBase, owner: options.owner, progress: progress)

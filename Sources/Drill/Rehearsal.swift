@@ -70,9 +70,8 @@ public struct Rehearsal: @unchecked Sendable {
         }
         let done = state.results()
         let workloads = policies.compactMap { p in done.first { $0.workload == p.name.value } }
-        let e = RehearsalEvidence(id: id, from: from, mode: runner.mode.rawValue, host: ProcessInfo.processInfo.hostName, startedAt: started,
-                                  finishedAt: Date(), siteRTOObjectiveSeconds: siteRTO, parallel: parallel, workloads: workloads)
-        return e
+        return RehearsalEvidence(id: id, from: from, mode: runner.mode.rawValue, host: ProcessInfo.processInfo.hostName, startedAt: started,
+                                 finishedAt: Date(), siteRTOObjectiveSeconds: siteRTO, parallel: parallel, workloads: workloads)
     }
 
     /// Keeps the record in the catalog (if any) and, sealed, in the store the site came back
