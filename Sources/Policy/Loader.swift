@@ -78,21 +78,9 @@ public enum PolicyLoader {
             case "ObjectStore":
                 if let s = objectStore(name, spec) { set.objectStores.append(s) }
             case "Alerting":
-                if let a = alerting(name, spec) {
-                    if let first = set.alerting {
-                        diagnostics.error(name.location, "a second kind: Alerting ('\(name.value)'); '\(first.name.value)' at \(first.name.location) is the one")
-                    } else {
-                        set.alerting = a
-                    }
-                }
+                keepFirst(alerting(name, spec), in: &set.alerting, kind: kind.value, name: name, first: set.alerting?.name, diagnostics)
             case "Rehearsal":
-                if let r = rehearsal(name, spec) {
-                    if let first = set.rehearsal {
-                        diagnostics.error(name.location, "a second kind: Rehearsal ('\(name.value)'); '\(first.name.value)' at \(first.name.location) is the one")
-                    } else {
-                        set.rehearsal = r
-                    }
-                }
+                keepFirst(rehearsal(name, spec), in: &set.rehearsal, kind: kind.value, name: name, first: set.rehearsal?.name, diagnostics)
             default:
                 if let p = backupPolicy(name, spec, at: root.location) { set.backupPolicies.append(p) }
             }
@@ -100,6 +88,16 @@ public enum PolicyLoader {
     }
 
     private static let apiVersion_ = apiVersion
+
+    /// A kind the set has at most one of: the first stays, a second is an error naming both.
+    static func keepFirst<T>(_ value: T?, in slot: inout T?, kind: String, name: Located<String>, first: Located<String>?, _ diagnostics: Diagnostics) {
+        guard let value else { return }
+        if let first {
+            diagnostics.error(name.location, "a second kind: \(kind) ('\(name.value)'); '\(first.value)' at \(first.location) is the one")
+        } else {
+            slot = value
+        }
+    }
 
     static func isDNSLabel(_ s: String) -> Bool {
         s.count <= 63 && !s.isEmpty && s.first!.isLetter && s.last != "-"
