@@ -122,11 +122,7 @@ final class ClusterFixture {
         env = db.drctlEnvironment
         let bucket = db.bucket, s3 = db.s3
 
-        try putVeleroTarball(Self.tarball(bucket: bucket))
-        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/velero-backup.json"),
-                         bytes: VeleroBucketTests.backupJSON(backupName, phase: "Completed", namespaces: ["*"]))
-        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(backupName)/\(backupName)-resource-list.json.gz"),
-                         bytes: VeleroDrillTests.gzip(Self.resourceList(bucket: bucket)))
+        try Self.putVeleroBackup(s3, bucket: bucket, name: backupName)
 
         for ns in ["velero", "n8n-prod", "drctl"] { _ = try admin.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]]) }
         _ = try admin.create(["apiVersion": "velero.io/v1", "kind": "BackupStorageLocation", "metadata": ["name": "default", "namespace": "velero"],
@@ -177,6 +173,16 @@ final class ClusterFixture {
             "deployments.apps/namespaces/keycloak/keycloak.json":
                 #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"keycloak","namespace":"keycloak"},"spec":{"replicas":1}}"#,
         ]
+    }
+
+    /// The whole-cluster backup `name` (tarball, velero-backup.json of a Completed backup of
+    /// every namespace, resource list) under `velero/backups/` of `bucket`, as Velero writes it.
+    static func putVeleroBackup(_ s3: S3Client, bucket: String, name: String) throws {
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/\(name).tar.gz"), bytes: tarball(bucket: bucket))
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/velero-backup.json"),
+                         bytes: VeleroBucketTests.backupJSON(name, phase: "Completed", namespaces: ["*"]))
+        try s3.putObject(S3URL(bucket: bucket, key: "velero/backups/\(name)/\(name)-resource-list.json.gz"),
+                         bytes: VeleroDrillTests.gzip(resourceList(bucket: bucket)))
     }
 
     static func tarball(bucket: String) throws -> [UInt8] {

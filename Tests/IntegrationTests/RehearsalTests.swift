@@ -18,57 +18,36 @@ import TestSupport
         _ = try auth.psql("insert into t(id) select generate_series(43, 50)")
         try auth.switchAndWaitArchived()
         // n8n-prod: namespaces only, a Velero backup of them in the same bucket.
-        let backup = VeleroBucketTests.scheduledName()
-        try app.s3.putObject(S3URL(bucket: app.bucket, key: "velero/backups/\(backup)/\(backup).tar.gz"), bytes: ClusterFixture.tarball(bucket: app.bucket))
-        try app.s3.putObject(S3URL(bucket: app.bucket, key: "velero/backups/\(backup)/velero-backup.json"),
-                             bytes: VeleroBucketTests.backupJSON(backup, phase: "Completed", namespaces: ["*"]))
-        try app.s3.putObject(S3URL(bucket: app.bucket, key: "velero/backups/\(backup)/\(backup)-resource-list.json.gz"),
-                             bytes: VeleroDrillTests.gzip(ClusterFixture.resourceList(bucket: app.bucket)))
+        try ClusterFixture.putVeleroBackup(app.s3, bucket: app.bucket, name: VeleroBucketTests.scheduledName())
 
         let copyS3 = try offsite.client()
         let copyBucket = try offsite.bucket(copyS3, "site-copy")
         let secrets = app.work + "/secrets", policies = app.work + "/policies"
         try offsite.writeKeys(to: secrets + "/offsite-keys")
         try FileManager.default.createDirectory(atPath: policies, withIntermediateDirectories: true)
-        func database(_ name: String, _ cluster: String, rows: Int, extra: String = "") -> String {
-            """
-            apiVersion: drctl.dev/v1alpha1
-            kind: BackupPolicy
-            metadata: {name: \(name)}
-            spec:
-              objectStore: rgw
-              namespaces: [\(name)]
-              objectives: {rpo: 24h, rto: 30m}
-              cnpg:
-                - {cluster: \(cluster), baseBackup: {schedule: "0 0 4 * * *"}, retention: 7d}
-              drill:
-                schedule: "0 5 * * *"
-                checks:
-                  - sql: {cluster: \(cluster), database: postgres, query: "select count(*) * 1000 + max(id) from t", expect: "= \(rows * 1000 + rows)"}
-            \(extra)---
+        func database(_ name: String, _ cluster: String, rows: Int) -> String {
+            RGW.appPolicy(cluster: cluster, name: name, rpo: "24h", rto: "30m", spec: """
+                  drill:
+                    schedule: "0 5 * * *"
+                    checks:
+                      - sql: {cluster: \(cluster), database: postgres, query: "select count(*) * 1000 + max(id) from t", expect: "= \(rows * 1000 + rows)"}
+                ---
 
-            """
+                """)
         }
         try (app.rgw.objectStorePolicy(bucket: app.bucket, extra: "  copies: [{to: offsite}]\n")
              + offsite.offsitePolicy(bucket: copyBucket, secretName: "offsite-keys") + "---\n"
              + database("app", "app-db", rows: 42) + database("auth", "auth-db", rows: 50)
+             + RGW.namespacePolicy(rto: "20m", spec: """
+                 dependsOn: [app]
+                 drill:
+                   schedule: "0 6 * * *"
+                   checks:
+                     - resourceCount: {kind: Deployment, min: 1}
+               ---
+
+               """)
              + """
-             apiVersion: drctl.dev/v1alpha1
-             kind: BackupPolicy
-             metadata: {name: n8n-prod}
-             spec:
-               objectStore: rgw
-               namespaces: [n8n-prod]
-               objectives: {rpo: 24h, rto: 20m}
-               dependsOn: [app]
-               velero:
-                 volumes: none
-                 schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
-               drill:
-                 schedule: "0 6 * * *"
-                 checks:
-                   - resourceCount: {kind: Deployment, min: 1}
-             ---
              apiVersion: drctl.dev/v1alpha1
              kind: Rehearsal
              metadata: {name: site}

@@ -311,18 +311,7 @@ import TestSupport
 
         let dir = db.work + "/policies"
         try Self.policy(db, dir: dir, drillSchedule: "0 6 * * *")
-        try """
-            apiVersion: drctl.dev/v1alpha1
-            kind: BackupPolicy
-            metadata: {name: n8n-prod}
-            spec:
-              objectStore: rgw
-              namespaces: [n8n-prod]
-              objectives: {rpo: 48h, rto: 1h}
-              velero:
-                volumes: none
-                schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
-            """.write(toFile: dir + "/n8n.yaml", atomically: true, encoding: .utf8)
+        try RGW.namespacePolicy(rpo: "48h").write(toFile: dir + "/n8n.yaml", atomically: true, encoding: .utf8)
         let svc = try Service(["--policies", dir, "--sync-schedule", "0 * * * *"], env: db.drctlEnvironment, log: db.work + "/serve.log")
         let deadline = Date().addingTimeInterval(60)
         while try (svc.metric(#"drctl_catalog_objects{store="rgw"}"#) ?? 0) == 0 && Date() < deadline { usleep(200_000) }

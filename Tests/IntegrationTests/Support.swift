@@ -131,23 +131,41 @@ final class RGW: Sendable {
         """
     }
 
-    /// A BackupPolicy "app" for one CNPG cluster on the store of `objectStorePolicy`; `spec`:
-    /// more lines of its spec (indented two spaces), e.g. a drill.
-    static func appPolicy(cluster: String, rpo: String = "1h", rto: String = "1h", spec: String = "") -> String {
+    /// A BackupPolicy `name` on the store of `objectStorePolicy`, its one namespace of the same
+    /// name, with `backups` (its cnpg or velero section) and `spec`: more lines of its spec
+    /// (indented two spaces), e.g. a drill.
+    static func backupPolicy(_ name: String, rpo: String, rto: String, backups: String, spec: String) -> String {
         """
         apiVersion: drctl.dev/v1alpha1
         kind: BackupPolicy
-        metadata: {name: app}
+        metadata: {name: \(name)}
         spec:
           objectStore: rgw
-          namespaces: [app]
+          namespaces: [\(name)]
           objectives: {rpo: \(rpo), rto: \(rto)}
-          cnpg:
-            - cluster: \(cluster)
-              baseBackup: {schedule: "0 0 4 * * *"}
-              retention: 7d
 
-        """ + spec
+        """ + backups + spec
+    }
+
+    /// A BackupPolicy (`name`, "app" unless named) for one CNPG cluster.
+    static func appPolicy(cluster: String, name: String = "app", rpo: String = "1h", rto: String = "1h", spec: String = "") -> String {
+        backupPolicy(name, rpo: rpo, rto: rto, backups: """
+              cnpg:
+                - cluster: \(cluster)
+                  baseBackup: {schedule: "0 0 4 * * *"}
+                  retention: 7d
+
+            """, spec: spec)
+    }
+
+    /// A namespace-only BackupPolicy (`name`, a daily Velero schedule).
+    static func namespacePolicy(_ name: String = "n8n-prod", rpo: String = "24h", rto: String = "1h", spec: String = "") -> String {
+        backupPolicy(name, rpo: rpo, rto: rto, backups: """
+              velero:
+                volumes: none
+                schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
+
+            """, spec: spec)
     }
 
     /// The keys as shell assignments, for commands PostgreSQL runs through a shell.

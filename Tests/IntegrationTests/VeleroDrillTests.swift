@@ -31,22 +31,12 @@ import TestSupport
         let dir = tempPath("velero-drill")
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try (rgw.objectStorePolicy(bucket: bucket) + """
-            apiVersion: drctl.dev/v1alpha1
-            kind: BackupPolicy
-            metadata: {name: n8n-prod}
-            spec:
-              objectStore: rgw
-              namespaces: [n8n-prod]
-              objectives: {rpo: 24h, rto: 1h}
-              velero:
-                volumes: none
-                schedules: [{tier: daily, schedule: "30 2 * * *", retention: 7d}]
+        try (rgw.objectStorePolicy(bucket: bucket) + RGW.namespacePolicy(spec: """
               drill:
                 schedule: "0 6 * * *"
                 checks:
                   - resourceCount: {kind: Deployment, min: 1}
-            """).write(toFile: dir + "/policies/p.yaml", atomically: true, encoding: .utf8)
+            """)).write(toFile: dir + "/policies/p.yaml", atomically: true, encoding: .utf8)
         var env = rgw.environment
         env.removeValue(forKey: "AWS_ENDPOINT_URL")
         env["DRCTL_DATA_DIR"] = dir + "/data"
