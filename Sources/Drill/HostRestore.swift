@@ -61,7 +61,16 @@ public struct HostRestoreOptions: Sendable {
     public var preloadLibraries: [String] = []
     /// Shared buffers for replay, in MB (nil: a share of the host's free memory).
     public var sharedBuffersMB: Int?
+    /// A kept restore (`drctl restore --fast-unsafe`) replays as a drill does, without fsync;
+    /// before it is handed over the server is shut down, the data directory synced and the server
+    /// started again with fsync on. A crash of the host during replay can corrupt the directory:
+    /// the restore is then run again.
+    public var unsafeReplay = false
     public init() {}
+
+    /// Whether replay flushes what it writes: a drill's directory is thrown away, and
+    /// `unsafeReplay` syncs once at the end instead.
+    var durableReplay: Bool { kind != "drill" && !unsafeReplay }
 }
 
 /// What a finished recovery achieved.
@@ -227,8 +236,9 @@ public final class HostRestore: @unchecked Sendable {
                                     logFile: home + (ownsDataDirectory ? "/postgres.log" : "/drctl-postgres.log"), runAs: runAs, user: options.databaseUser,
                                     preload: options.preloadLibraries)
         // A drill's directory is thrown away: replay without flushing; a real restore keeps durability.
-        server.tuning = BackupConfiguration.replaySettings(major: binaries.major, durable: options.kind != "drill",
-                                                           sharedBuffersMB: options.sharedBuffersMB ?? BackupConfiguration.sharedBuffersMB(memAvailableKB: BackupConfiguration.memAvailableKB()))
+        let sharedBuffers = options.sharedBuffersMB ?? BackupConfiguration.sharedBuffersMB(memAvailableKB: BackupConfiguration.memAvailableKB())
+        server.tuning = BackupConfiguration.replaySettings(major: binaries.major, durable: options.durableReplay, sharedBuffersMB: sharedBuffers)
+        let replayTuning = server.tuning
         self.server = server
         let credentials = try writeCredentials(scratch.path + "/credentials", runAs: runAs)
         credentialsDirectory = credentials
@@ -289,6 +299,21 @@ public final class HostRestore: @unchecked Sendable {
         // Promoted: restore_command has run for the last time; the keys go before any client connects.
         removeCredentials()
         phases["wal_replay"] = Date().timeIntervalSince(t0)
+        if options.kind != "drill" && options.unsafeReplay {
+            // Replayed without fsync: nothing is handed over until it is all on disk and the server runs with fsync on.
+            t0 = Date()
+            progress("replayed without fsync (--fast-unsafe): shutting the server down, syncing \(dataDir), starting it with fsync on")
+            let mark = server.log().utf8.count
+            server.stop(mode: "fast")
+            guard String(decoding: server.log().utf8.dropFirst(mark), as: UTF8.self).contains("database system is shut down") else {
+                throw RecoveryError("the restored server did not shut down cleanly after replay without fsync: \(server.logProblem()); restore again without --fast-unsafe")
+            }
+            try Self.syncDataDirectory(dataDir, binaries: binaries, runAs: runAs)
+            server.tuning = BackupConfiguration.replaySettings(major: binaries.major, durable: true, sharedBuffersMB: sharedBuffers)
+            try server.start(environment: env)
+            try server.waitReady(logAfter: mark, deadline: Date().addingTimeInterval(min(options.timeout, 600)))
+            phases["sync_restart"] = Date().timeIntervalSince(t0)
+        }
 
         // 4. Where recovery stopped, from the server itself and from its log.
         let row = try server.query("""
@@ -322,7 +347,17 @@ public final class HostRestore: @unchecked Sendable {
                                baseBytes: baseBytes, walBytes: prefetcher.bytes, dataDirectory: dataDir, port: port, phases: phases,
                                setAside: setAside, setAsideFiles: setAsideFiles,
                                proof: RestoreProof(backupID: plan.backup.backupID, objects: proven, walFirst: plan.wal.first?.name, walLast: plan.wal.last?.name),
-                               replaySettings: Dictionary(server.tuning.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 }))
+                               replaySettings: Dictionary(replayTuning.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 }))
+    }
+
+    /// Every file of a data directory flushed to disk, as PostgreSQL itself does it
+    /// (`initdb --sync-only`: the directory, pg_wal and every tablespace it links), run as the
+    /// server's user.
+    static func syncDataDirectory(_ dataDir: String, binaries: PostgresBinaries, runAs: RunAs?) throws {
+        var (program, args) = (binaries.bin + "/initdb", ["--sync-only", "-D", dataDir])
+        if let runAs { (program, args) = try runAs.wrap(program, args) }
+        let (status, output) = try Subprocess.run(program, args, env: ["PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"])
+        guard status == 0 else { throw RecoveryError("syncing \(dataDir) failed (initdb --sync-only, exit \(status)): \(output.suffix(400))") }
     }
 
     /// The backup's backup.info, read once, checked to say what the plan was made from (status,

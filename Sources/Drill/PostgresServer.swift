@@ -132,6 +132,18 @@ public final class RecoveryServer: SQLSession, @unchecked Sendable {
         Cleanup.shared.addProcessGroup(pid)
     }
 
+    /// Waits until the log written after byte `logAfter` says the server accepts connections;
+    /// an exit or the deadline is an error naming what the log says.
+    public func waitReady(logAfter: Int, deadline: Date) throws {
+        while true {
+            let recent = log().utf8.dropFirst(logAfter)
+            if String(decoding: recent, as: UTF8.self).contains("database system is ready to accept connections") { return }
+            if let st = exited() { throw RecoveryError("the restored server stopped while starting (exit \(st)): \(logProblem())") }
+            if Date() > deadline { throw RecoveryError("the restored server did not start in time: \(logProblem())") }
+            usleep(50_000)
+        }
+    }
+
     /// The server's exit status if it has stopped.
     public func exited() -> Int32? { pid > 0 ? Subprocess.poll(pid) : -1 }
 

@@ -50,6 +50,8 @@ struct RestoreCommand: ParsableCommand {
     @Flag(help: "Print the plan and stop.") var dryRun = false
     @Flag(name: [.short, .long], help: "Do not ask for confirmation.") var yes = false
     @Flag(help: "Leave the recovered server running (on --port).") var start = false
+    @Flag(help: "Replay without fsync (as a drill does), then shut down, sync the data directory once and start with fsync on before handing it over. Faster; a host crash during replay means restoring again.")
+    var fastUnsafe = false
     @Option(help: "Port for the recovered server (default: a free one).") var port: Int?
     @Option(name: [.short, .long], help: "Output format: table or json (json prints the plan and, after a restore, the outcome).")
     var output: OutputFormat = .table
@@ -109,6 +111,7 @@ struct RestoreCommand: ParsableCommand {
             options.kind = "restore"
             options.targetDirectory = to.hasPrefix("/") ? to : FileManager.default.currentDirectoryPath + "/" + to
             options.port = port
+            options.unsafeReplay = fastUnsafe
             options.allowTCP = true
             options.preloadLibraries = preload
             let bar = ProgressPrinter(label: "base backup", enabled: !host.quiet)

@@ -188,18 +188,28 @@ import TestSupport
 
     /// `drctl restore` (not a drill) hands over a data directory that is on disk: the server it
     /// leaves running is killed with SIGKILL the moment drctl returns, started again as drctl
-    /// said to, and has the same rows; the restore ran with replay tuned but durability kept.
-    @Test func aRestoredServerKilledRightAfterDrctlReturnsLosesNothing() throws {
+    /// said to, and has the same rows; the restore ran with replay tuned but durability kept, or
+    /// (--fast-unsafe) without fsync and synced once before the server was handed over with fsync on.
+    @Test(arguments: [[], ["--fast-unsafe"]])
+    func aRestoredServerKilledRightAfterDrctlReturnsLosesNothing(mode: [String]) throws {
         let db = try ArchivedDatabase(rgw: rgw, bucket: "durable")
         let target = try db.targetBetweenTwoCommits()
         var env = db.rgw.environment
         env["DRCTL_DATA_DIR"] = db.work + "/data"
         let dir = db.work + "/restored", port = try freePort()
         let (st, out) = try run(drctlBinary, ["restore", "--source", "s3://\(db.bucket)/cnpg", "--server", "app-db", "--at", target, "--to", dir, "--yes",
-                                              "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch", "-o", "json", "--quiet"], env: env)
+                                              "--start", "--port", String(port), "--scratch-dir", db.work + "/scratch", "-o", "json", "--quiet"] + mode, env: env)
         try #require(st == 0, "\(out)")
-        let settings = try #require(((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["outcome"] as? [String: Any])?["replaySettings"] as? [String: String], "\(out)")
-        #expect(settings["fsync"] == nil && settings["full_page_writes"] == nil && settings["max_wal_size"] != nil, "a real restore keeps durability: \(settings)")
+        let outcome = try #require((try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])?["outcome"] as? [String: Any], "\(out)")
+        let settings = try #require(outcome["replaySettings"] as? [String: String], "\(out)")
+        if mode.isEmpty {
+            #expect(settings["fsync"] == nil && settings["full_page_writes"] == nil && settings["max_wal_size"] != nil, "a real restore keeps durability: \(settings)")
+        } else {
+            #expect(settings["fsync"] == "off" && (outcome["phases"] as? [String: Double])?["sync_restart"] != nil, "replayed without fsync, then synced: \(outcome)")
+        }
+        // What is handed over runs with fsync on, whatever replay ran with.
+        let (fst, fsync) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select current_setting('fsync') || current_setting('full_page_writes')"])
+        #expect(fst == 0 && fsync.trimmingCharacters(in: .whitespacesAndNewlines) == "onon", "\(fsync)")
         let pid = try #require(pid_t(try String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8).split(separator: "\n").first ?? ""))
         kill(pid, SIGKILL)
         _ = waitUntil(100, every: 50_000) { kill(pid, 0) != 0 }

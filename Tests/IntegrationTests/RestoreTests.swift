@@ -107,13 +107,40 @@ import TestSupport
             let ids = try src.psql("select string_agg(id::text, ',' order by id) from t", port: p, host: dir)
             return ids.split(separator: ",").map { Int($0)! }
         }
+        // Drill mode (drctl verify: replay without fsync, its data directory thrown away) from a
+        // policy whose check reads the restored rows as one number (a bit per id).
+        let policyDir = work + "/policies"
+        try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
+        func policy(expect: String, query: String = "select count(*) from t") throws {
+            try (rgw.objectStorePolicy(bucket: bucket) + RGW.appPolicy(cluster: "app-db") + """
+                  drill:
+                    schedule: "0 6 * * *"
+                    checks:
+                      - sql: {cluster: app-db, database: postgres, query: "\(query)", expect: "\(expect)"}
+                      - freshness: {cluster: app-db, database: postgres, table: t, column: at}
+                """).write(toFile: policyDir + "/p.yaml", atomically: true, encoding: .utf8)
+        }
+        var verifyEnv = env
+        verifyEnv.removeValue(forKey: "AWS_ENDPOINT_URL")
+        verifyEnv["DRCTL_DATA_DIR"] = work + "/data"
+        let scratch = work + "/scratch"
+        func verify(_ extra: [String] = []) throws -> (Int32, String) {
+            try run(drctlBinary, ["verify", "app", "--policies", policyDir, "--scratch-dir", scratch] + extra, env: verifyEnv)
+        }
+        /// Each target in every mode: drctl restore (replay with fsync on, then a checkpoint),
+        /// drctl restore --fast-unsafe (replay without fsync, then a sync and a restart) and a drill.
         func expect(_ at: String, _ want: [Int], _ what: String, backup: String? = nil) throws {
-            let (st, out, dir) = try restore(at, into: "r-\(UUID().uuidString.prefix(6))")
-            try #require(st == 0, "restore --at \(at) (\(what)): \(out)")
-            if let backup { #expect(out.contains("base backup        \(backup)") || out.contains(backup), "\(what): \(out)") }
-            let got = try rows(dir)
-            #expect(got == want, "\(what): --at \(at) gave rows \(got), want \(want)\n\(out)")
-            try? FileManager.default.removeItem(atPath: dir)
+            for mode in [[], ["--fast-unsafe"]] {
+                let (st, out, dir) = try restore(at, into: "r-\(UUID().uuidString.prefix(6))", extra: mode)
+                try #require(st == 0, "restore --at \(at) \(mode) (\(what)): \(out)")
+                if let backup { #expect(out.contains("base backup        \(backup)") || out.contains(backup), "\(what): \(out)") }
+                let got = try rows(dir)
+                #expect(got == want, "\(what): --at \(at) \(mode) gave rows \(got), want \(want)\n\(out)")
+                try? FileManager.default.removeItem(atPath: dir)
+            }
+            try policy(expect: "= \(want.reduce(0) { $0 | (1 << $1) })", query: "select coalesce(sum(1::bigint << id), 0) from t")
+            let (st, out) = try verify(["--at", at])
+            #expect(st == 0, "drill --at \(at) (\(what)) did not restore rows \(want): \(out)")
         }
 
         // The two backups: the plain one ended before commit 4, the gzip one before commit 5.
@@ -166,24 +193,6 @@ import TestSupport
         try expect(Self.between(commits[9]!, commits[10]!), [1, 2, 3, 4, 5, 9], "across the timeline switch")
 
         // drctl verify on a policy for this archive: evidence, status, and failures named.
-        let policyDir = work + "/policies"
-        try FileManager.default.createDirectory(atPath: policyDir, withIntermediateDirectories: true)
-        func policy(expect: String) throws {
-            try (rgw.objectStorePolicy(bucket: bucket) + RGW.appPolicy(cluster: "app-db") + """
-                  drill:
-                    schedule: "0 6 * * *"
-                    checks:
-                      - sql: {cluster: app-db, database: postgres, query: "select count(*) from t", expect: "\(expect)"}
-                      - freshness: {cluster: app-db, database: postgres, table: t, column: at}
-                """).write(toFile: policyDir + "/p.yaml", atomically: true, encoding: .utf8)
-        }
-        var verifyEnv = env
-        verifyEnv.removeValue(forKey: "AWS_ENDPOINT_URL")
-        verifyEnv["DRCTL_DATA_DIR"] = work + "/data"
-        let scratch = work + "/scratch"
-        func verify(_ extra: [String] = []) throws -> (Int32, String) {
-            try run(drctlBinary, ["verify", "app", "--policies", policyDir, "--scratch-dir", scratch] + extra, env: verifyEnv)
-        }
         // Drills here have long scratch paths, so their sockets live in /tmp/drctl-sock-*: those go
         // too. Only this test's: their marker names a data directory in its scratch directory.
         func sockets() -> Set<String> {
