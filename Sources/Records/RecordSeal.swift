@@ -106,6 +106,7 @@ public enum RecordKind {
     public static let evidence = "evidence"
     public static let rehearsal = "rehearsal"
     public static let copyRecord = "copy-record"
+    public static let copyJournal = "copy-journal"
     public static let slotClaim = "slot-claim"
     public static let slotEnd = "slot-end"
     public static let prunePlan = "prune-plan"

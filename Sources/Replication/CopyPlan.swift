@@ -65,8 +65,21 @@ public struct CopyState: Codable, Sendable, Equatable {
     /// The last run that copied everything it listed, and when that listing started.
     public var lastSuccess: Date?
     public var listedAt: Date?
+    /// The last run whose journal parts this record holds: parts of it and of earlier runs are
+    /// not read again.
+    public var compactedThrough: String?
 
     public init(source: String) { self.source = source }
+}
+
+/// What one copy run put since its previous checkpoint: a part of its journal, sealed on its
+/// own (`<drctl>/copies/<source>.journal/<run>-<n>.json`), so a checkpoint writes what is new
+/// instead of the whole record. Read on top of the record until the run's end writes the record whole.
+public struct CopyJournalPart: Codable, Sendable, Equatable {
+    public var run: String
+    /// The source store (its identity), as the record names it.
+    public var source: String
+    public var objects: [String: CopyState.Entry]
 }
 
 /// What to copy: every source object whose copy is missing, differs or is not the one recorded.

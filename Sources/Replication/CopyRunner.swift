@@ -20,27 +20,75 @@ public enum CopyInspector {
     static func load(source: any StorageReader, target: any StorageReader, stateKey: String, keys: RecordKeyring,
                      note: (String) -> Void) throws -> (state: CopyState, record: RecordAuthenticity?) {
         let fresh = CopyState(source: source.identity)
-        guard try target.head(stateKey) != nil else { return (fresh, nil) }
-        do {
-            let bytes = try target.read(stateKey, limit: 256 << 20)
-            let (sealed, how) = RecordSeal.open(bytes, as: CopyState.self, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys)
-            // A record drctl did not seal vouches for nothing: every object is compared afresh,
-            // and what is on the copy is kept beside before anything replaces it.
-            guard let s = sealed, how.isAuthentic else {
-                note("\(target.location)/\(stateKey) is not a copy record drctl sealed (\(how)): comparing every object afresh, keeping what is on the copy")
-                return (fresh, how)
-            }
-            guard s.source == source.identity else {
-                note("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
-                return (fresh, how)
-            }
-            return (s, how)
-        } catch let e as StorageError {
-            throw e
-        } catch {
-            note("\(target.location)/\(stateKey) is not a copy record drctl can read (\(error)): comparing every object afresh")
-            return (fresh, .forged)
+        let (found, how) = try read(target, stateKey: stateKey, keys: keys, note: note)
+        guard let how else { return (fresh, nil) }
+        // A record drctl did not seal vouches for nothing: every object is compared afresh,
+        // and what is on the copy is kept beside before anything replaces it.
+        guard let s = found, how.isAuthentic else {
+            note("\(target.location)/\(stateKey) is not a copy record drctl sealed (\(how)): comparing every object afresh, keeping what is on the copy")
+            return (fresh, how)
         }
+        guard s.source == source.identity else {
+            note("\(target.location)/\(stateKey) records a copy of \(s.source), not of \(source.identity): starting a new record")
+            return (fresh, how)
+        }
+        return (s, how)
+    }
+
+    /// The record at `stateKey` with the journal parts written since it (their entries over
+    /// its), and what the record was (nil: there was none, nor any journal). Parts drctl did not
+    /// seal, or of runs the record already holds, are not read: a part put back after its run
+    /// was compacted cannot bring an old entry back.
+    public static func read(_ target: any StorageReader, stateKey: String, keys: RecordKeyring,
+                            note: (String) -> Void = { _ in }) throws -> (CopyState?, RecordAuthenticity?) {
+        var state: CopyState?
+        var how: RecordAuthenticity?
+        if try target.head(stateKey) != nil {
+            do {
+                let bytes = try target.read(stateKey, limit: 256 << 20)
+                (state, how) = RecordSeal.open(bytes, as: CopyState.self, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys)
+                if !how!.isAuthentic { return (state, how) }
+            } catch let e as StorageError {
+                throw e
+            } catch {
+                note("\(target.location)/\(stateKey) is not a copy record drctl can read (\(error)): comparing every object afresh")
+                return (nil, .forged)
+            }
+        }
+        let through = state?.compactedThrough ?? ""
+        var parts = 0
+        for o in try target.listAll(prefix: journalPrefix(stateKey)) {
+            guard let run = partRun(o.key.dropFirst(journalPrefix(stateKey).count)), run > through,
+                  let bytes = try? target.read(o.key, limit: 64 << 20) else { continue }
+            let (part, partHow) = RecordSeal.open(bytes, as: CopyJournalPart.self, kind: RecordKind.copyJournal, name: journalName(o.key), keys: keys)
+            guard let part, partHow.isAuthentic, part.run == run else {
+                note("\(target.location)/\(o.key) is not a journal part drctl sealed (\(partHow)): not read")
+                continue
+            }
+            if state == nil {
+                state = CopyState(source: part.source)
+                how = partHow
+            }
+            guard part.source == state!.source else { continue }
+            for (key, entry) in part.objects { state!.objects[key] = entry }
+            parts += 1
+        }
+        if parts > 0 { note("\(parts) journal parts of an unfinished copy read on top of \(target.location)/\(stateKey)") }
+        return (state, how)
+    }
+
+    /// Where a copy's journal parts go: `<drctl>/copies/<source>.journal/<run>-<n>.json`.
+    public static func journalPrefix(_ stateKey: String) -> String { String(stateKey.dropLast(5)) + ".journal/" }
+
+    /// The run a journal part's name (`<run>-<n>.json`) is of; nil for any other name.
+    static func partRun(_ name: Substring) -> String? {
+        guard name.hasSuffix(".json"), !name.contains("/"), let dash = name.dropLast(5).lastIndex(of: "-") else { return nil }
+        return String(name[..<dash])
+    }
+
+    /// A journal part's name below drctl's prefix: what its seal is bound to.
+    static func journalName(_ key: String) -> String {
+        key.split(separator: "/").suffix(3).joined(separator: "/")
     }
 
     /// A copy record's name below drctl's prefix (`copies/<source>.json`): what its seal is bound to.
@@ -59,6 +107,36 @@ public enum CopyInspector {
     /// The record as drctl writes it: sealed with its record key.
     public static func sealed(_ state: CopyState, stateKey: String, keys: RecordKeyring = .current) throws -> [UInt8] {
         try RecordSeal.seal(state, kind: RecordKind.copyRecord, name: recordName(stateKey), keys: keys)
+    }
+
+    /// A run's name in its journal: the time it started (to the millisecond, so names sort by
+    /// it) and a random tail.
+    static func runName(_ started: Date) -> String {
+        let ms = Int((started.timeIntervalSince1970 * 1000).truncatingRemainder(dividingBy: 1000))
+        return RFC3339.formatBasic(started) + String(format: ".%03d", ms) + "-" + UUID().uuidString.prefix(6).lowercased()
+    }
+
+    /// The whole record written, holding every journal part up to `run`'s (whose parts are then
+    /// read no more), and those parts removed: drctl's own bookkeeping, all of it in the record
+    /// now. A part that cannot be removed is only left behind; it is not read again.
+    public static func compact(_ state: CopyState, run: String, into target: any StorageWriter, stateKey: String, keys: RecordKeyring,
+                               note: (String) -> Void = { _ in }) throws {
+        var state = state
+        state.compactedThrough = max(run, state.compactedThrough ?? "")
+        try target.put(stateKey, bytes: try sealed(state, stateKey: stateKey, keys: keys), contentType: "application/json")
+        let prefix = journalPrefix(stateKey)
+        let done = try target.listAll(prefix: prefix).map(\.key).filter { k in
+            partRun(k.dropFirst(prefix.count)).map { $0 <= state.compactedThrough! } ?? false
+        }
+        if !done.isEmpty, let refused = try? target.delete(versions: done.map { StoredVersion(key: $0) }), !refused.isEmpty {
+            note("\(refused.count) journal parts under \(target.location)/\(prefix) could not be removed (\(refused[0])); they are not read again")
+        }
+    }
+
+    /// One journal part: what a run put since its last checkpoint.
+    static func writePart(_ part: CopyJournalPart, seq: Int, into target: any StorageWriter, stateKey: String, keys: RecordKeyring) throws {
+        let key = journalPrefix(stateKey) + part.run + "-" + String(format: "%06d", seq) + ".json"
+        try target.put(key, bytes: try RecordSeal.seal(part, kind: RecordKind.copyJournal, name: journalName(key), keys: keys), contentType: "application/json")
     }
 
     /// The plan from both listings and the copy's record, with the record and the source's object count.
@@ -205,10 +283,13 @@ public struct CopyRunner: Sendable {
         if !plan.changedAtSource.isEmpty || !plan.adopted.isEmpty || !sameBytes.isEmpty { book.touch() }
         let target = self.target, stateKey = self.stateKey, interval = checkpointInterval
         let me = self
-        let save: @Sendable (Bool) -> Void = { force in
-            guard let snapshot = book.snapshotIfDue(force: force, interval: interval, now: now()) else { return }
+        let run = CopyInspector.runName(started)
+        let sourceIdentity = self.source.identity
+        // Checkpoints append what is new to the journal (a part each); the record is written whole once, at the end.
+        let checkpoint: @Sendable (Bool) -> Void = { force in
+            guard let (entries, seq) = book.pendingIfDue(force: force, interval: interval, now: now()) else { return }
             do {
-                try target.put(stateKey, bytes: try CopyInspector.sealed(snapshot, stateKey: stateKey, keys: me.keys), contentType: "application/json")
+                try CopyInspector.writePart(CopyJournalPart(run: run, source: sourceIdentity, objects: entries), seq: seq, into: target, stateKey: stateKey, keys: me.keys)
             } catch {
                 book.saveFailed("\(error)")
             }
@@ -229,13 +310,20 @@ public struct CopyRunner: Sendable {
             }
             let (done, bytes) = book.progress(item.size)
             if done % 100 == 0 || done == total { me.progress("\(done)/\(total) objects, \(formatBytes(bytes))") }
-            save(item.size > me.inMemoryLimit)
+            checkpoint(item.size > me.inMemoryLimit)
             return true
         }
         if book.failures.isEmpty && changedKeys.isEmpty {
             book.finish(listedAt: started, at: now())
         }
-        save(true)
+        if book.changedSinceLoad {
+            do {
+                try CopyInspector.compact(book.state, run: run, into: target, stateKey: stateKey, keys: keys, note: progress)
+            } catch {
+                checkpoint(true)   // what is not in a part yet, in one, so the next run still finds it
+                book.saveFailed("\(error)")
+            }
+        }
         // An unwritten record fails the run too, but loses nothing: the next run recognises what
         // this one put by its ETag.
         var failed = (book.failures + changedFailures).sorted { $0.key < $1.key }
@@ -324,7 +412,7 @@ public struct CopyRunner: Sendable {
         let damaged = found.compactMap { $0 }
         if !damaged.isEmpty {
             for d in damaged { state.objects[d.key] = nil }
-            try target.put(stateKey, bytes: try CopyInspector.sealed(state, stateKey: stateKey, keys: keys), contentType: "application/json")
+            try CopyInspector.compact(state, run: CopyInspector.runName(Date()), into: target, stateKey: stateKey, keys: keys, note: progress)
         }
         return (entries.count, damaged)
     }
@@ -373,8 +461,8 @@ public struct CopyRunner: Sendable {
             }
             return true
         }
-        if let snapshot = book.snapshotIfDue(force: true, interval: 0, now: now()) {
-            try target.put(stateKey, bytes: try CopyInspector.sealed(snapshot, stateKey: stateKey, keys: keys), contentType: "application/json")
+        if book.changedSinceLoad {
+            try CopyInspector.compact(book.state, run: CopyInspector.runName(started), into: target, stateKey: stateKey, keys: keys, note: progress)
         }
         return CopyReport(source: target.location, target: target.location, listed: state.objects.count, copied: book.copied, bytes: book.bytes,
                           upToDate: state.objects.count - stale.count - refused.count, changedDuringCopy: [], onlyOnCopy: 0,
@@ -412,43 +500,36 @@ public struct CopyRunner: Sendable {
         return put
     }
 
-    /// One object, whole; checked against the source after its put and copied again (up to three
-    /// times) when the source changed meanwhile.
+    /// One object, whole: one read of the source (whose answer says which version it read) and
+    /// one put. An object that changed after the listing is copied as it was read, and named
+    /// (`changedDuringCopy`); one that changes after the read is found by the next run's listing.
     func copyOne(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, Bool) {
-        var changed = false
-        for _ in 0..<3 {
-            let (entry, copiedVersion) = try transfer(item, spool: spool, now: now)
-            guard let after = try source.head(item.sourceKey) else {
-                return (entry, changed)   // deleted at the source since: the copy keeps what it had
-            }
-            if CopyPlanner.version(after) == copiedVersion && after.size == entry.size { return (entry, changed) }
-            changed = true
-            progress("\(item.sourceKey) changed during the copy: copying it again")
-        }
-        throw StorageError.io("\(item.sourceKey) kept changing during the copy (three tries)")
+        let entry = try transfer(item, spool: spool, now: now)
+        if entry.source != item.version { progress("\(item.sourceKey) changed since it was listed: the copy holds it as it is now") }
+        return (entry, entry.source != item.version)
     }
 
-    func transfer(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> (CopyState.Entry, String) {
+    func transfer(_ item: CopyPlan.Item, spool: String, now: () -> Date) throws -> CopyState.Entry {
         let names = recipientNames
         if item.size <= inMemoryLimit {
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(Int(item.size))
-            // Checked against the listing's version after the put: a change in between is caught there.
-            try source.get(item.sourceKey, range: nil) { bytes.append(contentsOf: $0) }
-            let version = item.version
-            let body = recipients.isEmpty ? bytes : try Age.encrypt(bytes, to: recipients)
-            let put = try target.put(item.targetKey, bytes: body, contentType: nil)
-            guard put.size == Int64(body.count) else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(body.count)") }
-            return (.init(source: version, size: Int64(bytes.count), sha256: Hash.sha256(bytes).hex, etag: put.etag, copiedAt: now(),
-                          stored: names == nil ? nil : put.size, recipients: names), version)
+            // A listing's size is a claim: a larger object read now is refused past the limit and copied through the spool.
+            var fetched: (bytes: [UInt8], object: StoredObject)?
+            do { fetched = try source.fetch(item.sourceKey, limit: Int(inMemoryLimit)) } catch is ObjectTooLarge {}
+            if let (bytes, got) = fetched {
+                let body = recipients.isEmpty ? bytes : try Age.encrypt(bytes, to: recipients)
+                let put = try target.put(item.targetKey, bytes: body, contentType: nil)
+                guard put.size == Int64(body.count) else { throw StorageError.io("\(target.location)/\(item.targetKey): stored \(put.size) bytes, sent \(body.count)") }
+                return .init(source: CopyPlanner.version(got), size: Int64(bytes.count), sha256: Hash.sha256(bytes).hex, etag: put.etag, copiedAt: now(),
+                             stored: names == nil ? nil : put.size, recipients: names)
+            }
         }
         let file = spool + "/" + UUID().uuidString
         defer { unlink(file) }
         let got = try source.download(item.sourceKey, to: file)
         let sha = try Self.sha256(file: file)
         let put = try putSealed(file, as: item.targetKey, lastModified: got.lastModified ?? item.lastModified)
-        let version = CopyPlanner.version(got)
-        return (.init(source: version, size: got.size, sha256: sha, etag: put.etag, copiedAt: now(), stored: names == nil ? nil : put.size, recipients: names), version)
+        return .init(source: CopyPlanner.version(got), size: got.size, sha256: sha, etag: put.etag, copiedAt: now(),
+                     stored: names == nil ? nil : put.size, recipients: names)
     }
 
     /// The copy's object at `key` put at `aside` (read back and written again: a store-side copy
@@ -504,12 +585,14 @@ public struct CopyRunner: Sendable {
     }
 }
 
-/// The run's shared record: entries, counts, failures; snapshots for checkpoints.
+/// The run's shared record: entries, counts, failures; what is new since the last checkpoint.
 private final class Ledger: @unchecked Sendable {
     private let lock = NSLock()
-    private var state: CopyState
+    private var whole: CopyState
+    private var pending: [String: CopyState.Entry] = [:]
+    private var parts = 0
     private var lastSave = Date.distantPast
-    private var dirty = false
+    private var touched = false
     private(set) var copied = 0
     private(set) var bytes: Int64 = 0
     private var done = 0
@@ -520,17 +603,21 @@ private final class Ledger: @unchecked Sendable {
     private(set) var preserved = 0
     func preservedOne() { lock.withLock { preserved += 1 } }
     /// The record changed before any object was copied (adopted objects, versions kept beside).
-    func touch() { lock.withLock { dirty = true } }
+    func touch() { lock.withLock { touched = true } }
+    var state: CopyState { lock.withLock { whole } }
+    /// Whether the record differs from what was loaded: only then is it written.
+    var changedSinceLoad: Bool { lock.withLock { touched } }
 
-    init(state: CopyState) { self.state = state }
+    init(state: CopyState) { self.whole = state }
 
     func record(_ key: String, _ e: CopyState.Entry, changed c: String?) {
         lock.withLock {
-            state.objects[key] = e
+            whole.objects[key] = e
+            pending[key] = e
             inARow = 0
             copied += 1
             bytes += e.size
-            dirty = true
+            touched = true
             if let c { changed.append(c) }
         }
     }
@@ -541,16 +628,17 @@ private final class Ledger: @unchecked Sendable {
     /// and trying every remaining object would only take hours to say so.
     func down(after limit: Int) -> String? { lock.withLock { inARow >= limit ? lastError : nil } }
     func progress(_ size: Int64) -> (Int, Int64) { lock.withLock { done += 1; doneBytes += size; return (done, doneBytes) } }
-    func finish(listedAt: Date, at: Date) { lock.withLock { state.lastSuccess = at; state.listedAt = listedAt; dirty = true } }
+    func finish(listedAt: Date, at: Date) { lock.withLock { whole.lastSuccess = at; whole.listedAt = listedAt; touched = true } }
     func saveFailed(_ e: String) { lock.withLock { saveError = e } }
     func skip(_ key: String, _ why: String) { lock.withLock { failures.append(.init(key: key, error: why)) } }
-    /// The state to write now, or nil when nothing is new or the last write was too recent.
-    func snapshotIfDue(force: Bool, interval: TimeInterval, now: Date) -> CopyState? {
+    /// The entries for the next journal part and its number, or nil when nothing is new or the
+    /// last part was too recent.
+    func pendingIfDue(force: Bool, interval: TimeInterval, now: Date) -> ([String: CopyState.Entry], Int)? {
         lock.withLock {
-            guard dirty, force || now.timeIntervalSince(lastSave) >= interval else { return nil }
-            dirty = false
+            guard !pending.isEmpty, force || now.timeIntervalSince(lastSave) >= interval else { return nil }
+            defer { pending = [:]; parts += 1 }
             lastSave = now
-            return state
+            return (pending, parts)
         }
     }
 }

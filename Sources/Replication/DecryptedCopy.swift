@@ -56,11 +56,17 @@ public struct DecryptedCopy: StorageWriter {
                                     keys: RecordKeyring = .current) throws -> (sealed: [CopyState], unsealedEncrypted: [String]) {
         let prefix = DrctlLayout(root: drctlRoot).copyStateKey(source: "").dropLast(5)   // "<drctl>/copies/"
         var sealed: [CopyState] = [], unsealed: [String] = []
-        for o in try storage.listAll(prefix: String(prefix)) where o.key.hasSuffix(".json") {
-            let (state, how) = RecordSeal.open(try storage.read(o.key, limit: 256 << 20), as: CopyState.self, kind: RecordKind.copyRecord,
-                                               name: CopyInspector.recordName(o.key), keys: keys)
-            if how.isAuthentic, let state { sealed.append(state) }
-            else if state?.objects.values.contains(where: { $0.recipients != nil }) == true { unsealed.append(o.key) }
+        // Each record once, with its journal (a record whose first run stopped before its end has only that).
+        var stateKeys = Set<String>()
+        for o in try storage.listAll(prefix: String(prefix)) {
+            let first = o.key.dropFirst(prefix.count).split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            if first.count == 1, first[0].hasSuffix(".json") { stateKeys.insert(o.key) }
+            if first.count == 2, first[0].hasSuffix(".journal") { stateKeys.insert(prefix + first[0].dropLast(8) + ".json") }
+        }
+        for key in stateKeys.sorted() {
+            let (state, how) = try CopyInspector.read(storage, stateKey: key, keys: keys)
+            if how?.isAuthentic == true, let state { sealed.append(state) }
+            else if state?.objects.values.contains(where: { $0.recipients != nil }) == true { unsealed.append(key) }
         }
         return (sealed, unsealed)
     }

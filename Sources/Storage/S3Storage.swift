@@ -107,6 +107,20 @@ public struct S3Storage: StorageWriter {
         }
     }
 
+    /// One GET: its own ETag is that of the bytes (a resumed GET continues only on the same ETag).
+    public func fetch(_ key: String, limit: Int) throws -> (bytes: [UInt8], object: StoredObject) {
+        var out: [UInt8] = []
+        do {
+            let info = try client.getObject(S3URL(bucket: bucket, key: key)) { chunk in
+                guard out.count + chunk.count <= limit else { throw ObjectTooLarge(key: key, limit: limit) }
+                out += chunk
+            }
+            return (out, Self.stored(info))
+        } catch let e as S3Error where e.isNotFound {
+            throw StorageError.notFound(key)
+        }
+    }
+
     /// The client's upload: parallel multipart above its threshold, each part checked by its ETag.
     @discardableResult
     public func put(_ key: String, file path: String, lastModified: Date?) throws -> StoredObject {

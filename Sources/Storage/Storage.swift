@@ -87,6 +87,13 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// `fetch` of an object larger than its limit: what a listing said about its size no longer holds.
+public struct ObjectTooLarge: Error, CustomStringConvertible {
+    public var key: String
+    public var limit: Int
+    public var description: String { "\(key) is larger than \(limit) bytes" }
+}
+
 /// The read side of a store, scoped to one bucket (or directory): what scanners, sync, restore
 /// and WAL fetch need. Keys are the bucket's, with `/` as the only separator.
 public protocol StorageReader: Sendable {
@@ -108,6 +115,9 @@ public protocol StorageReader: Sendable {
     /// The object into a new file at `path` (0600, synced), and the object as it was read (its
     /// ETag that of the bytes written, which may be newer than a listing's).
     func download(_ key: String, to path: String) throws -> StoredObject
+    /// A small object whole (refused beyond `limit`), and the object as read: its ETag (or size
+    /// and time) that of these bytes, which may be newer than a listing's.
+    func fetch(_ key: String, limit: Int) throws -> (bytes: [UInt8], object: StoredObject)
 }
 
 /// The write side: what evidence upload, prune and copies need.
@@ -153,25 +163,54 @@ extension StorageReader {
     public var identity: String { location }
     public var bucketName: String { location }
 
-    /// Streams `get` into the file (created new, 0600) and syncs it.
+    /// Streams `get` into the file (created new, 0600) and syncs it. The object is looked at
+    /// before and after: one that changed in between is read again (three tries), so what is
+    /// returned describes the bytes written.
     public func download(_ key: String, to path: String) throws -> StoredObject {
-        let before = try head(key)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StorageError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
-        var size: Int64 = 0
-        do {
-            try get(key, range: nil) { chunk in
-                try writeAll(fd, chunk, path: path)
-                size += Int64(chunk.count)
+        try consistently(key) { before in
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw StorageError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
+            var size: Int64 = 0
+            do {
+                try get(key, range: nil) { chunk in
+                    try writeAll(fd, chunk, path: path)
+                    size += Int64(chunk.count)
+                }
+            } catch {
+                close(fd)
+                throw error
             }
-        } catch {
-            close(fd)
-            throw error
+            guard fsync(fd) == 0, close(fd) == 0 else { throw StorageError.io("\(path): \(String(cString: strerror(errno)))") }
+            return ((), size)
+        }.object
+    }
+
+    /// The object whole, with the object as read (`consistently`).
+    public func fetch(_ key: String, limit: Int) throws -> (bytes: [UInt8], object: StoredObject) {
+        try consistently(key) { _ in
+            var out: [UInt8] = []
+            try get(key, range: nil) { chunk in
+                guard out.count + chunk.count <= limit else { throw ObjectTooLarge(key: key, limit: limit) }
+                out += chunk
+            }
+            return (out, Int64(out.count))
         }
-        guard fsync(fd) == 0, close(fd) == 0 else { throw StorageError.io("\(path): \(String(cString: strerror(errno)))") }
-        var o = before ?? StoredObject(key: key, size: size)
-        if o.size != size { o = StoredObject(key: key, size: size, lastModified: o.lastModified) }   // changed in between: no ETag to vouch for it
-        return o
+    }
+
+    /// `body` between two looks at the object, again while they disagree (three tries): for
+    /// stores whose reads do not say which version they read.
+    func consistently<T>(_ key: String, _ body: (StoredObject?) throws -> (T, Int64)) throws -> (bytes: T, object: StoredObject) {
+        for _ in 0..<3 {
+            let before = try head(key)
+            let (value, size) = try body(before)
+            let after = try head(key)
+            if let after, let before, after.size == size, before.size == size, after.etag == before.etag,
+               after.lastModified == before.lastModified {
+                return (value, after)
+            }
+            if after == nil { throw StorageError.notFound(key) }
+        }
+        throw StorageError.io("\(location)/\(key) kept changing while it was read (three tries)")
     }
 
     /// A small object, whole (refused beyond `limit`: metadata, not data).
