@@ -68,8 +68,10 @@ public final class CurlTransport: HTTPTransport, @unchecked Sendable {
             drctl_setopt_xfer_cb(h, curlProgressCallback)
             drctl_setopt_ptr(h, CURLOPT_XFERINFODATA, box)
             drctl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
-            drctl_setopt_long(h, CURLOPT_BUFFERSIZE, 512 * 1024)
-            drctl_setopt_long(h, CURLOPT_UPLOAD_BUFFERSIZE, 512 * 1024)
+            // Large buffers only where a large body may move (object data, a large upload): a
+            // pooled handle keeps its buffers, and copies and listings run many handles at once.
+            drctl_setopt_long(h, CURLOPT_BUFFERSIZE, request.largeResponse ? 512 * 1024 : 16 * 1024)
+            drctl_setopt_long(h, CURLOPT_UPLOAD_BUFFERSIZE, Int(min(512 * 1024, max(16 * 1024, request.body.length))))
             drctl_setopt_str(h, CURLOPT_USERAGENT, userAgent)
             drctl_setopt_ptr(h, CURLOPT_ERRORBUFFER, eb.baseAddress)
             if let ca = tls.caBundle { drctl_setopt_str(h, CURLOPT_CAINFO, ca) }

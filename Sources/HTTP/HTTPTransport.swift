@@ -8,6 +8,9 @@ public struct HTTPRequest: Sendable {
     public var url: String
     public var headers: [(name: String, value: String)]
     public var body: HTTPBody
+    /// The response body may be large (object data): the transport reads it in large buffers.
+    /// Everything else (listings, metadata, API answers) in small ones.
+    public var largeResponse = false
 
     public init(method: String, url: String, headers: [(name: String, value: String)], body: HTTPBody = .empty) {
         self.method = method

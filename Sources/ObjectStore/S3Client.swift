@@ -54,8 +54,9 @@ public final class S3Client: Sendable {
                                    query: call.query, headers: headers)
         headers += signer.signHeaders(request, payloadHash: call.payloadHash, date: clock()).parameters
         let started = Date()
-        let response = try transport.perform(HTTPRequest(method: call.method, url: url(for: call, query: call.query),
-                                                         headers: headers, body: call.body), handler: handler)
+        var http = HTTPRequest(method: call.method, url: url(for: call, query: call.query), headers: headers, body: call.body)
+        http.largeResponse = call.method == "GET" && call.key != nil && !call.query.contains { ["uploadId", "tagging", "retention", "legal-hold", "acl"].contains($0.name) }
+        let response = try transport.perform(http, handler: handler)
         logger.debug("\(call.operation) -> \(response.status) in \(Int(Date().timeIntervalSince(started) * 1000)) ms")
         guard (200..<300).contains(response.status) else {
             throw S3Error.decode(status: response.status, body: response.errorBody, headers: response.headers, operation: call.operation)

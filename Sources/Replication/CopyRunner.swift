@@ -267,6 +267,7 @@ public struct CopyRunner: Sendable {
         if let why = keys.cannotSign { throw StorageError.io("drctl copy records what it copied in a sealed record and \(why): nothing copied") }
         let started = now()
         let (planned, recorded, listed) = try self.plan(routes: routes, now: started)
+        Memory.trim()   // the listings' pages, parsed and dropped
         var state = recorded
         for (key, entry) in planned.adopted { state.objects[key] = entry }
         let plan = finalBackupInfos(planned, state: state)
@@ -316,6 +317,7 @@ public struct CopyRunner: Sendable {
         if book.failures.isEmpty && changedKeys.isEmpty {
             book.finish(listedAt: started, at: now())
         }
+        Memory.trim()
         if book.changedSinceLoad {
             do {
                 try CopyInspector.compact(book.state, run: run, into: target, stateKey: stateKey, keys: keys, note: progress)

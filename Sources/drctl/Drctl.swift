@@ -9,6 +9,7 @@ import Policy
 @main
 struct Entry {
     static func main() {
+        Memory.limitArenas()
         CrashReports.makeSafe()
         Drctl.main()
     }
