@@ -21,4 +21,10 @@ static inline CURLcode drctl_setopt_blob(CURL *h, CURLoption o, const void *data
   return curl_easy_setopt(h, o, &b);
 }
 static inline CURLcode drctl_getinfo_long(CURL *h, CURLINFO i, long *v) { return curl_easy_getinfo(h, i, v); }
+/* A handle's socket as it is opened and closed (CURLINFO_ACTIVESOCKET is only known after a
+   transfer): the header callback acknowledges a response head on it at once. */
+typedef int (*drctl_curl_sockopt_cb)(void *, curl_socket_t, curlsocktype);
+typedef int (*drctl_curl_closesocket_cb)(void *, curl_socket_t);
+static inline CURLcode drctl_setopt_sockopt_cb(CURL *h, drctl_curl_sockopt_cb v) { return curl_easy_setopt(h, CURLOPT_SOCKOPTFUNCTION, v); }
+static inline CURLcode drctl_setopt_closesocket_cb(CURL *h, drctl_curl_closesocket_cb v) { return curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, v); }
 #endif
