@@ -143,6 +143,7 @@ public final class HostRestore: @unchecked Sendable {
     public func run() throws -> RecoveryOutcome {
         let binaries = try PostgresBinaries.find(major: plan.pgMajor, override: options.pgBin)
         let runAs = try RunAs.forCurrentProcess(user: options.runAsUser)
+        if let runAs { try Self.checkRestoreCommand(runAs: runAs) }
         if let dir = options.targetDirectory { try Self.checkEmptyTarget(dir) }
         guard !options.owner.isEmpty else { throw LocalError("no owner id for the scratch directory") }
         ScratchDirectory.removeStale(base: options.scratchBase, owner: options.owner, progress: progress)
@@ -348,6 +349,18 @@ public final class HostRestore: @unchecked Sendable {
                                setAside: setAside, setAsideFiles: setAsideFiles,
                                proof: RestoreProof(backupID: plan.backup.backupID, objects: proven, walFirst: plan.wal.first?.name, walLast: plan.wal.last?.name),
                                replaySettings: Dictionary(replayTuning.map { ($0.name, $0.value) }, uniquingKeysWith: { $1 }))
+    }
+
+    /// PostgreSQL, running as `runAs`, runs this drctl as its restore_command: known before
+    /// anything is downloaded, not from the server's "command not executable" after it started.
+    /// Proven by running `drctl --version` as that user; the directory in the way is named.
+    static func checkRestoreCommand(runAs: RunAs) throws {
+        let exe = Subprocess.currentExecutable
+        let (program, args) = try runAs.wrap(exe, ["--version"])
+        if let (status, _) = try? Subprocess.run(program, args, env: ["PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"]), status == 0 { return }
+        let blocked = runAs.cannotReach(exe).map { $0 == exe ? "cannot execute \($0)" : "cannot enter \($0)" } ?? "cannot execute \(exe)"
+        throw RecoveryError("PostgreSQL runs as \(runAs.user) and runs drctl as its restore_command, but \(runAs.user) \(blocked): "
+                            + "install drctl where \(runAs.user) can run it (e.g. /usr/local/bin) or pass --run-as a user that can; nothing was downloaded")
     }
 
     /// Every file of a data directory flushed to disk, as PostgreSQL itself does it

@@ -90,6 +90,21 @@ public struct RunAs: Sendable {
         geteuid() == 0 ? try RunAs(user: user) : nil
     }
 
+    /// The first directory on `path` this user cannot enter, or the file itself when it cannot
+    /// execute it, judged by owner, group and other bits (root's view of the tree); nil when both hold.
+    public func cannotReach(_ path: String) -> String? {
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            var st = stat()
+            guard stat(prefix, &st) == 0 else { return prefix }
+            // Search on a directory, execute on the file: the same x bit of owner, group or other.
+            let bit = st.st_uid == uid ? S_IXUSR : st.st_gid == gid ? S_IXGRP : S_IXOTH
+            if st.st_mode & bit == 0 { return prefix }
+        }
+        return nil
+    }
+
     /// `program args` wrapped so it runs as this user (runuser keeps the environment).
     public func wrap(_ program: String, _ args: [String]) throws -> (String, [String]) {
         guard let runuser = Subprocess.find(["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]) else {

@@ -397,3 +397,22 @@ struct HeartbeatWriterTests {
         #expect(w.state.lastSuccess == now && w.state.error == nil && session.sent == ["app: INSERT INTO drctl.drctl_heartbeat DEFAULT VALUES"])
     }
 }
+
+/// Whether PostgreSQL's user can run drctl as its restore_command, judged from the path's modes.
+struct RunAsReachTests {
+    @Test func theFirstDirectoryTheUserCannotEnterIsNamed() throws {
+        try #require(geteuid() == 0, "needs root: only root sees into another user's 0700 directory")
+        let postgres = try RunAs(user: "postgres")
+        let base = NSTemporaryDirectory() + "drctl-reach-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: base + "/open/closed", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        chmod(base, 0o755); chmod(base + "/open", 0o711); chmod(base + "/open/closed", 0o700)
+        FileManager.default.createFile(atPath: base + "/open/tool", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        FileManager.default.createFile(atPath: base + "/open/closed/tool", contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        FileManager.default.createFile(atPath: base + "/open/plain", contents: Data(), attributes: [.posixPermissions: 0o644])
+        #expect(postgres.cannotReach(base + "/open/tool") == nil)
+        #expect(postgres.cannotReach(base + "/open/closed/tool") == base + "/open/closed")
+        #expect(postgres.cannotReach(base + "/open/plain") == base + "/open/plain", "not executable")
+        #expect(postgres.cannotReach(base + "/open/missing") == base + "/open/missing")
+    }
+}

@@ -186,6 +186,26 @@ import TestSupport
         #expect(cst == 0 || cst == 4, "the catalog opens: \(cout)")
     }
 
+    /// PostgreSQL runs drctl as its restore_command as the postgres user: a drctl that user
+    /// cannot reach (under a 0700 directory, as in a home or `mktemp -d`) is named before anything
+    /// is downloaded, not found out from the server's "command not executable" after it started.
+    @Test func aDrctlThePostgresUserCannotRunIsNamedBeforeAnyDownload() throws {
+        try #require(geteuid() == 0, "needs root: PostgreSQL runs as another user only then")
+        let db = try ArchivedDatabase(rgw: rgw, bucket: "reach")
+        _ = try db.targetBetweenTwoCommits()
+        let hidden = db.work + "/private"
+        try FileManager.default.createDirectory(atPath: hidden, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.copyItem(atPath: drctlBinary, toPath: hidden + "/drctl")
+        var env = db.rgw.environment
+        env["DRCTL_DATA_DIR"] = db.work + "/data"
+        let dir = db.work + "/restored"
+        let (st, out) = try run(hidden + "/drctl", ["restore", "--source", "s3://\(db.bucket)/cnpg", "--server", "app-db", "--at", "latest", "--to", dir, "--yes",
+                                                   "--scratch-dir", db.work + "/scratch"], env: env)
+        #expect(st == 1 && out.contains("postgres cannot enter \(hidden)") && out.contains("nothing was downloaded"), "\(out)")
+        #expect(!out.contains("base backup") || !out.contains("unpacked"), "nothing downloaded: \(out)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "the target is left empty")
+    }
+
     /// `drctl restore` (not a drill) hands over a data directory that is on disk: the server it
     /// leaves running is killed with SIGKILL the moment drctl returns, started again as drctl
     /// said to, and has the same rows; the restore ran with replay tuned but durability kept, or
