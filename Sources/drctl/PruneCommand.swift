@@ -27,9 +27,9 @@ struct PruneCommand: ParsableCommand {
             backup.info last). A plan recorded by an interrupted --apply is finished only as far as \
             the current plan agrees with it; the dry run lists what it would still delete.
 
-            Long-term tiers (--keep-daily/--keep-weekly/--keep-monthly, or the policy's             retention: {window, daily, weekly, monthly}) keep, beyond the window, the newest             restorable backup of each of the last N days, ISO weeks and months (UTC) that have             one, each with only the WAL from its begin_wal to its end_wal: a restore point, no             longer the start of a point-in-time range. All other WAL before the window's oldest             backup goes. With tiers, drctl render leaves CNPG's retentionPolicy out (CNPG would             delete the tiers), so run drctl prune WORKLOAD --apply on a schedule.
+            Long-term tiers (--keep-daily/--keep-weekly/--keep-monthly, or the policy's retention: {window, daily, weekly, monthly}) keep, beyond the window, the newest restorable backup of each of the last N days, ISO weeks and months (UTC) that have one, each with only the WAL from its begin_wal to its end_wal: a restore point, no longer the start of a point-in-time range. All other WAL before the window's oldest backup goes. With tiers, drctl render leaves CNPG's retentionPolicy out (CNPG would delete the tiers), so run drctl prune WORKLOAD --apply on a schedule.
 
-            drctl prune WORKLOAD reads the policy: each of its databases on the workload's store,             or with --store NAME on a copy, with the copy's own spec.copies[].retention when it             has one.
+            drctl prune WORKLOAD reads the policy: each of its databases on the workload's store, or with --store NAME on a copy, with the copy's own spec.copies[].retention when it has one.
             """)
 
     @OptionGroup var global: GlobalOptions

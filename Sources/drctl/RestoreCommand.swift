@@ -27,7 +27,7 @@ struct RestoreCommand: ParsableCommand {
             a 0600 file that is removed once the server is promoted, never its environment. Works from a policy \
             (WORKLOAD --policies DIR) or from the bucket alone (--source s3://bucket/path --server NAME). \
             --at takes RFC 3339 (2026-11-27T04:20:00Z, any offset), '2026-11-27 04:20:00' (UTC), \
-            'latest', a relative time such as -2h, or a base backup's id (20261027T040000) to             restore that backup to its consistent point only (recovery_target = 'immediate'): how a             long-term tier backup, which keeps only its own WAL, is restored. --store NAME reads             the workload's copy on ObjectStore NAME with that store's own keys.
+            'latest', a relative time such as -2h, or a base backup's id (20261027T040000) to restore that backup to its consistent point only (recovery_target = 'immediate'): how a long-term tier backup, which keeps only its own WAL, is restored. --store NAME reads the workload's copy on ObjectStore NAME with that store's own keys.
             """)
 
     @OptionGroup var global: GlobalOptions
