@@ -81,7 +81,7 @@ public struct ClusterDrill {
                     left.append((name, "Velero restore \(restore) still writes into it"))
                     continue
                 }
-                try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+                try kube.deleteNamespace(name)
                 deleted.append(name)
             } catch {
                 left.append((name, "it could not be deleted (\(error))"))
@@ -133,7 +133,7 @@ public struct ClusterDrill {
                 teardownAction = Cleanup.shared.addAction { [kube, veleroNamespace, teardownState] in
                     let (restore, namespaces) = teardownState.get()
                     if let restore { Self.settle(kube, restore: restore, veleroNamespace: veleroNamespace, timeout: Self.settleGrace) }
-                    for ns in namespaces { try? kube.delete(apiVersion: "v1", kind: "Namespace", name: ns) }
+                    for ns in namespaces { try? kube.deleteNamespace(ns, propagation: "Background") }
                 }
                 for name in names {
                     _ = try kube.create(Self.plain(DrillManifests.namespace(name, drillID: id, workload: workload, expires: expires,
@@ -215,7 +215,7 @@ public struct ClusterDrill {
                 }
                 for name in created {
                     do {
-                        try kube.delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: "Foreground")
+                        try kube.deleteNamespace(name)
                     } catch {
                         progress("could not delete \(name) (the next run's janitor will): \(error)")
                         if failure == nil { failure = "teardown: \(error)" }

@@ -372,6 +372,17 @@ public final class KubeClient: @unchecked Sendable {
         try request("DELETE", path(apiVersion: apiVersion, kind: kind, namespace: namespace, name: name), body: Array(body.utf8))
     }
 
+    /// DELETE of a namespace that may already be going: one that is gone (404), or Terminating
+    /// with its finalizers still at work (409 Conflict, "The system is ensuring all content is
+    /// removed from this namespace": registry/core/namespace/storage REST.Delete), is deleted as
+    /// far as a DELETE can make it.
+    public func deleteNamespace(_ name: String, propagation: String = "Foreground") throws {
+        do {
+            try delete(apiVersion: "v1", kind: "Namespace", name: name, propagation: propagation)
+        } catch let e as KubeError where e.isNotFound || e.code == 409 {
+        }
+    }
+
     static func identity(_ o: [String: Any]) throws -> (String, String, String?, String) {
         guard let apiVersion = o["apiVersion"] as? String, let kind = o["kind"] as? String,
               let meta = o["metadata"] as? [String: Any], let name = meta["name"] as? String else {

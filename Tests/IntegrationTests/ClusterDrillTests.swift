@@ -323,6 +323,8 @@ final class ClusterFixture {
         (st, out) = try f.restore(into: "n8n-prod-restored")
         #expect(st != 0 && out.contains("namespace n8n-prod-restored exists"), "\(out)")
         try k.delete(apiVersion: "v1", kind: "Namespace", name: "n8n-prod-restored")
+        // Gone before the next step counts writes: the namespace controller's deletions are not a drill's.
+        #expect(try waitUntil(600, every: 50_000) { try k.get(apiVersion: "v1", kind: "Namespace", name: "n8n-prod-restored") == nil }, "n8n-prod-restored still there")
         // A drill's scratch namespace is refused even with --force: its drill or the janitor would delete the restore.
         _ = try k.create(["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": "drill-n8n-prod-20261201060000-aa", "labels": ["drctl.dev/drill": "true"],
                                                                                  "annotations": ["drctl.dev/drill-expires": "2999-01-01T00:00:00Z"]]])

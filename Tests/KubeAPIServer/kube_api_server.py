@@ -962,9 +962,11 @@ def delete_object(key, actor):
     store.go Delete, markAsDeleting): an object with metadata.finalizers, or a pod (graceful
     deletion: the kubelet removes it once it has stopped), gets deletionTimestamp and stays; a
     second DELETE answers the object again. A Namespace (registry/core/namespace/storage
-    REST.Delete) becomes Terminating with deletionTimestamp, 200 with the object, and again 200
-    unchanged when it already is; the namespace controller empties and then finalizes it. Anything
-    else goes at once."""
+    REST.Delete) becomes Terminating with deletionTimestamp, 200 with the object; a DELETE of one
+    already Terminating is refused while its spec.finalizers remain ("prior to final deletion, we
+    must ensure that finalizers is empty": 409 Conflict, "The system is ensuring all content is
+    removed from this namespace", as kubectl shows it); the namespace controller empties and then
+    finalizes it. Anything else goes at once."""
     obj = store[key]
     meta = obj.setdefault("metadata", {})
     if key[:2] == ("v1", "namespaces"):
@@ -975,6 +977,9 @@ def delete_object(key, actor):
             meta["resourceVersion"] = str(rv[0])
             record("MODIFIED", key, obj)
             log_write("delete", key, actor)
+        elif (obj.get("spec") or {}).get("finalizers"):
+            return status(409, "Conflict", f'Operation cannot be fulfilled on namespaces "{key[3]}": The system is ensuring all content is removed '
+                          'from this namespace.  Upon completion, this namespace will automatically be purged by the system.', name=key[3], kind="namespaces")
         return 200, public(obj, key)
     if meta.get("finalizers") or key[:2] == ("v1", "pods"):
         if not meta.get("deletionTimestamp"):
