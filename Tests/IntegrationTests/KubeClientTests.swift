@@ -150,6 +150,20 @@ import TestSupport
         // A line break in a quoted scalar folds into a space; NEL is a line break to YAML.
         _ = try rawApply(body("nel", "{\"a\":\"x\u{85}y\"}"), name: "nel")
         #expect((try client("token").get(apiVersion: "v1", kind: "ConfigMap", namespace: "default", name: "nel")?["data"] as? [String: String]) == ["a": "x y"])
+        // readerc.go: invalid UTF-8 is refused; a byte order mark at the start is skipped.
+        var broken = body("badutf8", #"{"a":"x"}"#)
+        broken.insert(0xC3, at: broken.count - 4)
+        let (bc, _, bout) = try rawApply(broken, name: "badutf8")
+        #expect(bc == 400 && bout.contains("yaml: invalid leading UTF-8 octet"), "\(bc) \(bout)")
+        let (mc, _, mout) = try rawApply([0xEF, 0xBB, 0xBF] + body("bom", #"{"a":"x"}"#), name: "bom")
+        #expect(mc == 201, "a leading BOM is skipped: \(mc) \(mout)")
+        // scannerc.go: nesting deeper than 10000 levels; a tab before the top-level value.
+        try refused("deep", String(repeating: "[", count: 10_001) + String(repeating: "]", count: 10_001), "exceeded max depth of 10000")
+        let (tc, _, tout) = try rawApply(Array("\t".utf8) + body("tab", #"{"a":"x"}"#), name: "tab")
+        #expect(tc == 400 && tout.contains("found character that cannot start any token"), "\(tc) \(tout)")
+        // A tab between tokens inside {} is white space.
+        let (ic, _, iout) = try rawApply(body("innertab", "{\t\"a\":\t\"x\"}"), name: "innertab")
+        #expect(ic == 201, "\(ic) \(iout)")
         // What drctl sends is read, slashes, controls and all.
         let odd = "https://example.org/a \u{7F}\u{9F}\u{1F600}"
         _ = try client("token").apply(["apiVersion": "v1", "kind": "ConfigMap", "metadata": ["name": "drctl-body", "namespace": "default",
