@@ -300,22 +300,6 @@ public final class HostRestore: @unchecked Sendable {
         // Promoted: restore_command has run for the last time; the keys go before any client connects.
         removeCredentials()
         phases["wal_replay"] = Date().timeIntervalSince(t0)
-        if options.kind != "drill" && options.unsafeReplay {
-            // Replayed without fsync: nothing is handed over until it is all on disk and the server runs with fsync on.
-            t0 = Date()
-            progress("replayed without fsync (--fast-unsafe): shutting the server down, syncing \(dataDir), starting it with fsync on")
-            let mark = server.log().utf8.count
-            server.stop(mode: "fast")
-            guard String(decoding: server.log().utf8.dropFirst(mark), as: UTF8.self).contains("database system is shut down") else {
-                throw RecoveryError("the restored server did not shut down cleanly after replay without fsync: \(server.logProblem()); restore again without --fast-unsafe")
-            }
-            try Self.syncDataDirectory(dataDir, binaries: binaries, runAs: runAs)
-            server.tuning = BackupConfiguration.replaySettings(major: binaries.major, durable: true, sharedBuffersMB: sharedBuffers)
-            try server.start(environment: env)
-            try server.waitReady(logAfter: mark, deadline: Date().addingTimeInterval(min(options.timeout, 600)))
-            phases["sync_restart"] = Date().timeIntervalSince(t0)
-        }
-
         // 4. Where recovery stopped, from the server itself and from its log.
         let row = try server.query("""
             select pg_is_in_recovery(),
@@ -334,6 +318,23 @@ public final class HostRestore: @unchecked Sendable {
             throw RecoveryError("recovery overshot: the last replayed transaction committed at \(TargetTime.rfc3339(a)), after the target \(TargetTime.rfc3339(t))")
         }
         let restored = log.components(separatedBy: "restored log file \"").count - 1
+        // Read above while the server still knows where replay stopped: after a restart it is a
+        // server started without recovery (pg_last_xact_replay_timestamp() is NULL).
+        if options.kind != "drill" && options.unsafeReplay {
+            // Replayed without fsync: nothing is handed over until it is all on disk and the server runs with fsync on.
+            t0 = Date()
+            progress("replayed without fsync (--fast-unsafe): shutting the server down, syncing \(dataDir), starting it with fsync on")
+            let mark = server.log().utf8.count
+            server.stop(mode: "fast")
+            guard String(decoding: server.log().utf8.dropFirst(mark), as: UTF8.self).contains("database system is shut down") else {
+                throw RecoveryError("the restored server did not shut down cleanly after replay without fsync: \(server.logProblem()); restore again without --fast-unsafe")
+            }
+            try Self.syncDataDirectory(dataDir, binaries: binaries, runAs: runAs)
+            server.tuning = BackupConfiguration.replaySettings(major: binaries.major, durable: true, sharedBuffersMB: sharedBuffers)
+            try server.start(environment: env)
+            try server.waitReady(logAfter: mark, deadline: Date().addingTimeInterval(min(options.timeout, 600)))
+            phases["sync_restart"] = Date().timeIntervalSince(t0)
+        }
         // What is proven must be what was restored: nothing of the backup changed meanwhile.
         guard try stillSame(proven) else {
             throw RecoveryError("backup \(plan.backup.backupID) changed in the store during the restore (its backup.info or an archive has another ETag now): not proven")

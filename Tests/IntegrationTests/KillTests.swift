@@ -227,6 +227,13 @@ import TestSupport
         } else {
             #expect(settings["fsync"] == "off" && (outcome["phases"] as? [String: Double])?["sync_restart"] != nil, "replayed without fsync, then synced: \(outcome)")
         }
+        // Where recovery stopped, as the server said it before any restart (after one it is a
+        // server started without recovery, which knows of no replayed transaction): row 43's
+        // commit, after the base backup's end and before the target.
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        let backupEnd = ((json["plan"] as? [String: Any])?["backup"] as? [String: Any])?["endTime"] as? String
+        let achieved = outcome["achieved"] as? String
+        #expect(achieved != nil && backupEnd != nil && achieved != backupEnd && achieved! <= target, "achieved \(achieved ?? "nil"), backup end \(backupEnd ?? "nil"), target \(target)")
         // What is handed over runs with fsync on, whatever replay ran with.
         let (fst, fsync) = try run("/usr/bin/psql", ["-X", "-h", dir, "-p", String(port), "-U", "postgres", "-Atqc", "select current_setting('fsync') || current_setting('full_page_writes')"])
         #expect(fst == 0 && fsync.trimmingCharacters(in: .whitespacesAndNewlines) == "onon", "\(fsync)")
