@@ -57,11 +57,20 @@ public enum CopyInspector {
         }
         let through = state?.compactedThrough ?? ""
         var parts = 0
+        // Parts are input from the bucket too: only part-sized ones are read, and after a few that
+        // drctl did not seal no more (a part left unread only makes the run compare those objects
+        // afresh), so planted ones cannot make every run download and parse without end.
+        var forged = 0
         for o in try target.listAll(prefix: journalPrefix(stateKey)) {
-            guard let run = partRun(o.key.dropFirst(journalPrefix(stateKey).count)), run > through,
-                  let bytes = try? target.read(o.key, limit: 64 << 20) else { continue }
+            guard let run = partRun(o.key.dropFirst(journalPrefix(stateKey).count)), run > through else { continue }
+            guard forged < journalForgeriesRead, o.size <= journalPartLimit, let bytes = try? target.read(o.key, limit: journalPartLimit) else {
+                forged += 1
+                if forged == journalForgeriesRead + 1 { note("\(target.location)/\(journalPrefix(stateKey)) holds more parts drctl did not seal, or too large to be its own: not read") }
+                continue
+            }
             let (part, partHow) = RecordSeal.open(bytes, as: CopyJournalPart.self, kind: RecordKind.copyJournal, name: journalName(o.key), keys: keys)
             guard let part, partHow.isAuthentic, part.run == run else {
+                forged += 1
                 note("\(target.location)/\(o.key) is not a journal part drctl sealed (\(partHow)): not read")
                 continue
             }
@@ -76,6 +85,11 @@ public enum CopyInspector {
         if parts > 0 { note("\(parts) journal parts of an unfinished copy read on top of \(target.location)/\(stateKey)") }
         return (state, how)
     }
+
+    /// The largest journal part read: a checkpoint of every few seconds holds far fewer entries.
+    static let journalPartLimit = 16 << 20
+    /// Journal parts drctl did not seal (or too large) looked at before the rest are left unread.
+    static let journalForgeriesRead = 16
 
     /// Where a copy's journal parts go: `<drctl>/copies/<source>.journal/<run>-<n>.json`.
     public static func journalPrefix(_ stateKey: String) -> String { String(stateKey.dropLast(5)) + ".journal/" }

@@ -218,6 +218,15 @@ struct CopyTests {
         #expect(loaded.objects[tar]?.etag != part.objects[tar]!.etag, "neither part was read")
         let repaired = try r.run(routes: Self.routes)
         #expect(repaired.copied == 1 && repaired.preserved == 1 && dst.contents(tar) == Array(repeating: 7, count: 5000), "\(repaired)")
+
+        // Parts planted by the hundred, named after any later run: a few are looked at, the rest not even read.
+        for i in 0..<200 {
+            try dst.put(CopyInspector.journalPrefix(Self.stateKey) + "99991231T235959Z.999-zz-\(String(format: "%06d", i)).json", bytes: Array("[0,0,0]".utf8))
+        }
+        let plantedMark = dst.log.count
+        #expect(try r.loadState().objects.count == 5)
+        let reads = dst.log.dropFirst(plantedMark).filter { $0.hasPrefix("get " + CopyInspector.journalPrefix(Self.stateKey)) }.count
+        #expect(reads <= CopyInspector.journalForgeriesRead, "\(reads) planted parts read")
     }
 
     /// A listing is a claim: an object listed small and larger when read is copied through the
