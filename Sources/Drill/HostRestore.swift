@@ -68,9 +68,11 @@ public struct HostRestoreOptions: Sendable {
     public var unsafeReplay = false
     public init() {}
 
+    /// A kept restore replaying without fsync (`unsafeReplay`): it syncs once at the end instead.
+    var syncsAfterReplay: Bool { kind != "drill" && unsafeReplay }
     /// Whether replay flushes what it writes: a drill's directory is thrown away, and
-    /// `unsafeReplay` syncs once at the end instead.
-    var durableReplay: Bool { kind != "drill" && !unsafeReplay }
+    /// `syncsAfterReplay` flushes once at the end instead.
+    var durableReplay: Bool { kind != "drill" && !syncsAfterReplay }
 }
 
 /// What a finished recovery achieved.
@@ -320,7 +322,7 @@ public final class HostRestore: @unchecked Sendable {
         let restored = log.components(separatedBy: "restored log file \"").count - 1
         // Read above while the server still knows where replay stopped: after a restart it is a
         // server started without recovery (pg_last_xact_replay_timestamp() is NULL).
-        if options.kind != "drill" && options.unsafeReplay {
+        if options.syncsAfterReplay {
             // Replayed without fsync: nothing is handed over until it is all on disk and the server runs with fsync on.
             t0 = Date()
             progress("replayed without fsync (--fast-unsafe): shutting the server down, syncing \(dataDir), starting it with fsync on")

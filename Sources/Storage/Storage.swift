@@ -167,7 +167,7 @@ extension StorageReader {
     /// before and after: one that changed in between is read again (three tries), so what is
     /// returned describes the bytes written.
     public func download(_ key: String, to path: String) throws -> StoredObject {
-        try consistently(key) { before in
+        try consistently(key) {
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw StorageError.io("cannot create \(path): \(String(cString: strerror(errno)))") }
             var size: Int64 = 0
@@ -187,7 +187,7 @@ extension StorageReader {
 
     /// The object whole, with the object as read (`consistently`).
     public func fetch(_ key: String, limit: Int) throws -> (bytes: [UInt8], object: StoredObject) {
-        try consistently(key) { _ in
+        try consistently(key) {
             var out: [UInt8] = []
             try get(key, range: nil) { chunk in
                 guard out.count + chunk.count <= limit else { throw ObjectTooLarge(key: key, limit: limit) }
@@ -199,10 +199,10 @@ extension StorageReader {
 
     /// `body` between two looks at the object, again while they disagree (three tries): for
     /// stores whose reads do not say which version they read.
-    func consistently<T>(_ key: String, _ body: (StoredObject?) throws -> (T, Int64)) throws -> (bytes: T, object: StoredObject) {
+    func consistently<T>(_ key: String, _ body: () throws -> (T, Int64)) throws -> (bytes: T, object: StoredObject) {
         for _ in 0..<3 {
             let before = try head(key)
-            let (value, size) = try body(before)
+            let (value, size) = try body()
             let after = try head(key)
             if let after, let before, after.size == size, before.size == size, after.etag == before.etag,
                after.lastModified == before.lastModified {
